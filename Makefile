@@ -1,0 +1,41 @@
+# gpuhub — two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PROXY  := hub_config/proxy/node_modules/.bin/configurable-http-proxy
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/hub_config/proxy/node_modules/.bin:$(PATH)
+
+.PHONY: demo test install system-deps clean
+
+## Debian packages the tests and the demo need (list: .ci/apt-packages); installed only when missing.
+system-deps:
+	@missing=$$(for p in $$(grep -v '^#' .ci/apt-packages); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "please install: $$missing (sudo apt-get install $$missing)"; exit 1; fi; \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+$(PROXY): hub_config/proxy/package.json hub_config/proxy/package-lock.json
+	cd hub_config/proxy && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: system-deps $(VENV)/.installed $(PROXY)
+
+## Start a real JupyterHub on http://127.0.0.1:8000 with the allocator and the mock GPU pool.
+demo: install
+	@echo "gpuhub demo: open http://127.0.0.1:8000 (any user name and password; user 'admin' is a hub admin)"
+	$(BIN)/jupyterhub -f hub_config/jupyterhub_config.py
+
+## Install everything and run the whole test suite.
+test: install
+	$(BIN)/python -m pytest -ra
+
+clean:
+	rm -rf $(VENV) hub_config/proxy/node_modules data
