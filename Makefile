@@ -1,5 +1,7 @@
 # gpuhub — two commands: `make demo` and `make test`.
-PYTHON ?= python3
+# Debian's python3 where present: single-user servers run as the users' own accounts,
+# which must be able to execute the venv's interpreter (a pyenv under /root is not).
+PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 PROXY  := hub_config/proxy/node_modules/.bin/configurable-http-proxy

@@ -1,0 +1,1 @@
+"""gpuhub allocator: owns the pool of GPU hosts and hands out shares of it."""

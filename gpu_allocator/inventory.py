@@ -1,0 +1,147 @@
+"""Where the pool's hosts come from: a declared inventory file, or NVML.
+
+A declared (mock) inventory is a product feature for hosts without GPUs — demos,
+development, CI — and for declaring remote hosts; everything above it (placement,
+store, spawner) is the same code as with real GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import yaml
+
+from .model import Device, Host
+from .validation import RequestError, parse_mem
+
+_MOCK_NAMESPACE = uuid.UUID("6f1e5d0c-52a4-4c4e-9d8f-677075687562")
+
+
+class InventoryError(ValueError):
+    """The inventory file is malformed; the message names the entry."""
+
+
+def mock_uuid(host: str, index: int) -> str:
+    """Stable, NVML-looking UUID for a declared device (same on every start)."""
+    return f"GPU-{uuid.uuid5(_MOCK_NAMESPACE, f'{host}/{index}')}"
+
+
+def _mem(value: object, where: str) -> int:
+    try:
+        return parse_mem(value)
+    except RequestError as e:
+        raise InventoryError(f"{where}: {e}") from None
+
+
+def load_inventory(path: str | os.PathLike) -> list[Host]:
+    """Read a YAML inventory (see hub_config/gpu_inventory.yaml for the format)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    hosts = []
+    seen: set[str] = set()
+    for n, entry in enumerate(data.get("hosts") or []):
+        where = f"{path}: hosts[{n}]"
+        name = str(entry.get("name") or "")
+        if not name or name in seen:
+            raise InventoryError(f"{where}: every host needs a unique name")
+        seen.add(name)
+        devices: list[Device] = []
+        for g, group in enumerate(entry.get("gpus") or []):
+            gwhere = f"{where}.gpus[{g}]"
+            count = int(group.get("count", 1))
+            if count < 1:
+                raise InventoryError(f"{gwhere}: count must be at least 1")
+            uuids = group.get("uuids") or []
+            for i in range(count):
+                index = len(devices)
+                devices.append(
+                    Device(
+                        host=name,
+                        index=index,
+                        uuid=str(uuids[i]) if i < len(uuids) else mock_uuid(name, index),
+                        model=str(group.get("model") or "unknown"),
+                        memory_mb=_mem(group.get("memory", "16G"), gwhere),
+                        island=str(group.get("nvlink_island") or ""),
+                    )
+                )
+        hosts.append(
+            Host(
+                name=name,
+                devices=tuple(devices),
+                cpus=float(entry.get("cpus", os.cpu_count() or 1)),
+                memory_mb=_mem(entry.get("memory", "16G"), where),
+            )
+        )
+    return hosts
+
+
+def nvml_available() -> bool:
+    """True when the NVIDIA driver's NVML loads and reports at least one GPU."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:
+        return False
+    try:
+        return pynvml.nvmlDeviceGetCount() > 0
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _islands(pynvml, handles: list) -> list[str]:
+    """Group devices into NVLink islands: union of pairs with NVLink P2P."""
+    parent = list(range(len(handles)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    linked = [False] * len(handles)
+    for i in range(len(handles)):
+        for j in range(i + 1, len(handles)):
+            try:
+                status = pynvml.nvmlDeviceGetP2PStatus(
+                    handles[i], handles[j], pynvml.NVML_P2P_CAPS_INDEX_NVLINK
+                )
+            except pynvml.NVMLError:
+                continue
+            if status == pynvml.NVML_P2P_STATUS_OK:
+                parent[root(j)] = root(i)
+                linked[i] = linked[j] = True
+    return [f"nvlink{root(i)}" if linked[i] else "" for i in range(len(handles))]
+
+
+def discover_nvml(hostname: str | None = None) -> Host:
+    """This host's GPUs as NVML reports them. Blocking: call it in an executor."""
+    import pynvml
+
+    name = hostname or socket.gethostname()
+    pynvml.nvmlInit()
+    try:
+        handles = [
+            pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())
+        ]
+        islands = _islands(pynvml, handles)
+        devices = []
+        for i, h in enumerate(handles):
+            model = pynvml.nvmlDeviceGetName(h)
+            uuid_ = pynvml.nvmlDeviceGetUUID(h)
+            devices.append(
+                Device(
+                    host=name,
+                    index=i,
+                    uuid=uuid_.decode() if isinstance(uuid_, bytes) else uuid_,
+                    model=model.decode() if isinstance(model, bytes) else model,
+                    memory_mb=pynvml.nvmlDeviceGetMemoryInfo(h).total // 1024**2,
+                    island=islands[i],
+                )
+            )
+    finally:
+        pynvml.nvmlShutdown()
+    mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024**2
+    return Host(name=name, devices=tuple(devices), cpus=float(os.cpu_count() or 1), memory_mb=mem_mb)

@@ -1,0 +1,105 @@
+"""gpuhub demo: a real JupyterHub with the GPU allocator, on an embedded default.
+
+Start it with `make demo` (or `jupyterhub -f hub_config/jupyterhub_config.py`).
+
+- state: SQLite in ./data (GPUHUB_DATA_DIR)
+- GPUs: this host's NVIDIA GPUs via NVML when present, else the declared pool in
+  hub_config/gpu_inventory.yaml (GPUHUB_INVENTORY)
+- login: DummyAuthenticator, any user name and password; `admin` is a hub admin
+- sessions: local processes (LocalGPUSpawner); as root, each as the user's own
+  system account, created on first spawn (demo only: see create_system_users)
+
+Ports come from the environment so that tests can run several hubs side by side.
+"""
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+
+here = Path(__file__).resolve().parent
+repo = here.parent
+data_dir = Path(os.environ.get("GPUHUB_DATA_DIR", repo / "data")).resolve()
+data_dir.mkdir(parents=True, exist_ok=True)
+env = os.environ.get
+
+
+def secret(name: str) -> str:
+    """A token kept in the data dir (mode 600), made on first start."""
+    path = data_dir / name
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+# --- the hub -----------------------------------------------------------------
+c.JupyterHub.ip = env("GPUHUB_IP", "127.0.0.1")
+c.JupyterHub.port = int(env("GPUHUB_PORT", "8000"))
+c.JupyterHub.hub_port = int(env("GPUHUB_HUB_PORT", "8081"))
+c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{env('GPUHUB_PROXY_API_PORT', '8001')}"
+c.ConfigurableHTTPProxy.pid_file = str(data_dir / "jupyterhub-proxy.pid")
+chp = repo / "hub_config" / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
+if chp.exists():
+    c.ConfigurableHTTPProxy.command = [str(chp)]
+
+# --- who may log in ----------------------------------------------------------
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = {"admin"}
+
+# --- the allocator, as a managed JupyterHub service --------------------------
+allocator_port = int(env("GPUHUB_ALLOCATOR_PORT", "8051"))
+spawner_token = secret("gpuhub-spawner-token")
+c.JupyterHub.services = [
+    {
+        "name": "gpu-allocator",
+        "url": f"http://127.0.0.1:{allocator_port}",
+        "command": [sys.executable, "-m", "gpu_allocator"],
+        "environment": {
+            "GPUHUB_DATA_DIR": str(data_dir),
+            "GPUHUB_INVENTORY": env("GPUHUB_INVENTORY", str(here / "gpu_inventory.yaml")),
+            "PYTHONUNBUFFERED": "1",
+        },
+        "display": False,
+    },
+    # the identity the spawner uses to place and release shares for any user
+    {"name": "gpuhub-spawner", "api_token": spawner_token, "display": False},
+]
+c.JupyterHub.custom_scopes = {
+    "custom:gpu-allocator:admin": {
+        "description": "Place, list and release GPU shares of any user.",
+    },
+}
+c.JupyterHub.load_roles = [
+    # every user may read the pool and manage their own shares
+    {"name": "user", "scopes": ["self", "access:services!service=gpu-allocator"]},
+    {
+        "name": "gpuhub-spawner",
+        "scopes": ["custom:gpu-allocator:admin", "access:services!service=gpu-allocator"],
+        "services": ["gpuhub-spawner"],
+    },
+    {
+        "name": "gpu-admin",
+        "scopes": ["custom:gpu-allocator:admin", "access:services!service=gpu-allocator"],
+        "users": ["admin"],
+    },
+]
+
+# --- sessions -----------------------------------------------------------------
+c.JupyterHub.spawner_class = "spawner.LocalGPUSpawner"
+c.GPUSpawner.allocator_url = f"http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/"
+c.GPUSpawner.allocator_token = spawner_token
+c.GPUSpawner.default_gpus = "0.5"
+c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+c.Spawner.default_url = "/lab"
+c.Spawner.poll_interval = int(env("GPUHUB_POLL_INTERVAL", "30"))
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 90
+# demo only: make a system account for whoever logs in when the hub runs as root
+c.LocalGPUSpawner.create_system_users = True
+c.LocalGPUSpawner.unprivileged_home_template = str(data_dir / "users" / "{username}")

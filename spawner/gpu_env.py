@@ -1,0 +1,37 @@
+"""The environment that tells a session which GPUs it holds.
+
+Whole GPUs: CUDA_VISIBLE_DEVICES lists the device UUIDs. A fraction of one GPU
+additionally gets the CUDA MPS client limits, so that the share is enforced by
+the MPS server on the host: a percentage of the SMs and a pinned memory limit
+(device 0 is the first — and only — visible device).
+"""
+
+from __future__ import annotations
+
+
+def gpu_env(allocation: dict | None) -> dict[str, str]:
+    if not allocation:
+        return {"CUDA_VISIBLE_DEVICES": "", "GPUHUB_GPUS": "0"}
+    devices = allocation["devices"]
+    env = {
+        "CUDA_VISIBLE_DEVICES": ",".join(d["uuid"] for d in devices),
+        "GPUHUB_ALLOCATION": allocation["id"],
+        "GPUHUB_GPUS": str(allocation["gpus"]),
+        "GPUHUB_HOST": allocation["host"],
+    }
+    fraction = devices[0]["fraction"] if len(devices) == 1 else 1
+    if fraction < 1:
+        env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(max(1, round(fraction * 100)))
+        limit_mb = int(devices[0]["memory_mb"] * fraction)
+        env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={limit_mb}M"
+    return env
+
+
+def describe(allocation: dict) -> str:
+    """'0.5 × A100-SXM4-80GB (GPU-…) on node-a' for progress and logs."""
+    devices = allocation.get("devices") or []
+    if len(devices) == 1:
+        d = devices[0]
+        return f"{d['fraction']} × {d['model']} ({d['uuid']}) on {allocation['host']}"
+    uuids = ", ".join(d["uuid"] for d in devices)
+    return f"{len(devices)} × {devices[0]['model']} ({uuids}) on {allocation['host']}"

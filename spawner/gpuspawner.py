@@ -1,0 +1,231 @@
+"""GPUSpawner: the GPU-share life cycle, independent of how servers run.
+
+start: validate → ask the allocator → put the share into the environment →
+start the server with the runtime (the spawner class this is mixed into) → on
+any failure, give the share back. stop, or a server found dead by poll(): give
+the share back. The allocation id lives in the spawner state, so a restarted
+hub still releases it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from jupyterhub.spawner import SpawnException, Spawner
+from tornado import web
+from traitlets import Float, Unicode, default
+
+from gpu_allocator.serialize import pool_from_json
+from gpu_allocator.validation import RequestError
+
+from .allocator_client import AllocatorClient, AllocatorError
+from .gpu_env import describe, gpu_env
+from .options import SpawnRequest, options_from_form, parse_spawn_options, render_form
+
+
+class GPUSpawner(Spawner):
+    """GPU shares for single-user servers; combine with a runtime spawner that
+    comes after it in the bases (``class LocalGPUSpawner(GPUSpawner,
+    LocalProcessSpawner)``). Configure it as ``c.GPUSpawner.…``."""
+
+    allocator_url = Unicode(
+        help="Base URL of the allocator's REST API as the hub reaches it directly. "
+        "Default: $GPUHUB_ALLOCATOR_URL or http://127.0.0.1:8051/services/gpu-allocator/api/v1/."
+    ).tag(config=True)
+
+    @default("allocator_url")
+    def _default_allocator_url(self):
+        return os.environ.get(
+            "GPUHUB_ALLOCATOR_URL", "http://127.0.0.1:8051/services/gpu-allocator/api/v1/"
+        )
+
+    allocator_token = Unicode(
+        help="JupyterHub API token the spawner uses with the allocator; it needs the "
+        "custom:gpu-allocator:admin scope. Default: $GPUHUB_ALLOCATOR_TOKEN."
+    ).tag(config=True)
+
+    @default("allocator_token")
+    def _default_allocator_token(self):
+        return os.environ.get("GPUHUB_ALLOCATOR_TOKEN", "")
+
+    default_gpus = Unicode("0.5", help="GPU share preselected in the form and used when a "
+                           "REST spawn request names none ('0' = no GPU).").tag(config=True)
+    default_cpu = Float(2.0, help="CPU cores when the request names none.").tag(config=True)
+    default_mem = Unicode("4G", help="Memory when the request names none, e.g. '4G'.").tag(config=True)
+    default_max_hours = Float(8.0, help="Expected run time (hours) when the request names none.").tag(
+        config=True
+    )
+    max_hours_limit = Float(168.0, help="The longest run time (hours) a user may ask for.").tag(
+        config=True
+    )
+
+    # --- state -----------------------------------------------------------------
+
+    allocation: dict | None = None
+    spawn_request: SpawnRequest | None = None
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.allocation = state.get("gpuhub_allocation")
+
+    def get_state(self):
+        state = super().get_state()
+        if self.allocation:
+            state["gpuhub_allocation"] = self.allocation
+        return state
+
+    # clear_state() deliberately keeps the allocation: runtimes clear their state
+    # inside stop(), before the share is released, and a share whose release
+    # failed must stay on record until a later stop, poll or start releases it.
+
+    # --- options -----------------------------------------------------------------
+
+    @property
+    def client(self) -> AllocatorClient:
+        return AllocatorClient(self.allocator_url, self.allocator_token)
+
+    @property
+    def option_defaults(self) -> dict:
+        return {
+            "gpus": self.default_gpus,
+            "cpu": self.default_cpu,
+            "mem": self.default_mem,
+            "max_hours": self.default_max_hours,
+        }
+
+    async def _pool(self):
+        try:
+            return pool_from_json(await self.client.pool())
+        except AllocatorError as e:
+            raise SpawnException(
+                f"The GPU allocator is not available: {e.message}",
+                reason="allocator", status_code=503,
+            ) from None
+
+    @default("options_form")
+    def _default_options_form(self):
+        async def form(spawner):
+            return render_form(await spawner._pool(), spawner.option_defaults)
+
+        return form
+
+    def options_from_form(self, formdata):
+        return options_from_form(formdata)
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return type(self).apply_gpu_options
+
+    async def apply_gpu_options(self, user_options: dict) -> None:
+        """Validate the spawn request (form or REST) before anything starts: a bad
+        value is a 400 whose message says what is allowed, and nothing is held."""
+        pool = await self._pool()
+        try:
+            req = parse_spawn_options(
+                user_options, pool, defaults=self.option_defaults, max_hours=self.max_hours_limit
+            )
+        except RequestError as e:
+            raise web.HTTPError(400, str(e), reason="Invalid spawn options") from None
+        self.spawn_request = req
+        self.cpu_limit = req.cpu
+        self.mem_limit = req.mem_mb * 1024**2
+
+    # --- progress ----------------------------------------------------------------
+
+    def _event(self, progress: int, message: str) -> None:
+        self.log.info("%s: %s", self._log_name, message)
+        self._events.append({"progress": progress, "message": message})
+        self._events_changed.set()
+
+    _events: list[dict] = []
+    _spawn_done = True
+
+    async def progress(self):
+        sent = 0
+        while True:
+            while sent < len(self._events):
+                yield self._events[sent]
+                sent += 1
+            if self._spawn_done:
+                return
+            self._events_changed.clear()
+            try:
+                await asyncio.wait_for(self._events_changed.wait(), timeout=1)
+            except asyncio.TimeoutError:
+                pass
+
+    # --- life cycle ----------------------------------------------------------------
+
+    async def _allocate(self, req: SpawnRequest) -> dict:
+        self._event(10, f"requesting {req.gpus} GPU" if req.units else "requesting no GPU")
+        try:
+            allocation = await self.client.allocate(
+                user=self.user.name,
+                server=self._log_name,
+                gpus=float(req.gpus) if "." in req.gpus else int(req.gpus),
+                cpu=req.cpu,
+                mem=f"{req.mem_mb}M",
+                max_hours=req.max_hours,
+            )
+        except AllocatorError as e:
+            if e.status == 409:
+                raise SpawnException(e.message, reason="capacity", status_code=503) from None
+            if e.status == 400:
+                raise SpawnException(e.message, reason="invalid", status_code=400) from None
+            raise SpawnException(
+                f"The GPU allocator failed: {e.message}", reason="allocator", status_code=503
+            ) from None
+        self._event(40, f"allocated {describe(allocation)}")
+        return allocation
+
+    async def start(self):
+        self._events: list[dict] = []
+        self._events_changed = asyncio.Event()
+        self._spawn_done = False
+        try:
+            await self._release("left over from an earlier server")
+            req = self.spawn_request
+            if req is None:  # apply_user_options was replaced by the admin's own hook
+                await self.apply_gpu_options(self.user_options)
+                req = self.spawn_request
+            self.allocation = await self._allocate(req) if req.units else None
+            self.user_options["profile"] = req.profile()
+            self.orm_spawner.user_options = dict(self.user_options)
+            self._event(60, "starting server")
+            try:
+                return await super().start()
+            except BaseException:
+                await self._release("spawn failed")
+                raise
+        finally:
+            self._spawn_done = True
+            self._events_changed.set()
+
+    def get_env(self):
+        env = super().get_env()
+        env.update(gpu_env(self.allocation))
+        return env
+
+    async def _release(self, why: str) -> None:
+        allocation, self.allocation = self.allocation, None
+        if not allocation:
+            self.log.debug("%s: no GPU allocation to release (%s)", self._log_name, why)
+            return
+        try:
+            await self.client.release(allocation["id"])
+            self.log.info("released GPU allocation %s of %s (%s)", allocation["id"], self._log_name, why)
+        except AllocatorError as e:
+            # keep it in state so a later stop/poll retries; never forget a share
+            self.allocation = allocation
+            self.log.error("could not release %s: %s", allocation["id"], e.message)
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        await self._release("server stopped")
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None and self.allocation:
+            await self._release("server is gone")
+        return status
