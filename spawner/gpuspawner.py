@@ -60,6 +60,11 @@ class GPUSpawner(Spawner):
         config=True
     )
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._events: list[dict] = []
+        self._progress_changed = asyncio.Event()
+
     # --- state -----------------------------------------------------------------
 
     allocation: dict | None = None
@@ -128,6 +133,9 @@ class GPUSpawner(Spawner):
         except RequestError as e:
             raise web.HTTPError(400, str(e), reason="Invalid spawn options") from None
         self.spawn_request = req
+        # a new spawn begins here: its progress starts empty
+        self._events = []
+        self._progress_changed.set()
         self.cpu_limit = req.cpu
         self.mem_limit = req.mem_mb * 1024**2
 
@@ -136,24 +144,20 @@ class GPUSpawner(Spawner):
     def _event(self, progress: int, message: str) -> None:
         self.log.info("%s: %s", self._log_name, message)
         self._events.append({"progress": progress, "message": message})
-        self._events_changed.set()
-
-    _events: list[dict] = []
-    _spawn_done = True
+        self._progress_changed.set()
 
     async def progress(self):
-        sent = 0
+        """Our steps of the spawn, replayed from the start for every watcher;
+        JupyterHub stops iterating when the spawn finishes."""
+        sent, events = 0, None
         while True:
-            while sent < len(self._events):
-                yield self._events[sent]
+            if self._events is not events:  # a new spawn began
+                events, sent = self._events, 0
+            while sent < len(events):
+                yield events[sent]
                 sent += 1
-            if self._spawn_done:
-                return
-            self._events_changed.clear()
-            try:
-                await asyncio.wait_for(self._events_changed.wait(), timeout=1)
-            except asyncio.TimeoutError:
-                pass
+            self._progress_changed.clear()
+            await self._progress_changed.wait()
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -180,27 +184,20 @@ class GPUSpawner(Spawner):
         return allocation
 
     async def start(self):
-        self._events: list[dict] = []
-        self._events_changed = asyncio.Event()
-        self._spawn_done = False
+        await self._release("left over from an earlier server")
+        req, self.spawn_request = self.spawn_request, None
+        if req is None:  # apply_user_options was replaced by the admin's own hook
+            await self.apply_gpu_options(self.user_options)
+            req, self.spawn_request = self.spawn_request, None
+        self.allocation = await self._allocate(req) if req.units else None
+        self.user_options["profile"] = req.profile()
+        self.orm_spawner.user_options = dict(self.user_options)
+        self._event(60, "starting server")
         try:
-            await self._release("left over from an earlier server")
-            req = self.spawn_request
-            if req is None:  # apply_user_options was replaced by the admin's own hook
-                await self.apply_gpu_options(self.user_options)
-                req = self.spawn_request
-            self.allocation = await self._allocate(req) if req.units else None
-            self.user_options["profile"] = req.profile()
-            self.orm_spawner.user_options = dict(self.user_options)
-            self._event(60, "starting server")
-            try:
-                return await super().start()
-            except BaseException:
-                await self._release("spawn failed")
-                raise
-        finally:
-            self._spawn_done = True
-            self._events_changed.set()
+            return await super().start()
+        except BaseException:
+            await self._release("spawn failed")
+            raise
 
     def get_env(self):
         env = super().get_env()
