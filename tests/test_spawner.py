@@ -1,0 +1,207 @@
+"""GPUSpawner inside JupyterHub's MockHub (pytest-jupyterhub), with the real
+allocator process as a managed service and a minimal single-user server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+
+import pytest
+from jupyterhub.tests.utils import add_user, api_request
+
+from hubprocess import REPO, free_port
+from spawner import LocalGPUSpawner
+from spawner.allocator_client import AllocatorClient
+
+INVENTORY = REPO / "hub_config" / "gpu_inventory.yaml"
+
+
+async def until(predicate, timeout=30, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        await asyncio.sleep(0.1)
+    raise TimeoutError(what)
+
+
+@pytest.fixture
+async def gpuhub(hub_app, tmp_path):
+    """A MockHub whose spawner is LocalGPUSpawner, plus the allocator service."""
+    port, token = free_port(), secrets.token_hex(16)
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(INVENTORY.read_text())
+    allocator_url = f"http://127.0.0.1:{port}/services/gpu-allocator/api/v1/"
+    config = {
+        "JupyterHub": {
+            "bind_url": f"http://127.0.0.1:{free_port()}/",
+            "spawner_class": LocalGPUSpawner,
+            "services": [
+                {
+                    "name": "gpu-allocator",
+                    "url": f"http://127.0.0.1:{port}",
+                    "command": [sys.executable, "-m", "gpu_allocator"],
+                    "environment": {
+                        "GPUHUB_DATA_DIR": str(tmp_path / "allocator"),
+                        "GPUHUB_INVENTORY": str(inventory),
+                    },
+                },
+                {"name": "gpuhub-spawner", "api_token": token},
+            ],
+            "custom_scopes": {"custom:gpu-allocator:admin": {"description": "any user's shares"}},
+            "load_roles": [
+                {
+                    "name": "gpuhub-spawner",
+                    "scopes": ["custom:gpu-allocator:admin", "access:services!service=gpu-allocator"],
+                    "services": ["gpuhub-spawner"],
+                }
+            ],
+        },
+        "GPUSpawner": {"allocator_url": allocator_url, "allocator_token": token},
+        "Spawner": {"cmd": [sys.executable, "-m", "jupyterhub.tests.mocksu"], "poll_interval": 1},
+        "LocalGPUSpawner": {
+            "create_system_users": True,
+            "unprivileged_home_template": str(tmp_path / "home" / "{username}"),
+        },
+    }
+    app = await hub_app(config)
+    client = AllocatorClient(allocator_url, token)
+
+    async def allocator_up():
+        try:
+            return await client.pool()
+        except Exception:
+            return None
+
+    await until(allocator_up, 30, "allocator")
+    app.gpu_client = client
+    app.inventory = inventory
+    yield app
+    for user in list(app.users.values()):
+        for spawner in user.spawners.values():
+            if spawner.active:
+                await user.stop(spawner.name)
+    for service in app._service_map.values():
+        if service.managed and service.spawner:
+            await service.stop()
+
+
+async def live(app) -> list[dict]:
+    """Live allocations, as the allocator reports them (list endpoint, admin view)."""
+    return (await app.gpu_client._call("GET", "allocations"))["allocations"]
+
+
+async def spawn(app, name, options, expect=(201, 202)):
+    user = add_user(app.db, app, name=name)
+    r = await api_request(app, "users", name, "server", method="post", data=json.dumps(options))
+    assert r.status_code in expect, r.text
+    return app.users[name], r
+
+
+async def test_spawn_puts_the_share_into_env_state_and_progress(gpuhub):
+    user, _ = await spawn(gpuhub, "gpuhub-mock-a", {"gpus": 0.5, "cpu": 1, "mem": "1G"})
+    await until(lambda: user.spawner.ready, 30, "server ready")
+    spawner = user.spawner
+    (allocation,) = await live(gpuhub)
+    env = spawner.get_env()
+    assert env["CUDA_VISIBLE_DEVICES"] == allocation["devices"][0]["uuid"]
+    assert env["GPUHUB_ALLOCATION"] == allocation["id"]
+    assert env["GPUHUB_GPUS"] == "0.5"
+    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "50"
+    assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=40960M"
+    assert env["MEM_LIMIT"] == str(1024**3) and env["CPU_LIMIT"] == "1.0"
+    assert spawner.get_state()["gpuhub_allocation"]["id"] == allocation["id"]
+    messages = [e["message"] for e in spawner._events]
+    assert messages[0] == "requesting 0.5 GPU"
+    assert messages[1].startswith("allocated 0.5 × A100-SXM4-80GB (GPU-")
+    assert messages[2] == "starting server"
+    assert spawner.orm_spawner.user_options["profile"] == "0.5 GPU · 1 CPU · 1024M · 8h"
+
+    r = await api_request(gpuhub, "users", "gpuhub-mock-a", "server", method="delete")
+    assert r.status_code in (202, 204)
+    await until(lambda: not user.spawner.active, 30, "server stopped")
+    assert await live(gpuhub) == []
+
+
+async def test_invalid_options_are_refused_before_anything_is_held(gpuhub):
+    add_user(gpuhub.db, gpuhub, name="gpuhub-mock-b")
+    for options in ({"gpus": 1.5}, {"gpus": "nan"}, {"gpus": 8}, {"gpu": 1}):
+        r = await api_request(
+            gpuhub, "users", "gpuhub-mock-b", "server", method="post", data=json.dumps(options)
+        )
+        assert r.status_code == 400, (options, r.text)
+    assert await live(gpuhub) == []
+
+
+async def test_no_room_is_a_503_with_what_is_free(gpuhub):
+    filler = await gpuhub.gpu_client.allocate(user="someone", gpus=4)
+    try:
+        _, r = await spawn(gpuhub, "gpuhub-mock-c", {"gpus": 4}, expect=(503,))
+        message = r.json()["message"]
+        assert "Not enough free resources for 4 GPU" in message and "node-b: 2 idle" in message
+        assert [a["id"] for a in await live(gpuhub)] == [filler["id"]]
+    finally:
+        await gpuhub.gpu_client.release(filler["id"])
+
+
+async def test_a_start_that_fails_half_way_returns_the_share(gpuhub):
+    user = add_user(gpuhub.db, gpuhub, name="gpuhub-mock-d")
+    gpuhub.users[user.name].spawner.cmd = ["/nonexistent/jupyterhub-singleuser"]
+    r = await api_request(gpuhub, "users", user.name, "server", method="post",
+                          data=json.dumps({"gpus": 1}))
+    assert r.status_code >= 400
+    messages = [e["message"] for e in gpuhub.users[user.name].spawner._events]
+    assert any(m.startswith("allocated 1 × A100-SXM4-80GB") for m in messages), messages
+    assert await live(gpuhub) == []
+
+
+async def test_a_server_that_dies_returns_the_share(gpuhub):
+    user, _ = await spawn(gpuhub, "gpuhub-mock-e", {"gpus": 0.25})
+    await until(lambda: user.spawner.ready, 30, "server ready")
+    assert len(await live(gpuhub)) == 1
+    os.kill(user.spawner.pid, signal.SIGKILL)
+    # the hub's poll (every second here) notices the death; the spawner releases
+    await until(lambda: not user.spawner.active, 30, "hub notices the death")
+
+    async def released():
+        return await live(gpuhub) == []
+
+    await until(released, 10, "share released")
+
+
+async def test_a_restarted_hub_releases_the_share_from_saved_state(gpuhub):
+    user, _ = await spawn(gpuhub, "gpuhub-mock-f", {"gpus": 2})
+    await until(lambda: user.spawner.ready, 30, "server ready")
+    (allocation,) = await live(gpuhub)
+    assert len(allocation["devices"]) == 2
+    # forget the spawner object, as a hub restart does; the new one loads the state
+    old = user.spawners.pop("")
+    fresh = user.spawner
+    assert fresh is not old and fresh.allocation["id"] == allocation["id"]
+    r = await api_request(gpuhub, "users", user.name, "server", method="delete")
+    assert r.status_code in (202, 204)
+    await until(lambda: not fresh.active, 30, "server stopped")
+    assert await live(gpuhub) == []
+
+
+async def test_the_form_offers_only_what_the_pool_can_hold(gpuhub):
+    user = add_user(gpuhub.db, gpuhub, name="gpuhub-mock-g")
+    spawner = gpuhub.users[user.name].spawner
+    filler = await gpuhub.gpu_client.allocate(user="someone", gpus=0.25)
+    try:
+        form = await spawner.get_options_form()
+    finally:
+        await gpuhub.gpu_client.release(filler["id"])
+    assert '<option value="4">' in form and '<option value="8"' not in form
+    assert "node-a: 3.75 of 4 × A100-SXM4-80GB free (3 idle GPUs)" in form
+    assert spawner.options_from_form(
+        {"gpus": ["custom"], "gpus_custom": ["0.15"], "cpu": ["2"], "mem": ["2G"], "max_hours": ["1"]}
+    ) == {"gpus": "0.15", "cpu": "2", "mem": "2G", "max_hours": "1"}
