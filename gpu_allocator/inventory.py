@@ -41,8 +41,11 @@ def load_inventory(path: str | os.PathLike) -> list[Host]:
     data = yaml.safe_load(Path(path).read_text()) or {}
     hosts = []
     seen: set[str] = set()
+    seen_uuids: set[str] = set()
     for n, entry in enumerate(data.get("hosts") or []):
         where = f"{path}: hosts[{n}]"
+        if not isinstance(entry, dict):
+            raise InventoryError(f"{where}: must be a mapping with name, cpus, memory and gpus")
         name = str(entry.get("name") or "")
         if not name or name in seen:
             raise InventoryError(f"{where}: every host needs a unique name")
@@ -50,27 +53,44 @@ def load_inventory(path: str | os.PathLike) -> list[Host]:
         devices: list[Device] = []
         for g, group in enumerate(entry.get("gpus") or []):
             gwhere = f"{where}.gpus[{g}]"
-            count = int(group.get("count", 1))
+            if not isinstance(group, dict):
+                raise InventoryError(f"{gwhere}: must be a mapping with model, memory and count")
+            try:
+                count = int(str(group.get("count", 1)))
+            except ValueError:
+                raise InventoryError(
+                    f"{gwhere}: count must be a whole number, got {group.get('count')!r}"
+                ) from None
             if count < 1:
                 raise InventoryError(f"{gwhere}: count must be at least 1")
             uuids = group.get("uuids") or []
             for i in range(count):
                 index = len(devices)
+                uuid_ = str(uuids[i]) if i < len(uuids) else mock_uuid(name, index)
+                if uuid_ in seen_uuids:
+                    raise InventoryError(f"{gwhere}: device UUID {uuid_!r} is listed twice")
+                seen_uuids.add(uuid_)
                 devices.append(
                     Device(
                         host=name,
                         index=index,
-                        uuid=str(uuids[i]) if i < len(uuids) else mock_uuid(name, index),
+                        uuid=uuid_,
                         model=str(group.get("model") or "unknown"),
                         memory_mb=_mem(group.get("memory", "16G"), gwhere),
                         island=str(group.get("nvlink_island") or ""),
                     )
                 )
+        try:
+            cpus = float(entry.get("cpus", os.cpu_count() or 1))
+        except (TypeError, ValueError):
+            cpus = 0.0
+        if not cpus > 0:
+            raise InventoryError(f"{where}: cpus must be a positive number, got {entry.get('cpus')!r}")
         hosts.append(
             Host(
                 name=name,
                 devices=tuple(devices),
-                cpus=float(entry.get("cpus", os.cpu_count() or 1)),
+                cpus=cpus,
                 memory_mb=_mem(entry.get("memory", "16G"), where),
             )
         )

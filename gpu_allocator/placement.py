@@ -20,9 +20,14 @@ class NoFit(Exception):
     """The request does not fit right now; the message says what is free."""
 
 
+#: CPU cores are floats in steps of 0.1, and their sums carry rounding noise
+#: (0.1 + 0.1 + 2.2 + 0.6 > 3.0 in floats); that noise must not refuse an exact fit.
+_CPU_EPSILON = 1e-6
+
+
 def _host_has_room(pool: Pool, host: Host, req: Request) -> bool:
     cpu, mem = pool.host_usage(host.name)
-    return cpu + req.cpu <= host.cpus and mem + req.mem_mb <= host.memory_mb
+    return cpu + req.cpu <= host.cpus + _CPU_EPSILON and mem + req.mem_mb <= host.memory_mb
 
 
 def _place_fraction(pool: Pool, hosts: list[Host], req: Request) -> Placement | None:

@@ -51,7 +51,10 @@ def parse_gpus(value: object, units_per_gpu: int, *, allow_zero: bool = False) -
         f"allowed: a multiple of {quantum} below 1 (e.g. 0.25, 0.5) "
         "or a whole number of GPUs (1, 2, …)"
     )
-    g = _number("gpus", value)
+    try:
+        g = _number("gpus", value)
+    except RequestError as e:
+        raise RequestError(f"{e}; {allowed}") from None
     if g == 0 and allow_zero:
         return 0
     if g <= 0:
@@ -65,7 +68,10 @@ def parse_gpus(value: object, units_per_gpu: int, *, allow_zero: bool = False) -
 
 
 def parse_cpu(value: object) -> float:
-    c = _number("cpu", value)
+    try:
+        c = _number("cpu", value)
+    except RequestError as e:
+        raise RequestError(f"{e}; allowed: a positive number of cores in steps of 0.1") from None
     if c <= 0 or c * 10 != int(c * 10):
         raise RequestError(f"cpu must be a positive number of cores in steps of 0.1, got {value!r}")
     return float(c)
@@ -91,7 +97,10 @@ def parse_mem(value: object) -> int:
 
 
 def parse_hours(value: object, limit: float) -> float:
-    h = _number("max_hours", value)
+    try:
+        h = _number("max_hours", value)
+    except RequestError as e:
+        raise RequestError(f"{e}; allowed: more than 0 and at most {limit:g}") from None
     if h <= 0 or h > Fraction(str(limit)):
         raise RequestError(f"max_hours must be more than 0 and at most {limit:g}, got {value!r}")
     return float(h)
