@@ -43,6 +43,7 @@ async def gpuhub(hub_app, tmp_path):
     config = {
         "JupyterHub": {
             "bind_url": f"http://127.0.0.1:{free_port()}/",
+            "cookie_secret_file": str(tmp_path / "cookie_secret"),
             "spawner_class": LocalGPUSpawner,
             "services": [
                 {
