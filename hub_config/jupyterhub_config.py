@@ -91,11 +91,32 @@ c.JupyterHub.load_roles = [
 ]
 
 # --- sessions -----------------------------------------------------------------
-c.JupyterHub.spawner_class = "spawner.LocalGPUSpawner"
+# GPUHUB_RUNTIME: "docker" (containers), "local" (processes) or "auto": Docker when
+# an engine answers and the single-user image is built (`make image`), else local.
+def pick_runtime(wanted: str) -> str:
+    if wanted != "auto":
+        return wanted
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.images.get("gpuhub/singleuser:latest")
+        return "docker"
+    except Exception:
+        return "local"
+
+
+runtime = pick_runtime(env("GPUHUB_RUNTIME", "auto"))
+print(f"gpuhub: sessions run as {'Docker containers' if runtime == 'docker' else 'local processes'}"
+      f" (GPUHUB_RUNTIME={env('GPUHUB_RUNTIME', 'auto')})", flush=True)
+c.JupyterHub.spawner_class = (
+    "spawner.DockerGPUSpawner" if runtime == "docker" else "spawner.LocalGPUSpawner"
+)
 c.GPUSpawner.allocator_url = f"http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/"
 c.GPUSpawner.allocator_token = spawner_token
 c.GPUSpawner.default_gpus = "0.5"
-c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+if runtime == "local":
+    c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
 c.Spawner.default_url = "/lab"
 c.Spawner.poll_interval = int(env("GPUHUB_POLL_INTERVAL", "30"))
 c.Spawner.start_timeout = 120

@@ -4,7 +4,8 @@
 spawner class that combines it with a way to run servers.
 """
 
+from .docker import DockerGPUSpawner
 from .gpuspawner import GPUSpawner
 from .local import LocalGPUSpawner
 
-__all__ = ["GPUSpawner", "LocalGPUSpawner"]
+__all__ = ["DockerGPUSpawner", "GPUSpawner", "LocalGPUSpawner"]

@@ -111,9 +111,16 @@ class GPUSpawner(Spawner):
     @default("options_form")
     def _default_options_form(self):
         async def form(spawner):
-            return render_form(await spawner._pool(), spawner.option_defaults)
+            return render_form(await spawner._pool(), spawner.option_defaults, spawner.form_images())
 
         return form
+
+    def form_images(self) -> list[str]:
+        """Images the form offers (runtimes with images override this)."""
+        return []
+
+    #: user_options keys the runtime handles itself (e.g. "image" for Docker)
+    extra_option_keys: frozenset[str] = frozenset()
 
     def options_from_form(self, formdata):
         return options_from_form(formdata)
@@ -128,7 +135,8 @@ class GPUSpawner(Spawner):
         pool = await self._pool()
         try:
             req = parse_spawn_options(
-                user_options, pool, defaults=self.option_defaults, max_hours=self.max_hours_limit
+                user_options, pool, defaults=self.option_defaults, max_hours=self.max_hours_limit,
+                extra_keys=self.extra_option_keys,
             )
         except RequestError as e:
             raise web.HTTPError(400, str(e), reason="Invalid spawn options") from None

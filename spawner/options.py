@@ -43,13 +43,15 @@ class SpawnRequest:
 
 
 def parse_spawn_options(
-    options: dict, pool: Pool, *, defaults: dict, max_hours: float
+    options: dict, pool: Pool, *, defaults: dict, max_hours: float,
+    extra_keys: frozenset[str] = frozenset(),
 ) -> SpawnRequest:
-    """Validate user_options (from the form or the REST API) against the pool."""
+    """Validate user_options (from the form or the REST API) against the pool;
+    ``extra_keys`` are passed through for the runtime to check."""
     if not isinstance(options, dict):
         raise RequestError("spawn options must be a JSON object")
-    check_keys(options, SPAWN_KEYS)
-    merged = {**defaults, **{k: v for k, v in options.items() if k != "profile"}}
+    check_keys(options, SPAWN_KEYS | extra_keys)
+    merged = {**defaults, **{k: v for k, v in options.items() if k in SPAWN_KEYS - {"profile"}}}
     req = SpawnRequest(
         units=parse_gpus(merged["gpus"], pool.units_per_gpu, allow_zero=True),
         cpu=parse_cpu(merged["cpu"]),
@@ -70,7 +72,10 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict:
     gpus = first("gpus")
     if gpus == "custom":
         gpus = first("gpus_custom")
-    return {"gpus": gpus, "cpu": first("cpu"), "mem": first("mem"), "max_hours": first("max_hours")}
+    options = {"gpus": gpus, "cpu": first("cpu"), "mem": first("mem"), "max_hours": first("max_hours")}
+    if first("image"):
+        options["image"] = first("image")
+    return options
 
 
 def _offered(pool: Pool) -> list[str]:
@@ -110,8 +115,20 @@ def _largest_host(pool: Pool) -> Host | None:
     return max(hosts, key=lambda h: (len(h.devices), h.cpus), default=None)
 
 
-def render_form(pool: Pool, defaults: dict) -> str:
-    """The spawn page's form, built from what the pool can hold and has free now."""
+def _image_field(images: list[str]) -> str:
+    if len(images) < 2:
+        return ""
+    options = "".join(f'<option value="{escape(i)}">{escape(i)}</option>' for i in images)
+    return f"""
+<div class="form-group">
+  <label for="gpuhub-image">Image</label>
+  <select class="form-control" name="image" id="gpuhub-image">{options}</select>
+</div>"""
+
+
+def render_form(pool: Pool, defaults: dict, images: list[str] = ()) -> str:
+    """The spawn page's form, built from what the pool can hold and has free now
+    (and the images an admin configured, where the runtime has images)."""
     offered = _offered(pool)
     biggest = _largest_host(pool)
     max_gpus = len(biggest.devices) if biggest else 0
@@ -125,6 +142,7 @@ def render_form(pool: Pool, defaults: dict) -> str:
     free_lines = "".join(f"<li>{line}</li>" for line in _free_summary(pool)) or "<li>nothing</li>"
     max_cpu = biggest.cpus if biggest else 1
     return f"""
+{_image_field(list(images))}
 <div class="form-group gpuhub-options">
   <label for="gpuhub-gpus">GPU share</label>
   <select class="form-control" name="gpus" id="gpuhub-gpus"

@@ -1,0 +1,171 @@
+"""The Docker runtime: sessions as containers on the host the allocator chose.
+
+Built on dockerspawner's DockerSpawner, with one change of shape: DockerSpawner
+keeps one Docker client and one worker thread per *class* (dockerspawner #382),
+so a hub reaches one engine and every Docker call queues behind every other.
+Here each GPU host has its own endpoint, client and worker thread, chosen by the
+allocation's host, so calls to different hosts never wait for each other.
+
+Containers use the host's network (``--network host``): the server listens on a
+free port of the host; CPU and memory limits come from the spawn request; GPUs
+are passed as ``device_requests`` for the exact UUIDs on hosts with the NVIDIA
+container runtime, and a fractional share also gets the host's MPS pipe
+directory and the MPS limit variables.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+import docker
+from dockerspawner import DockerSpawner
+from jupyterhub.utils import random_port
+from traitlets import Dict, Unicode, default
+
+from .gpuspawner import GPUSpawner
+
+LOCAL_ENGINE = {"url": "unix:///var/run/docker.sock", "ip": "127.0.0.1"}
+
+
+class DockerGPUSpawner(GPUSpawner, DockerSpawner):
+    """GPU shares for sessions that run as Docker containers."""
+
+    docker_endpoints = Dict(
+        help="""Docker engine of each GPU host, by host name (as the allocator names it):
+        {"url": "unix:///var/run/docker.sock" or "tcp://10.0.0.5:2376",
+         "tls": {client_cert, ca_cert, verify: docker.tls.TLSConfig arguments},
+         "ip": address where the hub reaches that host's containers,
+         "gpu_runtime": true when the NVIDIA container toolkit is installed,
+         "mps_pipe_dir": the host's CUDA MPS pipe directory, if MPS runs there}.
+        Hosts not listed use default_docker_endpoint.""",
+    ).tag(config=True)
+
+    default_docker_endpoint = Dict(
+        LOCAL_ENGINE,
+        help="Engine for hosts without an entry in docker_endpoints (and for "
+        "sessions without GPU): the local engine by default.",
+    ).tag(config=True)
+
+    home_volume_template = Unicode(
+        "gpuhub-home-{username}",
+        help="Docker volume that holds a user's home directory (mounted at notebook_dir).",
+    ).tag(config=True)
+
+    container_user = Unicode(
+        "1000:100",
+        help="uid:gid the session runs as inside the container (never root).",
+    ).tag(config=True)
+
+    @default("image")
+    def _default_image(self):
+        return "gpuhub/singleuser:latest"
+
+    @default("network_name")
+    def _default_network(self):
+        return "host"
+
+    @default("remove")
+    def _default_remove(self):
+        return True
+
+    @default("cmd")
+    def _default_cmd(self):
+        return ["jupyterhub-singleuser"]
+
+    @default("notebook_dir")
+    def _default_notebook_dir(self):
+        return "/home/jovyan"
+
+    @default("volumes")
+    def _default_volumes(self):
+        return {self.home_volume_template: self.notebook_dir}
+
+    @default("pull_policy")
+    def _default_pull_policy(self):
+        return "never"  # images are built locally: no registry to pull from
+
+    # --- one engine per host ----------------------------------------------------------
+
+    _clients: dict[str, docker.APIClient] = {}
+    _executors: dict[str, ThreadPoolExecutor] = {}
+
+    @property
+    def endpoint(self) -> dict:
+        host = (self.allocation or {}).get("host")
+        return {**self.default_docker_endpoint, **self.docker_endpoints.get(host, {})}
+
+    @property
+    def client(self) -> docker.APIClient:
+        endpoint = self.endpoint
+        url = endpoint["url"]
+        cls = DockerGPUSpawner
+        if url not in cls._clients:
+            tls = docker.tls.TLSConfig(**endpoint["tls"]) if endpoint.get("tls") else None
+            cls._clients[url] = docker.APIClient(base_url=url, tls=tls, version="auto")
+        return cls._clients[url]
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        url = self.endpoint["url"]
+        cls = DockerGPUSpawner
+        if url not in cls._executors:
+            cls._executors[url] = ThreadPoolExecutor(1, thread_name_prefix=f"docker-{url}")
+        return cls._executors[url]
+
+    # --- what the container gets --------------------------------------------------------
+
+    @default("extra_create_kwargs")
+    def _default_extra_create_kwargs(self):
+        return lambda spawner: {"user": spawner.container_user}
+
+    @default("extra_host_config")
+    def _default_extra_host_config(self):
+        return lambda spawner: spawner.gpu_host_config()
+
+    def gpu_host_config(self) -> dict:
+        """device_requests and the MPS pipe mount for this session's share."""
+        endpoint = self.endpoint
+        devices = (self.allocation or {}).get("devices") or []
+        config: dict = {}
+        if devices and endpoint.get("gpu_runtime"):
+            config["device_requests"] = [
+                docker.types.DeviceRequest(
+                    device_ids=[d["uuid"] for d in devices], capabilities=[["gpu"]]
+                )
+            ]
+            if len(devices) == 1 and devices[0]["fraction"] < 1 and endpoint.get("mps_pipe_dir"):
+                config["binds"] = {
+                    endpoint["mps_pipe_dir"]: {"bind": "/tmp/nvidia-mps", "mode": "rw"}
+                }
+        return config
+
+    def get_env(self):
+        env = super().get_env()
+        devices = (self.allocation or {}).get("devices") or []
+        if len(devices) == 1 and devices[0]["fraction"] < 1 and self.endpoint.get("mps_pipe_dir"):
+            env["CUDA_MPS_PIPE_DIRECTORY"] = "/tmp/nvidia-mps"
+        return env
+
+    async def create_object(self):
+        # the allocation is known by now: listen on a free port of the chosen host
+        remote = urlparse(self.endpoint["url"]).scheme not in ("unix", "npipe")
+        self.ip = "0.0.0.0" if remote else self.endpoint.get("ip", "127.0.0.1")
+        self.port = random_port()
+        return await super().create_object()
+
+    # --- images -------------------------------------------------------------------------
+
+    extra_option_keys = frozenset({"image"})
+
+    def form_images(self) -> list[str]:
+        allowed = self._get_allowed_images()
+        return [] if allowed == "*" else list(allowed)
+
+    async def apply_gpu_options(self, user_options: dict) -> None:
+        await super().apply_gpu_options(user_options)
+        if user_options.get("image"):
+            await self.check_allowed(user_options["image"])  # 400 unless allowed_images has it
+
+    async def get_ip_and_port(self):
+        return self.endpoint.get("ip", "127.0.0.1"), self.port
