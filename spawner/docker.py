@@ -47,6 +47,11 @@ class DockerGPUSpawner(GPUSpawner, DockerSpawner):
         "sessions without GPU): the local engine by default.",
     ).tag(config=True)
 
+    docker_api_version = Unicode(
+        "auto",
+        help="Docker API version for the engine clients; 'auto' asks each engine once.",
+    ).tag(config=True)
+
     home_volume_template = Unicode(
         "gpuhub-home-{username}",
         help="Docker volume that holds a user's home directory (mounted at notebook_dir).",
@@ -92,8 +97,24 @@ class DockerGPUSpawner(GPUSpawner, DockerSpawner):
 
     @property
     def endpoint(self) -> dict:
-        host = (self.allocation or {}).get("host")
-        return {**self.default_docker_endpoint, **self.docker_endpoints.get(host, {})}
+        """The engine of the allocation's host: configured, else registered by the
+        host's agent, else the default. Pinned into the allocation (and so into
+        the spawner state) at first use, so a restarted hub finds the container."""
+        allocation = self.allocation
+        if allocation and "endpoint" in allocation:
+            return allocation["endpoint"]
+        host = (allocation or {}).get("host")
+        registered = next(
+            (h.get("docker") for h in self.pool_model.get("hosts", []) if h["name"] == host), None
+        )
+        endpoint = {
+            **self.default_docker_endpoint,
+            **(registered or {}),
+            **self.docker_endpoints.get(host, {}),
+        }
+        if allocation:
+            allocation["endpoint"] = endpoint
+        return endpoint
 
     @property
     def client(self) -> docker.APIClient:
@@ -102,7 +123,9 @@ class DockerGPUSpawner(GPUSpawner, DockerSpawner):
         cls = DockerGPUSpawner
         if url not in cls._clients:
             tls = docker.tls.TLSConfig(**endpoint["tls"]) if endpoint.get("tls") else None
-            cls._clients[url] = docker.APIClient(base_url=url, tls=tls, version="auto")
+            cls._clients[url] = docker.APIClient(
+                base_url=url, tls=tls, version=self.docker_api_version
+            )
         return cls._clients[url]
 
     @property

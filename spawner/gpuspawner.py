@@ -99,9 +99,13 @@ class GPUSpawner(Spawner):
             "max_hours": self.default_max_hours,
         }
 
+    #: the allocator's last answer to GET pool (runtimes read host details from it)
+    pool_model: dict = {}
+
     async def _pool(self):
         try:
-            return pool_from_json(await self.client.pool())
+            self.pool_model = await self.client.pool()
+            return pool_from_json(self.pool_model)
         except AllocatorError as e:
             raise SpawnException(
                 f"The GPU allocator is not available: {e.message}",
@@ -230,7 +234,30 @@ class GPUSpawner(Spawner):
         await self._release("server stopped")
 
     async def poll(self):
+        """Dead if the runtime says so — or if the share is no longer granted (its
+        host was lost, an admin revoked it): then the session is stopped, since
+        its GPUs may already belong to someone else."""
         status = await super().poll()
-        if status is not None and self.allocation:
+        if status is not None:
             await self._release("server is gone")
-        return status
+            return status
+        if not self.allocation:
+            return status
+        try:
+            current = await self.client.get(self.allocation["id"])
+        except AllocatorError as e:
+            if e.status != 404:
+                return status  # allocator unreachable: no reason to kill a session
+            current = {"state": "unknown to the allocator"}
+        if current.get("state") == "granted":
+            return status
+        lost, self.allocation = self.allocation, None
+        self.log.warning(
+            "%s: allocation %s is %s (host %s); stopping the session",
+            self._log_name, lost["id"], current.get("state"), lost.get("host"),
+        )
+        try:
+            await asyncio.wait_for(super().stop(now=True), timeout=30)
+        except Exception as e:  # the host may be unreachable: it is dead to us anyway
+            self.log.warning("%s: could not stop the session cleanly: %s", self._log_name, e)
+        return 1

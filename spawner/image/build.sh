@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Build the single-user image gpuhub/singleuser:latest without any image registry (`make image`).
+#
+#   1. wheel of this repo (built from a clean copy of the git-tracked + untracked-not-ignored files,
+#      so stale build/ files never leak in and the working tree is not written to)
+#   2. pins: the exact versions of gpuhub's dependency closure (+ jupyterhub, jupyterlab,
+#      jupyter-server, pip), read offline from the host venv, so the image matches the host
+#   3. skip everything when an image carrying the same inputs hash (label org.gpuhub.inputs:
+#      this script + the pins + the wheel's file hashes + the Debian settings) already exists
+#   4. wheelhouse: those pins as binary wheels for CPython 3.11 / manylinux x86_64, downloaded
+#      on the host (pip's HTTP cache) into a persistent cache dir
+#   5. debootstrap --variant=minbase bookworm + python3, tini, ca-certificates (debs cached, and
+#      the resulting bare rootfs too, for a week)
+#   6. in the chroot: python3 -m venv --without-pip /opt/gpuhub, then install the wheelhouse
+#      offline (pip run from its own wheel), strip docs/caches
+#   7. one `docker import` of the finished rootfs with ENV/USER/WORKDIR/ENTRYPOINT/CMD/LABEL
+#
+# Everything is built in the chroot before the import (not `docker run` + `docker commit`):
+# the engine here uses the vfs storage driver, where every layer is a full copy of the
+# filesystem, so a single imported layer is the smallest and fastest image; the chroot also
+# needs no container networking, and pip there installs offline from the host's wheelhouse.
+#
+# Environment: GPUHUB_IMAGE (default gpuhub/singleuser:latest), GPUHUB_IMAGE_CACHE (default
+# /var/cache/gpuhub-image: debs/, wheels/ and the bare rootfs as a tarball; all safe to delete), GPUHUB_IMAGE_FORCE=1 (rebuild even if up to date),
+# DEBIAN_MIRROR (default http://deb.debian.org/debian), VENV (default <repo>/.venv).
+# Needs root (debootstrap, chroot) and a Docker engine (started with .ci/dockerd if none answers).
+set -euo pipefail
+umask 022
+
+T_START=$SECONDS
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SELF="$REPO/spawner/image/build.sh"
+IMAGE=${GPUHUB_IMAGE:-gpuhub/singleuser:latest}
+CACHE=${GPUHUB_IMAGE_CACHE:-/var/cache/gpuhub-image}
+VENV=${VENV:-$REPO/.venv}
+SUITE=bookworm
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+DEBS=python3,tini,ca-certificates      # on top of debootstrap's minbase
+PREFIX=/opt/gpuhub                      # the image's venv; world-readable, on PATH
+IMG_PATH=$PREFIX/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+PYVER=3.11                              # bookworm's python3; the wheelhouse targets it
+LABEL=org.gpuhub.inputs
+
+log() { printf '[build.sh %4ds] %s\n' "$((SECONDS - T_START))" "$*"; }
+die() { log "ERROR: $*" >&2; exit 1; }
+step() { T_STEP=$SECONDS; log "$*"; }
+done_step() { log "  ... done in $((SECONDS - T_STEP)) s"; }
+
+[ "$(id -u)" = 0 ] || die "run as root (debootstrap and chroot need it)"
+[ -x "$VENV/bin/python" ] || die "no venv at $VENV: run 'make install' first"
+# the pins are read from the host venv, so its interpreter must be the image's (bookworm's 3.11)
+hostpy=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+[ "$hostpy" = "$PYVER" ] || die "$VENV runs Python $hostpy; the image has Debian $SUITE's Python $PYVER: make the venv with it"
+
+WORK=$(mktemp -d /var/tmp/gpuhub-image.XXXXXX)
+ROOT=$WORK/rootfs
+cleanup() {
+    local m
+    # debootstrap unmounts what it mounted, but not if it was interrupted
+    for m in $(awk -v r="$ROOT" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m" || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$REPO/.ci/dockerd" start
+
+# -- 1. the gpuhub wheel --------------------------------------------------------------------------
+step "building the gpuhub wheel"
+mkdir -p "$WORK/src" "$WORK/wheel"
+if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
+    git -C "$REPO" ls-files -z --cached --others --exclude-standard \
+        | tar -C "$REPO" --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -C "$WORK/src" -xf -
+else
+    tar -C "$REPO" --exclude=./.venv --exclude=./build --exclude='*.egg-info' -cf - . | tar -C "$WORK/src" -xf -
+fi
+"$VENV/bin/pip" wheel --no-deps --disable-pip-version-check -w "$WORK/wheel" "$WORK/src" >"$WORK/wheel.log" 2>&1 \
+    || { tail -n 30 "$WORK/wheel.log" >&2; die "building the wheel failed"; }
+WHEEL=$(ls "$WORK"/wheel/gpuhub-*.whl)
+log "  $(basename "$WHEEL")"
+done_step
+
+# -- 2. pins: gpuhub's dependency closure as installed in the host venv -----------------------------
+step "pinning the dependency closure from $VENV"
+"$VENV/bin/python" - "$WHEEL" >"$WORK/pins.txt" <<'EOF'
+import email, sys, zipfile
+from importlib import metadata
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+wheel = sys.argv[1]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+    meta = email.message_from_bytes(z.read(name))
+roots = [Requirement(r) for r in meta.get_all("Requires-Dist") or []]
+roots += [Requirement(r) for r in ("jupyterhub==6.1.1", "jupyterlab>=4,<5", "jupyter-server", "pip")]
+
+pins, seen, errors = {}, set(), []
+todo = [(r, ("",)) for r in roots]          # (requirement, extras of the package that asked)
+while todo:
+    req, extras = todo.pop()
+    if req.marker and not any(req.marker.evaluate({"extra": e}) for e in extras):
+        continue
+    key = canonicalize_name(req.name)
+    try:
+        dist = metadata.distribution(req.name)
+    except metadata.PackageNotFoundError:
+        errors.append(f"{req} is needed but not installed in the host venv")
+        continue
+    if not req.specifier.contains(dist.version, prereleases=True):
+        errors.append(f"host venv has {dist.metadata['Name']}=={dist.version}, which does not satisfy {req}")
+    pins[key] = f"{dist.metadata['Name']}=={dist.version}"
+    for extra in ("",) + tuple(sorted(req.extras)):
+        if (key, extra) in seen:
+            continue
+        seen.add((key, extra))
+        todo += [(Requirement(r), ("", extra) if extra else ("",)) for r in dist.requires or []]
+if errors:
+    sys.exit("\n".join(errors) + "\n(run 'make install' to update the host venv)")
+print("\n".join(sorted(pins.values(), key=str.lower)))
+EOF
+grep -qx 'jupyterhub==6.1.1' "$WORK/pins.txt" || die "the host venv must have jupyterhub==6.1.1"
+log "  $(wc -l <"$WORK/pins.txt") packages: $(grep -i -E '^(jupyterhub|jupyterlab|jupyter.server)==' "$WORK/pins.txt" | tr '\n' ' ')"
+done_step
+
+# -- 3. skip when an image with the same inputs exists ---------------------------------------------
+# The wheel's RECORD lists a sha256 of every file in it (minus WHEEL, which names the setuptools
+# version that built it, and RECORD itself), so the key does not depend on zip timestamps.
+wheel_files=$(unzip -p "$WHEEL" '*.dist-info/RECORD' | grep -v -E '\.dist-info/(WHEEL|RECORD),' | sort)
+INPUTS=$({ cat "$SELF"; echo "--"; cat "$WORK/pins.txt"; echo "--"; echo "$wheel_files"; echo "--";
+           echo "$SUITE $MIRROR $DEBS $PREFIX"; } | sha256sum | cut -c1-16)
+have=$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$IMAGE" 2>/dev/null || true)
+if [ "$have" = "$INPUTS" ] && [ "${GPUHUB_IMAGE_FORCE:-0}" != 1 ]; then
+    log "$IMAGE is up to date (inputs $INPUTS): nothing to build ($(docker image inspect -f '{{.Size}}' "$IMAGE" | numfmt --to=iec) image)"
+    log "total $((SECONDS - T_START)) s"
+    exit 0
+fi
+log "building $IMAGE for inputs $INPUTS (image has: ${have:-none})"
+
+# -- 4. wheelhouse --------------------------------------------------------------------------------
+step "fetching wheels into $CACHE/wheels"
+mkdir -p "$CACHE/wheels" "$CACHE/debs"
+# Binary wheels for CPython 3.11 on glibc <= 2.36 (bookworm), this machine's arch: nothing is
+# compiled, and nothing built against a newer host glibc sneaks in. Offline first; the index
+# only for what is missing.
+ARCH=$(uname -m)
+PLATFORMS=(); for g in $(seq 36 -1 17); do PLATFORMS+=(--platform "manylinux_2_${g}_$ARCH"); done
+PLATFORMS+=(--platform "manylinux2014_$ARCH" --platform "manylinux2010_$ARCH" --platform "manylinux1_$ARCH")
+PIPDL=("$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all:
+       --python-version "$PYVER" --implementation cp --abi "cp${PYVER/./}" "${PLATFORMS[@]}"
+       -d "$CACHE/wheels" -r "$WORK/pins.txt")
+"${PIPDL[@]}" --no-index --find-links "$CACHE/wheels" 2>/dev/null || "${PIPDL[@]}" --find-links "$CACHE/wheels"
+done_step
+
+# -- 5. the Debian root filesystem -------------------------------------------------------------------
+command -v debootstrap >/dev/null || {
+    step "installing debootstrap"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+    done_step
+}
+# The bare rootfs is kept as a tarball (a week at most, for security updates), so that rebuilding
+# for new gpuhub code or pins on the same machine skips debootstrap (its dpkg runs dominate).
+BASE_TAR=$CACHE/rootfs-$SUITE-$(echo "$SUITE $MIRROR $DEBS $(dpkg-query -W -f='${Version}' debootstrap)" | sha256sum | cut -c1-12).tar
+if [ -n "$(find "$BASE_TAR" -mtime -7 2>/dev/null)" ]; then
+    step "unpacking the cached $SUITE rootfs $BASE_TAR"
+    mkdir -p "$ROOT" && tar -C "$ROOT" --numeric-owner -xpf "$BASE_TAR"
+else
+    step "debootstrap --variant=minbase $SUITE (+ $DEBS) from $MIRROR"
+    debootstrap --variant=minbase --include="$DEBS" --cache-dir="$CACHE/debs" "$SUITE" "$ROOT" "$MIRROR" \
+        >"$WORK/debootstrap.log" 2>&1 || { tail -n 30 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
+    rm -f "$CACHE"/rootfs-*.tar
+    tar -C "$ROOT" --numeric-owner --exclude='./proc/*' --exclude='./sys/*' -cf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
+fi
+done_step
+
+# -- 6. the venv, installed offline in the chroot ---------------------------------------------------
+step "installing $(wc -l <"$WORK/pins.txt") packages + gpuhub into $PREFIX (in the chroot, offline)"
+mkdir -p "$ROOT/tmp/wheels"
+cp "$WHEEL" "$WORK/pins.txt" "$ROOT/tmp/wheels/"
+# hard links (same filesystem), else copies; the exact pins pick the right files
+cp -al "$CACHE/wheels/." "$ROOT/tmp/wheels/" 2>/dev/null || cp -a "$CACHE/wheels/." "$ROOT/tmp/wheels/"
+PIPWHL=$(basename "$(ls "$ROOT"/tmp/wheels/pip-"$(sed -n 's/^pip==//p' "$WORK/pins.txt")"-*.whl)")
+chroot "$ROOT" /usr/bin/python3 -m venv --without-pip "$PREFIX"
+chroot "$ROOT" env -i PATH="$IMG_PATH" HOME=/root LANG=C.UTF-8 \
+    "$PREFIX/bin/python" "/tmp/wheels/$PIPWHL/pip" install -q --no-index --no-cache-dir \
+    --disable-pip-version-check --root-user-action=ignore --find-links /tmp/wheels \
+    -r /tmp/wheels/pins.txt "/tmp/wheels/$(basename "$WHEEL")"
+chroot "$ROOT" "$PREFIX/bin/python" -c 'import jupyterhub, jupyterlab, spawner; print("  in the chroot: jupyterhub", jupyterhub.__version__, "jupyterlab", jupyterlab.__version__)'
+[ -x "$ROOT$PREFIX/bin/jupyterhub-singleuser" ] || die "jupyterhub-singleuser is missing from $PREFIX/bin"
+# an arbitrary uid gets a writable home; docs, caches and the apt lists are dropped
+install -d -m 1777 "$ROOT/home/jovyan"
+rm -rf "$ROOT"/tmp/* "$ROOT"/root/.cache "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/*.bin \
+       "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* \
+       "$ROOT"/var/log/*.log "$ROOT"/var/cache/debconf/*-old
+find "$ROOT/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+find "$ROOT/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name 'locale.alias' -exec rm -rf {} +
+chmod -R a+rX "$ROOT$PREFIX"
+done_step
+
+# -- 7. import ------------------------------------------------------------------------------------
+step "docker import -> $IMAGE ($(du -sh --exclude=./proc "$ROOT" | cut -f1) rootfs)"
+old=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+tar -C "$ROOT" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' -cf - . \
+  | docker import \
+      --change "ENV PATH=$IMG_PATH" \
+      --change 'ENV LANG=C.UTF-8' \
+      --change 'ENV HOME=/home/jovyan' \
+      --change 'ENV SHELL=/bin/bash' \
+      --change 'WORKDIR /home/jovyan' \
+      --change 'USER 1000:100' \
+      --change 'ENTRYPOINT ["/usr/bin/tini", "-g", "--"]' \
+      --change 'CMD ["jupyterhub-singleuser"]' \
+      --change "LABEL $LABEL=$INPUTS" \
+      --change "LABEL org.opencontainers.image.title=gpuhub-singleuser" \
+      --message "gpuhub single-user image, inputs $INPUTS" \
+      - "$IMAGE" >/dev/null
+new=$(docker image inspect -f '{{.Id}}' "$IMAGE")
+# with vfs every image is a full copy: drop the one this build replaced, unless something uses it
+if [ -n "$old" ] && [ "$old" != "$new" ]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
+done_step
+
+log "built $IMAGE (inputs $INPUTS, $(docker image inspect -f '{{.Size}}' "$IMAGE" | numfmt --to=iec)) in $((SECONDS - T_START)) s"

@@ -1,0 +1,103 @@
+"""The Docker runtime for real: a Docker engine (started by `.ci/dockerd start`
+when none runs), the locally built gpuhub/singleuser image, and a real hub."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import docker
+import pytest
+
+from hubprocess import REPO, Hub
+from spawner import DockerGPUSpawner
+
+pytestmark = pytest.mark.e2e
+
+CODE = (
+    "import os, json, pathlib\n"
+    "cg = pathlib.Path('/sys/fs/cgroup')\n"
+    "mem = cg / 'memory.max' if (cg / 'memory.max').exists() else cg / 'memory/memory.limit_in_bytes'\n"
+    "print(json.dumps({'uid': os.getuid(), 'mem': mem.read_text().strip(),\n"
+    "  'home': sorted(os.listdir(os.environ['HOME'])) if os.path.isdir(os.environ['HOME']) else None,\n"
+    "  **{k: os.environ.get(k) for k in ['CUDA_VISIBLE_DEVICES', 'GPUHUB_GPUS', 'GPUHUB_ALLOCATION',\n"
+    "  'CUDA_MPS_ACTIVE_THREAD_PERCENTAGE', 'JUPYTERHUB_USER']}}))"
+)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    subprocess.run(["bash", str(REPO / ".ci/dockerd"), "start"], check=True)
+    subprocess.run(["bash", str(REPO / "spawner/image/build.sh")], check=True)
+    return docker.from_env()
+
+
+@pytest.fixture(scope="module")
+def hub(engine, tmp_path_factory):
+    h = Hub(tmp_path_factory.mktemp("dockerhub"), GPUHUB_RUNTIME="docker")
+    h.start()
+    yield h
+    h.stop()
+    for c in engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-d"}):
+        c.remove(force=True)
+
+
+def test_session_runs_in_a_limited_container_with_its_share(hub, engine):
+    jane = hub.login("gpuhub-dj")
+    r = jane.spawn({"gpus": 0.5, "cpu": 0.5, "mem": "512M"})
+    assert r.status_code in (201, 202), r.text
+    jane.wait_ready(timeout=120)
+    (allocation,) = jane.allocations()
+    (container,) = engine.containers.list(filters={"name": "jupyter-gpuhub-dj"})
+    config = container.attrs["HostConfig"]
+    assert config["NetworkMode"] == "host"
+    assert config["Memory"] == 512 * 1024**2
+    assert config["CpuQuota"] == 50_000 and config["CpuPeriod"] == 100_000
+    assert container.attrs["Config"]["User"] not in ("", "0", "root")
+
+    env = json.loads(jane.run_code(CODE))
+    assert env["uid"] != 0
+    assert int(env["mem"]) == 512 * 1024**2
+    assert env["CUDA_VISIBLE_DEVICES"] == allocation["devices"][0]["uuid"]
+    assert env["GPUHUB_GPUS"] == "0.5" and env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "50"
+    assert env["JUPYTERHUB_USER"] == "gpuhub-dj"
+
+    jane.stop()
+    assert jane.allocations() == []
+    assert engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-dj"}) == []
+
+
+def test_sessions_do_not_share_files(hub, engine):
+    a, b = hub.login("gpuhub-da"), hub.login("gpuhub-db")
+    for u in (a, b):
+        assert u.spawn({"gpus": 0.25, "cpu": 0.5, "mem": "512M"}).status_code in (201, 202)
+    for u in (a, b):
+        u.wait_ready(timeout=120)
+    a.run_code("open('/home/jovyan/secret.txt', 'w').write('a')")
+    listing = b.run_code("import os; print(sorted(os.listdir('/home/jovyan')))")
+    assert "secret.txt" not in listing
+    mounts = {
+        u.name: [m["Name"] for m in engine.containers.get(f"jupyter-{u.name}").attrs["Mounts"]]
+        for u in (a, b)
+    }
+    assert mounts == {"gpuhub-da": ["gpuhub-home-gpuhub-da"], "gpuhub-db": ["gpuhub-home-gpuhub-db"]}
+    for u in (a, b):
+        u.stop()
+
+
+def test_each_host_has_its_own_engine_client_and_worker():
+    """dockerspawner #382: one client and one worker per class. Ours: per host."""
+    endpoints = {  # never contacted: a fixed API version needs no handshake
+        "node-a": {"url": "unix:///run/gpuhub-test-node-a.sock", "ip": "127.0.0.2"},
+        "node-b": {"url": "unix:///run/gpuhub-test-node-b.sock", "ip": "127.0.0.3"},
+    }
+    spawners = []
+    for host in ("node-a", "node-b", "node-a"):
+        s = DockerGPUSpawner(docker_endpoints=endpoints, docker_api_version="1.41")
+        s.allocation = {"id": "x", "host": host, "devices": []}
+        spawners.append(s)
+    a1, b, a2 = spawners
+    assert a1.client is a2.client and a1.executor is a2.executor
+    assert b.client is not a1.client and b.executor is not a1.executor
+    assert a1.client.base_url == "http+docker://localhost"  # docker-py's name for unix sockets
+    assert a1.endpoint["url"].endswith("node-a.sock") and b.endpoint["ip"] == "127.0.0.3"
