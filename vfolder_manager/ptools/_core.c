@@ -42,7 +42,7 @@ enum { T_ROOT, T_LIST, T_CHUNK };
 /* operation codes reported with errors; the Python side words the message */
 enum { OP_STAT, OP_OPENDIR, OP_READDIR, OP_CHMOD, OP_CHOWN, OP_UNLINK,
        OP_RMDIR, OP_MKDIR, OP_OPEN, OP_COPY, OP_SYMLINK, OP_UTIME, OP_MKNOD,
-       OP_CREATE };
+       OP_CREATE, OP_SURPRISE };
 
 #define ATOMIC_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
 #define ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
@@ -160,7 +160,7 @@ typedef struct {
     int user; uid_t uid;
     modechg_t *chg; int nchg; mode_t umask;
     uid_t c_uid; gid_t c_gid;
-    int du_all;
+    int du_all, diagnose;
     int verbose;
     int preserve;
 } params_t;
@@ -252,7 +252,9 @@ static void flush(worker_t *k, int force) {
     pthread_mutex_unlock(&w->omu);
 }
 
-static void report_error(worker_t *k, const char *path, size_t plen, int err, int op, int root) {
+static mode_t mode_adjust(mode_t oldmode, int dir, const params_t *P, mode_t umask_value);
+
+static void report_error_x(worker_t *k, const char *path, size_t plen, int err, int op, int root, int extra) {
     batch_t *b = cur_batch(k);
     if (!b) { k->w->oom = 1; return; }
     size_t off;
@@ -267,7 +269,17 @@ static void report_error(worker_t *k, const char *path, size_t plen, int err, in
     }
     rec_t *r = batch_rec(b);
     if (!r) { k->w->oom = 1; return; }
-    r->off = off; r->plen = plen; r->kind = 1; r->err = err; r->op = op; r->root = root;
+    r->off = off; r->plen = plen; r->kind = 1; r->err = err; r->op = op; r->root = root; r->depth = extra;
+}
+static void report_error(worker_t *k, const char *path, size_t plen, int err, int op, int root) {
+    report_error_x(k, path, plen, err, op, root, 0);
+}
+
+/* chmod -w style modes: GNU warns when the umask kept bits the user asked to change */
+static void chmod_surprise(worker_t *k, const char *path, size_t plen, mode_t old, mode_t nm, int dir, int root) {
+    if (!k->w->P.diagnose) return;
+    mode_t naive = mode_adjust(old, dir, &k->w->P, 0);
+    if (nm & ~naive & 07777) report_error_x(k, path, plen, (int)(nm & 07777), OP_SURPRISE, root, (int)(naive & 07777));
 }
 
 static void emit(worker_t *k, const char *path, size_t plen, int depth, int root,
@@ -317,7 +329,7 @@ static unsigned type_bit(char t) {
     return p ? 1u << (p - all) : 0;
 }
 
-static mode_t mode_adjust(mode_t oldmode, int dir, const params_t *P) {
+static mode_t mode_adjust(mode_t oldmode, int dir, const params_t *P, mode_t umask_value) {
     /* a transcription of gnulib's modechange.c mode_adjust(), so that symbolic
      * and numeric modes give exactly GNU chmod's results */
     const mode_t ALLM = S_ISUID | S_ISGID | S_ISVTX | S_IRWXU | S_IRWXG | S_IRWXO;
@@ -336,7 +348,7 @@ static mode_t mode_adjust(mode_t oldmode, int dir, const params_t *P) {
             if ((newmode & (S_IXUSR | S_IXGRP | S_IXOTH)) || dir)
                 value |= S_IXUSR | S_IXGRP | S_IXOTH;
         }
-        value &= (affected ? affected : ~P->umask) & ~omit;
+        value &= (affected ? affected : ~umask_value) & ~omit;
         if (c->op == '=') {
             mode_t preserved = (affected ? ~affected : 0) | omit;
             newmode = (newmode & preserved) | value;
@@ -655,13 +667,18 @@ static void visit(worker_t *k, node_t *d, const char *name, unsigned char dtype)
         break;
     case M_CHMOD:
         if (type != 'l') {
-            mode_t nm = mode_adjust(st.st_mode, is_dir, P);
+            mode_t nm = mode_adjust(st.st_mode, is_dir, P, P->umask);
+            int rc = 0;
             if ((nm & 07777) != (st.st_mode & 07777)) {
-                io_begin(w); int rc = fchmodat(d->dfd, name, nm, 0); io_end(w);
+                io_begin(w); rc = fchmodat(d->dfd, name, nm, 0); io_end(w);
                 if (rc) {
                     plen = join(&k->path, d->path, d->plen, name);
                     report_error(k, k->path.p, plen, errno, OP_CHMOD, d->root);
                 }
+            }
+            if (!rc && P->diagnose) {
+                plen = join(&k->path, d->path, d->plen, name);
+                chmod_surprise(k, k->path.p, plen, st.st_mode, nm, is_dir, d->root);
             }
         }
         break;
@@ -858,11 +875,12 @@ static void run_root(worker_t *k, task_t *t) {
         break;
     case M_CHMOD:
         if (type != 'l') {
-            mode_t nm = mode_adjust(st.st_mode, is_dir, P);
+            mode_t nm = mode_adjust(st.st_mode, is_dir, P, P->umask);
             if ((nm & 07777) != (st.st_mode & 07777)) {
                 io_begin(w); rc = chmod(path, nm); io_end(w);
                 if (rc) report_error(k, path, plen, errno, OP_CHMOD, ri);
             }
+            if (!rc) chmod_surprise(k, path, plen, st.st_mode, nm, is_dir, ri);
         }
         if (!P->follow_roots && type == 'l') return;
         break;
@@ -1010,7 +1028,7 @@ static PyObject *start(PyObject *self, PyObject *args) {
     GET("newer", 0, P->newer); GET("newer_ns", 0, P->newer_ns);
     GET("user", 0, P->user); GET("uid", 0, P->uid);
     GET("umask", 022, P->umask); GET("c_uid", -1, P->c_uid); GET("c_gid", -1, P->c_gid);
-    GET("du_all", 0, P->du_all); GET("verbose", 0, P->verbose); GET("preserve", 0, P->preserve);
+    GET("du_all", 0, P->du_all); GET("diagnose", 0, P->diagnose); GET("verbose", 0, P->verbose); GET("preserve", 0, P->preserve);
 #undef GET
     {
         PyObject *nowo = PyDict_GetItemString(opts, "now");
@@ -1120,7 +1138,7 @@ static PyObject *walk_next(walk_t *w, PyObject *args) {
             rec_t *r = &b->recs[i];
             PyObject *item;
             if (r->kind == 1) {
-                item = Py_BuildValue("(y#ii)", b->data.p + r->off, (Py_ssize_t)r->plen, r->err, r->op);
+                item = Py_BuildValue("(y#iii)", b->data.p + r->off, (Py_ssize_t)r->plen, r->err, r->op, r->depth);
                 PyList_Append(errs, item);
             } else {
                 PyObject *st = r->has_stat ? stat_tuple(&r->st) : (Py_INCREF(Py_None), Py_None);
@@ -1135,7 +1153,7 @@ static PyObject *walk_next(walk_t *w, PyObject *args) {
         data = PyBytes_FromStringAndSize(b->data.p ? b->data.p : "", (Py_ssize_t)b->data.len);
         for (size_t i = 0; i < b->nrec; i++) {
             rec_t *r = &b->recs[i];
-            PyObject *item = Py_BuildValue("(y#ii)", (char *)r->off, (Py_ssize_t)r->plen, r->err, r->op);
+            PyObject *item = Py_BuildValue("(y#iii)", (char *)r->off, (Py_ssize_t)r->plen, r->err, r->op, r->depth);
             free((void *)r->off);
             PyList_Append(errs, item);
             Py_XDECREF(item);
@@ -1202,7 +1220,7 @@ PyMODINIT_FUNC PyInit__core(void) {
     C(M_FIND); C(M_DU); C(M_CHMOD); C(M_CHOWN); C(M_RM); C(M_CP);
     C(OUT_NONE); C(OUT_PATHS); C(OUT_RECORDS);
     C(OP_STAT); C(OP_OPENDIR); C(OP_READDIR); C(OP_CHMOD); C(OP_CHOWN); C(OP_UNLINK);
-    C(OP_RMDIR); C(OP_MKDIR); C(OP_OPEN); C(OP_COPY); C(OP_SYMLINK); C(OP_UTIME); C(OP_MKNOD); C(OP_CREATE);
+    C(OP_RMDIR); C(OP_MKDIR); C(OP_OPEN); C(OP_COPY); C(OP_SYMLINK); C(OP_UTIME); C(OP_MKNOD); C(OP_CREATE); C(OP_SURPRISE);
     C(MC_ORDINARY); C(MC_X_IF_ANY_X); C(MC_COPY);
 #undef C
     return m;

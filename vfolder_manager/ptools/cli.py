@@ -16,7 +16,7 @@ from . import engine
 from .engine import CHMOD, CHOWN, CP, DU, FIND, OUT_NONE, OUT_PATHS, OUT_RECORDS, Op, PathError, Record, Walk
 from .findexpr import FindUsageError
 from .findexpr import parse as parse_find
-from .formatting import du_size, json_row, ls_long_lines, quote
+from .formatting import du_size, json_row, ls_long_lines, mode_string, quote
 from .modes import InvalidMode, compile_mode
 from .owners import InvalidOwner, parse_owner
 from .progress import Progress
@@ -37,6 +37,10 @@ class Reporter:
         self.status = max(self.status, status)
 
     def path_error(self, e: PathError) -> None:
+        if e.op == Op.SURPRISE:
+            new, naive = mode_string(e.errno)[1:], mode_string(e.extra)[1:]
+            self.error(f"{quote(e.path, always=False)}: new permissions are {new}, not {naive}")
+            return
         what = self.wording.get(e.op, "")
         prefix = f"{what} {quote(e.path)}" if what else quote(e.path)
         self.error(f"{prefix}: {os.strerror(e.errno)}")
@@ -257,28 +261,6 @@ def pls_main(argv: list[str]) -> int:
     import time
     now = time.time()
 
-    files: list[tuple[bytes, os.stat_result | None]] = []
-    dirs: list[bytes] = []
-    for name in (os.fsencode(x) for x in a.paths):
-        try:
-            st = os.lstat(name)
-            if stat.S_ISLNK(st.st_mode) and not a.long and not a.directory:
-                try:
-                    if stat.S_ISDIR(os.stat(name).st_mode):
-                        dirs.append(name)
-                        continue
-                except OSError:
-                    pass
-        except OSError as e:
-            rep.error(f"cannot access {quote(name)}: {os.strerror(e.errno or 0)}", 2)
-            continue
-        if stat.S_ISDIR(st.st_mode) and not a.directory:
-            dirs.append(name)
-        else:
-            files.append((name, st))
-    files.sort()
-    dirs.sort()
-
     def to_stat(st: os.stat_result) -> engine.Stat:
         return engine.Stat(st.st_mode, st.st_nlink, st.st_uid, st.st_gid, st.st_size, st.st_blocks,
                            st.st_mtime_ns, st.st_ino, st.st_dev, st.st_rdev)
@@ -287,11 +269,38 @@ def pls_main(argv: list[str]) -> int:
         return {stat.S_IFDIR: "d", stat.S_IFLNK: "l", stat.S_IFREG: "f", stat.S_IFIFO: "p",
                 stat.S_IFSOCK: "s", stat.S_IFCHR: "c", stat.S_IFBLK: "b"}.get(stat.S_IFMT(mode), "?")
 
+    files: list[tuple[bytes, os.stat_result | None]] = []
+    dirs: list[bytes] = []
+    operand_stats: list[engine.Stat] = []     # ls sizes its columns over all operands
+    for name in (os.fsencode(x) for x in a.paths):
+        try:
+            st = os.lstat(name)
+            if stat.S_ISLNK(st.st_mode) and not a.long and not a.directory:
+                try:
+                    target_st = os.stat(name)
+                    if stat.S_ISDIR(target_st.st_mode):
+                        dirs.append(name)
+                        operand_stats.append(to_stat(target_st))
+                        continue
+                except OSError:
+                    pass
+        except OSError as e:
+            rep.error(f"cannot access {quote(name)}: {os.strerror(e.errno or 0)}", 2)
+            continue
+        if stat.S_ISDIR(st.st_mode) and not a.directory:
+            dirs.append(name)
+            operand_stats.append(to_stat(st))
+        else:
+            files.append((name, st))
+    files.sort()
+    dirs.sort()
+
     json_first = True
     if a.json:
         out.write(b"[")
 
-    def listing(rows: list[tuple[bytes, bytes, engine.Stat | None, str]], with_total: bool) -> None:
+    def listing(rows: list[tuple[bytes, bytes, engine.Stat | None, str]], with_total: bool,
+                extra: Sequence[engine.Stat] = ()) -> None:
         """rows: (display name, full path, stat, type)."""
         nonlocal json_first
         if as_json:
@@ -316,12 +325,12 @@ def pls_main(argv: list[str]) -> int:
                 except OSError:
                     target = b""
             entries.append((disp, st, target))
-        for ln in ls_long_lines(entries, now):
+        for ln in ls_long_lines(entries, now, extra):
             out.write(ln + b"\n")
 
     printed = False
     if files:
-        listing([(n, n, to_stat(st) if st else None, type_of(st.st_mode)) for n, st in files], False)
+        listing([(n, n, to_stat(st) if st else None, type_of(st.st_mode)) for n, st in files], False, operand_stats)
         printed = True
 
     if dirs:
@@ -338,7 +347,7 @@ def pls_main(argv: list[str]) -> int:
 
         def show(d: bytes) -> None:
             nonlocal printed
-            if a.recursive or len(dirs) + len(files) > 1:
+            if a.recursive or len(a.paths) > 1:
                 if not as_json:
                     out.write((b"\n" if printed else b"") + d + b":\n")
             printed = True
@@ -459,6 +468,7 @@ def pchmod_main(argv: list[str]) -> int:
     progress = Progress("pchmod", prog)
     walk = Walk([os.fsencode(f) for f in operands[1:]], CHMOD, OUT_NONE,
                 {"changes": [tuple(c) for c in changes], "umask": _umask(), "follow_roots": 1,
+                 "diagnose": int(operands[0].startswith("-")),   # like chmod: only "chmod -w" warns
                  "maxdepth": -1 if opts.get("R") else 0}, threads=threads, max_inflight=inflight)
     engine.drain(walk, rep.path_error, progress.update)
     progress.done()
@@ -594,7 +604,8 @@ def pcp_main(argv: list[str]) -> int:
     dest = os.fsencode(operands[-1])
     dest_is_dir = os.path.isdir(dest)
     if len(srcs) > 1 and not dest_is_dir:
-        rep.error(f"target {quote(dest)} is not a directory")
+        reason = "Not a directory" if os.path.lexists(dest) else os.strerror(2)
+        rep.error(f"target {quote(dest)}: {reason}")
         return 1
     roots, targets = [], []
     for src in srcs:

@@ -20,12 +20,14 @@ class PathError(NamedTuple):
     path: bytes
     errno: int
     op: int
+    extra: int = 0
 
 
 class Op:
     STAT, OPENDIR, READDIR, CHMOD, CHOWN = _core.OP_STAT, _core.OP_OPENDIR, _core.OP_READDIR, _core.OP_CHMOD, _core.OP_CHOWN
     UNLINK, RMDIR, MKDIR, OPEN, COPY = _core.OP_UNLINK, _core.OP_RMDIR, _core.OP_MKDIR, _core.OP_OPEN, _core.OP_COPY
     SYMLINK, UTIME, MKNOD, CREATE = _core.OP_SYMLINK, _core.OP_UTIME, _core.OP_MKNOD, _core.OP_CREATE
+    SURPRISE = _core.OP_SURPRISE    # chmod: umask kept bits (errno = new mode, extra = expected)
 
 
 class Stat(NamedTuple):

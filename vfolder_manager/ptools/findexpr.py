@@ -60,7 +60,7 @@ def parse(argv: list[str]) -> FindSpec:
     def arg() -> str:
         nonlocal i
         if i + 1 >= len(argv):
-            raise FindUsageError(f"missing argument to '{argv[i]}'")
+            raise FindUsageError(f"missing argument to `{argv[i]}'")
         i += 1
         return argv[i]
 
@@ -130,7 +130,7 @@ def parse(argv: list[str]) -> FindSpec:
             else:
                 spec.max_inflight = int(v)
         elif a.startswith("-") or a in ("(", "!", ")"):
-            raise FindUsageError(f"unknown predicate '{a}'")
+            raise FindUsageError(f"unknown predicate `{a}'")
         else:
             raise FindUsageError(f"paths must precede expression: '{a}'")
         i += 1

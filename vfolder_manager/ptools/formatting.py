@@ -11,37 +11,65 @@ from .engine import Record, Stat
 from .owners import group_name, user_name
 
 
-def quote(path: bytes | str) -> str:
-    """Quote a path for a message like GNU's shell-escape style: 'a b', 'it'\\''s', $'\\n'."""
+def _utf8_locale() -> bool:
+    for var in ("LC_ALL", "LC_CTYPE", "LANG"):
+        v = os.environ.get(var)
+        if v:
+            return "utf-8" in v.lower() or "utf8" in v.lower()
+    return False
+
+
+def _shown(c: str, utf8: bool) -> bool:
+    o = ord(c)
+    if 0xDC80 <= o <= 0xDCFF:
+        return False
+    return c.isprintable() and (utf8 or o < 0x80)
+
+
+def quote(path: bytes | str, always: bool = True) -> str:
+    """Quote a name for a message like GNU's shell-escape style: 'a b', "it's", 'a'$'\\n''b'.
+
+    Like GNU in the C locale, bytes outside ASCII are shown as octal escapes.
+    With ``always=False`` plain names stay bare (GNU's quotef).
+    """
     raw = os.fsencode(path)
     text = raw.decode("utf-8", "surrogateescape")
-    if all(c.isprintable() and not 0xDC80 <= ord(c) <= 0xDCFF for c in text):
+    utf8 = _utf8_locale()
+    if all(_shown(c, utf8) for c in text):
+        if not always and text and all(c.isalnum() or c in "/._-+,:@%^=" for c in text):
+            return text
         if "'" not in text:
             return f"'{text}'"
-        if '"' not in text and "$" not in text and "`" not in text and "\\" not in text:
+        if not any(c in text for c in '"$`\\'):
             return f'"{text}"'
-        return "'" + text.replace("'", "'\\''") + "'"
-    out: list[str] = []
-    plain = ""
+    out: list[str] = ["'"]
+    in_plain = True
+    esc: list[str] = []
     for c in text:
         o = ord(c)
-        if c.isprintable() and not 0xDC80 <= o <= 0xDCFF and c != "'":
-            plain += c
+        if _shown(c, utf8):
+            if esc:
+                out.append("$'" + "".join(esc) + "'")
+                esc.clear()
+            if not in_plain:
+                out.append("'")
+                in_plain = True
+            out.append("'\\''" if c == "'" else c)
             continue
-        if plain:
-            out.append(f"'{plain}'")
-            plain = ""
-        if c == "'":
-            out.append("\\'")
-        elif c == "\n":
-            out.append("$'\\n'")
+        if in_plain:
+            out.append("'")
+            in_plain = False
+        if c == "\n":
+            esc.append("\\n")
         elif c == "\t":
-            out.append("$'\\t'")
+            esc.append("\\t")
         else:
             data = bytes([o - 0xDC00]) if 0xDC80 <= o <= 0xDCFF else c.encode()
-            out.append("$'" + "".join(f"\\{b:03o}" for b in data) + "'")
-    if plain:
-        out.append(f"'{plain}'")
+            esc.extend(f"\\{b:03o}" for b in data)
+    if esc:
+        out.append("$'" + "".join(esc) + "'")
+    if in_plain:
+        out.append("'")
     return "".join(out)
 
 
@@ -102,24 +130,33 @@ def ls_time(mtime_ns: int, now: float) -> str:
     return f"{mon} {day}  {lt.tm_year}"
 
 
-def ls_long_lines(entries: Sequence[tuple[bytes, Stat, bytes | None]], now: float) -> list[bytes]:
-    """ls -l rows for (name, stat, symlink target) with GNU's column alignment."""
+def _cols(st: Stat) -> tuple[str, str, str, str]:
+    if stat.S_ISCHR(st.mode) or stat.S_ISBLK(st.mode):
+        size = f"{os.major(st.rdev)}, {os.minor(st.rdev)}"
+    else:
+        size = str(st.size)
+    return str(st.nlink), user_name(st.uid), group_name(st.gid), size
+
+
+def ls_long_lines(entries: Sequence[tuple[bytes, Stat, bytes | None]], now: float,
+                  extra: Sequence[Stat] = ()) -> list[bytes]:
+    """ls -l rows for (name, stat, symlink target) with GNU's column alignment.
+
+    ``extra`` are stats that take part in column widths without being printed
+    (ls sizes the file operands' columns over the directory operands too).
+    """
     rows = []
     for name, st, target in entries:
-        if stat.S_ISCHR(st.mode) or stat.S_ISBLK(st.mode):
-            size = f"{os.major(st.rdev)}, {os.minor(st.rdev)}"
-        else:
-            size = str(st.size)
-        rows.append((mode_string(st.mode), str(st.nlink), user_name(st.uid), group_name(st.gid),
-                     size, ls_time(st.mtime_ns, now), name, target))
+        rows.append((mode_string(st.mode), *_cols(st), ls_time(st.mtime_ns, now), name, target))
     if not rows:
         return []
-    wl = max(len(r[1]) for r in rows)
-    wu = max(len(r[2]) for r in rows)
-    wg = max(len(r[3]) for r in rows)
-    ws = max(len(r[4]) for r in rows)
+    others = [_cols(st) for st in extra]
+    wl = max(len(r[1]) for r in rows + others)
+    wu = max(len(r[2]) for r in rows + others)
+    wg = max(len(r[3]) for r in rows + others)
+    ws = max(len(r[4]) for r in rows + others)
     out = []
-    for m, nl, u, g, sz, tm, name, target in rows:
+    for m, nl, u, g, sz, tm, name, target in rows:  # type: ignore[misc]
         head = f"{m} {nl:>{wl}} {u:<{wu}} {g:<{wg}} {sz:>{ws}} {tm} ".encode()
         line = head + name
         if target is not None:
