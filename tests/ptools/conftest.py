@@ -27,7 +27,7 @@ def run(*argv: str | bytes, cwd: Path | None = None, check: bool = False) -> sub
     return cp
 
 
-def build_tree(root: Path) -> Path:
+def build_tree(root: Path, big_entries: int = 3000) -> Path:
     """Hard links, sparse files, every kind of symlink, odd names, deep nesting, a big directory."""
     root.mkdir(parents=True)
     b = os.fsencode(root)
@@ -81,7 +81,7 @@ def build_tree(root: Path) -> Path:
     # a directory with thousands of entries
     big = root / "big"
     big.mkdir()
-    for i in range(3000):
+    for i in range(big_entries):
         with open(os.path.join(os.fsencode(big), b"f%04d" % i), "wb") as f:
             if i % 7 == 0:
                 f.write(b"k" * (i * 3))
@@ -101,12 +101,18 @@ def tree(tmp_path_factory) -> Path:
     return build_tree(tmp_path_factory.mktemp("ptools") / "tree")
 
 
+@pytest.fixture(scope="session")
+def small_tree(tmp_path_factory) -> Path:
+    """The same awkward content with a smaller big directory: mutation tests copy it twice each."""
+    return build_tree(tmp_path_factory.mktemp("ptools_small") / "tree", big_entries=400)
+
+
 @pytest.fixture
-def twin(tree, tmp_path):
+def twin(small_tree, tmp_path):
     """Two identical copies of the tree: one for GNU, one for the p-command."""
     a, b = tmp_path / "gnu", tmp_path / "p"
     for dst in (a, b):
-        subprocess.run(["cp", "-a", str(tree), str(dst)], check=True)
+        subprocess.run(["cp", "-a", str(small_tree), str(dst)], check=True)
     yield a, b
     for dst in (a, b):
         shutil.rmtree(dst, ignore_errors=True)

@@ -1,14 +1,14 @@
 """pchmod, pchown, prm, pcp on one copy, GNU on an identical copy: same end state."""
 import os
 import stat
+import subprocess
 
 import pytest
 
 from .conftest import gnu_msg, run, snapshot
 
 
-@pytest.mark.parametrize("mode", ["755", "0700", "u+x", "go-w", "a=rX", "g+s", "2750", "o=u", "-w", "+t",
-                                  "u=rwx,g=rx,o=", "a-x,u+X", "00644", "g-s"])
+@pytest.mark.parametrize("mode", ["755", "u+x,go-w", "a=rX", "2750", "o=u", "-w", "+t", "a-x,u+X", "00644"])
 def test_pchmod_recursive(twin, mode):
     a, b = twin
     os.chmod(a / "dir1", 0o2775)
@@ -39,8 +39,11 @@ def test_pchown(twin, spec, flags):
     assert snapshot(b, content=False) == snapshot(a, content=False)
 
 
-def test_prm_recursive_and_verbose(twin):
-    a, b = twin
+def test_prm_recursive_and_verbose(tree, tmp_path):
+    """On the full tree, with its directory of thousands of entries."""
+    a, b = tmp_path / "gnu", tmp_path / "p"
+    for dst in (a, b):
+        subprocess.run(["cp", "-a", str(tree), str(dst)], check=True)
     gnu = run("rm", "-rv", a)
     mine = run("prm", "-rv", b)
     assert mine.returncode == gnu.returncode == 0, mine.stderr

@@ -150,7 +150,7 @@ def ls_long_lines(entries: Sequence[tuple[bytes, Stat, bytes | None]], now: floa
         rows.append((mode_string(st.mode), *_cols(st), ls_time(st.mtime_ns, now), name, target))
     if not rows:
         return []
-    others = [_cols(st) for st in extra]
+    others = [("", *_cols(st)) for st in extra]
     wl = max(len(r[1]) for r in rows + others)
     wu = max(len(r[2]) for r in rows + others)
     wg = max(len(r[3]) for r in rows + others)
