@@ -6,11 +6,13 @@ path failed (2 for pls when a command-line argument is missing, as ls does).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import stat
 import sys
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+if TYPE_CHECKING:
+    import argparse
 
 from . import engine
 from .engine import CHMOD, CHOWN, CP, DU, FIND, OUT_NONE, OUT_PATHS, OUT_RECORDS, Op, PathError, Record, Walk
@@ -53,6 +55,7 @@ def _umask() -> int:
 
 
 def _positive(text: str) -> int:
+    import argparse
     v = int(text)
     if v < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
@@ -179,6 +182,7 @@ def _unique_roots(paths: Sequence[bytes]) -> list[bytes]:
 
 @_guard
 def pdu_main(argv: list[str]) -> int:
+    import argparse
     p = argparse.ArgumentParser(prog="pdu", add_help=False, description="Parallel du.")
     p.add_argument("--help", action="help")
     p.add_argument("-s", "--summarize", action="store_true")
@@ -212,16 +216,18 @@ def pdu_main(argv: list[str]) -> int:
     total = 0
     pending: dict[int, list[bytes]] = {}
     for batch in _run(walk, rep, progress):
+        lines = []
         for r in batch:
             if r.depth == 0:
                 total += r.v1 if apparent else r.v2 * 512
             if r.depth and (maxd is not None and r.depth > maxd):
                 continue
             if len(roots) == 1:
-                out.write(line(r))
+                lines.append(line(r))
             else:
                 pending.setdefault(r.root, []).append(line(r))
-        if len(roots) == 1:
+        if lines:
+            out.write(b"".join(lines))
             out.flush()
     for i in sorted(pending):       # several arguments: keep argument order
         out.write(b"".join(pending[i]))
@@ -239,6 +245,7 @@ LS_WORDING = {Op.STAT: "cannot access", Op.OPENDIR: "cannot open directory", Op.
 
 @_guard
 def pls_main(argv: list[str]) -> int:
+    import argparse
     p = argparse.ArgumentParser(prog="pls", add_help=False, description="Parallel ls (sorted in byte order, like LC_ALL=C ls).")
     p.add_argument("--help", action="help")
     p.add_argument("-l", action="store_true", dest="long")
@@ -255,7 +262,9 @@ def pls_main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     rep = Reporter("pls", LS_WORDING)
     progress = Progress("pls", a.progress)
-    out = sys.stdout.buffer
+    import io
+    out = io.BufferedWriter(sys.stdout.buffer.raw if hasattr(sys.stdout.buffer, "raw") else sys.stdout.buffer,
+                            1 << 16)  # many small lines: never one syscall each
     as_json = a.json or a.jsonlines
     need_stat = a.long or as_json
     import time

@@ -8,8 +8,7 @@ only add contention.  statfs(2) tells the two apart by the f_type magic.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from . import _core
 
@@ -36,8 +35,7 @@ NETWORK_CHUNK = 16      # entries of one directory handed to a thread at a time
 LOCAL_CHUNK = 512       # only huge local directories are split
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     fs: str
     network: bool
     threads: int

@@ -5,7 +5,6 @@ only place that talks to it, so option names and record layouts live here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from . import _core
@@ -55,16 +54,19 @@ class Record(NamedTuple):
     v3: int = 0     # du: entries below
 
 
-@dataclass
 class Walk:
     """Parameters of one native walk; ``opts`` are passed through verbatim."""
-    roots: Sequence[bytes]
-    mode: int
-    out: int = OUT_NONE
-    opts: dict[str, Any] = field(default_factory=dict)
-    dests: Sequence[bytes] | None = None
-    threads: int | None = None
-    max_inflight: int | None = None
+
+    def __init__(self, roots: Sequence[bytes], mode: int, out: int = OUT_NONE, opts: dict[str, Any] | None = None,
+                 dests: Sequence[bytes] | None = None, threads: int | None = None,
+                 max_inflight: int | None = None) -> None:
+        self.roots = roots
+        self.mode = mode
+        self.out = out
+        self.opts = opts or {}
+        self.dests = dests
+        self.threads = threads
+        self.max_inflight = max_inflight
 
     def plan(self) -> Plan:
         return plan_for(list(self.roots) + list(self.dests or ()), self.threads, self.max_inflight)

@@ -5,10 +5,8 @@ they are compiled into the flat filter the native core evaluates per entry.
 """
 from __future__ import annotations
 
-import fnmatch
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from .owners import InvalidOwner, uid_of
@@ -21,17 +19,17 @@ class FindUsageError(Exception):
     pass
 
 
-@dataclass
 class FindSpec:
-    paths: list[bytes] = field(default_factory=list)
-    opts: dict[str, Any] = field(default_factory=dict)
-    sep: bytes = b"\n"
-    json: bool = False
-    jsonlines: bool = False
-    sort: bool = False
-    threads: int | None = None
-    max_inflight: int | None = None
-    progress: bool = False
+    def __init__(self) -> None:
+        self.paths: list[bytes] = []
+        self.opts: dict[str, Any] = {}
+        self.sep = b"\n"
+        self.json = False
+        self.jsonlines = False
+        self.sort = False
+        self.threads: int | None = None
+        self.max_inflight: int | None = None
+        self.progress = False
 
     @property
     def needs_records(self) -> bool:
@@ -80,7 +78,6 @@ def parse(argv: list[str]) -> FindSpec:
             pat = arg()
             o["name_pat"] = os.fsencode(pat)
             o["name_flags"] = 16 if a == "-iname" else 0     # FNM_CASEFOLD
-            fnmatch.translate(pat)
         elif a == "-size":
             v = arg()
             unit = 512

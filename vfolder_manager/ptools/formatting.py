@@ -1,10 +1,8 @@
 """Text the tools print: GNU-style quoting, du sizes, ls -l lines, JSON rows."""
 from __future__ import annotations
 
-import json
 import os
 import stat
-import time
 from typing import Sequence
 
 from .engine import Record, Stat
@@ -120,6 +118,7 @@ SIX_MONTHS = 31556952 // 2
 
 
 def ls_time(mtime_ns: int, now: float) -> str:
+    import time
     t = mtime_ns / 1e9
     lt = time.localtime(int(mtime_ns // 1_000_000_000))
     recent = now - SIX_MONTHS < t <= now
@@ -171,6 +170,7 @@ def json_row(rec: Record) -> str:
     Paths are decoded with surrogateescape (``os.fsdecode``) so that names that
     are not UTF-8 survive a round trip through ``os.fsencode``.
     """
+    import json
     st = rec.stat
     row: dict[str, object] = {"path": os.fsdecode(rec.path), "type": rec.type}
     if st is not None:
