@@ -69,6 +69,13 @@ def pairs(t: str, copy_src: str, copy_dst: str, victim: str) -> list[tuple[str, 
     ]
 
 
+def selected(a: argparse.Namespace, rows: list) -> list:
+    if not a.only:
+        return rows
+    want = {x.strip() for x in a.only.split(",")}
+    return [r for r in rows if r[0] in want]
+
+
 def reset(kind: str | None, src: Path) -> None:
     """Put the source tree back in the state a run expects (done on the backing dir)."""
     if kind == "chmod":
@@ -111,7 +118,7 @@ def bench_nas(a: argparse.Namespace) -> None:
 
     print("| command | GNU s | p-cmd s | ratio | GNU req | p req | p max in flight | server-bound ratio limit |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for label, gnu, mine, kind in pairs("@/tree", "@/tree", "@/copy", "@/victim"):
+    for label, gnu, mine, kind in selected(a, pairs("@/tree", "@/tree", "@/copy", "@/victim")):
         reset(kind, src)
         tg, sg = one(gnu, a.delay_ms)
         reset(kind, src)
@@ -133,7 +140,7 @@ def bench_local(a: argparse.Namespace) -> None:
           f"{os.cpu_count()} cores\n")
     print("| command | GNU s | p-cmd s | ratio (GNU/p) |")
     print("|---|---:|---:|---:|")
-    for label, gnu, mine, kind in pairs(t, t, str(src / "copy"), str(src / "victim")):
+    for label, gnu, mine, kind in selected(a, pairs(t, t, str(src / "copy"), str(src / "victim"))):
         best_g = best_p = float("inf")
         reps = a.repeat if kind in (None, "chmod", "chown") else 1
         for _ in range(reps):
@@ -157,6 +164,7 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=float, default=1.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", help="where to build the local tree (default: $TMPDIR)")
+    ap.add_argument("--only", help="comma-separated labels to run, e.g. 'find,du -s'")
     a = ap.parse_args()
     if a.files is None:
         a.files = 20000 if a.where == "nas" else 200000

@@ -501,9 +501,10 @@ static void copy_attrs(worker_t *k, int fd, const char *dpath, size_t dplen, con
     }
 }
 
-static int copy_data(worker_t *k, int in, int out, off_t size) {
+static int copy_data(worker_t *k, int in, int out, off_t size, int sparse) {
     off_t pos = 0;
-    int sparse_ok = 1;
+    int sparse_ok = sparse;   /* only look for holes in files that have some (GNU's heuristic) */
+    if (size == 0) return 0;
     while (pos < size) {
         off_t data = size, hole = size;
         if (sparse_ok) {
@@ -546,7 +547,8 @@ static int copy_data(worker_t *k, int in, int out, off_t size) {
         pos = hole;
         if (pos == data) break;
     }
-    return ftruncate(out, size);
+    /* a trailing hole needs the size set explicitly */
+    return pos < size ? ftruncate(out, size) : 0;
 }
 
 /* copy one non-directory entry (src relative to dfd) to dst relative to ddfd */
@@ -562,7 +564,8 @@ static void copy_one(worker_t *k, int dfd, const char *name, const char *spath, 
         mode_t m = st->st_mode & 0777;
         io_begin(w); int out = openat(ddfd, dname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, m); io_end(w);
         if (out < 0) { report_error(k, dpath, dplen, errno, OP_CREATE, root); close(in); return; }
-        io_begin(w); rc = copy_data(k, in, out, st->st_size); io_end(w);
+        int sparse = (off_t)st->st_blocks * 512 < st->st_size;
+        io_begin(w); rc = copy_data(k, in, out, st->st_size, sparse); io_end(w);
         if (rc) report_error(k, dpath, dplen, errno, OP_COPY, root);
         if (w->P.preserve) copy_attrs(k, out, dpath, dplen, st, 0, root);
         close(in); close(out);
