@@ -1,0 +1,175 @@
+"""Time each p-command against its GNU twin in one run and print the ratios.
+
+    python benchmarks/ptools_bench.py nas   [--files 20000] [--delay-ms 1]
+    python benchmarks/ptools_bench.py local [--files 200000] [--repeat 3]
+
+nas:   a tree behind the FUSE latency filesystem (every request delayed,
+       attribute/entry caching off), remounted cold before every single run.
+       Also measures the server's ops/s ceiling (delay 0, many clients) so the
+       ratios can be judged against what the simulated server can serve.
+local: the same pairs on the local disk with a warm page cache (best of N).
+
+Not a test: nothing is asserted.  Prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def p(name: str) -> str:
+    return str(BIN / name)
+
+
+def make_tree(root: Path, files: int) -> int:
+    """files spread over 2 levels of directories (~100 files per leaf), a little data each."""
+    per_leaf, fanout = 100, 10
+    leaves = max(1, files // per_leaf)
+    made = 0
+    for i in range(leaves):
+        d = root / f"d{i // fanout:04d}" / f"e{i % fanout:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        for j in range(per_leaf):
+            if made >= files:
+                break
+            with open(d / f"f{j:03d}", "wb") as f:
+                f.write(b"x" * (j * 7))
+            made += 1
+    return made
+
+
+def timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    cp = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dt = time.perf_counter() - t
+    if cp.returncode != 0:
+        print(f"  ! {' '.join(cmd)} -> {cp.returncode}: {cp.stderr[:200]!r}", file=sys.stderr)
+    return dt
+
+
+def pairs(t: str, copy_src: str, copy_dst: str, victim: str) -> list[tuple[str, list[str], list[str], str | None]]:
+    """(label, GNU command, p-command, setup needed) for a tree at t."""
+    return [
+        ("find", ["find", t], [p("pfind"), t], None),
+        ("find -size +0 (stat)", ["find", t, "-type", "f", "-size", "+0"], [p("pfind"), t, "-type", "f", "-size", "+0"], None),
+        ("du -s", ["du", "-s", t], [p("pdu"), "-s", t], None),
+        ("ls -lR", ["ls", "-lR", t], [p("pls"), "-lR", t], None),
+        ("chmod -R", ["chmod", "-R", "g+w", t], [p("pchmod"), "-R", "g+w", t], "chmod"),
+        ("chown -R", ["chown", "-R", "nobody", t], [p("pchown"), "-R", "nobody", t], "chown"),
+        ("cp -r", ["cp", "-r", copy_src, copy_dst], [p("pcp"), "-r", copy_src, copy_dst], "cp"),
+        ("rm -r", ["rm", "-r", victim], [p("prm"), "-r", victim], "rm"),
+    ]
+
+
+def selected(a: argparse.Namespace, rows: list) -> list:
+    if not a.only:
+        return rows
+    want = {x.strip() for x in a.only.split(",")}
+    return [r for r in rows if r[0] in want]
+
+
+def reset(kind: str | None, src: Path) -> None:
+    """Put the source tree back in the state a run expects (done on the backing dir)."""
+    if kind == "chmod":
+        subprocess.run(["chmod", "-R", "g-w", str(src / "tree")], check=True)
+    elif kind == "chown":
+        subprocess.run(["chown", "-R", "root", str(src / "tree")], check=True)
+    elif kind == "cp":
+        shutil.rmtree(src / "copy", ignore_errors=True)
+    elif kind == "rm":
+        if not (src / "victim").exists():
+            subprocess.run(["cp", "-r", str(src / "tree"), str(src / "victim")], check=True)
+
+
+def drop_caches() -> None:
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        pass
+
+
+def bench_nas(a: argparse.Namespace) -> None:
+    from vfolder_manager.ptools.testing.latencyfs import Mount
+    work = Path(tempfile.mkdtemp(prefix="ptools-nas-"))
+    src, mnt = work / "src", work / "mnt"
+    n = make_tree(src / "tree", a.files)
+    print(f"tree: {n} files, {sum(1 for _ in (src / 'tree').rglob('*')) - n} directories; "
+          f"delay {a.delay_ms} ms per FUSE request; attr/entry cache off; cold mount per run\n")
+
+    def one(cmd: list[str], delay: float) -> tuple[float, dict]:
+        stats = str(work / "stats.json")
+        with Mount(str(src), str(mnt), delay, stats) as m:
+            dt = timed([x.replace("@", str(mnt)) for x in cmd])
+        return dt, m.stats()
+
+    # server ceiling: no delay, many clients, all CPU goes to serving
+    dt, st = one([p("pdu"), "-s", "--threads", "64", "@/tree"], 0)
+    ceiling = st["ops"] / dt
+    print(f"server ceiling (delay 0, pdu --threads 64): {st['ops']} requests in {dt:.2f}s = {ceiling:,.0f} requests/s\n")
+
+    print("| command | GNU s | p-cmd s | ratio | GNU req | p req | p max in flight | server-bound ratio limit |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, gnu, mine, kind in selected(a, pairs("@/tree", "@/tree", "@/copy", "@/victim")):
+        reset(kind, src)
+        tg, sg = one(gnu, a.delay_ms)
+        reset(kind, src)
+        tp, sp = one(mine, a.delay_ms)
+        reset(kind, src)
+        # if the p-command were limited only by the server's throughput:
+        limit = tg / max(sp["ops"] / ceiling, 1e-9)
+        print(f"| {label} | {tg:.2f} | {tp:.2f} | {tg / tp:.1f}x | {sg['ops']} | {sp['ops']} | "
+              f"{sp['max_inflight']} | {limit:.0f}x |", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_local(a: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="ptools-local-", dir=a.dir))
+    src = work
+    n = make_tree(src / "tree", a.files)
+    t = str(src / "tree")
+    print(f"tree: {n} files on {a.dir or tempfile.gettempdir()}, warm page cache, best of {a.repeat}, "
+          f"{os.cpu_count()} cores\n")
+    print("| command | GNU s | p-cmd s | ratio (GNU/p) |")
+    print("|---|---:|---:|---:|")
+    for label, gnu, mine, kind in selected(a, pairs(t, t, str(src / "copy"), str(src / "victim"))):
+        best_g = best_p = float("inf")
+        reps = a.repeat if kind in (None, "chmod", "chown") else 1
+        for _ in range(reps):
+            for which in ("g", "p"):
+                reset(kind, src)
+                subprocess.run(["find", t], stdout=subprocess.DEVNULL)   # warm
+                dt = timed(gnu if which == "g" else mine)
+                if which == "g":
+                    best_g = min(best_g, dt)
+                else:
+                    best_p = min(best_p, dt)
+        reset(kind, src)
+        print(f"| {label} | {best_g:.3f} | {best_p:.3f} | {best_g / best_p:.2f}x |", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("where", choices=["nas", "local"])
+    ap.add_argument("--files", type=int)
+    ap.add_argument("--delay-ms", type=float, default=1.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", help="where to build the local tree (default: $TMPDIR)")
+    ap.add_argument("--only", help="comma-separated labels to run, e.g. 'find,du -s'")
+    a = ap.parse_args()
+    if a.files is None:
+        a.files = 20000 if a.where == "nas" else 200000
+    (bench_nas if a.where == "nas" else bench_local)(a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Storage proxy: virtual folders and the parallel file toolkit (ptools)."""

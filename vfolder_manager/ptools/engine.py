@@ -1,0 +1,108 @@
+"""Drives one native walk and turns its batches into Python values.
+
+The native core (``_core``) does the traversal in pthreads; this module is the
+only place that talks to it, so option names and record layouts live here.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+from . import _core
+from .concurrency import Plan, plan_for
+
+FIND, DU, CHMOD, CHOWN, RM, CP = _core.M_FIND, _core.M_DU, _core.M_CHMOD, _core.M_CHOWN, _core.M_RM, _core.M_CP
+OUT_NONE, OUT_PATHS, OUT_RECORDS = _core.OUT_NONE, _core.OUT_PATHS, _core.OUT_RECORDS
+
+
+class PathError(NamedTuple):
+    """A failure on one path; the walk carried on.  ``op`` is an ``Op`` code."""
+    path: bytes
+    errno: int
+    op: int
+    extra: int = 0
+
+
+class Op:
+    STAT, OPENDIR, READDIR, CHMOD, CHOWN = _core.OP_STAT, _core.OP_OPENDIR, _core.OP_READDIR, _core.OP_CHMOD, _core.OP_CHOWN
+    UNLINK, RMDIR, MKDIR, OPEN, COPY = _core.OP_UNLINK, _core.OP_RMDIR, _core.OP_MKDIR, _core.OP_OPEN, _core.OP_COPY
+    SYMLINK, UTIME, MKNOD, CREATE = _core.OP_SYMLINK, _core.OP_UTIME, _core.OP_MKNOD, _core.OP_CREATE
+    SURPRISE = _core.OP_SURPRISE    # chmod: umask kept bits (errno = new mode, extra = expected)
+
+
+class Stat(NamedTuple):
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int
+    blocks: int
+    mtime_ns: int
+    ino: int
+    dev: int
+    rdev: int
+
+
+class Record(NamedTuple):
+    """One entry as reported by the core; ``stat`` is None when not needed."""
+    path: bytes
+    depth: int
+    root: int
+    type: str
+    stat: Stat | None
+    v1: int = 0     # du: bytes
+    v2: int = 0     # du: 512-byte blocks
+    v3: int = 0     # du: entries below
+
+
+class Walk:
+    """Parameters of one native walk; ``opts`` are passed through verbatim."""
+
+    def __init__(self, roots: Sequence[bytes], mode: int, out: int = OUT_NONE, opts: dict[str, Any] | None = None,
+                 dests: Sequence[bytes] | None = None, threads: int | None = None,
+                 max_inflight: int | None = None) -> None:
+        self.roots = roots
+        self.mode = mode
+        self.out = out
+        self.opts = opts or {}
+        self.dests = dests
+        self.threads = threads
+        self.max_inflight = max_inflight
+
+    def plan(self) -> Plan:
+        return plan_for(list(self.roots) + list(self.dests or ()), self.threads, self.max_inflight)
+
+
+def run(spec: Walk, on_error: Callable[[PathError], None] | None = None,
+        on_progress: Callable[[int], None] | None = None) -> Iterator[Any]:
+    """Yield batches: ``bytes`` for OUT_PATHS, lists of Record for OUT_RECORDS."""
+    plan = spec.plan()
+    opts = dict(spec.opts, mode=spec.mode, out=spec.out, threads=plan.threads,
+                max_inflight=plan.max_inflight, chunk=plan.chunk)
+    w = _core.start(list(spec.roots), None if spec.dests is None else list(spec.dests), opts)
+    records = spec.out == OUT_RECORDS
+    try:
+        while True:
+            got = w.next(0.2)
+            if got is None:
+                return
+            data, errors = got
+            if on_error is not None:
+                for e in errors:
+                    on_error(PathError(*e))
+            if on_progress is not None:
+                on_progress(w.visited)
+            if records:
+                if data:
+                    yield [Record(p, d, r, t, None if s is None else Stat(*s), a, b, c)
+                           for p, d, r, t, s, a, b, c in data]
+            elif data:
+                yield data
+    finally:
+        w.close()
+
+
+def drain(spec: Walk, on_error: Callable[[PathError], None] | None = None,
+          on_progress: Callable[[int], None] | None = None) -> None:
+    """Run a walk whose output is not needed (mutations)."""
+    for _ in run(spec, on_error, on_progress):
+        pass
