@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth
 from tornado import web
-from traitlets import Float, Int, Unicode, default
+from traitlets import Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
 from .handlers import handlers
@@ -82,6 +83,28 @@ class GPUAllocator(Application):
 
     max_hours = Float(
         168.0, help="The longest run time (hours) a request may ask for."
+    ).tag(config=True)
+
+    heartbeat_interval = Float(
+        help="Seconds between the heartbeats of GPU host agents (they are told this "
+        "value when they register), and between the allocator's checks for lost hosts. "
+        "Default: $GPUHUB_HEARTBEAT_INTERVAL or 5.",
+    ).tag(config=True)
+
+    @default("heartbeat_interval")
+    def _default_heartbeat_interval(self):
+        return float(os.environ.get("GPUHUB_HEARTBEAT_INTERVAL") or 5.0)
+
+    @validate("heartbeat_interval")
+    def _valid_heartbeat_interval(self, proposal):
+        if not proposal.value > 0:
+            raise TraitError(f"heartbeat_interval must be more than 0 seconds, got {proposal.value}")
+        return proposal.value
+
+    missed_heartbeats = Int(
+        3,
+        help="An agent's host that sends no heartbeat for this many heartbeat_interval "
+        "is marked lost: its sessions are reported dead and its shares are freed.",
     ).tag(config=True)
 
     ip = Unicode(help="Address to listen on. Default: from $JUPYTERHUB_SERVICE_URL.").tag(
@@ -150,6 +173,7 @@ class GPUAllocator(Application):
             os.makedirs(os.path.dirname(self.db_url[len("sqlite:///"):]) or ".", exist_ok=True)
         self.store = await self.run(Store, self.db_url, self.units_per_gpu)
         await self.load_pool()
+        watcher = asyncio.create_task(self.watch_heartbeats())
         app = web.Application(
             handlers(self.service_prefix, self), default_handler_class=JSONNotFound
         )
@@ -159,7 +183,41 @@ class GPUAllocator(Application):
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         await stop.wait()
+        watcher.cancel()
         self.log.info("gpu-allocator stopping; every allocation stays in %s", self.db_url)
+
+    async def check_hosts(self, started: float) -> float | None:
+        """Mark agent hosts without a recent heartbeat lost. Hosts get a full
+        grace period after the allocator starts, so an allocator outage does not
+        count as their loss. Returns the oldest heartbeat still alive."""
+        now = time.time()
+        threshold = self.missed_heartbeats * self.heartbeat_interval
+        cutoff = now - threshold if now - threshold > started else 0.0
+        lost, oldest = await self.run(self.store.mark_lost, cutoff, now)
+        for host, ids in lost:
+            self.log.warning(
+                "host %s missed %i heartbeats: marked lost; its allocations are lost: %s",
+                host, self.missed_heartbeats, ", ".join(ids) or "none",
+            )
+        return oldest
+
+    async def watch_heartbeats(self) -> None:
+        """Check for lost hosts at least every heartbeat_interval, and right when
+        the oldest heartbeat expires, so a host is lost missed_heartbeats ×
+        heartbeat_interval after its last heartbeat (plus a few ms)."""
+        started = time.time()
+        interval = self.heartbeat_interval
+        threshold = self.missed_heartbeats * interval
+        while True:
+            delay = interval
+            try:
+                oldest = await self.check_hosts(started)
+                if oldest is not None:
+                    expires = max(oldest, started) + threshold
+                    delay = min(interval, max(0.05, expires - time.time() + 0.01))
+            except Exception:
+                self.log.exception("checking the hosts' heartbeats failed")
+            await asyncio.sleep(delay)
 
     def start(self):
         asyncio.run(self.start_async())

@@ -95,8 +95,8 @@ class HealthHandler(web.RequestHandler):
 
 class PoolHandler(APIHandler):
     async def get(self):
-        pool = await self.allocator.run(self.allocator.store.pool)
-        self.send(pool_json(pool, viewer=None if self.is_admin else self.user_name))
+        pool, status = await self.allocator.run(self.allocator.store.pool_status)
+        self.send(pool_json(pool, viewer=None if self.is_admin else self.user_name, status=status))
 
 
 class AllocationsHandler(APIHandler):
@@ -165,6 +165,8 @@ class AllocationHandler(APIHandler):
 
 
 def handlers(prefix: str, allocator) -> list:
+    from .agent_api import host_handlers  # it builds on APIHandler
+
     api = prefix.rstrip("/") + "/api/v1"
     kw = {"allocator": allocator}
     return [
@@ -172,4 +174,5 @@ def handlers(prefix: str, allocator) -> list:
         (api + r"/pool", PoolHandler, kw),
         (api + r"/allocations", AllocationsHandler, kw),
         (api + r"/allocations/([^/]+)", AllocationHandler, kw),
+        *host_handlers(api, kw),
     ]

@@ -136,11 +136,110 @@ def _islands(pynvml, handles: list) -> list[str]:
     return [f"nvlink{root(i)}" if linked[i] else "" for i in range(len(handles))]
 
 
-def discover_nvml(hostname: str | None = None) -> Host:
-    """This host's GPUs as NVML reports them. Blocking: call it in an executor."""
+#: nvmlDeviceGetTopologyCommonAncestor levels, named as `nvidia-smi topo -m` does
+TOPOLOGY_LEVELS = {0: "internal", 10: "PIX", 20: "PXB", 30: "PHB", 40: "NODE", 50: "SYS"}
+
+
+def nvml_call(pynvml, name: str, *args):
+    """An optional NVML query: None when this driver or pynvml does not have it."""
+    fn = getattr(pynvml, name, None)
+    if fn is None:
+        return None
+    try:
+        return fn(*args)
+    except pynvml.NVMLError:
+        return None
+
+
+def as_text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def nvml_topology(pynvml, handles: list) -> dict:
+    """Between every pair of devices: the closest common ancestor on the PCIe tree
+    (PIX, PXB, PHB, NODE, SYS) and whether they talk over NVLink; per device the
+    number of active NVLinks."""
+    ok = getattr(pynvml, "NVML_P2P_STATUS_OK", 0)
+    pairs = []
+    for i in range(len(handles)):
+        for j in range(i + 1, len(handles)):
+            level = nvml_call(pynvml, "nvmlDeviceGetTopologyCommonAncestor", handles[i], handles[j])
+            p2p = nvml_call(
+                pynvml, "nvmlDeviceGetP2PStatus", handles[i], handles[j],
+                getattr(pynvml, "NVML_P2P_CAPS_INDEX_NVLINK", 2),
+            )
+            pairs.append(
+                {
+                    "a": i,
+                    "b": j,
+                    "common_ancestor": TOPOLOGY_LEVELS.get(level, level),
+                    "nvlink": p2p == ok,
+                }
+            )
+    nvlinks = []
+    enabled = getattr(pynvml, "NVML_FEATURE_ENABLED", 1)
+    for h in handles:
+        active = 0
+        for link in range(getattr(pynvml, "NVML_NVLINK_MAX_LINKS", 18)):
+            state = nvml_call(pynvml, "nvmlDeviceGetNvLinkState", h, link)
+            if state is None:  # no such link (or no NVLink at all)
+                break
+            active += state == enabled
+        nvlinks.append(active)
+    return {"pairs": pairs, "nvlinks_active": nvlinks}
+
+
+def _cpu_list(mask_words, bits: int = 64) -> str:
+    """NVML's CPU affinity bitmask (an array of unsigned longs) → '0-15,32-47'."""
+    cpus = [
+        w * bits + b for w, word in enumerate(mask_words or ()) for b in range(bits) if int(word) >> b & 1
+    ]
+    ranges: list[str] = []
+    for c in cpus:
+        if ranges and int(ranges[-1].split("-")[-1]) == c - 1:
+            ranges[-1] = f"{ranges[-1].split('-')[0]}-{c}"
+        else:
+            ranges.append(str(c))
+    return ",".join(ranges)
+
+
+def _numa_node_from_sysfs(pynvml, handle) -> int | None:
+    pci = nvml_call(pynvml, "nvmlDeviceGetPciInfo", handle)
+    bus_id = as_text(getattr(pci, "busId", "") or "").lower()
+    if not bus_id:
+        return None
+    # NVML: 00000000:17:00.0, sysfs: 0000:17:00.0
+    path = Path("/sys/bus/pci/devices") / bus_id[-12:] / "numa_node"
+    try:
+        node = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return node if node >= 0 else None
+
+
+def nvml_numa(pynvml, handles: list) -> dict:
+    """Per device: its NUMA node and the CPUs closest to it."""
+    words = ((os.cpu_count() or 1) + 63) // 64
+    devices = []
+    for i, h in enumerate(handles):
+        node = nvml_call(pynvml, "nvmlDeviceGetNumaNodeId", h)
+        if node is None:
+            node = _numa_node_from_sysfs(pynvml, h)
+        devices.append(
+            {
+                "index": i,
+                "numa_node": node,
+                "cpus": _cpu_list(nvml_call(pynvml, "nvmlDeviceGetCpuAffinity", h, words)) or None,
+            }
+        )
+    return {"devices": devices}
+
+
+def _discover(hostname: str | None, details: bool) -> tuple[Host, dict]:
     import pynvml
 
     name = hostname or socket.gethostname()
+    extra: dict = {}
     pynvml.nvmlInit()
     try:
         handles = [
@@ -149,19 +248,31 @@ def discover_nvml(hostname: str | None = None) -> Host:
         islands = _islands(pynvml, handles)
         devices = []
         for i, h in enumerate(handles):
-            model = pynvml.nvmlDeviceGetName(h)
-            uuid_ = pynvml.nvmlDeviceGetUUID(h)
             devices.append(
                 Device(
                     host=name,
                     index=i,
-                    uuid=uuid_.decode() if isinstance(uuid_, bytes) else uuid_,
-                    model=model.decode() if isinstance(model, bytes) else model,
+                    uuid=as_text(pynvml.nvmlDeviceGetUUID(h)),
+                    model=as_text(pynvml.nvmlDeviceGetName(h)),
                     memory_mb=pynvml.nvmlDeviceGetMemoryInfo(h).total // 1024**2,
                     island=islands[i],
                 )
             )
+        if details:
+            extra = {"topology": nvml_topology(pynvml, handles), "numa": nvml_numa(pynvml, handles)}
     finally:
         pynvml.nvmlShutdown()
     mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024**2
-    return Host(name=name, devices=tuple(devices), cpus=float(os.cpu_count() or 1), memory_mb=mem_mb)
+    host = Host(name=name, devices=tuple(devices), cpus=float(os.cpu_count() or 1), memory_mb=mem_mb)
+    return host, extra
+
+
+def discover_nvml(hostname: str | None = None) -> Host:
+    """This host's GPUs as NVML reports them. Blocking: call it in an executor."""
+    return _discover(hostname, details=False)[0]
+
+
+def discover_nvml_details(hostname: str | None = None) -> tuple[Host, dict]:
+    """discover_nvml, plus {"topology": nvml_topology(), "numa": nvml_numa()} as
+    the host's agent registers them. Blocking: call it in an executor."""
+    return _discover(hostname, details=True)

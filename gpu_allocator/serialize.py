@@ -40,9 +40,23 @@ def allocation_json(a: Allocation, pool: Pool) -> dict:
     }
 
 
-def pool_json(pool: Pool, *, viewer: str | None) -> dict:
+#: what the pool shows about a host without an agent
+_NO_STATUS = {
+    "source": "inventory",
+    "last_heartbeat": None,
+    "usage": None,
+    "unknown_allocations": [],
+    "docker": None,
+    "topology": None,
+    "numa": None,
+}
+
+
+def pool_json(pool: Pool, *, viewer: str | None, status: dict[str, dict] | None = None) -> dict:
     """The pool as ``viewer`` may see it: capacity for everyone, shares of
-    other users only for admins (``viewer=None``)."""
+    other users only for admins (``viewer=None``). ``status`` (by host name, from
+    Store.pool_status) adds where each host comes from and what its agent last
+    reported; the host's Docker endpoint only for admins."""
     per_gpu = pool.units_per_gpu
     used = pool.used_units()
     hosts = []
@@ -71,17 +85,25 @@ def pool_json(pool: Pool, *, viewer: str | None) -> dict:
                     "shares": shares,
                 }
             )
-        hosts.append(
-            {
-                "name": h.name,
-                "state": h.state,
-                "cpus": h.cpus,
-                "cpus_free": h.cpus - cpu,
-                "memory_mb": h.memory_mb,
-                "memory_mb_free": h.memory_mb - mem,
-                "devices": devices,
-            }
-        )
+        info = {**_NO_STATUS, **(status or {}).get(h.name, {})}
+        host = {
+            "name": h.name,
+            "state": h.state,
+            "cpus": h.cpus,
+            "cpus_free": h.cpus - cpu,
+            "memory_mb": h.memory_mb,
+            "memory_mb_free": h.memory_mb - mem,
+            "devices": devices,
+            "source": info["source"],
+            "last_heartbeat": info["last_heartbeat"],
+            "usage": info["usage"],
+            "unknown_allocations": info["unknown_allocations"],
+            "topology": info["topology"],
+            "numa": info["numa"],
+        }
+        if viewer is None:
+            host["docker"] = info["docker"]
+        hosts.append(host)
     return {
         "units_per_gpu": per_gpu,
         "quantum": gpus_number(1, per_gpu),

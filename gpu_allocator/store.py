@@ -15,13 +15,17 @@ import time
 from collections.abc import Iterable
 
 from sqlalchemy import (
+    JSON,
+    Boolean,
     Float,
     ForeignKey,
     Integer,
     String,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -46,6 +50,18 @@ class HostRow(Base):
     memory_mb: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default="up")
     source: Mapped[str] = mapped_column(String(16), default="inventory")
+    #: an admin's drain: survives the host being lost and coming back
+    drained: Mapped[bool] = mapped_column(Boolean, default=False, nullable=True)
+    #: agent hosts: when the agent last registered or sent a heartbeat (epoch s)
+    last_heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the host's Docker engine as its agent registered it ({"url", "ip", …})
+    docker: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    #: the latest per-device samples of the agent
+    usage: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    #: allocation ids the agent runs that the allocator does not hold there
+    unknown: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    #: pairwise topology and NUMA affinity the agent discovered
+    details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     devices: Mapped[list[DeviceRow]] = relationship(
         back_populates="host_row", cascade="all, delete-orphan", order_by="DeviceRow.index"
     )
@@ -95,6 +111,14 @@ class StoreError(RuntimeError):
     pass
 
 
+class HostConflict(StoreError):
+    """A registration clashes with what another host holds (e.g. a device UUID)."""
+
+
+#: host columns that may be missing in a database made by an older version
+_ADDED_HOST_COLUMNS = ("drained", "last_heartbeat", "docker", "usage", "unknown", "details")
+
+
 def _sqlite_locking(engine) -> None:
     """Let SQLAlchemy emit BEGIN IMMEDIATE itself (the documented pysqlite recipe),
     so a transaction holds the write lock from its first statement."""
@@ -128,6 +152,31 @@ def _to_allocation(row: AllocationRow) -> Allocation:
     )
 
 
+def _set_devices(row: HostRow, devices: Iterable[Device]) -> None:
+    existing = {d.uuid: d for d in row.devices}
+    keep = []
+    for d in devices:
+        drow = existing.get(d.uuid) or DeviceRow(uuid=d.uuid)
+        drow.index, drow.model, drow.memory_mb, drow.island = d.index, d.model, d.memory_mb, d.island
+        keep.append(drow)
+    row.devices = keep
+
+
+def host_status(row: HostRow) -> dict:
+    """What the pool shows about a host besides its capacity."""
+    details = row.details or {}
+    return {
+        "source": row.source,
+        "drained": bool(row.drained),
+        "last_heartbeat": row.last_heartbeat,
+        "usage": row.usage,
+        "unknown_allocations": list(row.unknown or []),
+        "docker": row.docker,
+        "topology": details.get("topology"),
+        "numa": details.get("numa"),
+    }
+
+
 def _to_host(row: HostRow) -> Host:
     return Host(
         name=row.name,
@@ -152,7 +201,19 @@ class Store:
             _sqlite_locking(self.engine)
         self.units_per_gpu = units_per_gpu
         Base.metadata.create_all(self.engine)
+        self._add_missing_columns()
         self._check_quantum()
+
+    def _add_missing_columns(self) -> None:
+        """create_all makes missing tables, never missing columns: add the (nullable)
+        host columns that newer versions introduced to an existing database."""
+        present = {c["name"] for c in inspect(self.engine).get_columns("hosts")}
+        table = HostRow.__table__
+        with self.engine.begin() as conn:
+            for name in _ADDED_HOST_COLUMNS:
+                if name not in present:
+                    kind = table.c[name].type.compile(dialect=self.engine.dialect)
+                    conn.execute(text(f"ALTER TABLE hosts ADD COLUMN {name} {kind}"))
 
     def _check_quantum(self) -> None:
         """Shares are stored in units; a changed quantum would silently rescale them."""
@@ -191,22 +252,14 @@ class Store:
                     s.delete(row)
             for h in hosts:
                 row = s.get(HostRow, h.name)
+                if row is not None and row.source == "agent" and source != "agent":
+                    continue  # a host whose agent registered it is the agent's
                 if row is None:
                     row = HostRow(name=h.name, source=source)
                     s.add(row)
-                row.cpus, row.memory_mb, row.state, row.source = h.cpus, h.memory_mb, "up", source
-                existing = {d.uuid: d for d in row.devices}
-                keep = []
-                for d in h.devices:
-                    drow = existing.get(d.uuid) or DeviceRow(uuid=d.uuid)
-                    drow.index, drow.model, drow.memory_mb, drow.island = (
-                        d.index,
-                        d.model,
-                        d.memory_mb,
-                        d.island,
-                    )
-                    keep.append(drow)
-                row.devices = keep
+                row.cpus, row.memory_mb, row.source = h.cpus, h.memory_mb, source
+                row.state = "drained" if row.drained else "up"
+                _set_devices(row, h.devices)
 
     def _pool(self, s: Session) -> Pool:
         hosts = tuple(_to_host(h) for h in s.scalars(select(HostRow).order_by(HostRow.name)))
@@ -223,6 +276,137 @@ class Store:
     def pool(self) -> Pool:
         with Session(self.engine) as s, s.begin():
             return self._pool(s)
+
+    def pool_status(self) -> tuple[Pool, dict[str, dict]]:
+        """The pool and, by host name, what its agent last reported (one snapshot)."""
+        with Session(self.engine) as s, s.begin():
+            status = {h.name: host_status(h) for h in s.scalars(select(HostRow))}
+            return self._pool(s), status
+
+    # --- agents ------------------------------------------------------------------
+
+    def _agent_view(self, s: Session, row: HostRow, running: list[str]) -> dict:
+        """Record what the agent runs; answer what the allocator holds there."""
+        held = [
+            a
+            for a in s.scalars(
+                select(AllocationRow)
+                .where(AllocationRow.host == row.name, AllocationRow.state == "granted")
+                .order_by(AllocationRow.created_at)
+            )
+        ]
+        held_ids = {a.id for a in held}
+        unknown = list(dict.fromkeys(i for i in running if i not in held_ids))
+        row.unknown = unknown
+        s.flush()
+        return {
+            "state": row.state,
+            "shares": [_to_allocation(a) for a in held],
+            "unknown": unknown,
+            "pool": self._pool(s),
+        }
+
+    def register_host(
+        self,
+        host: Host,
+        *,
+        running: list[str],
+        docker: dict | None = None,
+        details: dict | None = None,
+        now: float | None = None,
+    ) -> dict:
+        """An agent (re)registers its host: upsert it with source "agent", "up"
+        again unless an admin drained it. Returns {"state", "shares", "unknown",
+        "pool"}: the granted allocations on the host, and the ids in ``running``
+        the allocator does not hold there. Raises HostConflict."""
+        now = time.time() if now is None else now
+        with Session(self.engine) as s, s.begin():
+            s.execute(select(HostRow.name).with_for_update()).all()
+            uuids = [d.uuid for d in host.devices]
+            if uuids:
+                clash = s.execute(
+                    select(DeviceRow.uuid, DeviceRow.host).where(
+                        DeviceRow.uuid.in_(uuids), DeviceRow.host != host.name
+                    )
+                ).first()
+                if clash:
+                    raise HostConflict(
+                        f"device {clash[0]} is already registered by host {clash[1]!r}"
+                    )
+            row = s.get(HostRow, host.name)
+            if row is None:
+                row = HostRow(name=host.name, drained=False)
+                s.add(row)
+            row.source = "agent"
+            row.cpus, row.memory_mb = host.cpus, host.memory_mb
+            row.state = "drained" if row.drained else "up"
+            row.last_heartbeat = now
+            row.docker = docker
+            row.details = details
+            row.usage = None
+            _set_devices(row, host.devices)
+            s.flush()
+            return self._agent_view(s, row, running)
+
+    def heartbeat(
+        self, name: str, *, running: list[str], usage: dict | None, now: float | None = None
+    ) -> dict | None:
+        """A heartbeat of an agent host; None when the host is unknown, not an
+        agent's, or lost (the agent must register again)."""
+        now = time.time() if now is None else now
+        with Session(self.engine) as s, s.begin():
+            row = s.get(HostRow, name)
+            if row is None or row.source != "agent" or row.state == "lost":
+                return None
+            row.last_heartbeat = now
+            row.usage = usage
+            return self._agent_view(s, row, running)
+
+    def set_drained(self, name: str, drained: bool) -> bool:
+        """Drain (no new placements; running allocations untouched) or undrain a
+        host. A lost host stays lost, and comes back drained. False: no such host."""
+        with Session(self.engine) as s, s.begin():
+            row = s.get(HostRow, name)
+            if row is None:
+                return False
+            row.drained = drained
+            if row.state != "lost":
+                row.state = "drained" if drained else "up"
+            return True
+
+    def mark_lost(
+        self, cutoff: float, now: float | None = None
+    ) -> tuple[list[tuple[str, list[str]]], float | None]:
+        """Agent hosts whose last heartbeat is older than ``cutoff`` are lost, in
+        one transaction: the host's state becomes "lost" and each of its granted
+        allocations "lost" (released_at set: its shares are free). Returns the
+        (host, [allocation ids]) marked lost, and the oldest heartbeat among the
+        agent hosts still alive (None when there are none)."""
+        now = time.time() if now is None else now
+        lost: list[tuple[str, list[str]]] = []
+        oldest: float | None = None
+        with Session(self.engine) as s, s.begin():
+            rows = s.scalars(
+                select(HostRow)
+                .where(HostRow.source == "agent", HostRow.state != "lost")
+                .with_for_update()
+            ).all()
+            for row in rows:
+                beat = row.last_heartbeat or 0.0
+                if beat >= cutoff:
+                    oldest = beat if oldest is None else min(oldest, beat)
+                    continue
+                row.state = "lost"
+                ids = []
+                for a in s.scalars(
+                    select(AllocationRow).where(
+                        AllocationRow.host == row.name, AllocationRow.state == "granted"
+                    )
+                ):
+                    a.state, a.released_at = "lost", now
+                    ids.append(a.id)
+                lost.append((row.name, ids))
+        return lost, oldest
 
     def grant(self, req: Request, server: str = "") -> Allocation:
         """Place ``req`` and record it, atomically. Raises placement.NoFit."""

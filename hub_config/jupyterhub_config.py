@@ -55,24 +55,37 @@ c.Authenticator.admin_users = {"admin"}
 # --- the allocator, as a managed JupyterHub service --------------------------
 allocator_port = int(env("GPUHUB_ALLOCATOR_PORT", "8051"))
 spawner_token = secret("gpuhub-spawner-token")
+# GPU host agents (gpuhub-agent) register and heartbeat with this token
+agent_token = secret("gpuhub-agent-token")
 c.JupyterHub.services = [
     {
         "name": "gpu-allocator",
         "url": f"http://127.0.0.1:{allocator_port}",
-        "command": [sys.executable, "-m", "gpu_allocator"],
+        # GPUHUB_ALLOCATOR_BIND: where agents on other hosts reach it (e.g. 0.0.0.0);
+        # the hub and its proxy keep using 127.0.0.1
+        "command": [
+            sys.executable, "-m", "gpu_allocator",
+            f"--ip={env('GPUHUB_ALLOCATOR_BIND', '127.0.0.1')}",
+        ],
         "environment": {
             "GPUHUB_DATA_DIR": str(data_dir),
             "GPUHUB_INVENTORY": env("GPUHUB_INVENTORY", str(here / "gpu_inventory.yaml")),
+            "GPUHUB_HEARTBEAT_INTERVAL": env("GPUHUB_HEARTBEAT_INTERVAL", "5"),
             "PYTHONUNBUFFERED": "1",
         },
         "display": False,
     },
     # the identity the spawner uses to place and release shares for any user
     {"name": "gpuhub-spawner", "api_token": spawner_token, "display": False},
+    # the identity of the GPU host agents
+    {"name": "gpuhub-agent", "api_token": agent_token, "display": False},
 ]
 c.JupyterHub.custom_scopes = {
     "custom:gpu-allocator:admin": {
         "description": "Place, list and release GPU shares of any user.",
+    },
+    "custom:gpu-allocator:agent": {
+        "description": "Register a GPU host with the allocator and send its heartbeats.",
     },
 }
 c.JupyterHub.load_roles = [
@@ -87,6 +100,11 @@ c.JupyterHub.load_roles = [
         "name": "gpu-admin",
         "scopes": ["custom:gpu-allocator:admin", "access:services!service=gpu-allocator"],
         "users": ["admin"],
+    },
+    {
+        "name": "gpuhub-agent",
+        "scopes": ["custom:gpu-allocator:agent", "access:services!service=gpu-allocator"],
+        "services": ["gpuhub-agent"],
     },
 ]
 

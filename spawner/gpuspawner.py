@@ -87,7 +87,7 @@ class GPUSpawner(Spawner):
     # --- options -----------------------------------------------------------------
 
     @property
-    def client(self) -> AllocatorClient:
+    def allocator_client(self) -> AllocatorClient:
         return AllocatorClient(self.allocator_url, self.allocator_token)
 
     @property
@@ -104,7 +104,7 @@ class GPUSpawner(Spawner):
 
     async def _pool(self):
         try:
-            self.pool_model = await self.client.pool()
+            self.pool_model = await self.allocator_client.pool()
             return pool_from_json(self.pool_model)
         except AllocatorError as e:
             raise SpawnException(
@@ -176,7 +176,7 @@ class GPUSpawner(Spawner):
     async def _allocate(self, req: SpawnRequest) -> dict:
         self._event(10, f"requesting {req.gpus} GPU" if req.units else "requesting no GPU")
         try:
-            allocation = await self.client.allocate(
+            allocation = await self.allocator_client.allocate(
                 user=self.user.name,
                 server=self._log_name,
                 gpus=float(req.gpus) if "." in req.gpus else int(req.gpus),
@@ -222,7 +222,7 @@ class GPUSpawner(Spawner):
             self.log.debug("%s: no GPU allocation to release (%s)", self._log_name, why)
             return
         try:
-            await self.client.release(allocation["id"])
+            await self.allocator_client.release(allocation["id"])
             self.log.info("released GPU allocation %s of %s (%s)", allocation["id"], self._log_name, why)
         except AllocatorError as e:
             # keep it in state so a later stop/poll retries; never forget a share
@@ -244,7 +244,7 @@ class GPUSpawner(Spawner):
         if not self.allocation:
             return status
         try:
-            current = await self.client.get(self.allocation["id"])
+            current = await self.allocator_client.get(self.allocation["id"])
         except AllocatorError as e:
             if e.status != 404:
                 return status  # allocator unreachable: no reason to kill a session

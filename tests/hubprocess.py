@@ -128,6 +128,19 @@ class Hub:
     def spawner_token(self) -> str:
         return (self.data_dir / "gpuhub-spawner-token").read_text().strip()
 
+    @property
+    def agent_token(self) -> str:
+        """The token of the gpuhub-agent service (what GPU host agents use)."""
+        return (self.data_dir / "gpuhub-agent-token").read_text().strip()
+
+    def agent_client(self) -> Client:
+        """The allocator as the GPU host agents' service identity."""
+        return Client(self.url, self.agent_token)
+
+    def allocator_api(self, ip: str = "127.0.0.1") -> str:
+        """The allocator's API URL without the proxy, as agents on other hosts use it."""
+        return f"http://{ip}:{self.allocator_port}{API}/"
+
     def allocator_pids(self) -> list[int]:
         return pids_with_env("GPUHUB_DATA_DIR", str(self.data_dir), "gpu_allocator")
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the single-user image gpuhub/singleuser:latest without any image registry (`make image`).
 #
-#   1. wheel of this repo (built from a clean copy of the git-tracked + untracked-not-ignored files,
-#      so stale build/ files never leak in and the working tree is not written to)
+#   1. wheel of this repo (built from a clean copy of the git-tracked + untracked-not-ignored files
+#      in $CACHE/src, so stale build/ files never leak in and the working tree is not written to)
 #   2. pins: the exact versions of gpuhub's dependency closure (+ jupyterhub, jupyterlab,
 #      jupyter-server, pip), read offline from the host venv, so the image matches the host
 #   3. skip everything when an image carrying the same inputs hash (label org.gpuhub.inputs:
@@ -58,22 +58,28 @@ cleanup() {
     local m
     # debootstrap unmounts what it mounted, but not if it was interrupted
     for m in $(awk -v r="$ROOT" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m" || true; done
-    rm -rf "$WORK"
+    rm -rf "$WORK" "${SRC:-}"
 }
 trap cleanup EXIT
 
 "$REPO/.ci/dockerd" start
+mkdir -p "$CACHE/wheels" "$CACHE/debs"
+exec 8>"$CACHE/.lock"   # one build at a time (they share the cache and the fixed source dir)
+flock -w 1800 8 || die "another build holds $CACHE/.lock"
 
 # -- 1. the gpuhub wheel --------------------------------------------------------------------------
+# Built in a fixed directory: the native extension's object files record their source path, so
+# a random one would make every wheel, and so the inputs hash, differ.
 step "building the gpuhub wheel"
-mkdir -p "$WORK/src" "$WORK/wheel"
+SRC=$CACHE/src
+rm -rf "$SRC" && mkdir -p "$SRC" "$WORK/wheel"
 if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
     git -C "$REPO" ls-files -z --cached --others --exclude-standard \
-        | tar -C "$REPO" --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -C "$WORK/src" -xf -
+        | tar -C "$REPO" --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -C "$SRC" -xf -
 else
-    tar -C "$REPO" --exclude=./.venv --exclude=./build --exclude='*.egg-info' -cf - . | tar -C "$WORK/src" -xf -
+    tar -C "$REPO" --exclude=./.venv --exclude=./build --exclude='*.egg-info' -cf - . | tar -C "$SRC" -xf -
 fi
-"$VENV/bin/pip" wheel --no-deps --disable-pip-version-check -w "$WORK/wheel" "$WORK/src" >"$WORK/wheel.log" 2>&1 \
+"$VENV/bin/pip" wheel --no-deps --disable-pip-version-check -w "$WORK/wheel" "$SRC" >"$WORK/wheel.log" 2>&1 \
     || { tail -n 30 "$WORK/wheel.log" >&2; die "building the wheel failed"; }
 WHEEL=$(ls "$WORK"/wheel/gpuhub-*.whl)
 log "  $(basename "$WHEEL")"
@@ -125,7 +131,13 @@ done_step
 # -- 3. skip when an image with the same inputs exists ---------------------------------------------
 # The wheel's RECORD lists a sha256 of every file in it (minus WHEEL, which names the setuptools
 # version that built it, and RECORD itself), so the key does not depend on zip timestamps.
-wheel_files=$(unzip -p "$WHEEL" '*.dist-info/RECORD' | grep -v -E '\.dist-info/(WHEEL|RECORD),' | sort)
+wheel_files=$("$VENV/bin/python" -c '
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+record = next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))
+lines = z.read(record).decode().splitlines()
+print("\n".join(sorted(l for l in lines if not l.split(",")[0].endswith((".dist-info/WHEEL", ".dist-info/RECORD")))))
+' "$WHEEL")
 INPUTS=$({ cat "$SELF"; echo "--"; cat "$WORK/pins.txt"; echo "--"; echo "$wheel_files"; echo "--";
            echo "$SUITE $MIRROR $DEBS $PREFIX"; } | sha256sum | cut -c1-16)
 have=$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$IMAGE" 2>/dev/null || true)
@@ -138,7 +150,6 @@ log "building $IMAGE for inputs $INPUTS (image has: ${have:-none})"
 
 # -- 4. wheelhouse --------------------------------------------------------------------------------
 step "fetching wheels into $CACHE/wheels"
-mkdir -p "$CACHE/wheels" "$CACHE/debs"
 # Binary wheels for CPython 3.11 on glibc <= 2.36 (bookworm), this machine's arch: nothing is
 # compiled, and nothing built against a newer host glibc sneaks in. Offline first; the index
 # only for what is missing.
@@ -168,7 +179,8 @@ else
     debootstrap --variant=minbase --include="$DEBS" --cache-dir="$CACHE/debs" "$SUITE" "$ROOT" "$MIRROR" \
         >"$WORK/debootstrap.log" 2>&1 || { tail -n 30 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
     rm -f "$CACHE"/rootfs-*.tar
-    tar -C "$ROOT" --numeric-owner --exclude='./proc/*' --exclude='./sys/*' -cf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
+    tar -C "$ROOT" --numeric-owner --exclude='./proc/*' --exclude='./sys/*' --exclude='./var/lib/apt/lists/*' \
+        --exclude='./var/cache/apt/archives/*.deb' -cf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
 fi
 done_step
 

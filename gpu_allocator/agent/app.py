@@ -1,0 +1,413 @@
+"""gpuhub-agent: the allocator's hands on one GPU host.
+
+At start it discovers the host's GPUs (NVML: UUID, model, memory, pairwise
+topology, NVLink, NUMA/CPU affinity — or a declared mock inventory) and
+registers the host; then it sends a heartbeat every interval with the latest
+per-device and per-process samples and the allocation ids the host runs. The
+allocator answers with what it holds on the host: the agent keeps the CUDA MPS
+control daemon running while a device carries a fractional share, and logs
+allocations it runs that the allocator no longer knows. A 404 (the host was
+marked lost) makes it register again; an unreachable allocator is retried with
+backoff. NVML, Docker and MPS calls never run on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from urllib.parse import urlparse
+
+from traitlets import CaselessStrEnum, Float, List, Unicode, default
+from traitlets.config import Application
+
+from . import containers
+from .client import AllocatorError, HostClient
+from .mps import MPSManager
+from .nvml import NoSampler, NVMLSampler, discover
+
+
+class GPUAgent(Application):
+    """Registers this GPU host with the gpuhub allocator and keeps it alive."""
+
+    name = "gpuhub-agent"
+    description = "gpuhub GPU host agent: registration, heartbeats, usage samples, CUDA MPS"
+
+    config_file = Unicode(
+        "", help="A traitlets config file (Python) to load, e.g. gpuhub_agent_config.py."
+    ).tag(config=True)
+
+    allocator_url = Unicode(
+        help="Base URL of the allocator's REST API, e.g. "
+        "http://hub.example:8051/services/gpu-allocator/api/v1/. "
+        "Default: $GPUHUB_ALLOCATOR_URL or http://127.0.0.1:8051/services/gpu-allocator/api/v1/."
+    ).tag(config=True)
+
+    @default("allocator_url")
+    def _default_allocator_url(self):
+        return os.environ.get(
+            "GPUHUB_ALLOCATOR_URL", "http://127.0.0.1:8051/services/gpu-allocator/api/v1/"
+        )
+
+    token = Unicode(
+        help="JupyterHub API token of the gpuhub-agent service (scope "
+        "custom:gpu-allocator:agent). Default: $GPUHUB_AGENT_TOKEN, else read from token_file."
+    ).tag(config=True)
+
+    @default("token")
+    def _default_token(self):
+        return os.environ.get("GPUHUB_AGENT_TOKEN", "")
+
+    token_file = Unicode(
+        "", help="File that holds the agent's token (used when token is empty)."
+    ).tag(config=True)
+
+    host_name = Unicode(
+        help="The host's name in the pool. Default: inventory_host when given, else "
+        "this machine's host name."
+    ).tag(config=True)
+
+    @default("host_name")
+    def _default_host_name(self):
+        return self.inventory_host or socket.gethostname()
+
+    inventory_file = Unicode(
+        "", help="Declared (mock) inventory YAML to read the host's GPUs from, instead "
+        "of NVML (hosts without GPUs: demos, tests)."
+    ).tag(config=True)
+
+    inventory_host = Unicode(
+        "", help="Which host of inventory_file this agent is. Default: host_name."
+    ).tag(config=True)
+
+    heartbeat_interval = Float(
+        0.0,
+        help="Seconds between heartbeats. 0: the interval the allocator announces "
+        "when the host registers (GPUAllocator.heartbeat_interval; 5 s by default).",
+    ).tag(config=True)
+
+    sample_interval = Float(
+        0.0, help="Seconds between usage samples (NVML). 0: the heartbeat interval."
+    ).tag(config=True)
+
+    max_backoff = Float(
+        30.0, help="Longest wait (seconds) between retries while the allocator is unreachable."
+    ).tag(config=True)
+
+    request_timeout = Float(
+        10.0, help="Timeout (seconds) of one call to the allocator."
+    ).tag(config=True)
+
+    state_dir = Unicode(
+        help="Directory for the agent's state (the shares it was last told about) and the "
+        "MPS pipes and logs. Default: $GPUHUB_AGENT_STATE_DIR, /var/lib/gpuhub-agent as "
+        "root, else ~/.local/state/gpuhub-agent."
+    ).tag(config=True)
+
+    @default("state_dir")
+    def _default_state_dir(self):
+        if os.environ.get("GPUHUB_AGENT_STATE_DIR"):
+            return os.environ["GPUHUB_AGENT_STATE_DIR"]
+        if os.getuid() == 0:
+            return "/var/lib/gpuhub-agent"
+        return os.path.expanduser("~/.local/state/gpuhub-agent")
+
+    mps_dir = Unicode(
+        help="Directory of the CUDA MPS control daemon: CUDA_MPS_PIPE_DIRECTORY is "
+        "mps_dir/pipe, CUDA_MPS_LOG_DIRECTORY mps_dir/log. Default: state_dir/mps."
+    ).tag(config=True)
+
+    @default("mps_dir")
+    def _default_mps_dir(self):
+        return os.path.join(self.state_dir, "mps")
+
+    mps_control = Unicode(
+        "nvidia-cuda-mps-control", help="The MPS control binary (looked up on PATH)."
+    ).tag(config=True)
+
+    docker_url = Unicode(
+        "", help="The host's Docker engine as the hub reaches it, e.g. tcp://10.0.0.5:2376 "
+        "(registered for DockerGPUSpawner; empty: no Docker sessions on this host)."
+    ).tag(config=True)
+
+    docker_ip = Unicode(
+        help="Address where the hub reaches this host's containers. Default: the "
+        "address this host uses to reach the allocator."
+    ).tag(config=True)
+
+    gpu_runtime = CaselessStrEnum(
+        ["auto", "yes", "no"],
+        "auto",
+        help="Whether the Docker engine has the NVIDIA runtime (NVIDIA Container Toolkit): "
+        "'yes', 'no', or 'auto' (ask the engine).",
+    ).tag(config=True)
+
+    running_sources = List(
+        Unicode(),
+        ["shares", "docker"],
+        help="Where the allocation ids this host runs come from: 'shares' (what the "
+        "allocator last told the agent, kept in state_dir across restarts; reported when "
+        "the agent registers) and 'docker' (containers labelled gpuhub.allocation, when "
+        "docker_url is set; reported with every heartbeat).",
+    ).tag(config=True)
+
+    aliases = {
+        "config": "GPUAgent.config_file",
+        "allocator-url": "GPUAgent.allocator_url",
+        "token-file": "GPUAgent.token_file",
+        "host-name": "GPUAgent.host_name",
+        "inventory": "GPUAgent.inventory_file",
+        "inventory-host": "GPUAgent.inventory_host",
+        "interval": "GPUAgent.heartbeat_interval",
+        "state-dir": "GPUAgent.state_dir",
+        "mps-dir": "GPUAgent.mps_dir",
+        "docker-url": "GPUAgent.docker_url",
+        "docker-ip": "GPUAgent.docker_ip",
+        "gpu-runtime": "GPUAgent.gpu_runtime",
+        "log-level": "Application.log_level",
+    }
+
+    @default("log_level")
+    def _default_log_level(self):
+        return logging.INFO
+
+    @default("log_format")
+    def _default_log_format(self):
+        return "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s] %(message)s"
+
+    @default("log_datefmt")
+    def _default_log_datefmt(self):
+        return "%Y-%m-%d %H:%M:%S"
+
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+        if not self.token and self.token_file:
+            self.token = Path(self.token_file).read_text().strip()
+        if not self.token:
+            raise SystemExit("no token: set GPUHUB_AGENT_TOKEN or --token-file")
+        # NVML (and Docker) calls: one worker thread, so a hung driver never
+        # blocks the event loop and calls never overlap
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="gpuhub-agent-nvml")
+        self.client = HostClient(self.allocator_url, self.token, self.host_name, self.request_timeout)
+        self.mps = MPSManager(self.mps_dir, self.mps_control, log=self.log)
+        self.known: list[str] = self._load_known()
+        self.reported_unknown: set[str] = set()
+        self.samples: list[dict] | None = None
+        self.state = "unregistered"
+        self.interval = self.heartbeat_interval or 5.0
+        self.stopping = asyncio.Event()
+
+    # --- helpers -----------------------------------------------------------------
+
+    async def blocking(self, fn, *args, timeout: float | None = None):
+        """Run a blocking call in the agent's worker thread."""
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.run_in_executor(self.executor, partial(fn, *args)), timeout)
+
+    @property
+    def known_file(self) -> Path:
+        return Path(self.state_dir) / "shares.json"
+
+    def _load_known(self) -> list[str]:
+        try:
+            data = json.loads(self.known_file.read_text())
+            return [str(i) for i in data] if isinstance(data, list) else []
+        except (OSError, ValueError):
+            return []
+
+    def _save_known(self) -> None:
+        try:
+            self.known_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.known_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.known))
+            tmp.replace(self.known_file)
+        except OSError as e:
+            self.log.warning("cannot keep the shares in %s: %s", self.known_file, e)
+
+    def local_ip(self) -> str:
+        """The address this host uses to reach the allocator."""
+        url = urlparse(self.allocator_url)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect((url.hostname or "127.0.0.1", url.port or 80))
+                return s.getsockname()[0]
+            except OSError:
+                return "127.0.0.1"
+
+    async def running(self, registering: bool) -> list[str]:
+        """The allocation ids this host runs. The shares the allocator last told
+        the agent about count when (re-)registering only, after a restart or a
+        loss: between heartbeats the allocator's answer is the truth, and a share
+        released meanwhile is no news. Containers count always."""
+        ids = list(self.known) if registering and "shares" in self.running_sources else []
+        if "docker" in self.running_sources and self.docker_url:
+            try:
+                ids += await self.blocking(containers.running_allocations, self.docker_url, timeout=15)
+            except Exception as e:
+                self.log.warning("cannot list the containers of %s: %s", self.docker_url, e)
+        return list(dict.fromkeys(ids))
+
+    # --- discovery, registration, heartbeats ----------------------------------------
+
+    async def discover(self) -> None:
+        self.host, self.details = await self.blocking(
+            discover, self.host_name, self.inventory_file, self.inventory_host
+        )
+        self.sampler = NoSampler() if self.inventory_file else NVMLSampler()
+        await self.blocking(self.sampler.start)
+        self.log.info(
+            "host %s: %i GPU(s) %s, %g CPUs, %iM (%s)",
+            self.host_name, len(self.host.devices),
+            ", ".join(sorted({d.model for d in self.host.devices})) or "-",
+            self.host.cpus, self.host.memory_mb,
+            f"declared in {self.inventory_file}" if self.inventory_file else "NVML",
+        )
+        self.docker = None
+        if self.docker_url:
+            runtime = self.gpu_runtime == "yes"
+            if self.gpu_runtime == "auto":
+                try:
+                    runtime = await self.blocking(containers.has_gpu_runtime, self.docker_url, timeout=15)
+                except Exception as e:
+                    self.log.warning("cannot ask %s for its runtimes: %s", self.docker_url, e)
+            self.docker = {
+                "url": self.docker_url,
+                "ip": self.docker_ip or self.local_ip(),
+                "gpu_runtime": runtime,
+                "mps_pipe_dir": str(self.mps.pipe_dir) if self.mps.available else None,
+            }
+
+    async def register_body(self) -> dict:
+        h = self.host
+        return {
+            "host": {
+                "cpus": h.cpus,
+                "memory_mb": h.memory_mb,
+                "devices": [
+                    {"index": d.index, "uuid": d.uuid, "model": d.model,
+                     "memory_mb": d.memory_mb, "island": d.island}
+                    for d in h.devices
+                ],
+                **self.details,
+            },
+            "docker": self.docker,
+            "running": await self.running(registering=True),
+        }
+
+    async def heartbeat_body(self) -> dict:
+        return {
+            "devices": self.samples or [],
+            "running": await self.running(registering=False),
+            "mps": self.mps.status(),
+        }
+
+    async def absorb(self, answer: dict) -> None:
+        """What the allocator holds here: remember it, run MPS for fractions, and
+        report allocations that the allocator does not know."""
+        if answer.get("state") != self.state and self.state != "unregistered":
+            self.log.info("host %s is %s now", self.host_name, answer.get("state"))
+        self.state = answer.get("state", self.state)
+        if not self.heartbeat_interval and answer.get("heartbeat_interval"):
+            self.interval = float(answer["heartbeat_interval"])
+        shares = answer.get("shares") or []
+        known = [a["id"] for a in shares]
+        if known != self.known:
+            self.known = known
+            self._save_known()
+        unknown = set(answer.get("unknown") or ())
+        if unknown - self.reported_unknown:
+            self.log.warning(
+                "this host runs allocations the allocator does not hold here (lost or "
+                "released meanwhile): %s", ", ".join(sorted(unknown - self.reported_unknown)),
+            )
+        self.reported_unknown = unknown
+        fractional = any(d.get("fraction", 1) < 1 for a in shares for d in a.get("devices") or ())
+        try:
+            await self.mps.ensure(fractional)
+        except Exception as e:
+            self.log.error("managing the MPS control daemon failed: %s", e)
+
+    async def sample_forever(self) -> None:
+        while not self.stopping.is_set():
+            interval = self.sample_interval or self.interval
+            try:
+                self.samples = await self.blocking(self.sampler.sample, timeout=max(interval, 1.0))
+            except Exception as e:
+                self.samples = None
+                self.log.warning("sampling the GPUs failed: %s", e)
+            await self.sleep(interval)
+
+    async def sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stopping.wait(), max(seconds, 0))
+        except asyncio.TimeoutError:
+            pass
+
+    async def serve(self) -> None:
+        """Register, then heartbeat every interval; register again after a 404;
+        back off while the allocator is unreachable or refuses."""
+        loop = asyncio.get_running_loop()
+        registered, backoff = False, 0.0
+        while not self.stopping.is_set():
+            began = loop.time()
+            try:
+                if not registered:
+                    answer = await self.client.register(await self.register_body())
+                    registered = True
+                    self.log.info(
+                        "registered host %s with %s: %s, %i share(s)", self.host_name,
+                        self.allocator_url, answer.get("state"), len(answer.get("shares") or ()),
+                    )
+                else:
+                    answer = await self.client.heartbeat(await self.heartbeat_body())
+            except AllocatorError as e:
+                if e.status == 404 and registered:
+                    self.log.warning("the allocator lost this host (%s): registering again", e.message)
+                    registered = False
+                    continue
+                backoff = min(max(backoff * 2, 1.0), self.max_backoff)
+                self.log.warning(
+                    "%s failed (%s); retrying in %gs",
+                    "heartbeat" if registered else "registration", e, backoff,
+                )
+                await self.sleep(backoff)
+                continue
+            backoff = 0.0
+            await self.absorb(answer)
+            await self.sleep(self.interval - (loop.time() - began))
+
+    async def start_async(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.discover()
+        sampler = asyncio.create_task(self.sample_forever())
+        try:
+            await self.serve()
+        finally:
+            sampler.cancel()
+            try:
+                await self.blocking(self.sampler.stop, timeout=10)
+            except Exception as e:
+                self.log.warning("closing NVML failed: %s", e)
+            # the MPS daemon stays: running sessions keep it; the next agent adopts it
+            self.log.info("gpuhub-agent of %s stopped", self.host_name)
+
+    def start(self):
+        asyncio.run(self.start_async())
+
+
+def main(argv=None):
+    GPUAgent.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""REST handlers for GPU hosts' agents and for draining hosts.
+
+- ``POST hosts/{name}/register`` and ``POST hosts/{name}/heartbeat``: the agent of
+  a host (scope ``custom:gpu-allocator:agent``, or an admin). Both answer what
+  the allocator holds on the host (``shares``) and which of the allocation ids
+  the agent says it runs the allocator does not hold there (``unknown``). A
+  heartbeat of a host the allocator does not know, or has marked lost, is a 404:
+  the agent registers again.
+- ``POST hosts/{name}/drain`` and ``…/undrain``: admins only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from numbers import Real
+
+from tornado import web
+
+from .handlers import APIHandler
+from .model import Device, Host
+from .serialize import allocation_json, pool_json
+from .store import HostConflict
+
+AGENT_SCOPE = "custom:gpu-allocator:agent"
+HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+
+
+class BadBody(ValueError):
+    pass
+
+
+def _int(value, where: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise BadBody(f"{where} must be a whole number ≥ {minimum}, got {value!r}")
+    return value
+
+
+def _num(value, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise BadBody(f"{where} must be a number, got {value!r}")
+    return float(value)
+
+
+def _str(value, where: str, *, empty: bool = False) -> str:
+    if not isinstance(value, str) or (not value and not empty) or len(value) > 255:
+        raise BadBody(f"{where} must be a {'' if empty else 'non-empty '}string, got {value!r}")
+    return value
+
+
+def parse_running(data: dict) -> list[str]:
+    running = data.get("running", [])
+    if not isinstance(running, list):
+        raise BadBody("running must be a list of allocation ids")
+    return [_str(r, f"running[{i}]") for i, r in enumerate(running)]
+
+
+def parse_host(name: str, data: dict) -> Host:
+    """The "host" object of a registration → a Host (devices on it)."""
+    h = data.get("host")
+    if not isinstance(h, dict):
+        raise BadBody('"host" must be an object with cpus, memory_mb and devices')
+    cpus = _num(h.get("cpus"), "host.cpus")
+    if cpus is None or cpus <= 0:
+        raise BadBody(f"host.cpus must be a positive number, got {h.get('cpus')!r}")
+    memory_mb = _int(h.get("memory_mb"), "host.memory_mb", 1)
+    devices_in = h.get("devices", [])
+    if not isinstance(devices_in, list):
+        raise BadBody("host.devices must be a list")
+    devices, seen = [], set()
+    for i, d in enumerate(devices_in):
+        where = f"host.devices[{i}]"
+        if not isinstance(d, dict):
+            raise BadBody(f"{where} must be an object with index, uuid, model, memory_mb")
+        uuid = _str(d.get("uuid"), f"{where}.uuid")
+        if uuid in seen:
+            raise BadBody(f"{where}: device {uuid} is listed twice")
+        seen.add(uuid)
+        devices.append(
+            Device(
+                host=name,
+                index=_int(d.get("index", i), f"{where}.index"),
+                uuid=uuid,
+                model=_str(d.get("model", "unknown"), f"{where}.model"),
+                memory_mb=_int(d.get("memory_mb"), f"{where}.memory_mb", 1),
+                island=_str(d.get("island") or "", f"{where}.island", empty=True),
+            )
+        )
+    return Host(name=name, devices=tuple(devices), cpus=cpus, memory_mb=memory_mb)
+
+
+def parse_docker(data: dict) -> dict | None:
+    docker = data.get("docker")
+    if docker is None:
+        return None
+    if not isinstance(docker, dict):
+        raise BadBody('"docker" must be an object {"url", "ip", "gpu_runtime", "mps_pipe_dir"}')
+    out = {"url": _str(docker.get("url"), "docker.url")}
+    if docker.get("ip") is not None:
+        out["ip"] = _str(docker["ip"], "docker.ip")
+    out["gpu_runtime"] = bool(docker.get("gpu_runtime", False))
+    mps = docker.get("mps_pipe_dir")
+    out["mps_pipe_dir"] = _str(mps, "docker.mps_pipe_dir") if mps is not None else None
+    return out
+
+
+def parse_details(data: dict) -> dict | None:
+    h = data.get("host") or {}
+    details = {k: h[k] for k in ("topology", "numa") if h.get(k) is not None}
+    for k, v in details.items():
+        if not isinstance(v, dict | list):
+            raise BadBody(f"host.{k} must be an object")
+    return details or None
+
+
+def parse_usage(data: dict, now: float) -> dict | None:
+    """The per-device samples of a heartbeat, normalised."""
+    devices = data.get("devices")
+    if devices is None:
+        return None
+    if not isinstance(devices, list):
+        raise BadBody("devices must be a list of per-device samples")
+    out = []
+    for i, d in enumerate(devices):
+        where = f"devices[{i}]"
+        if not isinstance(d, dict):
+            raise BadBody(f"{where} must be an object with uuid, utilization_gpu, memory_used_mb")
+        processes = d.get("processes") or []
+        if not isinstance(processes, list):
+            raise BadBody(f"{where}.processes must be a list")
+        procs = []
+        for j, proc in enumerate(processes):
+            pwhere = f"{where}.processes[{j}]"
+            if not isinstance(proc, dict):
+                raise BadBody(f"{pwhere} must be an object with pid and memory_mb")
+            procs.append(
+                {
+                    "pid": _int(proc.get("pid"), f"{pwhere}.pid"),
+                    "memory_mb": _num(proc.get("memory_mb"), f"{pwhere}.memory_mb"),
+                }
+            )
+        out.append(
+            {
+                "uuid": _str(d.get("uuid"), f"{where}.uuid"),
+                "utilization_gpu": _num(d.get("utilization_gpu"), f"{where}.utilization_gpu"),
+                "memory_used_mb": _num(d.get("memory_used_mb"), f"{where}.memory_used_mb"),
+                "processes": procs,
+            }
+        )
+    usage: dict = {"at": now, "devices": out}
+    mps = data.get("mps")
+    if isinstance(mps, dict):
+        usage["mps"] = {k: mps.get(k) for k in ("available", "running") if k in mps}
+    return usage
+
+
+class HostAPIHandler(APIHandler):
+    def host_name(self, name: str) -> str:
+        if not HOST_NAME.match(name):
+            raise web.HTTPError(400, f"not a host name: {name!r}")
+        return name
+
+    def agent_body(self) -> dict:
+        scopes = set(self.current_user.get("scopes") or ())
+        if AGENT_SCOPE not in scopes and not self.is_admin:
+            raise web.HTTPError(403, f"only GPU host agents ({AGENT_SCOPE}) may do this")
+        return self.body()
+
+    def answer(self, view: dict) -> None:
+        pool = view["pool"]
+        self.send(
+            {
+                "state": view["state"],
+                "shares": [allocation_json(a, pool) for a in view["shares"]],
+                "unknown": view["unknown"],
+                "heartbeat_interval": self.allocator.heartbeat_interval,
+            }
+        )
+
+
+class RegisterHandler(HostAPIHandler):
+    async def post(self, name):
+        name = self.host_name(name)
+        data = self.agent_body()
+        try:
+            host = parse_host(name, data)
+            running = parse_running(data)
+            docker = parse_docker(data)
+            details = parse_details(data)
+        except BadBody as e:
+            raise web.HTTPError(400, str(e)) from None
+        store = self.allocator.store
+        try:
+            view = await self.allocator.run(
+                store.register_host, host, running=running, docker=docker, details=details
+            )
+        except HostConflict as e:
+            raise web.HTTPError(409, str(e)) from None
+        log = self.allocator.log
+        log.info(
+            "host %s registered by its agent: %s, %i device(s), %i share(s)",
+            name, view["state"], len(host.devices), len(view["shares"]),
+        )
+        if view["unknown"]:
+            log.warning("host %s runs allocations the allocator does not hold there: %s",
+                        name, ", ".join(view["unknown"]))
+        self.answer(view)
+
+
+class HeartbeatHandler(HostAPIHandler):
+    async def post(self, name):
+        name = self.host_name(name)
+        data = self.agent_body()
+        now = time.time()
+        try:
+            running = parse_running(data)
+            usage = parse_usage(data, now)
+        except BadBody as e:
+            raise web.HTTPError(400, str(e)) from None
+        view = await self.allocator.run(
+            self.allocator.store.heartbeat, name, running=running, usage=usage, now=now
+        )
+        if view is None:
+            raise web.HTTPError(404, f"host {name} is not registered (or was lost): register again")
+        self.answer(view)
+
+
+class DrainHandler(HostAPIHandler):
+    async def post(self, name, action):
+        name = self.host_name(name)
+        if not self.is_admin:
+            raise web.HTTPError(403, "only admins may drain or undrain a host")
+        store = self.allocator.store
+        if not await self.allocator.run(store.set_drained, name, action == "drain"):
+            raise web.HTTPError(404, f"no host {name}")
+        self.allocator.log.info("host %s %sed by %s", name, action, self.user_name)
+        pool, status = await self.allocator.run(store.pool_status)
+        (host,) = [h for h in pool_json(pool, viewer=None, status=status)["hosts"] if h["name"] == name]
+        self.send(host)
+
+
+def host_handlers(api: str, kw: dict) -> list:
+    return [
+        (api + r"/hosts/([^/]+)/register", RegisterHandler, kw),
+        (api + r"/hosts/([^/]+)/heartbeat", HeartbeatHandler, kw),
+        (api + r"/hosts/([^/]+)/(drain|undrain)", DrainHandler, kw),
+    ]

@@ -1,0 +1,601 @@
+"""GPU host agents: NVML discovery and sampling (fake driver), the MPS manager (a
+fake nvidia-cuda-mps-control), the store's host life cycle, and the host API —
+register, heartbeat, drain, loss — against a real JupyterHub with the allocator,
+including a real gpuhub-agent process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+import types
+
+import pytest
+import requests
+from hubprocess import API, REPO, Hub, wait_for
+from sqlalchemy import create_engine, text
+from test_inventory import FakeNVML, pairs
+
+from gpu_allocator.agent import containers
+from gpu_allocator.agent.app import GPUAgent
+from gpu_allocator.agent.mps import MPSManager
+from gpu_allocator.agent.nvml import NoSampler, NVMLSampler, discover
+from gpu_allocator.inventory import discover_nvml_details, mock_uuid, nvml_numa, nvml_topology
+from gpu_allocator.model import Device, Host, Request
+from gpu_allocator.placement import NoFit
+from gpu_allocator.store import HostConflict, Store
+
+INTERVAL = 1.0  # the test hub's heartbeat interval
+MB = 1024**2
+
+
+# --------------------------------------------------------------------------- NVML
+
+
+class FakeNVMLPlus(FakeNVML):
+    """FakeNVML with topology, NVLink, affinity and sampling calls."""
+
+    NVML_FEATURE_ENABLED = 1
+    NVML_NVLINK_MAX_LINKS = 18
+
+    def __init__(self, n, links, *, levels=None, nvlinks=None, numa=None, processes=None, **kw):
+        super().__init__(n, links, **kw)
+        self.levels = levels or {}
+        self.nvlinks = nvlinks or {}
+        self.numa = numa or {}
+        self.processes = processes or {}
+
+    def nvmlDeviceGetTopologyCommonAncestor(self, a, b):
+        return self.levels.get(frozenset((a[1], b[1])), 50)
+
+    def nvmlDeviceGetNvLinkState(self, h, link):
+        count = self.nvlinks.get(h[1], 0)
+        if count == 0:
+            raise self.NVMLError("Not Supported")
+        if link >= 4:
+            raise self.NVMLError("Invalid Argument")
+        return 1 if link < count else 0
+
+    def nvmlDeviceGetNumaNodeId(self, h):
+        if h[1] not in self.numa:
+            raise self.NVMLError("Not Supported")
+        return self.numa[h[1]]
+
+    def nvmlDeviceGetPciInfo(self, h):
+        return types.SimpleNamespace(busId=b"00000000:FF:00.0")  # no such sysfs entry
+
+    def nvmlDeviceGetCpuAffinity(self, h, words):
+        assert words == ((os.cpu_count() or 1) + 63) // 64
+        # device 0: CPUs 0-3 and 8; others: 64-65 (a second word)
+        return [0b1_0000_1111] if h[1] == 0 else [0, 0b11]
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return types.SimpleNamespace(gpu=10 * h[1], memory=0)
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return types.SimpleNamespace(total=81559 * MB, used=(1000 + h[1]) * MB, free=0)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        if h[1] == 2:
+            raise self.NVMLError("GPU is lost")
+        return [
+            types.SimpleNamespace(pid=pid, usedGpuMemory=mem) for pid, mem in self.processes.get(h[1], [])
+        ]
+
+
+def test_topology_nvlink_and_numa_with_a_fake_driver(monkeypatch):
+    fake = FakeNVMLPlus(
+        3, pairs((0, 1)), levels={frozenset((0, 1)): 10, frozenset((0, 2)): 40},
+        nvlinks={0: 2, 1: 2}, numa={0: 0, 1: 1},
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    host, extra = discover_nvml_details("box")
+    assert fake.initialised == 0
+    assert [d.island for d in host.devices][:2] == [host.devices[0].island] * 2 != [""] * 2
+    assert extra["topology"]["pairs"] == [
+        {"a": 0, "b": 1, "common_ancestor": "PIX", "nvlink": True},
+        {"a": 0, "b": 2, "common_ancestor": "NODE", "nvlink": False},
+        {"a": 1, "b": 2, "common_ancestor": "SYS", "nvlink": False},
+    ]
+    assert extra["topology"]["nvlinks_active"] == [2, 2, 0]
+    numa = extra["numa"]["devices"]
+    assert [(d["index"], d["numa_node"]) for d in numa] == [(0, 0), (1, 1), (2, None)]
+    assert numa[0]["cpus"] == "0-3,8"
+    assert numa[1]["cpus"] == "64-65"  # from the second word of the mask
+
+
+def test_topology_tolerates_a_driver_without_the_calls():
+    fake = FakeNVML(2, set())  # no topology, NVLink state, affinity or NUMA calls
+    handles = [("handle", 0), ("handle", 1)]
+    assert nvml_topology(fake, handles) == {
+        "pairs": [{"a": 0, "b": 1, "common_ancestor": None, "nvlink": False}],
+        "nvlinks_active": [0, 0],
+    }
+    assert nvml_numa(fake, handles) == {
+        "devices": [{"index": 0, "numa_node": None, "cpus": None},
+                    {"index": 1, "numa_node": None, "cpus": None}]
+    }
+
+
+def test_sampling_per_device_and_process():
+    fake = FakeNVMLPlus(3, set(), processes={0: [(101, 512 * MB), (102, None)], 1: []})
+    sampler = NVMLSampler(fake)
+    sampler.start()
+    assert fake.initialised == 1  # NVML stays open while the agent runs
+    samples = sampler.sample()
+    sampler.stop()
+    sampler.stop()
+    assert fake.initialised == 0
+    assert samples == [
+        {"uuid": "GPU-00000000-0000-0000-0000-000000000000", "utilization_gpu": 0,
+         "memory_used_mb": 1000,
+         "processes": [{"pid": 101, "memory_mb": 512}, {"pid": 102, "memory_mb": None}]},
+        {"uuid": "GPU-00000000-0000-0000-0000-000000000001", "utilization_gpu": 10,
+         "memory_used_mb": 1001, "processes": []},
+        # a failing per-process query does not lose the device's other numbers
+        {"uuid": "GPU-00000000-0000-0000-0000-000000000002", "utilization_gpu": 20,
+         "memory_used_mb": 1002, "processes": []},
+    ]
+    assert NoSampler().sample() == []
+
+
+def test_discover_from_a_declared_inventory(tmp_path):
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text("hosts:\n  - {name: box-1, cpus: 4, memory: 8G, gpus: [{model: L4, count: 2}]}\n")
+    host, extra = discover("renamed", str(inv), "box-1")
+    assert host.name == "renamed" and extra == {}
+    assert [d.uuid for d in host.devices] == [mock_uuid("box-1", 0), mock_uuid("box-1", 1)]
+    assert discover("box-1", str(inv))[0].cpus == 4.0
+    with pytest.raises(LookupError, match="no host named 'nope'"):
+        discover("x", str(inv), "nope")
+
+
+# --------------------------------------------------------------------------- the agent's pieces
+
+
+async def test_agent_reports_containers_shares_and_its_docker_engine(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUHUB_AGENT_TOKEN", "not-a-real-token")
+    monkeypatch.setattr(containers, "running_allocations", lambda url: ["c1", "k1"])
+    monkeypatch.setattr(containers, "has_gpu_runtime", lambda url: url == "tcp://10.1.2.3:2376")
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text("hosts:\n  - {name: box-1, cpus: 4, memory: 8G, gpus: [{model: L4, count: 1}]}\n")
+    agent = GPUAgent()
+    agent.initialize([
+        f"--inventory={inv}", "--inventory-host=box-1", f"--state-dir={tmp_path / 'state'}",
+        "--docker-url=tcp://10.1.2.3:2376", "--docker-ip=10.1.2.3",
+        "--allocator-url=http://127.0.0.1:9/services/gpu-allocator/api/v1/",
+    ])
+    agent.mps.binary = "no-such-mps-control-binary"
+    assert agent.host_name == "box-1" and agent.local_ip() == "127.0.0.1"
+    await agent.discover()
+    agent.known = ["k1", "k2"]
+    body = await agent.register_body()
+    assert body["docker"] == {"url": "tcp://10.1.2.3:2376", "ip": "10.1.2.3", "gpu_runtime": True,
+                              "mps_pipe_dir": None}  # no MPS on this host
+    assert body["host"]["devices"] == [{"index": 0, "uuid": mock_uuid("box-1", 0), "model": "L4",
+                                        "memory_mb": 16384, "island": ""}]
+    # registering: what it was told about, and its containers; heartbeats: containers only
+    assert body["running"] == ["k1", "k2", "c1"]
+    beat = await agent.heartbeat_body()
+    assert beat["running"] == ["c1", "k1"] and beat["mps"] == {"available": False, "running": False}
+
+    await agent.absorb({"state": "up", "unknown": ["c1"], "heartbeat_interval": 2.5, "shares": [
+        {"id": "k1", "devices": [{"uuid": mock_uuid("box-1", 0), "fraction": 0.5}]}]})
+    assert agent.interval == 2.5 and agent.reported_unknown == {"c1"}
+    assert json.loads((tmp_path / "state" / "shares.json").read_text()) == ["k1"]
+    # a restarted agent remembers what it was told
+    again = GPUAgent()
+    again.initialize([f"--state-dir={tmp_path / 'state'}", "--interval=7"])
+    assert again.known == ["k1"] and again.interval == 7.0
+    agent.executor.shutdown()
+    again.executor.shutdown()
+
+
+# --------------------------------------------------------------------------- MPS
+
+
+FAKE_MPS = """\
+#!/bin/sh
+# records each call: arguments, stdin, the pipe and log directories
+input=""
+if [ "$#" -eq 0 ]; then input=$(cat); fi
+echo "args=$* stdin=$input pipe=$CUDA_MPS_PIPE_DIRECTORY log=$CUDA_MPS_LOG_DIRECTORY" >> "$FAKE_MPS_CALLS"
+if [ "$1" = "-d" ]; then
+  [ -n "$FAKE_MPS_FAIL" ] && { echo "cannot start" ; exit 3; }
+  sleep 300 >/dev/null 2>&1 </dev/null &
+  echo $! > "$CUDA_MPS_PIPE_DIRECTORY/nvidia-cuda-mps-control.pid"
+  : > "$CUDA_MPS_PIPE_DIRECTORY/control"
+elif [ "$input" = "quit" ]; then
+  kill "$(cat "$CUDA_MPS_PIPE_DIRECTORY/nvidia-cuda-mps-control.pid")"
+  rm -f "$CUDA_MPS_PIPE_DIRECTORY/control" "$CUDA_MPS_PIPE_DIRECTORY/nvidia-cuda-mps-control.pid"
+fi
+"""
+
+
+@pytest.fixture
+def fake_mps(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "nvidia-cuda-mps-control"
+    script.write_text(FAKE_MPS)
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    calls = tmp_path / "mps-calls"
+    calls.touch()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_MPS_CALLS", str(calls))
+    yield types.SimpleNamespace(bin=bin_dir, calls=lambda: calls.read_text().splitlines())
+    for pidfile in tmp_path.rglob("nvidia-cuda-mps-control.pid"):
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        except (ValueError, ProcessLookupError):
+            pass
+
+
+async def test_mps_starts_for_fractions_and_stops_without(tmp_path, fake_mps):
+    mps = MPSManager(tmp_path / "mps")
+    assert mps.status() == {"available": True, "running": False}
+    assert await mps.ensure(False) is False
+    assert fake_mps.calls() == []  # nothing to stop
+
+    assert await mps.ensure(True) is True
+    assert await mps.ensure(True) is True  # already running: no second daemon
+    pipe, log = tmp_path / "mps" / "pipe", tmp_path / "mps" / "log"
+    assert fake_mps.calls() == [f"args=-d stdin= pipe={pipe} log={log}"]
+    assert pipe.is_dir() and log.is_dir()
+
+    assert await mps.ensure(False) is False
+    assert fake_mps.calls()[1:] == [f"args= stdin=quit pipe={pipe} log={log}"]
+
+    # a daemon that died is started again; another manager adopts a running one
+    assert await mps.ensure(True) is True
+    os.kill(int((pipe / "nvidia-cuda-mps-control.pid").read_text()), signal.SIGKILL)
+    await asyncio.sleep(0.1)
+    assert mps.running is False
+    assert await mps.ensure(True) is True
+    assert len([c for c in fake_mps.calls() if c.startswith("args=-d")]) == 3
+    assert await MPSManager(tmp_path / "mps").ensure(True) is True
+    assert len([c for c in fake_mps.calls() if c.startswith("args=-d")]) == 3
+    await mps.ensure(False)
+
+
+async def test_mps_start_failure_is_reported(tmp_path, fake_mps, monkeypatch, caplog):
+    monkeypatch.setenv("FAKE_MPS_FAIL", "1")
+    mps = MPSManager(tmp_path / "mps")
+    assert await mps.ensure(True) is False
+    assert "starting the MPS control daemon failed (3): cannot start" in caplog.text
+
+
+async def test_mps_missing_binary_is_logged_once(tmp_path, caplog):
+    mps = MPSManager(tmp_path / "mps", binary="no-such-mps-control-binary")
+    assert mps.status() == {"available": False, "running": False}
+    for _ in range(3):
+        assert await mps.ensure(True) is False
+    assert caplog.text.count("is not installed: MPS is unavailable") == 1
+    assert not (tmp_path / "mps").exists()
+
+
+# --------------------------------------------------------------------------- store
+
+
+def box(name: str, n: int = 2) -> Host:
+    return Host(name, tuple(Device(name, i, f"GPU-{name}-{i}", "H100", 81920) for i in range(n)), 16.0, 65536)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'a.db'}", 20)
+    yield s
+    s.engine.dispose()
+
+
+def test_store_register_heartbeat_drain_and_loss(store):
+    view = store.register_host(box("b1"), running=[], docker={"url": "tcp://b1:2375"}, now=100.0)
+    assert (view["state"], view["shares"], view["unknown"]) == ("up", [], [])
+    a = store.grant(Request("ann", 10))
+    assert a.host == "b1"
+    view = store.heartbeat("b1", running=[a.id, "ghost"], usage={"devices": []}, now=101.0)
+    assert [s.id for s in view["shares"]] == [a.id] and view["unknown"] == ["ghost"]
+    _, status = store.pool_status()
+    assert status["b1"]["last_heartbeat"] == 101.0 and status["b1"]["unknown_allocations"] == ["ghost"]
+    assert status["b1"]["docker"] == {"url": "tcp://b1:2375"} and status["b1"]["source"] == "agent"
+    assert store.heartbeat("nope", running=[], usage=None) is None
+
+    # drained: keeps its share, takes nothing new, stays drained on re-registration
+    assert store.set_drained("b1", True) and not store.set_drained("nope", True)
+    with pytest.raises(NoFit):
+        store.grant(Request("bob", 1))
+    assert store.register_host(box("b1"), running=[a.id], now=102.0)["state"] == "drained"
+    assert store.get(a.id).state == "granted"
+
+    # lost: one transaction; its allocation is lost, its shares free
+    assert store.mark_lost(cutoff=102.0, now=110.0) == ([], 102.0)
+    assert store.mark_lost(cutoff=102.5, now=110.0) == ([("b1", [a.id])], None)
+    lost = store.get(a.id)
+    assert lost.state == "lost"
+    pool = store.pool()
+    assert pool.hosts[0].state == "lost" and pool.free_units() == {"GPU-b1-0": 20, "GPU-b1-1": 20}
+    assert store.heartbeat("b1", running=[], usage=None) is None  # must register again
+    assert store.release(a.id).state == "lost"  # the spawner's release is a no-op
+    # it comes back: drained still (an admin's drain outlives a loss), the lost share unknown
+    view = store.register_host(box("b1"), running=[a.id], now=120.0)
+    assert (view["state"], view["shares"], view["unknown"]) == ("drained", [], [a.id])
+    store.set_drained("b1", False)
+    assert store.pool().hosts[0].state == "up"
+
+
+def test_store_registration_conflicts_and_inventory_hosts(store):
+    store.sync_hosts([box("inv")], "inventory")
+    with pytest.raises(HostConflict, match="GPU-inv-0 is already registered by host 'inv'"):
+        store.register_host(Host("other", box("inv").devices, 8.0, 1024), running=[])
+    # an agent takes over a declared host of the same name; the inventory does not take it back
+    store.register_host(box("inv", 1), running=[])
+    store.sync_hosts([box("inv")], "inventory")
+    _, status = store.pool_status()
+    assert status["inv"]["source"] == "agent" and len(store.pool().hosts[0].devices) == 1
+    # only agent hosts can be lost
+    store.sync_hosts([box("inv2")], "inventory")
+    lost, _ = store.mark_lost(cutoff=time.time() + 1)
+    assert lost == [("inv", [])]
+
+
+def test_store_adds_the_new_host_columns_to_an_old_database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as c:  # the hosts table as the previous version made it
+        c.execute(text("CREATE TABLE hosts (name VARCHAR(255) PRIMARY KEY, cpus FLOAT, "
+                       "memory_mb INTEGER, state VARCHAR(16), source VARCHAR(16))"))
+        c.execute(text("INSERT INTO hosts VALUES ('old', 4.0, 1024, 'up', 'inventory')"))
+    engine.dispose()
+    s = Store(url, 20)
+    assert s.set_drained("old", True)
+    _, status = s.pool_status()
+    assert status["old"]["drained"] is True and status["old"]["last_heartbeat"] is None
+    s.engine.dispose()
+
+
+# --------------------------------------------------------------------------- host API
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    work = tmp_path_factory.mktemp("agenthub")
+    (work / "empty.yaml").write_text("hosts: []\n")
+    h = Hub(work, GPUHUB_INVENTORY=str(work / "empty.yaml"), GPUHUB_HEARTBEAT_INTERVAL=str(INTERVAL))
+    h.start()
+    yield h
+    h.stop()
+
+
+@pytest.fixture
+def hosts(hub):
+    """Registers hosts for one test; afterwards they are drained (so they take no
+    placement in later tests) and what the test left granted is released."""
+    names: list[str] = []
+    agent = hub.agent_client()
+
+    def register(name, n=2, running=(), docker=None, expect=200, **host):
+        body = {
+            "host": {"cpus": 8, "memory_mb": 32768,
+                     "devices": [{"index": i, "uuid": f"GPU-{name}-{i}", "model": "L4",
+                                  "memory_mb": 24576, "island": ""} for i in range(n)],
+                     **host},
+            "docker": docker,
+            "running": list(running),
+        }
+        r = agent.call("POST", f"{API}/hosts/{name}/register", json=body)
+        assert r.status_code == expect, r.text
+        names.append(name)
+        return r.json()
+
+    yield register
+    admin = hub.admin_allocator()
+    for name in names:
+        admin.call("POST", f"{API}/hosts/{name}/drain")
+    for a in admin.allocations():
+        admin.call("DELETE", f"{API}/allocations/{a['id']}")
+
+
+def host_of(client, name) -> dict | None:
+    return next((h for h in client.pool()["hosts"] if h["name"] == name), None)
+
+
+def test_register_needs_the_agent_scope(hub, hosts):
+    body = {"host": {"cpus": 1, "memory_mb": 1024, "devices": []}, "running": []}
+    assert requests.post(hub.url + f"{API}/hosts/x/register", json=body).status_code == 401
+    user = hub.login("gpuhub-agentless")
+    r = user.call("POST", f"{API}/hosts/x/register", json=body)
+    assert r.status_code == 403 and "custom:gpu-allocator:agent" in r.json()["error"]
+    r = user.call("POST", f"{API}/hosts/x/heartbeat", json={"running": []})
+    assert r.status_code == 403
+    assert host_of(hub.admin_allocator(), "x") is None
+    # an agent token may not drain
+    r = hub.agent_client().call("POST", f"{API}/hosts/x/drain")
+    assert r.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({"running": []}, '"host" must be an object'),
+        ({"host": {"cpus": 0, "memory_mb": 1, "devices": []}}, "host.cpus must be a positive"),
+        ({"host": {"cpus": 1, "memory_mb": "1G", "devices": []}}, "host.memory_mb must be"),
+        ({"host": {"cpus": 1, "memory_mb": 1, "devices": [{"uuid": "G", "memory_mb": 1}] * 2}},
+         "listed twice"),
+        ({"host": {"cpus": 1, "memory_mb": 1, "devices": [{"uuid": 3, "memory_mb": 1}]}},
+         "host.devices[0].uuid"),
+        ({"host": {"cpus": 1, "memory_mb": 1, "devices": []}, "running": "a"}, "running must be"),
+        ({"host": {"cpus": 1, "memory_mb": 1, "devices": []}, "docker": {"ip": "x"}}, "docker.url"),
+    ],
+)
+def test_register_refuses_malformed_bodies(hub, body, words):
+    r = hub.agent_client().call("POST", f"{API}/hosts/bad-host/register", json=body)
+    assert r.status_code == 400 and words in r.json()["error"], r.text
+    assert host_of(hub.admin_allocator(), "bad-host") is None
+
+
+def test_register_heartbeat_and_pool_view(hub, hosts):
+    docker = {"url": "tcp://10.0.0.9:2376", "ip": "10.0.0.9", "gpu_runtime": True,
+              "mps_pipe_dir": "/var/lib/gpuhub-agent/mps/pipe"}
+    topology = {"pairs": [{"a": 0, "b": 1, "common_ancestor": "PIX", "nvlink": False}]}
+    before = time.time()
+    answer = hosts("api-1", docker=docker, topology=topology)
+    assert answer == {"state": "up", "shares": [], "unknown": [], "heartbeat_interval": INTERVAL}
+
+    admin, user = hub.admin_allocator(), hub.login("gpuhub-viewer")
+    h = host_of(admin, "api-1")
+    assert (h["state"], h["source"], h["docker"], h["topology"]) == ("up", "agent", docker, topology)
+    assert before <= h["last_heartbeat"] <= time.time() and h["usage"] is None
+    assert "docker" not in host_of(user, "api-1")  # the engine's address: admins only
+
+    a = admin.call("POST", API + "/allocations", json={"user": "gpuhub-viewer", "gpus": 0.5}).json()
+    assert a["host"] == "api-1", a
+    sample = {"uuid": "GPU-api-1-0", "utilization_gpu": 87, "memory_used_mb": 12000,
+              "processes": [{"pid": 4242, "memory_mb": 11900}]}
+    r = hub.agent_client().call("POST", f"{API}/hosts/api-1/heartbeat",
+                                json={"devices": [sample], "running": [a["id"], "0ddba11"]})
+    assert r.status_code == 200, r.text
+    beat = r.json()
+    assert beat["state"] == "up" and beat["unknown"] == ["0ddba11"]
+    (share,) = beat["shares"]
+    assert (share["id"], share["devices"][0]["fraction"]) == (a["id"], 0.5)
+    h = host_of(admin, "api-1")
+    assert h["usage"]["devices"] == [sample] and h["unknown_allocations"] == ["0ddba11"]
+    assert host_of(user, "api-1")["usage"]["devices"][0]["utilization_gpu"] == 87
+
+    # a host the allocator does not know: 404, the agent registers
+    r = hub.agent_client().call("POST", f"{API}/hosts/never-registered/heartbeat", json={})
+    assert r.status_code == 404 and "register again" in r.json()["error"]
+    # a device that another host holds: 409
+    r = hub.agent_client().call("POST", f"{API}/hosts/api-1-twin/register", json={
+        "host": {"cpus": 1, "memory_mb": 1024,
+                 "devices": [{"index": 0, "uuid": "GPU-api-1-0", "model": "L4", "memory_mb": 1}]}})
+    assert r.status_code == 409 and "already registered by host 'api-1'" in r.json()["error"]
+
+
+def test_drain_keeps_running_shares_and_refuses_new_ones(hub, hosts):
+    hosts("api-drain", n=1)
+    admin, agent = hub.admin_allocator(), hub.agent_client()
+    held = admin.call("POST", API + "/allocations", json={"user": "gpuhub-d", "gpus": 0.5}).json()
+    assert held["host"] == "api-drain"
+
+    user = hub.login("gpuhub-d")
+    assert user.call("POST", f"{API}/hosts/api-drain/drain").status_code == 403
+    assert admin.call("POST", f"{API}/hosts/no-such-host/drain").status_code == 404
+    r = hub.login("admin").call("POST", f"{API}/hosts/api-drain/drain")  # a hub admin
+    assert r.status_code == 200 and r.json()["state"] == "drained", r.text
+    assert r.json()["devices"][0]["shares"][0]["allocation"] == held["id"]
+
+    r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-d", "gpus": 0.25})
+    assert r.status_code == 409, r.text
+    assert admin.call("GET", f"{API}/allocations/{held['id']}").json()["state"] == "granted"
+    beat = agent.call("POST", f"{API}/hosts/api-drain/heartbeat", json={"running": [held["id"]]}).json()
+    assert beat["state"] == "drained" and [s["id"] for s in beat["shares"]] == [held["id"]]
+    assert hosts("api-drain", n=1, running=[held["id"]])["state"] == "drained"
+
+    r = admin.call("POST", f"{API}/hosts/api-drain/undrain")
+    assert r.status_code == 200 and r.json()["state"] == "up"
+    r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-d", "gpus": 0.25})
+    assert r.status_code == 201 and r.json()["host"] == "api-drain"
+
+
+def test_a_silent_host_is_lost_and_reconciles_when_it_returns(hub, hosts):
+    hosts("api-lost", n=1)
+    admin, agent = hub.admin_allocator(), hub.agent_client()
+    a = admin.call("POST", API + "/allocations", json={"user": "gpuhub-l", "gpus": 1}).json()
+    assert a["host"] == "api-lost"
+    agent.call("POST", f"{API}/hosts/api-lost/heartbeat", json={"running": [a["id"]]})
+    silent_since = time.monotonic()
+    wait_for(lambda: host_of(admin, "api-lost")["state"] == "lost", 3 * INTERVAL + 5, "host lost", 0.05)
+    took = time.monotonic() - silent_since
+    assert 3 * INTERVAL - 0.2 <= took <= 3 * INTERVAL + 1.5, took
+    gone = admin.call("GET", f"{API}/allocations/{a['id']}").json()
+    assert gone["state"] == "lost"
+    assert host_of(admin, "api-lost")["devices"][0]["free"] == 1  # its share is free
+    assert a["id"] not in [x["id"] for x in admin.allocations()]
+    # nothing new is placed there
+    r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-l", "gpus": 1})
+    assert r.status_code in (400, 409) or r.json()["host"] != "api-lost"
+    # the agent's next heartbeat is a 404; it registers again and reports the lost share
+    r = agent.call("POST", f"{API}/hosts/api-lost/heartbeat", json={"running": [a["id"]]})
+    assert r.status_code == 404
+    back = hosts("api-lost", n=1, running=[a["id"]])
+    assert (back["state"], back["shares"], back["unknown"]) == ("up", [], [a["id"]])
+    h = host_of(admin, "api-lost")
+    assert h["state"] == "up" and h["unknown_allocations"] == [a["id"]]
+    assert "missed 3 heartbeats: marked lost" in hub.log_tail(400)
+
+
+# --------------------------------------------------------------------------- a real agent
+
+
+def test_agent_process_registers_heartbeats_runs_mps_and_comes_back(hub, tmp_path, fake_mps):
+    inventory = tmp_path / "agents.yaml"
+    inventory.write_text(textwrap.dedent("""
+        hosts:
+          - name: agent-box
+            cpus: 8
+            memory: 32G
+            gpus: [{model: A100-SXM4-80GB, memory: 80G, count: 2, nvlink_island: nv0}]
+    """))
+    state = tmp_path / "state"
+
+    def start_agent():
+        log = open(tmp_path / "agent.log", "ab")
+        return subprocess.Popen(
+            [sys.executable, "-m", "gpu_allocator.agent", f"--allocator-url={hub.allocator_api()}",
+             f"--inventory={inventory}", "--inventory-host=agent-box", f"--state-dir={state}"],
+            env={**os.environ, "GPUHUB_AGENT_TOKEN": hub.agent_token}, cwd=REPO,
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+
+    admin = hub.admin_allocator()
+    agent = start_agent()
+    try:
+        wait_for(lambda: (host_of(admin, "agent-box") or {}).get("state") == "up", 20, "registration")
+        first = host_of(admin, "agent-box")["last_heartbeat"]
+        wait_for(lambda: host_of(admin, "agent-box")["last_heartbeat"] > first, 3 * INTERVAL, "a heartbeat")
+        assert host_of(admin, "agent-box")["usage"]["devices"] == []  # declared: nothing to sample
+        assert host_of(admin, "agent-box")["source"] == "agent"
+
+        # a fractional share there: the agent starts the MPS daemon; released: stops it
+        a = admin.call("POST", API + "/allocations", json={"user": "gpuhub-m", "gpus": 0.5}).json()
+        assert a["host"] == "agent-box", a
+        wait_for(lambda: any(c.startswith("args=-d") for c in fake_mps.calls()), 5 * INTERVAL, "MPS start")
+        assert f"pipe={state / 'mps' / 'pipe'}" in fake_mps.calls()[0]
+        mps_up = {"available": True, "running": True}
+        wait_for(lambda: host_of(admin, "agent-box")["usage"].get("mps") == mps_up,
+                 5 * INTERVAL, "MPS running in the usage")
+        assert json.loads((state / "shares.json").read_text()) == [a["id"]]
+        admin.call("DELETE", f"{API}/allocations/{a['id']}")
+        wait_for(lambda: any("stdin=quit" in c for c in fake_mps.calls()), 5 * INTERVAL, "MPS stop")
+
+        # kill the agent while it holds a share: lost; a new agent reports the lost share
+        b = admin.call("POST", API + "/allocations", json={"user": "gpuhub-m", "gpus": 1}).json()
+        assert b["host"] == "agent-box"
+        wait_for(lambda: json.loads((state / "shares.json").read_text()) == [b["id"]], 5 * INTERVAL,
+                 "the agent to learn of its share")
+        agent.send_signal(signal.SIGKILL)
+        agent.wait()
+        wait_for(lambda: host_of(admin, "agent-box")["state"] == "lost", 3 * INTERVAL + 5, "loss", 0.05)
+        assert admin.call("GET", f"{API}/allocations/{b['id']}").json()["state"] == "lost"
+        agent = start_agent()
+        wait_for(lambda: host_of(admin, "agent-box")["state"] == "up", 20, "the host to come back")
+        wait_for(lambda: b["id"] in (tmp_path / "agent.log").read_text(), 10, "the agent's report")
+        assert "does not hold here" in (tmp_path / "agent.log").read_text()
+        assert f"does not hold there: {b['id']}" in hub.log_tail(400)
+        # SIGTERM: the agent stops cleanly
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(10) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        admin.call("POST", f"{API}/hosts/agent-box/drain")
+        for x in admin.allocations():
+            admin.call("DELETE", f"{API}/allocations/{x['id']}")

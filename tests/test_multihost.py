@@ -1,0 +1,256 @@
+"""Several GPU hosts, each an agent in its own network namespace (``ip netns`` +
+veth), registered with one real JupyterHub + allocator over the veth links: a
+spawn lands on the host the allocator chose; killing a host's namespace marks it
+lost within 3 heartbeats and frees its shares; the agent restarting brings it
+back; a drained host keeps its shares and takes no new ones.
+
+Needs root (network namespaces); skipped otherwise, with the reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from hubprocess import API, REPO, Hub, wait_for
+
+pytestmark = pytest.mark.e2e
+
+INTERVAL = 1.0  # heartbeat interval of the test hub (GPUHUB_HEARTBEAT_INTERVAL)
+SLACK = 1.5  # seconds beyond 3 heartbeat intervals that detection may take
+SUBNET = "10.213.7"  # a private /24, cut into one /30 per host
+HOSTS = {1: 1, 2: 1, 3: 4}  # namespace number → GPUs of its host
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def netns_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    probe = f"gpuhub-t-probe{os.getpid()}"
+    try:
+        r = ip("netns", "add", probe, check=False)
+    except FileNotFoundError:
+        return "the ip command (iproute2) is not installed"
+    if r.returncode != 0:
+        return f"ip netns add fails here: {r.stderr.strip()}"
+    ip("netns", "del", probe, check=False)
+    return None
+
+
+_reason = netns_unavailable()
+if _reason:
+    pytest.skip(_reason, allow_module_level=True)
+
+
+class GPUHost:
+    """Namespace gpuhub-t-N linked to the host by a veth pair with a /30, and the
+    gpuhub-agent running inside it."""
+
+    def __init__(self, n: int, workdir: Path):
+        self.n = n
+        self.name = f"gpuhub-t-{n}"
+        self.outside, self.inside = f"ghub-t{n}-o", f"ghub-t{n}-i"
+        self.outside_ip, self.inside_ip = f"{SUBNET}.{4 * n + 1}", f"{SUBNET}.{4 * n + 2}"
+        self.workdir = workdir
+        self.agent: subprocess.Popen | None = None
+
+    def create(self) -> None:
+        self.delete()  # left over from an interrupted run
+        ip("netns", "add", self.name)
+        ip("link", "add", self.outside, "type", "veth", "peer", "name", self.inside, "netns", self.name)
+        ip("addr", "add", f"{self.outside_ip}/30", "dev", self.outside)
+        ip("link", "set", self.outside, "up")
+        ip("-n", self.name, "addr", "add", f"{self.inside_ip}/30", "dev", self.inside)
+        ip("-n", self.name, "link", "set", self.inside, "up")
+        ip("-n", self.name, "link", "set", "lo", "up")
+
+    def start_agent(self, hub: Hub, inventory: Path) -> None:
+        log = open(self.workdir / f"{self.name}-agent.log", "ab")
+        self.agent = subprocess.Popen(
+            ["ip", "netns", "exec", self.name, sys.executable, "-m", "gpu_allocator.agent",
+             f"--allocator-url={hub.allocator_api(self.outside_ip)}",
+             f"--inventory={inventory}", f"--inventory-host={self.name}",
+             f"--state-dir={self.workdir / self.name}"],
+            env={**os.environ, "GPUHUB_AGENT_TOKEN": hub.agent_token}, cwd=REPO,
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        """The host dies: its agent is killed and its network is gone."""
+        if self.agent and self.agent.poll() is None:
+            self.agent.kill()  # `ip netns exec` execs the agent: this is its pid
+            self.agent.wait()
+        self.delete()
+
+    def delete(self) -> None:
+        ip("netns", "del", self.name, check=False)
+        ip("link", "del", self.outside, check=False)  # gone with the namespace, normally
+
+    def log(self) -> str:
+        path = self.workdir / f"{self.name}-agent.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """The hub (allocator listening on every address, 1 s heartbeats, no declared
+    hosts) and three GPU hosts with their agents."""
+    work = tmp_path_factory.mktemp("multihost")
+    (work / "hub-inventory.yaml").write_text("hosts: []\n")
+    inventory = work / "agents.yaml"
+    inventory.write_text(yaml.safe_dump({"hosts": [
+        {"name": f"gpuhub-t-{n}", "cpus": 8, "memory": "32G",
+         "gpus": [{"model": "L4", "memory": "24G", "count": gpus}]}
+        for n, gpus in HOSTS.items()
+    ]}))
+    hosts = {n: GPUHost(n, work) for n in HOSTS}
+    hub = Hub(
+        work / "hub",
+        GPUHUB_INVENTORY=str(work / "hub-inventory.yaml"),
+        GPUHUB_HEARTBEAT_INTERVAL=str(INTERVAL),
+        GPUHUB_ALLOCATOR_BIND="0.0.0.0",
+    )
+    try:
+        for h in hosts.values():
+            h.create()
+        hub.start()
+        admin = hub.admin_allocator()
+        # a GPU machine adds its own GPUs (NVML discovery): keep spawns off them
+        for h in admin.pool()["hosts"]:
+            admin.call("POST", f"{API}/hosts/{h['name']}/drain")
+        for h in hosts.values():
+            h.start_agent(hub, inventory)
+        yield hub, hosts, inventory
+    finally:
+        for h in hosts.values():
+            h.kill()
+        hub.stop()
+        for h in hosts.values():
+            print(f"--- {h.name} agent log\n{h.log()[-3000:]}")
+
+
+def pool_hosts(hub: Hub) -> dict[str, dict]:
+    return {h["name"]: h for h in hub.admin_allocator().pool()["hosts"]}
+
+
+def states(hub: Hub) -> dict[str, str]:
+    return {name: h["state"] for name, h in pool_hosts(hub).items() if name.startswith("gpuhub-t-")}
+
+
+def stop_server(user) -> None:
+    """Stop the user's server if the hub has not stopped it already."""
+    if user.server() is not None:
+        r = user.call("DELETE", f"/hub/api/users/{user.name}/server")
+        assert r.status_code in (202, 204, 400), r.text
+    user.wait_stopped()
+
+
+def test_agents_register_over_their_veth_links(lab):
+    hub, hosts, _ = lab
+    want = {h.name: "up" for h in hosts.values()}
+    wait_for(lambda: states(hub) == want, 30, "every agent to register")
+    pool = pool_hosts(hub)
+    for n, h in hosts.items():
+        entry = pool[h.name]
+        assert entry["source"] == "agent"
+        assert len(entry["devices"]) == HOSTS[n]
+        assert entry["last_heartbeat"] > time.time() - 3 * INTERVAL
+        assert "registered host" in h.log() and h.outside_ip in h.log()
+    # and they stay up: heartbeats arrive over the veth links
+    first = {name: pool[name]["last_heartbeat"] for name in want}
+    time.sleep(2 * INTERVAL)
+    again = pool_hosts(hub)
+    assert all(again[name]["last_heartbeat"] > first[name] for name in want)
+    assert states(hub) == want
+
+
+def test_spawn_lands_on_the_chosen_host_and_host_loss_frees_it(lab):
+    hub, hosts, inventory = lab
+    wait_for(lambda: set(states(hub).values()) == {"up"}, 30, "all hosts up")
+    user = hub.login("gpuhub-mh-ann")
+    r = user.spawn({"gpus": 1})
+    assert r.status_code in (201, 202), r.text
+    user.wait_ready()
+    try:
+        (allocation,) = user.allocations()
+        env = json.loads(user.run_code(
+            "import os, json; print(json.dumps({k: os.environ.get(k) for k in "
+            "['GPUHUB_HOST', 'GPUHUB_ALLOCATION', 'CUDA_VISIBLE_DEVICES']}))"))
+        assert env["GPUHUB_HOST"] == allocation["host"] and env["GPUHUB_HOST"].startswith("gpuhub-t-")
+        assert env["GPUHUB_ALLOCATION"] == allocation["id"]
+        assert env["CUDA_VISIBLE_DEVICES"] == allocation["devices"][0]["uuid"]
+        victim = next(h for h in hosts.values() if h.name == allocation["host"])
+        device = allocation["devices"][0]["uuid"]
+
+        # the host dies
+        killed = time.monotonic()
+        victim.kill()
+        wait_for(lambda: states(hub)[victim.name] == "lost", 3 * INTERVAL + 10, "the host to be lost", 0.05)
+        took = time.monotonic() - killed
+        print(f"host lost {took:.2f}s after its namespace was killed (heartbeat {INTERVAL}s)")
+        assert took <= 3 * INTERVAL + SLACK, took
+        admin = hub.admin_allocator()
+        assert admin.call("GET", f"{API}/allocations/{allocation['id']}").json()["state"] == "lost"
+        dev = next(d for d in pool_hosts(hub)[victim.name]["devices"] if d["uuid"] == device)
+        assert dev["free"] == 1 and dev["shares"] == []
+        others = {name: s for name, s in states(hub).items() if name != victim.name}
+        assert set(others.values()) == {"up"}, others  # the others keep their heartbeats
+        # the hub's poll finds the share lost and reports the session dead
+        user.wait_stopped(timeout=30)
+        assert user.allocations() == []
+    finally:
+        stop_server(user)
+
+    # it comes back: a new namespace, the agent starts again, the host is up
+    victim.create()
+    victim.start_agent(hub, inventory)
+    wait_for(lambda: states(hub)[victim.name] == "up", 20, "the host to come back")
+    # the new agent reported the share it had been running as unknown
+    wait_for(lambda: allocation["id"] in victim.log().split("registered host")[-1], 10, "the report")
+    assert f"does not hold there: {allocation['id']}" in hub.log_tail(2000)
+    # and takes placements again
+    admin = hub.admin_allocator()
+    a = admin.call("POST", API + "/allocations", json={"user": "gpuhub-mh-ann", "gpus": 4}).json()
+    assert a["host"] == "gpuhub-t-3"  # the only host with 4 GPUs, whether it was the victim or not
+    admin.call("DELETE", f"{API}/allocations/{a['id']}")
+
+
+def test_a_drained_host_keeps_its_shares_and_takes_no_new_ones(lab):
+    hub, hosts, _ = lab
+    wait_for(lambda: set(states(hub).values()) == {"up"}, 30, "all hosts up")
+    admin = hub.admin_allocator()
+    held = admin.call("POST", API + "/allocations", json={"user": "gpuhub-mh-bob", "gpus": 2}).json()
+    assert held["host"] == "gpuhub-t-3", held  # the only host with 2 GPUs
+    r = admin.call("POST", f"{API}/hosts/gpuhub-t-3/drain")
+    assert r.status_code == 200 and r.json()["state"] == "drained"
+    try:
+        # heartbeats keep coming and do not undrain it; the share stays
+        time.sleep(2 * INTERVAL)
+        assert states(hub)["gpuhub-t-3"] == "drained"
+        assert admin.call("GET", f"{API}/allocations/{held['id']}").json()["state"] == "granted"
+        # 2 more GPUs fit only there: the allocator says 409, a spawn is a 503
+        r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-mh-bob", "gpus": 2})
+        assert r.status_code == 409, r.text
+        bob = hub.login("gpuhub-mh-bob")
+        r = bob.spawn({"gpus": 2})
+        assert r.status_code == 503 and "Not enough free resources" in r.json()["message"], r.text
+        assert bob.server() is None
+        # a single GPU still lands elsewhere
+        one = admin.call("POST", API + "/allocations", json={"user": "gpuhub-mh-bob", "gpus": 1}).json()
+        assert one["host"] in ("gpuhub-t-1", "gpuhub-t-2")
+        admin.call("DELETE", f"{API}/allocations/{one['id']}")
+    finally:
+        r = admin.call("POST", f"{API}/hosts/gpuhub-t-3/undrain")
+        assert r.status_code == 200 and r.json()["state"] == "up"
+        admin.call("DELETE", f"{API}/allocations/{held['id']}")
+    r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-mh-bob", "gpus": 2})
+    assert r.status_code == 201 and r.json()["host"] == "gpuhub-t-3"
+    admin.call("DELETE", f"{API}/allocations/{r.json()['id']}")
