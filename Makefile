@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PROXY  := hub_config/proxy/node_modules/.bin/configurable-http-proxy
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/hub_config/proxy/node_modules/.bin:$(PATH)
 
-.PHONY: demo test install system-deps clean
+.PHONY: demo test install system-deps image clean
 
 ## Debian packages the tests and the demo need (list: .ci/apt-packages); installed only when missing.
 system-deps:
@@ -30,14 +30,23 @@ $(PROXY): hub_config/proxy/package.json hub_config/proxy/package-lock.json
 
 install: system-deps $(VENV)/.installed $(PROXY)
 
+## The single-user image gpuhub/singleuser:latest, built locally (no registry needed).
+image: install
+	bash spawner/image/build.sh
+
 ## Start a real JupyterHub on http://127.0.0.1:8000 with the allocator and the mock GPU pool.
+## Sessions run in Docker when an engine answers (the image is built first), else as processes.
 demo: install
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image; \
+	  else echo "gpuhub: no Docker engine reachable: sessions will run as local processes"; fi
 	@echo "gpuhub demo: open http://127.0.0.1:8000 (any user name and password; user 'admin' is a hub admin)"
 	$(BIN)/jupyterhub -f hub_config/jupyterhub_config.py
 
 ## Install everything and run the whole test suite.
+## (starts a Docker engine when none runs, and stops what it started)
 test: install
-	$(BIN)/python -m pytest -ra
+	bash .ci/dockerd start
+	$(BIN)/python -m pytest -ra; rc=$$?; bash .ci/dockerd stop; exit $$rc
 
 clean:
 	rm -rf $(VENV) hub_config/proxy/node_modules data

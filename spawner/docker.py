@@ -70,6 +70,10 @@ class DockerGPUSpawner(GPUSpawner, DockerSpawner):
     def _default_network(self):
         return "host"
 
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        return True  # host networking: no port bindings; get_ip_and_port says where
+
     @default("remove")
     def _default_remove(self):
         return True

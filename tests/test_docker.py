@@ -38,7 +38,7 @@ def hub(engine, tmp_path_factory):
     h.start()
     yield h
     h.stop()
-    for c in engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-d"}):
+    for c in engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2dd"}):
         c.remove(force=True)
 
 
@@ -48,7 +48,7 @@ def test_session_runs_in_a_limited_container_with_its_share(hub, engine):
     assert r.status_code in (201, 202), r.text
     jane.wait_ready(timeout=120)
     (allocation,) = jane.allocations()
-    (container,) = engine.containers.list(filters={"name": "jupyter-gpuhub-dj"})
+    (container,) = engine.containers.list(filters={"name": "jupyter-gpuhub-2ddj"})
     config = container.attrs["HostConfig"]
     assert config["NetworkMode"] == "host"
     assert config["Memory"] == 512 * 1024**2
@@ -64,7 +64,7 @@ def test_session_runs_in_a_limited_container_with_its_share(hub, engine):
 
     jane.stop()
     assert jane.allocations() == []
-    assert engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-dj"}) == []
+    assert engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2ddj"}) == []
 
 
 def test_sessions_do_not_share_files(hub, engine):
@@ -77,10 +77,10 @@ def test_sessions_do_not_share_files(hub, engine):
     listing = b.run_code("import os; print(sorted(os.listdir('/home/jovyan')))")
     assert "secret.txt" not in listing
     mounts = {
-        u.name: [m["Name"] for m in engine.containers.get(f"jupyter-{u.name}").attrs["Mounts"]]
+        u.name: [m["Name"] for m in engine.containers.get(f"jupyter-{u.name.replace('-', '-2d')}").attrs["Mounts"]]
         for u in (a, b)
     }
-    assert mounts == {"gpuhub-da": ["gpuhub-home-gpuhub-da"], "gpuhub-db": ["gpuhub-home-gpuhub-db"]}
+    assert mounts == {"gpuhub-da": ["gpuhub-home-gpuhub-2dda"], "gpuhub-db": ["gpuhub-home-gpuhub-2ddb"]}  # escaped names
     for u in (a, b):
         u.stop()
 
