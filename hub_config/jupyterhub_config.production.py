@@ -39,13 +39,19 @@ c.JupyterHub.services = [
             "--db-url", os.environ["GPUHUB_ALLOCATOR_DB_URL"],  # postgresql+psycopg://gpuhub@db/gpuhub
             "--discovery", "auto",  # NVML on a GPU host; else --inventory FILE
             "--inventory", "/etc/gpuhub/gpu_inventory.yaml",
+            "--ip=0.0.0.0",  # agents on the GPU hosts reach it; firewall it to the GPU network
         ],
+        # hosts that miss 3 heartbeats are marked lost and their shares freed
+        "environment": {"GPUHUB_HEARTBEAT_INTERVAL": "5"},
         "display": False,
     },
     {"name": "gpuhub-spawner", "api_token": spawner_token, "display": False},
+    # the GPU host agents (gpuhub-agent --token-file ...) use this token
+    {"name": "gpuhub-agent", "api_token": os.environ["GPUHUB_AGENT_TOKEN"], "display": False},
 ]
 c.JupyterHub.custom_scopes = {
     "custom:gpu-allocator:admin": {"description": "Place, list and release GPU shares of any user."},
+    "custom:gpu-allocator:agent": {"description": "Register a GPU host and send its heartbeats."},
 }
 c.JupyterHub.load_roles = [
     {"name": "user", "scopes": ["self", "access:services!service=gpu-allocator"]},
@@ -55,6 +61,11 @@ c.JupyterHub.load_roles = [
         "services": ["gpuhub-spawner"],
     },
     {
+        "name": "gpuhub-agent",
+        "scopes": ["custom:gpu-allocator:agent", "access:services!service=gpu-allocator"],
+        "services": ["gpuhub-agent"],
+    },
+    {
         "name": "gpu-admin",
         "scopes": ["custom:gpu-allocator:admin", "access:services!service=gpu-allocator"],
         "groups": ["gpu-admins"],
@@ -62,7 +73,17 @@ c.JupyterHub.load_roles = [
 ]
 
 # --- sessions ------------------------------------------------------------------------
-c.JupyterHub.spawner_class = "spawner.LocalGPUSpawner"
+# Containers on the host the allocator chose; each agent registers its engine
+# (--docker-url). Entries here override what agents register.
+c.JupyterHub.spawner_class = "spawner.DockerGPUSpawner"
+c.DockerGPUSpawner.allowed_images = ["gpuhub/singleuser:latest", "registry.example.com/ds/pytorch:2.5"]
+c.DockerGPUSpawner.docker_endpoints = {
+    "gpu-07": {"url": "tcp://10.0.0.7:2376", "ip": "10.0.0.7", "gpu_runtime": True,
+               "mps_pipe_dir": "/var/lib/gpuhub-agent/mps/pipe",
+               "tls": {"client_cert": ("/etc/gpuhub/tls/client.crt", "/etc/gpuhub/tls/client.key"),
+                       "ca_cert": "/etc/gpuhub/tls/ca.crt", "verify": True}},
+}
+c.JupyterHub.hub_connect_ip = "10.0.0.2"  # containers on other hosts reach the hub here
 c.GPUSpawner.allocator_url = "http://127.0.0.1:8051/services/gpu-allocator/api/v1/"
 c.GPUSpawner.allocator_token = spawner_token
 c.GPUSpawner.default_gpus = "0.25"       # preselected in the form
@@ -70,4 +91,5 @@ c.GPUSpawner.default_cpu = 4
 c.GPUSpawner.default_mem = "16G"
 c.GPUSpawner.max_hours_limit = 72        # longest run time a user may ask for
 c.Spawner.default_url = "/lab"
-c.LocalGPUSpawner.create_system_users = False  # accounts come from your directory
+# (for process sessions on the hub host instead: spawner.LocalGPUSpawner, with
+#  c.LocalGPUSpawner.create_system_users = False: accounts come from your directory)
