@@ -19,7 +19,7 @@ from traitlets import Float, Unicode, default
 from gpu_allocator.serialize import pool_from_json
 from gpu_allocator.validation import RequestError
 
-from .allocator_client import AllocatorClient, AllocatorError
+from gpu_allocator.client import AllocatorClient, AllocatorError
 from .gpu_env import describe, gpu_env
 from .options import SpawnRequest, options_from_form, parse_spawn_options, render_form
 

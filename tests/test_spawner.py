@@ -16,7 +16,7 @@ from jupyterhub.tests.utils import add_user, api_request
 
 from hubprocess import REPO, free_port
 from spawner import LocalGPUSpawner
-from spawner.allocator_client import AllocatorClient
+from gpu_allocator.client import AllocatorClient
 
 INVENTORY = REPO / "hub_config" / "gpu_inventory.yaml"
 

@@ -28,7 +28,7 @@ from traitlets import CaselessStrEnum, Float, List, Unicode, default
 from traitlets.config import Application
 
 from . import containers
-from .client import AllocatorError, HostClient
+from ..client import AllocatorClient, AllocatorError
 from .mps import MPSManager
 from .nvml import NoSampler, NVMLSampler, discover
 
@@ -196,7 +196,7 @@ class GPUAgent(Application):
         # NVML (and Docker) calls: one worker thread, so a hung driver never
         # blocks the event loop and calls never overlap
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="gpuhub-agent-nvml")
-        self.client = HostClient(self.allocator_url, self.token, self.host_name, self.request_timeout)
+        self.client = AllocatorClient(self.allocator_url, self.token, self.request_timeout)
         self.mps = MPSManager(self.mps_dir, self.mps_control, log=self.log)
         self.known: list[str] = self._load_known()
         self.reported_unknown: set[str] = set()
@@ -360,14 +360,14 @@ class GPUAgent(Application):
             began = loop.time()
             try:
                 if not registered:
-                    answer = await self.client.register(await self.register_body())
+                    answer = await self.client.register_host(self.host_name, await self.register_body())
                     registered = True
                     self.log.info(
                         "registered host %s with %s: %s, %i share(s)", self.host_name,
                         self.allocator_url, answer.get("state"), len(answer.get("shares") or ()),
                     )
                 else:
-                    answer = await self.client.heartbeat(await self.heartbeat_body())
+                    answer = await self.client.heartbeat(self.host_name, await self.heartbeat_body())
             except AllocatorError as e:
                 if e.status == 404 and registered:
                     self.log.warning("the allocator lost this host (%s): registering again", e.message)

@@ -1,4 +1,5 @@
-"""Async client of the allocator's REST API, used by the spawner in the hub."""
+"""Async client of the allocator's REST API: the spawner in the hub and the
+agents on the GPU hosts speak to the allocator through it."""
 
 from __future__ import annotations
 
@@ -43,7 +44,10 @@ class AllocatorClient:
             raise AllocatorError(e.code, message) from None
         except OSError as e:
             raise AllocatorError(503, f"the GPU allocator is not reachable: {e}") from None
-        return json.loads(resp.body)
+        try:
+            return json.loads(resp.body)
+        except ValueError:
+            raise AllocatorError(502, "the allocator's answer is not JSON") from None
 
     async def pool(self) -> dict:
         return await self._call("GET", "pool")
@@ -62,3 +66,9 @@ class AllocatorClient:
             if e.status == 404:
                 return None
             raise
+
+    async def register_host(self, host: str, body: dict) -> dict:
+        return await self._call("POST", f"hosts/{host}/register", body)
+
+    async def heartbeat(self, host: str, body: dict) -> dict:
+        return await self._call("POST", f"hosts/{host}/heartbeat", body)
