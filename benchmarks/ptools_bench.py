@@ -5,6 +5,8 @@
 
 nas:   a tree behind the FUSE latency filesystem (every request delayed,
        attribute/entry caching off), remounted cold before every single run.
+       The server is the native multithreaded one (latencyfs.c, compiled here
+       with gcc on first use; --server python for the pyfuse3 one).
        Also measures the server's ops/s ceiling (delay 0, many clients) so the
        ratios can be judged against what the simulated server can serve.
 local: the same pairs on the local disk with a warm page cache (best of N).
@@ -98,7 +100,7 @@ def drop_caches() -> None:
 
 
 def bench_nas(a: argparse.Namespace) -> None:
-    from vfolder_manager.ptools.testing.latencyfs import Mount
+    from vfolder_manager.ptools.testing.mount import Mount
     work = Path(tempfile.mkdtemp(prefix="ptools-nas-"))
     src, mnt = work / "src", work / "mnt"
     n = make_tree(src / "tree", a.files)
@@ -107,14 +109,18 @@ def bench_nas(a: argparse.Namespace) -> None:
 
     def one(cmd: list[str], delay: float) -> tuple[float, dict]:
         stats = str(work / "stats.json")
-        with Mount(str(src), str(mnt), delay, stats) as m:
+        with Mount(str(src), str(mnt), delay, stats, impl=a.server) as m:
             dt = timed([x.replace("@", str(mnt)) for x in cmd])
         return dt, m.stats()
 
-    # server ceiling: no delay, many clients, all CPU goes to serving
-    dt, st = one([p("pdu"), "-s", "--threads", "64", "@/tree"], 0)
-    ceiling = st["ops"] / dt
-    print(f"server ceiling (delay 0, pdu --threads 64): {st['ops']} requests in {dt:.2f}s = {ceiling:,.0f} requests/s\n")
+    # server ceiling: no delay, many clients, all CPU goes to serving (best of 3)
+    ceiling, cdt, cst = 0.0, 0.0, {}
+    for _ in range(3):
+        dt, st = one([p("pdu"), "-s", "--threads", "128", "@/tree"], 0)
+        if st["ops"] / dt > ceiling:
+            ceiling, cdt, cst = st["ops"] / dt, dt, st
+    print(f"server: {a.server}; ceiling (delay 0, pdu -s --threads 128, best of 3): {cst['ops']} requests in "
+          f"{cdt:.2f}s = {ceiling:,.0f} requests/s (server CPU {cst.get('cpu', float('nan')):.2f}s)\n")
 
     print("| command | GNU s | p-cmd s | ratio | GNU req | p req | p max in flight | server-bound ratio limit |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -164,6 +170,8 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=float, default=1.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", help="where to build the local tree (default: $TMPDIR)")
+    ap.add_argument("--server", choices=["auto", "native", "python"], default="auto",
+                    help="nas: which latency filesystem (auto = native if it builds)")
     ap.add_argument("--only", help="comma-separated labels to run, e.g. 'find,du -s'")
     a = ap.parse_args()
     if a.files is None:
