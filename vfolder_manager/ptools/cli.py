@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
-
+TYPE_CHECKING = False   # typing is not imported at run time (start-up time)
 if TYPE_CHECKING:
     import argparse
+    from typing import Callable, Iterable, Sequence
 
 from . import engine
 from .engine import CHMOD, CHOWN, CP, DU, FIND, OUT_NONE, OUT_PATHS, OUT_RECORDS, Op, PathError, Record, Walk

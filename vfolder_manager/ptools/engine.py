@@ -5,7 +5,11 @@ only place that talks to it, so option names and record layouts live here.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from collections import namedtuple
+
+TYPE_CHECKING = False   # typing is not imported at run time: it costs the CLIs ~10 ms of start-up
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator, Sequence
 
 from . import _core
 from .concurrency import Plan, plan_for
@@ -14,12 +18,10 @@ FIND, DU, CHMOD, CHOWN, RM, CP = _core.M_FIND, _core.M_DU, _core.M_CHMOD, _core.
 OUT_NONE, OUT_PATHS, OUT_RECORDS = _core.OUT_NONE, _core.OUT_PATHS, _core.OUT_RECORDS
 
 
-class PathError(NamedTuple):
-    """A failure on one path; the walk carried on.  ``op`` is an ``Op`` code."""
-    path: bytes
-    errno: int
-    op: int
-    extra: int = 0
+class PathError(namedtuple("PathError", "path errno op extra", defaults=(0,))):
+    """A failure on one path; the walk carried on.  ``op`` is an ``Op`` code.
+    Fields: path (bytes), errno, op, extra."""
+    __slots__ = ()
 
 
 class Op:
@@ -29,29 +31,16 @@ class Op:
     SURPRISE = _core.OP_SURPRISE    # chmod: umask kept bits (errno = new mode, extra = expected)
 
 
-class Stat(NamedTuple):
-    mode: int
-    nlink: int
-    uid: int
-    gid: int
-    size: int
-    blocks: int
-    mtime_ns: int
-    ino: int
-    dev: int
-    rdev: int
+class Stat(namedtuple("Stat", "mode nlink uid gid size blocks mtime_ns ino dev rdev")):
+    """lstat fields as integers (mtime in ns)."""
+    __slots__ = ()
 
 
-class Record(NamedTuple):
-    """One entry as reported by the core; ``stat`` is None when not needed."""
-    path: bytes
-    depth: int
-    root: int
-    type: str
-    stat: Stat | None
-    v1: int = 0     # du: bytes
-    v2: int = 0     # du: 512-byte blocks
-    v3: int = 0     # du: entries below
+class Record(namedtuple("Record", "path depth root type stat v1 v2 v3", defaults=(0, 0, 0))):
+    """One entry as reported by the core: path (bytes), depth, root (operand
+    index), type ('f', 'd', 'l', ...), stat (Stat, or None when not needed),
+    v1/v2/v3 (du: bytes, 512-byte blocks, entries below)."""
+    __slots__ = ()
 
 
 class Walk:

@@ -5,10 +5,10 @@
  * readdir, unlink... is one "round trip" and a client gains only by keeping
  * many requests in flight.  Unlike the pyfuse3 server (latencyfs.py), which
  * saturates one CPU at ~11k requests/s, this one serves requests on up to
- * --max-threads kernel threads, so the simulated server, not the Python
+ * THREADS threads (a fixed pool, default 256), so the simulated server, not the Python
  * interpreter, is the limit.
  *
- *   latencyfs-c SOURCE MOUNTPOINT DELAY_US STATS_JSON [MAX_THREADS]
+ *   latencyfs-c SOURCE MOUNTPOINT DELAY_US STATS_JSON [THREADS]
  *
  * Runs in the foreground until unmounted (fusermount3 -u MOUNTPOINT), then
  * writes {"ops", "max_inflight", "seconds", "delay"} to STATS_JSON (also on
@@ -17,6 +17,8 @@
 #define FUSE_USE_VERSION 35
 #define _GNU_SOURCE
 #include <fuse.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -60,9 +62,19 @@ static void dump_stats(void) {
 }
 static void on_usr1(int sig) { (void)sig; dump_stats(); }
 
+/* LATENCYFS_TRACE=FILE: the start time (us since mount) of every request,
+ * written at exit, to see a client's critical path */
+static long *trace; static long trace_cap;
+static long now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - started.tv_sec) * 1000000L + (t.tv_nsec - started.tv_nsec) / 1000;
+}
+
 /* every delayed request: count it, track concurrency, sleep */
 static void rtt_begin(void) {
-    __atomic_add_fetch(&ops, 1, __ATOMIC_RELAXED);
+    long i = __atomic_fetch_add(&ops, 1, __ATOMIC_RELAXED);
+    if (trace && i < trace_cap) trace[i] = now_us();
     long n = __atomic_add_fetch(&inflight, 1, __ATOMIC_RELAXED);
     long m = __atomic_load_n(&max_inflight, __ATOMIC_RELAXED);
     while (n > m && !__atomic_compare_exchange_n(&max_inflight, &m, n, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
@@ -289,9 +301,27 @@ static const struct fuse_operations ops_table = {
     .releasedir = lfs_releasedir,
 };
 
+/* A fixed pool of server threads, all started before the mount is used, like
+ * the nfsd threads of a real server.  libfuse's own multithreaded loop starts
+ * threads one at a time as requests arrive, so a freshly mounted filesystem
+ * (the benchmark remounts before every run) would spend the first part of
+ * every run growing its pool. */
+static void *serve_thread(void *arg) {
+    struct fuse_session *se = arg;
+    struct fuse_buf fbuf = { .mem = NULL };
+    while (!fuse_session_exited(se)) {
+        int res = fuse_session_receive_buf(se, &fbuf);
+        if (res == -EINTR) continue;
+        if (res <= 0) { if (res < 0) fuse_session_exit(se); break; }
+        fuse_session_process_buf(se, &fbuf);
+    }
+    free(fbuf.mem);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s SOURCE MOUNTPOINT DELAY_US STATS_JSON [MAX_THREADS]\n", argv[0]);
+        fprintf(stderr, "usage: %s SOURCE MOUNTPOINT DELAY_US STATS_JSON [THREADS]\n", argv[0]);
         return 2;
     }
     src_fd = open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -299,14 +329,36 @@ int main(int argc, char **argv) {
     delay_us = atol(argv[3]);
     stats_path = argv[4][0] ? argv[4] : NULL;
     int threads = argc > 5 ? atoi(argv[5]) : 256;
+    if (threads < 1) threads = 1;
     clock_gettime(CLOCK_MONOTONIC, &started);
     signal(SIGUSR1, on_usr1);
+    if (getenv("LATENCYFS_TRACE")) { trace_cap = 1 << 22; trace = calloc(trace_cap, sizeof *trace); }
     umask(0);
-    char opts[512];
-    snprintf(opts, sizeof opts, "fsname=latencyfs,subtype=latencyfs,max_threads=%d,max_idle_threads=%d%s",
-             threads, threads, geteuid() == 0 ? ",allow_other" : "");
-    char *fargv[] = { argv[0], argv[2], "-f", "-o", opts, "-o", "clone_fd", NULL };
-    int rc = fuse_main(7, fargv, &ops_table, NULL);
+    char opts[256];
+    snprintf(opts, sizeof opts, "fsname=latencyfs,subtype=latencyfs%s", geteuid() == 0 ? ",allow_other" : "");
+    char *fargv[] = { argv[0], "-o", opts, NULL };
+    struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
+    struct fuse *f = fuse_new(&args, &ops_table, sizeof ops_table, NULL);
+    if (!f) return 1;
+    if (fuse_mount(f, argv[2])) { fuse_destroy(f); return 1; }
+    struct fuse_session *se = fuse_get_session(f);
+    fuse_set_signal_handlers(se);
+    pthread_t *tids = calloc(threads, sizeof *tids);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int started_n = 0;
+    for (; started_n < threads; started_n++)
+        if (pthread_create(&tids[started_n], &attr, serve_thread, se)) break;
+    for (int i = 0; i < started_n; i++) pthread_join(tids[i], NULL);
+    fuse_remove_signal_handlers(se);
+    fuse_unmount(f);
+    fuse_destroy(f);
     dump_stats();
-    return rc;
+    if (trace && getenv("LATENCYFS_TRACE")) {
+        FILE *tf = fopen(getenv("LATENCYFS_TRACE"), "w");
+        for (long i = 0; tf && i < ops && i < trace_cap; i++) fprintf(tf, "%ld\n", trace[i]);
+        if (tf) fclose(tf);
+    }
+    return 0;
 }
