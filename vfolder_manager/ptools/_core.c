@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/sysmacros.h>
@@ -1243,18 +1244,19 @@ static const char *id_name(int group, unsigned id) {
 }
 
 typedef struct { char mode[11], nlink[24], user[64], group[64], size[48], tm[32]; const char *name; Py_ssize_t nlen;
-                 const char *target; Py_ssize_t tlen; } lsrow_t;
+                 const char *target; Py_ssize_t tlen; long long mtime_ns; } lsrow_t;
 
 static int ls_cols(PyObject *st, lsrow_t *r) {
     unsigned long long v[10];
     if (!PySequence_Check(st) || PySequence_Size(st) < 10) { PyErr_SetString(PyExc_TypeError, "stat tuple expected"); return -1; }
     for (int i = 0; i < 10; i++) {
-        PyObject *o = PySequence_GetItem(st, i);
+        PyObject *o = PyTuple_Check(st) ? (Py_INCREF(PyTuple_GET_ITEM(st, i)), PyTuple_GET_ITEM(st, i)) : PySequence_GetItem(st, i);
         if (!o) return -1;
         v[i] = i == 6 ? (unsigned long long)PyLong_AsLongLong(o) : PyLong_AsUnsignedLongLong(o);
         Py_DECREF(o);
         if (PyErr_Occurred()) return -1;
     }
+    r->mtime_ns = (long long)v[6];
     mode_t m = (mode_t)v[0];
     snprintf(r->nlink, sizeof r->nlink, "%llu", v[1]);
     snprintf(r->user, sizeof r->user, "%s", id_name(0, (unsigned)v[2]));
@@ -1284,8 +1286,17 @@ static void ls_time_c(long long mtime_ns, double now, char *out, size_t n) {
     static const char *mon[12] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
     long long sec = mtime_ns >= 0 ? mtime_ns / 1000000000LL : -((-mtime_ns + 999999999LL) / 1000000000LL);
     time_t tt = (time_t)sec;
+    /* files of a tree often share the minute: UTC offsets are whole minutes,
+     * so the broken-down time of the same minute can be reused */
+    static long long last_min = LLONG_MIN;
+    static struct tm last_tm;
     struct tm lt;
-    if (!localtime_r(&tt, &lt)) { snprintf(out, n, "%lld", sec); return; }
+    long long minute = sec >= 0 ? sec / 60 : -((-sec + 59) / 60);
+    if (minute == last_min) lt = last_tm;
+    else {
+        if (!localtime_r(&tt, &lt)) { snprintf(out, n, "%lld", sec); return; }
+        last_min = minute; last_tm = lt;
+    }
     double t = (double)mtime_ns / 1e9;
     const double six_months = 31556952 / 2;
     int recent = now - six_months < t && t <= now;
@@ -1322,12 +1333,7 @@ static PyObject *ls_long(PyObject *self, PyObject *args) {
             st = PyTuple_GET_ITEM(e, 1);
         } else st = PySequence_Fast_GET_ITEM(fx, i - n);
         if (ls_cols(st, r) < 0) goto out;
-        if (i < n) {
-            PyObject *o = PySequence_GetItem(st, 6);
-            long long mt = PyLong_AsLongLong(o);
-            Py_XDECREF(o);
-            ls_time_c(mt, now, r->tm, sizeof r->tm);
-        }
+        if (i < n) ls_time_c(r->mtime_ns, now, r->tm, sizeof r->tm);
         size_t l;
         if ((l = strlen(r->nlink)) > wl) wl = l;
         if ((l = strlen(r->user)) > wu) wu = l;
