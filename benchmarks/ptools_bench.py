@@ -57,9 +57,10 @@ def timed(cmd: list[str]) -> float:
     return dt
 
 
-def pairs(t: str, copy_src: str, copy_dst: str, victim: str) -> list[tuple[str, list[str], list[str], str | None]]:
+def pairs(t: str, copy_src: str, copy_dst: str, victim: str, empty: str) -> list[tuple[str, list[str], list[str], str | None]]:
     """(label, GNU command, p-command, setup needed) for a tree at t."""
     return [
+        ("start-up (empty dir)", ["find", empty], [p("pfind"), empty], None),
         ("find", ["find", t], [p("pfind"), t], None),
         ("find -size +0 (stat)", ["find", t, "-type", "f", "-size", "+0"], [p("pfind"), t, "-type", "f", "-size", "+0"], None),
         ("du -s", ["du", "-s", t], [p("pdu"), "-s", t], None),
@@ -104,6 +105,7 @@ def bench_nas(a: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="ptools-nas-"))
     src, mnt = work / "src", work / "mnt"
     n = make_tree(src / "tree", a.files)
+    (src / "empty").mkdir()
     print(f"tree: {n} files, {sum(1 for _ in (src / 'tree').rglob('*')) - n} directories; "
           f"delay {a.delay_ms} ms per FUSE request; attr/entry cache off; cold mount per run\n")
 
@@ -124,7 +126,7 @@ def bench_nas(a: argparse.Namespace) -> None:
 
     print("| command | GNU s | p-cmd s | ratio | GNU req | p req | p max in flight | server-bound ratio limit |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for label, gnu, mine, kind in selected(a, pairs("@/tree", "@/tree", "@/copy", "@/victim")):
+    for label, gnu, mine, kind in selected(a, pairs("@/tree", "@/tree", "@/copy", "@/victim", "@/empty")):
         reset(kind, src)
         tg, sg = one(gnu, a.delay_ms)
         reset(kind, src)
@@ -141,17 +143,19 @@ def bench_local(a: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="ptools-local-", dir=a.dir))
     src = work
     n = make_tree(src / "tree", a.files)
+    (src / "empty").mkdir()
     t = str(src / "tree")
     print(f"tree: {n} files on {a.dir or tempfile.gettempdir()}, warm page cache, best of {a.repeat}, "
-          f"{os.cpu_count()} cores\n")
+          f"{os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.2f}\n")
     print("| command | GNU s | p-cmd s | ratio (GNU/p) |")
     print("|---|---:|---:|---:|")
-    for label, gnu, mine, kind in selected(a, pairs(t, t, str(src / "copy"), str(src / "victim"))):
+    for label, gnu, mine, kind in selected(a, pairs(t, t, str(src / "copy"), str(src / "victim"), str(src / "empty"))):
         best_g = best_p = float("inf")
-        reps = a.repeat if kind in (None, "chmod", "chown") else 1
-        for _ in range(reps):
+        for _ in range(a.repeat):
             for which in ("g", "p"):
                 reset(kind, src)
+                if kind in ("cp", "rm"):
+                    os.sync()    # do not make the next run pay for the last one's writeback
                 subprocess.run(["find", t], stdout=subprocess.DEVNULL)   # warm
                 dt = timed(gnu if which == "g" else mine)
                 if which == "g":
@@ -160,6 +164,7 @@ def bench_local(a: argparse.Namespace) -> None:
                     best_p = min(best_p, dt)
         reset(kind, src)
         print(f"| {label} | {best_g:.3f} | {best_p:.3f} | {best_g / best_p:.2f}x |", flush=True)
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}")
     shutil.rmtree(work, ignore_errors=True)
 
 
