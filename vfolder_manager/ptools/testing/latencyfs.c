@@ -64,7 +64,7 @@ static void on_usr1(int sig) { (void)sig; dump_stats(); }
 
 /* LATENCYFS_TRACE=FILE: the start time (us since mount) of every request,
  * written at exit, to see a client's critical path */
-static long *trace; static long trace_cap;
+static long *trace; static const char **trace_op; static long trace_cap;
 static long now_us(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -72,9 +72,10 @@ static long now_us(void) {
 }
 
 /* every delayed request: count it, track concurrency, sleep */
-static void rtt_begin(void) {
+#define rtt_begin() rtt_begin_(__func__ + 4)
+static void rtt_begin_(const char *op) {
     long i = __atomic_fetch_add(&ops, 1, __ATOMIC_RELAXED);
-    if (trace && i < trace_cap) trace[i] = now_us();
+    if (trace && i < trace_cap) { trace[i] = now_us(); trace_op[i] = op; }
     long n = __atomic_add_fetch(&inflight, 1, __ATOMIC_RELAXED);
     long m = __atomic_load_n(&max_inflight, __ATOMIC_RELAXED);
     while (n > m && !__atomic_compare_exchange_n(&max_inflight, &m, n, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
@@ -332,7 +333,7 @@ int main(int argc, char **argv) {
     if (threads < 1) threads = 1;
     clock_gettime(CLOCK_MONOTONIC, &started);
     signal(SIGUSR1, on_usr1);
-    if (getenv("LATENCYFS_TRACE")) { trace_cap = 1 << 22; trace = calloc(trace_cap, sizeof *trace); }
+    if (getenv("LATENCYFS_TRACE")) { trace_cap = 1 << 22; trace = calloc(trace_cap, sizeof *trace); trace_op = calloc(trace_cap, sizeof *trace_op); }
     umask(0);
     char opts[256];
     snprintf(opts, sizeof opts, "fsname=latencyfs,subtype=latencyfs%s", geteuid() == 0 ? ",allow_other" : "");
@@ -357,7 +358,7 @@ int main(int argc, char **argv) {
     dump_stats();
     if (trace && getenv("LATENCYFS_TRACE")) {
         FILE *tf = fopen(getenv("LATENCYFS_TRACE"), "w");
-        for (long i = 0; tf && i < ops && i < trace_cap; i++) fprintf(tf, "%ld\n", trace[i]);
+        for (long i = 0; tf && i < ops && i < trace_cap; i++) fprintf(tf, "%ld %s\n", trace[i], trace_op[i]);
         if (tf) fclose(tf);
     }
     return 0;
