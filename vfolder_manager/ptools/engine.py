@@ -16,6 +16,7 @@ from .concurrency import Plan, plan_for
 
 FIND, DU, CHMOD, CHOWN, RM, CP = _core.M_FIND, _core.M_DU, _core.M_CHMOD, _core.M_CHOWN, _core.M_RM, _core.M_CP
 OUT_NONE, OUT_PATHS, OUT_RECORDS = _core.OUT_NONE, _core.OUT_PATHS, _core.OUT_RECORDS
+ONE_TASK_PER_DIR = 1 << 30      # chunk size: a directory's entries are never split
 
 
 class PathError(namedtuple("PathError", "path errno op extra", defaults=(0,))):
@@ -67,8 +68,14 @@ def run(spec: Walk, on_error: Callable[[PathError], None] | None = None,
     (``raw=True``: plain tuples in Record's field order, stat a plain tuple or
     None -- for callers that touch every one of 10^5..10^6 records)."""
     plan = spec.plan()
+    # Unlinks in one directory serialize on its inode lock (in the kernel, and
+    # on a NAS in the server), so splitting a directory between threads only
+    # parks them on that lock -- with a LIFO of tasks, all on the same
+    # directory.  prm reads a whole directory, then empties it on one thread;
+    # the parallelism comes from many directories at once.
+    chunk = ONE_TASK_PER_DIR if spec.mode == RM else plan.chunk
     opts = dict(spec.opts, mode=spec.mode, out=spec.out, threads=plan.threads,
-                max_inflight=plan.max_inflight, chunk=plan.chunk)
+                max_inflight=plan.max_inflight, chunk=chunk)
     w = _core.start(list(spec.roots), None if spec.dests is None else list(spec.dests), opts)
     records = spec.out == OUT_RECORDS
     try:
