@@ -12,10 +12,14 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or shutil.which(
                                 reason="needs /dev/fuse and fusermount3")
 
 
-@pytest.fixture
-def nas(tmp_path):
-    pytest.importorskip("pyfuse3")
-    from vfolder_manager.ptools.testing.latencyfs import Mount
+@pytest.fixture(params=["native", "python"])
+def nas(request, tmp_path):
+    from vfolder_manager.ptools.testing.mount import Mount, build_native
+    impl = request.param
+    if impl == "python":
+        pytest.importorskip("pyfuse3")
+    elif build_native() is None:
+        pytest.skip("native latencyfs needs gcc, pkg-config and libfuse3-dev")
     src = tmp_path / "src"
     for d in range(8):
         for e in range(4):
@@ -25,7 +29,7 @@ def nas(tmp_path):
                 (p / f"f{f}").write_bytes(b"x" * (f * 100))
 
     def mount(name: str, delay_ms: float = 5):
-        return Mount(str(src), str(tmp_path / name), delay_ms, str(tmp_path / f"{name}.json"))
+        return Mount(str(src), str(tmp_path / name), delay_ms, str(tmp_path / f"{name}.json"), impl=impl)
     return src, mount
 
 

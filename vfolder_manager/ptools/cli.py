@@ -9,16 +9,16 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
-
+TYPE_CHECKING = False   # typing is not imported at run time (start-up time)
 if TYPE_CHECKING:
     import argparse
+    from typing import Callable, Iterable, Sequence
 
-from . import engine
+from . import _core, engine
 from .engine import CHMOD, CHOWN, CP, DU, FIND, OUT_NONE, OUT_PATHS, OUT_RECORDS, Op, PathError, Record, Walk
 from .findexpr import FindUsageError
 from .findexpr import parse as parse_find
-from .formatting import du_size, json_row, ls_long_lines, mode_string, quote
+from .formatting import du_size, json_row, mode_string, quote
 from .modes import InvalidMode, compile_mode
 from .owners import InvalidOwner, parse_owner
 from .progress import Progress
@@ -71,8 +71,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--progress", action="store_true", help="live entry count on a terminal")
 
 
-def _run(walk: Walk, rep: Reporter, progress: Progress) -> Iterable:
-    return engine.run(walk, rep.path_error, progress.update)
+def _run(walk: Walk, rep: Reporter, progress: Progress, raw: bool = False) -> Iterable:
+    return engine.run(walk, rep.path_error, progress.update, raw=raw)
 
 
 def _guard(main: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
@@ -243,6 +243,13 @@ def pdu_main(argv: list[str]) -> int:
 LS_WORDING = {Op.STAT: "cannot access", Op.OPENDIR: "cannot open directory", Op.READDIR: "reading directory"}
 
 
+def _readlink(path: bytes) -> bytes:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return b""
+
+
 @_guard
 def pls_main(argv: list[str]) -> int:
     import argparse
@@ -314,7 +321,7 @@ def pls_main(argv: list[str]) -> int:
         nonlocal json_first
         if as_json:
             for disp, full, st, typ in rows:
-                line = json_row(Record(full, 0, 0, typ, st)).encode()
+                line = json_row(Record(full, 0, 0, typ, st if st is None else engine.Stat(*st))).encode()
                 out.write((b"\n" if json_first else b",\n") + line if a.json else line + b"\n")
                 json_first = False
             return
@@ -323,19 +330,10 @@ def pls_main(argv: list[str]) -> int:
                 out.write(disp + b"\n")
             return
         if with_total:
-            blocks = sum(st.blocks for _, _, st, _ in rows if st)
+            blocks = sum(st[5] for _, _, st, _ in rows if st)   # st_blocks
             out.write(f"total {-(-blocks // 2)}\n".encode())
-        entries = []
-        for disp, full, st, typ in rows:
-            target = None
-            if typ == "l":
-                try:
-                    target = os.readlink(full)
-                except OSError:
-                    target = b""
-            entries.append((disp, st, target))
-        for ln in ls_long_lines(entries, now, extra):
-            out.write(ln + b"\n")
+        entries = [(disp, st, None if typ != "l" else _readlink(full)) for disp, full, st, typ in rows]
+        out.write(_core.ls_long(entries, now, extra))   # formatting.ls_long_lines, in C
 
     printed = False
     if files:
@@ -343,16 +341,17 @@ def pls_main(argv: list[str]) -> int:
         printed = True
 
     if dirs:
-        children: dict[bytes, list[Record]] = {d: [] for d in dirs}
+        children: dict[bytes, list[tuple]] = {d: [] for d in dirs}   # raw records: (path, depth, root, type, stat, ...)
         opts = {"mindepth": 1, "maxdepth": -1 if a.recursive else 1, "need_stat": int(need_stat), "follow_roots": 1}
         walk = Walk(dirs, FIND, OUT_RECORDS, opts, threads=a.threads, max_inflight=a.max_inflight)
-        for batch in _run(walk, rep, progress):
+        for batch in _run(walk, rep, progress, raw=True):
             for r in batch:
-                parent = dirs[r.root] if r.depth == 1 else r.path[: r.path.rfind(b"/")]
-                children.setdefault(parent, []).append(r)
-
-        def visible(name: bytes) -> bool:
-            return a.all or a.almost_all or not name.startswith(b".")
+                path = r[0]
+                parent = dirs[r[2]] if r[1] == 1 else path[: path.rfind(b"/")]
+                if parent in children:
+                    children[parent].append(r)
+                else:
+                    children[parent] = [r]
 
         def show(d: bytes) -> None:
             nonlocal printed
@@ -361,10 +360,12 @@ def pls_main(argv: list[str]) -> int:
                     out.write((b"\n" if printed else b"") + d + b":\n")
             printed = True
             rows = []
-            for r in children.get(d, []):
-                name = r.path[r.path.rfind(b"/") + 1:]
-                if visible(name):
-                    rows.append((name, r.path, r.stat, r.type))
+            show_all = a.all or a.almost_all
+            for r in children.get(d, ()):
+                path = r[0]
+                name = path[path.rfind(b"/") + 1:]
+                if show_all or name[:1] != b".":
+                    rows.append((name, path, r[4], r[3]))
             if a.all:
                 for dot in (b".", b".."):
                     full = os.path.join(d, dot)

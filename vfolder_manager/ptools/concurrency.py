@@ -8,7 +8,11 @@ only add contention.  statfs(2) tells the two apart by the f_type magic.
 from __future__ import annotations
 
 import os
-from typing import Iterable, NamedTuple
+from collections import namedtuple
+
+TYPE_CHECKING = False   # typing is not imported at run time: it costs the CLIs ~10 ms of start-up
+if TYPE_CHECKING:
+    from typing import Iterable
 
 from . import _core
 
@@ -30,17 +34,14 @@ NETWORK_FS: dict[int, str] = {
     0x61756673: "aufs",
 }
 
-NETWORK_THREADS = 64
+NETWORK_THREADS = 128   # requests in flight on a NAS: round trips, not CPU, are the limit
 NETWORK_CHUNK = 16      # entries of one directory handed to a thread at a time
 LOCAL_CHUNK = 512       # only huge local directories are split
 
 
-class Plan(NamedTuple):
-    fs: str
-    network: bool
-    threads: int
-    max_inflight: int
-    chunk: int
+class Plan(namedtuple("Plan", "fs network threads max_inflight chunk")):
+    """fs (name), network (bool), threads, max_inflight, chunk."""
+    __slots__ = ()
 
 
 def fs_type(path: bytes) -> tuple[int, str]:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+TYPE_CHECKING = False   # typing is not imported at run time: it costs the CLIs ~10 ms of start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 from .owners import InvalidOwner, uid_of
 

@@ -7,7 +7,7 @@ including the directory set-id preservation and the umask for ``+x``.
 from __future__ import annotations
 
 import stat
-from typing import NamedTuple
+from collections import namedtuple
 
 from . import _core
 
@@ -18,12 +18,9 @@ WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 EXEC = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
 
-class Change(NamedTuple):
-    op: int          # ord('='), ord('+'), ord('-')
-    flag: int        # _core.MC_*
-    affected: int
-    value: int
-    mentioned: int
+class Change(namedtuple("Change", "op flag affected value mentioned")):
+    """op: ord('='), ord('+') or ord('-'); flag: _core.MC_*; affected, value, mentioned: mode bits."""
+    __slots__ = ()
 
 
 class InvalidMode(ValueError):

@@ -30,6 +30,8 @@ from typing import AsyncIterator
 import pyfuse3
 import trio
 
+from .mount import Mount  # noqa: F401  (kept importable from here)
+
 ROOT = pyfuse3.ROOT_INODE
 
 
@@ -257,40 +259,6 @@ def serve(source: str, mountpoint: str, delay: float, stats_path: str | None, ma
     finally:
         pyfuse3.close(unmount=True)
         dump()
-
-
-class Mount:
-    """Context manager running the server in a subprocess (for tests and benchmarks)."""
-
-    def __init__(self, source: str, mountpoint: str, delay_ms: float, stats_path: str, max_tasks: int = 1024):
-        self.args = [sys.executable, "-m", "vfolder_manager.ptools.testing.latencyfs", source, mountpoint,
-                     "--delay-ms", str(delay_ms), "--stats", stats_path, "--max-tasks", str(max_tasks)]
-        self.mountpoint = mountpoint
-        self.stats_path = stats_path
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> "Mount":
-        os.makedirs(self.mountpoint, exist_ok=True)
-        self.proc = subprocess.Popen(self.args)
-        deadline = time.monotonic() + 20
-        while not os.path.ismount(self.mountpoint):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("latencyfs did not mount")
-            time.sleep(0.05)
-        return self
-
-    def stats(self) -> dict[str, float]:
-        with open(self.stats_path) as f:
-            return json.load(f)
-
-    def __exit__(self, *exc: object) -> None:
-        subprocess.run(["fusermount3", "-u", "-z", self.mountpoint], capture_output=True)
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def main() -> None:
