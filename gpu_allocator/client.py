@@ -4,8 +4,16 @@ agents on the GPU hosts speak to the allocator through it."""
 from __future__ import annotations
 
 import json
+import os
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+
+def default_api_url() -> str:
+    """$GPUHUB_ALLOCATOR_URL, else the allocator of a hub on this machine."""
+    return os.environ.get(
+        "GPUHUB_ALLOCATOR_URL", "http://127.0.0.1:8051/services/gpu-allocator/api/v1/"
+    )
 
 
 class AllocatorError(Exception):

@@ -19,7 +19,7 @@ from traitlets import Float, Unicode, default
 from gpu_allocator.serialize import pool_from_json
 from gpu_allocator.validation import RequestError
 
-from gpu_allocator.client import AllocatorClient, AllocatorError
+from gpu_allocator.client import AllocatorClient, AllocatorError, default_api_url
 from .gpu_env import describe, gpu_env
 from .options import SpawnRequest, options_from_form, parse_spawn_options, render_form
 
@@ -36,9 +36,7 @@ class GPUSpawner(Spawner):
 
     @default("allocator_url")
     def _default_allocator_url(self):
-        return os.environ.get(
-            "GPUHUB_ALLOCATOR_URL", "http://127.0.0.1:8051/services/gpu-allocator/api/v1/"
-        )
+        return default_api_url()
 
     allocator_token = Unicode(
         help="JupyterHub API token the spawner uses with the allocator; it needs the "

@@ -28,7 +28,7 @@ from traitlets import CaselessStrEnum, Float, List, Unicode, default
 from traitlets.config import Application
 
 from . import containers
-from ..client import AllocatorClient, AllocatorError
+from ..client import AllocatorClient, AllocatorError, default_api_url
 from .mps import MPSManager
 from .nvml import NoSampler, NVMLSampler, discover
 
@@ -51,9 +51,7 @@ class GPUAgent(Application):
 
     @default("allocator_url")
     def _default_allocator_url(self):
-        return os.environ.get(
-            "GPUHUB_ALLOCATOR_URL", "http://127.0.0.1:8051/services/gpu-allocator/api/v1/"
-        )
+        return default_api_url()
 
     token = Unicode(
         help="JupyterHub API token of the gpuhub-agent service (scope "
