@@ -165,7 +165,7 @@ typedef struct {
     int user; uid_t uid;
     modechg_t *chg; int nchg; mode_t umask;
     uid_t c_uid; gid_t c_gid;
-    int du_all, diagnose;
+    int du_all, du_maxdepth, diagnose;
     int verbose;
     int preserve;
 } params_t;
@@ -220,7 +220,20 @@ typedef struct {
     buf_t dpath;  /* destination path builder */
     char *copybuf;
     char *dirbuf;  /* getdents64 buffer */
+    /* sums of the entries visited in the current listing or chunk, added to
+     * the shared counters once per task, not once per entry (atomics on a
+     * cache line that several threads share cost more than the stat) */
+    long long visited;
+    uint64_t du_bytes, du_blocks, du_files;
 } worker_t;
+
+static void flush_sums(worker_t *k, node_t *d) {
+    if (k->visited) { __atomic_add_fetch(&k->w->visited, k->visited, __ATOMIC_RELAXED); k->visited = 0; }
+    if (k->du_files) {
+        ATOMIC_ADD(&d->bytes, k->du_bytes); ATOMIC_ADD(&d->blocks, k->du_blocks); ATOMIC_ADD(&d->files, k->du_files);
+        k->du_bytes = k->du_blocks = k->du_files = 0;
+    }
+}
 
 static inline void io_begin(walk_t *w) { if (w->throttle) while (sem_wait(&w->inflight) && errno == EINTR); }
 static inline void io_end(walk_t *w) { if (w->throttle) sem_post(&w->inflight); }
@@ -447,7 +460,8 @@ static void complete(worker_t *k, node_t *n) {
             uint64_t bytes = n->bytes + n->st.st_size;
             uint64_t blocks = n->blocks + n->st.st_blocks;
             uint64_t files = n->files;
-            emit(k, n->path, n->plen, n->depth, n->root, 'd', &n->st, bytes, blocks, files);
+            if (w->P.du_maxdepth < 0 || n->depth <= w->P.du_maxdepth)
+                emit(k, n->path, n->plen, n->depth, n->root, 'd', &n->st, bytes, blocks, files);
             if (parent) {
                 ATOMIC_ADD(&parent->bytes, bytes);
                 ATOMIC_ADD(&parent->blocks, blocks);
@@ -626,7 +640,7 @@ static void visit(worker_t *k, node_t *d, const char *name, unsigned char dtype)
     struct stat st, *stp = NULL;
     int depth = d->depth + 1;
     size_t plen = 0;
-    __atomic_add_fetch(&w->visited, 1, __ATOMIC_RELAXED);
+    k->visited++;
 
     int want_stat = P->need_stat || !type;
     if (P->mode == M_FIND && P->maxdepth >= 0 && depth > P->maxdepth) return;
@@ -665,9 +679,9 @@ static void visit(worker_t *k, node_t *d, const char *name, unsigned char dtype)
                 int r = set_insert(w->shards, st.st_dev, st.st_ino);
                 if (r == 0) return;
             }
-            ATOMIC_ADD(&d->bytes, (uint64_t)st.st_size);
-            ATOMIC_ADD(&d->blocks, (uint64_t)st.st_blocks);
-            ATOMIC_ADD(&d->files, 1);
+            k->du_bytes += (uint64_t)st.st_size;     /* added to d by flush_sums */
+            k->du_blocks += (uint64_t)st.st_blocks;
+            k->du_files++;
             if (P->du_all) {
                 plen = join(&k->path, d->path, d->plen, name);
                 emit(k, k->path.p, plen, depth, d->root, type, stp, st.st_size, st.st_blocks, 1);
@@ -750,6 +764,7 @@ static void run_chunk(worker_t *k, task_t *t) {
         visit(k, d, p, dt);
         p += strlen(p) + 1;
     }
+    flush_sums(k, d);
     free(t->names.p);
     release_fds(d);
     complete(k, d);
@@ -831,6 +846,7 @@ static void run_list(worker_t *k, task_t *t) {
         run_chunk(k, ct);
         free(ct);
     }
+    flush_sums(k, d);
     release_fds(d);
     complete(k, d);
 }
@@ -1037,7 +1053,7 @@ static PyObject *start(PyObject *self, PyObject *args) {
     GET("newer", 0, P->newer); GET("newer_ns", 0, P->newer_ns);
     GET("user", 0, P->user); GET("uid", 0, P->uid);
     GET("umask", 022, P->umask); GET("c_uid", -1, P->c_uid); GET("c_gid", -1, P->c_gid);
-    GET("du_all", 0, P->du_all); GET("diagnose", 0, P->diagnose); GET("verbose", 0, P->verbose); GET("preserve", 0, P->preserve);
+    GET("du_all", 0, P->du_all); GET("du_maxdepth", -1, P->du_maxdepth); GET("diagnose", 0, P->diagnose); GET("verbose", 0, P->verbose); GET("preserve", 0, P->preserve);
 #undef GET
     {
         PyObject *nowo = PyDict_GetItemString(opts, "now");

@@ -207,7 +207,9 @@ def pdu_main(argv: list[str]) -> int:
     maxd = 0 if a.summarize else a.max_depth
     end = b"\0" if a.null else b"\n"
     out = sys.stdout.buffer
-    walk = Walk(roots, DU, OUT_RECORDS, {"du_all": int(a.all)}, threads=a.threads, max_inflight=a.max_inflight)
+    # the core only reports the directories that are printed (-s: the operands alone)
+    opts = {"du_all": int(a.all), "du_maxdepth": -1 if maxd is None or maxd < 0 else maxd}
+    walk = Walk(roots, DU, OUT_RECORDS, opts, threads=a.threads, max_inflight=a.max_inflight)
 
     def line(r: Record) -> bytes:
         n = r.v1 if apparent else r.v2 * 512
