@@ -1457,6 +1457,44 @@ static int lsent_name_cmp(const void *x, const void *y) {
     return bytes_cmp(a->name, a->nlen, b->name, b->nlen);
 }
 
+/* Sort by (parent, name) without comparing parents per entry: a directory's
+ * entries arrive as consecutive runs (one listing or chunk per task), so the
+ * runs are sorted by parent and only each directory's entries by name. */
+typedef struct { const char *par; size_t parlen, start, len; } lsrun_t;
+static int lsrun_cmp(const void *x, const void *y) {
+    const lsrun_t *a = x, *b = y;
+    int c = bytes_cmp(a->par, a->parlen, b->par, b->parlen);
+    return c ? c : (a->start < b->start ? -1 : a->start > b->start);
+}
+static int lstree_sort(lstree_t *t) {
+    size_t nr = 0, o = 0;
+    lsrun_t *runs = malloc((t->n + 1) * sizeof *runs);
+    lsent_t *out = malloc((t->n + 1) * sizeof *out);
+    if (!runs || !out) { free(runs); free(out); return -1; }
+    for (size_t i = 0; i < t->n; i++) {
+        const lsent_t *e = &t->ents[i];
+        lsrun_t *last = nr ? &runs[nr - 1] : NULL;
+        if (last && last->parlen == e->parlen && (last->par == e->par || !memcmp(last->par, e->par, e->parlen))) {
+            last->len++;
+            continue;
+        }
+        runs[nr++] = (lsrun_t){ e->par, e->parlen, i, 1 };
+    }
+    qsort(runs, nr, sizeof *runs, lsrun_cmp);
+    for (size_t r = 0; r < nr;) {
+        size_t g0 = o, q = r;
+        for (; q < nr && bytes_cmp(runs[q].par, runs[q].parlen, runs[r].par, runs[r].parlen) == 0; q++) {
+            memcpy(&out[o], &t->ents[runs[q].start], runs[q].len * sizeof *out);
+            o += runs[q].len;
+        }
+        qsort(&out[g0], o - g0, sizeof *out, lsent_name_cmp);
+        r = q;
+    }
+    free(runs); free(t->ents);
+    t->ents = out; t->cap = t->n + 1;
+    return 0;
+}
+
 static PyObject *lstree_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     PyObject *roots;
     if (!PyArg_ParseTuple(args, "O", &roots)) return NULL;
@@ -1533,7 +1571,7 @@ static PyObject *walk_collect(walk_t *w, PyObject *args) {
 static PyObject *lstree_block(lstree_t *t, PyObject *args) {
     const char *d; Py_ssize_t dlen; int lng, all, almost, recursive; double now;
     if (!PyArg_ParseTuple(args, "y#ppppd", &d, &dlen, &lng, &all, &almost, &recursive, &now)) return NULL;
-    if (!t->sorted) { if (t->n) qsort(t->ents, t->n, sizeof(lsent_t), lsent_cmp); t->sorted = 1; }
+    if (!t->sorted) { if (t->n && lstree_sort(t)) return PyErr_NoMemory(); t->sorted = 1; }
     static int tz_done;
     if (!tz_done) { tzset(); tz_done = 1; }
     /* first entry whose parent is d */
