@@ -165,7 +165,7 @@ typedef struct {
     int user; uid_t uid;
     modechg_t *chg; int nchg; mode_t umask;
     uid_t c_uid; gid_t c_gid;
-    int du_all, diagnose;
+    int du_all, du_maxdepth, diagnose;
     int verbose;
     int preserve;
 } params_t;
@@ -220,7 +220,20 @@ typedef struct {
     buf_t dpath;  /* destination path builder */
     char *copybuf;
     char *dirbuf;  /* getdents64 buffer */
+    /* sums of the entries visited in the current listing or chunk, added to
+     * the shared counters once per task, not once per entry (atomics on a
+     * cache line that several threads share cost more than the stat) */
+    long long visited;
+    uint64_t du_bytes, du_blocks, du_files;
 } worker_t;
+
+static void flush_sums(worker_t *k, node_t *d) {
+    if (k->visited) { __atomic_add_fetch(&k->w->visited, k->visited, __ATOMIC_RELAXED); k->visited = 0; }
+    if (k->du_files) {
+        ATOMIC_ADD(&d->bytes, k->du_bytes); ATOMIC_ADD(&d->blocks, k->du_blocks); ATOMIC_ADD(&d->files, k->du_files);
+        k->du_bytes = k->du_blocks = k->du_files = 0;
+    }
+}
 
 static inline void io_begin(walk_t *w) { if (w->throttle) while (sem_wait(&w->inflight) && errno == EINTR); }
 static inline void io_end(walk_t *w) { if (w->throttle) sem_post(&w->inflight); }
@@ -447,7 +460,8 @@ static void complete(worker_t *k, node_t *n) {
             uint64_t bytes = n->bytes + n->st.st_size;
             uint64_t blocks = n->blocks + n->st.st_blocks;
             uint64_t files = n->files;
-            emit(k, n->path, n->plen, n->depth, n->root, 'd', &n->st, bytes, blocks, files);
+            if (w->P.du_maxdepth < 0 || n->depth <= w->P.du_maxdepth)
+                emit(k, n->path, n->plen, n->depth, n->root, 'd', &n->st, bytes, blocks, files);
             if (parent) {
                 ATOMIC_ADD(&parent->bytes, bytes);
                 ATOMIC_ADD(&parent->blocks, blocks);
@@ -626,7 +640,7 @@ static void visit(worker_t *k, node_t *d, const char *name, unsigned char dtype)
     struct stat st, *stp = NULL;
     int depth = d->depth + 1;
     size_t plen = 0;
-    __atomic_add_fetch(&w->visited, 1, __ATOMIC_RELAXED);
+    k->visited++;
 
     int want_stat = P->need_stat || !type;
     if (P->mode == M_FIND && P->maxdepth >= 0 && depth > P->maxdepth) return;
@@ -665,9 +679,9 @@ static void visit(worker_t *k, node_t *d, const char *name, unsigned char dtype)
                 int r = set_insert(w->shards, st.st_dev, st.st_ino);
                 if (r == 0) return;
             }
-            ATOMIC_ADD(&d->bytes, (uint64_t)st.st_size);
-            ATOMIC_ADD(&d->blocks, (uint64_t)st.st_blocks);
-            ATOMIC_ADD(&d->files, 1);
+            k->du_bytes += (uint64_t)st.st_size;     /* added to d by flush_sums */
+            k->du_blocks += (uint64_t)st.st_blocks;
+            k->du_files++;
             if (P->du_all) {
                 plen = join(&k->path, d->path, d->plen, name);
                 emit(k, k->path.p, plen, depth, d->root, type, stp, st.st_size, st.st_blocks, 1);
@@ -750,6 +764,7 @@ static void run_chunk(worker_t *k, task_t *t) {
         visit(k, d, p, dt);
         p += strlen(p) + 1;
     }
+    flush_sums(k, d);
     free(t->names.p);
     release_fds(d);
     complete(k, d);
@@ -831,6 +846,7 @@ static void run_list(worker_t *k, task_t *t) {
         run_chunk(k, ct);
         free(ct);
     }
+    flush_sums(k, d);
     release_fds(d);
     complete(k, d);
 }
@@ -1037,7 +1053,7 @@ static PyObject *start(PyObject *self, PyObject *args) {
     GET("newer", 0, P->newer); GET("newer_ns", 0, P->newer_ns);
     GET("user", 0, P->user); GET("uid", 0, P->uid);
     GET("umask", 022, P->umask); GET("c_uid", -1, P->c_uid); GET("c_gid", -1, P->c_gid);
-    GET("du_all", 0, P->du_all); GET("diagnose", 0, P->diagnose); GET("verbose", 0, P->verbose); GET("preserve", 0, P->preserve);
+    GET("du_all", 0, P->du_all); GET("du_maxdepth", -1, P->du_maxdepth); GET("diagnose", 0, P->diagnose); GET("verbose", 0, P->verbose); GET("preserve", 0, P->preserve);
 #undef GET
     {
         PyObject *nowo = PyDict_GetItemString(opts, "now");
@@ -1112,9 +1128,8 @@ static PyObject *stat_tuple(const struct stat *st) {
 
 /* next(timeout) -> (data, errors) | None when finished.
  * data: bytes (paths mode) or list of (path, depth, root, type, stat|None, v1, v2, v3) */
-static PyObject *walk_next(walk_t *w, PyObject *args) {
-    double timeout = 0.2;
-    if (!PyArg_ParseTuple(args, "|d", &timeout)) return NULL;
+/* wait up to timeout for the next batch: 1 = walk finished, 0 = *out is the batch or NULL */
+static int walk_take(walk_t *w, double timeout, batch_t **out) {
     batch_t *b = NULL;
     int finished = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -1133,6 +1148,15 @@ static PyObject *walk_next(walk_t *w, PyObject *args) {
     else if (w->live_workers == 0) finished = 1;
     pthread_mutex_unlock(&w->omu);
     Py_END_ALLOW_THREADS
+    *out = b;
+    return finished;
+}
+
+static PyObject *walk_next(walk_t *w, PyObject *args) {
+    double timeout = 0.2;
+    if (!PyArg_ParseTuple(args, "|d", &timeout)) return NULL;
+    batch_t *b = NULL;
+    int finished = walk_take(w, timeout, &b);
     if (finished) {
         walk_stop(w);
         if (w->oom) return PyErr_NoMemory();
@@ -1181,7 +1205,9 @@ static PyObject *walk_visited(walk_t *w, void *unused) {
     return PyLong_FromLongLong(__atomic_load_n(&w->visited, __ATOMIC_RELAXED));
 }
 
+static PyObject *walk_collect(walk_t *w, PyObject *args);
 static PyMethodDef walk_methods[] = {
+    {"collect", (PyCFunction)walk_collect, METH_VARARGS, "collect(ls_tree, timeout) -> errors | None when finished"},
     {"next", (PyCFunction)walk_next, METH_VARARGS, "next batch or None when finished"},
     {"close", (PyCFunction)walk_close, METH_NOARGS, "stop the workers"},
     {NULL}
@@ -1246,6 +1272,14 @@ static const char *id_name(int group, unsigned id) {
 typedef struct { char mode[11], nlink[24], user[64], group[64], size[48], tm[32]; const char *name; Py_ssize_t nlen;
                  const char *target; Py_ssize_t tlen; long long mtime_ns; } lsrow_t;
 
+static void ls_cols_v(const unsigned long long *v, lsrow_t *r);
+/* "%llu" without printf (printf was ~10% of pls -lR) */
+static void utoa10(unsigned long long v, char *out) {
+    char tmp[24]; int n = 0;
+    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    out[n] = 0;
+}
 static int ls_cols(PyObject *st, lsrow_t *r) {
     unsigned long long v[10];
     if (!PySequence_Check(st) || PySequence_Size(st) < 10) { PyErr_SetString(PyExc_TypeError, "stat tuple expected"); return -1; }
@@ -1256,15 +1290,20 @@ static int ls_cols(PyObject *st, lsrow_t *r) {
         Py_DECREF(o);
         if (PyErr_Occurred()) return -1;
     }
+    ls_cols_v(v, r);
+    return 0;
+}
+
+static void ls_cols_v(const unsigned long long *v, lsrow_t *r) {
     r->mtime_ns = (long long)v[6];
     mode_t m = (mode_t)v[0];
-    snprintf(r->nlink, sizeof r->nlink, "%llu", v[1]);
-    snprintf(r->user, sizeof r->user, "%s", id_name(0, (unsigned)v[2]));
-    snprintf(r->group, sizeof r->group, "%s", id_name(1, (unsigned)v[3]));
+    utoa10(v[1], r->nlink);
+    strcpy(r->user, id_name(0, (unsigned)v[2]));      /* id_name: always < 64 bytes */
+    strcpy(r->group, id_name(1, (unsigned)v[3]));
     if (S_ISCHR(m) || S_ISBLK(m))
         snprintf(r->size, sizeof r->size, "%u, %u", major((dev_t)v[9]), minor((dev_t)v[9]));
     else
-        snprintf(r->size, sizeof r->size, "%llu", v[4]);
+        utoa10(v[4], r->size);
     /* mode string, s/S t/T like ls */
     char *s = r->mode;
     s[0] = S_ISDIR(m) ? 'd' : S_ISLNK(m) ? 'l' : S_ISCHR(m) ? 'c' : S_ISBLK(m) ? 'b' : S_ISFIFO(m) ? 'p'
@@ -1279,7 +1318,14 @@ static int ls_cols(PyObject *st, lsrow_t *r) {
     }
     s[10] = 0;
     r->tm[0] = 0;
-    return 0;
+}
+
+static void ls_cols_st(const struct stat *st, lsrow_t *r) {
+    unsigned long long v[10] = { st->st_mode, st->st_nlink, st->st_uid, st->st_gid, (unsigned long long)st->st_size,
+                                 (unsigned long long)st->st_blocks,
+                                 (unsigned long long)((long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec),
+                                 st->st_ino, st->st_dev, st->st_rdev };
+    ls_cols_v(v, r);
 }
 
 static void ls_time_c(long long mtime_ns, double now, char *out, size_t n) {
@@ -1300,8 +1346,44 @@ static void ls_time_c(long long mtime_ns, double now, char *out, size_t n) {
     double t = (double)mtime_ns / 1e9;
     const double six_months = 31556952 / 2;
     int recent = now - six_months < t && t <= now;
+    /* the same minute and the same side of the six-month line print the same */
+    static long long last_out_min = LLONG_MIN; static int last_recent; static char last_out[32];
+    if (minute == last_out_min && recent == last_recent && n <= sizeof last_out) { memcpy(out, last_out, n); return; }
     if (recent) snprintf(out, n, "%s %2d %02d:%02d", mon[lt.tm_mon], lt.tm_mday, lt.tm_hour, lt.tm_min);
     else snprintf(out, n, "%s %2d  %d", mon[lt.tm_mon], lt.tm_mday, lt.tm_year + 1900);
+    if (n <= sizeof last_out) { memcpy(last_out, out, n); last_out_min = minute; last_recent = recent; }
+}
+
+/* rows[0..n) are printed, rows[n..n+nx) only widen the columns; -1 = out of memory */
+static int ls_emit(buf_t *b, lsrow_t *rows, Py_ssize_t n, Py_ssize_t nx, double now) {
+    size_t wl = 0, wu = 0, wg = 0, ws = 0;
+    for (Py_ssize_t i = 0; i < n + nx; i++) {
+        lsrow_t *r = &rows[i];
+        if (i < n) ls_time_c(r->mtime_ns, now, r->tm, sizeof r->tm);
+        size_t l;
+        if ((l = strlen(r->nlink)) > wl) wl = l;
+        if ((l = strlen(r->user)) > wu) wu = l;
+        if ((l = strlen(r->group)) > wg) wg = l;
+        if ((l = strlen(r->size)) > ws) ws = l;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        lsrow_t *r = &rows[i];
+        /* "%s %*s %-*s %-*s %*s %s " then name [-> target] "\n" */
+        size_t tml = strlen(r->tm);
+        if (buf_reserve(b, 10 + wl + wu + wg + ws + tml + 6 + r->nlen + (r->target ? 4 + r->tlen : 0) + 1)) return -1;
+        char *o = b->p + b->len;
+        memcpy(o, r->mode, 10); o += 10; *o++ = ' ';
+        size_t l = strlen(r->nlink); memset(o, ' ', wl - l); o += wl - l; memcpy(o, r->nlink, l); o += l; *o++ = ' ';
+        l = strlen(r->user); memcpy(o, r->user, l); o += l; memset(o, ' ', wu - l); o += wu - l; *o++ = ' ';
+        l = strlen(r->group); memcpy(o, r->group, l); o += l; memset(o, ' ', wg - l); o += wg - l; *o++ = ' ';
+        l = strlen(r->size); memset(o, ' ', ws - l); o += ws - l; memcpy(o, r->size, l); o += l; *o++ = ' ';
+        memcpy(o, r->tm, tml); o += tml; *o++ = ' ';
+        memcpy(o, r->name, r->nlen); o += r->nlen;
+        if (r->target) { memcpy(o, " -> ", 4); o += 4; memcpy(o, r->target, r->tlen); o += r->tlen; }
+        *o++ = '\n';
+        b->len = (size_t)(o - b->p);
+    }
+    return 0;
 }
 
 /* ls_long(entries, now, extra) -> bytes: entries are (name, stat, target|None),
@@ -1317,7 +1399,6 @@ static PyObject *ls_long(PyObject *self, PyObject *args) {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fe), nx = PySequence_Fast_GET_SIZE(fx);
     lsrow_t *rows = calloc(n + nx + 1, sizeof(lsrow_t));
     PyObject *res = NULL;
-    size_t wl = 0, wu = 0, wg = 0, ws = 0;
     if (!rows) { PyErr_NoMemory(); goto out; }
     for (Py_ssize_t i = 0; i < n + nx; i++) {
         lsrow_t *r = &rows[i];
@@ -1333,24 +1414,9 @@ static PyObject *ls_long(PyObject *self, PyObject *args) {
             st = PyTuple_GET_ITEM(e, 1);
         } else st = PySequence_Fast_GET_ITEM(fx, i - n);
         if (ls_cols(st, r) < 0) goto out;
-        if (i < n) ls_time_c(r->mtime_ns, now, r->tm, sizeof r->tm);
-        size_t l;
-        if ((l = strlen(r->nlink)) > wl) wl = l;
-        if ((l = strlen(r->user)) > wu) wu = l;
-        if ((l = strlen(r->group)) > wg) wg = l;
-        if ((l = strlen(r->size)) > ws) ws = l;
     }
     buf_t b = {0};
-    for (Py_ssize_t i = 0; i < n; i++) {
-        lsrow_t *r = &rows[i];
-        char head[512];
-        int hl = snprintf(head, sizeof head, "%s %*s %-*s %-*s %*s %s ", r->mode, (int)wl, r->nlink, (int)wu, r->user,
-                          (int)wg, r->group, (int)ws, r->size, r->tm);
-        if (hl < 0 || hl >= (int)sizeof head) hl = (int)strlen(head);
-        if (buf_add(&b, head, hl) || buf_add(&b, r->name, r->nlen)
-            || (r->target && (buf_add(&b, " -> ", 4) || buf_add(&b, r->target, r->tlen)))
-            || buf_add(&b, "\n", 1)) { free(b.p); PyErr_NoMemory(); goto out; }
-    }
+    if (ls_emit(&b, rows, n, nx, now)) { free(b.p); PyErr_NoMemory(); goto out; }
     res = PyBytes_FromStringAndSize(b.p ? b.p : "", (Py_ssize_t)b.len);
     free(b.p);
 out:
@@ -1358,6 +1424,274 @@ out:
     Py_DECREF(fe); Py_DECREF(fx);
     return res;
 }
+
+/* ---------------------------------------------------------------- ls tree */
+/* pls without --json: the walk's batches are kept as they are (no Python
+ * object per entry), indexed by (parent directory, name) in byte order -- the
+ * order of `LC_ALL=C ls` -- and each directory's block (names, or "total" and
+ * the -l rows) is formatted here, so Python only writes bytes. */
+
+typedef struct { const char *par, *name, *path; size_t parlen, nlen, plen; const rec_t *r; } lsent_t;
+
+typedef struct {
+    PyObject_HEAD
+    batch_t **batches; size_t nb, cb;
+    lsent_t *ents; size_t n, cap;
+    char **roots; size_t *rootlen; int nroots;
+    int sorted;
+} lstree_t;
+
+static PyTypeObject LsTreeType;
+
+static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl) {
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al < bl ? -1 : al > bl);
+}
+static int lsent_cmp(const void *x, const void *y) {
+    const lsent_t *a = x, *b = y;
+    int c = bytes_cmp(a->par, a->parlen, b->par, b->parlen);
+    return c ? c : bytes_cmp(a->name, a->nlen, b->name, b->nlen);
+}
+static int lsent_name_cmp(const void *x, const void *y) {
+    const lsent_t *a = x, *b = y;
+    return bytes_cmp(a->name, a->nlen, b->name, b->nlen);
+}
+
+/* Sort by (parent, name) without comparing parents per entry: a directory's
+ * entries arrive as consecutive runs (one listing or chunk per task), so the
+ * runs are sorted by parent and only each directory's entries by name. */
+typedef struct { const char *par; size_t parlen, start, len; } lsrun_t;
+static int lsrun_cmp(const void *x, const void *y) {
+    const lsrun_t *a = x, *b = y;
+    int c = bytes_cmp(a->par, a->parlen, b->par, b->parlen);
+    return c ? c : (a->start < b->start ? -1 : a->start > b->start);
+}
+static int lstree_sort(lstree_t *t) {
+    size_t nr = 0, o = 0;
+    lsrun_t *runs = malloc((t->n + 1) * sizeof *runs);
+    lsent_t *out = malloc((t->n + 1) * sizeof *out);
+    if (!runs || !out) { free(runs); free(out); return -1; }
+    for (size_t i = 0; i < t->n; i++) {
+        const lsent_t *e = &t->ents[i];
+        lsrun_t *last = nr ? &runs[nr - 1] : NULL;
+        if (last && last->parlen == e->parlen && (last->par == e->par || !memcmp(last->par, e->par, e->parlen))) {
+            last->len++;
+            continue;
+        }
+        runs[nr++] = (lsrun_t){ e->par, e->parlen, i, 1 };
+    }
+    qsort(runs, nr, sizeof *runs, lsrun_cmp);
+    for (size_t r = 0; r < nr;) {
+        size_t g0 = o, q = r;
+        for (; q < nr && bytes_cmp(runs[q].par, runs[q].parlen, runs[r].par, runs[r].parlen) == 0; q++) {
+            memcpy(&out[o], &t->ents[runs[q].start], runs[q].len * sizeof *out);
+            o += runs[q].len;
+        }
+        qsort(&out[g0], o - g0, sizeof *out, lsent_name_cmp);
+        r = q;
+    }
+    free(runs); free(t->ents);
+    t->ents = out; t->cap = t->n + 1;
+    return 0;
+}
+
+static PyObject *lstree_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *roots;
+    if (!PyArg_ParseTuple(args, "O", &roots)) return NULL;
+    lstree_t *t = (lstree_t *)type->tp_alloc(type, 0);
+    if (!t) return NULL;
+    t->roots = bytes_list(roots, &t->nroots);
+    if (!t->roots) { Py_DECREF(t); return NULL; }
+    t->rootlen = calloc(t->nroots + 1, sizeof(size_t));
+    if (!t->rootlen) { Py_DECREF(t); return PyErr_NoMemory(); }
+    for (int i = 0; i < t->nroots; i++) t->rootlen[i] = strlen(t->roots[i]);
+    return (PyObject *)t;
+}
+
+static void lstree_dealloc(lstree_t *t) {
+    for (size_t i = 0; i < t->nb; i++) batch_free(t->batches[i]);
+    free(t->batches); free(t->ents);
+    if (t->roots) { for (int i = 0; i < t->nroots; i++) free(t->roots[i]); free(t->roots); }
+    free(t->rootlen);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+/* walk.collect(tree, timeout) -> errors list, or None when the walk finished:
+ * the records of the next batch go into the tree instead of Python tuples */
+static PyObject *walk_collect(walk_t *w, PyObject *args) {
+    lstree_t *t; double timeout = 0.2;
+    if (!PyArg_ParseTuple(args, "O!|d", &LsTreeType, &t, &timeout)) return NULL;
+    if (w->P.out != OUT_RECORDS) { PyErr_SetString(PyExc_ValueError, "collect needs OUT_RECORDS"); return NULL; }
+    batch_t *b = NULL;
+    if (walk_take(w, timeout, &b)) {
+        walk_stop(w);
+        if (w->oom) return PyErr_NoMemory();
+        Py_RETURN_NONE;
+    }
+    PyObject *errs = PyList_New(0);
+    if (!errs || !b) { if (b) batch_free(b); return errs; }
+    if (t->nb == t->cb) {
+        size_t cap = t->cb ? t->cb * 2 : 64;
+        batch_t **nbs = realloc(t->batches, cap * sizeof *nbs);
+        if (!nbs) { batch_free(b); Py_DECREF(errs); return PyErr_NoMemory(); }
+        t->batches = nbs; t->cb = cap;
+    }
+    t->batches[t->nb++] = b;
+    if (t->n + b->nrec > t->cap) {
+        size_t cap = t->cap ? t->cap : 1024;
+        while (cap < t->n + b->nrec) cap *= 2;
+        lsent_t *ne = realloc(t->ents, cap * sizeof *ne);
+        if (!ne) { Py_DECREF(errs); return PyErr_NoMemory(); }
+        t->ents = ne; t->cap = cap;
+    }
+    for (size_t i = 0; i < b->nrec; i++) {
+        const rec_t *r = &b->recs[i];
+        const char *path = b->data.p + r->off;
+        if (r->kind == 1) {
+            PyObject *item = Py_BuildValue("(y#iii)", path, (Py_ssize_t)r->plen, r->err, r->op, r->depth);
+            if (!item || PyList_Append(errs, item)) { Py_XDECREF(item); Py_DECREF(errs); return NULL; }
+            Py_DECREF(item);
+            continue;
+        }
+        lsent_t *e = &t->ents[t->n++];
+        const char *slash = memrchr(path, '/', r->plen);
+        size_t cut = slash ? (size_t)(slash - path) : 0;
+        e->r = r; e->path = path; e->plen = r->plen;
+        e->name = slash ? slash + 1 : path; e->nlen = r->plen - (slash ? cut + 1 : 0);
+        if (r->depth == 1 && r->root >= 0 && r->root < t->nroots) { e->par = t->roots[r->root]; e->parlen = t->rootlen[r->root]; }
+        else { e->par = path; e->parlen = cut; }
+    }
+    t->sorted = 0;
+    return errs;
+}
+
+/* tree.block(dir, long, all, almost_all, recursive, now) -> (bytes, [subdirectory paths])
+ * what `ls` prints for one directory (without its "dir:" header), in byte
+ * order; the subdirectories (-R) in the order they are listed. */
+static PyObject *lstree_block(lstree_t *t, PyObject *args) {
+    const char *d; Py_ssize_t dlen; int lng, all, almost, recursive; double now;
+    if (!PyArg_ParseTuple(args, "y#ppppd", &d, &dlen, &lng, &all, &almost, &recursive, &now)) return NULL;
+    if (!t->sorted) { if (t->n && lstree_sort(t)) return PyErr_NoMemory(); t->sorted = 1; }
+    static int tz_done;
+    if (!tz_done) { tzset(); tz_done = 1; }
+    /* first entry whose parent is d */
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (bytes_cmp(t->ents[mid].par, t->ents[mid].parlen, d, dlen) < 0) lo = mid + 1; else hi = mid;
+    }
+    size_t end = lo;
+    while (end < t->n && bytes_cmp(t->ents[end].par, t->ents[end].parlen, d, dlen) == 0) end++;
+    int show_all = all || almost;
+    size_t cnt = end - lo + 2;
+    lsent_t *sel = malloc(cnt * sizeof *sel);
+    lsrow_t *rows = NULL;
+    struct stat dst[2];
+    char *dpath[2] = { NULL, NULL };
+    char **targets = NULL;
+    buf_t b = {0};
+    PyObject *res = NULL, *subs = NULL;
+    if (!sel) { PyErr_NoMemory(); goto out; }
+    size_t k = 0;
+    for (size_t i = lo; i < end; i++)
+        if (show_all || t->ents[i].nlen == 0 || t->ents[i].name[0] != '.') sel[k++] = t->ents[i];
+    if (all) {
+        static const char *dots[2] = { ".", ".." };
+        for (int j = 0; j < 2; j++) {
+            /* os.path.join(d, dot) */
+            size_t need = dlen + 4;
+            dpath[j] = malloc(need);
+            if (!dpath[j]) { PyErr_NoMemory(); goto out; }
+            int slash = dlen == 0 || d[dlen - 1] == '/';
+            memcpy(dpath[j], d, dlen);
+            size_t pl = dlen;
+            if (!slash) dpath[j][pl++] = '/';
+            strcpy(dpath[j] + pl, dots[j]);
+            pl += strlen(dots[j]);
+            int have = 1;
+            if (lng) {
+                int rc;
+                Py_BEGIN_ALLOW_THREADS
+                rc = stat(dpath[j], &dst[j]);
+                Py_END_ALLOW_THREADS
+                have = rc == 0;
+            }
+            if (!have) continue;      /* no row for an unreadable ./.. in -l */
+            lsent_t *e = &sel[k++];
+            e->par = d; e->parlen = dlen; e->name = dots[j]; e->nlen = strlen(dots[j]);
+            e->path = dpath[j]; e->plen = pl; e->r = NULL;
+        }
+        qsort(sel, k, sizeof *sel, lsent_name_cmp);
+    }
+    if (!lng) {
+        for (size_t i = 0; i < k; i++)
+            if (buf_add(&b, sel[i].name, sel[i].nlen) || buf_add(&b, "\n", 1)) { PyErr_NoMemory(); goto out; }
+    } else {
+        rows = calloc(k + 1, sizeof *rows);
+        targets = calloc(k + 1, sizeof *targets);
+        if (!rows || !targets) { PyErr_NoMemory(); goto out; }
+        long long blocks = 0;
+        size_t m = 0;
+        for (size_t i = 0; i < k; i++) {
+            const struct stat *st = sel[i].r ? (sel[i].r->has_stat ? &sel[i].r->st : NULL)
+                                             : &dst[sel[i].name[1] == '.'];
+            if (!st) continue;
+            blocks += (long long)st->st_blocks;
+            lsrow_t *r = &rows[m++];
+            ls_cols_st(st, r);
+            r->name = sel[i].name; r->nlen = sel[i].nlen;
+            char type = sel[i].r ? sel[i].r->type : 'd';
+            if (type == 'l') {
+                /* _readlink: an unreadable link prints " -> " with nothing after it */
+                char *tg = malloc(PATH_MAX + 1);
+                if (!tg) { PyErr_NoMemory(); goto out; }
+                targets[i] = tg;
+                char *pz = strndup(sel[i].path, sel[i].plen);
+                if (!pz) { PyErr_NoMemory(); goto out; }
+                ssize_t tl;
+                Py_BEGIN_ALLOW_THREADS
+                tl = readlink(pz, tg, PATH_MAX);
+                Py_END_ALLOW_THREADS
+                free(pz);
+                r->target = tg; r->tlen = tl > 0 ? tl : 0;
+            }
+        }
+        char tot[48];
+        int tl = snprintf(tot, sizeof tot, "total %lld\n", (blocks + 1) / 2);
+        if (buf_add(&b, tot, tl) || ls_emit(&b, rows, (Py_ssize_t)m, 0, now)) { PyErr_NoMemory(); goto out; }
+    }
+    subs = PyList_New(0);
+    if (!subs) goto out;
+    if (recursive)
+        for (size_t i = 0; i < k; i++) {
+            if (!sel[i].r || sel[i].r->type != 'd') continue;
+            PyObject *p = PyBytes_FromStringAndSize(sel[i].path, (Py_ssize_t)sel[i].plen);
+            if (!p || PyList_Append(subs, p)) { Py_XDECREF(p); goto out; }
+            Py_DECREF(p);
+        }
+    res = Py_BuildValue("(y#O)", b.p ? b.p : "", (Py_ssize_t)b.len, subs);
+out:
+    Py_XDECREF(subs);
+    if (targets) { for (size_t i = 0; i < k; i++) free(targets[i]); free(targets); }
+    free(rows); free(sel); free(b.p);
+    free(dpath[0]); free(dpath[1]);
+    return res;
+}
+
+static PyMethodDef lstree_methods[] = {
+    {"block", (PyCFunction)lstree_block, METH_VARARGS, "block(dir, long, all, almost_all, recursive, now) -> (bytes, subdirs)"},
+    {NULL}
+};
+static PyTypeObject LsTreeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vfolder_manager.ptools._core.LsTree",
+    .tp_basicsize = sizeof(lstree_t),
+    .tp_dealloc = (destructor)lstree_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_methods = lstree_methods,
+    .tp_new = lstree_new,
+};
+
 
 static PyMethodDef methods[] = {
     {"start", start, METH_VARARGS, "start(roots, dests, opts) -> Walk"},
@@ -1368,11 +1702,13 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef moddef = { PyModuleDef_HEAD_INIT, "_core", NULL, -1, methods };
 
 PyMODINIT_FUNC PyInit__core(void) {
-    if (PyType_Ready(&WalkType) < 0) return NULL;
+    if (PyType_Ready(&WalkType) < 0 || PyType_Ready(&LsTreeType) < 0) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
     Py_INCREF(&WalkType);
     PyModule_AddObject(m, "Walk", (PyObject *)&WalkType);
+    Py_INCREF(&LsTreeType);
+    PyModule_AddObject(m, "LsTree", (PyObject *)&LsTreeType);
 #define C(n) PyModule_AddIntConstant(m, #n, n)
     C(M_FIND); C(M_DU); C(M_CHMOD); C(M_CHOWN); C(M_RM); C(M_CP);
     C(OUT_NONE); C(OUT_PATHS); C(OUT_RECORDS);

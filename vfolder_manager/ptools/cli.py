@@ -207,7 +207,9 @@ def pdu_main(argv: list[str]) -> int:
     maxd = 0 if a.summarize else a.max_depth
     end = b"\0" if a.null else b"\n"
     out = sys.stdout.buffer
-    walk = Walk(roots, DU, OUT_RECORDS, {"du_all": int(a.all)}, threads=a.threads, max_inflight=a.max_inflight)
+    # the core only reports the directories that are printed (-s: the operands alone)
+    opts = {"du_all": int(a.all), "du_maxdepth": -1 if maxd is None or maxd < 0 else maxd}
+    walk = Walk(roots, DU, OUT_RECORDS, opts, threads=a.threads, max_inflight=a.max_inflight)
 
     def line(r: Record) -> bytes:
         n = r.v1 if apparent else r.v2 * 512
@@ -340,7 +342,25 @@ def pls_main(argv: list[str]) -> int:
         listing([(n, n, to_stat(st) if st else None, type_of(st.st_mode)) for n, st in files], False, operand_stats)
         printed = True
 
-    if dirs:
+    if dirs and not as_json:
+        # the records stay in the core (_core.LsTree): grouped by directory,
+        # sorted in byte order and formatted there, one block of bytes per directory
+        tree = _core.LsTree(dirs)
+        opts = {"mindepth": 1, "maxdepth": -1 if a.recursive else 1, "need_stat": int(need_stat), "follow_roots": 1}
+        engine.collect_ls(Walk(dirs, FIND, OUT_RECORDS, opts, threads=a.threads, max_inflight=a.max_inflight),
+                          tree, rep.path_error, progress.update)
+        headers = a.recursive or len(a.paths) > 1
+        show_all = a.all or a.almost_all
+        todo = dirs[::-1]           # depth first, in listing order (no recursion limit)
+        while todo:
+            d = todo.pop()
+            if headers:
+                out.write((b"\n" if printed else b"") + d + b":\n")
+            printed = True
+            data, subdirs = tree.block(d, a.long, a.all, show_all, a.recursive, now)
+            out.write(data)
+            todo.extend(reversed(subdirs))
+    elif dirs:      # --json / --jsonlines
         children: dict[bytes, list[tuple]] = {d: [] for d in dirs}   # raw records: (path, depth, root, type, stat, ...)
         opts = {"mindepth": 1, "maxdepth": -1 if a.recursive else 1, "need_stat": int(need_stat), "follow_roots": 1}
         walk = Walk(dirs, FIND, OUT_RECORDS, opts, threads=a.threads, max_inflight=a.max_inflight)

@@ -67,16 +67,7 @@ def run(spec: Walk, on_error: Callable[[PathError], None] | None = None,
     """Yield batches: ``bytes`` for OUT_PATHS, lists of Record for OUT_RECORDS
     (``raw=True``: plain tuples in Record's field order, stat a plain tuple or
     None -- for callers that touch every one of 10^5..10^6 records)."""
-    plan = spec.plan()
-    # Unlinks in one directory serialize on its inode lock (in the kernel, and
-    # on a NAS in the server), so splitting a directory between threads only
-    # parks them on that lock -- with a LIFO of tasks, all on the same
-    # directory.  prm reads a whole directory, then empties it on one thread;
-    # the parallelism comes from many directories at once.
-    chunk = ONE_TASK_PER_DIR if spec.mode == RM else plan.chunk
-    opts = dict(spec.opts, mode=spec.mode, out=spec.out, threads=plan.threads,
-                max_inflight=plan.max_inflight, chunk=chunk)
-    w = _core.start(list(spec.roots), None if spec.dests is None else list(spec.dests), opts)
+    w = _start(spec)
     records = spec.out == OUT_RECORDS
     try:
         while True:
@@ -100,6 +91,38 @@ def run(spec: Walk, on_error: Callable[[PathError], None] | None = None,
                 yield data
     finally:
         w.close()
+
+
+def collect_ls(spec: Walk, tree: Any, on_error: Callable[[PathError], None] | None = None,
+               on_progress: Callable[[int], None] | None = None) -> None:
+    """Run an OUT_RECORDS walk whose records go straight into ``tree`` (a
+    ``_core.LsTree``): no Python object per entry; pls formats from the tree."""
+    w = _start(spec)
+    try:
+        while True:
+            errors = w.collect(tree, 0.2)
+            if errors is None:
+                return
+            if on_error is not None:
+                for e in errors:
+                    on_error(PathError(*e))
+            if on_progress is not None:
+                on_progress(w.visited)
+    finally:
+        w.close()
+
+
+def _start(spec: Walk) -> Any:
+    plan = spec.plan()
+    # Unlinks in one directory serialize on its inode lock (in the kernel, and
+    # on a NAS in the server), so splitting a directory between threads only
+    # parks them on that lock -- with a LIFO of tasks, all on the same
+    # directory.  prm reads a whole directory, then empties it on one thread;
+    # the parallelism comes from many directories at once.
+    chunk = ONE_TASK_PER_DIR if spec.mode == RM else plan.chunk
+    opts = dict(spec.opts, mode=spec.mode, out=spec.out, threads=plan.threads,
+                max_inflight=plan.max_inflight, chunk=chunk)
+    return _core.start(list(spec.roots), None if spec.dests is None else list(spec.dests), opts)
 
 
 def drain(spec: Walk, on_error: Callable[[PathError], None] | None = None,
