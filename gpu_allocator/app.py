@@ -18,10 +18,10 @@ from urllib.parse import urlparse
 from jupyterhub.services.auth import HubAuth
 from tornado import web
 from traitlets import Float, Int, TraitError, Unicode, default, validate
-from traitlets.config import Application
 
 from .handlers import handlers
 from .inventory import discover_nvml, load_inventory, nvml_available
+from .service_app import ServiceApp
 from .store import Store
 
 
@@ -32,15 +32,12 @@ class JSONNotFound(web.RequestHandler):
         self.finish('{"error": "not found"}')
 
 
-class GPUAllocator(Application):
+class GPUAllocator(ServiceApp):
     """Owns the GPU pool: places shares, persists them, answers the REST API."""
 
     name = "gpuhub-allocator"
     description = "gpuhub GPU allocator (a JupyterHub service)"
 
-    config_file = Unicode(
-        "", help="A traitlets config file (Python) to load, e.g. gpu_allocator_config.py."
-    ).tag(config=True)
 
     data_dir = Unicode(
         help="Directory for the default SQLite database. Default: $GPUHUB_DATA_DIR or ./data."
@@ -138,8 +135,6 @@ class GPUAllocator(Application):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
         # one worker thread: the database is touched off the event loop, one change at a time
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="gpu-allocator-db")
         self.hub_auth = HubAuth(cache_max_age=10)
@@ -219,8 +214,6 @@ class GPUAllocator(Application):
                 self.log.exception("checking the hosts' heartbeats failed")
             await asyncio.sleep(delay)
 
-    def start(self):
-        asyncio.run(self.start_async())
 
 
 def main(argv=None):

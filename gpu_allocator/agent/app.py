@@ -25,23 +25,20 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from traitlets import CaselessStrEnum, Float, List, Unicode, default
-from traitlets.config import Application
 
 from . import containers
+from ..service_app import ServiceApp
 from ..client import AllocatorClient, AllocatorError, default_api_url
 from .mps import MPSManager
 from .nvml import NoSampler, NVMLSampler, discover
 
 
-class GPUAgent(Application):
+class GPUAgent(ServiceApp):
     """Registers this GPU host with the gpuhub allocator and keeps it alive."""
 
     name = "gpuhub-agent"
     description = "gpuhub GPU host agent: registration, heartbeats, usage samples, CUDA MPS"
 
-    config_file = Unicode(
-        "", help="A traitlets config file (Python) to load, e.g. gpuhub_agent_config.py."
-    ).tag(config=True)
 
     allocator_url = Unicode(
         help="Base URL of the allocator's REST API, e.g. "
@@ -185,8 +182,6 @@ class GPUAgent(Application):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
         if not self.token and self.token_file:
             self.token = Path(self.token_file).read_text().strip()
         if not self.token:
@@ -399,8 +394,6 @@ class GPUAgent(Application):
             # the MPS daemon stays: running sessions keep it; the next agent adopts it
             self.log.info("gpuhub-agent of %s stopped", self.host_name)
 
-    def start(self):
-        asyncio.run(self.start_async())
 
 
 def main(argv=None):
