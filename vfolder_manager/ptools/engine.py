@@ -120,6 +120,12 @@ def _start(spec: Walk) -> Any:
     # directory.  prm reads a whole directory, then empties it on one thread;
     # the parallelism comes from many directories at once.
     chunk = ONE_TASK_PER_DIR if spec.mode == RM else plan.chunk
+    if spec.mode == FIND and not spec.opts.get("need_stat"):
+        # names and d_type decide: an entry costs no request, so handing chunks
+        # of a listing to other threads buys nothing and costs a wake-up each
+        # (on a NAS, 6 chunk tasks per 100-entry directory, popped before the
+        # directories waiting to be listed, halved the requests in flight)
+        chunk = 0
     opts = dict(spec.opts, mode=spec.mode, out=spec.out, threads=plan.threads,
                 max_inflight=plan.max_inflight, chunk=chunk)
     return _core.start(list(spec.roots), None if spec.dests is None else list(spec.dests), opts)
