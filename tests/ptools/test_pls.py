@@ -21,6 +21,19 @@ def test_several_args_files_and_dirs(tree):
         assert mine.stdout == gnu.stdout
 
 
+@pytest.mark.parametrize("flags", [[], ["-R"], ["-lR"]], ids=lambda f: " ".join(f) or "default")
+def test_overlapping_operands(tree, flags):
+    """An operand named twice, or one inside another under -R, is listed in
+    full each time, and its entries only once per listing."""
+    args = [f"{tree}/", tree / "dir1", tree, tree / "dir1" / "sub", tree / "dir1"]
+    gnu = run("ls", *flags, *args)
+    mine = run("pls", *flags, *args)
+    assert mine.returncode == gnu.returncode == 0
+    assert mine.stdout == gnu.stdout
+    jl = run("pls", "--jsonlines", *flags, tree / "dir1", tree / "dir1").stdout.splitlines()
+    assert len(jl) == 2 * len(set(jl)) and set(jl)
+
+
 def test_missing_argument_exit_2(tree):
     gnu = run("ls", tree / "nope", tree / "dir1")
     mine = run("pls", tree / "nope", tree / "dir1")
@@ -36,25 +49,40 @@ def test_jsonlines(tree):
     assert all({"path", "type", "size", "mode", "uid", "gid", "mtime"} <= r.keys() for r in rows)
 
 
-def test_native_ls_long_matches_python_formatter():
-    """pls prints rows with _core.ls_long; formatting.ls_long_lines is the reference."""
+def test_long_columns_like_ls(tmp_path):
+    """-l column widths and fields against GNU ls: device numbers (major and
+    minor aligned in columns of their own), set-id and sticky bits, old and
+    future times, big sizes, numeric owners, odd names and link targets."""
     import os
     import time as _time
-
-    from vfolder_manager.ptools import _core
-    from vfolder_manager.ptools.engine import Stat
-    from vfolder_manager.ptools.formatting import ls_long_lines
-    now = _time.time()
-    ns = 1_000_000_000
-    entries = [
-        (b"plain", Stat(0o100644, 1, 0, 0, 12, 8, int(now - 60) * ns, 1, 1, 0), None),
-        (b"setuid-noexec", Stat(0o104644, 3, 0, 0, 5, 8, int(now - 400 * 86400) * ns, 2, 1, 0), None),
-        (b"sticky", Stat(0o41777, 12, 65534, 65534, 4096, 8, (int(now) + 86400) * ns, 3, 1, 0), None),
-        (b"dev", Stat(0o20660, 1, 4242, 4343, 0, 0, int(now - 10) * ns, 4, 1, os.makedev(136, 7)), None),
-        (b"link", Stat(0o120777, 1, 0, 0, 6, 0, -5 * ns - 3, 5, 1, 0), b"target \xff"),
-        (b"odd\nname\xfe", Stat(0o106755, 1234567, 1, 1, 10 ** 12, 8, 0, 6, 1, 0), None),
-    ]
-    extra = [Stat(0o40755, 1, 123456789, 0, 99999999999999, 8, 0, 7, 1, 0)]
-    for ex in ((), extra):
-        want = b"".join(line + b"\n" for line in ls_long_lines(entries, now, ex))
-        assert _core.ls_long(entries, now, ex) == want
+    d = tmp_path / "cols"
+    d.mkdir()
+    devices = 0
+    for name, kind, dev in (("tty7", "c", (136, 7)), ("null", "c", (1, 3)), ("nvme", "b", (259, 12)),
+                            ("wide", "c", (4095, 1048575))):
+        try:
+            os.mknod(d / name, 0o620 | (0o020000 if kind == "c" else 0o060000), os.makedev(*dev))
+            devices += 1
+        except PermissionError:
+            pass
+    (d / "setuid-noexec").write_text("x")
+    os.chmod(d / "setuid-noexec", 0o4644)
+    (d / "sticky").mkdir()
+    os.chmod(d / "sticky", 0o1777)
+    future = _time.time() + 86400
+    os.utime(d / "sticky", (future, future))
+    with open(d / "huge-sparse", "wb") as f:
+        f.truncate(10 ** 12)
+    old = _time.time() - 400 * 86400
+    os.utime(d / "huge-sparse", (old, old))
+    (d / b"odd\nname\xfe".decode("utf-8", "surrogateescape")).write_text("")
+    os.symlink(b"target \xff", os.path.join(os.fsencode(d), b"link"))
+    if os.geteuid() == 0:
+        os.chown(d / "setuid-noexec", 123456789, 4242, follow_symlinks=False)
+    for args in (["-l", d], ["-la", d], ["-l", d / "tty7", d / "huge-sparse", d / "sticky"]):
+        if devices == 0 and d / "tty7" in args:
+            continue
+        gnu = run("ls", *args)
+        mine = run("pls", *args)
+        assert (mine.returncode, mine.stderr) == (gnu.returncode, gnu.stderr)
+        assert mine.stdout == gnu.stdout

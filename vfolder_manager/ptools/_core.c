@@ -1269,8 +1269,9 @@ static const char *id_name(int group, unsigned id) {
     return dst;
 }
 
-typedef struct { char mode[11], nlink[24], user[64], group[64], size[48], tm[32]; const char *name; Py_ssize_t nlen;
-                 const char *target; Py_ssize_t tlen; long long mtime_ns; } lsrow_t;
+/* size holds the size, or for a device its major number (minor: devminor) */
+typedef struct { char mode[11], nlink[24], user[64], group[64], size[24], devminor[24], tm[32]; int dev;
+                 const char *name; Py_ssize_t nlen; const char *target; Py_ssize_t tlen; long long mtime_ns; } lsrow_t;
 
 static void ls_cols_v(const unsigned long long *v, lsrow_t *r);
 /* "%llu" without printf (printf was ~10% of pls -lR) */
@@ -1300,9 +1301,11 @@ static void ls_cols_v(const unsigned long long *v, lsrow_t *r) {
     utoa10(v[1], r->nlink);
     strcpy(r->user, id_name(0, (unsigned)v[2]));      /* id_name: always < 64 bytes */
     strcpy(r->group, id_name(1, (unsigned)v[3]));
-    if (S_ISCHR(m) || S_ISBLK(m))
-        snprintf(r->size, sizeof r->size, "%u, %u", major((dev_t)v[9]), minor((dev_t)v[9]));
-    else
+    r->dev = S_ISCHR(m) || S_ISBLK(m);
+    if (r->dev) {
+        utoa10(major((dev_t)v[9]), r->size);
+        utoa10(minor((dev_t)v[9]), r->devminor);
+    } else
         utoa10(v[4], r->size);
     /* mode string, s/S t/T like ls */
     char *s = r->mode;
@@ -1356,7 +1359,7 @@ static void ls_time_c(long long mtime_ns, double now, char *out, size_t n) {
 
 /* rows[0..n) are printed, rows[n..n+nx) only widen the columns; -1 = out of memory */
 static int ls_emit(buf_t *b, lsrow_t *rows, Py_ssize_t n, Py_ssize_t nx, double now) {
-    size_t wl = 0, wu = 0, wg = 0, ws = 0;
+    size_t wl = 0, wu = 0, wg = 0, ws = 0, wmaj = 0, wmin = 0;
     for (Py_ssize_t i = 0; i < n + nx; i++) {
         lsrow_t *r = &rows[i];
         if (i < n) ls_time_c(r->mtime_ns, now, r->tm, sizeof r->tm);
@@ -1364,7 +1367,13 @@ static int ls_emit(buf_t *b, lsrow_t *rows, Py_ssize_t n, Py_ssize_t nx, double 
         if ((l = strlen(r->nlink)) > wl) wl = l;
         if ((l = strlen(r->user)) > wu) wu = l;
         if ((l = strlen(r->group)) > wg) wg = l;
-        if ((l = strlen(r->size)) > ws) ws = l;
+        if (r->dev) {
+            /* GNU ls: majors and minors are right-aligned in columns of their
+             * own, and "MAJ, MIN" widens the size column (gobble_file) */
+            if ((l = strlen(r->size)) > wmaj) wmaj = l;
+            if ((l = strlen(r->devminor)) > wmin) wmin = l;
+            if (wmaj + 2 + wmin > ws) ws = wmaj + 2 + wmin;
+        } else if ((l = strlen(r->size)) > ws) ws = l;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         lsrow_t *r = &rows[i];
@@ -1376,7 +1385,13 @@ static int ls_emit(buf_t *b, lsrow_t *rows, Py_ssize_t n, Py_ssize_t nx, double 
         size_t l = strlen(r->nlink); memset(o, ' ', wl - l); o += wl - l; memcpy(o, r->nlink, l); o += l; *o++ = ' ';
         l = strlen(r->user); memcpy(o, r->user, l); o += l; memset(o, ' ', wu - l); o += wu - l; *o++ = ' ';
         l = strlen(r->group); memcpy(o, r->group, l); o += l; memset(o, ' ', wg - l); o += wg - l; *o++ = ' ';
-        l = strlen(r->size); memset(o, ' ', ws - l); o += ws - l; memcpy(o, r->size, l); o += l; *o++ = ' ';
+        if (r->dev) {      /* "%*s, %*s " with the blanks the size column has to spare in front */
+            l = strlen(r->size); memset(o, ' ', ws - (wmaj + 2 + wmin) + wmaj - l); o += ws - (wmaj + 2 + wmin) + wmaj - l;
+            memcpy(o, r->size, l); o += l; *o++ = ','; *o++ = ' ';
+            l = strlen(r->devminor); memset(o, ' ', wmin - l); o += wmin - l; memcpy(o, r->devminor, l); o += l; *o++ = ' ';
+        } else {
+            l = strlen(r->size); memset(o, ' ', ws - l); o += ws - l; memcpy(o, r->size, l); o += l; *o++ = ' ';
+        }
         memcpy(o, r->tm, tml); o += tml; *o++ = ' ';
         memcpy(o, r->name, r->nlen); o += r->nlen;
         if (r->target) { memcpy(o, " -> ", 4); o += 4; memcpy(o, r->target, r->tlen); o += r->tlen; }

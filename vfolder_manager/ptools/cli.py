@@ -252,6 +252,42 @@ def _readlink(path: bytes) -> bytes:
         return b""
 
 
+def _disjoint_groups(dirs: list[bytes], recursive: bool) -> tuple[list[list[bytes]], list[int]]:
+    """Split ls operands into walks that cannot report the same path: equal
+    operands, and with -R an operand below another one, go to different groups
+    (one group, i.e. one walk, in the usual case).  Returns the groups and,
+    for each operand, the index of its group."""
+    def key(d: bytes) -> bytes:
+        return d.rstrip(b"/") or b"/"
+
+    def clash(x: bytes, y: bytes) -> bool:
+        if x == y:
+            return True
+        if not recursive:
+            return False
+        for top, low in ((x, y), (y, x)):
+            if low.startswith(top if top.endswith(b"/") else top + b"/"):
+                return True
+        return False
+
+    groups: list[list[bytes]] = []
+    keys: list[list[bytes]] = []
+    owner: list[int] = []
+    for d in dirs:
+        k = key(d)
+        for i, ks in enumerate(keys):
+            if not any(clash(k, other) for other in ks):
+                break
+        else:
+            i = len(groups)
+            groups.append([])
+            keys.append([])
+        groups[i].append(d)
+        keys[i].append(k)
+        owner.append(i)
+    return groups, owner
+
+
 @_guard
 def pls_main(argv: list[str]) -> int:
     import argparse
@@ -335,45 +371,55 @@ def pls_main(argv: list[str]) -> int:
             blocks = sum(st[5] for _, _, st, _ in rows if st)   # st_blocks
             out.write(f"total {-(-blocks // 2)}\n".encode())
         entries = [(disp, st, None if typ != "l" else _readlink(full)) for disp, full, st, typ in rows]
-        out.write(_core.ls_long(entries, now, extra))   # formatting.ls_long_lines, in C
+        out.write(_core.ls_long(entries, now, extra))
 
     printed = False
     if files:
         listing([(n, n, to_stat(st) if st else None, type_of(st.st_mode)) for n, st in files], False, operand_stats)
         printed = True
 
+    opts = {"mindepth": 1, "maxdepth": -1 if a.recursive else 1, "need_stat": int(need_stat), "follow_roots": 1}
+    # entries are grouped by their parent's path, so operands whose walks would
+    # report the same paths (x and x, or x/ and x/a with -R) go to separate walks
+    groups, owner = _disjoint_groups(dirs, a.recursive)
     if dirs and not as_json:
         # the records stay in the core (_core.LsTree): grouped by directory,
         # sorted in byte order and formatted there, one block of bytes per directory
-        tree = _core.LsTree(dirs)
-        opts = {"mindepth": 1, "maxdepth": -1 if a.recursive else 1, "need_stat": int(need_stat), "follow_roots": 1}
-        engine.collect_ls(Walk(dirs, FIND, OUT_RECORDS, opts, threads=a.threads, max_inflight=a.max_inflight),
-                          tree, rep.path_error, progress.update)
+        trees: list = []
+        for group in groups:
+            tree = _core.LsTree(group)
+            engine.collect_ls(Walk(group, FIND, OUT_RECORDS, opts, threads=a.threads, max_inflight=a.max_inflight),
+                              tree, rep.path_error, progress.update)
+            trees.append(tree)
         headers = a.recursive or len(a.paths) > 1
         show_all = a.all or a.almost_all
-        todo = dirs[::-1]           # depth first, in listing order (no recursion limit)
-        while todo:
-            d = todo.pop()
-            if headers:
-                out.write((b"\n" if printed else b"") + d + b":\n")
-            printed = True
-            data, subdirs = tree.block(d, a.long, a.all, show_all, a.recursive, now)
-            out.write(data)
-            todo.extend(reversed(subdirs))
+        for operand, g in zip(dirs, owner):
+            tree = trees[g]
+            todo = [operand]            # depth first, in listing order (no recursion limit)
+            while todo:
+                d = todo.pop()
+                if headers:
+                    out.write((b"\n" if printed else b"") + d + b":\n")
+                printed = True
+                data, subdirs = tree.block(d, a.long, a.all, show_all, a.recursive, now)
+                out.write(data)
+                todo.extend(reversed(subdirs))
     elif dirs:      # --json / --jsonlines
-        children: dict[bytes, list[tuple]] = {d: [] for d in dirs}   # raw records: (path, depth, root, type, stat, ...)
-        opts = {"mindepth": 1, "maxdepth": -1 if a.recursive else 1, "need_stat": int(need_stat), "follow_roots": 1}
-        walk = Walk(dirs, FIND, OUT_RECORDS, opts, threads=a.threads, max_inflight=a.max_inflight)
-        for batch in _run(walk, rep, progress, raw=True):
-            for r in batch:
-                path = r[0]
-                parent = dirs[r[2]] if r[1] == 1 else path[: path.rfind(b"/")]
-                if parent in children:
-                    children[parent].append(r)
-                else:
-                    children[parent] = [r]
+        kids: list[dict[bytes, list[tuple]]] = []   # per group: parent -> raw records (path, depth, root, type, stat, ...)
+        for group in groups:
+            children: dict[bytes, list[tuple]] = {d: [] for d in group}
+            walk = Walk(group, FIND, OUT_RECORDS, opts, threads=a.threads, max_inflight=a.max_inflight)
+            for batch in _run(walk, rep, progress, raw=True):
+                for r in batch:
+                    path = r[0]
+                    parent = group[r[2]] if r[1] == 1 else path[: path.rfind(b"/")]
+                    if parent in children:
+                        children[parent].append(r)
+                    else:
+                        children[parent] = [r]
+            kids.append(children)
 
-        def show(d: bytes) -> None:
+        def show(d: bytes, children: dict[bytes, list[tuple]]) -> None:
             nonlocal printed
             if a.recursive or len(a.paths) > 1:
                 if not as_json:
@@ -399,10 +445,10 @@ def pls_main(argv: list[str]) -> int:
             if a.recursive:
                 for name, full, st, typ in rows:
                     if typ == "d" and name not in (b".", b".."):
-                        show(full)
+                        show(full, children)
 
-        for d in dirs:
-            show(d)
+        for d, g in zip(dirs, owner):
+            show(d, kids[g])
     if a.json:
         out.write(b"\n]\n")
     out.flush()

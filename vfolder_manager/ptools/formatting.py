@@ -1,14 +1,10 @@
-"""Text the tools print: GNU-style quoting, du sizes, ls -l lines, JSON rows."""
+"""Text the tools print: GNU-style quoting, du sizes, mode strings, JSON rows
+(ls -l lines are formatted in the core: _core.ls_long and LsTree.block)."""
 from __future__ import annotations
 
 import os
 import stat
-TYPE_CHECKING = False   # typing is not imported at run time: it costs the CLIs ~10 ms of start-up
-if TYPE_CHECKING:
-    from typing import Sequence
-
-from .engine import Record, Stat
-from .owners import group_name, user_name
+from .engine import Record
 
 
 def _utf8_locale() -> bool:
@@ -114,56 +110,6 @@ def mode_string(mode: int) -> str:
         else:
             s.append("x" if x else "-")
     return "".join(s)
-
-
-SIX_MONTHS = 31556952 // 2
-
-
-def ls_time(mtime_ns: int, now: float) -> str:
-    import time
-    t = mtime_ns / 1e9
-    lt = time.localtime(int(mtime_ns // 1_000_000_000))
-    recent = now - SIX_MONTHS < t <= now
-    day = f"{lt.tm_mday:2d}"
-    mon = time.strftime("%b", lt)
-    if recent:
-        return f"{mon} {day} {lt.tm_hour:02d}:{lt.tm_min:02d}"
-    return f"{mon} {day}  {lt.tm_year}"
-
-
-def _cols(st: Stat) -> tuple[str, str, str, str]:
-    if stat.S_ISCHR(st.mode) or stat.S_ISBLK(st.mode):
-        size = f"{os.major(st.rdev)}, {os.minor(st.rdev)}"
-    else:
-        size = str(st.size)
-    return str(st.nlink), user_name(st.uid), group_name(st.gid), size
-
-
-def ls_long_lines(entries: Sequence[tuple[bytes, Stat, bytes | None]], now: float,
-                  extra: Sequence[Stat] = ()) -> list[bytes]:
-    """ls -l rows for (name, stat, symlink target) with GNU's column alignment.
-
-    ``extra`` are stats that take part in column widths without being printed
-    (ls sizes the file operands' columns over the directory operands too).
-    """
-    rows = []
-    for name, st, target in entries:
-        rows.append((mode_string(st.mode), *_cols(st), ls_time(st.mtime_ns, now), name, target))
-    if not rows:
-        return []
-    others = [("", *_cols(st)) for st in extra]
-    wl = max(len(r[1]) for r in rows + others)
-    wu = max(len(r[2]) for r in rows + others)
-    wg = max(len(r[3]) for r in rows + others)
-    ws = max(len(r[4]) for r in rows + others)
-    out = []
-    for m, nl, u, g, sz, tm, name, target in rows:  # type: ignore[misc]
-        head = f"{m} {nl:>{wl}} {u:<{wu}} {g:<{wg}} {sz:>{ws}} {tm} ".encode()
-        line = head + name
-        if target is not None:
-            line += b" -> " + target
-        out.append(line)
-    return out
 
 
 def json_row(rec: Record) -> str:

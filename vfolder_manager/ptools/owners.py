@@ -47,25 +47,3 @@ def parse_owner(spec: str) -> tuple[int, int]:
         except InvalidOwner:
             raise InvalidOwner(f"invalid group: '{spec}'") from None
     return uid, gid
-
-
-_user_cache: dict[int, str] = {}
-_group_cache: dict[int, str] = {}
-
-
-def user_name(uid: int) -> str:
-    if uid not in _user_cache:
-        try:
-            _user_cache[uid] = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            _user_cache[uid] = str(uid)
-    return _user_cache[uid]
-
-
-def group_name(gid: int) -> str:
-    if gid not in _group_cache:
-        try:
-            _group_cache[gid] = grp.getgrgid(gid).gr_name
-        except KeyError:
-            _group_cache[gid] = str(gid)
-    return _group_cache[gid]
