@@ -1,4 +1,6 @@
 """pls against GNU ls (LC_ALL=C, not a terminal): byte-identical output."""
+import os
+
 import pytest
 
 from .conftest import run
@@ -47,6 +49,25 @@ def test_jsonlines(tree):
     rows = [json.loads(x) for x in run("pls", "--jsonlines", tree / "dir1").stdout.splitlines()]
     assert sorted(r["path"].rsplit("/", 1)[1] for r in rows) == ["hl_a", "hl_b", "hl_c", "ln_parent", "sub"]
     assert all({"path", "type", "size", "mode", "uid", "gid", "mtime"} <= r.keys() for r in rows)
+
+
+def test_json_rows_match_ls_entries(tree):
+    """--json/--jsonlines stream the entries ls would list (dot-files and
+    everything below a dot-directory only with -a/-A), sorted with --sort."""
+    import json
+    for flags in ([], ["-a"], ["-A"]):
+        shown = set()
+        for top, subdirs, names in os.walk(os.fsencode(tree)):
+            if not flags:
+                subdirs[:] = [d for d in subdirs if not d.startswith(b".")]
+                names = [n for n in names if not n.startswith(b".")]
+            shown.update(os.path.join(top, n) for n in subdirs + names)
+        rows = [json.loads(x) for x in run("pls", "-R", "--jsonlines", *flags, tree).stdout.splitlines()]
+        got = [os.fsencode(r["path"]) for r in rows]
+        assert len(got) == len(set(got))
+        assert set(got) == shown
+        arr = json.loads(run("pls", "-R", "--json", "--sort", *flags, tree).stdout)
+        assert [os.fsencode(r["path"]) for r in arr] == sorted(got)
 
 
 def test_long_columns_like_ls(tmp_path):

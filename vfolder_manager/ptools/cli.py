@@ -301,7 +301,7 @@ def pls_main(argv: list[str]) -> int:
     p.add_argument("-1", action="store_true", dest="one", help="one per line (always, output is not columnated)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--jsonlines", action="store_true")
-    p.add_argument("--sort", action="store_true", help="accepted for symmetry; pls output is always sorted")
+    p.add_argument("--sort", action="store_true", help="--json/--jsonlines rows by path (text output is always sorted)")
     _common(p)
     p.add_argument("paths", nargs="*", default=["."])
     a = p.parse_args(argv)
@@ -348,21 +348,32 @@ def pls_main(argv: list[str]) -> int:
             files.append((name, st))
     files.sort()
     dirs.sort()
+    opts = {"mindepth": 1, "maxdepth": -1 if a.recursive else 1, "need_stat": int(need_stat), "follow_roots": 1}
+    # entries are grouped by their parent's path, so operands whose walks would
+    # report the same paths (x and x, or x/ and x/a with -R) go to separate walks
+    groups, owner = _disjoint_groups(dirs, a.recursive)
 
-    json_first = True
-    if a.json:
-        out.write(b"[")
+    if as_json:
+        # rows stream in walk order like pfind's (--sort: by path); the file
+        # operands first; no rows for "." and ".."
+        def batches() -> Iterable[list[Record]]:
+            if files:
+                yield [Record(n, 0, 0, type_of(st.st_mode), to_stat(st)) for n, st in files]
+            for group in groups:
+                walk = Walk(group, FIND, OUT_RECORDS, opts, threads=a.threads, max_inflight=a.max_inflight)
+                for batch in _run(walk, rep, progress):
+                    if not (a.all or a.almost_all):     # dot-files, and with -R all below a dot-directory
+                        batch = [r for r in batch if b"/." not in b"/" + r.path[len(group[r.root]):].lstrip(b"/")]
+                    if batch:
+                        yield batch
+        _emit_records(out, batches(), a.json, a.sort)
+        out.flush()
+        progress.done()
+        return rep.status
 
     def listing(rows: list[tuple[bytes, bytes, engine.Stat | None, str]], with_total: bool,
                 extra: Sequence[engine.Stat] = ()) -> None:
         """rows: (display name, full path, stat, type)."""
-        nonlocal json_first
-        if as_json:
-            for disp, full, st, typ in rows:
-                line = json_row(Record(full, 0, 0, typ, st if st is None else engine.Stat(*st))).encode()
-                out.write((b"\n" if json_first else b",\n") + line if a.json else line + b"\n")
-                json_first = False
-            return
         if not a.long:
             for disp, *_ in rows:
                 out.write(disp + b"\n")
@@ -378,11 +389,7 @@ def pls_main(argv: list[str]) -> int:
         listing([(n, n, to_stat(st) if st else None, type_of(st.st_mode)) for n, st in files], False, operand_stats)
         printed = True
 
-    opts = {"mindepth": 1, "maxdepth": -1 if a.recursive else 1, "need_stat": int(need_stat), "follow_roots": 1}
-    # entries are grouped by their parent's path, so operands whose walks would
-    # report the same paths (x and x, or x/ and x/a with -R) go to separate walks
-    groups, owner = _disjoint_groups(dirs, a.recursive)
-    if dirs and not as_json:
+    if dirs:
         # the records stay in the core (_core.LsTree): grouped by directory,
         # sorted in byte order and formatted there, one block of bytes per directory
         trees: list = []
@@ -404,53 +411,6 @@ def pls_main(argv: list[str]) -> int:
                 data, subdirs = tree.block(d, a.long, a.all, show_all, a.recursive, now)
                 out.write(data)
                 todo.extend(reversed(subdirs))
-    elif dirs:      # --json / --jsonlines
-        kids: list[dict[bytes, list[tuple]]] = []   # per group: parent -> raw records (path, depth, root, type, stat, ...)
-        for group in groups:
-            children: dict[bytes, list[tuple]] = {d: [] for d in group}
-            walk = Walk(group, FIND, OUT_RECORDS, opts, threads=a.threads, max_inflight=a.max_inflight)
-            for batch in _run(walk, rep, progress, raw=True):
-                for r in batch:
-                    path = r[0]
-                    parent = group[r[2]] if r[1] == 1 else path[: path.rfind(b"/")]
-                    if parent in children:
-                        children[parent].append(r)
-                    else:
-                        children[parent] = [r]
-            kids.append(children)
-
-        def show(d: bytes, children: dict[bytes, list[tuple]]) -> None:
-            nonlocal printed
-            if a.recursive or len(a.paths) > 1:
-                if not as_json:
-                    out.write((b"\n" if printed else b"") + d + b":\n")
-            printed = True
-            rows = []
-            show_all = a.all or a.almost_all
-            for r in children.get(d, ()):
-                path = r[0]
-                name = path[path.rfind(b"/") + 1:]
-                if show_all or name[:1] != b".":
-                    rows.append((name, path, r[4], r[3]))
-            if a.all:
-                for dot in (b".", b".."):
-                    full = os.path.join(d, dot)
-                    try:
-                        st = to_stat(os.stat(full)) if need_stat else None
-                    except OSError:
-                        st = None
-                    rows.append((dot, full, st, "d"))
-            rows.sort(key=lambda t: t[0])
-            listing(rows, True)
-            if a.recursive:
-                for name, full, st, typ in rows:
-                    if typ == "d" and name not in (b".", b".."):
-                        show(full, children)
-
-        for d, g in zip(dirs, owner):
-            show(d, kids[g])
-    if a.json:
-        out.write(b"\n]\n")
     out.flush()
     progress.done()
     return rep.status
