@@ -18,11 +18,11 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# editable_mode=compat: the editable install is one static path in a .pth file;
+# the default (an import-hook finder) costs every console script ~25 ms of start-up
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	# compat: the editable install is one static path in a .pth file; the default
-	# (an import-hook finder) costs every console script ~25 ms of start-up
 	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
