@@ -71,8 +71,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--progress", action="store_true", help="live entry count on a terminal")
 
 
-def _run(walk: Walk, rep: Reporter, progress: Progress, raw: bool = False) -> Iterable:
-    return engine.run(walk, rep.path_error, progress.update, raw=raw)
+def _run(walk: Walk, rep: Reporter, progress: Progress) -> Iterable:
+    return engine.run(walk, rep.path_error, progress.update)
 
 
 def _guard(main: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:

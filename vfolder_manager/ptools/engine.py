@@ -63,10 +63,8 @@ class Walk:
 
 
 def run(spec: Walk, on_error: Callable[[PathError], None] | None = None,
-        on_progress: Callable[[int], None] | None = None, raw: bool = False) -> Iterator[Any]:
-    """Yield batches: ``bytes`` for OUT_PATHS, lists of Record for OUT_RECORDS
-    (``raw=True``: plain tuples in Record's field order, stat a plain tuple or
-    None -- for callers that touch every one of 10^5..10^6 records)."""
+        on_progress: Callable[[int], None] | None = None) -> Iterator[Any]:
+    """Yield batches: ``bytes`` for OUT_PATHS, lists of Record for OUT_RECORDS."""
     w = _start(spec)
     records = spec.out == OUT_RECORDS
     try:
@@ -80,10 +78,7 @@ def run(spec: Walk, on_error: Callable[[PathError], None] | None = None,
                     on_error(PathError(*e))
             if on_progress is not None:
                 on_progress(w.visited)
-            if records and raw:
-                if data:
-                    yield data
-            elif records:
+            if records:
                 if data:
                     yield [Record(p, d, r, t, None if s is None else Stat(*s), a, b, c)
                            for p, d, r, t, s, a, b, c in data]
