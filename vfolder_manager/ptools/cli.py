@@ -75,12 +75,29 @@ def _run(walk: Walk, rep: Reporter, progress: Progress) -> Iterable:
     return engine.run(walk, rep.path_error, progress.update)
 
 
+class UsageError(ValueError):
+    """A bad command line: printed like GNU's (``prog: msg`` and a ``Try
+    'prog --help'`` line), exit status 1."""
+
+
+class _HelpRequested(Exception):
+    pass
+
+
 def _guard(main: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
-    """Shared exit handling: broken pipes (| head) and ^C end quietly like GNU tools."""
+    """Shared exit handling: usage errors and --help of the getopt-style
+    commands, and broken pipes (| head) and ^C, which end quietly like GNU tools."""
+    prog = main.__name__.removesuffix("_main")
 
     def wrapper(argv: list[str] | None = None) -> int:
         try:
             return main(sys.argv[1:] if argv is None else argv)
+        except UsageError as e:
+            sys.stderr.write(f"{prog}: {e}\nTry '{prog} --help' for more information.\n")
+            return 1
+        except _HelpRequested:
+            print("usage: " + (main.__doc__ or ""))
+            return 0
         except BrokenPipeError:
             try:
                 sys.stdout = None  # type: ignore[assignment]
@@ -435,13 +452,13 @@ def _split_args(argv: list[str], flags: str, longs: dict[str, str], valued: set[
                 if not eq:
                     i += 1
                     if i >= len(argv):
-                        raise ValueError(f"option '{key}' requires an argument")
+                        raise UsageError(f"option '{key}' requires an argument")
                     val = argv[i]
                 opts[key] = val
             elif key in longs:
                 opts[longs[key]] = True
             else:
-                raise ValueError(f"unrecognized option '{a}'")
+                raise UsageError(f"unrecognized option '{a}'")
         elif a.startswith("-") and len(a) > 1:
             if all(c in flags for c in a[1:]):
                 for c in a[1:]:
@@ -450,56 +467,56 @@ def _split_args(argv: list[str], flags: str, longs: dict[str, str], valued: set[
                 operands.append(a)
             else:
                 bad = next(c for c in a[1:] if c not in flags)
-                raise ValueError(f"invalid option -- '{bad}'")
+                raise UsageError(f"invalid option -- '{bad}'")
         else:
             operands.append(a)
         i += 1
     return opts, operands
 
 
-def _knobs(opts: dict[str, object]) -> tuple[int | None, int | None, bool]:
+def _getopt(argv: list[str], flags: str, longs: dict[str, str],
+            operand_ok: Callable[[str], bool] = lambda s: False
+            ) -> tuple[dict[str, object], list[str], int | None, int | None, bool]:
+    """The command line of pchmod, pchown, prm and pcp: --help, their flags, and
+    the knobs all p-commands take.  Returns (opts, operands, threads,
+    max_inflight, progress); raises UsageError."""
+    if "--help" in argv:
+        raise _HelpRequested
+    opts, operands = _split_args(argv, flags, dict(longs, **{"--progress": "--progress"}),
+                                 {"--threads", "--max-inflight"}, operand_ok)
+
     def num(k: str) -> int | None:
         v = opts.get(k)
         if v is None:
             return None
-        n = int(str(v))
+        try:
+            n = int(str(v))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         if n < 1:
-            raise ValueError(f"invalid argument '{v}' for '{k}'")
+            raise UsageError(f"invalid argument '{v}' for '{k}'")
         return n
-    return num("--threads"), num("--max-inflight"), bool(opts.get("--progress"))
+    return opts, operands, num("--threads"), num("--max-inflight"), bool(opts.get("--progress"))
 
 
 CHMOD_WORDING = {Op.STAT: "cannot access", Op.OPENDIR: "cannot read directory", Op.READDIR: "cannot read directory",
                  Op.CHMOD: "changing permissions of"}
 CHOWN_WORDING = {Op.STAT: "cannot access", Op.OPENDIR: "cannot read directory", Op.READDIR: "cannot read directory",
                  Op.CHOWN: "changing ownership of"}
-KNOB_OPTS = {"--threads", "--max-inflight"}
-
-
-def _usage_error(prog: str, msg: str) -> int:
-    sys.stderr.write(f"{prog}: {msg}\nTry '{prog} --help' for more information.\n")
-    return 1
 
 
 @_guard
 def pchmod_main(argv: list[str]) -> int:
     """pchmod [-R] [-f] MODE FILE... (MODE: octal or GNU symbolic like u+rwX,go-w)"""
-    if "--help" in argv:
-        print("usage: " + (pchmod_main.__doc__ or ""))
-        return 0
-    try:
-        opts, operands = _split_args(argv, "Rfv", {"--recursive": "R", "--silent": "f", "--quiet": "f",
-                                                   "--progress": "--progress", "--verbose": "v"}, KNOB_OPTS,
-                                     lambda s: all(c in "rwxXstugoa=+-,01234567" for c in s[1:]))
-        threads, inflight, prog = _knobs(opts)
-    except ValueError as e:
-        return _usage_error("pchmod", str(e))
+    opts, operands, threads, inflight, prog = _getopt(
+        argv, "Rfv", {"--recursive": "R", "--silent": "f", "--quiet": "f", "--verbose": "v"},
+        lambda s: all(c in "rwxXstugoa=+-,01234567" for c in s[1:]))
     if len(operands) < 2:
-        return _usage_error("pchmod", "missing operand" if not operands else f"missing operand after '{operands[0]}'")
+        raise UsageError("missing operand" if not operands else f"missing operand after '{operands[0]}'")
     try:
         changes = compile_mode(operands[0])
     except InvalidMode:
-        return _usage_error("pchmod", f"invalid mode: '{operands[0]}'")
+        raise UsageError(f"invalid mode: '{operands[0]}'") from None
     rep = Reporter("pchmod", CHMOD_WORDING, quiet=bool(opts.get("f")))
     progress = Progress("pchmod", prog)
     walk = Walk([os.fsencode(f) for f in operands[1:]], CHMOD, OUT_NONE,
@@ -514,18 +531,10 @@ def pchmod_main(argv: list[str]) -> int:
 @_guard
 def pchown_main(argv: list[str]) -> int:
     """pchown [-R] [-h] [-f] OWNER[:GROUP] FILE..."""
-    if "--help" in argv:
-        print("usage: " + (pchown_main.__doc__ or ""))
-        return 0
-    try:
-        opts, operands = _split_args(argv, "Rhfv", {"--recursive": "R", "--no-dereference": "h", "--silent": "f",
-                                                    "--quiet": "f", "--progress": "--progress", "--verbose": "v"},
-                                     KNOB_OPTS)
-        threads, inflight, prog = _knobs(opts)
-    except ValueError as e:
-        return _usage_error("pchown", str(e))
+    opts, operands, threads, inflight, prog = _getopt(
+        argv, "Rhfv", {"--recursive": "R", "--no-dereference": "h", "--silent": "f", "--quiet": "f", "--verbose": "v"})
     if len(operands) < 2:
-        return _usage_error("pchown", "missing operand" if not operands else f"missing operand after '{operands[0]}'")
+        raise UsageError("missing operand" if not operands else f"missing operand after '{operands[0]}'")
     try:
         uid, gid = parse_owner(operands[0])
     except InvalidOwner as e:
@@ -552,20 +561,15 @@ RM_WORDING = {Op.STAT: "cannot remove", Op.OPENDIR: "cannot remove", Op.READDIR:
 @_guard
 def prm_main(argv: list[str]) -> int:
     """prm [-r] [-f] [-v] FILE...  (directories are emptied in parallel, one thread per directory)"""
-    if "--help" in argv:
-        print("usage: " + (prm_main.__doc__ or ""))
-        return 0
-    try:
-        opts, operands = _split_args(argv, "rRfvd", {"--recursive": "r", "--force": "f", "--verbose": "v",
-                                                     "--dir": "d", "--progress": "--progress",
-                                                     "--no-preserve-root": "--no-preserve-root"}, KNOB_OPTS)
-        threads, inflight, prog = _knobs(opts)
-    except ValueError as e:
-        return _usage_error("prm", str(e))
+    opts, operands, threads, inflight, prog = _getopt(
+        argv, "rRfvd", {"--recursive": "r", "--force": "f", "--verbose": "v", "--dir": "d",
+                        "--no-preserve-root": "--no-preserve-root"})
     recursive = bool(opts.get("r") or opts.get("R"))
     force, verbose = bool(opts.get("f")), bool(opts.get("v"))
     if not operands:
-        return 0 if force else _usage_error("prm", "missing operand")
+        if force:
+            return 0
+        raise UsageError("missing operand")
     rep = Reporter("prm", RM_WORDING)
     roots: list[bytes] = []
     for name in (os.fsencode(x) for x in operands):
@@ -620,21 +624,13 @@ CP_WORDING = {Op.STAT: "cannot stat", Op.OPENDIR: "cannot access", Op.READDIR: "
 @_guard
 def pcp_main(argv: list[str]) -> int:
     """pcp [-r] [-p] SOURCE... DEST  (-a is accepted as -rp; hard links are not preserved)"""
-    if "--help" in argv:
-        print("usage: " + (pcp_main.__doc__ or ""))
-        return 0
-    try:
-        opts, operands = _split_args(argv, "rRpa", {"--recursive": "r", "--progress": "--progress",
-                                                    "--archive": "a"}, KNOB_OPTS)
-        threads, inflight, prog = _knobs(opts)
-    except ValueError as e:
-        return _usage_error("pcp", str(e))
+    opts, operands, threads, inflight, prog = _getopt(argv, "rRpa", {"--recursive": "r", "--archive": "a"})
     recursive = bool(opts.get("r") or opts.get("R") or opts.get("a"))
     preserve = bool(opts.get("p") or opts.get("a"))
     if not operands:
-        return _usage_error("pcp", "missing file operand")
+        raise UsageError("missing file operand")
     if len(operands) == 1:
-        return _usage_error("pcp", f"missing destination file operand after {quote(operands[0])}")
+        raise UsageError(f"missing destination file operand after {quote(operands[0])}")
     rep = Reporter("pcp", CP_WORDING)
     srcs = [os.fsencode(x) for x in operands[:-1]]
     dest = os.fsencode(operands[-1])
