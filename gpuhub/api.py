@@ -1,0 +1,90 @@
+"""The request handlers gpuhub's services share: JSON in and out, errors as
+``{"error": "…"}`` with a 4xx status, JupyterHub tokens checked by HubAuth.
+
+Used by the GPU allocator's REST API and the vfolder service's REST API.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub.services.auth import HubAuthenticated
+from tornado import web
+
+from .numbers import BodyError, parse_object
+
+
+class JSONHandler(web.RequestHandler):
+    """Errors as JSON; the message of an HTTPError is shown to the caller."""
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json")
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        if status_code >= 500 and not getattr(exc, "log_message", None):
+            message = f"internal error ({self._reason}); the service log has the details"
+        self.finish(json.dumps({"error": message}))
+
+    def send(self, model, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(model))
+
+
+class APIHandler(HubAuthenticated, JSONHandler):
+    """A token-authenticated JSON API handler of a JupyterHub service.
+
+    ``service`` is the service application; it provides ``hub_auth`` and
+    ``service_name`` (used in the 403 message)."""
+
+    #: scopes that make the caller an admin of this service
+    admin_scopes: frozenset[str] = frozenset({"admin:users"})
+
+    def initialize(self, service):
+        self.service = service
+        self.hub_auth = service.hub_auth
+
+    def check_xsrf_cookie(self):
+        """Token-authenticated API: no cookies, no XSRF."""
+
+    def prepare(self):
+        if self.current_user is None:
+            if "Authorization" not in self.request.headers:
+                raise web.HTTPError(401, "a JupyterHub token is required (Authorization: token …)")
+            name = self.service.service_name
+            raise web.HTTPError(
+                403, f"this token may not use the {name} service (needs access:services!service={name})"
+            )
+
+    @property
+    def scopes(self) -> set[str]:
+        return set(self.current_user.get("scopes") or ())
+
+    @property
+    def user_name(self) -> str:
+        return self.current_user["name"]
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(self.admin_scopes & self.scopes)
+
+    def body(self) -> dict:
+        """The request body as a JSON object, numbers exact and bounded
+        (see gpuhub.numbers); anything else is a 400."""
+        try:
+            return parse_object(self.request.body)
+        except BodyError as e:
+            raise web.HTTPError(400, str(e)) from None
+
+
+class HealthHandler(JSONHandler):
+    """Unauthenticated liveness check (``GET …/health``)."""
+
+    def get(self):
+        self.finish('{"status": "ok"}')
+
+
+class JSONNotFound(JSONHandler):
+    def prepare(self):
+        raise web.HTTPError(404, "not found")
