@@ -2,16 +2,44 @@
 
 GPU amounts are held as integer *units* of a quantum (default 1/20 GPU), never as
 floats, so that sums are exact and "fractions never exceed a device" is an integer
-comparison. Everything here is plain, immutable data; placement works on it
-without I/O.
+comparison. CPU cores are compared in integer milli-cores for the same reason.
+Everything here is plain, immutable data; states are enums.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 DEFAULT_UNITS_PER_GPU = 20
+
+
+class HostState(str, enum.Enum):
+    """``up`` hosts take new placements; ``drained`` and ``lost`` ones do not."""
+
+    UP = "up"
+    DRAINED = "drained"
+    LOST = "lost"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class AllocationState(str, enum.Enum):
+    """``granted`` allocations hold their shares; the others are history."""
+
+    GRANTED = "granted"
+    RELEASED = "released"
+    LOST = "lost"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def milli(cores: float) -> int:
+    """CPU cores → integer milli-cores (requests come in steps of 0.1)."""
+    return round(cores * 1000)
 
 
 @dataclass(frozen=True)
@@ -24,7 +52,7 @@ class Device:
     model: str
     memory_mb: int
     #: devices with the same non-empty island id are linked (NVLink/NVSwitch);
-    #: an empty island means "PCIe only".
+    #: an empty island means "PCIe only" (finer topology: Host.topology)
     island: str = ""
 
 
@@ -36,8 +64,10 @@ class Host:
     devices: tuple[Device, ...]
     cpus: float
     memory_mb: int
-    #: "up" hosts take new placements; "drained" and "lost" ones do not.
-    state: str = "up"
+    state: HostState = HostState.UP
+    #: pairwise link scores between device indexes (higher: better linked),
+    #: from the agent's NVML topology (see core.topology); None: islands only
+    topology: tuple[tuple[int, ...], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -50,13 +80,15 @@ class Share:
 
 @dataclass(frozen=True)
 class Request:
-    """What a user asks for: GPU units, CPU cores, memory and a run time."""
+    """What a user asks for: GPU units, CPU cores, memory, a run time, and the
+    GPU models they accept (empty: any)."""
 
     user: str
     units: int
     cpu: float = 1.0
     mem_mb: int = 1024
     max_hours: float = 8.0
+    models: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -71,38 +103,12 @@ class Allocation:
     mem_mb: int
     max_hours: float
     shares: tuple[Share, ...] = ()
-    state: str = "granted"
+    state: AllocationState = AllocationState.GRANTED
     server: str = ""
     created: float = 0.0
-
-
-@dataclass(frozen=True)
-class Pool:
-    """Every host and every live allocation: the input of placement."""
-
-    hosts: tuple[Host, ...]
-    allocations: tuple[Allocation, ...] = ()
-    units_per_gpu: int = DEFAULT_UNITS_PER_GPU
-
-    def devices(self) -> list[Device]:
-        return [d for h in self.hosts for d in h.devices]
-
-    def used_units(self) -> dict[str, int]:
-        used: dict[str, int] = {d.uuid: 0 for d in self.devices()}
-        for a in self.allocations:
-            for s in a.shares:
-                used[s.device_uuid] = used.get(s.device_uuid, 0) + s.units
-        return used
-
-    def free_units(self) -> dict[str, int]:
-        used = self.used_units()
-        return {d.uuid: self.units_per_gpu - used.get(d.uuid, 0) for d in self.devices()}
-
-    def host_usage(self, host: str) -> tuple[float, int]:
-        """CPU cores and memory (MB) held by live allocations on ``host``."""
-        cpu = sum(a.cpu for a in self.allocations if a.host == host)
-        mem = sum(a.mem_mb for a in self.allocations if a.host == host)
-        return cpu, mem
+    #: the client's idempotency key: a retried request gets this allocation back
+    key: str | None = None
+    released: float | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,8 @@ def units_to_gpus(units: int, units_per_gpu: int) -> Fraction:
 
 
 def format_gpus(units: int, units_per_gpu: int = DEFAULT_UNITS_PER_GPU) -> str:
-    """Human form of a GPU amount: 0.5, 0.25, 1, 2 (exact, no float noise)."""
+    """Exact decimal form of a GPU amount: "0.5", "0.25", "1", "2" — what the API
+    sends (never a float)."""
     f = units_to_gpus(units, units_per_gpu)
     if f.denominator == 1:
         return str(f.numerator)

@@ -1,0 +1,254 @@
+"""The pool in memory: hosts, devices, free units, host usage and live
+allocations, with the indexes that make a decision cost depend on the
+candidates rather than on the whole pool.
+
+The allocator process holds the one authoritative PoolState; the database is its
+durable record (see gpu_allocator.store). Placement reads a PoolState and never
+changes it; the allocator applies a decision with :meth:`PoolState.grant` after
+the database committed it. Indexes kept here:
+
+- ``free[uuid]``: free units of each device;
+- ``buckets[model][free_units]``: devices of up hosts by model and free units
+  (a fraction looks only at buckets that can hold it, tightest first);
+- ``idle[host][model]``: idle devices of each up host;
+- ``hosts_by_idle[model][n]``: up hosts with exactly n idle devices of a model
+  (a request for n whole GPUs looks only at hosts with at least n).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+
+from .model import (
+    DEFAULT_UNITS_PER_GPU,
+    Allocation,
+    AllocationState,
+    Device,
+    Host,
+    HostState,
+    milli,
+)
+
+
+class StateError(RuntimeError):
+    """A change that would break the pool's invariants (a programming error or a
+    corrupt record): nothing was changed."""
+
+
+class PoolState:
+    def __init__(self, units_per_gpu: int = DEFAULT_UNITS_PER_GPU):
+        self.units_per_gpu = units_per_gpu
+        self.hosts: dict[str, Host] = {}
+        self.devices: dict[str, Device] = {}
+        self.free: dict[str, int] = {}
+        self.cpu_used: dict[str, int] = {}  # milli-cores by host
+        self.mem_used: dict[str, int] = {}  # MB by host
+        self.allocations: dict[str, Allocation] = {}  # live (granted) only
+        self.by_host: dict[str, dict[str, Allocation]] = defaultdict(dict)
+        self.by_key: dict[str, str] = {}
+        self.buckets: dict[str, dict[int, dict[str, None]]] = defaultdict(lambda: defaultdict(dict))
+        self.idle: dict[str, dict[str, dict[str, None]]] = {}
+        self.hosts_by_idle: dict[str, dict[int, dict[str, None]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
+        #: bumped on every change (callers may cache derived views by it)
+        self.version = 0
+
+    # --- building --------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, hosts, allocations=(), units_per_gpu: int = DEFAULT_UNITS_PER_GPU) -> PoolState:
+        state = cls(units_per_gpu)
+        for h in hosts:
+            state.put_host(h)
+        for a in allocations:
+            if a.state == AllocationState.GRANTED:
+                state.grant(a)
+        return state
+
+    # --- index maintenance -----------------------------------------------------------
+
+    def _index_device(self, d: Device, add: bool) -> None:
+        """(Un)index one device of an up host by its free units and idleness."""
+        free = self.free[d.uuid]
+        bucket = self.buckets[d.model][free]
+        if add:
+            bucket[d.uuid] = None
+        else:
+            bucket.pop(d.uuid, None)
+            if not bucket:
+                del self.buckets[d.model][free]
+        if free == self.units_per_gpu:
+            idle = self.idle[d.host].setdefault(d.model, {})
+            before = len(idle)
+            if add:
+                idle[d.uuid] = None
+            else:
+                idle.pop(d.uuid, None)
+            self._move_idle_count(d.host, d.model, before, len(idle))
+
+    def _move_idle_count(self, host: str, model: str, before: int, after: int) -> None:
+        if before == after:
+            return
+        by_n = self.hosts_by_idle[model]
+        if before:
+            by_n[before].pop(host, None)
+            if not by_n[before]:
+                del by_n[before]
+        if after:
+            by_n[after][host] = None
+
+    def _index_host(self, h: Host, add: bool) -> None:
+        if h.state != HostState.UP:
+            return
+        if add:
+            self.idle.setdefault(h.name, {})
+        for d in h.devices:
+            self._index_device(d, add)
+        if not add:
+            self.idle.pop(h.name, None)
+
+    # --- hosts -------------------------------------------------------------------------
+
+    def put_host(self, host: Host) -> None:
+        """Add a host or replace its description (devices, capacity, state). Devices
+        that carry live shares must stay."""
+        old = self.hosts.get(host.name)
+        new_uuids = {d.uuid for d in host.devices}
+        for d in host.devices:
+            other = self.devices.get(d.uuid)
+            if other is not None and other.host != host.name:
+                raise StateError(f"device {d.uuid} belongs to host {other.host!r}")
+        if old is not None:
+            held = {s.device_uuid for a in self.by_host.get(host.name, {}).values() for s in a.shares}
+            if held - new_uuids:
+                raise StateError(
+                    f"host {host.name}: devices {sorted(held - new_uuids)} carry live shares"
+                )
+            self._index_host(old, add=False)
+            for d in old.devices:
+                if d.uuid not in new_uuids:
+                    del self.devices[d.uuid], self.free[d.uuid]
+        for d in host.devices:
+            self.devices[d.uuid] = d
+            self.free.setdefault(d.uuid, self.units_per_gpu)
+        self.cpu_used.setdefault(host.name, 0)
+        self.mem_used.setdefault(host.name, 0)
+        self.hosts[host.name] = host
+        self._index_host(host, add=True)
+        self.version += 1
+
+    def set_host_state(self, name: str, state: HostState) -> Host:
+        host = self.hosts[name]
+        if host.state != state:
+            self._index_host(host, add=False)
+            host = replace(host, state=state)
+            self.hosts[name] = host
+            self._index_host(host, add=True)
+            self.version += 1
+        return host
+
+    def remove_host(self, name: str) -> None:
+        host = self.hosts.get(name)
+        if host is None:
+            return
+        if self.by_host.get(name):
+            raise StateError(f"host {name} carries live allocations")
+        self._index_host(host, add=False)
+        for d in host.devices:
+            del self.devices[d.uuid], self.free[d.uuid]
+        del self.hosts[name], self.cpu_used[name], self.mem_used[name]
+        self.by_host.pop(name, None)
+        self.version += 1
+
+    # --- allocations ---------------------------------------------------------------------
+
+    def _change_free(self, uuid: str, delta: int) -> None:
+        d = self.devices[uuid]
+        up = self.hosts[d.host].state == HostState.UP
+        if up:
+            self._index_device(d, add=False)
+        self.free[uuid] += delta
+        if up:
+            self._index_device(d, add=True)
+
+    def check_grant(self, a: Allocation) -> None:
+        """Raise StateError unless ``a`` fits as it is (its shares free, its host known)."""
+        if a.id in self.allocations:
+            raise StateError(f"allocation {a.id} is already live")
+        if a.host not in self.hosts:
+            raise StateError(f"allocation {a.id}: no host {a.host}")
+        for s in a.shares:
+            d = self.devices.get(s.device_uuid)
+            if d is None or d.host != a.host:
+                raise StateError(f"allocation {a.id}: device {s.device_uuid} is not on {a.host}")
+            if not 0 < s.units <= self.free[s.device_uuid]:
+                raise StateError(f"allocation {a.id}: {s.units} units do not fit {s.device_uuid}")
+        if len({s.device_uuid for s in a.shares}) != len(a.shares):
+            raise StateError(f"allocation {a.id}: a device is listed twice")
+
+    def grant(self, a: Allocation) -> None:
+        """Apply a granted allocation (already decided and recorded)."""
+        self.check_grant(a)
+        for s in a.shares:
+            self._change_free(s.device_uuid, -s.units)
+        self.cpu_used[a.host] += milli(a.cpu)
+        self.mem_used[a.host] += a.mem_mb
+        self.allocations[a.id] = a
+        self.by_host[a.host][a.id] = a
+        if a.key:
+            self.by_key[a.key] = a.id
+        self.version += 1
+
+    def release(self, allocation_id: str) -> Allocation | None:
+        """Give a live allocation's shares back; None when it is not live."""
+        a = self.allocations.pop(allocation_id, None)
+        if a is None:
+            return None
+        for s in a.shares:
+            self._change_free(s.device_uuid, s.units)
+        self.cpu_used[a.host] -= milli(a.cpu)
+        self.mem_used[a.host] -= a.mem_mb
+        self.by_host[a.host].pop(a.id, None)
+        if a.key and self.by_key.get(a.key) == a.id:
+            del self.by_key[a.key]
+        self.version += 1
+        return a
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def host_room(self, name: str) -> tuple[int, int]:
+        """Free milli-cores and MB of memory on a host."""
+        h = self.hosts[name]
+        return milli(h.cpus) - self.cpu_used[name], h.memory_mb - self.mem_used[name]
+
+    def fits_host(self, name: str, cpu_milli: int, mem_mb: int) -> bool:
+        cpu, mem = self.host_room(name)
+        return cpu_milli <= cpu and mem_mb <= mem
+
+    def models(self) -> list[str]:
+        return sorted({d.model for d in self.devices.values()})
+
+    def snapshot(self) -> dict:
+        """Plain, comparable data (tests compare the live state with a fresh load)."""
+        return {
+            "units_per_gpu": self.units_per_gpu,
+            "hosts": {n: h for n, h in sorted(self.hosts.items())},
+            "free": dict(sorted(self.free.items())),
+            "cpu_used": dict(sorted(self.cpu_used.items())),
+            "mem_used": dict(sorted(self.mem_used.items())),
+            "allocations": dict(sorted(self.allocations.items())),
+        }
+
+    def check_indexes(self) -> None:
+        """Recompute every index from scratch and compare (tests)."""
+        fresh = PoolState.build(self.hosts.values(), self.allocations.values(), self.units_per_gpu)
+        assert fresh.free == self.free, "free units drifted"
+        assert fresh.cpu_used == self.cpu_used and fresh.mem_used == self.mem_used
+        norm = lambda b: {m: {f: set(u) for f, u in v.items() if u} for m, v in b.items() if v}  # noqa: E731
+        assert norm(fresh.buckets) == norm(self.buckets), "bucket index drifted"
+        assert {h: {m: set(u) for m, u in v.items() if u} for h, v in fresh.idle.items()} == {
+            h: {m: set(u) for m, u in v.items() if u} for h, v in self.idle.items()
+        }, "idle index drifted"
+        assert norm(fresh.hosts_by_idle) == norm(self.hosts_by_idle), "host index drifted"
