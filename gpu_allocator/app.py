@@ -2,42 +2,37 @@
 
 Run it as ``python -m gpu_allocator`` (or ``gpuhub-allocator``); it reads the
 service environment JupyterHub provides (JUPYTERHUB_SERVICE_URL, …_PREFIX,
-…_API_TOKEN) and its own traitlets config file.
+…_API_TOKEN) and its own traitlets config file. It owns its database alone
+(see :class:`gpuhub.db.WriterLock`): a second allocator started on the same
+database waits as a standby and takes over when the first dies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import time
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from urllib.parse import urlparse
 
-from jupyterhub.services.auth import HubAuth
-from tornado import web
 from traitlets import Float, Int, TraitError, Unicode, default, validate
 
-from .handlers import handlers
+from gpuhub.db import WriterLock
+from gpuhub.service import HubService
+
+from . import loops
+from .api import routes
+from .core.model import Request
+from .core.placement import NoFit, place
 from .inventory import discover_nvml, load_inventory, nvml_available
-from .service_app import ServiceApp
-from .store import Store
+from .pool import LivePool
+from .store import Ledger
 
 
-class JSONNotFound(web.RequestHandler):
-    def prepare(self):
-        self.set_status(404)
-        self.set_header("Content-Type", "application/json")
-        self.finish('{"error": "not found"}')
-
-
-class GPUAllocator(ServiceApp):
-    """Owns the GPU pool: places shares, persists them, answers the REST API."""
+class GPUAllocator(HubService):
+    """Owns the GPU pool: places shares, records them, answers the REST API."""
 
     name = "gpuhub-allocator"
     description = "gpuhub GPU allocator (a JupyterHub service)"
-
+    service_name = "gpu-allocator"
+    default_url = "http://127.0.0.1:8051"
 
     data_dir = Unicode(
         help="Directory for the default SQLite database. Default: $GPUHUB_DATA_DIR or ./data."
@@ -48,19 +43,24 @@ class GPUAllocator(ServiceApp):
         return os.environ.get("GPUHUB_DATA_DIR", os.path.abspath("data"))
 
     db_url = Unicode(
-        help="SQLAlchemy URL of the allocator's database. Default: SQLite in data_dir. "
-        "For production use PostgreSQL, e.g. postgresql+psycopg://gpuhub@db/gpuhub."
+        help="SQLAlchemy URL of the allocator's database. Default: SQLite in data_dir "
+        "(the embedded default). For production use PostgreSQL, e.g. "
+        "postgresql+psycopg://gpuhub@db/gpuhub. One allocator owns a database: a second "
+        "one started on it waits as a standby (an advisory lock: flock beside a SQLite "
+        "file, pg_try_advisory_lock on PostgreSQL) and takes over when the first dies."
     ).tag(config=True)
 
     @default("db_url")
     def _default_db_url(self):
-        return "sqlite:///" + os.path.join(self.data_dir, "gpu_allocator.sqlite")
+        return os.environ.get("GPUHUB_ALLOCATOR_DB_URL") or (
+            "sqlite:///" + os.path.join(self.data_dir, "gpu_allocator.sqlite")
+        )
 
     discovery = Unicode(
         "auto",
         help="Where the pool comes from: 'nvml' (this host's NVIDIA GPUs), 'inventory' "
-        "(the declared inventory_file), or 'auto' (NVML when a GPU is present, else "
-        "the inventory).",
+        "(the declared inventory_file), 'agents' (only hosts whose agents register), "
+        "or 'auto' (NVML when a GPU is present, else the inventory).",
     ).tag(config=True)
 
     inventory_file = Unicode(
@@ -79,8 +79,15 @@ class GPUAllocator(ServiceApp):
     ).tag(config=True)
 
     max_hours = Float(
-        168.0, help="The longest run time (hours) a request may ask for."
+        168.0,
+        help="The longest run time (hours) a request may ask for: the one limit, which "
+        "the spawn form and the hub's REST API learn from the allocator's validation. "
+        "Default 168 (a week).",
     ).tag(config=True)
+
+    @default("max_hours")
+    def _default_max_hours(self):
+        return float(os.environ.get("GPUHUB_MAX_HOURS") or 168.0)
 
     heartbeat_interval = Float(
         help="Seconds between the heartbeats of GPU host agents (they are told this "
@@ -104,25 +111,30 @@ class GPUAllocator(ServiceApp):
         "is marked lost: its sessions are reported dead and its shares are freed.",
     ).tag(config=True)
 
-    ip = Unicode(help="Address to listen on. Default: from $JUPYTERHUB_SERVICE_URL.").tag(
-        config=True
-    )
-    port = Int(help="Port to listen on. Default: from $JUPYTERHUB_SERVICE_URL.").tag(config=True)
-    service_prefix = Unicode(
-        help="URL prefix of the service. Default: $JUPYTERHUB_SERVICE_PREFIX or /services/gpu-allocator/."
+    reconcile_interval = Float(
+        help="Seconds between comparisons of the shares granted for hub servers with the "
+        "servers the hub runs (0: never). Default: $GPUHUB_RECONCILE_INTERVAL or 60.",
     ).tag(config=True)
 
-    @default("ip")
-    def _default_ip(self):
-        return urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8051")).hostname
+    @default("reconcile_interval")
+    def _default_reconcile_interval(self):
+        return float(os.environ.get("GPUHUB_RECONCILE_INTERVAL") or 60.0)
 
-    @default("port")
-    def _default_port(self):
-        return urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8051")).port or 80
+    reconcile_grace = Float(
+        help="A share granted for a hub server that the hub does not run (neither "
+        "running nor starting) is released once it is this many seconds old: a grant "
+        "whose answer never reached the spawner (a crash between commit and answer) "
+        "must not stay held forever. Longer than a spawn takes to register. "
+        "Default: $GPUHUB_RECONCILE_GRACE or 300.",
+    ).tag(config=True)
 
-    @default("service_prefix")
-    def _default_prefix(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/gpu-allocator/")
+    @default("reconcile_grace")
+    def _default_reconcile_grace(self):
+        return float(os.environ.get("GPUHUB_RECONCILE_GRACE") or 300.0)
+
+    standby_poll = Float(
+        0.5, help="Seconds between a standby allocator's tries to take over the database."
+    ).tag(config=True)
 
     aliases = {
         "config": "GPUAllocator.config_file",
@@ -133,22 +145,16 @@ class GPUAllocator(ServiceApp):
         "ip": "GPUAllocator.ip",
     }
 
-    def initialize(self, argv=None):
-        super().initialize(argv)
-        # one worker thread: the database is touched off the event loop, one change at a time
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="gpu-allocator-db")
-        self.hub_auth = HubAuth(cache_max_age=10)
-
-    async def run(self, fn, *args, **kwargs):
-        """Run a blocking store call in the database thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+    # --- discovery ------------------------------------------------------------------
 
     async def load_pool(self) -> None:
         mode = self.discovery
         loop = asyncio.get_running_loop()
         if mode == "auto":
             mode = "nvml" if await loop.run_in_executor(None, nvml_available) else "inventory"
+        if mode == "agents":
+            self.log.info("pool from agents: %i host(s) known", len(self.pool.state.hosts))
+            return
         if mode == "nvml":
             hosts = [await loop.run_in_executor(None, discover_nvml, None)]
         elif mode == "inventory":
@@ -157,63 +163,81 @@ class GPUAllocator(ServiceApp):
             hosts = await loop.run_in_executor(None, load_inventory, self.inventory_file)
         else:
             raise SystemExit(f"unknown discovery mode {self.discovery!r}")
-        await self.run(self.store.sync_hosts, hosts, mode)
-        self.log.info(
-            "pool from %s: %s", mode,
-            ", ".join(f"{h.name} ({len(h.devices)} × {h.devices[0].model if h.devices else '-'})" for h in hosts),
+        await self.pool.sync_hosts(hosts, mode)
+        summary = ", ".join(
+            f"{h.name} ({len(h.devices)} × {h.devices[0].model if h.devices else '-'})"
+            for h in hosts[:10]
         )
+        more = f" and {len(hosts) - 10} more" if len(hosts) > 10 else ""
+        self.log.info("pool from %s: %s%s", mode, summary, more)
+
+    def dry_run(self, req: Request) -> dict:
+        """What a request would get now, holding nothing (the spawner's validation)."""
+        from .core.model import format_gpus
+
+        per_gpu = self.pool.units_per_gpu
+        out = {
+            "valid": True,
+            "request": {
+                "user": req.user,
+                "gpus": format_gpus(req.units, per_gpu),
+                "units": req.units,
+                "units_per_gpu": per_gpu,
+                "cpu": f"{req.cpu:g}",
+                "mem": f"{req.mem_mb}M",
+                "max_hours": req.max_hours,
+                "gpu_model": sorted(req.models),
+            },
+        }
+        try:
+            found = place(self.pool.state, req)
+            out.update(fits_now=True, host=found.host)
+        except NoFit as e:
+            out.update(fits_now=False, message=str(e))
+        return out
+
+    # --- life cycle -------------------------------------------------------------------
+
+    async def own_database(self) -> WriterLock:
+        lock = WriterLock(self.db_url, "gpu-allocator")
+        loop = asyncio.get_running_loop()
+        announced = False
+        while not await loop.run_in_executor(None, lock.try_acquire):
+            if not announced:
+                self.log.warning(
+                    "another allocator (%s) owns the database %s: waiting as a standby; "
+                    "this one takes over when that one stops",
+                    lock.holder(), lock.describe(),
+                )
+                announced = True
+            await asyncio.sleep(self.standby_poll)
+        if announced:
+            self.log.info("took over the database %s", lock.describe())
+        return lock
 
     async def start_async(self) -> None:
-        if self.db_url.startswith("sqlite:///"):
-            os.makedirs(os.path.dirname(self.db_url[len("sqlite:///"):]) or ".", exist_ok=True)
-        self.store = await self.run(Store, self.db_url, self.units_per_gpu)
+        self.lock = await self.own_database()
+        loop = asyncio.get_running_loop()
+        ledger = await loop.run_in_executor(None, Ledger, self.db_url, self.units_per_gpu)
+        self.pool = LivePool(ledger, self.units_per_gpu, self.log)
+        await self.pool.load()
         await self.load_pool()
-        watcher = asyncio.create_task(self.watch_heartbeats())
-        app = web.Application(
-            handlers(self.service_prefix, self), default_handler_class=JSONNotFound
+        self.log.info(
+            "pool loaded: %i host(s), %i GPU(s), %i live allocation(s)",
+            len(self.pool.state.hosts), len(self.pool.state.devices), len(self.pool.state.allocations),
         )
-        app.listen(self.port, self.ip)
-        self.log.info("gpu-allocator listening on http://%s:%i%s", self.ip, self.port, self.service_prefix)
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await stop.wait()
-        watcher.cancel()
-        self.log.info("gpu-allocator stopping; every allocation stays in %s", self.db_url)
-
-    async def check_hosts(self, started: float) -> float | None:
-        """Mark agent hosts without a recent heartbeat lost. Hosts get a full
-        grace period after the allocator starts, so an allocator outage does not
-        count as their loss. Returns the oldest heartbeat still alive."""
-        now = time.time()
-        threshold = self.missed_heartbeats * self.heartbeat_interval
-        cutoff = now - threshold if now - threshold > started else 0.0
-        lost, oldest = await self.run(self.store.mark_lost, cutoff, now)
-        for host, ids in lost:
-            self.log.warning(
-                "host %s missed %i heartbeats: marked lost; its allocations are lost: %s",
-                host, self.missed_heartbeats, ", ".join(ids) or "none",
-            )
-        return oldest
-
-    async def watch_heartbeats(self) -> None:
-        """Check for lost hosts at least every heartbeat_interval, and right when
-        the oldest heartbeat expires, so a host is lost missed_heartbeats ×
-        heartbeat_interval after its last heartbeat (plus a few ms)."""
-        started = time.time()
-        interval = self.heartbeat_interval
-        threshold = self.missed_heartbeats * interval
-        while True:
-            delay = interval
-            try:
-                oldest = await self.check_hosts(started)
-                if oldest is not None:
-                    expires = max(oldest, started) + threshold
-                    delay = min(interval, max(0.05, expires - time.time() + 0.01))
-            except Exception:
-                self.log.exception("checking the hosts' heartbeats failed")
-            await asyncio.sleep(delay)
-
+        tasks = [
+            asyncio.create_task(loops.watch_heartbeats(self)),
+            asyncio.create_task(loops.reconcile_forever(self)),
+            asyncio.create_task(loops.watch_lock(self)),
+        ]
+        self.listen(self.web_app(routes(self.service_prefix, self)))
+        await self.wait_for_signal()
+        for t in tasks:
+            t.cancel()
+        self.pool.close()
+        self.lock.release()
+        self.log.info("gpu-allocator stopping; every allocation stays in %s", self.lock.describe())
 
 
 def main(argv=None):

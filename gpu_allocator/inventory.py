@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from .model import Device, Host
-from .validation import RequestError, parse_mem
+from .core.model import Device, Host
+from .core.validation import RequestError, parse_mem
 
 _MOCK_NAMESPACE = uuid.UUID("6f1e5d0c-52a4-4c4e-9d8f-677075687562")
 

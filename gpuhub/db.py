@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 
 def is_sqlite(url: str) -> bool:
@@ -77,8 +78,19 @@ def upgrade(engine: Engine, script_location: str | os.PathLike, version_table: s
     allows it)."""
     from alembic import command
 
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(script_location, version_table, conn), revision)
+    with engine.connect() as conn:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # batch migrations copy and drop tables: with foreign keys on, dropping
+            # a parent table would cascade to its children (SQLite allows this
+            # pragma only outside a transaction)
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                command.upgrade(_alembic_config(script_location, version_table, conn), revision)
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def stamp(engine: Engine, script_location: str | os.PathLike, version_table: str,
@@ -111,3 +123,95 @@ def run_migrations_env(context, metadata) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+class WriterLock:
+    """One writer per database: an advisory lock held for the owner's lifetime
+    and released by the operating system or the database server when the owner
+    dies (``kill -9`` included), so a restarted or standby writer takes over at
+    once.
+
+    - SQLite: ``flock`` on ``<database file>.lock`` beside the database;
+    - PostgreSQL: ``pg_try_advisory_lock`` on a connection kept open (released
+      when that session ends).
+    """
+
+    def __init__(self, url: str, name: str):
+        self.url = url
+        self.name = name
+        self._file = None
+        self._conn = None
+
+    def __repr__(self) -> str:
+        return f"WriterLock({self.name!r} on {self.describe()})"
+
+    def describe(self) -> str:
+        path = sqlite_path(self.url)
+        return str(path) if path else self.url.split("@")[-1]
+
+    def try_acquire(self) -> bool:
+        if is_sqlite(self.url):
+            import fcntl
+
+            path = sqlite_path(self.url)
+            if path is None:  # in-memory: private to this process anyway
+                return True
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(str(path) + ".lock", "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                return False
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            self._file = f
+            return True
+        import zlib
+
+        from sqlalchemy import text
+
+        engine = create_engine(self.url, poolclass=NullPool)
+        conn = engine.connect()
+        key = zlib.crc32(f"gpuhub:{self.name}".encode())
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        conn.commit()
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def holder(self) -> str:
+        """Who holds it, as far as we can tell (for the standby's log line)."""
+        path = sqlite_path(self.url)
+        if path is not None:
+            try:
+                return "process " + Path(str(path) + ".lock").read_text().strip()
+            except OSError:
+                return "another process"
+        return "another database session"
+
+    def alive(self) -> bool:
+        """Whether we still hold it (a PostgreSQL session can be cut)."""
+        if self._conn is not None:
+            from sqlalchemy import text
+
+            try:
+                self._conn.execute(text("SELECT 1"))
+                self._conn.commit()
+            except Exception:
+                return False
+        return self._file is not None or self._conn is not None or sqlite_path(self.url) is None
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None

@@ -34,7 +34,9 @@ c.JupyterHub.services = [
     {
         "name": "gpu-allocator",
         "url": "http://127.0.0.1:8051",
+        # restarted within a second if it dies (JupyterHub alone: on its 30 s poll)
         "command": [
+            sys.executable, "-m", "gpuhub.supervise", "--",
             sys.executable, "-m", "gpu_allocator",
             "--db-url", os.environ["GPUHUB_ALLOCATOR_DB_URL"],  # postgresql+psycopg://gpuhub@db/gpuhub
             "--discovery", "auto",  # NVML on a GPU host; else --inventory FILE
@@ -70,6 +72,8 @@ c.JupyterHub.load_roles = [
         "scopes": ["custom:gpu-allocator:admin", "access:services!service=gpu-allocator"],
         "groups": ["gpu-admins"],
     },
+    # shares granted for servers the hub no longer runs are released (reconciliation)
+    {"name": "gpu-allocator", "scopes": ["list:users", "read:servers"], "services": ["gpu-allocator"]},
 ]
 
 # --- sessions ------------------------------------------------------------------------
@@ -89,7 +93,7 @@ c.GPUSpawner.allocator_token = spawner_token
 c.GPUSpawner.default_gpus = "0.25"       # preselected in the form
 c.GPUSpawner.default_cpu = 4
 c.GPUSpawner.default_mem = "16G"
-c.GPUSpawner.max_hours_limit = 72        # longest run time a user may ask for
+# the longest run time a user may ask for is the allocator's: --GPUAllocator.max_hours=72
 c.Spawner.default_url = "/lab"
 # (for process sessions on the hub host instead: spawner.LocalGPUSpawner, with
 #  c.LocalGPUSpawner.create_system_users = False: accounts come from your directory)

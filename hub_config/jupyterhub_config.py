@@ -63,7 +63,10 @@ c.JupyterHub.services = [
         "url": f"http://127.0.0.1:{allocator_port}",
         # GPUHUB_ALLOCATOR_BIND: where agents on other hosts reach it (e.g. 0.0.0.0);
         # the hub and its proxy keep using 127.0.0.1
+        # gpuhub.supervise starts the allocator again within a second if it dies
+        # (JupyterHub itself would notice only on its 30 s poll)
         "command": [
+            sys.executable, "-m", "gpuhub.supervise", "--",
             sys.executable, "-m", "gpu_allocator",
             f"--ip={env('GPUHUB_ALLOCATOR_BIND', '127.0.0.1')}",
         ],
@@ -71,6 +74,10 @@ c.JupyterHub.services = [
             "GPUHUB_DATA_DIR": str(data_dir),
             "GPUHUB_INVENTORY": env("GPUHUB_INVENTORY", str(here / "gpu_inventory.yaml")),
             "GPUHUB_HEARTBEAT_INTERVAL": env("GPUHUB_HEARTBEAT_INTERVAL", "5"),
+            # shares granted for servers the hub does not run are released after this
+            "GPUHUB_RECONCILE_INTERVAL": env("GPUHUB_RECONCILE_INTERVAL", "60"),
+            "GPUHUB_RECONCILE_GRACE": env("GPUHUB_RECONCILE_GRACE", "300"),
+            "GPUHUB_ALLOCATOR_DB_URL": env("GPUHUB_ALLOCATOR_DB_URL", ""),
             "PYTHONUNBUFFERED": "1",
         },
         "display": False,
@@ -106,6 +113,8 @@ c.JupyterHub.load_roles = [
         "scopes": ["custom:gpu-allocator:agent", "access:services!service=gpu-allocator"],
         "services": ["gpuhub-agent"],
     },
+    # the allocator compares the shares it granted with the servers the hub runs
+    {"name": "gpu-allocator", "scopes": ["list:users", "read:servers"], "services": ["gpu-allocator"]},
 ]
 
 # --- sessions -----------------------------------------------------------------

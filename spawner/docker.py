@@ -23,9 +23,36 @@ from dockerspawner import DockerSpawner
 from jupyterhub.utils import random_port
 from traitlets import Dict, Unicode, default
 
+from gpu_allocator.client import fractional
+
 from .gpuspawner import GPUSpawner
 
 LOCAL_ENGINE = {"url": "unix:///var/run/docker.sock", "ip": "127.0.0.1"}
+
+
+#: where a fractional share finds the host's MPS pipes inside the container
+MPS_PIPE_IN_CONTAINER = "/tmp/nvidia-mps"
+
+
+def docker_gpu_config(allocation: dict | None, endpoint: dict) -> dict:
+    """What a session's container gets for its share (a pure function, as
+    kubespawner's make_pod_spec): ``host_config`` — device_requests for exactly
+    the share's devices on engines with the NVIDIA runtime, and for a fraction
+    the host's MPS pipe directory — and ``env``, the MPS pipe variable."""
+    devices = (allocation or {}).get("devices") or []
+    host_config: dict = {}
+    env: dict = {}
+    if devices and endpoint.get("gpu_runtime"):
+        host_config["device_requests"] = [
+            docker.types.DeviceRequest(device_ids=[d["uuid"] for d in devices], capabilities=[["gpu"]])
+        ]
+    if allocation and fractional(allocation) and endpoint.get("mps_pipe_dir"):
+        if endpoint.get("gpu_runtime"):
+            host_config["binds"] = {
+                endpoint["mps_pipe_dir"]: {"bind": MPS_PIPE_IN_CONTAINER, "mode": "rw"}
+            }
+        env["CUDA_MPS_PIPE_DIRECTORY"] = MPS_PIPE_IN_CONTAINER
+    return {"host_config": host_config, "env": env}
 
 
 class DockerGPUSpawner(GPUSpawner, DockerSpawner):
@@ -151,27 +178,11 @@ class DockerGPUSpawner(GPUSpawner, DockerSpawner):
         return lambda spawner: spawner.gpu_host_config()
 
     def gpu_host_config(self) -> dict:
-        """device_requests and the MPS pipe mount for this session's share."""
-        endpoint = self.endpoint
-        devices = (self.allocation or {}).get("devices") or []
-        config: dict = {}
-        if devices and endpoint.get("gpu_runtime"):
-            config["device_requests"] = [
-                docker.types.DeviceRequest(
-                    device_ids=[d["uuid"] for d in devices], capabilities=[["gpu"]]
-                )
-            ]
-            if len(devices) == 1 and devices[0]["fraction"] < 1 and endpoint.get("mps_pipe_dir"):
-                config["binds"] = {
-                    endpoint["mps_pipe_dir"]: {"bind": "/tmp/nvidia-mps", "mode": "rw"}
-                }
-        return config
+        return docker_gpu_config(self.allocation, self.endpoint)["host_config"]
 
     def get_env(self):
         env = super().get_env()
-        devices = (self.allocation or {}).get("devices") or []
-        if len(devices) == 1 and devices[0]["fraction"] < 1 and self.endpoint.get("mps_pipe_dir"):
-            env["CUDA_MPS_PIPE_DIRECTORY"] = "/tmp/nvidia-mps"
+        env.update(docker_gpu_config(self.allocation, self.endpoint)["env"])
         return env
 
     async def create_object(self):

@@ -8,6 +8,8 @@ the MPS server on the host: a percentage of the SMs and a pinned memory limit
 
 from __future__ import annotations
 
+from gpu_allocator.client import fractional
+
 
 def gpu_env(allocation: dict | None) -> dict[str, str]:
     if not allocation:
@@ -16,13 +18,13 @@ def gpu_env(allocation: dict | None) -> dict[str, str]:
     env = {
         "CUDA_VISIBLE_DEVICES": ",".join(d["uuid"] for d in devices),
         "GPUHUB_ALLOCATION": allocation["id"],
-        "GPUHUB_GPUS": str(allocation["gpus"]),
+        "GPUHUB_GPUS": allocation["gpus"],
         "GPUHUB_HOST": allocation["host"],
     }
-    fraction = devices[0]["fraction"] if len(devices) == 1 else 1
-    if fraction < 1:
-        env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(max(1, round(fraction * 100)))
-        limit_mb = int(devices[0]["memory_mb"] * fraction)
+    if fractional(allocation):
+        units, per_gpu = devices[0]["units"], allocation["units_per_gpu"]
+        env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(max(1, (units * 100) // per_gpu))
+        limit_mb = devices[0]["memory_mb"] * units // per_gpu
         env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={limit_mb}M"
     return env
 

@@ -1,27 +1,29 @@
 """GPUSpawner: the GPU-share life cycle, independent of how servers run.
 
-start: validate → ask the allocator → put the share into the environment →
-start the server with the runtime (the spawner class this is mixed into) → on
-any failure, give the share back. stop, or a server found dead by poll(): give
-the share back. The allocation id lives in the spawner state, so a restarted
-hub still releases it.
+start: validate (the allocator's dry run) → ask the allocator, with an
+idempotency key, retrying while it is briefly away → put the share into the
+environment → start the server with the runtime (the spawner class this is
+mixed into) → on any failure, give the share back. stop, or a server found dead
+by poll(): give the share back. The allocation lives in the spawner state, so a
+restarted hub still releases it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
+import uuid
 
 from jupyterhub.spawner import SpawnException, Spawner
 from tornado import web
 from traitlets import Float, Unicode, default
 
-from gpu_allocator.serialize import pool_from_json
-from gpu_allocator.validation import RequestError
-
 from gpu_allocator.client import AllocatorClient, AllocatorError, default_api_url
+from gpu_allocator.core.validation import SPAWN_KEYS, RequestError
+
 from .gpu_env import describe, gpu_env
-from .options import SpawnRequest, options_from_form, parse_spawn_options, render_form
+from .options import check_spawn_keys, options_from_form, render_form
 
 
 class GPUSpawner(Spawner):
@@ -47,16 +49,23 @@ class GPUSpawner(Spawner):
     def _default_allocator_token(self):
         return os.environ.get("GPUHUB_ALLOCATOR_TOKEN", "")
 
+    allocator_retry_seconds = Float(
+        20.0,
+        help="How long (seconds) a spawn keeps retrying while the allocator cannot be "
+        "reached (it restarts within seconds after a crash). Retries carry the same "
+        "idempotency key, so a grant whose answer was lost is answered again, never "
+        "granted twice.",
+    ).tag(config=True)
+
     default_gpus = Unicode("0.5", help="GPU share preselected in the form and used when a "
                            "REST spawn request names none ('0' = no GPU).").tag(config=True)
     default_cpu = Float(2.0, help="CPU cores when the request names none.").tag(config=True)
     default_mem = Unicode("4G", help="Memory when the request names none, e.g. '4G'.").tag(config=True)
-    default_max_hours = Float(8.0, help="Expected run time (hours) when the request names none.").tag(
-        config=True
-    )
-    max_hours_limit = Float(168.0, help="The longest run time (hours) a user may ask for.").tag(
-        config=True
-    )
+    default_max_hours = Float(
+        8.0,
+        help="Expected run time (hours) when the request names none. The longest allowed "
+        "is the allocator's GPUAllocator.max_hours (one setting, checked by the allocator).",
+    ).tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -66,7 +75,8 @@ class GPUSpawner(Spawner):
     # --- state -----------------------------------------------------------------
 
     allocation: dict | None = None
-    spawn_request: SpawnRequest | None = None
+    #: the validated request of the spawn under way (the allocator's dry-run answer)
+    gpu_request: dict | None = None
 
     def load_state(self, state):
         super().load_state(state)
@@ -100,20 +110,21 @@ class GPUSpawner(Spawner):
     #: the allocator's last answer to GET pool (runtimes read host details from it)
     pool_model: dict = {}
 
-    async def _pool(self):
+    async def fetch_pool(self) -> dict:
         try:
             self.pool_model = await self.allocator_client.pool()
-            return pool_from_json(self.pool_model)
         except AllocatorError as e:
             raise SpawnException(
                 f"The GPU allocator is not available: {e.message}",
                 reason="allocator", status_code=503,
             ) from None
+        return self.pool_model
 
     @default("options_form")
     def _default_options_form(self):
         async def form(spawner):
-            return render_form(await spawner._pool(), spawner.option_defaults, spawner.form_images())
+            pool = await spawner.fetch_pool()
+            return render_form(pool, spawner.option_defaults, spawner.form_images())
 
         return form
 
@@ -131,23 +142,36 @@ class GPUSpawner(Spawner):
     def _default_apply_user_options(self):
         return type(self).apply_gpu_options
 
+    def gpu_options(self, user_options: dict) -> dict:
+        """The GPU request of a spawn: the user's options over the defaults."""
+        merged = dict(self.option_defaults)
+        merged.update({k: v for k, v in user_options.items() if k in SPAWN_KEYS and v not in ("", None)})
+        return merged
+
     async def apply_gpu_options(self, user_options: dict) -> None:
-        """Validate the spawn request (form or REST) before anything starts: a bad
-        value is a 400 whose message says what is allowed, and nothing is held."""
-        pool = await self._pool()
+        """Validate the spawn request (form or REST) before anything starts — by the
+        allocator, the one validation: a bad value is a 400 whose message says
+        what is allowed, and nothing is held."""
         try:
-            req = parse_spawn_options(
-                user_options, pool, defaults=self.option_defaults, max_hours=self.max_hours_limit,
-                extra_keys=self.extra_option_keys,
-            )
+            check_spawn_keys(user_options, self.extra_option_keys)
         except RequestError as e:
             raise web.HTTPError(400, str(e), reason="Invalid spawn options") from None
-        self.spawn_request = req
+        try:
+            checked = await self.allocator_client.check(
+                user=self.user.name, **self.gpu_options(user_options)
+            )
+        except AllocatorError as e:
+            if e.status in (400, 403):
+                raise web.HTTPError(400, e.message, reason="Invalid spawn options") from None
+            raise web.HTTPError(
+                503, f"The GPU allocator is not available: {e.message}", reason="allocator"
+            ) from None
+        self.gpu_request = checked["request"]
         # a new spawn begins here: its progress starts empty
         self._events = []
         self._progress_changed.set()
-        self.cpu_limit = req.cpu
-        self.mem_limit = req.mem_mb * 1024**2
+        self.cpu_limit = float(self.gpu_request["cpu"])
+        self.mem_limit = int(self.gpu_request["mem"].rstrip("M")) * 1024**2
 
     # --- progress ----------------------------------------------------------------
 
@@ -171,36 +195,56 @@ class GPUSpawner(Spawner):
 
     # --- life cycle ----------------------------------------------------------------
 
-    async def _allocate(self, req: SpawnRequest) -> dict:
-        self._event(10, f"requesting {req.gpus} GPU" if req.units else "requesting no GPU")
-        try:
-            allocation = await self.allocator_client.allocate(
-                user=self.user.name,
-                server=self._log_name,
-                gpus=float(req.gpus) if "." in req.gpus else int(req.gpus),
-                cpu=req.cpu,
-                mem=f"{req.mem_mb}M",
-                max_hours=req.max_hours,
-            )
-        except AllocatorError as e:
-            if e.status == 409:
-                raise SpawnException(e.message, reason="capacity", status_code=503) from None
-            if e.status == 400:
-                raise SpawnException(e.message, reason="invalid", status_code=400) from None
-            raise SpawnException(
-                f"The GPU allocator failed: {e.message}", reason="allocator", status_code=503
-            ) from None
+    def profile(self, req: dict) -> str:
+        """One line for JupyterHub's admin page (its Profile column)."""
+        gpu = "no GPU" if not req["units"] else f"{req['gpus']} GPU"
+        models = f" {'/'.join(req['gpu_model'])}" if req.get("gpu_model") else ""
+        return f"{gpu}{models} · {req['cpu']} CPU · {req['mem']} · {req['max_hours']:g}h"
+
+    async def _allocate(self, req: dict) -> dict:
+        """Ask for the share; while the allocator is unreachable (restarting) ask
+        again with the same idempotency key."""
+        self._event(10, f"requesting {req['gpus']} GPU" if req["units"] else "requesting no GPU")
+        key = f"{self.user.name}/{self.name}/{uuid.uuid4().hex}"
+        body = {
+            "user": self.user.name,
+            "server": self.name,
+            "key": key,
+            "gpus": req["gpus"],
+            "cpu": req["cpu"],
+            "mem": req["mem"],
+            "max_hours": req["max_hours"],
+            "gpu_model": req.get("gpu_model") or None,
+        }
+        deadline = time.monotonic() + self.allocator_retry_seconds
+        pause = 0.25
+        while True:
+            try:
+                allocation = await self.allocator_client.allocate(**body)
+                break
+            except AllocatorError as e:
+                if e.status == 409:
+                    raise SpawnException(e.message, reason="capacity", status_code=503) from None
+                if e.status == 400:
+                    raise SpawnException(e.message, reason="invalid", status_code=400) from None
+                if e.status < 500 or time.monotonic() > deadline:
+                    raise SpawnException(
+                        f"The GPU allocator failed: {e.message}", reason="allocator", status_code=503
+                    ) from None
+                self.log.warning("%s: the allocator is away (%s); asking again", self._log_name, e.message)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
         self._event(40, f"allocated {describe(allocation)}")
         return allocation
 
     async def start(self):
         await self._release("left over from an earlier server")
-        req, self.spawn_request = self.spawn_request, None
+        req, self.gpu_request = self.gpu_request, None
         if req is None:  # apply_user_options was replaced by the admin's own hook
             await self.apply_gpu_options(self.user_options)
-            req, self.spawn_request = self.spawn_request, None
-        self.allocation = await self._allocate(req) if req.units else None
-        self.user_options["profile"] = req.profile()
+            req, self.gpu_request = self.gpu_request, None
+        self.allocation = await self._allocate(req) if req["units"] else None
+        self.user_options["profile"] = self.profile(req)
         self.orm_spawner.user_options = dict(self.user_options)
         self._event(60, "starting server")
         try:

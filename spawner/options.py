@@ -1,66 +1,29 @@
-"""The spawn options: the form a user sees, and the parsing of what comes back.
+"""The spawn options: the form a user sees, and what comes back from it.
 
-The same validation (gpu_allocator.validation) serves the form and the hub's REST
-API, so `{"gpus": 1.5}` is refused with the same words either way.
+The form is built from the allocator's ``GET pool`` answer (the wire shape);
+validation is not done here but by the allocator (``POST allocations`` with
+``"dry_run": true``), so the form, the hub's REST API and the allocator's API
+refuse the same values with the same words.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from html import escape
 
-from gpu_allocator.model import Host, Pool, format_gpus
-from gpu_allocator.validation import (
-    SPAWN_KEYS,
-    RequestError,
-    check_capacity,
-    check_keys,
-    parse_cpu,
-    parse_gpus,
-    parse_hours,
-    parse_mem,
-)
+from gpu_allocator.core.validation import SPAWN_KEYS, RequestError, check_keys
 
 GPU_CHOICES = ("0", "0.25", "0.5", "1", "2", "4")
 
-
-@dataclass(frozen=True)
-class SpawnRequest:
-    units: int
-    cpu: float
-    mem_mb: int
-    max_hours: float
-    units_per_gpu: int
-
-    @property
-    def gpus(self) -> str:
-        return format_gpus(self.units, self.units_per_gpu)
-
-    def profile(self) -> str:
-        """One line for JupyterHub's admin page (its Profile column)."""
-        gpu = "no GPU" if not self.units else f"{self.gpus} GPU"
-        return f"{gpu} · {self.cpu:g} CPU · {self.mem_mb}M · {self.max_hours:g}h"
+__all__ = ["GPU_CHOICES", "SPAWN_KEYS", "check_spawn_keys", "options_from_form", "render_form"]
 
 
-def parse_spawn_options(
-    options: dict, pool: Pool, *, defaults: dict, max_hours: float,
-    extra_keys: frozenset[str] = frozenset(),
-) -> SpawnRequest:
-    """Validate user_options (from the form or the REST API) against the pool;
-    ``extra_keys`` are passed through for the runtime to check."""
+def check_spawn_keys(options: object, extra_keys: frozenset[str] = frozenset()) -> dict:
+    """user_options must be an object with known keys (the runtime's own, like
+    "image", are in ``extra_keys``)."""
     if not isinstance(options, dict):
         raise RequestError("spawn options must be a JSON object")
-    check_keys(options, SPAWN_KEYS | extra_keys)
-    merged = {**defaults, **{k: v for k, v in options.items() if k in SPAWN_KEYS - {"profile"}}}
-    req = SpawnRequest(
-        units=parse_gpus(merged["gpus"], pool.units_per_gpu, allow_zero=True),
-        cpu=parse_cpu(merged["cpu"]),
-        mem_mb=parse_mem(merged["mem"]),
-        max_hours=parse_hours(merged["max_hours"], max_hours),
-        units_per_gpu=pool.units_per_gpu,
-    )
-    check_capacity(pool, req.units, req.cpu, req.mem_mb)
-    return req
+    check_keys({k: v for k, v in options.items() if k != "profile"}, SPAWN_KEYS | extra_keys)
+    return options
 
 
 def options_from_form(formdata: dict[str, list[str]]) -> dict:
@@ -73,46 +36,46 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict:
     if gpus == "custom":
         gpus = first("gpus_custom")
     options = {"gpus": gpus, "cpu": first("cpu"), "mem": first("mem"), "max_hours": first("max_hours")}
+    if first("gpu_model"):
+        options["gpu_model"] = first("gpu_model")
     if first("image"):
         options["image"] = first("image")
     return options
 
 
-def _offered(pool: Pool) -> list[str]:
+def _up(pool: dict) -> list[dict]:
+    return [h for h in pool.get("hosts", []) if h["state"] != "lost"]
+
+
+def _offered(pool: dict) -> list[str]:
     """The preset GPU amounts some host of this pool could ever hold."""
-    per_gpu = pool.units_per_gpu
-    biggest = max((len(h.devices) for h in pool.hosts if h.state != "lost"), default=0)
+    biggest = max((len(h["devices"]) for h in _up(pool)), default=0)
     offered = []
     for choice in GPU_CHOICES:
-        try:
-            units = parse_gpus(choice, per_gpu, allow_zero=True)
-        except RequestError:
-            continue
-        if units <= biggest * per_gpu:
+        amount = float(choice)
+        if amount < 1 and choice != "0" and (amount * pool["units_per_gpu"]) % 1:
+            continue  # not a multiple of this pool's quantum
+        if amount <= biggest:
             offered.append(choice)
     return offered
 
 
-def _free_summary(pool: Pool) -> list[str]:
-    per_gpu = pool.units_per_gpu
-    free = pool.free_units()
+def _free_summary(pool: dict) -> list[str]:
     lines = []
-    for h in pool.hosts:
-        if h.state != "up" or not h.devices:
-            continue
-        idle = sum(1 for d in h.devices if free[d.uuid] == per_gpu)
-        total_free = sum(free[d.uuid] for d in h.devices)
-        model = h.devices[0].model
+    hosts = [h for h in pool.get("hosts", []) if h["state"] == "up" and h["devices"]]
+    per_gpu = pool["units_per_gpu"]
+    for h in hosts[:12]:
+        idle = sum(1 for d in h["devices"] if d["free_units"] == per_gpu)
+        free_units = sum(d["free_units"] for d in h["devices"])
+        free = f"{free_units / per_gpu:g}"
+        model = h["devices"][0]["model"]
         lines.append(
-            f"{escape(h.name)}: {format_gpus(total_free, per_gpu)} of {len(h.devices)} × "
-            f"{escape(model)} free ({idle} idle GPU{'s' if idle != 1 else ''})"
+            f"{escape(h['name'])}: {free} of {len(h['devices'])} × {escape(model)} free "
+            f"({idle} idle GPU{'s' if idle != 1 else ''})"
         )
+    if len(hosts) > 12:
+        lines.append(f"and {len(hosts) - 12} more hosts")
     return lines
-
-
-def _largest_host(pool: Pool) -> Host | None:
-    hosts = [h for h in pool.hosts if h.state != "lost"]
-    return max(hosts, key=lambda h: (len(h.devices), h.cpus), default=None)
 
 
 def _image_field(images: list[str]) -> str:
@@ -120,19 +83,33 @@ def _image_field(images: list[str]) -> str:
         return ""
     options = "".join(f'<option value="{escape(i)}">{escape(i)}</option>' for i in images)
     return f"""
-<div class="form-group">
-  <label for="gpuhub-image">Image</label>
-  <select class="form-control" name="image" id="gpuhub-image">{options}</select>
+<div class="form-group mb-3">
+  <label class="form-label" for="gpuhub-image">Image</label>
+  <select class="form-control form-select" name="image" id="gpuhub-image">{options}</select>
 </div>"""
 
 
-def render_form(pool: Pool, defaults: dict, images: list[str] = ()) -> str:
+def _model_field(models: list[str]) -> str:
+    if len(models) < 2:
+        return ""
+    options = "".join(f'<option value="{escape(m)}">{escape(m)}</option>' for m in models)
+    return f"""
+<div class="form-group mb-3">
+  <label class="form-label" for="gpuhub-model">GPU model</label>
+  <select class="form-control form-select" name="gpu_model" id="gpuhub-model">
+    <option value="">any</option>{options}
+  </select>
+</div>"""
+
+
+def render_form(pool: dict, defaults: dict, images: list[str] = ()) -> str:
     """The spawn page's form, built from what the pool can hold and has free now
     (and the images an admin configured, where the runtime has images)."""
     offered = _offered(pool)
-    biggest = _largest_host(pool)
-    max_gpus = len(biggest.devices) if biggest else 0
-    quantum = format_gpus(1, pool.units_per_gpu)
+    up = _up(pool)
+    biggest = max(up, key=lambda h: (len(h["devices"]), float(h["cpus"])), default=None)
+    max_gpus = len(biggest["devices"]) if biggest else 0
+    quantum = pool.get("quantum", "0.05")
     default_gpus = str(defaults.get("gpus", "0"))
     gpu_options = "\n".join(
         f'<option value="{c}"{" selected" if c == default_gpus else ""}>'
@@ -140,12 +117,13 @@ def render_form(pool: Pool, defaults: dict, images: list[str] = ()) -> str:
         for c in offered
     )
     free_lines = "".join(f"<li>{line}</li>" for line in _free_summary(pool)) or "<li>nothing</li>"
-    max_cpu = biggest.cpus if biggest else 1
+    max_cpu = biggest["cpus"] if biggest else "1"
+    max_hours = pool.get("max_hours", 168)
     return f"""
 {_image_field(list(images))}
-<div class="form-group gpuhub-options">
-  <label for="gpuhub-gpus">GPU share</label>
-  <select class="form-control" name="gpus" id="gpuhub-gpus"
+<div class="form-group mb-3 gpuhub-options">
+  <label class="form-label" for="gpuhub-gpus">GPU share</label>
+  <select class="form-control form-select" name="gpus" id="gpuhub-gpus"
           onchange="document.getElementById('gpuhub-gpus-custom').style.display = this.value === 'custom' ? '' : 'none'">
     {gpu_options}
     <option value="custom">custom…</option>
@@ -153,22 +131,23 @@ def render_form(pool: Pool, defaults: dict, images: list[str] = ()) -> str:
   <input class="form-control" type="number" name="gpus_custom" id="gpuhub-gpus-custom"
          min="{quantum}" max="{max_gpus}" step="{quantum}" style="display: none"
          placeholder="a multiple of {quantum} below 1, or a whole number up to {max_gpus}">
-  <p class="help-block">Free right now:</p>
+  <p class="help-block form-text">Free right now:</p>
   <ul class="gpuhub-free">{free_lines}</ul>
 </div>
-<div class="form-group">
-  <label for="gpuhub-cpu">CPU cores</label>
+{_model_field(list(pool.get("models") or []))}
+<div class="form-group mb-3">
+  <label class="form-label" for="gpuhub-cpu">CPU cores</label>
   <input class="form-control" type="number" name="cpu" id="gpuhub-cpu" min="0.1" step="0.1"
-         max="{max_cpu:g}" value="{escape(str(defaults['cpu']))}">
+         max="{escape(str(max_cpu))}" value="{escape(str(defaults['cpu']))}">
 </div>
-<div class="form-group">
-  <label for="gpuhub-mem">Memory</label>
+<div class="form-group mb-3">
+  <label class="form-label" for="gpuhub-mem">Memory</label>
   <input class="form-control" type="text" name="mem" id="gpuhub-mem" pattern="[0-9.]+[KMGT]?"
          value="{escape(str(defaults['mem']))}" placeholder="e.g. 8G">
 </div>
-<div class="form-group">
-  <label for="gpuhub-hours">Expected run time (hours)</label>
-  <input class="form-control" type="number" name="max_hours" id="gpuhub-hours" min="0.5" step="0.5"
-         value="{escape(str(defaults['max_hours']))}">
+<div class="form-group mb-3">
+  <label class="form-label" for="gpuhub-hours">Expected run time (hours)</label>
+  <input class="form-control" type="number" name="max_hours" id="gpuhub-hours" min="0.25" step="0.25"
+         max="{max_hours}" value="{escape(str(defaults['max_hours']))}">
 </div>
 """

@@ -26,9 +26,10 @@ from urllib.parse import urlparse
 
 from traitlets import CaselessStrEnum, Float, List, Unicode, default
 
+from gpuhub.service import ServiceApp
+
 from . import containers
-from ..service_app import ServiceApp
-from ..client import AllocatorClient, AllocatorError, default_api_url
+from ..client import AllocatorClient, AllocatorError, default_api_url, fractional
 from .mps import MPSManager
 from .nvml import NoSampler, NVMLSampler, discover
 
@@ -322,9 +323,8 @@ class GPUAgent(ServiceApp):
                 "released meanwhile): %s", ", ".join(sorted(unknown - self.reported_unknown)),
             )
         self.reported_unknown = unknown
-        fractional = any(d.get("fraction", 1) < 1 for a in shares for d in a.get("devices") or ())
         try:
-            await self.mps.ensure(fractional)
+            await self.mps.ensure(any(fractional(a) for a in shares))
         except Exception as e:
             self.log.error("managing the MPS control daemon failed: %s", e)
 

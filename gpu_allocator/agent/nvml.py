@@ -9,7 +9,7 @@ NVML thread, never on the event loop.
 from __future__ import annotations
 
 from ..inventory import as_text, discover_nvml_details, load_inventory, nvml_call
-from ..model import Host
+from ..core.model import Host
 
 MB = 1024**2
 

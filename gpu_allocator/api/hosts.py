@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 import re
 import time
-from numbers import Real
+from decimal import Decimal
 
 from tornado import web
 
-from .handlers import APIHandler
-from .model import Device, Host
-from .serialize import allocation_json, pool_json
-from .store import HostConflict
+from ..core.model import Device, Host
+from ..pool import HostConflict
+from .allocations import APIHandler
+from .shapes import allocation_json, host_json
 
 AGENT_SCOPE = "custom:gpu-allocator:agent"
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
@@ -40,9 +40,12 @@ def _int(value, where: str, minimum: int = 0) -> int:
 def _num(value, where: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise BadBody(f"{where} must be a number, got {value!r}")
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise BadBody(f"{where} must be a finite number, got {value!r}")
+    return number
 
 
 def _str(value, where: str, *, empty: bool = False) -> str:
@@ -150,11 +153,7 @@ def parse_usage(data: dict, now: float) -> dict | None:
                 "processes": procs,
             }
         )
-    usage: dict = {"at": now, "devices": out}
-    mps = data.get("mps")
-    if isinstance(mps, dict):
-        usage["mps"] = {k: mps.get(k) for k in ("available", "running") if k in mps}
-    return usage
+    return {"at": now, "devices": out}
 
 
 class HostAPIHandler(APIHandler):
@@ -170,11 +169,11 @@ class HostAPIHandler(APIHandler):
         return self.body()
 
     def answer(self, view: dict) -> None:
-        pool = view["pool"]
+        state = self.pool.state
         self.send(
             {
-                "state": view["state"],
-                "shares": [allocation_json(a, pool) for a in view["shares"]],
+                "state": view["state"].value,
+                "shares": [allocation_json(a, state) for a in view["shares"]],
                 "unknown": view["unknown"],
                 "heartbeat_interval": self.allocator.heartbeat_interval,
             }
@@ -192,10 +191,9 @@ class RegisterHandler(HostAPIHandler):
             details = parse_details(data)
         except BadBody as e:
             raise web.HTTPError(400, str(e)) from None
-        store = self.allocator.store
         try:
-            view = await self.allocator.run(
-                store.register_host, host, running=running, docker=docker, details=details
+            view = await self.pool.register_host(
+                host, running=running, docker=docker, details=details
             )
         except HostConflict as e:
             raise web.HTTPError(409, str(e)) from None
@@ -211,7 +209,7 @@ class RegisterHandler(HostAPIHandler):
 
 
 class HeartbeatHandler(HostAPIHandler):
-    async def post(self, name):
+    def post(self, name):
         name = self.host_name(name)
         data = self.agent_body()
         now = time.time()
@@ -220,8 +218,10 @@ class HeartbeatHandler(HostAPIHandler):
             usage = parse_usage(data, now)
         except BadBody as e:
             raise web.HTTPError(400, str(e)) from None
-        view = await self.allocator.run(
-            self.allocator.store.heartbeat, name, running=running, usage=usage, now=now
+        mps = data.get("mps")
+        view = self.pool.heartbeat(
+            name, running=running, usage=usage, now=now,
+            mps={k: bool(mps.get(k)) for k in ("available", "running")} if isinstance(mps, dict) else None,
         )
         if view is None:
             raise web.HTTPError(404, f"host {name} is not registered (or was lost): register again")
@@ -233,18 +233,7 @@ class DrainHandler(HostAPIHandler):
         name = self.host_name(name)
         if not self.is_admin:
             raise web.HTTPError(403, "only admins may drain or undrain a host")
-        store = self.allocator.store
-        if not await self.allocator.run(store.set_drained, name, action == "drain"):
+        if not await self.pool.set_drained(name, action == "drain"):
             raise web.HTTPError(404, f"no host {name}")
         self.allocator.log.info("host %s %sed by %s", name, action, self.user_name)
-        pool, status = await self.allocator.run(store.pool_status)
-        (host,) = [h for h in pool_json(pool, viewer=None, status=status)["hosts"] if h["name"] == name]
-        self.send(host)
-
-
-def host_handlers(api: str, kw: dict) -> list:
-    return [
-        (api + r"/hosts/([^/]+)/register", RegisterHandler, kw),
-        (api + r"/hosts/([^/]+)/heartbeat", HeartbeatHandler, kw),
-        (api + r"/hosts/([^/]+)/(drain|undrain)", DrainHandler, kw),
-    ]
+        self.send(host_json(name, self.pool.state, self.pool.info.get(name), viewer=None))

@@ -1,0 +1,22 @@
+"""The allocator's REST API: routes under ``{service_prefix}api/v1/``."""
+
+from __future__ import annotations
+
+from gpuhub.api import HealthHandler
+
+from .allocations import AllocationHandler, AllocationsHandler, PoolHandler
+from .hosts import DrainHandler, HeartbeatHandler, RegisterHandler
+
+
+def routes(prefix: str, service) -> list:
+    api = prefix.rstrip("/") + "/api/v1"
+    kw = {"service": service}
+    return [
+        (api + r"/health", HealthHandler),
+        (api + r"/pool", PoolHandler, kw),
+        (api + r"/allocations", AllocationsHandler, kw),
+        (api + r"/allocations/([^/]+)", AllocationHandler, kw),
+        (api + r"/hosts/([^/]+)/register", RegisterHandler, kw),
+        (api + r"/hosts/([^/]+)/heartbeat", HeartbeatHandler, kw),
+        (api + r"/hosts/([^/]+)/(drain|undrain)", DrainHandler, kw),
+    ]

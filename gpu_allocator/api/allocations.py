@@ -1,0 +1,117 @@
+"""REST handlers for the pool and allocations, under ``{service_prefix}api/v1/``.
+
+Authentication is JupyterHub's: a hub token checked by HubAuth. Users see and
+change only their own allocations; JupyterHub admins (``admin:users``) and holders
+of ``custom:gpu-allocator:admin`` (the spawner's service token) act for anyone.
+"""
+
+from __future__ import annotations
+
+from tornado import web
+
+from gpuhub.api import APIHandler as BaseAPIHandler
+
+from ..core.placement import NoFit
+from ..core.validation import RequestError, check_capacity, parse_key, parse_request, parse_text
+from ..pool import KeyConflict
+from .shapes import allocation_json, pool_json
+
+ADMIN_SCOPE = "custom:gpu-allocator:admin"
+
+
+class APIHandler(BaseAPIHandler):
+    admin_scopes = frozenset({"admin:users", ADMIN_SCOPE})
+
+    @property
+    def allocator(self):
+        return self.service
+
+    @property
+    def pool(self):
+        return self.service.pool
+
+    def own_allocation_or_404(self, a, allocation_id: str):
+        """Other users' allocation ids are not even confirmed to exist."""
+        if a is None or (a.user != self.user_name and not self.is_admin):
+            raise web.HTTPError(404, f"no allocation {allocation_id}")
+        return a
+
+
+class PoolHandler(APIHandler):
+    def get(self):
+        pool = self.pool
+        body = pool_json(pool.state, pool.info, viewer=None if self.is_admin else self.user_name)
+        body["max_hours"] = self.allocator.max_hours
+        self.send(body)
+
+
+class AllocationsHandler(APIHandler):
+    def get(self):
+        user = self.get_argument("user", None)
+        if not self.is_admin:
+            if user not in (None, self.user_name):
+                raise web.HTTPError(403, "you can only list your own allocations")
+            user = self.user_name
+        state = self.pool.state
+        self.send({"allocations": [allocation_json(a, state) for a in self.pool.live(user)]})
+
+    async def post(self):
+        """Grant a share: 201 with the allocation; 200 with the same allocation for
+        a retried idempotency ``key``; with ``"dry_run": true``, 200 with the
+        validated request and whether it fits now (nothing is held); 400 for what
+        can never be granted, 409 for what does not fit now."""
+        data = self.body()
+        app = self.allocator
+        state = self.pool.state
+        try:
+            user = data.get("user", self.user_name)
+            req = parse_request(
+                data, user=user, units_per_gpu=state.units_per_gpu, max_hours=app.max_hours,
+            )
+            server = parse_text(data.get("server", ""), "server")
+            key = parse_key(data.get("key"))
+            dry_run = data.get("dry_run", False)
+            if not isinstance(dry_run, bool):
+                raise RequestError("dry_run must be true or false")
+        except RequestError as e:
+            raise web.HTTPError(400, str(e)) from None
+        if req.user != self.user_name and not self.is_admin:
+            raise web.HTTPError(403, "you can only allocate for yourself")
+        try:
+            check_capacity(state, req)
+        except RequestError as e:
+            raise web.HTTPError(400, str(e)) from None
+        if dry_run:
+            self.send(app.dry_run(req))
+            return
+        hub_server = server if "server" in data and self.is_admin else None
+        try:
+            allocation, created = await self.pool.grant(
+                req, server=server, hub_server=hub_server, key=key
+            )
+        except NoFit as e:
+            raise web.HTTPError(409, str(e)) from None
+        except KeyConflict as e:
+            raise web.HTTPError(409, str(e)) from None
+        if created:
+            app.log.info(
+                "granted %s to %s on %s: %s", allocation.id, req.user, allocation.host,
+                [(s.device_uuid, s.units) for s in allocation.shares],
+            )
+        else:
+            app.log.info("answered a retried request (key %s) with %s", key, allocation.id)
+        self.send(allocation_json(allocation, state), status=201 if created else 200)
+
+
+class AllocationHandler(APIHandler):
+    async def get(self, allocation_id):
+        a = self.own_allocation_or_404(await self.pool.get(allocation_id), allocation_id)
+        self.send(allocation_json(a, self.pool.state))
+
+    async def delete(self, allocation_id):
+        a = self.own_allocation_or_404(await self.pool.get(allocation_id), allocation_id)
+        released = await self.pool.finish(allocation_id)
+        if released is not None:
+            self.allocator.log.info("released %s of %s (by %s)", a.id, a.user, self.user_name)
+            a = released
+        self.send(allocation_json(a, self.pool.state))

@@ -1,0 +1,132 @@
+"""JSON shapes of the REST API (one place, so handlers and clients agree).
+
+Amounts are exact on the wire: GPU amounts as decimal strings ("0.5", "2") with
+their integer ``units`` and the pool's ``units_per_gpu`` beside them, CPU cores as
+decimal strings, memory in MB — never floats.
+"""
+
+from __future__ import annotations
+
+from ..core.model import Allocation, format_gpus
+from ..core.state import PoolState
+
+
+def cores(value: float) -> str:
+    return f"{round(value * 1000) / 1000:g}"
+
+
+def allocation_json(a: Allocation, state: PoolState) -> dict:
+    per_gpu = state.units_per_gpu
+    out = []
+    for s in a.shares:
+        d = state.devices.get(s.device_uuid)
+        out.append(
+            {
+                "uuid": s.device_uuid,
+                "index": d.index if d else None,
+                "model": d.model if d else None,
+                "memory_mb": d.memory_mb if d else None,
+                "island": d.island if d else None,
+                "units": s.units,
+                "fraction": format_gpus(s.units, per_gpu),
+            }
+        )
+    return {
+        "id": a.id,
+        "state": a.state.value,
+        "user": a.user,
+        "server": a.server,
+        "host": a.host,
+        "gpus": format_gpus(a.units, per_gpu),
+        "units": a.units,
+        "units_per_gpu": per_gpu,
+        "cpu": cores(a.cpu),
+        "mem": f"{a.mem_mb}M",
+        "max_hours": a.max_hours,
+        "created": a.created,
+        "released": a.released,
+        "devices": out,
+    }
+
+
+def _usage_for(usage: dict | None, devices: set[str] | None) -> dict | None:
+    """An agent's samples as a viewer may see them: admins (devices None) all of
+    it; users only the devices they hold a share of, without process ids."""
+    if not usage:
+        return None
+    if devices is None:
+        return usage
+    mine = [
+        {k: d.get(k) for k in ("uuid", "utilization_gpu", "memory_used_mb")}
+        for d in usage.get("devices") or ()
+        if d.get("uuid") in devices
+    ]
+    return {"at": usage.get("at"), "devices": mine}
+
+
+def host_json(name: str, state: PoolState, info, *, viewer: str | None) -> dict:
+    per_gpu = state.units_per_gpu
+    h = state.hosts[name]
+    cpu_free, mem_free = state.host_room(name)
+    held = state.by_host.get(name, {})
+    shares_by_device: dict[str, list] = {}
+    for a in held.values():
+        if viewer is not None and a.user != viewer:
+            continue
+        for s in a.shares:
+            shares_by_device.setdefault(s.device_uuid, []).append(
+                {"allocation": a.id, "user": a.user, "units": s.units,
+                 "fraction": format_gpus(s.units, per_gpu)}
+            )
+    devices = [
+        {
+            "index": d.index,
+            "uuid": d.uuid,
+            "model": d.model,
+            "memory_mb": d.memory_mb,
+            "island": d.island,
+            "free_units": state.free[d.uuid],
+            "free": format_gpus(state.free[d.uuid], per_gpu),
+            "shares": shares_by_device.get(d.uuid, []),
+        }
+        for d in h.devices
+    ]
+    mine = None if viewer is None else set(shares_by_device)
+    details = (info.details if info else None) or {}
+    out = {
+        "name": name,
+        "state": h.state.value,
+        "cpus": cores(h.cpus),
+        "cpus_free": cores(cpu_free / 1000),
+        "memory_mb": h.memory_mb,
+        "memory_mb_free": mem_free,
+        "devices": devices,
+        "source": info.source if info else "inventory",
+        "topology": details.get("topology"),
+        "numa": details.get("numa"),
+        "usage": _usage_for(info.usage if info else None, mine),
+    }
+    if viewer is None:
+        out.update(
+            drained=bool(info and info.drained),
+            last_heartbeat=info.last_heartbeat if info else None,
+            unknown_allocations=list(info.unknown) if info else [],
+            docker=info.docker if info else None,
+            mps=info.mps if info else None,
+        )
+    return out
+
+
+def pool_json(state: PoolState, info: dict, *, viewer: str | None) -> dict:
+    """The pool as ``viewer`` may see it: capacity for everyone; other users'
+    shares, agents' process samples, Docker endpoints and unknown allocations
+    only for admins (``viewer=None``)."""
+    return {
+        "units_per_gpu": state.units_per_gpu,
+        "quantum": format_gpus(1, state.units_per_gpu),
+        "models": state.models(),
+        "hosts": [
+            host_json(name, state, info.get(name), viewer=viewer)
+            for name in sorted(state.hosts)
+        ],
+    }

@@ -1,0 +1,122 @@
+"""The allocator's background loops: lost hosts, reconciliation with the hub,
+and the database lock. Each runs on the event loop; decisions are the pool's."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from urllib.parse import urlencode
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+
+async def check_hosts(app, started: float) -> float | None:
+    """Mark agent hosts without a recent heartbeat lost. Hosts get a full grace
+    period after the allocator starts, so an allocator outage does not count as
+    their loss. Returns the oldest heartbeat still alive."""
+    now = time.time()
+    threshold = app.missed_heartbeats * app.heartbeat_interval
+    cutoff = now - threshold if now - threshold > started else 0.0
+    for host, ids in await app.pool.mark_lost(cutoff, now):
+        app.log.warning(
+            "host %s missed %i heartbeats: marked lost; its allocations are lost: %s",
+            host, app.missed_heartbeats, ", ".join(ids) or "none",
+        )
+    return app.pool.oldest_heartbeat()
+
+
+async def watch_heartbeats(app) -> None:
+    """Check for lost hosts at least every heartbeat_interval, and right when the
+    oldest heartbeat expires, so a host is lost missed_heartbeats ×
+    heartbeat_interval after its last heartbeat (plus a few ms)."""
+    started = time.time()
+    interval = app.heartbeat_interval
+    threshold = app.missed_heartbeats * interval
+    while True:
+        delay = interval
+        try:
+            oldest = await check_hosts(app, started)
+            if oldest is not None:
+                expires = max(oldest, started) + threshold
+                delay = min(interval, max(0.05, expires - time.time() + 0.01))
+        except Exception:
+            app.log.exception("checking the hosts' heartbeats failed")
+        await asyncio.sleep(delay)
+
+
+async def hub_servers() -> set[tuple[str, str]]:
+    """(user, server name) of every server the hub runs or is starting, from its
+    REST API (the service's token needs list:users and read:servers)."""
+    api = os.environ["JUPYTERHUB_API_URL"].rstrip("/")
+    token = os.environ["JUPYTERHUB_API_TOKEN"]
+    client = AsyncHTTPClient()
+    active: set[tuple[str, str]] = set()
+    offset = 0
+    while True:
+        query = urlencode({"state": "active", "offset": offset, "limit": 200})
+        resp = await client.fetch(HTTPRequest(
+            f"{api}/users?{query}",
+            headers={"Authorization": f"token {token}",
+                     "Accept": "application/jupyterhub-pagination+json"},
+            request_timeout=30,
+        ))
+        page = json.loads(resp.body)
+        for user in page["items"]:
+            for name in (user.get("servers") or {}):
+                active.add((user["name"], name))
+        following = (page.get("_pagination") or {}).get("next")
+        if not following:
+            return active
+        offset = following["offset"]
+
+
+async def reconcile(app, now: float | None = None, servers: set | None = None) -> list[str]:
+    """Release shares granted for hub servers that the hub does not run, once they
+    are older than the grace period. Returns the released ids."""
+    pool = app.pool
+    now = time.time() if now is None else now
+    candidates = [
+        a for a in pool.live()
+        if pool.hub_server.get(a.id) is not None and now - a.created > app.reconcile_grace
+    ]
+    if not candidates:
+        return []
+    if servers is None:
+        servers = await hub_servers()
+    released = []
+    for a in candidates:
+        server = pool.hub_server.get(a.id)
+        if server is None or (a.user, server) in servers:
+            continue
+        if await pool.finish(a.id) is not None:
+            released.append(a.id)
+            app.log.warning(
+                "released %s of %s: the hub runs no server %r for it (granted %.0f s ago; "
+                "its answer never reached a spawner, or the server ended without releasing it)",
+                a.id, a.user, server, now - a.created,
+            )
+    return released
+
+
+async def reconcile_forever(app) -> None:
+    if not app.reconcile_interval or "JUPYTERHUB_API_URL" not in os.environ:
+        return
+    while True:
+        await asyncio.sleep(app.reconcile_interval)
+        try:
+            await reconcile(app)
+        except Exception as e:
+            app.log.warning("reconciling shares with the hub failed: %s", e)
+
+
+async def watch_lock(app, interval: float = 5.0) -> None:
+    """An allocator that lost its hold on the database (a PostgreSQL session cut)
+    must stop writing: it exits, and its supervisor starts one that waits."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        if not await loop.run_in_executor(None, app.lock.alive):
+            app.log.error("lost the database lock on %s: exiting", app.lock.describe())
+            os._exit(3)

@@ -1,0 +1,299 @@
+"""The ledger: the allocator's durable record, written in short transactions.
+
+The allocator loads the pool once at start (:meth:`Ledger.load`) and from then on
+holds it in memory; every change it makes is a list of small operations written
+here in one transaction (:meth:`Ledger.write`) — an allocation and its shares
+inserted, a state updated — never a re-read of the pool. Several callers' changes
+may share one transaction (group commit); each is acknowledged only after the
+commit, so anything answered 201 is in the database.
+
+The methods block; the allocator calls them from its writer thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import delete, insert, inspect, select, text, update
+from sqlalchemy.orm import Session
+
+from gpuhub.db import current_revision, make_engine, stamp, upgrade
+
+from ..core.model import Allocation, AllocationState, Device, Host, HostState, Share
+from .schema import AllocationRow, DeviceRow, HostRow, MetaRow, ShareRow
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "gpu_allocator_version"
+#: host columns that versions before 0.1's last release may lack
+_LEGACY_HOST_COLUMNS = ("drained", "last_heartbeat", "docker", "usage", "unknown", "details")
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+# --- operations ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Insert:
+    """A granted allocation and its shares."""
+
+    allocation: Allocation
+    hub_server: str | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A live allocation ends: released, or lost with its host."""
+
+    allocation_id: str
+    state: AllocationState
+    at: float
+
+
+@dataclass(frozen=True)
+class PutHost:
+    """A host (re)described: capacity, devices, state and where it comes from."""
+
+    host: Host
+    source: str
+    drained: bool = False
+    last_heartbeat: float | None = None
+    docker: dict | None = None
+    details: dict | None = None
+
+
+@dataclass(frozen=True)
+class SetHost:
+    """A host's state and drain flag."""
+
+    name: str
+    state: HostState
+    drained: bool
+
+
+@dataclass(frozen=True)
+class DeleteHost:
+    name: str
+
+
+@dataclass
+class HostRecord:
+    """What the ledger keeps about a host besides its capacity."""
+
+    source: str = "inventory"
+    drained: bool = False
+    last_heartbeat: float | None = None
+    docker: dict | None = None
+    details: dict | None = None
+
+
+@dataclass
+class Loaded:
+    hosts: list[tuple[Host, HostRecord]] = field(default_factory=list)
+    allocations: list[tuple[Allocation, str | None]] = field(default_factory=list)
+
+
+def _allocation(row, shares: tuple[Share, ...]) -> Allocation:
+    return Allocation(
+        id=row.id,
+        user=row.user,
+        host=row.host,
+        units=row.units,
+        cpu=row.cpu,
+        mem_mb=row.mem_mb,
+        max_hours=row.max_hours,
+        shares=shares,
+        state=AllocationState(row.state),
+        server=row.server,
+        created=row.created_at,
+        key=row.idem_key,
+        released=row.released_at,
+    )
+
+
+class Ledger:
+    """The allocator's database (SQLite by default, PostgreSQL in production)."""
+
+    def __init__(self, url: str, units_per_gpu: int):
+        self.url = url
+        self.engine = make_engine(url)
+        self.units_per_gpu = units_per_gpu
+        self.migrate()
+        self._check_quantum()
+
+    # --- schema -----------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema. A database made before migrations existed
+        (gpuhub 0.1) is brought to that version's last layout, stamped, upgraded."""
+        tables = set(inspect(self.engine).get_table_names())
+        if "hosts" in tables and VERSION_TABLE not in tables:
+            present = {c["name"] for c in inspect(self.engine).get_columns("hosts")}
+            types = {"drained": "BOOLEAN", "last_heartbeat": "FLOAT"}
+            with self.engine.begin() as conn:
+                for name in _LEGACY_HOST_COLUMNS:
+                    if name not in present:
+                        kind = types.get(name, "JSON")
+                        conn.execute(text(f"ALTER TABLE hosts ADD COLUMN {name} {kind}"))
+            stamp(self.engine, MIGRATIONS, VERSION_TABLE, "0001")
+        upgrade(self.engine, MIGRATIONS, VERSION_TABLE)
+
+    def revision(self) -> str | None:
+        return current_revision(self.engine, VERSION_TABLE)
+
+    def _check_quantum(self) -> None:
+        """Shares are stored in units; a changed quantum would silently rescale them."""
+        with Session(self.engine) as s, s.begin():
+            row = s.get(MetaRow, "units_per_gpu")
+            if row is None:
+                s.add(MetaRow(key="units_per_gpu", value=str(self.units_per_gpu)))
+            elif int(row.value) != self.units_per_gpu:
+                live = s.scalars(
+                    select(AllocationRow.id).where(AllocationRow.state == "granted").limit(1)
+                ).first()
+                if live:
+                    raise StoreError(
+                        f"the database holds shares in 1/{row.value} GPU units; "
+                        f"release them before changing the quantum to 1/{self.units_per_gpu}"
+                    )
+                row.value = str(self.units_per_gpu)
+
+    # --- reading ---------------------------------------------------------------------
+
+    def load(self) -> Loaded:
+        """Every host and every live allocation, once (at start)."""
+        out = Loaded()
+        with Session(self.engine) as s, s.begin():
+            devices: dict[str, list[Device]] = {}
+            for d in s.execute(select(DeviceRow).order_by(DeviceRow.host, DeviceRow.index)).scalars():
+                devices.setdefault(d.host, []).append(
+                    Device(d.host, d.index, d.uuid, d.model, d.memory_mb, d.island)
+                )
+            for h in s.execute(select(HostRow).order_by(HostRow.name)).scalars():
+                host = Host(
+                    name=h.name,
+                    devices=tuple(devices.get(h.name, ())),
+                    cpus=h.cpus,
+                    memory_mb=h.memory_mb,
+                    state=HostState(h.state),
+                )
+                out.hosts.append(
+                    (host, HostRecord(h.source, bool(h.drained), h.last_heartbeat, h.docker, h.details))
+                )
+            shares: dict[str, list[Share]] = {}
+            live = select(AllocationRow.id).where(AllocationRow.state == "granted")
+            for sh in s.execute(
+                select(ShareRow).where(ShareRow.allocation_id.in_(live)).order_by(ShareRow.id)
+            ).scalars():
+                shares.setdefault(sh.allocation_id, []).append(Share(sh.device_uuid, sh.units))
+            rows = s.execute(
+                select(AllocationRow)
+                .where(AllocationRow.state == "granted")
+                .order_by(AllocationRow.created_at)
+            ).scalars()
+            for row in rows:
+                out.allocations.append((_allocation(row, tuple(shares.get(row.id, ()))), row.hub_server))
+        return out
+
+    def get(self, allocation_id: str) -> Allocation | None:
+        """Any allocation, live or past (the live ones the allocator has in memory)."""
+        with Session(self.engine) as s, s.begin():
+            row = s.get(AllocationRow, allocation_id)
+            if row is None:
+                return None
+            shares = tuple(Share(x.device_uuid, x.units) for x in row.shares)
+            return _allocation(row, shares)
+
+    def history(self, user: str | None = None, since: float = 0.0, limit: int = 1000) -> list[Allocation]:
+        """Allocations that ended after ``since`` (newest first)."""
+        with Session(self.engine) as s, s.begin():
+            q = select(AllocationRow).where(
+                AllocationRow.state != "granted", AllocationRow.released_at >= since
+            )
+            if user is not None:
+                q = q.where(AllocationRow.user == user)
+            q = q.order_by(AllocationRow.released_at.desc()).limit(limit)
+            return [_allocation(r, ()) for r in s.execute(q).scalars()]
+
+    # --- writing ---------------------------------------------------------------------
+
+    def write(self, ops: list) -> None:
+        """Apply ``ops`` in order, in one transaction."""
+        with self.engine.begin() as conn:
+            allocations, shares = [], []
+
+            def flush_inserts():
+                if allocations:
+                    conn.execute(insert(AllocationRow.__table__), allocations)
+                    allocations.clear()
+                if shares:
+                    conn.execute(insert(ShareRow.__table__), shares)
+                    shares.clear()
+
+            for op in ops:
+                if isinstance(op, Insert):
+                    a = op.allocation
+                    allocations.append(
+                        {
+                            "id": a.id, "user": a.user, "server": a.server, "host": a.host,
+                            "units": a.units, "cpu": a.cpu, "mem_mb": a.mem_mb,
+                            "max_hours": a.max_hours, "state": a.state.value,
+                            "created_at": a.created, "released_at": None,
+                            "idem_key": a.key, "hub_server": op.hub_server, "models": None,
+                        }
+                    )
+                    shares.extend(
+                        {"allocation_id": a.id, "device_uuid": s.device_uuid, "units": s.units}
+                        for s in a.shares
+                    )
+                    continue
+                flush_inserts()
+                if isinstance(op, Finish):
+                    conn.execute(
+                        update(AllocationRow.__table__)
+                        .where(AllocationRow.id == op.allocation_id, AllocationRow.state == "granted")
+                        .values(state=op.state.value, released_at=op.at, idem_key=None)
+                    )
+                elif isinstance(op, PutHost):
+                    self._put_host(conn, op)
+                elif isinstance(op, SetHost):
+                    conn.execute(
+                        update(HostRow.__table__)
+                        .where(HostRow.name == op.name)
+                        .values(state=op.state.value, drained=op.drained)
+                    )
+                elif isinstance(op, DeleteHost):
+                    conn.execute(delete(DeviceRow.__table__).where(DeviceRow.host == op.name))
+                    conn.execute(delete(HostRow.__table__).where(HostRow.name == op.name))
+                else:
+                    raise TypeError(f"not a ledger operation: {op!r}")
+            flush_inserts()
+
+    def _put_host(self, conn, op: PutHost) -> None:
+        h = op.host
+        values = {
+            "cpus": h.cpus, "memory_mb": h.memory_mb, "state": h.state.value,
+            "source": op.source, "drained": op.drained, "last_heartbeat": op.last_heartbeat,
+            "docker": op.docker, "details": op.details,
+        }
+        exists = conn.execute(select(HostRow.name).where(HostRow.name == h.name)).first()
+        if exists:
+            conn.execute(update(HostRow.__table__).where(HostRow.name == h.name).values(**values))
+        else:
+            conn.execute(insert(HostRow.__table__).values(name=h.name, **values))
+        conn.execute(delete(DeviceRow.__table__).where(DeviceRow.host == h.name))
+        if h.devices:
+            conn.execute(
+                insert(DeviceRow.__table__),
+                [
+                    {"uuid": d.uuid, "host": h.name, "index": d.index, "model": d.model,
+                     "memory_mb": d.memory_mb, "island": d.island}
+                    for d in h.devices
+                ],
+            )
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,89 @@
+"""The allocator's tables (SQLAlchemy), as of the newest migration.
+
+What the database keeps is what must survive a crash: hosts with their devices
+and capacity, every allocation (granted ones hold shares; released and lost ones
+are the history GPU-hours are computed from) and its shares. Heartbeats and usage
+samples are not written: they live in the allocator's memory.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class MetaRow(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
+class HostRow(Base):
+    __tablename__ = "hosts"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    cpus: Mapped[float] = mapped_column(Float)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="up")
+    source: Mapped[str] = mapped_column(String(16), default="inventory")
+    #: an admin's drain: survives the host being lost and coming back
+    drained: Mapped[bool] = mapped_column(Boolean, default=False, nullable=True)
+    #: when the agent last registered (epoch s)
+    last_heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the host's Docker engine as its agent registered it ({"url", "ip", …})
+    docker: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    #: pairwise topology and NUMA affinity the agent discovered
+    details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    devices: Mapped[list[DeviceRow]] = relationship(
+        back_populates="host_row", cascade="all, delete-orphan", order_by="DeviceRow.index"
+    )
+
+
+class DeviceRow(Base):
+    __tablename__ = "devices"
+    uuid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(ForeignKey("hosts.name", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(255))
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    island: Mapped[str] = mapped_column(String(64), default="")
+    host_row: Mapped[HostRow] = relationship(back_populates="devices")
+
+
+class AllocationRow(Base):
+    __tablename__ = "allocations"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), index=True)
+    server: Mapped[str] = mapped_column(String(255), default="")
+    host: Mapped[str] = mapped_column(String(255))
+    units: Mapped[int] = mapped_column(Integer)
+    cpu: Mapped[float] = mapped_column(Float)
+    mem_mb: Mapped[int] = mapped_column(Integer)
+    max_hours: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    released_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the client's idempotency key (a retried request gets the same allocation)
+    idem_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    #: the JupyterHub server (of ``user``) this share is for; None: not a hub
+    #: server's (then it is never reconciled against the hub)
+    hub_server: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: what the share was granted for: the GPU models the request accepted
+    models: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    shares: Mapped[list[ShareRow]] = relationship(
+        back_populates="allocation", cascade="all, delete-orphan", order_by="ShareRow.id"
+    )
+
+
+class ShareRow(Base):
+    __tablename__ = "shares"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    allocation_id: Mapped[str] = mapped_column(
+        ForeignKey("allocations.id", ondelete="CASCADE"), index=True
+    )
+    device_uuid: Mapped[str] = mapped_column(String(128), index=True)
+    units: Mapped[int] = mapped_column(Integer)
+    allocation: Mapped[AllocationRow] = relationship(back_populates="shares")
