@@ -50,9 +50,12 @@ demo: install
 
 ## Install everything and run the whole test suite.
 ## (starts a Docker engine when none runs, and stops what it started)
+## (and PostgreSQL, for the store tests that run against both SQLite and PostgreSQL)
 test: install
 	bash .ci/dockerd start
-	$(BIN)/python -m pytest -ra; rc=$$?; bash .ci/dockerd stop; exit $$rc
+	pg=$$(bash .ci/postgres start) || exit 1; \
+	GPUHUB_TEST_POSTGRES_URL=$$pg $(BIN)/python -m pytest -ra; rc=$$?; \
+	bash .ci/postgres stop; bash .ci/dockerd stop; exit $$rc
 
 clean:
 	rm -rf $(VENV) hub_config/proxy/node_modules data

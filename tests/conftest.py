@@ -10,3 +10,42 @@ sys.path.insert(0, str(TESTS))
 os.environ["PATH"] = os.pathsep.join(
     [str(Path(sys.executable).parent), str(REPO / "hub_config/proxy/node_modules/.bin"), os.environ["PATH"]]
 )
+
+
+import secrets  # noqa: E402
+
+import pytest  # noqa: E402
+
+#: set by `make test` (.ci/postgres starts Debian's PostgreSQL)
+POSTGRES_URL = os.environ.get("GPUHUB_TEST_POSTGRES_URL", "")
+
+
+def _postgres_database() -> tuple[str, object]:
+    """A new, empty PostgreSQL database for one test; returns (url, drop())."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"gpuhub_t_{secrets.token_hex(4)}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+    def drop():
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """Each store test runs on a SQLite file and on a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gpuhub.sqlite'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("GPUHUB_TEST_POSTGRES_URL is not set (make test starts PostgreSQL and sets it)")
+    url, drop = _postgres_database()
+    yield url
+    drop()
