@@ -19,7 +19,6 @@ import types
 import pytest
 import requests
 from hubprocess import API, REPO, Hub, wait_for
-from sqlalchemy import create_engine, text
 from test_inventory import FakeNVML, pairs
 
 from gpu_allocator.agent import containers
@@ -27,9 +26,6 @@ from gpu_allocator.agent.app import GPUAgent
 from gpu_allocator.agent.mps import MPSManager
 from gpu_allocator.agent.nvml import NoSampler, NVMLSampler, discover
 from gpu_allocator.inventory import discover_nvml_details, mock_uuid, nvml_numa, nvml_topology
-from gpu_allocator.model import Device, Host, Request
-from gpu_allocator.placement import NoFit
-from gpu_allocator.store import HostConflict, Store
 
 INTERVAL = 1.0  # the test hub's heartbeat interval
 MB = 1024**2
@@ -280,85 +276,6 @@ async def test_mps_missing_binary_is_logged_once(tmp_path, caplog):
     assert not (tmp_path / "mps").exists()
 
 
-# --------------------------------------------------------------------------- store
-
-
-def box(name: str, n: int = 2) -> Host:
-    return Host(name, tuple(Device(name, i, f"GPU-{name}-{i}", "H100", 81920) for i in range(n)), 16.0, 65536)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'a.db'}", 20)
-    yield s
-    s.engine.dispose()
-
-
-def test_store_register_heartbeat_drain_and_loss(store):
-    view = store.register_host(box("b1"), running=[], docker={"url": "tcp://b1:2375"}, now=100.0)
-    assert (view["state"], view["shares"], view["unknown"]) == ("up", [], [])
-    a = store.grant(Request("ann", 10))
-    assert a.host == "b1"
-    view = store.heartbeat("b1", running=[a.id, "ghost"], usage={"devices": []}, now=101.0)
-    assert [s.id for s in view["shares"]] == [a.id] and view["unknown"] == ["ghost"]
-    _, status = store.pool_status()
-    assert status["b1"]["last_heartbeat"] == 101.0 and status["b1"]["unknown_allocations"] == ["ghost"]
-    assert status["b1"]["docker"] == {"url": "tcp://b1:2375"} and status["b1"]["source"] == "agent"
-    assert store.heartbeat("nope", running=[], usage=None) is None
-
-    # drained: keeps its share, takes nothing new, stays drained on re-registration
-    assert store.set_drained("b1", True) and not store.set_drained("nope", True)
-    with pytest.raises(NoFit):
-        store.grant(Request("bob", 1))
-    assert store.register_host(box("b1"), running=[a.id], now=102.0)["state"] == "drained"
-    assert store.get(a.id).state == "granted"
-
-    # lost: one transaction; its allocation is lost, its shares free
-    assert store.mark_lost(cutoff=102.0, now=110.0) == ([], 102.0)
-    assert store.mark_lost(cutoff=102.5, now=110.0) == ([("b1", [a.id])], None)
-    lost = store.get(a.id)
-    assert lost.state == "lost"
-    pool = store.pool()
-    assert pool.hosts[0].state == "lost" and pool.free_units() == {"GPU-b1-0": 20, "GPU-b1-1": 20}
-    assert store.heartbeat("b1", running=[], usage=None) is None  # must register again
-    assert store.release(a.id).state == "lost"  # the spawner's release is a no-op
-    # it comes back: drained still (an admin's drain outlives a loss), the lost share unknown
-    view = store.register_host(box("b1"), running=[a.id], now=120.0)
-    assert (view["state"], view["shares"], view["unknown"]) == ("drained", [], [a.id])
-    store.set_drained("b1", False)
-    assert store.pool().hosts[0].state == "up"
-
-
-def test_store_registration_conflicts_and_inventory_hosts(store):
-    store.sync_hosts([box("inv")], "inventory")
-    with pytest.raises(HostConflict, match="GPU-inv-0 is already registered by host 'inv'"):
-        store.register_host(Host("other", box("inv").devices, 8.0, 1024), running=[])
-    # an agent takes over a declared host of the same name; the inventory does not take it back
-    store.register_host(box("inv", 1), running=[])
-    store.sync_hosts([box("inv")], "inventory")
-    _, status = store.pool_status()
-    assert status["inv"]["source"] == "agent" and len(store.pool().hosts[0].devices) == 1
-    # only agent hosts can be lost
-    store.sync_hosts([box("inv2")], "inventory")
-    lost, _ = store.mark_lost(cutoff=time.time() + 1)
-    assert lost == [("inv", [])]
-
-
-def test_store_adds_the_new_host_columns_to_an_old_database(tmp_path):
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = create_engine(url)
-    with engine.begin() as c:  # the hosts table as the previous version made it
-        c.execute(text("CREATE TABLE hosts (name VARCHAR(255) PRIMARY KEY, cpus FLOAT, "
-                       "memory_mb INTEGER, state VARCHAR(16), source VARCHAR(16))"))
-        c.execute(text("INSERT INTO hosts VALUES ('old', 4.0, 1024, 'up', 'inventory')"))
-    engine.dispose()
-    s = Store(url, 20)
-    assert s.set_drained("old", True)
-    _, status = s.pool_status()
-    assert status["old"]["drained"] is True and status["old"]["last_heartbeat"] is None
-    s.engine.dispose()
-
-
 # --------------------------------------------------------------------------- host API
 
 
@@ -463,7 +380,7 @@ def test_register_heartbeat_and_pool_view(hub, hosts):
     beat = r.json()
     assert beat["state"] == "up" and beat["unknown"] == ["0ddba11"]
     (share,) = beat["shares"]
-    assert (share["id"], share["devices"][0]["fraction"]) == (a["id"], 0.5)
+    assert (share["id"], share["devices"][0]["fraction"]) == (a["id"], "0.5")
     h = host_of(admin, "api-1")
     assert h["usage"]["devices"] == [sample] and h["unknown_allocations"] == ["0ddba11"]
     assert host_of(user, "api-1")["usage"]["devices"][0]["utilization_gpu"] == 87
@@ -516,7 +433,7 @@ def test_a_silent_host_is_lost_and_reconciles_when_it_returns(hub, hosts):
     assert 3 * INTERVAL - 0.2 <= took <= 3 * INTERVAL + 1.5, took
     gone = admin.call("GET", f"{API}/allocations/{a['id']}").json()
     assert gone["state"] == "lost"
-    assert host_of(admin, "api-lost")["devices"][0]["free"] == 1  # its share is free
+    assert host_of(admin, "api-lost")["devices"][0]["free"] == "1"  # its share is free
     assert a["id"] not in [x["id"] for x in admin.allocations()]
     # nothing new is placed there
     r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-l", "gpus": 1})
@@ -569,7 +486,7 @@ def test_agent_process_registers_heartbeats_runs_mps_and_comes_back(hub, tmp_pat
         wait_for(lambda: any(c.startswith("args=-d") for c in fake_mps.calls()), 5 * INTERVAL, "MPS start")
         assert f"pipe={state / 'mps' / 'pipe'}" in fake_mps.calls()[0]
         mps_up = {"available": True, "running": True}
-        wait_for(lambda: host_of(admin, "agent-box")["usage"].get("mps") == mps_up,
+        wait_for(lambda: host_of(admin, "agent-box").get("mps") == mps_up,
                  5 * INTERVAL, "MPS running in the usage")
         assert json.loads((state / "shares.json").read_text()) == [a["id"]]
         admin.call("DELETE", f"{API}/allocations/{a['id']}")

@@ -54,7 +54,7 @@ def test_login_pick_half_gpu_start_and_land_in_jupyterlab(hub, tmp_path):
         browser.close()
     user = hub.login("gpuhub-browser")
     (allocation,) = user.allocations()
-    assert allocation["gpus"] == 0.5 and allocation["mem"] == "2048M"
+    assert allocation["gpus"] == "0.5" and allocation["mem"] == "2048M"
     user.stop()
     assert user.allocations() == []
     print(f"click on Start to JupyterLab shown: {seconds:.1f}s (screenshots in {tmp_path})")

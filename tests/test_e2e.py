@@ -46,7 +46,7 @@ def whole_pool_after(hub):
 
 def pool_is_whole(client) -> bool:
     pool = client.pool()
-    return all(d["free"] == 1 and not d["shares"] for h in pool["hosts"] for d in h["devices"])
+    return all(d["free"] == "1" and not d["shares"] for h in pool["hosts"] for d in h["devices"])
 
 
 def test_login_spawn_half_gpu_env_and_stop(hub):
@@ -69,7 +69,7 @@ def test_login_spawn_half_gpu_env_and_stop(hub):
     assert "starting server" in messages
 
     (allocation,) = alice.allocations()
-    assert allocation["user"] == "gpuhub-alice" and allocation["gpus"] == 0.5
+    assert allocation["user"] == "gpuhub-alice" and allocation["gpus"] == "0.5"
     env = json.loads(alice.run_code(ENV_CODE))
     device = allocation["devices"][0]
     assert env["CUDA_VISIBLE_DEVICES"] == device["uuid"]
@@ -154,7 +154,7 @@ def test_users_only_see_and_touch_their_own_shares(hub):
     assert r.status_code == 403 and "yourself" in r.json()["error"]
     shares = [s for h in frank.pool()["hosts"] for d in h["devices"] for s in d["shares"]]
     assert shares == []
-    assert any(d["free"] == 0.75 for h in frank.pool()["hosts"] for d in h["devices"])
+    assert any(d["free"] == "0.75" for h in frank.pool()["hosts"] for d in h["devices"])
     # bad input to the allocator itself: 4xx JSON, nothing changes
     for bad in ({"gpus": 0}, {"gpus": 1.7}, {"gpus": float("nan")}, {"gpus": 0.5, "x": 1}):
         r = erin.call("POST", API + "/allocations", data=json.dumps(bad))
@@ -217,5 +217,5 @@ def test_spawn_form_offers_what_the_pool_can_hold(hub):
     assert r.status_code == 200, r.text[:500]
     ivan.wait_ready()
     (a,) = ivan.allocations()
-    assert (a["gpus"], a["cpu"], a["mem"], a["max_hours"]) == (0.25, 1.0, "2048M", 1.0)
+    assert (a["gpus"], a["cpu"], a["mem"], a["max_hours"]) == ("0.25", "1", "2048M", 1.0)
     ivan.stop()

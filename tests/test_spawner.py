@@ -97,11 +97,11 @@ async def gpuhub(hub_app, tmp_path):
 
 async def live(app) -> list[dict]:
     """Live allocations, as the allocator reports them (list endpoint, admin view)."""
-    return (await app.gpu_client._call("GET", "allocations"))["allocations"]
+    return (await app.gpu_client.call("GET", "allocations"))["allocations"]
 
 
 async def spawn(app, name, options, expect=(201, 202)):
-    user = add_user(app.db, app, name=name)
+    add_user(app.db, app, name=name)
     r = await api_request(app, "users", name, "server", method="post", data=json.dumps(options))
     assert r.status_code in expect, r.text
     return app.users[name], r

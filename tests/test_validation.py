@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpu_allocator.model import Device, Host, Pool, format_gpus
-from gpu_allocator.validation import (
+from gpu_allocator.core.model import Device, Host, HostState, Request, format_gpus
+from gpu_allocator.core.state import PoolState
+from gpu_allocator.core.validation import (
     SPAWN_KEYS,
     RequestError,
     check_capacity,
@@ -120,15 +121,72 @@ def test_parse_gpus_whole_numbers(n):
 
 
 @settings(deadline=None, max_examples=100)
-@given(st.fractions(min_value=Fraction(1, 1000), max_value=16, max_denominator=1000))
-def test_parse_gpus_accepts_exactly_the_allowed_set(g):
+@given(st.decimals(min_value="0.001", max_value=16, places=3))
+def test_parse_gpus_accepts_exactly_the_allowed_set(d):
+    g = Fraction(d)
     allowed = (g < 1 and (g * PER_GPU).denominator == 1) or g.denominator == 1
-    text = f"{g.numerator}/{g.denominator}"
     if allowed:
-        assert parse_gpus(text, PER_GPU) == g * PER_GPU
+        assert parse_gpus(str(d), PER_GPU) == g * PER_GPU
     else:
         with pytest.raises(RequestError):
-            parse_gpus(text, PER_GPU)
+            parse_gpus(str(d), PER_GPU)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1/2", "1e3", "0x10", "½", "0.5 GPU", "1" * 5000, "1e10000000", "9" * 40, "-0.5", "+", "."],
+)
+def test_parse_gpus_takes_plain_decimals_only(value):
+    with pytest.raises(RequestError) as e:
+        parse_gpus(value, PER_GPU)
+    assert len(str(e.value)) < 400  # the message never echoes a huge input whole
+
+
+# --------------------------------------------------------------------------- hostile bodies
+
+
+HOSTILE_BODIES = [
+    b'{"gpus": 1e10000000}',
+    b'{"gpus": "1e10000000"}',
+    b'{"gpus": ' + b"1" * 5000 + b"}",
+    b'{"mem": "' + b"1" * 5000 + b'G"}',
+    b'{"gpus": NaN}',
+    b'{"gpus": -Infinity}',
+    b'{"cpu": 1e-10000000}',
+    b"[" * 100000 + b"]" * 100000,
+    b"\xff\xfe",
+    b"[1, 2]",
+    b'"gpus"',
+]
+
+
+@pytest.mark.parametrize("raw", HOSTILE_BODIES, ids=lambda b: repr(b[:24]))
+def test_hostile_bodies_are_refused_before_any_arithmetic(raw, monkeypatch):
+    """A body is refused by its text's bounds: no Fraction, int or Decimal
+    arithmetic that grows with an exponent or a digit string ever runs."""
+    import fractions
+
+    from gpuhub.numbers import BodyError, NumberError, exact, parse_object
+
+    calls = []
+    real = fractions.Fraction.__new__
+
+    def watched(cls, *args, **kw):
+        calls.append(args)
+        return real(cls, *args, **kw)
+
+    monkeypatch.setattr(fractions.Fraction, "__new__", watched)
+    try:
+        data = parse_object(raw)
+    except BodyError:
+        return
+    for key, value in data.items():  # what got through the JSON layer: bounded numbers
+        with pytest.raises((NumberError, RequestError)):
+            if key == "mem":
+                parse_mem(value)
+            else:
+                exact(value, key)
+    assert not any(len(str(a)) > 64 for args in calls for a in args)
 
 
 # --------------------------------------------------------------------------- cpu
@@ -226,7 +284,11 @@ def test_parse_hours_fractional_limit():
 
 
 def test_check_keys_accepts_the_spawn_keys():
-    check_keys({"gpus": 1, "cpu": 1, "mem": "1G", "max_hours": 1, "profile": "x"}, SPAWN_KEYS)
+    from spawner.options import check_spawn_keys
+
+    # "profile" is what the spawner itself writes into user_options
+    check_spawn_keys({"gpus": 1, "cpu": 1, "mem": "1G", "max_hours": 1, "profile": "x"})
+    check_keys({"gpus": 1, "cpu": 1, "mem": "1G", "max_hours": 1, "gpu_model": "L4"}, SPAWN_KEYS)
     check_keys({}, SPAWN_KEYS)
 
 
@@ -246,47 +308,64 @@ def test_check_keys_names_unknown_and_allowed():
 # --------------------------------------------------------------------------- capacity
 
 
-def _host(name, n_gpus, cpus, mem_mb, state="up"):
-    devs = tuple(Device(name, i, f"{name}-{i}", "m", 1000) for i in range(n_gpus))
+def _host(name, n_gpus, cpus, mem_mb, state=HostState.UP, model="m"):
+    devs = tuple(Device(name, i, f"{name}-{i}", model, 1000) for i in range(n_gpus))
     return Host(name, devs, cpus, mem_mb, state)
 
 
+def _pool(*hosts):
+    return PoolState.build(hosts, (), PER_GPU)
+
+
 def _demo_pool():
-    return Pool((_host("node-a", 4, 32, 262144), _host("node-b", 2, 16, 131072)))
+    return _pool(_host("node-a", 4, 32, 262144, model="A100"), _host("node-b", 2, 16, 131072, model="L4"))
+
+
+def _req(units, cpu, mem, models=()):
+    return Request("u", units, cpu, mem, models=frozenset(models))
 
 
 def test_check_capacity_accepts_what_some_host_could_hold():
     pool = _demo_pool()
-    check_capacity(pool, 4 * PER_GPU, 32, 262144)
-    check_capacity(pool, 2 * PER_GPU, 32, 1024)  # node-a has 2+ GPUs and 32 cores
-    check_capacity(pool, 0, 1, 1024)
+    check_capacity(pool, _req(4 * PER_GPU, 32, 262144))
+    check_capacity(pool, _req(2 * PER_GPU, 32, 1024))  # node-a has 2+ GPUs and 32 cores
+    check_capacity(pool, _req(0, 1, 1024))
 
 
 def test_check_capacity_refuses_more_gpus_than_any_host():
     with pytest.raises(RequestError, match="at most 4 GPUs"):
-        check_capacity(_demo_pool(), 5 * PER_GPU, 1, 1024)
+        check_capacity(_demo_pool(), _req(5 * PER_GPU, 1, 1024))
+
+
+def test_check_capacity_counts_only_the_models_asked_for():
+    pool = _demo_pool()
+    check_capacity(pool, _req(2 * PER_GPU, 1, 1024, {"L4"}))
+    with pytest.raises(RequestError, match="at most 2 GPUs"):
+        check_capacity(pool, _req(3 * PER_GPU, 1, 1024, {"L4"}))
+    with pytest.raises(RequestError, match="no host has H100; this pool has A100, L4"):
+        check_capacity(pool, _req(PER_GPU, 1, 1024, {"H100"}))
 
 
 def test_check_capacity_cpu_and_mem_on_a_host_with_that_many_gpus():
-    pool = Pool((_host("big", 1, 64, 512000), _host("wide", 4, 8, 16384)))
-    check_capacity(pool, PER_GPU, 64, 512000)  # "big" holds it
+    pool = _pool(_host("big", 1, 64, 512000), _host("wide", 4, 8, 16384))
+    check_capacity(pool, _req(PER_GPU, 64, 512000))  # "big" holds it
     with pytest.raises(RequestError, match="at most 8 cores"):
-        check_capacity(pool, 2 * PER_GPU, 9, 1024)  # only "wide" has 2 GPUs
+        check_capacity(pool, _req(2 * PER_GPU, 9, 1024))  # only "wide" has 2 GPUs
     with pytest.raises(RequestError, match="at most 16384M"):
-        check_capacity(pool, 2 * PER_GPU, 1, 16385)
+        check_capacity(pool, _req(2 * PER_GPU, 1, 16385))
 
 
 def test_check_capacity_ignores_lost_hosts():
-    pool = Pool((_host("gone", 8, 64, 10**6, state="lost"), _host("here", 1, 4, 4096)))
+    pool = _pool(_host("gone", 8, 64, 10**6, state=HostState.LOST), _host("here", 1, 4, 4096))
     with pytest.raises(RequestError, match="at most 1 GPUs"):
-        check_capacity(pool, 2 * PER_GPU, 1, 1024)
+        check_capacity(pool, _req(2 * PER_GPU, 1, 1024))
 
 
 def test_check_capacity_pool_without_gpus():
-    pool = Pool((_host("cpu-only", 0, 8, 8192),))
+    pool = _pool(_host("cpu-only", 0, 8, 8192))
     with pytest.raises(RequestError, match="no GPUs"):
-        check_capacity(pool, 1, 1, 1024)
-    check_capacity(pool, 0, 1, 1024)
+        check_capacity(pool, _req(1, 1, 1024))
+    check_capacity(pool, _req(0, 1, 1024))
 
 
 def test_nan_is_never_a_number_anywhere():
