@@ -44,16 +44,18 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def pids_with_env(key: str, value: str, cmd_part: str) -> list[int]:
+def pids_with_env(key: str, value: str, cmd_part: str, not_part: str | None = None) -> list[int]:
     """Processes whose environment has key=value and whose command line contains
-    cmd_part (how tests find the allocator or a user's server to kill)."""
+    cmd_part (and not not_part): how tests find the allocator or a user's server
+    to kill."""
     found = []
     needle = f"{key}={value}".encode()
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
         try:
-            if cmd_part.encode() not in (p / "cmdline").read_bytes():
+            cmdline = (p / "cmdline").read_bytes()
+            if cmd_part.encode() not in cmdline or (not_part and not_part.encode() in cmdline):
                 continue
             if needle in (p / "environ").read_bytes().split(b"\0"):
                 found.append(int(p.name))
@@ -142,7 +144,8 @@ class Hub:
         return f"http://{ip}:{self.allocator_port}{API}/"
 
     def allocator_pids(self) -> list[int]:
-        return pids_with_env("GPUHUB_DATA_DIR", str(self.data_dir), "gpu_allocator")
+        """The allocator process itself (not the supervisor that restarts it)."""
+        return pids_with_env("GPUHUB_DATA_DIR", str(self.data_dir), "gpu_allocator", "gpuhub.supervise")
 
     def admin_allocator(self) -> Client:
         """The allocator as the spawner's service identity (admin scope)."""

@@ -167,13 +167,14 @@ def check_keys(options: dict, allowed: frozenset[str]) -> None:
 
 def parse_request(data: dict, *, user: str, units_per_gpu: int, max_hours: float,
                   defaults: dict | None = None) -> Request:
-    """The body of ``POST allocations`` (already a dict) → a Request."""
+    """The body of ``POST allocations`` (already a dict) → a Request. ``gpus: 0``
+    (no GPU) is valid only for a dry run: a spawn without GPU holds nothing."""
     check_keys(data, REQUEST_KEYS)
     merged = {"gpus": None, "cpu": 1, "mem": "1G", "max_hours": min(8.0, max_hours), **(defaults or {})}
     merged.update({k: v for k, v in data.items() if v is not None})
     return Request(
         user=parse_user(user),
-        units=parse_gpus(merged["gpus"], units_per_gpu, allow_zero=True),
+        units=parse_gpus(merged["gpus"], units_per_gpu, allow_zero=data.get("dry_run") is True),
         cpu=parse_cpu(merged["cpu"]),
         mem_mb=parse_mem(merged["mem"]),
         max_hours=parse_hours(merged["max_hours"], max_hours),
