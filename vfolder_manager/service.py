@@ -129,11 +129,19 @@ class VFolderService(HubService):
                 return
             path = self.manager.path_of(vf)
         loop = asyncio.get_running_loop()
-        usage = await loop.run_in_executor(None, lambda: ptools.du(path, threads=self.scan_threads))
+        def measure():
+            du = ptools.du(path, threads=self.scan_threads)
+            # the vfolder's own directory entry is not the user's data
+            return du.bytes - os.lstat(path).st_size, du.files
+
+        try:
+            usage_bytes, usage_files = await loop.run_in_executor(None, measure)
+        except FileNotFoundError:
+            return
         with self.manager.sessions.begin() as db:
             vf = db.get(VFolder, vid)
             if vf is not None:
-                vf.usage_bytes, vf.usage_files, vf.usage_at = usage.bytes, usage.files, utcnow()
+                vf.usage_bytes, vf.usage_files, vf.usage_at = usage_bytes, usage_files, utcnow()
 
     async def scan_all(self) -> None:
         with self.manager.sessions.begin() as db:

@@ -115,7 +115,7 @@ def svc(tmp_path):
         loop.run_forever()
         service.stop_background()
         holder["server"].stop()
-        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(asyncio.gather(*service._tasks, return_exceptions=True))
         loop.close()
 
     t = threading.Thread(target=serve, daemon=True)

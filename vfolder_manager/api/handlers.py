@@ -23,7 +23,7 @@ from tornado import iostream, web
 from gpuhub.api import APIHandler
 
 from ..core.mounts import MountSpec, mount_mode, mount_names, select_mounts
-from ..core.names import InvalidName, check_principal, split_relpath
+from ..core.names import InvalidName, check_principal, parse_range, split_relpath
 from ..core.permissions import Action, Caller, Role
 from ..core.quota import Limit, Usage, parse_limit, refuse_upload
 from ..manager import Refused
@@ -542,16 +542,14 @@ class FilesHandler(Base):
         self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(name)}")
         rng = self.request.headers.get("Range")
         if rng:
-            parsed = web._parse_request_range(rng)
-            if not parsed:
-                raise web.HTTPError(416, "Range must be one bytes=START-END range")
-            s, e = parsed
-            if s is not None and s < 0:
-                s, e = max(size + s, 0), None
-            start, end = s or 0, min(e, size) if e is not None else size
-            if start >= size or start >= end:
+            try:
+                parsed = parse_range(rng, size)
+            except ValueError as e:
+                raise web.HTTPError(416, str(e)) from None
+            if parsed is None:
                 self.set_header("Content-Range", f"bytes */{size}")
                 raise web.HTTPError(416, f"the file has {size} bytes")
+            start, end = parsed
             self.set_status(206)
             self.set_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         self.set_header("Content-Length", str(end - start))

@@ -76,3 +76,24 @@ def split_relpath(path: object) -> tuple[str, ...]:
         if len(part.encode()) > MAX_COMPONENT:
             raise InvalidName(f"a path component is too long (at most {MAX_COMPONENT} bytes)")
     return parts
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One HTTP byte range (``bytes=S-E``, ``bytes=S-``, ``bytes=-N``) of a
+    ``size``-byte file as [start, end); None when it cannot be satisfied.
+    Raises ValueError for a header that is not one byte range."""
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec:
+        raise ValueError("Range must be one bytes=START-END range")
+    first, sep, last = spec.strip().partition("-")
+    if not sep or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
+            or (last and not last.isdigit()) or len(first) > 19 or len(last) > 19:
+        raise ValueError("Range must be one bytes=START-END range")
+    if not first:  # the last N bytes
+        n = int(last)
+        return (max(size - n, 0), size) if n > 0 and size > 0 else None
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    if start >= size or start >= end:
+        return None
+    return start, end

@@ -93,6 +93,8 @@ def check_target(vfolder_dir: str, parts: tuple[str, ...]) -> None:
             return
         if stat.S_ISDIR(st.st_mode):
             raise PathRefused(409, f"{'/'.join(parts)!r} is a directory")
+        if stat.S_ISLNK(st.st_mode):
+            raise PathRefused(400, f"{'/'.join(parts)!r} is a symbolic link; links are never written through")
     finally:
         for f in opened:
             os.close(f)
@@ -113,6 +115,8 @@ def place_file(vfolder_dir: str, parts: tuple[str, ...], staging: str, mode: int
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 raise PathRefused(409, f"{'/'.join(parts)!r} is a directory")
+            if stat.S_ISLNK(st.st_mode):
+                raise PathRefused(400, f"{'/'.join(parts)!r} is a symbolic link; links are never written through")
         except FileNotFoundError:
             pass
         os.chmod(staging, mode)
