@@ -24,11 +24,12 @@ from jupyterhub.utils import random_port
 from traitlets import Dict, Unicode, default
 
 from .gpuspawner import GPUSpawner
+from .vfolders import DockerVFolderMixin
 
 LOCAL_ENGINE = {"url": "unix:///var/run/docker.sock", "ip": "127.0.0.1"}
 
 
-class DockerGPUSpawner(GPUSpawner, DockerSpawner):
+class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
     """GPU shares for sessions that run as Docker containers."""
 
     docker_endpoints = Dict(

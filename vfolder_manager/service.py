@@ -47,7 +47,7 @@ class VFolderService(HubService):
         return os.environ.get("GPUHUB_VFOLDERS_DB_URL") or f"sqlite:///{_data_dir()}/vfolders.sqlite"
 
     storage_hosts = Dict(
-        help="""Storage hosts by name: {"nas1": {"path": "/mnt/nas1", "default": true,
+        help="""Storage hosts by name (default: one host "local" at $GPUHUB_VFOLDERS_DIR): {"nas1": {"path": "/mnt/nas1", "default": true,
         "groups": ["ml-team"], "quota_backend": "scan"}}. ``path`` is a directory (an NFS
         mount of the NAS in production); ``groups`` (optional) limits who may create
         vfolders there; exactly one host is the default. Default: one host "local" at
@@ -56,7 +56,8 @@ class VFolderService(HubService):
 
     @default("storage_hosts")
     def _default_hosts(self):
-        return {"local": {"path": os.path.join(_data_dir(), "vfolders"), "default": True}}
+        path = os.environ.get("GPUHUB_VFOLDERS_DIR") or os.path.join(_data_dir(), "vfolders")
+        return {"local": {"path": os.path.abspath(path), "default": True}}
 
     group_managers = Dict(
         help="Group name → the users who may create and manage that group's vfolders. "

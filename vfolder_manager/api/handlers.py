@@ -305,6 +305,11 @@ class MountsHandler(Base):
             except ValueError as e:
                 raise web.HTTPError(400, str(e)) from None
             by_name = {names[vf.id]: (vf, r) for vf, r in rows}
+            available = []
+            for vf, role in rows:
+                ro, reason = mount_mode(role, self.manager.over_quota(db, vf))
+                available.append({"name": names[vf.id], "id": vf.id, "auto_mount": vf.auto_mount,
+                                  "mode": "ro" if ro else "rw", "reason": reason})
             mounts = []
             for n in chosen:
                 vf, role = by_name[n]
@@ -316,7 +321,8 @@ class MountsHandler(Base):
                 db.flush()
                 for m in mounts:
                     db.add(Mount(session=session, vfolder_id=m.id, user=user, mode="ro" if m.read_only else "rw"))
-        self.send({"session": session, "mounts": [m.json() for m in mounts]})
+        self.send({"session": session, "mounts": [m.json() for m in mounts],
+                   "available": sorted(available, key=lambda a: a["name"])})
 
     def delete(self):
         self.require_admin()
