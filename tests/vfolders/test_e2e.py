@@ -28,12 +28,12 @@ def hub(tmp_path_factory):
 
 
 def test_mount_write_read_ro_and_refused_delete(hub):
-    alice, bob = hub.login("vfalice"), hub.login("vfbob")
+    alice, bob = hub.login("gpuhub-vfa"), hub.login("gpuhub-vfb")
     r = alice.call("POST", V + "/vfolders", json={"name": "data", "auto_mount": True})
     assert r.status_code == 201, r.text
     data = r.json()
     refs = bob.call("POST", V + "/vfolders", json={"name": "refs"}).json()
-    s = bob.call("POST", V + f"/vfolders/{refs['id']}/shares", json={"user": "vfalice", "permission": "ro"})
+    s = bob.call("POST", V + f"/vfolders/{refs['id']}/shares", json={"user": "gpuhub-vfa", "permission": "ro"})
     assert s.status_code == 201, s.text
     assert alice.call("POST", V + f"/invitations/{s.json()['id']}/accept").status_code == 200
 
