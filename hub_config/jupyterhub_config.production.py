@@ -97,3 +97,22 @@ c.GPUSpawner.default_mem = "16G"
 c.Spawner.default_url = "/lab"
 # (for process sessions on the hub host instead: spawner.LocalGPUSpawner, with
 #  c.LocalGPUSpawner.create_system_users = False: accounts come from your directory)
+
+# =============================================================================
+# --- vfolders (see README "vfolders"); appended, uncomment to enable ---------
+# c.JupyterHub.services.append({
+#     "name": "vfolders", "url": "http://127.0.0.1:8052",
+#     "command": [sys.executable, "-m", "gpuhub.supervise", "--", sys.executable, "-m",
+#                 "vfolder_manager", "--VFolderService.config_file=/etc/gpuhub/vfolders_config.py"],
+# })
+# c.JupyterHub.custom_scopes["custom:vfolders:admin"] = {
+#     "description": "Manage every vfolder: trash, quotas, mounts of any user's session."}
+# for _role in c.JupyterHub.load_roles:
+#     if _role["name"] in ("user", "gpu-admin"):
+#         _role["scopes"].append("access:services!service=vfolders")
+#     if _role["name"] == "gpu-admin":
+#         _role["scopes"].append("custom:vfolders:admin")
+# c.JupyterHub.load_roles.append({"name": "vfolders-spawner", "services": ["gpuhub-spawner"],
+#     "scopes": ["custom:vfolders:admin", "access:services!service=vfolders"]})
+# c.VFolderMixin.vfolders_url = "http://127.0.0.1:8052/services/vfolders/api/v1/"
+# c.VFolderMixin.vfolders_token = spawner_token

@@ -151,3 +151,37 @@ c.Spawner.http_timeout = 90
 # demo only: make a system account for whoever logs in when the hub runs as root
 c.LocalGPUSpawner.create_system_users = True
 c.LocalGPUSpawner.unprivileged_home_template = str(data_dir / "users" / "{username}")
+
+# =============================================================================
+# --- vfolders: named folders on storage hosts, mounted into sessions ----------
+# (the vfolder service's whole configuration; appended, the sections above are
+# the allocator's)
+# Storage host: GPUHUB_VFOLDERS_DIR (default: the data dir's vfolders/); in
+# production, an NFS mount of the NAS — see README "vfolders".
+vfolders_port = int(env("GPUHUB_VFOLDERS_PORT", "8052"))
+c.JupyterHub.services.append({
+    "name": "vfolders",
+    "url": f"http://127.0.0.1:{vfolders_port}",
+    "command": [sys.executable, "-m", "gpuhub.supervise", "--", sys.executable, "-m", "vfolder_manager"],
+    "environment": {
+        "GPUHUB_DATA_DIR": str(data_dir),
+        "GPUHUB_VFOLDERS_DIR": env("GPUHUB_VFOLDERS_DIR", str(data_dir / "vfolders")),
+        "PYTHONUNBUFFERED": "1",
+    },
+    "display": False,
+})
+c.JupyterHub.custom_scopes["custom:vfolders:admin"] = {
+    "description": "Manage every vfolder: trash, quotas, mounts of any user's session.",
+}
+for _role in c.JupyterHub.load_roles:
+    if _role["name"] == "user":
+        _role["scopes"].append("access:services!service=vfolders")
+    if _role["name"] == "gpu-admin":
+        _role["scopes"] += ["custom:vfolders:admin", "access:services!service=vfolders"]
+c.JupyterHub.load_roles.append({
+    "name": "vfolders-spawner",
+    "scopes": ["custom:vfolders:admin", "access:services!service=vfolders"],
+    "services": ["gpuhub-spawner"],
+})
+c.VFolderMixin.vfolders_url = f"http://127.0.0.1:{vfolders_port}/services/vfolders/api/v1/"
+c.VFolderMixin.vfolders_token = spawner_token

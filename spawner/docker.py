@@ -26,6 +26,7 @@ from traitlets import Dict, Unicode, default
 from gpu_allocator.client import fractional
 
 from .gpuspawner import GPUSpawner
+from .vfolders import DockerVFolderMixin
 
 LOCAL_ENGINE = {"url": "unix:///var/run/docker.sock", "ip": "127.0.0.1"}
 
@@ -55,7 +56,7 @@ def docker_gpu_config(allocation: dict | None, endpoint: dict) -> dict:
     return {"host_config": host_config, "env": env}
 
 
-class DockerGPUSpawner(GPUSpawner, DockerSpawner):
+class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
     """GPU shares for sessions that run as Docker containers."""
 
     docker_endpoints = Dict(

@@ -18,11 +18,12 @@ from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from traitlets import Bool, Unicode
 
 from .gpuspawner import GPUSpawner
+from .vfolders import LocalVFolderMixin
 
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
-class LocalGPUSpawner(GPUSpawner, LocalProcessSpawner):
+class LocalGPUSpawner(LocalVFolderMixin, GPUSpawner, LocalProcessSpawner):
     """GPU shares for sessions that run as local processes."""
 
     create_system_users = Bool(

@@ -1,0 +1,3 @@
+"""REST handlers of the vfolder service, under ``{prefix}api/v1/``."""
+
+from .handlers import routes  # noqa: F401

@@ -1,0 +1,62 @@
+"""Quota decisions: pure functions of measured usage and configured limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Usage:
+    bytes: int = 0
+    files: int = 0
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A quota; None means unlimited."""
+
+    bytes: int | None = None
+    files: int | None = None
+    scope: str = "vfolder"  # what the limit belongs to, for messages
+
+
+def _fmt(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def over_quota(usage: Usage, limits: list[Limit]) -> str | None:
+    """Why the vfolder is over (or at) one of its limits, or None."""
+    for lim in limits:
+        if lim.bytes is not None and usage.bytes >= lim.bytes:
+            return f"{lim.scope} quota reached: {_fmt(usage.bytes)} used of {_fmt(lim.bytes)}"
+        if lim.files is not None and usage.files >= lim.files:
+            return f"{lim.scope} quota reached: {usage.files} files of {lim.files}"
+    return None
+
+
+def refuse_upload(usage: Usage, limits: list[Limit], add_bytes: int, add_files: int = 1) -> str | None:
+    """Why an upload of ``add_bytes`` (``add_files`` new entries) would exceed a
+    limit, or None when it fits."""
+    for lim in limits:
+        if lim.bytes is not None and usage.bytes + add_bytes > lim.bytes:
+            free = max(lim.bytes - usage.bytes, 0)
+            return (f"upload refused: {_fmt(add_bytes)} would exceed the {lim.scope} quota "
+                    f"({_fmt(usage.bytes)} used of {_fmt(lim.bytes)}, {_fmt(free)} free); "
+                    "delete files or ask an admin for a larger quota")
+        if lim.files is not None and usage.files + add_files > lim.files:
+            return (f"upload refused: the {lim.scope} quota allows {lim.files} files and "
+                    f"{usage.files} exist; delete files or ask an admin for a larger quota")
+    return None
+
+
+def parse_limit(value: object, what: str) -> int | None:
+    """A quota value from JSON: a non-negative integer or null (unlimited)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value.bit_length() > 62:
+        raise ValueError(f"{what} must be a non-negative integer or null (unlimited), got {value!r}")
+    return value

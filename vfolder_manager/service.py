@@ -1,0 +1,302 @@
+"""``python -m vfolder_manager``: the vfolder service, a JupyterHub managed
+service (tornado, HubAuth) under ``/services/vfolders/api/v1/``.
+
+Background work (never on a request's hot path): usage scans with the ptools
+``du`` engine, storage statistics, cleanup of expired uploads, clones (``pcp``
+engine) and purges (``prm`` engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import datetime
+
+from sqlalchemy import select
+from traitlets import Dict, Float, Int, Unicode, default
+
+from gpuhub.service import HubService
+
+from .api import routes
+from .core.names import split_relpath
+from .manager import Manager, Refused
+from .ptools import api as ptools
+from .storage import fsops, stats
+from .storage.hosts import parse_hosts
+from .store import open_db
+from .store.schema import Upload, VFolder, VFolderState, utcnow
+
+
+def _data_dir() -> str:
+    return os.path.abspath(os.environ.get("GPUHUB_DATA_DIR", "data"))
+
+
+class VFolderService(HubService):
+    name = "vfolders"
+    description = "gpuhub's vfolder service: named folders on storage hosts, shared and mounted into sessions."
+    service_name = "vfolders"
+    default_url = "http://127.0.0.1:8052"
+
+    db_url = Unicode(
+        help="SQLAlchemy URL of the service's database (SQLite or PostgreSQL; its Alembic "
+        "version table is vfolders_version). Default: sqlite:///$GPUHUB_DATA_DIR/vfolders.sqlite."
+    ).tag(config=True)
+
+    @default("db_url")
+    def _default_db_url(self):
+        return os.environ.get("GPUHUB_VFOLDERS_DB_URL") or f"sqlite:///{_data_dir()}/vfolders.sqlite"
+
+    storage_hosts = Dict(
+        help="""Storage hosts by name (default: one host "local" at $GPUHUB_VFOLDERS_DIR): {"nas1": {"path": "/mnt/nas1", "default": true,
+        "groups": ["ml-team"], "quota_backend": "scan"}}. ``path`` is a directory (an NFS
+        mount of the NAS in production); ``groups`` (optional) limits who may create
+        vfolders there; exactly one host is the default. Default: one host "local" at
+        $GPUHUB_DATA_DIR/vfolders.""",
+    ).tag(config=True)
+
+    @default("storage_hosts")
+    def _default_hosts(self):
+        path = os.environ.get("GPUHUB_VFOLDERS_DIR") or os.path.join(_data_dir(), "vfolders")
+        return {"local": {"path": os.path.abspath(path), "default": True}}
+
+    group_managers = Dict(
+        help="Group name → the users who may create and manage that group's vfolders. "
+        "A group not listed: any member may create one (and manages what they created).",
+    ).tag(config=True)
+
+    max_upload_bytes = Int(
+        1 << 40, help="The largest upload accepted (tus Tus-Max-Size), in bytes."
+    ).tag(config=True)
+
+    upload_expiry = Float(
+        86400.0, help="Seconds after which an unfinished upload expires and its bytes are removed."
+    ).tag(config=True)
+
+    usage_scan_interval = Float(
+        60.0, help="Seconds between background usage scans of every vfolder (pdu engine)."
+    ).tag(config=True)
+
+    stats_interval = Float(
+        5.0, help="Seconds between samples of the storage hosts' capacity and I/O counters."
+    ).tag(config=True)
+
+    cleanup_interval = Float(
+        60.0, help="Seconds between sweeps for expired uploads."
+    ).tag(config=True)
+
+    scan_threads = Int(
+        8, help="Threads of one usage scan (the pdu engine's --threads)."
+    ).tag(config=True)
+
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        self.setup()
+
+    def setup(self):
+        self.hosts = parse_hosts(self.storage_hosts)
+        self.manager = Manager(open_db(self.db_url), self.hosts, self.group_managers, self.upload_expiry)
+        self._scan_wanted: set[str] = set()
+        self._scan_event: asyncio.Event | None = None
+        self._stats: dict[str, dict] = {}
+        self._prev: dict[str, stats.Counters] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    def make_app(self):
+        return self.web_app(routes(self))
+
+    # --- background ------------------------------------------------------------------
+
+    def start_background(self):
+        self._scan_event = asyncio.Event()
+        self._tasks = [
+            asyncio.ensure_future(self._scan_loop()),
+            asyncio.ensure_future(self._stats_loop()),
+            asyncio.ensure_future(self._cleanup_loop()),
+        ]
+
+    def stop_background(self):
+        for t in self._tasks:
+            t.cancel()
+
+    def schedule_scan(self, vid: str) -> None:
+        self._scan_wanted.add(vid)
+        if self._scan_event is not None:
+            self._scan_event.set()
+
+    async def scan(self, vid: str) -> None:
+        with self.manager.sessions.begin() as db:
+            vf = db.get(VFolder, vid)
+            if vf is None or vf.state not in (VFolderState.READY.value, VFolderState.TRASHED.value):
+                return
+            path = self.manager.path_of(vf)
+        loop = asyncio.get_running_loop()
+        def measure():
+            du = ptools.du(path, threads=self.scan_threads)
+            # the vfolder's own directory entry is not the user's data
+            return du.bytes - os.lstat(path).st_size, du.files
+
+        try:
+            usage_bytes, usage_files = await loop.run_in_executor(None, measure)
+        except FileNotFoundError:
+            return
+        with self.manager.sessions.begin() as db:
+            vf = db.get(VFolder, vid)
+            if vf is not None:
+                vf.usage_bytes, vf.usage_files, vf.usage_at = usage_bytes, usage_files, utcnow()
+
+    async def scan_all(self) -> None:
+        with self.manager.sessions.begin() as db:
+            ids = list(db.scalars(select(VFolder.id)))
+        for vid in ids:
+            await self.scan(vid)
+
+    async def _scan_loop(self):
+        next_full = 0.0
+        while True:
+            try:
+                if time.monotonic() >= next_full:
+                    next_full = time.monotonic() + self.usage_scan_interval
+                    await self.scan_all()
+                while self._scan_wanted:
+                    await self.scan(self._scan_wanted.pop())
+            except Exception:
+                self.log.exception("usage scan failed")
+            self._scan_event.clear()
+            try:
+                await asyncio.wait_for(self._scan_event.wait(), max(next_full - time.monotonic(), 0.05))
+            except asyncio.TimeoutError:
+                pass
+
+    def sample_stats(self) -> None:
+        for h in self.hosts.values():
+            try:
+                cur = stats.sample(h.path)
+                model = {**stats.capacity(h.path), "source": cur.source,
+                         "read_ops": cur.read_ops, "write_ops": cur.write_ops,
+                         "read_bytes": cur.read_bytes, "write_bytes": cur.write_bytes,
+                         "sampled": datetime.utcnow().isoformat() + "Z"}
+                prev = self._prev.get(h.name)
+                model.update(stats.rates(prev, cur) if prev else stats.rates(cur, cur))
+                self._prev[h.name] = cur
+                self._stats[h.name] = model
+            except OSError as e:
+                self._stats[h.name] = {"error": str(e)}
+
+    def host_stats(self, name: str) -> dict | None:
+        return self._stats.get(name)
+
+    async def _stats_loop(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(None, self.sample_stats)
+            except Exception:
+                self.log.exception("storage stats failed")
+            await asyncio.sleep(self.stats_interval)
+
+    def cleanup_uploads(self) -> int:
+        n = 0
+        with self.manager.sessions.begin() as db:
+            for up in db.scalars(select(Upload).where(Upload.expires_at < utcnow())).all():
+                vf = db.get(VFolder, up.vfolder_id)
+                if vf is not None:
+                    try:
+                        os.unlink(self.manager.staging_path(vf, up.id))
+                    except FileNotFoundError:
+                        pass
+                db.delete(up)
+                n += 1
+        return n
+
+    async def _cleanup_loop(self):
+        while True:
+            try:
+                n = self.cleanup_uploads()
+                if n:
+                    self.log.info("removed %i expired uploads", n)
+            except Exception:
+                self.log.exception("upload cleanup failed")
+            await asyncio.sleep(self.cleanup_interval)
+
+    # --- work the handlers start ------------------------------------------------------
+
+    async def finish_upload(self, uid: str) -> None:
+        with self.manager.sessions.begin() as db:
+            up = db.get(Upload, uid)
+            if up is None:
+                return
+            vf = db.get(VFolder, up.vfolder_id)
+            base, staging, parts = self.manager.path_of(vf), self.manager.staging_path(vf, uid), split_relpath(up.path)
+            vid = vf.id
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, fsops.place_file, base, parts, staging)
+        except fsops.PathRefused:
+            self.drop_upload(uid)
+            raise
+        with self.manager.sessions.begin() as db:
+            up = db.get(Upload, uid)
+            if up is not None:
+                db.delete(up)
+        self.schedule_scan(vid)
+
+    def drop_upload(self, uid: str) -> None:
+        with self.manager.sessions.begin() as db:
+            up = db.get(Upload, uid)
+            if up is None:
+                return
+            vf = db.get(VFolder, up.vfolder_id)
+            try:
+                os.unlink(self.manager.staging_path(vf, uid))
+            except FileNotFoundError:
+                pass
+            db.delete(up)
+
+    async def remove_tree(self, path: str) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: ptools.rmtree(path))
+
+    def start_clone(self, vid: str, src: str, dst: str) -> None:
+        asyncio.ensure_future(self._clone(vid, src, dst))
+
+    async def _clone(self, vid: str, src: str, dst: str) -> None:
+        loop = asyncio.get_running_loop()
+        total = await loop.run_in_executor(None, lambda: ptools.du(src))
+        self._set_progress(vid, f"copying {total.files} entries, {total.bytes} bytes")
+        copying = loop.run_in_executor(None, lambda: ptools.copytree(src, dst))
+        while not copying.done():
+            await asyncio.wait([copying], timeout=1.0)
+            if not copying.done() and os.path.isdir(dst):
+                done = await loop.run_in_executor(None, lambda: ptools.du(dst))
+                pct = 100.0 * done.bytes / total.bytes if total.bytes else 100.0
+                self._set_progress(vid, f"{min(pct, 99.9):.1f}% ({done.files} of {total.files} entries)")
+        errors = copying.result()
+        with self.manager.sessions.begin() as db:
+            vf = db.get(VFolder, vid)
+            if vf is None:
+                return
+            if errors:
+                vf.state = VFolderState.FAILED.value
+                vf.progress = f"clone failed: {len(errors)} errors, first: {errors[0]}"
+            else:
+                os.chmod(dst, 0o777)
+                vf.state = VFolderState.READY.value
+                vf.progress = "100%"
+        self.schedule_scan(vid)
+
+    def _set_progress(self, vid: str, text: str) -> None:
+        with self.manager.sessions.begin() as db:
+            vf = db.get(VFolder, vid)
+            if vf is not None:
+                vf.progress = text
+
+    # --- main ----------------------------------------------------------------------------
+
+    async def start_async(self) -> None:
+        self.listen(self.make_app())
+        self.start_background()
+        await self.wait_for_signal()
+        self.stop_background()
+
+
+main = VFolderService.launch_instance

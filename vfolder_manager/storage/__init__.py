@@ -1,0 +1,2 @@
+"""Storage hosts (directories, NFS mounts of a NAS in production), usage scans,
+quota backends and I/O statistics."""
