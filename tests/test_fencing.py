@@ -155,3 +155,15 @@ async def test_agent_stops_the_containers_of_unknown_allocations(tmp_path, monke
         assert "cannot fence allocation old" in capfd.readouterr().err
     finally:
         agent.executor.shutdown()
+
+
+# --------------------------------------------------------------------------- spawner
+
+
+def test_the_user_is_told_why_the_server_was_stopped():
+    from spawner.gpuspawner import stop_reason
+
+    msg = stop_reason({"id": "a1", "host": "gpu-7"}, {"state": "lost", "released": 0.0})
+    assert "gpu-7 stopped answering and was marked lost at 19" in msg and "fenced" in msg
+    assert "released" in stop_reason({"host": "h"}, {"state": "released", "released": None})
+    assert "unknown to the allocator" in stop_reason({}, {"state": "unknown to the allocator"})
