@@ -344,6 +344,6 @@ def test_a_cut_off_host_that_comes_back_is_fenced_before_new_grants(lab):
     assert f"fenced allocation {allocation['id']} (lost with the host {victim.name}" in victim.log()
     assert "fencing" in hub.log_tail(3000)
     # the user is told why the server stopped: the spawn form says so
-    form = user.call("GET", "/hub/spawn").text
+    form = user.session.get(hub.url + "/hub/spawn").text
     assert "Your previous server was stopped" in form and victim.name in form
     assert device  # (the device the old session held: checked through the pool above)
