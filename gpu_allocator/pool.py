@@ -22,9 +22,11 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from .core.fencing import fence
 from .core.model import Allocation, AllocationState, Host, HostState, Request
 from .core.placement import place
 from .core.state import PoolState, StateError
@@ -46,6 +48,13 @@ class HostInfo(HostRecord):
     usage: dict | None = None
     unknown: list[str] = field(default_factory=list)
     mps: dict | None = None
+    #: the last FENCE_LOG sessions fenced on this host (newest last):
+    #: {"allocation", "at", "reason", "stopped"} — "stopped" is when the agent's
+    #: report stopped listing it (None: still running)
+    fenced: deque = field(default_factory=lambda: deque(maxlen=FENCE_LOG))
+
+
+FENCE_LOG = 50
 
 
 class LivePool:
@@ -271,14 +280,63 @@ class LivePool:
                     "and are missing from the registration"
                 )
 
-    def view(self, name: str, running: list[str]) -> dict:
+    def view(self, name: str, running: list[str], now: float | None = None) -> dict:
         """What the allocator holds on a host, and which of the allocation ids the
-        agent says it runs the allocator does not hold there."""
+        agent says it runs the allocator does not hold there (``unknown``: the
+        agent stops them — fencing). A host that runs such sessions takes no
+        placements until a report shows none (core.fencing); heartbeats change
+        that state in memory only (the ledger's host state is the registration's;
+        a restarted allocator re-derives it from the next heartbeat)."""
+        now = time.time() if now is None else now
         held = sorted(self.state.by_host.get(name, {}).values(), key=lambda a: (a.created, a.id))
-        held_ids = {a.id for a in held}
-        unknown = list(dict.fromkeys(i for i in running if i not in held_ids))
-        self._record(name).unknown = unknown
-        return {"state": self.state.hosts[name].state, "shares": held, "unknown": unknown}
+        rec = self._record(name)
+        host = self.state.hosts[name]
+        state, unknown = fence([a.id for a in held], running, drained=rec.drained)
+        if host.state != HostState.LOST and state != host.state:
+            self.state.set_host_state(name, state)
+            self.log.warning(
+                "host %s is %s: %s", name, state,
+                "it runs sessions the allocator does not hold there; no placements until "
+                "its agent has stopped them" if state == HostState.FENCING
+                else "its agent reports nothing unaccounted any more",
+            )
+        self._note_fenced(name, unknown, now)
+        rec.unknown = unknown
+        return {"state": self.state.hosts[name].state, "shares": held, "unknown": unknown,
+                "fenced": [e for e in rec.fenced if e["allocation"] in unknown]}
+
+    def _note_fenced(self, name: str, unknown: list[str], now: float) -> None:
+        """Keep the host's fence log: a new entry for each newly unknown session,
+        "stopped" for those no longer reported."""
+        rec = self._record(name)
+        open_ = {e["allocation"]: e for e in rec.fenced if e["stopped"] is None}
+        for aid, e in open_.items():
+            if aid not in unknown:
+                e["stopped"] = now
+                self.log.info("host %s: fenced allocation %s is stopped", name, aid)
+        for aid in unknown:
+            if aid not in open_:
+                entry = {"allocation": aid, "at": now, "stopped": None,
+                         "reason": f"runs on {name}, where the allocator does not hold it"}
+                rec.fenced.append(entry)
+                self.log.warning("host %s: fencing allocation %s (%s)", name, aid, entry["reason"])
+                asyncio.ensure_future(self._explain(name, entry))
+
+    async def _explain(self, name: str, entry: dict) -> None:
+        """Fill in why a fenced session is not held: its allocation's record."""
+        try:
+            a = await self.get(entry["allocation"])
+        except Exception as e:  # the reason stays the generic one
+            self.log.debug("cannot read allocation %s: %s", entry["allocation"], e)
+            return
+        if a is None:
+            entry["reason"] = f"allocation unknown to the allocator, running on {name}"
+        elif a.state == AllocationState.LOST:
+            entry["reason"] = f"lost with the host {a.host} at {_when(a.released)}"
+        elif a.state == AllocationState.RELEASED:
+            entry["reason"] = f"released at {_when(a.released)}"
+        elif a.host != name:
+            entry["reason"] = f"granted on {a.host}, not on {name}"
 
     async def register_host(
         self, host: Host, *, running: list[str], docker: dict | None = None,
@@ -290,14 +348,19 @@ class LivePool:
         self._check_devices(host)
         rec = self.info.get(host.name)
         drained = bool(rec and rec.drained)
-        host = replace(host, state=HostState.DRAINED if drained else HostState.UP)
+        held = self.state.by_host.get(host.name, {})
+        state, unknown = fence(held, running, drained=drained)
+        host = replace(host, state=state)
         await self.commit([PutHost(host, "agent", drained, now, docker, details)])
         self._check_devices(host)  # (a concurrent registration may have won)
         self.state.put_host(host)
         rec = self._record(host.name)
         rec.source, rec.drained, rec.last_heartbeat = "agent", drained, now
         rec.docker, rec.details, rec.usage = docker, details, None
-        return self.view(host.name, running)
+        view = self.view(host.name, running, now)
+        for e in view["fenced"]:  # the agent logs why: have the reason first
+            await self._explain(host.name, e)
+        return view
 
     def heartbeat(self, name: str, *, running: list[str], usage: dict | None,
                   mps: dict | None = None, now: float | None = None) -> dict | None:
@@ -311,7 +374,7 @@ class LivePool:
         rec.usage = usage
         if mps is not None:
             rec.mps = mps
-        return self.view(name, running)
+        return self.view(name, running, rec.last_heartbeat)
 
     async def set_drained(self, name: str, drained: bool) -> bool:
         """Drain (no new placements; running allocations untouched) or undrain a
@@ -320,7 +383,7 @@ class LivePool:
         if host is None:
             return False
         rec = self._record(name)
-        state = host.state if host.state == HostState.LOST else (
+        state = host.state if host.state in (HostState.LOST, HostState.FENCING) else (
             HostState.DRAINED if drained else HostState.UP
         )
         before = (host.state, rec.drained)
@@ -376,6 +439,12 @@ class LivePool:
             and self.state.hosts[name].state != HostState.LOST
         ]
         return min(beats) if beats else None
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "an unknown time"
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))
 
 
 __all__ = ["HostConflict", "KeyConflict", "LivePool", "HostInfo", "StateError"]

@@ -11,6 +11,7 @@ restarted hub still releases it.
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import time
 import uuid
@@ -78,14 +79,22 @@ class GPUSpawner(Spawner):
     #: the validated request of the spawn under way (the allocator's dry-run answer)
     gpu_request: dict | None = None
 
+    #: why the hub stopped the last server (its share was lost or revoked): shown
+    #: to the user on the spawn form and as the first progress event of the
+    #: next spawn; kept in the spawner state (survives clear_state and hub restarts)
+    stop_reason: str | None = None
+
     def load_state(self, state):
         super().load_state(state)
         self.allocation = state.get("gpuhub_allocation")
+        self.stop_reason = state.get("gpuhub_stop_reason")
 
     def get_state(self):
         state = super().get_state()
         if self.allocation:
             state["gpuhub_allocation"] = self.allocation
+        if self.stop_reason:
+            state["gpuhub_stop_reason"] = self.stop_reason
         return state
 
     # clear_state() deliberately keeps the allocation: runtimes clear their state
@@ -124,7 +133,13 @@ class GPUSpawner(Spawner):
     def _default_options_form(self):
         async def form(spawner):
             pool = await spawner.fetch_pool()
-            return render_form(pool, spawner.option_defaults, spawner.form_images())
+            notice = ""
+            if spawner.stop_reason:
+                notice = (
+                    '<div class="alert alert-warning" role="alert" id="gpuhub-stop-reason">'
+                    f"{html.escape(spawner.stop_reason)}</div>\n"
+                )
+            return notice + render_form(pool, spawner.option_defaults, spawner.form_images())
 
         return form
 
@@ -238,6 +253,9 @@ class GPUSpawner(Spawner):
         return allocation
 
     async def start(self):
+        if self.stop_reason:
+            self._event(0, self.stop_reason)
+            self.stop_reason = None
         await self._release("left over from an earlier server")
         req, self.gpu_request = self.gpu_request, None
         if req is None:  # apply_user_options was replaced by the admin's own hook
@@ -294,12 +312,31 @@ class GPUSpawner(Spawner):
         if current.get("state") == "granted":
             return status
         lost, self.allocation = self.allocation, None
+        self.stop_reason = stop_reason(lost, current)
         self.log.warning(
-            "%s: allocation %s is %s (host %s); stopping the session",
-            self._log_name, lost["id"], current.get("state"), lost.get("host"),
+            "%s: allocation %s is %s (host %s); stopping the session: %s",
+            self._log_name, lost["id"], current.get("state"), lost.get("host"), self.stop_reason,
         )
         try:
             await asyncio.wait_for(super().stop(now=True), timeout=30)
         except Exception as e:  # the host may be unreachable: it is dead to us anyway
             self.log.warning("%s: could not stop the session cleanly: %s", self._log_name, e)
         return 1
+
+
+def stop_reason(allocation: dict, current: dict) -> str:
+    """What the user is told when the hub stopped their server because its GPU
+    share is no longer granted."""
+    host = allocation.get("host") or "its host"
+    state = current.get("state") or "gone"
+    when = current.get("released")
+    at = f" at {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(when))}" if when is not None else ""
+    if state == "lost":
+        why = (f"the GPU host {host} stopped answering and was marked lost{at}; its "
+               "session is stopped (fenced) there when the host comes back")
+    elif state == "released":
+        why = f"its GPU share was released{at} (by an administrator or the allocator)"
+    else:
+        why = f"its GPU share is {state}"
+    return (f"Your previous server was stopped: {why}. Its GPUs may be given to others; "
+            "unsaved work in that session is lost. Start a new server to continue.")

@@ -254,3 +254,96 @@ def test_a_drained_host_keeps_its_shares_and_takes_no_new_ones(lab):
     r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-mh-bob", "gpus": 2})
     assert r.status_code == 201 and r.json()["host"] == "gpuhub-t-3"
     admin.call("DELETE", f"{API}/allocations/{r.json()['id']}")
+
+
+def test_a_cut_off_host_that_comes_back_is_fenced_before_new_grants(lab):
+    """Fencing (#9.5): a running session on a host; the host's link is cut for
+    more than 3 heartbeats (the agent keeps running); healed, the agent
+    registers again with the session it was running: the host is ``fencing`` — no
+    placements — until the agent has stopped it, and the pool never shows a
+    device holding more than 1.0."""
+    import threading
+    from fractions import Fraction
+
+    hub, hosts, _ = lab
+    wait_for(lambda: set(states(hub).values()) == {"up"}, 30, "all hosts up")
+    user = hub.login("gpuhub-mh-fen")
+    r = user.spawn({"gpus": 1})
+    assert r.status_code in (201, 202), r.text
+    user.wait_ready()
+    (allocation,) = user.allocations()
+    victim = next(h for h in hosts.values() if h.name == allocation["host"])
+    device = allocation["devices"][0]["uuid"]
+
+    # watch the pool all along: no device above 1.0; nothing granted on the
+    # victim's devices while it is fencing
+    seen, problems, done = [], [], threading.Event()
+
+    def watch():
+        admin = hub.admin_allocator()
+        while not done.is_set():
+            try:
+                pool = pool_hosts(hub)
+            except Exception:  # the hub is busy: try again
+                continue
+            for name, h in pool.items():
+                for d in h["devices"]:
+                    held = sum(Fraction(s["fraction"]) for s in d["shares"])
+                    if held > 1:
+                        problems.append(f"{name} {d['uuid']} holds {held}")
+                if name == victim.name:
+                    seen.append(h["state"])
+                    if h["state"] == "fencing" and any(d["shares"] for d in h["devices"]):
+                        problems.append(f"a share on {name} while fencing: {h['devices']}")
+            # and keep asking for the victim's GPU: the first grant that lands there
+            # must come after the fence
+            a = admin.call("POST", API + "/allocations", json={"user": "gpuhub-mh-fen2", "gpus": 1})
+            if a.status_code == 201:
+                a = a.json()
+                if a["host"] == victim.name:
+                    landed.append((time.time(), a["id"]))
+                admin.call("DELETE", f"{API}/allocations/{a['id']}")
+            time.sleep(0.1)
+
+    landed: list = []
+    watcher = threading.Thread(target=watch, daemon=True)
+    admin = hub.admin_allocator()
+    others = [h.name for h in hosts.values() if h is not victim]
+    try:
+        for name in others:  # grants can land on the victim only
+            admin.call("POST", f"{API}/hosts/{name}/drain")
+        cut = time.monotonic()
+        ip("link", "set", victim.outside, "down")
+        wait_for(lambda: states(hub)[victim.name] == "lost", 3 * INTERVAL + 10, "the host to be lost", 0.05)
+        took = time.monotonic() - cut
+        assert victim.agent.poll() is None  # only cut off: the agent runs on
+        watcher.start()
+        time.sleep(2 * INTERVAL)  # well past 3 heartbeats
+        user.wait_stopped(timeout=30)  # the hub's poll: the share is lost
+        healed = time.time()
+        ip("link", "set", victim.outside, "up")
+        wait_for(lambda: any(e["allocation"] == allocation["id"]
+                             for e in pool_hosts(hub)[victim.name]["fenced"]), 60, "the fence")
+        wait_for(lambda: states(hub)[victim.name] == "up", 30, "the host up again")
+        wait_for(lambda: landed, 30, "a grant on the healed host")
+    finally:
+        done.set()
+        if watcher.is_alive():
+            watcher.join(10)
+        ip("link", "set", victim.outside, "up", check=False)
+        for name in others:
+            admin.call("POST", f"{API}/hosts/{name}/undrain")
+        stop_server(user)
+    print(f"lost {took:.2f}s after the cut; states seen after it: {sorted(set(seen))}")
+    assert problems == []
+    (entry,) = [e for e in pool_hosts(hub)[victim.name]["fenced"] if e["allocation"] == allocation["id"]]
+    assert entry["at"] >= healed and entry["stopped"] is not None
+    assert "lost with the host" in entry["reason"]
+    # nothing landed on the victim before the agent had fenced the old session
+    assert all(at >= entry["stopped"] for at, _ in landed), (landed, entry)
+    assert f"fenced allocation {allocation['id']} (lost with the host {victim.name}" in victim.log()
+    assert "fencing" in hub.log_tail(3000)
+    # the user is told why the server stopped: the spawn form says so
+    form = user.session.get(hub.url + "/hub/spawn").text
+    assert "Your previous server was stopped" in form and victim.name in form
+    assert device  # (the device the old session held: checked through the pool above)

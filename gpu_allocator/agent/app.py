@@ -194,6 +194,8 @@ class GPUAgent(ServiceApp):
         self.mps = MPSManager(self.mps_dir, self.mps_control, log=self.log)
         self.known: list[str] = self._load_known()
         self.reported_unknown: set[str] = set()
+        #: allocations fenced so far (their stop logged once)
+        self.fenced: set[str] = set()
         self.samples: list[dict] | None = None
         self.state = "unregistered"
         self.interval = self.heartbeat_interval or 5.0
@@ -323,10 +325,38 @@ class GPUAgent(ServiceApp):
                 "released meanwhile): %s", ", ".join(sorted(unknown - self.reported_unknown)),
             )
         self.reported_unknown = unknown
+        if unknown:
+            reasons = {e.get("allocation"): e.get("reason") for e in answer.get("fenced") or ()
+                       if isinstance(e, dict)}
+            await self.fence(sorted(unknown), reasons)
         try:
             await self.mps.ensure(any(fractional(a) for a in shares))
         except Exception as e:
             self.log.error("managing the MPS control daemon failed: %s", e)
+
+    async def fence(self, ids: list[str], reasons: dict) -> None:
+        """Stop the sessions of allocations the allocator does not hold here: their
+        devices may be granted to someone else (fencing). Docker sessions only —
+        the agent owns this host's engine; a session without a container here has
+        nothing for the agent to stop, and is dropped from what the agent reports."""
+        for aid in ids:
+            why = reasons.get(aid) or "not held here by the allocator"
+            if not ("docker" in self.running_sources and self.docker_url):
+                if aid not in self.fenced:
+                    self.log.warning("fenced allocation %s (%s): no Docker engine here, "
+                                     "nothing to stop", aid, why)
+                self.fenced.add(aid)
+                continue
+            try:
+                stopped = await self.blocking(containers.stop_allocation, self.docker_url, aid, timeout=60)
+            except Exception as e:
+                self.log.error("cannot fence allocation %s (%s): %s", aid, why, e)
+                continue
+            if stopped or aid not in self.fenced:
+                self.log.warning("fenced allocation %s (%s): %s", aid, why,
+                                 f"stopped container(s) {', '.join(stopped)}" if stopped
+                                 else "no container of it runs here")
+            self.fenced.add(aid)
 
     async def sample_forever(self) -> None:
         while not self.stopping.is_set():

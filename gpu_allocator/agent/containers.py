@@ -28,3 +28,18 @@ def has_gpu_runtime(url: str) -> bool:
         return "nvidia" in (client.info().get("Runtimes") or {})
     finally:
         client.close()
+
+
+def stop_allocation(url: str, allocation_id: str, label: str = LABEL, timeout: int = 10) -> list[str]:
+    """Stop (and leave for inspection) the containers of an allocation the
+    allocator does not hold here — fencing. Returns the names of the containers
+    stopped."""
+    client = _client(url)
+    try:
+        stopped = []
+        for c in client.containers.list(filters={"label": f"{label}={allocation_id}"}):
+            c.stop(timeout=timeout)
+            stopped.append(c.name)
+        return stopped
+    finally:
+        client.close()

@@ -3,7 +3,9 @@
 - ``POST hosts/{name}/register`` and ``POST hosts/{name}/heartbeat``: the agent of
   a host (scope ``custom:gpu-allocator:agent``, or an admin). Both answer what
   the allocator holds on the host (``shares``) and which of the allocation ids
-  the agent says it runs the allocator does not hold there (``unknown``). A
+  the agent says it runs the allocator does not hold there (``unknown``, with
+  ``fenced``: why): the agent stops those, and the host is ``fencing`` (no new
+  placements) until a heartbeat reports none of them any more. A
   heartbeat of a host the allocator does not know, or has marked lost, is a 404:
   the agent registers again.
 - ``POST hosts/{name}/drain`` and ``…/undrain``: admins only.
@@ -175,6 +177,9 @@ class HostAPIHandler(APIHandler):
                 "state": view["state"].value,
                 "shares": [allocation_json(a, state) for a in view["shares"]],
                 "unknown": view["unknown"],
+                # why each unknown session is not held (the agent stops and logs them)
+                "fenced": [{"allocation": e["allocation"], "reason": e["reason"]}
+                           for e in view.get("fenced", ())],
                 "heartbeat_interval": self.allocator.heartbeat_interval,
             }
         )
@@ -203,7 +208,8 @@ class RegisterHandler(HostAPIHandler):
             name, view["state"], len(host.devices), len(view["shares"]),
         )
         if view["unknown"]:
-            log.warning("host %s runs allocations the allocator does not hold there: %s",
+            log.warning("host %s runs allocations the allocator does not hold there: %s; "
+                        "fencing: its agent stops them, no placements there until then",
                         name, ", ".join(view["unknown"]))
         self.answer(view)
 

@@ -113,6 +113,8 @@ def host_json(name: str, state: PoolState, info, *, viewer: str | None) -> dict:
             unknown_allocations=list(info.unknown) if info else [],
             docker=info.docker if info else None,
             mps=info.mps if info else None,
+            # sessions the host ran without a share, stopped by its agent (fencing)
+            fenced=[dict(e) for e in info.fenced] if info else [],
         )
     return out
 

@@ -16,10 +16,15 @@ DEFAULT_UNITS_PER_GPU = 20
 
 
 class HostState(str, enum.Enum):
-    """``up`` hosts take new placements; ``drained`` and ``lost`` ones do not."""
+    """``up`` hosts take new placements; ``drained``, ``fencing`` and ``lost`` ones
+    do not. A host is ``fencing`` after its agent reported sessions the allocator
+    does not hold there (e.g. a host that was cut off, marked lost, and came back
+    with its old containers): until the agent confirms that nothing unaccounted
+    runs on it (see core.fencing)."""
 
     UP = "up"
     DRAINED = "drained"
+    FENCING = "fencing"
     LOST = "lost"
 
     def __str__(self) -> str:
