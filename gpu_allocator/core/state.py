@@ -12,11 +12,19 @@ the database committed it. Indexes kept here:
   (a fraction looks only at buckets that can hold it, tightest first);
 - ``idle[host][model]``: idle devices of each up host;
 - ``hosts_by_idle[model][n]``: up hosts with exactly n idle devices of a model
-  (a request for n whole GPUs looks only at hosts with at least n).
+  (a request for n whole GPUs looks only at hosts with at least n);
+- ``classes[key]``: up hosts grouped by what placement scores them on — the
+  free units of their devices (with models), their CPU and memory left as
+  ranks against the typical request shapes, and their topology kind; hosts of
+  one class score the same, so placement scores one representative per class
+  (the first by name that has room) instead of every host;
+- ``shapes``: the decayed histogram of granted request shapes that gives
+  placement its typical-shape distribution (see core.typical).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import defaultdict
 from dataclasses import replace
 
@@ -29,6 +37,22 @@ from .model import (
     HostState,
     milli,
 )
+from .typical import Shape, ShapeStats
+
+
+class HostClass:
+    """Up hosts that look the same to placement (see the module docstring)."""
+
+    __slots__ = ("key", "fs", "cr", "mr", "kind", "levels", "idle", "members")
+
+    def __init__(self, key, fs, cr, mr, kind, levels, idle):
+        self.key = key
+        self.fs = fs  # free units of all devices, largest first
+        self.cr, self.mr = cr, mr  # CPU / memory rank (core.typical)
+        self.kind = kind  # topology kind (an int interned by PoolState)
+        self.levels = levels  # {model: distinct free amounts, largest first}
+        self.idle = idle  # {model: idle devices}
+        self.members: list[str] = []  # host names, sorted
 
 
 class StateError(RuntimeError):
@@ -54,6 +78,14 @@ class PoolState:
         )
         #: bumped on every change (callers may cache derived views by it)
         self.version = 0
+        #: request shapes seen (placement's typical-shape distribution)
+        self.shapes = ShapeStats()
+        self.classes: dict[tuple, HostClass] = {}
+        self.host_class: dict[str, tuple] = {}
+        self.host_kind: dict[str, int] = {}
+        self._kinds: dict[tuple, int] = {}
+        #: per host, bumped whenever anything placement looks at changes
+        self.host_version: dict[str, int] = defaultdict(int)
 
     # --- building --------------------------------------------------------------------
 
@@ -136,7 +168,10 @@ class PoolState:
         self.cpu_used.setdefault(host.name, 0)
         self.mem_used.setdefault(host.name, 0)
         self.hosts[host.name] = host
+        kind = (tuple(d.island for d in host.devices), tuple(d.index for d in host.devices), host.topology)
+        self.host_kind[host.name] = self._kinds.setdefault(kind, len(self._kinds))
         self._index_host(host, add=True)
+        self._reclass(host.name)
         self.version += 1
 
     def set_host_state(self, name: str, state: HostState) -> Host:
@@ -146,6 +181,7 @@ class PoolState:
             host = replace(host, state=state)
             self.hosts[name] = host
             self._index_host(host, add=True)
+            self._reclass(name)
             self.version += 1
         return host
 
@@ -156,10 +192,12 @@ class PoolState:
         if self.by_host.get(name):
             raise StateError(f"host {name} carries live allocations")
         self._index_host(host, add=False)
+        self._unclass(name)
         for d in host.devices:
             del self.devices[d.uuid], self.free[d.uuid]
         del self.hosts[name], self.cpu_used[name], self.mem_used[name]
         self.by_host.pop(name, None)
+        self.host_kind.pop(name, None)
         self.version += 1
 
     # --- allocations ---------------------------------------------------------------------
@@ -199,7 +237,9 @@ class PoolState:
         self.by_host[a.host][a.id] = a
         if a.key:
             self.by_key[a.key] = a.id
+        self._reclass(a.host)
         self.version += 1
+        self.observe_shape(self.shape_of(a.units, milli(a.cpu), a.mem_mb))
 
     def release(self, allocation_id: str) -> Allocation | None:
         """Give a live allocation's shares back; None when it is not live."""
@@ -213,8 +253,80 @@ class PoolState:
         self.by_host[a.host].pop(a.id, None)
         if a.key and self.by_key.get(a.key) == a.id:
             del self.by_key[a.key]
+        self._reclass(a.host)
         self.version += 1
         return a
+
+    # --- classes and typical shapes ---------------------------------------------------
+
+    def shape_of(self, units: int, cpu_milli: int, mem_mb: int) -> Shape:
+        per = self.units_per_gpu
+        if units <= 0:
+            return (cpu_milli, mem_mb, 0, 0)
+        if units < per:
+            return (cpu_milli, mem_mb, units, 1)
+        return (cpu_milli, mem_mb, per, units // per)
+
+    def observe_shape(self, shape: Shape) -> None:
+        """Count a request shape (granted, or refused: demand all the same)."""
+        if self.shapes.observe(shape):
+            self.reclass_all()
+
+    def observe(self, req) -> None:
+        """Count a request (e.g. one that did not fit) in the shape histogram."""
+        self.observe_shape(self.shape_of(req.units, milli(req.cpu), req.mem_mb))
+
+    def reclass_all(self) -> None:
+        """Recompute every host's class (after the typical shapes changed)."""
+        self.classes.clear()
+        self.host_class.clear()
+        for name in sorted(self.hosts):
+            self._reclass(name)
+
+    def class_key(self, name: str) -> tuple | None:
+        h = self.hosts[name]
+        if h.state != HostState.UP:
+            return None
+        typ = self.shapes.typical
+        cpu, mem = self.host_room(name)
+        sig = tuple(sorted((d.model, self.free[d.uuid]) for d in h.devices))
+        return (sig, typ.cpu_rank(cpu), typ.mem_rank(mem), self.host_kind[name])
+
+    def _unclass(self, name: str) -> None:
+        old = self.host_class.pop(name, None)
+        if old is not None:
+            c = self.classes[old]
+            del c.members[bisect_left(c.members, name)]
+            if not c.members:
+                del self.classes[old]
+
+    def _reclass(self, name: str) -> None:
+        self.host_version[name] += 1
+        key = self.class_key(name)
+        old = self.host_class.get(name)
+        if key == old:
+            return
+        self._unclass(name)
+        if key is None:
+            return
+        c = self.classes.get(key)
+        if c is None:
+            sig, cr, mr, kind = key
+            levels: dict[str, list[int]] = {}
+            idle: dict[str, int] = {}
+            for model, f in sig:
+                lv = levels.setdefault(model, [])
+                if f not in lv:
+                    lv.append(f)
+                if f == self.units_per_gpu:
+                    idle[model] = idle.get(model, 0) + 1
+            c = HostClass(
+                key, tuple(sorted((f for _, f in sig), reverse=True)), cr, mr, kind,
+                {m: tuple(sorted(v, reverse=True)) for m, v in levels.items()}, idle,
+            )
+            self.classes[key] = c
+        insort(c.members, name)
+        self.host_class[name] = key
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -252,3 +364,9 @@ class PoolState:
             h: {m: set(u) for m, u in v.items() if u} for h, v in self.idle.items()
         }, "idle index drifted"
         assert norm(fresh.hosts_by_idle) == norm(self.hosts_by_idle), "host index drifted"
+        expect = {n: self.class_key(n) for n in self.hosts}
+        assert {n: k for n, k in expect.items() if k is not None} == self.host_class, "classes drifted"
+        members = defaultdict(list)
+        for n in sorted(self.host_class):
+            members[self.host_class[n]].append(n)
+        assert {k: c.members for k, c in self.classes.items()} == dict(members), "class members drifted"
