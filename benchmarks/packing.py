@@ -24,9 +24,9 @@ Reported per policy, mean over the seeds:
 
 Policies: ``gpuhub`` = gpu_allocator.core.placement.place on a PoolState (the
 code the live allocator runs; its typical-shape histogram is seeded from the pod
-list, as the paper's simulator seeds FGD's), ``best-fit`` (the tightest device
-for a fraction, the host with the fewest idle devices for whole GPUs, the host
-with the least CPU left for CPU-only pods), ``first-fit`` (nodes in list order,
+list, as the paper's simulator seeds FGD's), ``best-fit`` (gpuhub's previous
+policy: the tightest device for a fraction, the host with the fewest idle
+devices for whole GPUs, ties and CPU-only pods to the first node in list order), ``first-fit`` (nodes in list order,
 devices in index order) and ``random`` (a uniformly random node that fits).
 
     python benchmarks/packing.py --trace /work/shared/traces/alibaba-gpu-v2023 \\
@@ -279,35 +279,33 @@ def best_fit(fit: Fit, req: Request, rng) -> Placement | None:
     cpu, mem = round(req.cpu * 1000), req.mem_mb
     models = [m for m in st.buckets if not req.models or m in req.models]
     if req.units == 0:
-        found = fit.feasible(req)
-        if not found:
-            return None
-        name = min(found, key=lambda n: (st.host_room(n)[0], fit.pos[n]))
-        return Placement(name)
+        return first_fit(fit, req, rng)
+    pos = fit.pos
     if req.units < PER_GPU:
+        for free in sorted({f for m in models for f in st.buckets[m] if f >= req.units}):
+            best = None
+            for m in models:
+                for uuid in st.buckets[m].get(free, ()):
+                    d = st.devices[uuid]
+                    key = (pos[d.host], d.index)
+                    if (best is None or key < best[0]) and st.fits_host(d.host, cpu, mem):
+                        best = (key, d)
+            if best is not None:
+                d = best[1]
+                return Placement(d.host, (Share(d.uuid, req.units),))
+        return None
+    k = req.units // PER_GPU
+    for n in sorted({n for m in models for n in st.hosts_by_idle.get(m, {}) if n >= k}):
         best = None
         for m in models:
-            for free in sorted(f for f in st.buckets[m] if f >= req.units):
-                if best is not None and free > best[0]:
-                    break
-                for uuid in st.buckets[m][free]:
-                    d = st.devices[uuid]
-                    if st.fits_host(d.host, cpu, mem):
-                        if best is None or free < best[0]:
-                            best = (free, d)
-                        break
-        if best is None:
-            return None
-        d = best[1]
-        return Placement(d.host, (Share(d.uuid, req.units),))
-    k = req.units // PER_GPU
-    for n in range(k, 64):
-        for m in models:
-            for name in st.hosts_by_idle.get(m, {}).get(n, ()):
-                if st.fits_host(name, cpu, mem):
-                    idle = sorted(st.devices[u].index for u in st.idle[name][m])[:k]
-                    by_index = {d.index: d for d in st.hosts[name].devices}
-                    return Placement(name, tuple(Share(by_index[i].uuid, PER_GPU) for i in idle))
+            for name in st.hosts_by_idle[m].get(n, ()):
+                if (best is None or pos[name] < best[0]) and st.fits_host(name, cpu, mem):
+                    best = (pos[name], name, m)
+        if best is not None:
+            _, name, m = best
+            idle = sorted(st.devices[u].index for u in st.idle[name][m])[:k]
+            by_index = {d.index: d for d in st.hosts[name].devices}
+            return Placement(name, tuple(Share(by_index[i].uuid, PER_GPU) for i in idle))
     return None
 
 

@@ -20,18 +20,24 @@ Policy (fragmentation gradient descent, Weng et al., ATC '23, on gpuhub's units)
 Cost: hosts are grouped by PoolState's classes (free units per device, CPU and
 memory ranks, topology kind); one representative per class is scored — the
 first host of the class by name that has room (at most :data:`REP_SCAN` are
-tried; a refusal is double-checked over every host). Fragmentation values are
-memoised by class, so a decision costs a few dictionary look-ups per class.
+tried; a refusal is double-checked over every host). Classes are visited from
+the tightest fit outwards (a fraction: by the free units of the device it would
+take; whole GPUs: by the host's idle devices; CPU-only: by the host's free GPU
+units), and the scan stops after the group in which :data:`BUDGET` classes
+were scored, so a decision's cost depends on the candidates, not on the pool.
+Fragmentation values are memoised, so scoring a class is a few look-ups.
 """
 
 from __future__ import annotations
 
-from .model import HostState, Placement, Request, Share, format_gpus, milli
+from .model import Placement, Request, Share, format_gpus, milli
 from .state import HostClass, PoolState
-from .topology import choose, host_matrix, is_uniform
+from .topology import choose
 
 #: members of a class tried for a representative before the class is skipped
 REP_SCAN = 16
+#: classes scored per decision (whole groups: see _levels) — bounds the cost
+BUDGET = 48
 #: members of a class whose topology is compared for a multi-GPU share
 TOPO_SCAN = 8
 
@@ -59,10 +65,8 @@ def _after(fs: tuple[int, ...], f: int, u: int, k: int = 1) -> tuple[int, ...]:
 
 
 def _matrix(state: PoolState, host: str):
-    h = state.hosts[host]
-    return host_matrix(
-        tuple(d.island for d in h.devices), tuple(d.index for d in h.devices), h.topology
-    )
+    """(pair score matrix, all pairs equal?) of a host."""
+    return state.kind_matrix[state.host_kind[host]]
 
 
 def _idle_indexes(state: PoolState, host: str, model: str) -> tuple[int, ...]:
@@ -75,9 +79,9 @@ def _device(state: PoolState, host: str, model: str, free: int):
     h = state.hosts[host]
     per = state.units_per_gpu
     if free == per:
-        m = _matrix(state, host)
+        m, uniform = _matrix(state, host)
         idle = _idle_indexes(state, host, model)
-        if not is_uniform(m) and len(idle) > 1:
+        if not uniform and len(idle) > 1:
             (index,), _ = choose(m, idle, 1)
             return next(d for d in h.devices if d.index == index)
     return min(
@@ -86,76 +90,89 @@ def _device(state: PoolState, host: str, model: str, free: int):
     )
 
 
-def _scan(state: PoolState, req: Request, bound: int):
-    """Best (key, host, option) over the classes; also whether some class was
-    cut short by ``bound``."""
+def _levels(state: PoolState, req: Request):
+    """Candidate (class, option) pairs in groups, the tightest group first: a
+    fraction by the free units of the device it would take, whole GPUs by the
+    idle devices of the host, CPU-only by the host's free GPU units."""
+    per = state.units_per_gpu
+    units, models = req.units, req.models
+    classes = state.classes
+    if units == 0:
+        by_total = state.class_total
+        for t in sorted(by_total):
+            yield [(classes[k], None) for k in by_total[t]]
+        return
+    if units < per:
+        index, low = state.class_levels, units
+    else:
+        index, low = state.class_idle, units // per
+    accepted = [m for m in index if not models or m in models]
+    steps = sorted({f for m in accepted for f in index[m] if f >= low})
+    for f in steps:
+        group = []
+        for m in accepted:
+            for k in index[m].get(f, ()):
+                group.append((classes[k], (m, f)))
+        yield group
+
+
+def _scan(state: PoolState, req: Request, bound: int, budget: int):
+    """Best (key, host, option) over the candidate classes (see :func:`_levels`),
+    stopping after the group in which ``budget`` classes were scored; also
+    whether some class was cut short by ``bound`` members."""
     typ = state.shapes.typical
     per = state.units_per_gpu
     units = req.units
     cpu, mem = milli(req.cpu), req.mem_mb
-    models = req.models
     whole = units >= per
     count = units // per if whole else 1
-    hosts, cpu_used, mem_used = state.hosts, state.cpu_used, state.mem_used
+    want = TOPO_SCAN if whole and count >= 2 else 1
+    hosts, cpu_cap, cpu_used, mem_used = state.hosts, state.cpu_cap, state.cpu_used, state.mem_used
     frag = typ.frag
     best = None
     cut = False
-    for c in state.classes.values():
-        # what this class could give
-        if units == 0:
-            opts = (None,)
-        elif whole:
-            opts = [m for m, n in c.idle.items() if n >= count and (not models or m in models)]
-        else:
-            opts = [
-                (m, f)
-                for m, lv in c.levels.items()
-                if not models or m in models
-                for f in lv
-                if f >= units
-            ]
-        if not opts:
-            continue
-        # its representative: the first member by name with room
-        reps = []
-        want = TOPO_SCAN if whole and count >= 2 else 1
-        for i, name in enumerate(c.members):
-            if i >= bound:
-                cut = True
-                break
-            h = hosts[name]
-            cl = round(h.cpus * 1000) - cpu_used[name]
-            ml = h.memory_mb - mem_used[name]
-            if cpu <= cl and mem <= ml:
-                reps.append((name, cl, ml))
-                if len(reps) >= want:
+    scored = 0
+    for group in _levels(state, req):
+        if scored >= budget:
+            break
+        for c, opt in group:
+            # the class's representative: its first member by name with room
+            reps = []
+            for i, name in enumerate(c.members):
+                if i >= bound:
+                    cut = True
                     break
-        if not reps:
-            continue
-        name, cl, ml = reps[0]
-        cr2, mr2 = typ.cpu_rank(cl - cpu), typ.mem_rank(ml - mem)
-        f0 = frag(c.fs, c.cr, c.mr)
-        total = sum(c.fs)
-        if units == 0:
-            d = round(frag(c.fs, cr2, mr2) - f0, 6)
-            key = (d, total, cl - cpu, name)
-            if best is None or key < best[0]:
-                best = (key, name, None)
-        elif not whole:
-            for opt in opts:
-                f = opt[1]
+                cl = cpu_cap[name] - cpu_used[name]
+                ml = hosts[name].memory_mb - mem_used[name]
+                if cpu <= cl and mem <= ml:
+                    reps.append((name, cl, ml))
+                    if len(reps) >= want:
+                        break
+            if not reps:
+                continue
+            scored += 1
+            name, cl, ml = reps[0]
+            f0 = frag(c.fs, c.cr, c.mr)
+            cr2, mr2 = typ.cpu_rank(cl - cpu), typ.mem_rank(ml - mem)
+            total = sum(c.fs)
+            if units == 0:
+                d = round(frag(c.fs, cr2, mr2) - f0, 6)
+                key = (d, total, cl - cpu, name)
+                if best is None or key < best[0]:
+                    best = (key, name, None)
+            elif not whole:
+                m, f = opt
                 d = round(frag(_after(c.fs, f, units), cr2, mr2) - f0, 6)
-                key = (d, f - units, total, name, opt[0])
+                key = (d, f - units, total, name, m)
                 if best is None or key < best[0]:
                     best = (key, name, opt)
-        else:
-            for m in opts:
+            else:
+                m = opt[0]
                 d = round(frag(_after(c.fs, per, per, count), cr2, mr2) - f0, 6)
                 for name, cl, ml in reps:
-                    mat = _matrix(state, name)
-                    if is_uniform(mat):
-                        q = (0, 0, 0)
-                        chosen = None
+                    mat, uniform = _matrix(state, name)
+                    if uniform:
+                        q, chosen = (0, 0, 0), None
                     else:
                         chosen, q = choose(mat, _idle_indexes(state, name, m), count)
                     lo = q[0] if count >= 2 else 0
@@ -172,9 +189,9 @@ def place(state: PoolState, req: Request) -> Placement:
     per = state.units_per_gpu
     if req.units < 0 or (req.units > per and req.units % per):
         raise ValueError(f"not a placeable amount: {req.units} units")
-    best, cut = _scan(state, req, REP_SCAN)
+    best, cut = _scan(state, req, REP_SCAN, BUDGET)
     if best is None and cut:
-        best, _ = _scan(state, req, 1 << 30)
+        best, _ = _scan(state, req, 1 << 30, BUDGET)
     if best is None:
         raise NoFit(describe_shortage(state, req))
     _, host, opt = best
@@ -196,8 +213,8 @@ def describe_shortage(state: PoolState, req: Request) -> str:
     """A sentence for the user: what they asked for and what is free now."""
     per_gpu = state.units_per_gpu
     parts = []
-    up = [h for h in state.hosts.values() if h.state == HostState.UP]
-    for host in sorted(up, key=lambda h: h.name)[:20]:
+    up = state.up_names()
+    for host in (state.hosts[n] for n in up[:20]):
         devs = [d for d in host.devices if not req.models or d.model in req.models]
         idle = sum(1 for d in devs if state.free[d.uuid] == per_gpu)
         largest = max((state.free[d.uuid] for d in devs), default=0)

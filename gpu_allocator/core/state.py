@@ -37,6 +37,7 @@ from .model import (
     HostState,
     milli,
 )
+from .topology import host_matrix, is_uniform
 from .typical import Shape, ShapeStats
 
 
@@ -67,6 +68,7 @@ class PoolState:
         self.devices: dict[str, Device] = {}
         self.free: dict[str, int] = {}
         self.cpu_used: dict[str, int] = {}  # milli-cores by host
+        self.cpu_cap: dict[str, int] = {}  # milli-cores by host
         self.mem_used: dict[str, int] = {}  # MB by host
         self.allocations: dict[str, Allocation] = {}  # live (granted) only
         self.by_host: dict[str, dict[str, Allocation]] = defaultdict(dict)
@@ -83,7 +85,15 @@ class PoolState:
         self.classes: dict[tuple, HostClass] = {}
         self.host_class: dict[str, tuple] = {}
         self.host_kind: dict[str, int] = {}
+        #: classes by what they can give: a device of a model with f free units
+        #: (f > 0), n idle devices of a model (n > 0), t free units in all
+        self.class_levels: dict[str, dict[int, dict[tuple, None]]] = defaultdict(lambda: defaultdict(dict))
+        self.class_idle: dict[str, dict[int, dict[tuple, None]]] = defaultdict(lambda: defaultdict(dict))
+        self.class_total: dict[int, dict[tuple, None]] = defaultdict(dict)
         self._kinds: dict[tuple, int] = {}
+        #: per topology kind: (pair score matrix by device index, all pairs equal?)
+        self.kind_matrix: dict[int, tuple] = {}
+        self._up_names: list[str] | None = None  # sorted names of up hosts (cache)
         #: per host, bumped whenever anything placement looks at changes
         self.host_version: dict[str, int] = defaultdict(int)
 
@@ -165,11 +175,17 @@ class PoolState:
         for d in host.devices:
             self.devices[d.uuid] = d
             self.free.setdefault(d.uuid, self.units_per_gpu)
+        self.cpu_cap[host.name] = milli(host.cpus)
         self.cpu_used.setdefault(host.name, 0)
         self.mem_used.setdefault(host.name, 0)
         self.hosts[host.name] = host
         kind = (tuple(d.island for d in host.devices), tuple(d.index for d in host.devices), host.topology)
-        self.host_kind[host.name] = self._kinds.setdefault(kind, len(self._kinds))
+        kid = self._kinds.setdefault(kind, len(self._kinds))
+        if kid not in self.kind_matrix:
+            m = host_matrix(*kind)
+            self.kind_matrix[kid] = (m, is_uniform(m))
+        self.host_kind[host.name] = kid
+        self._up_names = None
         self._index_host(host, add=True)
         self._reclass(host.name)
         self.version += 1
@@ -182,6 +198,7 @@ class PoolState:
             self.hosts[name] = host
             self._index_host(host, add=True)
             self._reclass(name)
+            self._up_names = None
             self.version += 1
         return host
 
@@ -195,9 +212,10 @@ class PoolState:
         self._unclass(name)
         for d in host.devices:
             del self.devices[d.uuid], self.free[d.uuid]
-        del self.hosts[name], self.cpu_used[name], self.mem_used[name]
+        del self.hosts[name], self.cpu_used[name], self.mem_used[name], self.cpu_cap[name]
         self.by_host.pop(name, None)
         self.host_kind.pop(name, None)
+        self._up_names = None
         self.version += 1
 
     # --- allocations ---------------------------------------------------------------------
@@ -280,6 +298,9 @@ class PoolState:
         """Recompute every host's class (after the typical shapes changed)."""
         self.classes.clear()
         self.host_class.clear()
+        self.class_levels.clear()
+        self.class_idle.clear()
+        self.class_total.clear()
         for name in sorted(self.hosts):
             self._reclass(name)
 
@@ -292,6 +313,16 @@ class PoolState:
         sig = tuple(sorted((d.model, self.free[d.uuid]) for d in h.devices))
         return (sig, typ.cpu_rank(cpu), typ.mem_rank(mem), self.host_kind[name])
 
+    def _index_class(self, c: HostClass, add: bool) -> None:
+        spots = [self.class_total[sum(c.fs)]]
+        spots += [self.class_levels[m][f] for m, lv in c.levels.items() for f in lv if f > 0]
+        spots += [self.class_idle[m][n] for m, n in c.idle.items()]
+        for spot in spots:
+            if add:
+                spot[c.key] = None
+            else:
+                spot.pop(c.key, None)
+
     def _unclass(self, name: str) -> None:
         old = self.host_class.pop(name, None)
         if old is not None:
@@ -299,6 +330,7 @@ class PoolState:
             del c.members[bisect_left(c.members, name)]
             if not c.members:
                 del self.classes[old]
+                self._index_class(c, add=False)
 
     def _reclass(self, name: str) -> None:
         self.host_version[name] += 1
@@ -325,6 +357,7 @@ class PoolState:
                 {m: tuple(sorted(v, reverse=True)) for m, v in levels.items()}, idle,
             )
             self.classes[key] = c
+            self._index_class(c, add=True)
         insort(c.members, name)
         self.host_class[name] = key
 
@@ -338,6 +371,12 @@ class PoolState:
     def fits_host(self, name: str, cpu_milli: int, mem_mb: int) -> bool:
         cpu, mem = self.host_room(name)
         return cpu_milli <= cpu and mem_mb <= mem
+
+    def up_names(self) -> list[str]:
+        """Names of the up hosts, sorted (cached until a host changes)."""
+        if self._up_names is None:
+            self._up_names = sorted(n for n, h in self.hosts.items() if h.state == HostState.UP)
+        return self._up_names
 
     def models(self) -> list[str]:
         return sorted({d.model for d in self.devices.values()})
@@ -370,3 +409,11 @@ class PoolState:
         for n in sorted(self.host_class):
             members[self.host_class[n]].append(n)
         assert {k: c.members for k, c in self.classes.items()} == dict(members), "class members drifted"
+        levels, idle, total = set(), set(), set()
+        for c in self.classes.values():
+            levels |= {(m, f, c.key) for m, lv in c.levels.items() for f in lv if f > 0}
+            idle |= {(m, n, c.key) for m, n in c.idle.items()}
+            total.add((sum(c.fs), c.key))
+        flat = lambda ix: {(m, f, k) for m, v in ix.items() for f, ks in v.items() for k in ks}  # noqa: E731
+        assert flat(self.class_levels) == levels and flat(self.class_idle) == idle, "class index drifted"
+        assert {(t, k) for t, ks in self.class_total.items() for k in ks} == total, "class index drifted"
