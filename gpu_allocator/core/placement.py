@@ -19,8 +19,9 @@ Policy (fragmentation gradient descent, Weng et al., ATC '23, on gpuhub's units)
 
 Cost: hosts are grouped by PoolState's classes (free units per device, CPU and
 memory ranks, topology kind); one representative per class is scored — the
-first host of the class by name that has room (at most :data:`REP_SCAN` are
-tried; a refusal is double-checked over every host). Classes are visited from
+roomiest host of the class (most CPU left, then memory, then name) that has
+room (at most :data:`REP_SCAN` are tried; a refusal is double-checked over
+every host). Classes are visited from
 the tightest fit outwards (a fraction: by the free units of the device it would
 take; whole GPUs: by the host's idle devices; CPU-only: by the host's free GPU
 units), and the scan stops after the group in which :data:`BUDGET` classes
@@ -37,7 +38,7 @@ from .topology import choose
 #: members of a class tried for a representative before the class is skipped
 REP_SCAN = 16
 #: classes scored per decision (whole groups: see _levels) — bounds the cost
-BUDGET = 48
+BUDGET = 16
 #: members of a class whose topology is compared for a multi-GPU share
 TOPO_SCAN = 8
 
@@ -65,7 +66,7 @@ def _after(fs: tuple[int, ...], f: int, u: int, k: int = 1) -> tuple[int, ...]:
 
 
 def _matrix(state: PoolState, host: str):
-    """(pair score matrix, all pairs equal?) of a host."""
+    """(pair score matrix, all pairs equal?, the pair score if so) of a host."""
     return state.kind_matrix[state.host_kind[host]]
 
 
@@ -79,7 +80,7 @@ def _device(state: PoolState, host: str, model: str, free: int):
     h = state.hosts[host]
     per = state.units_per_gpu
     if free == per:
-        m, uniform = _matrix(state, host)
+        m, uniform, _ = _matrix(state, host)
         idle = _idle_indexes(state, host, model)
         if not uniform and len(idle) > 1:
             (index,), _ = choose(m, idle, 1)
@@ -136,15 +137,17 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
         if scored >= budget:
             break
         for c, opt in group:
-            # the class's representative: its first member by name with room
+            # the class's representative: its roomiest member (most CPU left,
+            # then memory, then name) that has room
             reps = []
-            for i, name in enumerate(c.members):
+            for i, (ncl, nml, name) in enumerate(c.members):
+                cl, ml = -ncl, -nml
+                if cl < cpu:
+                    break  # the others have less
                 if i >= bound:
                     cut = True
                     break
-                cl = cpu_cap[name] - cpu_used[name]
-                ml = hosts[name].memory_mb - mem_used[name]
-                if cpu <= cl and mem <= ml:
+                if mem <= ml:
                     reps.append((name, cl, ml))
                     if len(reps) >= want:
                         break
@@ -170,13 +173,15 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
                 m = opt[0]
                 d = round(frag(_after(c.fs, per, per, count), cr2, mr2) - f0, 6)
                 for name, cl, ml in reps:
-                    mat, uniform = _matrix(state, name)
+                    mat, uniform, v = _matrix(state, name)
                     if uniform:
-                        q, chosen = (0, 0, 0), None
+                        left = c.idle[m] - count
+                        q = (v, v * (count * (count - 1) // 2), v * (left * (left - 1) // 2))
+                        chosen = None
                     else:
                         chosen, q = choose(mat, _idle_indexes(state, name, m), count)
                     lo = q[0] if count >= 2 else 0
-                    key = (-lo, d, -q[1], -q[2], total, name, m)
+                    key = (-lo, d, -q[1], total, -q[2], name, m)
                     if best is None or key < best[0]:
                         best = (key, name, (m, chosen))
                     if chosen is None:

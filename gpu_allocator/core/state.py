@@ -53,7 +53,9 @@ class HostClass:
         self.kind = kind  # topology kind (an int interned by PoolState)
         self.levels = levels  # {model: distinct free amounts, largest first}
         self.idle = idle  # {model: idle devices}
-        self.members: list[str] = []  # host names, sorted
+        #: (-CPU left, -memory left, name) of the member hosts, sorted: the
+        #: roomiest first (the representative placement scores)
+        self.members: list[tuple[int, int, str]] = []
 
 
 class StateError(RuntimeError):
@@ -84,6 +86,7 @@ class PoolState:
         self.shapes = ShapeStats()
         self.classes: dict[tuple, HostClass] = {}
         self.host_class: dict[str, tuple] = {}
+        self._member_entry: dict[str, tuple[int, int, str]] = {}
         self.host_kind: dict[str, int] = {}
         #: classes by what they can give: a device of a model with f free units
         #: (f > 0), n idle devices of a model (n > 0), t free units in all
@@ -91,7 +94,8 @@ class PoolState:
         self.class_idle: dict[str, dict[int, dict[tuple, None]]] = defaultdict(lambda: defaultdict(dict))
         self.class_total: dict[int, dict[tuple, None]] = defaultdict(dict)
         self._kinds: dict[tuple, int] = {}
-        #: per topology kind: (pair score matrix by device index, all pairs equal?)
+        #: per topology kind: (pair score matrix by device index, all pairs equal?,
+        #: the score of a pair when they are)
         self.kind_matrix: dict[int, tuple] = {}
         self._up_names: list[str] | None = None  # sorted names of up hosts (cache)
         #: per host, bumped whenever anything placement looks at changes
@@ -183,7 +187,7 @@ class PoolState:
         kid = self._kinds.setdefault(kind, len(self._kinds))
         if kid not in self.kind_matrix:
             m = host_matrix(*kind)
-            self.kind_matrix[kid] = (m, is_uniform(m))
+            self.kind_matrix[kid] = (m, is_uniform(m), m[0][1] if len(m) > 1 else 0)
         self.host_kind[host.name] = kid
         self._up_names = None
         self._index_host(host, add=True)
@@ -298,6 +302,7 @@ class PoolState:
         """Recompute every host's class (after the typical shapes changed)."""
         self.classes.clear()
         self.host_class.clear()
+        self._member_entry.clear()
         self.class_levels.clear()
         self.class_idle.clear()
         self.class_total.clear()
@@ -327,7 +332,7 @@ class PoolState:
         old = self.host_class.pop(name, None)
         if old is not None:
             c = self.classes[old]
-            del c.members[bisect_left(c.members, name)]
+            del c.members[bisect_left(c.members, self._member_entry.pop(name))]
             if not c.members:
                 del self.classes[old]
                 self._index_class(c, add=False)
@@ -335,9 +340,6 @@ class PoolState:
     def _reclass(self, name: str) -> None:
         self.host_version[name] += 1
         key = self.class_key(name)
-        old = self.host_class.get(name)
-        if key == old:
-            return
         self._unclass(name)
         if key is None:
             return
@@ -358,7 +360,10 @@ class PoolState:
             )
             self.classes[key] = c
             self._index_class(c, add=True)
-        insort(c.members, name)
+        cpu, mem = self.host_room(name)
+        entry = (-cpu, -mem, name)
+        insort(c.members, entry)
+        self._member_entry[name] = entry
         self.host_class[name] = key
 
     # --- reading ---------------------------------------------------------------------------
@@ -406,8 +411,10 @@ class PoolState:
         expect = {n: self.class_key(n) for n in self.hosts}
         assert {n: k for n, k in expect.items() if k is not None} == self.host_class, "classes drifted"
         members = defaultdict(list)
-        for n in sorted(self.host_class):
-            members[self.host_class[n]].append(n)
+        for n in self.host_class:
+            cpu, mem = self.host_room(n)
+            members[self.host_class[n]].append((-cpu, -mem, n))
+        members = {k: sorted(v) for k, v in members.items()}
         assert {k: c.members for k, c in self.classes.items()} == dict(members), "class members drifted"
         levels, idle, total = set(), set(), set()
         for c in self.classes.values():
