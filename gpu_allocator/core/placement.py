@@ -1,128 +1,225 @@
 """Placement: where a request fits in the pool. Pure functions over a PoolState
-(read, never changed), no I/O.
+(read, never changed — except memo caches), no I/O.
 
-Rules:
-- a fraction of one GPU goes to the device where it fits most tightly (best fit),
-  so that whole devices stay free for whole-GPU requests;
-- whole GPUs come only from devices nobody else uses, all on one host, and
-  preferably from one NVLink island (the smallest island that holds them, so
-  that big islands stay whole);
-- the host must also have the CPU cores and memory the request asks for;
-- a request that names GPU models gets only devices of those models.
+Policy (fragmentation gradient descent, Weng et al., ATC '23, on gpuhub's units):
+- every candidate is scored by how much it grows its host's *expected
+  fragmentation* — the idle GPU capacity of the host that the pool's typical
+  request shapes could not use, weighted by how common they are (core.typical;
+  the typical shapes come from the decayed histogram of granted requests kept
+  by PoolState, CPU and memory included) — and the smallest growth wins;
+- ties: the tightest fit (least left on the device, then on the host), then the
+  host name, so the same state always gives the same answer;
+- a fraction of one GPU takes one device; whole GPUs come only from devices
+  nobody else uses, all on one host; among a host's idle devices the
+  best-connected set is taken (core.topology: NVLink, then PCIe distance; what
+  is left over stays as well connected as possible), and for 2 or more GPUs a
+  host that can give an all-NVLink set beats one that cannot;
+- the host must have the CPU cores and memory the request asks for; a request
+  that names GPU models gets only devices of those models.
 
-Cost: a fraction looks at the buckets of free units that can hold it (tightest
-first) and stops at the first device whose host has room; whole GPUs look only
-at hosts with enough idle devices of an accepted model.
+Cost: hosts are grouped by PoolState's classes (free units per device, CPU and
+memory ranks, topology kind); one representative per class is scored — the
+roomiest host of the class (most CPU left, then memory, then name) that has
+room (at most :data:`REP_SCAN` are tried; a refusal is double-checked over
+every host). Classes are visited from
+the tightest fit outwards (a fraction: by the free units of the device it would
+take; whole GPUs: by the host's idle devices; CPU-only: by the host's free GPU
+units), and the scan stops after the group in which :data:`BUDGET` classes
+were scored, so a decision's cost depends on the candidates, not on the pool.
+Fragmentation values are memoised, so scoring a class is a few look-ups.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from .model import Placement, Request, Share, format_gpus, milli
+from .state import HostClass, PoolState
+from .topology import choose
 
-from .model import Device, HostState, Placement, Request, Share, format_gpus, milli
-from .state import PoolState
+#: members of a class tried for a representative before the class is skipped
+REP_SCAN = 16
+#: classes scored per decision (whole groups: see _levels) — bounds the cost
+BUDGET = 16
+#: members of a class whose topology is compared for a multi-GPU share
+TOPO_SCAN = 8
+
+_after_memo: dict = {}
 
 
 class NoFit(Exception):
     """The request does not fit right now; the message says what is free."""
 
 
-def _models(state: PoolState, req: Request) -> list[str]:
-    if req.models:
-        return sorted(m for m in req.models if m in state.buckets or m in state.hosts_by_idle)
-    return sorted(set(state.buckets) | set(state.hosts_by_idle))
+def _after(fs: tuple[int, ...], f: int, u: int, k: int = 1) -> tuple[int, ...]:
+    """``fs`` with ``k`` devices of ``f`` free units giving ``u`` units each."""
+    key = (fs, f, u, k)
+    r = _after_memo.get(key)
+    if r is None:
+        lst = list(fs)
+        for _ in range(k):
+            lst[lst.index(f)] = f - u
+        lst.sort(reverse=True)
+        r = tuple(lst)
+        if len(_after_memo) > 200_000:
+            _after_memo.clear()
+        _after_memo[key] = r
+    return r
 
 
-def _place_fraction(state: PoolState, req: Request) -> Placement | None:
-    cpu, mem = milli(req.cpu), req.mem_mb
-    best: tuple | None = None
-    for model in _models(state, req):
-        by_free = state.buckets.get(model, {})
-        for free in sorted(f for f in by_free if f >= req.units):
-            if best is not None and free - req.units > best[0]:
-                break
-            for uuid in by_free[free]:
-                d = state.devices[uuid]
-                if not state.fits_host(d.host, cpu, mem):
-                    continue
-                key = (free - req.units, d.host, d.index)
-                if best is None or key < best:
-                    best = (*key, d)
-                break  # later devices of the bucket are no tighter
-    if best is None:
-        return None
-    d = best[3]
-    return Placement(host=d.host, shares=(Share(d.uuid, req.units),))
+def _matrix(state: PoolState, host: str):
+    """(pair score matrix, all pairs equal?, the pair score if so) of a host."""
+    return state.kind_matrix[state.host_kind[host]]
 
 
-def _choose_whole(state: PoolState, host: str, idle: list[Device], count: int) -> tuple[tuple, list[Device]]:
-    islands: dict[str, list[Device]] = defaultdict(list)
-    for d in idle:
-        if d.island:
-            islands[d.island].append(d)
-    linked = sorted(
-        (devs for devs in islands.values() if len(devs) >= count),
-        key=lambda devs: (len(devs), devs[0].index),
+def _idle_indexes(state: PoolState, host: str, model: str) -> tuple[int, ...]:
+    return tuple(sorted(state.devices[u].index for u in state.idle[host].get(model, ())))
+
+
+def _device(state: PoolState, host: str, model: str, free: int):
+    """The device of ``model`` with ``free`` units on ``host`` a fraction takes:
+    an idle one is chosen so that the idle ones left stay best connected."""
+    h = state.hosts[host]
+    per = state.units_per_gpu
+    if free == per:
+        m, uniform, _ = _matrix(state, host)
+        idle = _idle_indexes(state, host, model)
+        if not uniform and len(idle) > 1:
+            (index,), _ = choose(m, idle, 1)
+            return next(d for d in h.devices if d.index == index)
+    return min(
+        (d for d in h.devices if d.model == model and state.free[d.uuid] == free),
+        key=lambda d: d.index,
     )
-    if linked:
-        return (0, len(linked[0])), sorted(linked[0], key=lambda d: d.index)[:count]
-    return (1, len(idle)), sorted(idle, key=lambda d: d.index)[:count]
 
 
-def _place_whole(state: PoolState, req: Request) -> Placement | None:
-    per_gpu = state.units_per_gpu
-    count = req.units // per_gpu
+def _levels(state: PoolState, req: Request):
+    """Candidate (class, option) pairs in groups, the tightest group first: a
+    fraction by the free units of the device it would take, whole GPUs by the
+    idle devices of the host, CPU-only by the host's free GPU units."""
+    per = state.units_per_gpu
+    units, models = req.units, req.models
+    classes = state.classes
+    if units == 0:
+        by_total = state.class_total
+        for t in sorted(by_total):
+            yield [(classes[k], None) for k in by_total[t]]
+        return
+    if units < per:
+        index, low = state.class_levels, units
+    else:
+        index, low = state.class_idle, units // per
+    accepted = [m for m in index if not models or m in models]
+    steps = sorted({f for m in accepted for f in index[m] if f >= low})
+    for f in steps:
+        group = []
+        for m in accepted:
+            for k in index[m].get(f, ()):
+                group.append((classes[k], (m, f)))
+        yield group
+
+
+def _scan(state: PoolState, req: Request, bound: int, budget: int):
+    """Best (key, host, option) over the candidate classes (see :func:`_levels`),
+    stopping after the group in which ``budget`` classes were scored; also
+    whether some class was cut short by ``bound`` members."""
+    typ = state.shapes.typical
+    per = state.units_per_gpu
+    units = req.units
     cpu, mem = milli(req.cpu), req.mem_mb
+    whole = units >= per
+    count = units // per if whole else 1
+    want = TOPO_SCAN if whole and count >= 2 else 1
+    hosts, cpu_cap, cpu_used, mem_used = state.hosts, state.cpu_cap, state.cpu_used, state.mem_used
+    frag = typ.frag
     best = None
-    for model in _models(state, req):
-        for n, hosts in state.hosts_by_idle.get(model, {}).items():
-            if n < count:
+    cut = False
+    scored = 0
+    for group in _levels(state, req):
+        if scored >= budget:
+            break
+        for c, opt in group:
+            # the class's representative: its roomiest member (most CPU left,
+            # then memory, then name) that has room
+            reps = []
+            for i, (ncl, nml, name) in enumerate(c.members):
+                cl, ml = -ncl, -nml
+                if cl < cpu:
+                    break  # the others have less
+                if i >= bound:
+                    cut = True
+                    break
+                if mem <= ml:
+                    reps.append((name, cl, ml))
+                    if len(reps) >= want:
+                        break
+            if not reps:
                 continue
-            for host in hosts:
-                if not state.fits_host(host, cpu, mem):
-                    continue
-                idle = [state.devices[u] for u in state.idle[host][model]]
-                score, chosen = _choose_whole(state, host, idle, count)
-                key = (score, host)
+            scored += 1
+            name, cl, ml = reps[0]
+            f0 = frag(c.fs, c.cr, c.mr)
+            cr2, mr2 = typ.cpu_rank(cl - cpu), typ.mem_rank(ml - mem)
+            total = sum(c.fs)
+            if units == 0:
+                d = round(frag(c.fs, cr2, mr2) - f0, 6)
+                key = (d, total, cl - cpu, name)
                 if best is None or key < best[0]:
-                    best = (key, host, chosen)
-    if best is None:
-        return None
-    _, host, chosen = best
-    return Placement(host=host, shares=tuple(Share(d.uuid, per_gpu) for d in chosen))
-
-
-def _place_cpu_only(state: PoolState, req: Request) -> Placement | None:
-    cpu, mem = milli(req.cpu), req.mem_mb
-    fitting = [
-        name for name, h in state.hosts.items()
-        if h.state == HostState.UP and state.fits_host(name, cpu, mem)
-    ]
-    return Placement(host=min(fitting)) if fitting else None
+                    best = (key, name, None)
+            elif not whole:
+                m, f = opt
+                d = round(frag(_after(c.fs, f, units), cr2, mr2) - f0, 6)
+                key = (d, f - units, total, name, m)
+                if best is None or key < best[0]:
+                    best = (key, name, opt)
+            else:
+                m = opt[0]
+                d = round(frag(_after(c.fs, per, per, count), cr2, mr2) - f0, 6)
+                for name, cl, ml in reps:
+                    mat, uniform, v = _matrix(state, name)
+                    if uniform:
+                        left = c.idle[m] - count
+                        q = (v, v * (count * (count - 1) // 2), v * (left * (left - 1) // 2))
+                        chosen = None
+                    else:
+                        chosen, q = choose(mat, _idle_indexes(state, name, m), count)
+                    lo = q[0] if count >= 2 else 0
+                    key = (-lo, d, -q[1], total, -q[2], name, m)
+                    if best is None or key < best[0]:
+                        best = (key, name, (m, chosen))
+                    if chosen is None:
+                        break  # uniform topology: the first member is as good as any
+    return best, cut
 
 
 def place(state: PoolState, req: Request) -> Placement:
     """Choose host and devices for ``req`` or raise :class:`NoFit`."""
-    per_gpu = state.units_per_gpu
-    if req.units < 0 or (req.units > per_gpu and req.units % per_gpu):
+    per = state.units_per_gpu
+    if req.units < 0 or (req.units > per and req.units % per):
         raise ValueError(f"not a placeable amount: {req.units} units")
-    if req.units == 0:
-        found = _place_cpu_only(state, req)
-    elif req.units < per_gpu:
-        found = _place_fraction(state, req)
-    else:
-        found = _place_whole(state, req)
-    if found is None:
+    best, cut = _scan(state, req, REP_SCAN, BUDGET)
+    if best is None and cut:
+        best, _ = _scan(state, req, 1 << 30, BUDGET)
+    if best is None:
         raise NoFit(describe_shortage(state, req))
-    return found
+    _, host, opt = best
+    if req.units == 0:
+        return Placement(host=host)
+    if req.units < per:
+        model, free = opt
+        d = _device(state, host, model, free)
+        return Placement(host=host, shares=(Share(d.uuid, req.units),))
+    model, chosen = opt
+    count = req.units // per
+    if chosen is None:
+        chosen = _idle_indexes(state, host, model)[:count]
+    by_index = {d.index: d for d in state.hosts[host].devices}
+    return Placement(host=host, shares=tuple(Share(by_index[i].uuid, per) for i in chosen))
 
 
 def describe_shortage(state: PoolState, req: Request) -> str:
     """A sentence for the user: what they asked for and what is free now."""
     per_gpu = state.units_per_gpu
     parts = []
-    up = [h for h in state.hosts.values() if h.state == HostState.UP]
-    for host in sorted(up, key=lambda h: h.name)[:20]:
+    up = state.up_names()
+    for host in (state.hosts[n] for n in up[:20]):
         devs = [d for d in host.devices if not req.models or d.model in req.models]
         idle = sum(1 for d in devs if state.free[d.uuid] == per_gpu)
         largest = max((state.free[d.uuid] for d in devs), default=0)

@@ -12,11 +12,19 @@ the database committed it. Indexes kept here:
   (a fraction looks only at buckets that can hold it, tightest first);
 - ``idle[host][model]``: idle devices of each up host;
 - ``hosts_by_idle[model][n]``: up hosts with exactly n idle devices of a model
-  (a request for n whole GPUs looks only at hosts with at least n).
+  (a request for n whole GPUs looks only at hosts with at least n);
+- ``classes[key]``: up hosts grouped by what placement scores them on — the
+  free units of their devices (with models), their CPU and memory left as
+  ranks against the typical request shapes, and their topology kind; hosts of
+  one class score the same, so placement scores one representative per class
+  (the first by name that has room) instead of every host;
+- ``shapes``: the decayed histogram of granted request shapes that gives
+  placement its typical-shape distribution (see core.typical).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import defaultdict
 from dataclasses import replace
 
@@ -29,6 +37,25 @@ from .model import (
     HostState,
     milli,
 )
+from .topology import host_matrix, is_uniform
+from .typical import Shape, ShapeStats
+
+
+class HostClass:
+    """Up hosts that look the same to placement (see the module docstring)."""
+
+    __slots__ = ("key", "fs", "cr", "mr", "kind", "levels", "idle", "members")
+
+    def __init__(self, key, fs, cr, mr, kind, levels, idle):
+        self.key = key
+        self.fs = fs  # free units of all devices, largest first
+        self.cr, self.mr = cr, mr  # CPU / memory rank (core.typical)
+        self.kind = kind  # topology kind (an int interned by PoolState)
+        self.levels = levels  # {model: distinct free amounts, largest first}
+        self.idle = idle  # {model: idle devices}
+        #: (-CPU left, -memory left, name) of the member hosts, sorted: the
+        #: roomiest first (the representative placement scores)
+        self.members: list[tuple[int, int, str]] = []
 
 
 class StateError(RuntimeError):
@@ -43,6 +70,7 @@ class PoolState:
         self.devices: dict[str, Device] = {}
         self.free: dict[str, int] = {}
         self.cpu_used: dict[str, int] = {}  # milli-cores by host
+        self.cpu_cap: dict[str, int] = {}  # milli-cores by host
         self.mem_used: dict[str, int] = {}  # MB by host
         self.allocations: dict[str, Allocation] = {}  # live (granted) only
         self.by_host: dict[str, dict[str, Allocation]] = defaultdict(dict)
@@ -54,6 +82,24 @@ class PoolState:
         )
         #: bumped on every change (callers may cache derived views by it)
         self.version = 0
+        #: request shapes seen (placement's typical-shape distribution)
+        self.shapes = ShapeStats()
+        self.classes: dict[tuple, HostClass] = {}
+        self.host_class: dict[str, tuple] = {}
+        self._member_entry: dict[str, tuple[int, int, str]] = {}
+        self.host_kind: dict[str, int] = {}
+        #: classes by what they can give: a device of a model with f free units
+        #: (f > 0), n idle devices of a model (n > 0), t free units in all
+        self.class_levels: dict[str, dict[int, dict[tuple, None]]] = defaultdict(lambda: defaultdict(dict))
+        self.class_idle: dict[str, dict[int, dict[tuple, None]]] = defaultdict(lambda: defaultdict(dict))
+        self.class_total: dict[int, dict[tuple, None]] = defaultdict(dict)
+        self._kinds: dict[tuple, int] = {}
+        #: per topology kind: (pair score matrix by device index, all pairs equal?,
+        #: the score of a pair when they are)
+        self.kind_matrix: dict[int, tuple] = {}
+        self._up_names: list[str] | None = None  # sorted names of up hosts (cache)
+        #: per host, bumped whenever anything placement looks at changes
+        self.host_version: dict[str, int] = defaultdict(int)
 
     # --- building --------------------------------------------------------------------
 
@@ -133,10 +179,19 @@ class PoolState:
         for d in host.devices:
             self.devices[d.uuid] = d
             self.free.setdefault(d.uuid, self.units_per_gpu)
+        self.cpu_cap[host.name] = milli(host.cpus)
         self.cpu_used.setdefault(host.name, 0)
         self.mem_used.setdefault(host.name, 0)
         self.hosts[host.name] = host
+        kind = (tuple(d.island for d in host.devices), tuple(d.index for d in host.devices), host.topology)
+        kid = self._kinds.setdefault(kind, len(self._kinds))
+        if kid not in self.kind_matrix:
+            m = host_matrix(*kind)
+            self.kind_matrix[kid] = (m, is_uniform(m), m[0][1] if len(m) > 1 else 0)
+        self.host_kind[host.name] = kid
+        self._up_names = None
         self._index_host(host, add=True)
+        self._reclass(host.name)
         self.version += 1
 
     def set_host_state(self, name: str, state: HostState) -> Host:
@@ -146,6 +201,8 @@ class PoolState:
             host = replace(host, state=state)
             self.hosts[name] = host
             self._index_host(host, add=True)
+            self._reclass(name)
+            self._up_names = None
             self.version += 1
         return host
 
@@ -156,10 +213,13 @@ class PoolState:
         if self.by_host.get(name):
             raise StateError(f"host {name} carries live allocations")
         self._index_host(host, add=False)
+        self._unclass(name)
         for d in host.devices:
             del self.devices[d.uuid], self.free[d.uuid]
-        del self.hosts[name], self.cpu_used[name], self.mem_used[name]
+        del self.hosts[name], self.cpu_used[name], self.mem_used[name], self.cpu_cap[name]
         self.by_host.pop(name, None)
+        self.host_kind.pop(name, None)
+        self._up_names = None
         self.version += 1
 
     # --- allocations ---------------------------------------------------------------------
@@ -199,7 +259,9 @@ class PoolState:
         self.by_host[a.host][a.id] = a
         if a.key:
             self.by_key[a.key] = a.id
+        self._reclass(a.host)
         self.version += 1
+        self.observe_shape(self.shape_of(a.units, milli(a.cpu), a.mem_mb))
 
     def release(self, allocation_id: str) -> Allocation | None:
         """Give a live allocation's shares back; None when it is not live."""
@@ -213,8 +275,96 @@ class PoolState:
         self.by_host[a.host].pop(a.id, None)
         if a.key and self.by_key.get(a.key) == a.id:
             del self.by_key[a.key]
+        self._reclass(a.host)
         self.version += 1
         return a
+
+    # --- classes and typical shapes ---------------------------------------------------
+
+    def shape_of(self, units: int, cpu_milli: int, mem_mb: int) -> Shape:
+        per = self.units_per_gpu
+        if units <= 0:
+            return (cpu_milli, mem_mb, 0, 0)
+        if units < per:
+            return (cpu_milli, mem_mb, units, 1)
+        return (cpu_milli, mem_mb, per, units // per)
+
+    def observe_shape(self, shape: Shape) -> None:
+        """Count a request shape (granted, or refused: demand all the same)."""
+        if self.shapes.observe(shape):
+            self.reclass_all()
+
+    def observe(self, req) -> None:
+        """Count a request (e.g. one that did not fit) in the shape histogram."""
+        self.observe_shape(self.shape_of(req.units, milli(req.cpu), req.mem_mb))
+
+    def reclass_all(self) -> None:
+        """Recompute every host's class (after the typical shapes changed)."""
+        self.classes.clear()
+        self.host_class.clear()
+        self._member_entry.clear()
+        self.class_levels.clear()
+        self.class_idle.clear()
+        self.class_total.clear()
+        for name in sorted(self.hosts):
+            self._reclass(name)
+
+    def class_key(self, name: str) -> tuple | None:
+        h = self.hosts[name]
+        if h.state != HostState.UP:
+            return None
+        typ = self.shapes.typical
+        cpu, mem = self.host_room(name)
+        sig = tuple(sorted((d.model, self.free[d.uuid]) for d in h.devices))
+        return (sig, typ.cpu_rank(cpu), typ.mem_rank(mem), self.host_kind[name])
+
+    def _index_class(self, c: HostClass, add: bool) -> None:
+        spots = [self.class_total[sum(c.fs)]]
+        spots += [self.class_levels[m][f] for m, lv in c.levels.items() for f in lv if f > 0]
+        spots += [self.class_idle[m][n] for m, n in c.idle.items()]
+        for spot in spots:
+            if add:
+                spot[c.key] = None
+            else:
+                spot.pop(c.key, None)
+
+    def _unclass(self, name: str) -> None:
+        old = self.host_class.pop(name, None)
+        if old is not None:
+            c = self.classes[old]
+            del c.members[bisect_left(c.members, self._member_entry.pop(name))]
+            if not c.members:
+                del self.classes[old]
+                self._index_class(c, add=False)
+
+    def _reclass(self, name: str) -> None:
+        self.host_version[name] += 1
+        key = self.class_key(name)
+        self._unclass(name)
+        if key is None:
+            return
+        c = self.classes.get(key)
+        if c is None:
+            sig, cr, mr, kind = key
+            levels: dict[str, list[int]] = {}
+            idle: dict[str, int] = {}
+            for model, f in sig:
+                lv = levels.setdefault(model, [])
+                if f not in lv:
+                    lv.append(f)
+                if f == self.units_per_gpu:
+                    idle[model] = idle.get(model, 0) + 1
+            c = HostClass(
+                key, tuple(sorted((f for _, f in sig), reverse=True)), cr, mr, kind,
+                {m: tuple(sorted(v, reverse=True)) for m, v in levels.items()}, idle,
+            )
+            self.classes[key] = c
+            self._index_class(c, add=True)
+        cpu, mem = self.host_room(name)
+        entry = (-cpu, -mem, name)
+        insort(c.members, entry)
+        self._member_entry[name] = entry
+        self.host_class[name] = key
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -226,6 +376,12 @@ class PoolState:
     def fits_host(self, name: str, cpu_milli: int, mem_mb: int) -> bool:
         cpu, mem = self.host_room(name)
         return cpu_milli <= cpu and mem_mb <= mem
+
+    def up_names(self) -> list[str]:
+        """Names of the up hosts, sorted (cached until a host changes)."""
+        if self._up_names is None:
+            self._up_names = sorted(n for n, h in self.hosts.items() if h.state == HostState.UP)
+        return self._up_names
 
     def models(self) -> list[str]:
         return sorted({d.model for d in self.devices.values()})
@@ -252,3 +408,19 @@ class PoolState:
             h: {m: set(u) for m, u in v.items() if u} for h, v in self.idle.items()
         }, "idle index drifted"
         assert norm(fresh.hosts_by_idle) == norm(self.hosts_by_idle), "host index drifted"
+        expect = {n: self.class_key(n) for n in self.hosts}
+        assert {n: k for n, k in expect.items() if k is not None} == self.host_class, "classes drifted"
+        members = defaultdict(list)
+        for n in self.host_class:
+            cpu, mem = self.host_room(n)
+            members[self.host_class[n]].append((-cpu, -mem, n))
+        members = {k: sorted(v) for k, v in members.items()}
+        assert {k: c.members for k, c in self.classes.items()} == dict(members), "class members drifted"
+        levels, idle, total = set(), set(), set()
+        for c in self.classes.values():
+            levels |= {(m, f, c.key) for m, lv in c.levels.items() for f in lv if f > 0}
+            idle |= {(m, n, c.key) for m, n in c.idle.items()}
+            total.add((sum(c.fs), c.key))
+        flat = lambda ix: {(m, f, k) for m, v in ix.items() for f, ks in v.items() for k in ks}  # noqa: E731
+        assert flat(self.class_levels) == levels and flat(self.class_idle) == idle, "class index drifted"
+        assert {(t, k) for t, ks in self.class_total.items() for k in ks} == total, "class index drifted"

@@ -1,0 +1,158 @@
+"""What the pool's requests usually look like, and how fragmented a host is for them.
+
+Fragmentation (Weng et al., "Beware of Fragmentation", USENIX ATC '23): the
+idle GPU capacity of a host that a request of a given shape could *not* use
+there. For one shape (cpu, mem, units per device, device count):
+
+- a CPU-only shape can use no GPU: all of the host's idle GPU capacity counts;
+- a host that lacks the CPU or memory the shape needs: all of it counts;
+- a host that has ``count`` devices with ``units`` free: the free units of the
+  devices that hold less than ``units`` count (they cannot take this shape);
+- otherwise (too few devices with room): all of it counts.
+
+A host's *expected* fragmentation is the sum over the typical shapes weighted by
+how common they are. Placement (FGD) puts a request where that expectation grows
+the least.
+
+Where the typical shapes come from (the policy input the live allocator has
+too): :class:`ShapeStats` is a bounded, exponentially decayed histogram of the
+request shapes the pool granted (``PoolState.grant`` feeds it; callers may also
+feed refused requests through ``PoolState.observe``). The *typical* shapes are
+the most common ones that together cover ``coverage`` (95%) of the decayed
+weight, renormalised, as the paper's simulator does (it counts CPU-only pods
+too). A snapshot (:class:`Typical`) is taken every ``refresh`` observations,
+so that placement works on a stable distribution between snapshots; the
+benchmark seeds the histogram from the trace's pod list, as the paper does.
+Shapes carry no GPU-model constraint: the distribution is model-agnostic.
+With no history there are no typical shapes, every fragmentation is 0, and
+placement falls back to its tie-breaks (best fit).
+
+Memory is part of the shape (the simulator looks at CPU only): a host that
+cannot give a typical shape its memory strands its GPUs just as surely.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+#: (cpu milli-cores, memory MB, units per device, device count); units 0: CPU only
+Shape = tuple[int, int, int, int]
+
+
+class Typical:
+    """An immutable snapshot of the typical shapes with their probabilities, and a
+    memo of host fragmentation values keyed by what they depend on."""
+
+    __slots__ = ("shapes", "cpu_cuts", "mem_cuts", "version", "_memo", "_terms")
+
+    def __init__(self, shapes: list[tuple[Shape, float]], version: int = 0, use_mem: bool = True):
+        self.shapes = tuple(shapes)
+        self.version = version
+        self.cpu_cuts = tuple(sorted({s[0] for s, _ in shapes}))
+        self.mem_cuts = tuple(sorted({s[1] for s, _ in shapes})) if use_mem else ()
+        # per shape: (cpu cut index, mem cut index, units, count, probability)
+        self._terms = tuple(
+            (
+                self.cpu_cuts.index(s[0]),
+                self.mem_cuts.index(s[1]) if use_mem else -1,
+                s[2],
+                s[3],
+                p,
+            )
+            for s, p in shapes
+        )
+        self._memo: dict = {}
+
+    def cpu_rank(self, cpu_left: int) -> int:
+        """How many CPU thresholds fit in ``cpu_left`` (all that fragmentation needs)."""
+        return bisect_right(self.cpu_cuts, cpu_left)
+
+    def mem_rank(self, mem_left: int) -> int:
+        return bisect_right(self.mem_cuts, mem_left)
+
+    def frag(self, fs: tuple[int, ...], cr: int, mr: int) -> float:
+        """Expected fragmented units of a host whose devices have ``fs`` free units
+        (sorted, largest first), with CPU and memory ranks ``cr``, ``mr``."""
+        key = (fs, cr, mr)
+        v = self._memo.get(key)
+        if v is not None:
+            return v
+        total = sum(fs)
+        v = 0.0
+        if total:
+            n = len(fs)
+            for ci, mi, units, count, p in self._terms:
+                if units == 0 or ci >= cr or mi >= mr or count > n or fs[count - 1] < units:
+                    v += p * total
+                else:
+                    v += p * sum(f for f in fs if f < units)
+        if len(self._memo) > 200_000:
+            self._memo.clear()
+        self._memo[key] = v
+        return v
+
+
+EMPTY = Typical([])
+
+
+class ShapeStats:
+    """Decayed counts of request shapes; bounded in size."""
+
+    def __init__(self, half_life: float = 2000.0, coverage: float = 0.95, refresh: int = 500,
+                 max_shapes: int = 1024, use_mem: bool = True):
+        self.half_life = half_life
+        self.coverage = coverage
+        self.refresh = refresh
+        self.max_shapes = max_shapes
+        self.use_mem = use_mem
+        self.counts: dict[Shape, float] = {}
+        self._inc = 1.0  # weight of the next observation (grows instead of decaying all)
+        self._growth = 2.0 ** (1.0 / half_life) if half_life else 1.0
+        self._since = 0
+        self.frozen = False
+        self.typical: Typical = EMPTY
+
+    def observe(self, shape: Shape, weight: float = 1.0) -> bool:
+        """Count one request shape; True when a new snapshot was taken."""
+        if self.frozen:
+            return False
+        self.counts[shape] = self.counts.get(shape, 0.0) + weight * self._inc
+        self._inc *= self._growth
+        if self._inc > 1e12:  # rescale before floats lose precision
+            self.counts = {k: v / self._inc for k, v in self.counts.items()}
+            self._inc = 1.0
+        if len(self.counts) > self.max_shapes:
+            # forget the rarest half
+            keep = sorted(self.counts.items(), key=lambda kv: -kv[1])[: self.max_shapes // 2]
+            self.counts = dict(keep)
+        self._since += 1
+        if self._since >= self.refresh or self.typical is EMPTY:
+            self.snapshot()
+            return True
+        return False
+
+    def seed(self, shapes, frozen: bool = True) -> None:
+        """Start from a known list of shapes (e.g. a trace's pods) and optionally
+        stop learning."""
+        self.counts = {}
+        self._inc = 1.0
+        for s in shapes:
+            self.counts[s] = self.counts.get(s, 0.0) + 1.0
+        self.snapshot()
+        self.frozen = frozen
+
+    def snapshot(self) -> Typical:
+        self._since = 0
+        total = sum(self.counts.values())
+        chosen: list[tuple[Shape, float]] = []
+        if total > 0:
+            acc = 0.0
+            ordered = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            for shape, c in ordered:
+                if acc >= self.coverage * total:
+                    break
+                chosen.append((shape, c))
+                acc += c
+            chosen = [(s, c / acc) for s, c in chosen]
+        self.typical = Typical(chosen, self.typical.version + 1, self.use_mem)
+        return self.typical
