@@ -55,7 +55,7 @@ def test_login_spawn_half_gpu_env_and_stop(hub):
     with ThreadPoolExecutor(1) as pool:
         # the spawn request returns when the server is up (or after 10 s); watch
         # the progress stream meanwhile, as the spawn page does
-        spawning = pool.submit(alice.spawn, {"gpus": 0.5})
+        spawning = pool.submit(alice.spawn, {"gpus": 0.5, "gpu_model": "A100-SXM4-80GB"})
         wait_for(lambda: (alice.server() or {}).get("pending") == "spawn", 30, "pending spawn", 0.05)
         events = alice.progress()
         r = spawning.result()

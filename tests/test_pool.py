@@ -57,7 +57,7 @@ def same_state(a: LivePool, b: LivePool) -> None:
 async def test_grant_get_list_release_round_trip(db_url):
     pool = await open_pool(db_url, demo_hosts())
     a, created = await pool.grant(Request("ann", 10, 2.0, 4096, 4.0), server="s", hub_server="")
-    assert created and a.state == AllocationState.GRANTED and a.host == "node-a"
+    assert created and a.state == AllocationState.GRANTED and a.host in ("node-a", "node-b")
     assert [x.id for x in pool.live("ann")] == [a.id] and pool.live("bob") == []
     again = await reopen(pool)
     same_state(pool, again)
@@ -184,9 +184,12 @@ async def test_register_heartbeat_drain_and_loss(db_url):
     again = await reopen(pool)
     same_state(pool, again)
     pool = again
-    # it comes back: drained still (an admin's drain outlives a loss), the lost share unknown
+    # it comes back still running the lost share: fenced until the agent stopped it
     view = await pool.register_host(box("b1"), running=[a.id], now=120.0)
-    assert (view["state"], view["shares"], view["unknown"]) == (HostState.DRAINED, [], [a.id])
+    assert (view["state"], view["shares"], view["unknown"]) == (HostState.FENCING, [], [a.id])
+    # then drained still (an admin's drain outlives a loss)
+    view = pool.heartbeat("b1", running=[], usage=None, now=121.0)
+    assert view["state"] == HostState.DRAINED
     await pool.set_drained("b1", False)
     assert pool.state.hosts["b1"].state == HostState.UP
     pool.close()

@@ -108,7 +108,7 @@ async def spawn(app, name, options, expect=(201, 202)):
 
 
 async def test_spawn_puts_the_share_into_env_state_and_progress(gpuhub):
-    user, _ = await spawn(gpuhub, "gpuhub-mock-a", {"gpus": 0.5, "cpu": 1, "mem": "1G"})
+    user, _ = await spawn(gpuhub, "gpuhub-mock-a", {"gpus": 0.5, "cpu": 1, "mem": "1G", "gpu_model": "A100-SXM4-80GB"})
     await until(lambda: user.spawner.ready, 30, "server ready")
     spawner = user.spawner
     (allocation,) = await live(gpuhub)
@@ -124,7 +124,7 @@ async def test_spawn_puts_the_share_into_env_state_and_progress(gpuhub):
     assert messages[0] == "requesting 0.5 GPU"
     assert messages[1].startswith("allocated 0.5 × A100-SXM4-80GB (GPU-")
     assert messages[2] == "starting server"
-    assert spawner.orm_spawner.user_options["profile"] == "0.5 GPU · 1 CPU · 1024M · 8h"
+    assert spawner.orm_spawner.user_options["profile"] == "0.5 GPU A100-SXM4-80GB · 1 CPU · 1024M · 8h"
 
     r = await api_request(gpuhub, "users", "gpuhub-mock-a", "server", method="delete")
     assert r.status_code in (202, 204)
@@ -157,7 +157,7 @@ async def test_a_start_that_fails_half_way_returns_the_share(gpuhub):
     user = add_user(gpuhub.db, gpuhub, name="gpuhub-mock-d")
     gpuhub.users[user.name].spawner.cmd = ["/nonexistent/jupyterhub-singleuser"]
     r = await api_request(gpuhub, "users", user.name, "server", method="post",
-                          data=json.dumps({"gpus": 1}))
+                          data=json.dumps({"gpus": 1, "gpu_model": "A100-SXM4-80GB"}))
     assert r.status_code >= 400
     messages = [e["message"] for e in gpuhub.users[user.name].spawner._events]
     assert any(m.startswith("allocated 1 × A100-SXM4-80GB") for m in messages), messages
@@ -196,7 +196,7 @@ async def test_a_restarted_hub_releases_the_share_from_saved_state(gpuhub):
 async def test_the_form_offers_only_what_the_pool_can_hold(gpuhub):
     user = add_user(gpuhub.db, gpuhub, name="gpuhub-mock-g")
     spawner = gpuhub.users[user.name].spawner
-    filler = await gpuhub.gpu_client.allocate(user="someone", gpus=0.25)
+    filler = await gpuhub.gpu_client.allocate(user="someone", gpus=0.25, gpu_model="A100-SXM4-80GB")
     try:
         form = await spawner.get_options_form()
     finally:
