@@ -30,7 +30,15 @@ from .core.fencing import fence
 from .core.model import Allocation, AllocationState, Host, HostState, Request
 from .core.placement import place
 from .core.state import PoolState, StateError
+from .core.topology import score_matrix
 from .store.ledger import DeleteHost, Finish, HostRecord, Insert, Ledger, PutHost, SetHost
+
+
+def with_topology(host: Host, details: dict | None) -> Host:
+    """The host with the link-score matrix of the topology its agent reported
+    (placement prefers well-connected sets of devices; without it, the islands)."""
+    matrix = score_matrix((details or {}).get("topology"), len(host.devices))
+    return replace(host, topology=matrix) if matrix is not None else host
 
 
 class HostConflict(RuntimeError):
@@ -85,7 +93,7 @@ class LivePool:
         state = PoolState(self.units_per_gpu)
         info = {}
         for host, record in loaded.hosts:
-            state.put_host(host)
+            state.put_host(with_topology(host, record.details))
             info[host.name] = HostInfo(**vars(record))
         hub_server = {}
         for a, server in loaded.allocations:
@@ -350,7 +358,7 @@ class LivePool:
         drained = bool(rec and rec.drained)
         held = self.state.by_host.get(host.name, {})
         state, unknown = fence(held, running, drained=drained)
-        host = replace(host, state=state)
+        host = with_topology(replace(host, state=state), details)
         await self.commit([PutHost(host, "agent", drained, now, docker, details)])
         self._check_devices(host)  # (a concurrent registration may have won)
         self.state.put_host(host)
