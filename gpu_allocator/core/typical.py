@@ -19,8 +19,9 @@ too): :class:`ShapeStats` is a bounded, exponentially decayed histogram of the
 request shapes the pool granted (``PoolState.grant`` feeds it; callers may also
 feed refused requests through ``PoolState.observe``). The *typical* shapes are
 the most common ones that together cover ``coverage`` (95%) of the decayed
-weight, renormalised, as the paper's simulator does (it counts CPU-only pods
-too). A snapshot (:class:`Typical`) is taken every ``refresh`` observations,
+weight (at most ``max_typical``, 40, so that a pool whose requests are all
+different still scores fast), renormalised, as the paper's simulator does (it
+counts CPU-only pods too). A snapshot (:class:`Typical`) is taken every ``refresh`` observations,
 so that placement works on a stable distribution between snapshots; the
 benchmark seeds the histogram from the trace's pod list, as the paper does.
 Shapes carry no GPU-model constraint: the distribution is model-agnostic.
@@ -43,24 +44,24 @@ class Typical:
     """An immutable snapshot of the typical shapes with their probabilities, and a
     memo of host fragmentation values keyed by what they depend on."""
 
-    __slots__ = ("shapes", "cpu_cuts", "mem_cuts", "version", "_memo", "_terms")
+    __slots__ = ("shapes", "cpu_cuts", "mem_cuts", "version", "_memo", "_groups", "_cpu_only")
 
     def __init__(self, shapes: list[tuple[Shape, float]], version: int = 0, use_mem: bool = True):
         self.shapes = tuple(shapes)
         self.version = version
         self.cpu_cuts = tuple(sorted({s[0] for s, _ in shapes}))
         self.mem_cuts = tuple(sorted({s[1] for s, _ in shapes})) if use_mem else ()
-        # per shape: (cpu cut index, mem cut index, units, count, probability)
-        self._terms = tuple(
-            (
-                self.cpu_cuts.index(s[0]),
-                self.mem_cuts.index(s[1]) if use_mem else -1,
-                s[2],
-                s[3],
-                p,
-            )
-            for s, p in shapes
-        )
+        # shapes by (units, count): [(cpu cut index, mem cut index, probability)]
+        groups: dict[tuple[int, int], list[tuple[int, int, float]]] = {}
+        self._cpu_only = 0.0
+        for s, p in shapes:
+            if s[2] == 0:
+                self._cpu_only += p  # a CPU-only shape can use no GPU at all
+                continue
+            ci = self.cpu_cuts.index(s[0])
+            mi = self.mem_cuts.index(s[1]) if use_mem else -1
+            groups.setdefault((s[2], s[3]), []).append((ci, mi, p))
+        self._groups = tuple((u, k, tuple(ts)) for (u, k), ts in sorted(groups.items()))
         self._memo: dict = {}
 
     def cpu_rank(self, cpu_left: int) -> int:
@@ -81,11 +82,14 @@ class Typical:
         v = 0.0
         if total:
             n = len(fs)
-            for ci, mi, units, count, p in self._terms:
-                if units == 0 or ci >= cr or mi >= mr or count > n or fs[count - 1] < units:
-                    v += p * total
-                else:
-                    v += p * sum(f for f in fs if f < units)
+            v = self._cpu_only * total
+            for units, count, terms in self._groups:
+                if count > n or fs[count - 1] < units:
+                    v += total * sum(t[2] for t in terms)
+                    continue
+                part = sum(f for f in fs if f < units)
+                for ci, mi, p in terms:
+                    v += p * (total if ci >= cr or mi >= mr else part)
         if len(self._memo) > 200_000:
             self._memo.clear()
         self._memo[key] = v
@@ -99,11 +103,12 @@ class ShapeStats:
     """Decayed counts of request shapes; bounded in size."""
 
     def __init__(self, half_life: float = 2000.0, coverage: float = 0.95, refresh: int = 500,
-                 max_shapes: int = 1024, use_mem: bool = True):
+                 max_shapes: int = 1024, max_typical: int = 40, use_mem: bool = True):
         self.half_life = half_life
         self.coverage = coverage
         self.refresh = refresh
         self.max_shapes = max_shapes
+        self.max_typical = max_typical
         self.use_mem = use_mem
         self.counts: dict[Shape, float] = {}
         self._inc = 1.0  # weight of the next observation (grows instead of decaying all)
@@ -149,7 +154,7 @@ class ShapeStats:
             acc = 0.0
             ordered = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
             for shape, c in ordered:
-                if acc >= self.coverage * total:
+                if acc >= self.coverage * total or len(chosen) >= self.max_typical:
                     break
                 chosen.append((shape, c))
                 acc += c
