@@ -130,6 +130,7 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
     want = TOPO_SCAN if whole and count >= 2 else 1
     hosts, cpu_cap, cpu_used, mem_used = state.hosts, state.cpu_cap, state.cpu_used, state.mem_used
     frag = typ.frag
+    memo = state.delta_memo
     best = None
     cut = False
     scored = 0
@@ -155,23 +156,32 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
                 continue
             scored += 1
             name, cl, ml = reps[0]
-            f0 = frag(c.fs, c.cr, c.mr)
             cr2, mr2 = typ.cpu_rank(cl - cpu), typ.mem_rank(ml - mem)
+            mkey = (c.cid, opt, units, cr2, mr2)
+            d = memo.get(mkey)
+            if d is None:
+                if units == 0:
+                    after = c.fs
+                elif whole:
+                    after = _after(c.fs, per, per, count)
+                else:
+                    after = _after(c.fs, opt[1], units)
+                d = round(frag(after, cr2, mr2) - frag(c.fs, c.cr, c.mr), 6)
+                if len(memo) > 500_000:
+                    memo.clear()
+                memo[mkey] = d
             total = sum(c.fs)
             if units == 0:
-                d = round(frag(c.fs, cr2, mr2) - f0, 6)
                 key = (d, total, cl - cpu, name)
                 if best is None or key < best[0]:
                     best = (key, name, None)
             elif not whole:
                 m, f = opt
-                d = round(frag(_after(c.fs, f, units), cr2, mr2) - f0, 6)
                 key = (d, f - units, total, name, m)
                 if best is None or key < best[0]:
                     best = (key, name, opt)
             else:
                 m = opt[0]
-                d = round(frag(_after(c.fs, per, per, count), cr2, mr2) - f0, 6)
                 for name, cl, ml in reps:
                     mat, uniform, v = _matrix(state, name)
                     if uniform:

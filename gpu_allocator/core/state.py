@@ -44,10 +44,11 @@ from .typical import Shape, ShapeStats
 class HostClass:
     """Up hosts that look the same to placement (see the module docstring)."""
 
-    __slots__ = ("key", "fs", "cr", "mr", "kind", "levels", "idle", "members")
+    __slots__ = ("key", "cid", "fs", "cr", "mr", "kind", "levels", "idle", "members")
 
-    def __init__(self, key, fs, cr, mr, kind, levels, idle):
+    def __init__(self, key, fs, cr, mr, kind, levels, idle, cid=0):
         self.key = key
+        self.cid = cid  # unique in its PoolState while the typical shapes stay
         self.fs = fs  # free units of all devices, largest first
         self.cr, self.mr = cr, mr  # CPU / memory rank (core.typical)
         self.kind = kind  # topology kind (an int interned by PoolState)
@@ -87,6 +88,9 @@ class PoolState:
         self.classes: dict[tuple, HostClass] = {}
         self.host_class: dict[str, tuple] = {}
         self._member_entry: dict[str, tuple[int, int, str]] = {}
+        self._cids = 0
+        #: placement's memo of fragmentation growth by (class id, choice, ranks after)
+        self.delta_memo: dict = {}
         self.host_kind: dict[str, int] = {}
         #: classes by what they can give: a device of a model with f free units
         #: (f > 0), n idle devices of a model (n > 0), t free units in all
@@ -303,6 +307,7 @@ class PoolState:
         self.classes.clear()
         self.host_class.clear()
         self._member_entry.clear()
+        self.delta_memo = {}
         self.class_levels.clear()
         self.class_idle.clear()
         self.class_total.clear()
@@ -356,8 +361,9 @@ class PoolState:
                     idle[model] = idle.get(model, 0) + 1
             c = HostClass(
                 key, tuple(sorted((f for _, f in sig), reverse=True)), cr, mr, kind,
-                {m: tuple(sorted(v, reverse=True)) for m, v in levels.items()}, idle,
+                {m: tuple(sorted(v, reverse=True)) for m, v in levels.items()}, idle, self._cids,
             )
+            self._cids += 1
             self.classes[key] = c
             self._index_class(c, add=True)
         cpu, mem = self.host_room(name)
