@@ -30,10 +30,12 @@ import fcntl
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -69,9 +71,9 @@ def _allows(st: os.stat_result, uid: int | None, gids: set[int], bit: int) -> bo
 def blocker(path: str | os.PathLike, uid: int | None = None, gids: set[int] = frozenset(),
             execute: bool = True) -> tuple[Path, os.stat_result] | None:
     """The first component of ``path`` that the account cannot pass — a directory
-    it cannot search, or the file itself when it cannot read (and execute) it —,
-    with its stat; None if nothing is in the way (or the path does not exist).
-    Symbolic links are followed: their targets' directories count too."""
+    it cannot search, or the file itself when it cannot execute it (``execute``)
+    or read it —, with its stat; None if nothing is in the way (or the path does
+    not exist). Symbolic links are followed: their targets' directories count too."""
     path = Path(os.path.abspath(path))
     seen = [path]
     real = Path(os.path.realpath(path))
@@ -97,18 +99,14 @@ def blocker(path: str | os.PathLike, uid: int | None = None, gids: set[int] = fr
 def describe_blocker(comp: Path, st: os.stat_result) -> str:
     """'/root (mode 0700, owner root)'"""
     try:
-        import pwd
-
         owner = pwd.getpwuid(st.st_uid).pw_name
-    except (KeyError, ImportError):
+    except KeyError:
         owner = str(st.st_uid)
     return f"{comp} (mode {stat.S_IMODE(st.st_mode):04o}, owner {owner})"
 
 
 def reachable_by_others(python: str | os.PathLike) -> bool:
     """Whether any account can execute this interpreter and read its packages."""
-    import sysconfig
-
     if blocker(python) is not None:
         return False
     return all(blocker(sysconfig.get_path(k), execute=False) is None for k in ("purelib", "platlib"))
@@ -261,7 +259,7 @@ def server_python(log=print) -> str:
         env = find()
         if env is None and reachable_by_others(sys.executable):
             log(f"gpuhub: single-user servers run {sys.executable} "
-                f"('make install' puts a copy for them under {envs_root()})")
+                f"('make install' would install their own environment under {envs_root()})")
             return sys.executable
         if env is None:
             env = install(log)

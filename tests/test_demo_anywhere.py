@@ -17,10 +17,9 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from pathlib import Path
-
-import threading
 
 import pytest
 

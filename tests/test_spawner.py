@@ -182,7 +182,7 @@ async def test_a_command_the_account_cannot_execute_is_a_spawn_error_naming_path
         command.write_text("#!/bin/sh\nexit 0\n")
         command.chmod(0o755 if os.getuid() == 0 else 0o644)
         in_the_way = private if os.getuid() == 0 else command
-        user = add_user(gpuhub.db, gpuhub, name=name)
+        add_user(gpuhub.db, gpuhub, name=name)
         gpuhub.users[name].spawner.cmd = [str(command), "-m", "jupyterhub.singleuser"]
         r = await api_request(gpuhub, "users", name, "server", method="post",
                               data=json.dumps({"gpus": 0.5}))
