@@ -1,13 +1,14 @@
 # gpuhub — two commands: `make demo` and `make test`.
 # Debian's python3 where present: single-user servers run as the users' own accounts,
-# which must be able to execute the venv's interpreter (a pyenv under /root is not).
+# which must be able to execute the interpreter their environment (server-env) is made
+# from (a pyenv under /root is not).
 PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 PROXY  := hub_config/proxy/node_modules/.bin/configurable-http-proxy
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/hub_config/proxy/node_modules/.bin:$(PATH)
 
-.PHONY: demo test install system-deps image clean
+.PHONY: demo test install system-deps server-env image clean
 
 ## Debian packages the tests and the demo need (list: .ci/apt-packages); installed only when missing.
 system-deps:
@@ -30,7 +31,15 @@ $(PROXY): hub_config/proxy/package.json hub_config/proxy/package-lock.json
 	cd hub_config/proxy && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: system-deps $(VENV)/.installed $(PROXY)
+## As root: the servers' environment — the Python the users' accounts execute for their
+## servers, outside the checkout (which may be private, e.g. under /root): a world-readable venv
+## with the hub venv's versions of JupyterHub and JupyterLab in /opt/gpuhub/server-envs/KEY
+## (KEY: a hash of those versions, so checkouts share it and never clash). Built once (~40 s),
+## then a no-op; nothing to do for a hub that does not run as root. See spawner/serverenv.py.
+server-env: $(VENV)/.installed
+	@$(BIN)/python spawner/serverenv.py install >/dev/null
+
+install: system-deps $(VENV)/.installed $(PROXY) server-env
 	@# byte-compile the checkout (pip does this for non-editable installs): without
 	@# .pyc files every p-command start recompiles its modules (~90 ms here) when the
 	@# environment sets PYTHONDONTWRITEBYTECODE

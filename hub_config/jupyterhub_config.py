@@ -7,7 +7,8 @@ Start it with `make demo` (or `jupyterhub -f hub_config/jupyterhub_config.py`).
   hub_config/gpu_inventory.yaml (GPUHUB_INVENTORY)
 - login: DummyAuthenticator, any user name and password; `admin` is a hub admin
 - sessions: local processes (LocalGPUSpawner); as root, each as the user's own
-  system account, created on first spawn (demo only: see create_system_users)
+  system account, created on first spawn (demo only: see create_system_users),
+  running the servers' environment under /opt/gpuhub/server-envs (`make install`)
 
 Ports come from the environment so that tests can run several hubs side by side.
 """
@@ -143,7 +144,21 @@ c.GPUSpawner.allocator_url = f"http://127.0.0.1:{allocator_port}/services/gpu-al
 c.GPUSpawner.allocator_token = spawner_token
 c.GPUSpawner.default_gpus = "0.5"
 if runtime == "local":
-    c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+    # As root, servers run as the users' own accounts, which cannot enter a checkout
+    # under a private home: they execute the servers' environment that `make install`
+    # puts under /opt/gpuhub/server-envs (spawner/serverenv.py), not the hub's .venv.
+    from spawner.serverenv import server_python
+
+    python = server_python()
+    c.Spawner.cmd = [python, "-m", "jupyterhub.singleuser"]
+    if python != sys.executable:
+        # nothing of the hub's venv: its bin/ first on PATH, no PYTHONPATH
+        c.Spawner.env_keep = ["CONDA_DEFAULT_ENV", "CONDA_ROOT", "JUPYTERHUB_SINGLEUSER_APP",
+                              "LANG", "LC_ALL", "LD_LIBRARY_PATH"]
+        c.Spawner.environment = {
+            "PATH": os.pathsep.join([str(Path(python).parent), env("PATH", "/usr/bin:/bin")]),
+            "VIRTUAL_ENV": str(Path(python).parent.parent),
+        }
 c.Spawner.default_url = "/lab"
 c.Spawner.poll_interval = int(env("GPUHUB_POLL_INTERVAL", "30"))
 c.Spawner.start_timeout = 120

@@ -23,6 +23,14 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "hub_config" / "jupyterhub_config.py"
 API = "/services/gpu-allocator/api/v1"
 
+#: run in a kernel (User.run_code): the session's environment, uid and interpreter, as JSON
+ENV_CODE = (
+    "import os, sys, json; print(json.dumps({k: os.environ.get(k) for k in ["
+    "'CUDA_VISIBLE_DEVICES', 'GPUHUB_ALLOCATION', 'GPUHUB_GPUS', 'GPUHUB_HOST', "
+    "'CUDA_MPS_ACTIVE_THREAD_PERCENTAGE', 'CUDA_MPS_PINNED_DEVICE_MEM_LIMIT', 'USER']}"
+    " | {'uid': os.getuid(), 'python': sys.executable}))"
+)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -65,10 +73,17 @@ def pids_with_env(key: str, value: str, cmd_part: str, not_part: str | None = No
 
 
 class Hub:
-    """jupyterhub -f hub_config/jupyterhub_config.py, isolated by its env."""
+    """jupyterhub -f hub_config/jupyterhub_config.py, isolated by its env.
 
-    def __init__(self, workdir: Path, **extra_env: str):
+    By default the checkout under test with this interpreter; ``repo`` and
+    ``python`` start another checkout's demo config with another interpreter.
+    An ``extra_env`` value of None removes that variable (e.g. PYTHONPATH)."""
+
+    def __init__(self, workdir: Path, repo: Path = REPO, python: str = sys.executable,
+                 **extra_env: str | None):
         self.workdir = workdir
+        self.config = Path(repo) / "hub_config" / "jupyterhub_config.py"
+        self.python = str(python)
         self.data_dir = workdir / "data"
         self.port = free_port()
         self.allocator_port = free_port()
@@ -81,9 +96,10 @@ class Hub:
             "GPUHUB_ALLOCATOR_PORT": str(self.allocator_port),
             "GPUHUB_POLL_INTERVAL": "2",
             "GPUHUB_RUNTIME": "local",
-            "PATH": f"{Path(sys.executable).parent}:{REPO / 'hub_config/proxy/node_modules/.bin'}:{os.environ['PATH']}",
+            "PATH": f"{Path(self.python).parent}:{REPO / 'hub_config/proxy/node_modules/.bin'}:{os.environ['PATH']}",
             **extra_env,
         }
+        self.env = {k: v for k, v in self.env.items() if v is not None}
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -91,7 +107,7 @@ class Hub:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.workdir / "jupyterhub.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
+            [self.python, "-m", "jupyterhub", "-f", str(self.config)],
             cwd=self.workdir, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -13,16 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from hubprocess import API, Hub, pids_with_env, wait_for
+from hubprocess import API, ENV_CODE, Hub, pids_with_env, wait_for
 
 pytestmark = pytest.mark.e2e
-
-ENV_CODE = (
-    "import os, json; print(json.dumps({k: os.environ.get(k) for k in ["
-    "'CUDA_VISIBLE_DEVICES', 'GPUHUB_ALLOCATION', 'GPUHUB_GPUS', 'GPUHUB_HOST', "
-    "'CUDA_MPS_ACTIVE_THREAD_PERCENTAGE', 'CUDA_MPS_PINNED_DEVICE_MEM_LIMIT', 'USER']}"
-    " | {'uid': os.getuid()}))"
-)
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
+import re
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from jupyterhub.tests.utils import add_user, api_request
@@ -162,6 +167,41 @@ async def test_a_start_that_fails_half_way_returns_the_share(gpuhub):
     messages = [e["message"] for e in gpuhub.users[user.name].spawner._events]
     assert any(m.startswith("allocated 1 × A100-SXM4-80GB") for m in messages), messages
     assert await live(gpuhub) == []
+    message = r.json()["message"]
+    assert "/nonexistent/jupyterhub-singleuser does not exist" in message and "c.Spawner.cmd" in message
+
+
+async def test_a_command_the_account_cannot_execute_is_a_spawn_error_naming_path_and_account(gpuhub):
+    """Issue #9: a root hub runs the server as the user's account, which cannot enter
+    a private directory (mode 0700) holding the command; a hub running as an ordinary
+    account runs it as itself, and then the command is simply not executable."""
+    name = "gpuhub-mock-noexec"
+    private = Path(tempfile.mkdtemp(prefix="gpuhub-private-"))
+    try:
+        command = private / "python3"
+        command.write_text("#!/bin/sh\nexit 0\n")
+        command.chmod(0o755 if os.getuid() == 0 else 0o644)
+        in_the_way = private if os.getuid() == 0 else command
+        add_user(gpuhub.db, gpuhub, name=name)
+        gpuhub.users[name].spawner.cmd = [str(command), "-m", "jupyterhub.singleuser"]
+        r = await api_request(gpuhub, "users", name, "server", method="post",
+                              data=json.dumps({"gpus": 0.5}))
+        assert r.status_code == 500, r.text
+        message = r.json()["message"]
+        account = name if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
+        assert message.startswith(f"The server of {name} could not start: the account {account} ")
+        assert f"cannot execute {command} because {in_the_way} (mode " in message, message
+        assert re.search(rf"\(chmod [ugo]\+r?x {re.escape(str(in_the_way))}\)", message), message
+        assert "c.Spawner.cmd" in message
+        assert "Traceback" not in message
+        # the spawn page shows the same sentence; the share went back
+        r = await api_request(gpuhub, "users", name, "server/progress", stream=True)
+        (event,) = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:")]
+        assert event["failed"] and event["message"] == f"Spawn failed: {message}", event
+        assert await live(gpuhub) == []
+        assert not gpuhub.users[name].spawner.active
+    finally:
+        shutil.rmtree(private)
 
 
 async def test_a_server_that_dies_returns_the_share(gpuhub):
