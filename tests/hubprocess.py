@@ -94,6 +94,7 @@ class Hub:
             "GPUHUB_HUB_PORT": str(free_port()),
             "GPUHUB_PROXY_API_PORT": str(free_port()),
             "GPUHUB_ALLOCATOR_PORT": str(self.allocator_port),
+            "GPUHUB_VFOLDERS_PORT": str(free_port()),
             "GPUHUB_POLL_INTERVAL": "2",
             "GPUHUB_RUNTIME": "local",
             "PATH": f"{Path(self.python).parent}:{REPO / 'hub_config/proxy/node_modules/.bin'}:{os.environ['PATH']}",

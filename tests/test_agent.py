@@ -362,7 +362,8 @@ def test_register_heartbeat_and_pool_view(hub, hosts):
     topology = {"pairs": [{"a": 0, "b": 1, "common_ancestor": "PIX", "nvlink": False}]}
     before = time.time()
     answer = hosts("api-1", docker=docker, topology=topology)
-    assert answer == {"state": "up", "shares": [], "unknown": [], "heartbeat_interval": INTERVAL}
+    assert answer == {"state": "up", "shares": [], "unknown": [], "fenced": [],
+                      "heartbeat_interval": INTERVAL}
 
     admin, user = hub.admin_allocator(), hub.login("gpuhub-viewer")
     h = host_of(admin, "api-1")
@@ -378,7 +379,7 @@ def test_register_heartbeat_and_pool_view(hub, hosts):
                                 json={"devices": [sample], "running": [a["id"], "0ddba11"]})
     assert r.status_code == 200, r.text
     beat = r.json()
-    assert beat["state"] == "up" and beat["unknown"] == ["0ddba11"]
+    assert beat["state"] == "fencing" and beat["unknown"] == ["0ddba11"]  # something unaccounted runs
     (share,) = beat["shares"]
     assert (share["id"], share["devices"][0]["fraction"]) == (a["id"], "0.5")
     h = host_of(admin, "api-1")
@@ -442,9 +443,12 @@ def test_a_silent_host_is_lost_and_reconciles_when_it_returns(hub, hosts):
     r = agent.call("POST", f"{API}/hosts/api-lost/heartbeat", json={"running": [a["id"]]})
     assert r.status_code == 404
     back = hosts("api-lost", n=1, running=[a["id"]])
-    assert (back["state"], back["shares"], back["unknown"]) == ("up", [], [a["id"]])
+    # still running the lost share: fenced (no placements) until the agent reports it stopped
+    assert (back["state"], back["shares"], back["unknown"]) == ("fencing", [], [a["id"]])
     h = host_of(admin, "api-lost")
-    assert h["state"] == "up" and h["unknown_allocations"] == [a["id"]]
+    assert h["state"] == "fencing" and h["unknown_allocations"] == [a["id"]]
+    r = agent.call("POST", f"{API}/hosts/api-lost/heartbeat", json={"running": []})
+    assert r.status_code == 200 and r.json()["state"] == "up"
     assert "missed 3 heartbeats: marked lost" in hub.log_tail(400)
 
 
