@@ -260,6 +260,10 @@ def _discover(hostname: str | None, details: bool) -> tuple[Host, dict]:
             )
         if details:
             extra = {"topology": nvml_topology(pynvml, handles), "numa": nvml_numa(pynvml, handles)}
+            # MPS does not run on devices in MIG mode: no fractional shares there
+            modes = [nvml_call(pynvml, "nvmlDeviceGetMigMode", h) for h in handles]
+            if any(isinstance(m, tuple | list) and m and m[0] == 1 for m in modes):
+                extra["mig"] = True
     finally:
         pynvml.nvmlShutdown()
     mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024**2

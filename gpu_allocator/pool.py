@@ -34,11 +34,15 @@ from .core.topology import score_matrix
 from .store.ledger import DeleteHost, Finish, HostRecord, Insert, Ledger, PutHost, SetHost
 
 
-def with_topology(host: Host, details: dict | None) -> Host:
-    """The host with the link-score matrix of the topology its agent reported
-    (placement prefers well-connected sets of devices; without it, the islands)."""
-    matrix = score_matrix((details or {}).get("topology"), len(host.devices))
-    return replace(host, topology=matrix) if matrix is not None else host
+def with_details(host: Host, details: dict | None) -> Host:
+    """The host as its agent described it: the link-score matrix of its topology
+    (placement prefers well-connected sets of devices; without it, the islands),
+    and whether it can enforce fractional shares (CUDA MPS)."""
+    details = details or {}
+    matrix = score_matrix(details.get("topology"), len(host.devices))
+    if matrix is not None:
+        host = replace(host, topology=matrix)
+    return replace(host, fractions=details.get("mps_available", True) is not False)
 
 
 class HostConflict(RuntimeError):
@@ -93,7 +97,7 @@ class LivePool:
         state = PoolState(self.units_per_gpu)
         info = {}
         for host, record in loaded.hosts:
-            state.put_host(with_topology(host, record.details))
+            state.put_host(with_details(host, record.details))
             info[host.name] = HostInfo(**vars(record))
         hub_server = {}
         for a, server in loaded.allocations:
@@ -348,7 +352,7 @@ class LivePool:
 
     async def register_host(
         self, host: Host, *, running: list[str], docker: dict | None = None,
-        details: dict | None = None, now: float | None = None,
+        details: dict | None = None, mps: dict | None = None, now: float | None = None,
     ) -> dict:
         """An agent (re)registers its host: up again unless an admin drained it.
         Raises HostConflict."""
@@ -358,13 +362,15 @@ class LivePool:
         drained = bool(rec and rec.drained)
         held = self.state.by_host.get(host.name, {})
         state, unknown = fence(held, running, drained=drained)
-        host = with_topology(replace(host, state=state), details)
+        if mps is not None:
+            details = {**(details or {}), "mps_available": mps["available"]}
+        host = with_details(replace(host, state=state), details)
         await self.commit([PutHost(host, "agent", drained, now, docker, details)])
         self._check_devices(host)  # (a concurrent registration may have won)
         self.state.put_host(host)
         rec = self._record(host.name)
         rec.source, rec.drained, rec.last_heartbeat = "agent", drained, now
-        rec.docker, rec.details, rec.usage = docker, details, None
+        rec.docker, rec.details, rec.usage, rec.mps = docker, details, None, mps
         view = self.view(host.name, running, now)
         for e in view["fenced"]:  # the agent logs why: have the reason first
             await self._explain(host.name, e)
@@ -438,6 +444,23 @@ class LivePool:
                 self.state.release(i)
                 self.hub_server.pop(i, None)
         return [(name, ids) for name, _, ids in lost]
+
+    def mps_state(self, a: Allocation) -> dict | None:
+        """For a fractional share on an agent's host: whether the host's MPS daemon
+        (which enforces the share's limits) is ``ready``, ``starting`` or
+        ``unavailable``, and where its pipes are. None: nothing to wait for (whole
+        GPUs, or a declared host without an agent)."""
+        rec = self.info.get(a.host)
+        if (
+            rec is None or rec.source != "agent" or rec.mps is None
+            or len(a.shares) != 1 or a.shares[0].units >= self.units_per_gpu
+        ):
+            return None
+        if not rec.mps.get("available"):
+            state = "unavailable"
+        else:
+            state = "ready" if rec.mps.get("running") else "starting"
+        return {"state": state, "pipe_dir": rec.mps.get("pipe_dir")}
 
     def oldest_heartbeat(self) -> float | None:
         beats = [

@@ -26,6 +26,9 @@ def gpu_env(allocation: dict | None) -> dict[str, str]:
         env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(max(1, (units * 100) // per_gpu))
         limit_mb = devices[0]["memory_mb"] * units // per_gpu
         env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={limit_mb}M"
+        mps = allocation.get("mps") or {}
+        if mps.get("pipe_dir"):  # the host's MPS daemon (runtimes may map it elsewhere)
+            env["CUDA_MPS_PIPE_DIRECTORY"] = mps["pipe_dir"]
     return env
 
 

@@ -58,6 +58,14 @@ class GPUSpawner(Spawner):
         "granted twice.",
     ).tag(config=True)
 
+    mps_timeout = Float(
+        60.0,
+        help="How long (seconds) a spawn of a fractional share waits for the CUDA MPS "
+        "daemon of its host to run (the agent starts it when the host gets its first "
+        "fraction). The server starts only once MPS enforces the share's limits; after "
+        "this long the spawn fails with a message that names the host.",
+    ).tag(config=True)
+
     default_gpus = Unicode("0.5", help="GPU share preselected in the form and used when a "
                            "REST spawn request names none ('0' = no GPU).").tag(config=True)
     default_cpu = Float(2.0, help="CPU cores when the request names none.").tag(config=True)
@@ -252,6 +260,36 @@ class GPUSpawner(Spawner):
         self._event(40, f"allocated {describe(allocation)}")
         return allocation
 
+    async def _wait_for_mps(self) -> None:
+        """A fractional share is enforced by its host's MPS daemon: the server must
+        not run its first instruction before the daemon is there."""
+        mps = self.allocation.get("mps")
+        if not mps or mps.get("state") == "ready":
+            return
+        host = self.allocation["host"]
+        self._event(45, f"waiting for CUDA MPS on {host} to enforce the share")
+        deadline = time.monotonic() + self.mps_timeout
+        while mps.get("state") == "starting" and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            try:
+                current = await self.allocator_client.get(self.allocation["id"])
+            except AllocatorError:
+                continue
+            if current.get("state") != "granted":
+                raise SpawnException(f"The GPU share was {current.get('state')} while starting.",
+                                     reason="allocator", status_code=503)
+            mps = current.get("mps") or {}
+            self.allocation["mps"] = mps
+        if mps.get("state") != "ready":
+            why = ("MPS is not available there" if mps.get("state") == "unavailable"
+                   else f"its MPS daemon did not start within {self.mps_timeout:g} s")
+            raise SpawnException(
+                f"The fractional GPU share on {host} cannot be enforced: {why}. Ask for a "
+                "whole GPU, or ask an admin to check the host's agent log (nvidia-cuda-mps-control).",
+                reason="mps", status_code=503,
+            )
+        self._event(50, f"CUDA MPS on {host} enforces the share")
+
     async def start(self):
         if self.stop_reason:
             self._event(0, self.stop_reason)
@@ -262,6 +300,12 @@ class GPUSpawner(Spawner):
             await self.apply_gpu_options(self.user_options)
             req, self.gpu_request = self.gpu_request, None
         self.allocation = await self._allocate(req) if req["units"] else None
+        if self.allocation:
+            try:
+                await self._wait_for_mps()
+            except BaseException:
+                await self._release("MPS not ready")
+                raise
         self.user_options["profile"] = self.profile(req)
         self.orm_spawner.user_options = dict(self.user_options)
         self._event(60, "starting server")

@@ -47,14 +47,20 @@ def _up(pool: dict) -> list[dict]:
     return [h for h in pool.get("hosts", []) if h["state"] != "lost"]
 
 
+def _no_fractions(pool: dict) -> list[str]:
+    """Hosts with GPUs that cannot enforce fractional shares (no CUDA MPS)."""
+    return [h["name"] for h in _up(pool) if h["devices"] and h.get("fractions") is False]
+
+
 def _offered(pool: dict) -> list[str]:
     """The preset GPU amounts some host of this pool could ever hold."""
     biggest = max((len(h["devices"]) for h in _up(pool)), default=0)
+    fractions = any(h["devices"] and h.get("fractions", True) for h in _up(pool))
     offered = []
     for choice in GPU_CHOICES:
         amount = float(choice)
-        if amount < 1 and choice != "0" and (amount * pool["units_per_gpu"]) % 1:
-            continue  # not a multiple of this pool's quantum
+        if amount < 1 and choice != "0" and ((amount * pool["units_per_gpu"]) % 1 or not fractions):
+            continue  # not a multiple of this pool's quantum, or no host enforces fractions
         if amount <= biggest:
             offered.append(choice)
     return offered
@@ -76,6 +82,20 @@ def _free_summary(pool: dict) -> list[str]:
     if len(hosts) > 12:
         lines.append(f"and {len(hosts) - 12} more hosts")
     return lines
+
+
+def _fraction_note(pool: dict) -> str:
+    hosts = _no_fractions(pool)
+    if not hosts:
+        return ""
+    everywhere = len(hosts) == len([h for h in _up(pool) if h["devices"]])
+    where = "no host" if everywhere else ", ".join(escape(h) for h in hosts[:8])
+    return (
+        '<p class="help-block form-text gpuhub-no-fractions">'
+        f"Fractions of a GPU are {'not offered' if everywhere else 'not placed on ' + where}: "
+        f"{'no host' if everywhere else 'these hosts'} can enforce them (CUDA MPS is not "
+        "available there — no nvidia-cuda-mps-control, or GPUs in MIG mode). Whole GPUs work.</p>"
+    )
 
 
 def _image_field(images: list[str]) -> str:
@@ -131,6 +151,7 @@ def render_form(pool: dict, defaults: dict, images: list[str] = ()) -> str:
   <input class="form-control" type="number" name="gpus_custom" id="gpuhub-gpus-custom"
          min="{quantum}" max="{max_gpus}" step="{quantum}" style="display: none"
          placeholder="a multiple of {quantum} below 1, or a whole number up to {max_gpus}">
+  {_fraction_note(pool)}
   <p class="help-block form-text">Free right now:</p>
   <ul class="gpuhub-free">{free_lines}</ul>
 </div>

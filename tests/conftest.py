@@ -13,6 +13,9 @@ os.environ["PATH"] = os.pathsep.join(
 
 
 import secrets  # noqa: E402
+import signal  # noqa: E402
+import stat  # noqa: E402
+import types  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -49,3 +52,40 @@ def db_url(request, tmp_path):
     url, drop = _postgres_database()
     yield url
     drop()
+
+
+FAKE_MPS = """\
+#!/bin/sh
+# records each call: arguments, stdin, the pipe and log directories
+input=""
+if [ "$#" -eq 0 ]; then input=$(cat); fi
+echo "args=$* stdin=$input pipe=$CUDA_MPS_PIPE_DIRECTORY log=$CUDA_MPS_LOG_DIRECTORY" >> "$FAKE_MPS_CALLS"
+if [ "$1" = "-d" ]; then
+  [ -n "$FAKE_MPS_FAIL" ] && { echo "cannot start" ; exit 3; }
+  sleep 300 >/dev/null 2>&1 </dev/null &
+  echo $! > "$CUDA_MPS_PIPE_DIRECTORY/nvidia-cuda-mps-control.pid"
+  : > "$CUDA_MPS_PIPE_DIRECTORY/control"
+elif [ "$input" = "quit" ]; then
+  kill "$(cat "$CUDA_MPS_PIPE_DIRECTORY/nvidia-cuda-mps-control.pid")"
+  rm -f "$CUDA_MPS_PIPE_DIRECTORY/control" "$CUDA_MPS_PIPE_DIRECTORY/nvidia-cuda-mps-control.pid"
+fi
+"""
+
+
+@pytest.fixture
+def fake_mps(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "nvidia-cuda-mps-control"
+    script.write_text(FAKE_MPS)
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    calls = tmp_path / "mps-calls"
+    calls.touch()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_MPS_CALLS", str(calls))
+    yield types.SimpleNamespace(bin=bin_dir, calls=lambda: calls.read_text().splitlines())
+    for pidfile in tmp_path.rglob("nvidia-cuda-mps-control.pid"):
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        except (ValueError, ProcessLookupError):
+            pass

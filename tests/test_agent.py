@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import signal
-import stat
 import subprocess
 import sys
 import textwrap
@@ -194,43 +193,6 @@ async def test_agent_reports_containers_shares_and_its_docker_engine(tmp_path, m
 
 
 # --------------------------------------------------------------------------- MPS
-
-
-FAKE_MPS = """\
-#!/bin/sh
-# records each call: arguments, stdin, the pipe and log directories
-input=""
-if [ "$#" -eq 0 ]; then input=$(cat); fi
-echo "args=$* stdin=$input pipe=$CUDA_MPS_PIPE_DIRECTORY log=$CUDA_MPS_LOG_DIRECTORY" >> "$FAKE_MPS_CALLS"
-if [ "$1" = "-d" ]; then
-  [ -n "$FAKE_MPS_FAIL" ] && { echo "cannot start" ; exit 3; }
-  sleep 300 >/dev/null 2>&1 </dev/null &
-  echo $! > "$CUDA_MPS_PIPE_DIRECTORY/nvidia-cuda-mps-control.pid"
-  : > "$CUDA_MPS_PIPE_DIRECTORY/control"
-elif [ "$input" = "quit" ]; then
-  kill "$(cat "$CUDA_MPS_PIPE_DIRECTORY/nvidia-cuda-mps-control.pid")"
-  rm -f "$CUDA_MPS_PIPE_DIRECTORY/control" "$CUDA_MPS_PIPE_DIRECTORY/nvidia-cuda-mps-control.pid"
-fi
-"""
-
-
-@pytest.fixture
-def fake_mps(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "nvidia-cuda-mps-control"
-    script.write_text(FAKE_MPS)
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    calls = tmp_path / "mps-calls"
-    calls.touch()
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_MPS_CALLS", str(calls))
-    yield types.SimpleNamespace(bin=bin_dir, calls=lambda: calls.read_text().splitlines())
-    for pidfile in tmp_path.rglob("nvidia-cuda-mps-control.pid"):
-        try:
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
-        except (ValueError, ProcessLookupError):
-            pass
 
 
 async def test_mps_starts_for_fractions_and_stops_without(tmp_path, fake_mps):
@@ -489,9 +451,9 @@ def test_agent_process_registers_heartbeats_runs_mps_and_comes_back(hub, tmp_pat
         assert a["host"] == "agent-box", a
         wait_for(lambda: any(c.startswith("args=-d") for c in fake_mps.calls()), 5 * INTERVAL, "MPS start")
         assert f"pipe={state / 'mps' / 'pipe'}" in fake_mps.calls()[0]
-        mps_up = {"available": True, "running": True}
+        mps_up = {"available": True, "running": True, "pipe_dir": str(state / "mps" / "pipe")}
         wait_for(lambda: host_of(admin, "agent-box").get("mps") == mps_up,
-                 5 * INTERVAL, "MPS running in the usage")
+                 5 * INTERVAL, "MPS running in the pool view")
         assert json.loads((state / "shares.json").read_text()) == [a["id"]]
         admin.call("DELETE", f"{API}/allocations/{a['id']}")
         wait_for(lambda: any("stdin=quit" in c for c in fake_mps.calls()), 5 * INTERVAL, "MPS stop")

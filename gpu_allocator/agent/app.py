@@ -295,19 +295,30 @@ class GPUAgent(ServiceApp):
                 **self.details,
             },
             "docker": self.docker,
+            "mps": self.mps_report(),
             "running": await self.running(registering=True),
         }
+
+    def mps_report(self) -> dict:
+        """Whether this host can enforce fractional shares (the MPS control binary
+        is there and no device is in MIG mode), whether the daemon runs, and where
+        its pipes are (sessions on this host connect there)."""
+        status = self.mps.status()
+        available = status["available"] and not self.details.get("mig")
+        return {"available": available, "running": status["running"] and available,
+                "pipe_dir": str(self.mps.pipe_dir)}
 
     async def heartbeat_body(self) -> dict:
         return {
             "devices": self.samples or [],
             "running": await self.running(registering=False),
-            "mps": self.mps.status(),
+            "mps": self.mps_report(),
         }
 
-    async def absorb(self, answer: dict) -> None:
+    async def absorb(self, answer: dict) -> bool:
         """What the allocator holds here: remember it, run MPS for fractions, and
-        report allocations that the allocator does not know."""
+        report allocations that the allocator does not know. True when the MPS
+        daemon started or stopped (the allocator should hear it at once)."""
         if answer.get("state") != self.state and self.state != "unregistered":
             self.log.info("host %s is %s now", self.host_name, answer.get("state"))
         self.state = answer.get("state", self.state)
@@ -329,10 +340,12 @@ class GPUAgent(ServiceApp):
             reasons = {e.get("allocation"): e.get("reason") for e in answer.get("fenced") or ()
                        if isinstance(e, dict)}
             await self.fence(sorted(unknown), reasons)
+        before = self.mps.running
         try:
             await self.mps.ensure(any(fractional(a) for a in shares))
         except Exception as e:
             self.log.error("managing the MPS control daemon failed: %s", e)
+        return self.mps.running != before
 
     async def fence(self, ids: list[str], reasons: dict) -> None:
         """Stop the sessions of allocations the allocator does not hold here: their
@@ -404,7 +417,8 @@ class GPUAgent(ServiceApp):
                 await self.sleep(backoff)
                 continue
             backoff = 0.0
-            await self.absorb(answer)
+            if await self.absorb(answer):
+                continue  # MPS changed: tell the allocator now (spawns wait for it)
             await self.sleep(self.interval - (loop.time() - began))
 
     async def start_async(self) -> None:

@@ -100,13 +100,14 @@ class AllocationsHandler(APIHandler):
             )
         else:
             app.log.info("answered a retried request (key %s) with %s", key, allocation.id)
-        self.send(allocation_json(allocation, state), status=201 if created else 200)
+        self.send(allocation_json(allocation, state, self.pool.mps_state(allocation)),
+                  status=201 if created else 200)
 
 
 class AllocationHandler(APIHandler):
     async def get(self, allocation_id):
         a = self.own_allocation_or_404(await self.pool.get(allocation_id), allocation_id)
-        self.send(allocation_json(a, self.pool.state))
+        self.send(allocation_json(a, self.pool.state, self.pool.mps_state(a)))
 
     async def delete(self, allocation_id):
         a = self.own_allocation_or_404(await self.pool.get(allocation_id), allocation_id)

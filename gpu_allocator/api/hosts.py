@@ -97,6 +97,22 @@ def parse_host(name: str, data: dict) -> Host:
     return Host(name=name, devices=tuple(devices), cpus=cpus, memory_mb=memory_mb)
 
 
+def parse_mps(data: dict) -> dict | None:
+    """What the agent says of CUDA MPS on its host: {"available", "running",
+    "pipe_dir"} (None: an agent that does not say)."""
+    mps = data.get("mps")
+    if mps is None:
+        return None
+    if not isinstance(mps, dict):
+        raise BadBody('"mps" must be an object {"available", "running", "pipe_dir"}')
+    pipe = mps.get("pipe_dir")
+    return {
+        "available": bool(mps.get("available")),
+        "running": bool(mps.get("running")),
+        "pipe_dir": _str(pipe, "mps.pipe_dir") if pipe is not None else None,
+    }
+
+
 def parse_docker(data: dict) -> dict | None:
     docker = data.get("docker")
     if docker is None:
@@ -194,11 +210,12 @@ class RegisterHandler(HostAPIHandler):
             running = parse_running(data)
             docker = parse_docker(data)
             details = parse_details(data)
+            mps = parse_mps(data)
         except BadBody as e:
             raise web.HTTPError(400, str(e)) from None
         try:
             view = await self.pool.register_host(
-                host, running=running, docker=docker, details=details
+                host, running=running, docker=docker, details=details, mps=mps
             )
         except HostConflict as e:
             raise web.HTTPError(409, str(e)) from None
@@ -224,11 +241,11 @@ class HeartbeatHandler(HostAPIHandler):
             usage = parse_usage(data, now)
         except BadBody as e:
             raise web.HTTPError(400, str(e)) from None
-        mps = data.get("mps")
-        view = self.pool.heartbeat(
-            name, running=running, usage=usage, now=now,
-            mps={k: bool(mps.get(k)) for k in ("available", "running")} if isinstance(mps, dict) else None,
-        )
+        try:
+            mps = parse_mps(data)
+        except BadBody as e:
+            raise web.HTTPError(400, str(e)) from None
+        view = self.pool.heartbeat(name, running=running, usage=usage, now=now, mps=mps)
         if view is None:
             raise web.HTTPError(404, f"host {name} is not registered (or was lost): register again")
         self.answer(view)

@@ -15,7 +15,9 @@ def cores(value: float) -> str:
     return f"{round(value * 1000) / 1000:g}"
 
 
-def allocation_json(a: Allocation, state: PoolState) -> dict:
+def allocation_json(a: Allocation, state: PoolState, mps: dict | None = None) -> dict:
+    """An allocation on the wire; ``mps`` (LivePool.mps_state) says whether the
+    host's MPS daemon is ready to enforce a fractional share."""
     per_gpu = state.units_per_gpu
     out = []
     for s in a.shares:
@@ -46,6 +48,7 @@ def allocation_json(a: Allocation, state: PoolState) -> dict:
         "created": a.created,
         "released": a.released,
         "devices": out,
+        "mps": mps,
     }
 
 
@@ -102,6 +105,7 @@ def host_json(name: str, state: PoolState, info, *, viewer: str | None) -> dict:
         "memory_mb_free": mem_free,
         "devices": devices,
         "source": info.source if info else "inventory",
+        "fractions": h.fractions,
         "topology": details.get("topology"),
         "numa": details.get("numa"),
         "usage": _usage_for(info.usage if info else None, mine),

@@ -73,6 +73,9 @@ class Host:
     #: pairwise link scores between device indexes (higher: better linked),
     #: from the agent's NVML topology (see core.topology); None: islands only
     topology: tuple[tuple[int, ...], ...] | None = None
+    #: whether fractional shares are enforced here (the agent runs CUDA MPS);
+    #: False: only whole GPUs are placed on this host
+    fractions: bool = True
 
 
 @dataclass(frozen=True)

@@ -109,11 +109,15 @@ def _levels(state: PoolState, req: Request):
         index, low = state.class_idle, units // per
     accepted = [m for m in index if not models or m in models]
     steps = sorted({f for m in accepted for f in index[m] if f >= low})
+    fractions_ok = state.kind_fractions
     for f in steps:
         group = []
         for m in accepted:
             for k in index[m].get(f, ()):
-                group.append((classes[k], (m, f)))
+                c = classes[k]
+                if units < per and not fractions_ok[c.kind]:
+                    continue  # no MPS there: a fraction would be an unenforced promise
+                group.append((c, (m, f)))
         yield group
 
 

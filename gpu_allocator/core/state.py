@@ -101,6 +101,8 @@ class PoolState:
         #: per topology kind: (pair score matrix by device index, all pairs equal?,
         #: the score of a pair when they are)
         self.kind_matrix: dict[int, tuple] = {}
+        #: whether hosts of a kind enforce fractional shares (CUDA MPS)
+        self.kind_fractions: dict[int, bool] = {}
         self._up_names: list[str] | None = None  # sorted names of up hosts (cache)
         #: per host, bumped whenever anything placement looks at changes
         self.host_version: dict[str, int] = defaultdict(int)
@@ -187,10 +189,12 @@ class PoolState:
         self.cpu_used.setdefault(host.name, 0)
         self.mem_used.setdefault(host.name, 0)
         self.hosts[host.name] = host
-        kind = (tuple(d.island for d in host.devices), tuple(d.index for d in host.devices), host.topology)
+        kind = (tuple(d.island for d in host.devices), tuple(d.index for d in host.devices), host.topology,
+                host.fractions)
         kid = self._kinds.setdefault(kind, len(self._kinds))
         if kid not in self.kind_matrix:
-            m = host_matrix(*kind)
+            m = host_matrix(*kind[:3])
+            self.kind_fractions[kid] = host.fractions
             self.kind_matrix[kid] = (m, is_uniform(m), m[0][1] if len(m) > 1 else 0)
         self.host_kind[host.name] = kid
         self._up_names = None

@@ -199,6 +199,11 @@ def check_capacity(state: PoolState, req: Request) -> None:
     max_gpus = max((count(h) for h in hosts), default=0)
     if req.units and max_gpus == 0:
         raise RequestError("this pool has no GPUs")
+    if 0 < req.units < per_gpu and not any(h.fractions for h in hosts if count(h)):
+        raise RequestError(
+            "no host of this pool can enforce a fraction of a GPU (CUDA MPS is not available "
+            "there: no nvidia-cuda-mps-control, or GPUs in MIG mode); ask for whole GPUs"
+        )
     if req.units > max_gpus * per_gpu:
         raise RequestError(f"gpus: at most {max_gpus} GPUs on one host in this pool")
     fitting = [h for h in hosts if count(h) * per_gpu >= req.units]
