@@ -137,6 +137,46 @@ def pick_runtime(wanted: str) -> str:
 runtime = pick_runtime(env("GPUHUB_RUNTIME", "auto"))
 print(f"gpuhub: sessions run as {'Docker containers' if runtime == 'docker' else 'local processes'}"
       f" (GPUHUB_RUNTIME={env('GPUHUB_RUNTIME', 'auto')})", flush=True)
+# --- this host's own agent: fractions enforced on a GPU workstation -------------
+# With NVIDIA GPUs here (or GPUHUB_LOCAL_AGENT=1), the pool comes from an agent for
+# this host, as on any GPU server: it runs the CUDA MPS daemon that enforces
+# fractional shares (and reports when it cannot: then no fractions are offered).
+# GPUHUB_LOCAL_AGENT_INVENTORY_HOST makes it play a host of the declared inventory.
+def local_agent_wanted() -> bool:
+    wanted = env("GPUHUB_LOCAL_AGENT", "auto")
+    if wanted != "auto":
+        return wanted == "1"
+    from gpu_allocator.inventory import nvml_available
+
+    return nvml_available()
+
+
+if local_agent_wanted():
+    agent_cmd = [
+        sys.executable, "-m", "gpuhub.supervise", "--", sys.executable, "-m", "gpu_allocator.agent",
+        f"--allocator-url=http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/",
+    ]
+    if env("GPUHUB_LOCAL_AGENT_INVENTORY_HOST"):
+        agent_cmd += [f"--inventory={env('GPUHUB_INVENTORY', str(here / 'gpu_inventory.yaml'))}",
+                      f"--inventory-host={env('GPUHUB_LOCAL_AGENT_INVENTORY_HOST')}"]
+    if os.getuid() != 0:  # as root: /var/lib/gpuhub-agent, reachable by the users' sessions
+        agent_cmd.append(f"--state-dir={data_dir / 'agent'}")
+    if runtime == "docker":
+        agent_cmd.append("--docker-url=unix:///var/run/docker.sock")
+    allocator = next(s for s in c.JupyterHub.services if s["name"] == "gpu-allocator")
+    allocator["command"].append("--discovery=agents")
+    c.JupyterHub.services.append({
+        "name": "gpuhub-agent-local",
+        "command": agent_cmd,
+        "environment": {"GPUHUB_AGENT_TOKEN": agent_token, "PYTHONUNBUFFERED": "1",
+                        "GPUHUB_DATA_DIR": str(data_dir),
+                        **({"GPUHUB_AGENT_STATE_DIR": env("GPUHUB_AGENT_STATE_DIR")}
+                           if env("GPUHUB_AGENT_STATE_DIR") else {})},
+        "display": False,
+    })
+    print("gpuhub: this host's GPUs join the pool through its own agent (CUDA MPS for fractions)",
+          flush=True)
+
 c.JupyterHub.spawner_class = (
     "spawner.DockerGPUSpawner" if runtime == "docker" else "spawner.LocalGPUSpawner"
 )

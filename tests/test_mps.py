@@ -143,3 +143,24 @@ def test_a_host_without_mps_gets_no_fraction(hub, tmp_path, monkeypatch):
     finally:
         agent.kill()
         agent.wait(10)
+
+
+def test_the_demo_runs_an_agent_for_its_own_host(tmp_path, fake_mps):
+    """GPUHUB_LOCAL_AGENT=1 (automatic where NVIDIA GPUs are): the demo's pool comes
+    from this host's agent, so fractions wait for MPS as on any GPU server."""
+    h = Hub(tmp_path, GPUHUB_LOCAL_AGENT="1", GPUHUB_LOCAL_AGENT_INVENTORY_HOST="node-a",
+            GPUHUB_AGENT_STATE_DIR=str(tmp_path / "agent"), GPUHUB_HEARTBEAT_INTERVAL="1")
+    h.start()
+    try:
+        admin = h.admin_allocator()
+        wait_for(lambda: [x["name"] for x in admin.pool()["hosts"]] == ["node-a"], 30, "the local agent")
+        (node,) = admin.pool()["hosts"]
+        assert node["source"] == "agent" and node["fractions"] is True
+        user = h.login("gpuhub-demo-mps")
+        assert user.spawn({"gpus": 0.25}).status_code in (201, 202)
+        user.wait_ready(120)
+        # the agent's MPS daemon (the fake binary, found on the PATH services keep) runs
+        assert (tmp_path / "agent" / "mps" / "pipe" / "control").exists()
+        user.stop()
+    finally:
+        h.stop()
