@@ -176,3 +176,52 @@ def test_a_second_allocator_on_the_same_database_waits_as_a_standby(hub, admin):
         second.kill()
         second.wait(10)
     release_all(admin)
+
+
+HOSTILE = [
+    b'{"gpus": "1e10000000"}',
+    b'{"gpus": 1e10000000}',
+    b'{"gpus": ' + b"1" * 5000 + b"}",
+    b'{"gpus": 0.5, "mem": "' + b"1" * 5000 + b'G"}',
+    b'{"gpus": "1/2"}',
+    b'{"gpus": NaN}',
+    b'{"gpus": 0.5, "cpu": 1e-999999}',
+    b'{"gpus": 0.5, "max_hours": 1e308}',
+    b"[" * 50000,
+    b"\xff\xfe\x00",
+    b'{"gpus": 0.5, "user": "../../etc"}',
+    b'{"gpus": 0.5, "user": "' + b"u" * 10000 + b'"}',
+    b'{"gpus": 0.5, "gpu_model": ["' + b"x" * 300 + b'"]}',
+    b'{"gpus": 0.5, "key": "' + b"k" * 300 + b'"}',
+]
+
+
+def test_hostile_bodies_are_4xx_stall_nothing_and_change_nothing(hub, admin):
+    """Both APIs — the allocator's and the hub's spawn — answer every body of the
+    corpus with a 4xx JSON error while another client is served, and the pool
+    does not change."""
+    before = check_pool(admin)
+    user = hub.login("gpuhub-hostile")
+    served, stop = [], threading.Event()
+
+    def other_client():
+        while not stop.is_set():
+            r = requests.get(hub.url + API + "/health", timeout=30)
+            served.append(r.status_code)
+
+    watcher = threading.Thread(target=other_client)
+    watcher.start()
+    try:
+        for raw in HOSTILE:
+            r = requests.post(hub.url + API + "/allocations", data=raw, timeout=30,
+                              headers={"Authorization": f"token {hub.spawner_token}"})
+            assert 400 <= r.status_code < 500 and r.json()["error"], (raw[:40], r.status_code, r.text[:200])
+            r = requests.post(f"{hub.url}/hub/api/users/{user.name}/server", data=raw, timeout=30,
+                              headers=user.headers)
+            assert 400 <= r.status_code < 500, (raw[:40], r.status_code, r.text[:200])
+            assert user.server() is None
+    finally:
+        stop.set()
+        watcher.join()
+    assert served and set(served) == {200}
+    assert check_pool(admin) == before
