@@ -89,3 +89,28 @@ def fake_mps(tmp_path, monkeypatch):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
         except (ValueError, ProcessLookupError):
             pass
+
+
+@pytest.fixture
+def box_agent(tmp_path, monkeypatch):
+    """Makes a GPUAgent for the declared host box-1 (one L4) with a Docker engine at
+    tcp://10.1.2.3:2376 and no MPS binary, not started; tests stub the engine
+    calls (gpu_allocator.agent.containers) before they discover(). A factory, so
+    the agent's log goes where the test captures it at the time."""
+    from gpu_allocator.agent.app import GPUAgent
+
+    monkeypatch.setenv("GPUHUB_AGENT_TOKEN", "not-a-real-token")
+    inv = tmp_path / "hosts.yaml"
+    inv.write_text("hosts:\n  - {name: box-1, cpus: 4, memory: 8G, gpus: [{model: L4, count: 1}]}\n")
+
+    def make() -> GPUAgent:
+        agent = GPUAgent()
+        agent.initialize([
+            f"--inventory={inv}", "--inventory-host=box-1", f"--state-dir={tmp_path / 'state'}",
+            "--docker-url=tcp://10.1.2.3:2376", "--docker-ip=10.1.2.3",
+            "--allocator-url=http://127.0.0.1:9/services/gpu-allocator/api/v1/",
+        ])
+        agent.mps.binary = "no-such-mps-control-binary"
+        return agent
+
+    return make

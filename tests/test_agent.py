@@ -154,19 +154,10 @@ def test_discover_from_a_declared_inventory(tmp_path):
 # --------------------------------------------------------------------------- the agent's pieces
 
 
-async def test_agent_reports_containers_shares_and_its_docker_engine(tmp_path, monkeypatch):
-    monkeypatch.setenv("GPUHUB_AGENT_TOKEN", "not-a-real-token")
+async def test_agent_reports_containers_shares_and_its_docker_engine(tmp_path, box_agent, monkeypatch):
     monkeypatch.setattr(containers, "running_allocations", lambda url: ["c1", "k1"])
     monkeypatch.setattr(containers, "has_gpu_runtime", lambda url: url == "tcp://10.1.2.3:2376")
-    inv = tmp_path / "hosts.yaml"
-    inv.write_text("hosts:\n  - {name: box-1, cpus: 4, memory: 8G, gpus: [{model: L4, count: 1}]}\n")
-    agent = GPUAgent()
-    agent.initialize([
-        f"--inventory={inv}", "--inventory-host=box-1", f"--state-dir={tmp_path / 'state'}",
-        "--docker-url=tcp://10.1.2.3:2376", "--docker-ip=10.1.2.3",
-        "--allocator-url=http://127.0.0.1:9/services/gpu-allocator/api/v1/",
-    ])
-    agent.mps.binary = "no-such-mps-control-binary"
+    agent = box_agent()
     assert agent.host_name == "box-1" and agent.local_ip() == "127.0.0.1"
     await agent.discover()
     agent.known = ["k1", "k2"]
@@ -178,7 +169,8 @@ async def test_agent_reports_containers_shares_and_its_docker_engine(tmp_path, m
     # registering: what it was told about, and its containers; heartbeats: containers only
     assert body["running"] == ["k1", "k2", "c1"]
     beat = await agent.heartbeat_body()
-    assert beat["running"] == ["c1", "k1"] and beat["mps"] == {"available": False, "running": False}
+    assert beat["running"] == ["c1", "k1"]
+    assert beat["mps"] == {"available": False, "running": False, "pipe_dir": str(tmp_path / "state" / "mps" / "pipe")}
 
     await agent.absorb({"state": "up", "unknown": ["c1"], "heartbeat_interval": 2.5, "shares": [
         {"id": "k1", "devices": [{"uuid": mock_uuid("box-1", 0), "fraction": 0.5}]}]})

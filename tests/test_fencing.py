@@ -11,7 +11,6 @@ import asyncio
 import pytest
 
 from gpu_allocator.agent import containers
-from gpu_allocator.agent.app import GPUAgent
 from gpu_allocator.api.shapes import host_json
 from gpu_allocator.core.fencing import fence
 from gpu_allocator.core.model import AllocationState, Device, Host, HostState, Request
@@ -125,22 +124,13 @@ async def test_a_fencing_host_registered_before_a_restart_is_fencing_after_it(po
 # --------------------------------------------------------------------------- agent
 
 
-async def test_agent_stops_the_containers_of_unknown_allocations(tmp_path, monkeypatch, capfd):
-    monkeypatch.setenv("GPUHUB_AGENT_TOKEN", "not-a-real-token")
+async def test_agent_stops_the_containers_of_unknown_allocations(tmp_path, capfd, monkeypatch, box_agent):
     stopped = []
     monkeypatch.setattr(containers, "running_allocations", lambda url: ["k1", "old"])
     monkeypatch.setattr(containers, "has_gpu_runtime", lambda url: False)
     monkeypatch.setattr(containers, "stop_allocation",
                         lambda url, aid: stopped.append((url, aid)) or [f"jupyter-{aid}"])
-    inv = tmp_path / "hosts.yaml"
-    inv.write_text("hosts:\n  - {name: box-1, cpus: 4, memory: 8G, gpus: [{model: L4, count: 1}]}\n")
-    agent = GPUAgent()
-    agent.initialize([
-        f"--inventory={inv}", "--inventory-host=box-1", f"--state-dir={tmp_path / 'state'}",
-        "--docker-url=tcp://10.1.2.3:2376", "--docker-ip=10.1.2.3",
-        "--allocator-url=http://127.0.0.1:9/services/gpu-allocator/api/v1/",
-    ])
-    agent.mps.binary = "no-such-mps-control-binary"
+    agent = box_agent()
     try:
         await agent.discover()
         await agent.absorb({"state": "fencing", "unknown": ["old"], "shares": [
