@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PROXY  := hub_config/proxy/node_modules/.bin/configurable-http-proxy
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/hub_config/proxy/node_modules/.bin:$(PATH)
 
-.PHONY: demo test install system-deps image clean
+.PHONY: demo test install system-deps image clean labextension
 
 ## Debian packages the tests and the demo need (list: .ci/apt-packages); installed only when missing.
 system-deps:
@@ -30,7 +30,29 @@ $(PROXY): hub_config/proxy/package.json hub_config/proxy/package-lock.json
 	cd hub_config/proxy && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: system-deps $(VENV)/.installed $(PROXY)
+## The JupyterLab extension (labextension/): node_modules (cached in labextension/node_modules,
+## gitignored), the TypeScript and the prebuilt extension (labextension/build), then copied with
+## its server-extension config into the venv (LABEXT_PREFIX; the data files that `pip install .`
+## puts there, which an editable install leaves out). Each step only when its inputs changed.
+LABEXT        := labextension
+LABEXT_PREFIX ?= $(VENV)
+LABEXT_BUILT  := $(LABEXT)/build/gpuhub-labextension/package.json
+LABEXT_SRC    := $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/style/*) $(LABEXT)/package.json $(LABEXT)/tsconfig.json
+
+$(LABEXT)/node_modules/.installed: $(LABEXT)/package.json $(LABEXT)/yarn.lock $(VENV)/.installed
+	cd $(LABEXT) && $(CURDIR)/$(BIN)/jlpm install --immutable >/dev/null
+	touch $@
+
+$(LABEXT_BUILT): $(LABEXT)/node_modules/.installed $(LABEXT_SRC)
+	cd $(LABEXT) && $(CURDIR)/$(BIN)/jlpm build
+
+$(LABEXT_PREFIX)/.gpuhub-labextension: $(LABEXT_BUILT) $(LABEXT)/install.py $(LABEXT)/install.json $(LABEXT)/jupyter-config/server-config/gpuhub.json
+	$(BIN)/python $(LABEXT)/install.py --prefix $(LABEXT_PREFIX)
+	touch $@
+
+labextension: $(VENV)/.installed $(LABEXT_PREFIX)/.gpuhub-labextension
+
+install: system-deps $(VENV)/.installed $(PROXY) labextension
 	@# byte-compile the checkout (pip does this for non-editable installs): without
 	@# .pyc files every p-command start recompiles its modules (~90 ms here) when the
 	@# environment sets PYTHONDONTWRITEBYTECODE
@@ -58,4 +80,4 @@ test: install
 	bash .ci/postgres stop; bash .ci/dockerd stop; exit $$rc
 
 clean:
-	rm -rf $(VENV) hub_config/proxy/node_modules data
+	rm -rf $(VENV) hub_config/proxy/node_modules data $(LABEXT)/node_modules $(LABEXT)/build $(LABEXT)/lib
