@@ -20,8 +20,23 @@ def _load_jupyter_server_extension(serverapp):
     from .handlers import setup_handlers
 
     setup_handlers(serverapp)
+    track_session_cpu(serverapp)
     serverapp.log.info("gpuhub.lab: the gpuhub panel's API is under %sgpuhub/",
                        serverapp.web_app.settings.get("base_url", "/"))
+
+
+def track_session_cpu(serverapp) -> None:
+    """The panel shows the session's CPU from jupyter-resource-usage, which reports
+    it only with ResourceUseDisplay.track_cpu_percent (off by default; a
+    jupyter_server_config.d file can only enable extensions, not set this). On
+    unless the site configured it."""
+    section = serverapp.config.ResourceUseDisplay
+    if "track_cpu_percent" in section:
+        return
+    section.track_cpu_percent = True
+    display = serverapp.web_app.settings.get("jupyter_resource_usage_display_config")
+    if display is not None:  # jupyter_resource_usage was loaded first
+        display.track_cpu_percent = True
 
 
 # jupyter_server < 2 name

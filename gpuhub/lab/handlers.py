@@ -22,6 +22,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import time
 from collections import deque
 from pathlib import Path
@@ -208,17 +209,34 @@ class History:
         return [list(p) for p in self.points]
 
 
-def mount_state(mount_name: str, home: Path) -> dict:
-    """Whether ~/vfolders/NAME is mounted in this session, and ro or rw."""
-    path = home / "vfolders" / mount_name
-    out = {"path": f"~/vfolders/{mount_name}", "mounted": False, "mode": None}
-    try:
-        if path.is_dir() and os.path.ismount(path):
-            out["mounted"] = True
-            out["mode"] = "ro" if os.statvfs(path).f_flag & os.ST_RDONLY else "rw"
-    except OSError:
-        pass
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts(mountinfo: str | None = None) -> dict[str, str]:
+    """This process's mount points and their mode: {path: "ro"|"rw"}. From
+    /proc/self/mountinfo (a bind mount from the same filesystem has the same
+    st_dev as its parent, so os.path.ismount cannot see it)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return {}
+    out = {}
+    for line in mountinfo.splitlines():
+        f = line.split(" ")
+        if len(f) > 6:
+            out[_unescape(f[4])] = "ro" if "ro" in f[5].split(",") else "rw"
     return out
+
+
+def mount_state(mount_name: str, home: Path, table: dict[str, str] | None = None) -> dict:
+    """Whether ~/vfolders/NAME is mounted in this session, and ro or rw."""
+    table = mounts() if table is None else table
+    path = str(home / "vfolders" / mount_name)
+    mode = table.get(path) or table.get(os.path.realpath(path))
+    return {"path": f"~/vfolders/{mount_name}", "mounted": mode is not None, "mode": mode}
 
 
 class State:
@@ -316,6 +334,7 @@ class State:
         if "error" in vfolders:
             return vfolders
         home = Path.home()
+        table = mounts()
         items = []
         for vf in vfolders.get("vfolders") or ():
             name = vf.get("mount_name") or vf.get("name")
@@ -323,7 +342,7 @@ class State:
                 "id": vf.get("id"), "name": vf.get("name"), "mount_name": name,
                 "owner": vf.get("owner"), "access": vf.get("access"), "state": vf.get("state"),
                 "usage": vf.get("usage"), "quota": vf.get("quota"), "over_quota": vf.get("over_quota"),
-                "shares": vf.get("shares"), "here": mount_state(name, home),
+                "shares": vf.get("shares"), "here": mount_state(name, home, table),
             })
         return {
             "items": items,

@@ -456,7 +456,7 @@ export class GpuhubPanel extends Widget {
   private _buildForms(): void {
     const name = el('input', { class: 'jp-mod-styled', placeholder: 'new vfolder name', 'aria-label': 'new vfolder name' }) as HTMLInputElement;
     const auto = el('input', { type: 'checkbox', 'aria-label': 'mount automatically' }) as HTMLInputElement;
-    const create = el('form', { class: 'gpuhub-form gpuhub-create' }, name, el('label', {}, auto, ' auto-mount'), el('button', { class: 'jp-mod-styled gpuhub-btn', type: 'submit' }, 'Create'));
+    const create = el('form', { class: 'gpuhub-form gpuhub-create' }, el('div', { class: 'gpuhub-sub gpuhub-form-title' }, 'Create a vfolder'), name, el('label', {}, auto, ' auto-mount'), el('button', { class: 'jp-mod-styled gpuhub-btn', type: 'submit' }, 'Create'));
     create.addEventListener('submit', e => {
       e.preventDefault();
       void this._act('create vfolder', () =>
@@ -467,7 +467,7 @@ export class GpuhubPanel extends Widget {
     const shareSel = el('select', { class: 'jp-mod-styled', 'aria-label': 'vfolder to share' }) as HTMLSelectElement;
     const who = el('input', { class: 'jp-mod-styled', placeholder: 'user name', 'aria-label': 'share with user' }) as HTMLInputElement;
     const perm = el('select', { class: 'jp-mod-styled', 'aria-label': 'permission' }, el('option', { value: 'ro' }, 'ro'), el('option', { value: 'rw' }, 'rw')) as HTMLSelectElement;
-    const share = el('form', { class: 'gpuhub-form gpuhub-share' }, shareSel, who, perm, el('button', { class: 'jp-mod-styled gpuhub-btn', type: 'submit' }, 'Share'));
+    const share = el('form', { class: 'gpuhub-form gpuhub-share' }, el('div', { class: 'gpuhub-sub gpuhub-form-title' }, 'Share a vfolder'), shareSel, who, perm, el('button', { class: 'jp-mod-styled gpuhub-btn', type: 'submit' }, 'Share'));
     share.addEventListener('submit', e => {
       e.preventDefault();
       void this._act('share', () =>
@@ -493,7 +493,7 @@ export class GpuhubPanel extends Widget {
         this._showBanner('upload: choose a vfolder you may write to first');
       }
     });
-    const upload = el('div', { class: 'gpuhub-form gpuhub-upload' }, el('span', { class: 'gpuhub-sub' }, 'Resumable upload'), upSel, file);
+    const upload = el('div', { class: 'gpuhub-form gpuhub-upload' }, el('div', { class: 'gpuhub-sub gpuhub-form-title' }, 'Resumable upload into a vfolder'), upSel, file);
     this._shareSelect = shareSel;
     this._uploadSelect = upSel;
     this._vfForms.append(create, share, upload);
