@@ -72,8 +72,22 @@ def open_panel(page):
 
 def shot(page, name: str):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.locator("#gpuhub-panel").screenshot(path=str(ARTIFACTS / f"{name}-panel.png"))
+    box = page.locator("#gpuhub-panel").bounding_box()
+    height = page.evaluate("() => document.getElementById('gpuhub-panel').scrollHeight")
+    page.screenshot(path=str(ARTIFACTS / f"{name}-panel.png"),
+                    clip={"x": box["x"], "y": box["y"], "width": box["width"], "height": min(height, box["height"])})
     page.screenshot(path=str(ARTIFACTS / f"{name}-lab.png"))
+
+
+def set_theme(api, page, theme: str):
+    """JupyterLab's own theme setting, then a reload to apply it."""
+    r = api.call("PUT", f"/user/{USER}/lab/api/settings/@jupyterlab/apputils-extension:themes",
+                 json={"raw": '{"theme": "%s"}' % theme})
+    assert r.status_code in (200, 204), r.text
+    page.reload()
+    open_panel(page)
+    light = "true" if "Light" in theme else "false"
+    page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'", timeout=30_000)
 
 
 def progress(page) -> float:
@@ -95,7 +109,7 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1900})
         page.goto(hub.url + "/hub/login")
         page.fill("#username_input", USER)
         page.fill("#password_input", "anything")
@@ -105,6 +119,7 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
         page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
         page.wait_for_url(f"**/user/{USER}/lab**", timeout=120_000)
         open_panel(page)
+        set_theme(api, page, "JupyterLab Light")  # the account (and its settings) may outlive a hub
 
         (allocation,) = api.allocations()
         panel = page.locator("#gpuhub-panel")
@@ -163,12 +178,7 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
         shot(page, "light-after-upload")
 
         # dark theme (JupyterLab's own setting), same panel
-        r = api.call("PUT", f"/user/{USER}/lab/api/settings/@jupyterlab/apputils-extension:themes",
-                     json={"raw": '{"theme": "JupyterLab Dark"}'})
-        assert r.status_code in (200, 204), r.text
-        page.reload()
-        open_panel(page)
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+        set_theme(api, page, "JupyterLab Dark")
         page.wait_for_timeout(1500)
         shot(page, "dark")
         browser.close()
