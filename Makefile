@@ -40,11 +40,11 @@ LABEXT_BUILT  := $(LABEXT)/build/gpuhub-labextension/package.json
 LABEXT_SRC    := $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/style/*) $(LABEXT)/package.json $(LABEXT)/tsconfig.json
 
 $(LABEXT)/node_modules/.installed: $(LABEXT)/package.json $(LABEXT)/yarn.lock $(VENV)/.installed
-	cd $(LABEXT) && $(CURDIR)/$(BIN)/jlpm install --immutable >/dev/null
+	cd $(LABEXT) && $(abspath $(BIN))/jlpm install --immutable >/dev/null
 	touch $@
 
 $(LABEXT_BUILT): $(LABEXT)/node_modules/.installed $(LABEXT_SRC)
-	cd $(LABEXT) && $(CURDIR)/$(BIN)/jlpm build
+	cd $(LABEXT) && PATH=$(abspath $(BIN)):$$PATH jlpm build
 
 $(LABEXT_PREFIX)/.gpuhub-labextension: $(LABEXT_BUILT) $(LABEXT)/install.py $(LABEXT)/install.json $(LABEXT)/jupyter-config/server-config/gpuhub.json
 	$(BIN)/python $(LABEXT)/install.py --prefix $(LABEXT_PREFIX)

@@ -119,3 +119,19 @@ def test_a_token_that_is_not_this_servers_is_refused(fetch, fake, path):
                        headers={"Authorization": "token someone-elses-token"})
     assert e.value.code == 403
     assert not fake.calls  # nothing reached the services
+
+
+def test_mount_state_reads_mountinfo_bind_mounts():
+    """Bind mounts from the same filesystem are invisible to os.path.ismount."""
+    from pathlib import Path
+
+    from gpuhub.lab.handlers import mount_state, mounts
+
+    table = mounts(
+        "36 35 98:0 /v/1 /home/a/vfolders/my\\040data rw,noatime master:1 - ext4 /dev/root rw\n"
+        "37 35 98:0 /v/2 /home/a/vfolders/refs ro,relatime - ext4 /dev/root rw\n"
+    )
+    home = Path("/home/a")
+    assert mount_state("my data", home, table) == {"path": "~/vfolders/my data", "mounted": True, "mode": "rw"}
+    assert mount_state("refs", home, table)["mode"] == "ro"
+    assert mount_state("other", home, table)["mounted"] is False
