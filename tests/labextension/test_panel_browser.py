@@ -73,7 +73,11 @@ def open_panel(page):
 def shot(page, name: str):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     box = page.locator("#gpuhub-panel").bounding_box()
-    height = page.evaluate("() => document.getElementById('gpuhub-panel').scrollHeight")
+    height = page.evaluate(
+        "() => { const p = document.getElementById('gpuhub-panel');"
+        " return Math.max(...[...p.children].map(c => c.getBoundingClientRect().bottom))"
+        " - p.getBoundingClientRect().top + 12; }"
+    )
     page.screenshot(path=str(ARTIFACTS / f"{name}-panel.png"),
                     clip={"x": box["x"], "y": box["y"], "width": box["width"], "height": min(height, box["height"])})
     page.screenshot(path=str(ARTIFACTS / f"{name}-lab.png"))
