@@ -271,11 +271,17 @@ class State:
             section(self._future("allocator", f"queue?user={quote(b.user, safe='')}")),
         )
         allocation = share.get("allocation") if "error" not in share else None
+        nvml = None
+        if allocation and os.environ.get("GPUHUB_LAB_NVML", "1") == "1":
+            # NVML and the process tree block: off the event loop
+            uuids = [d["uuid"] for d in allocation.get("devices") or ()]
+            nvml = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: nvml_sample(uuids, session_pids()))
         out = {
             "user": b.user,
             "now": now,
             "share": share_view(allocation, b.env, now) if "error" not in share else share,
-            "live": self._live(allocation, pool, now),
+            "live": self._live(allocation, pool, now, nvml),
             "quotas": quotas,
             "queue": queue,
             "vfolders": self._vfolders(vfolders, invitations, user_quota),
@@ -299,7 +305,8 @@ class State:
             raise
         return {"available": True, "items": data.get("items", data.get("quotas", data.get("queue", [])))}
 
-    def _live(self, allocation: dict | None, pool: dict, now: float) -> dict:
+    def _live(self, allocation: dict | None, pool: dict, now: float,
+              sample: tuple[float, float] | None = None) -> dict:
         if not allocation:
             return {"source": "none", "label": "no GPU share in this session", "history": []}
         uuids = [d["uuid"] for d in allocation.get("devices") or ()]
@@ -307,7 +314,6 @@ class State:
         host = None
         if "error" not in pool:
             host = next((h for h in pool.get("hosts") or () if h.get("name") == allocation.get("host")), None)
-        sample = nvml_sample(uuids, session_pids()) if os.environ.get("GPUHUB_LAB_NVML", "1") == "1" else None
         if sample is not None:
             source, label = "nvml", "this session's processes (NVML)"
         else:
