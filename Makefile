@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PROXY  := hub_config/proxy/node_modules/.bin/configurable-http-proxy
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/hub_config/proxy/node_modules/.bin:$(PATH)
 
-.PHONY: demo test install system-deps server-env image clean
+.PHONY: demo test install system-deps server-env image clean labextension
 
 ## Debian packages the tests and the demo need (list: .ci/apt-packages); installed only when missing.
 system-deps:
@@ -31,19 +31,44 @@ $(PROXY): hub_config/proxy/package.json hub_config/proxy/package-lock.json
 	cd hub_config/proxy && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+## The JupyterLab extension (labextension/): node_modules (cached in labextension/node_modules,
+## gitignored), the TypeScript and the prebuilt extension (labextension/build), then copied with
+## its server-extension config into the venv (LABEXT_PREFIX; the data files that `pip install .`
+## puts there, which an editable install leaves out). Each step only when its inputs changed.
+LABEXT        := labextension
+LABEXT_PREFIX ?= $(VENV)
+LABEXT_BUILT  := $(LABEXT)/build/gpuhub-labextension/package.json
+LABEXT_SRC    := $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/style/*) $(LABEXT)/package.json $(LABEXT)/tsconfig.json
+
+$(LABEXT)/node_modules/.installed: $(LABEXT)/package.json $(LABEXT)/yarn.lock $(VENV)/.installed
+	cd $(LABEXT) && $(abspath $(BIN))/jlpm install --immutable >/dev/null
+	touch $@
+
+$(LABEXT_BUILT): $(LABEXT)/node_modules/.installed $(LABEXT_SRC)
+	cd $(LABEXT) && PATH=$(abspath $(BIN)):$$PATH jlpm build
+
+$(LABEXT_PREFIX)/.gpuhub-labextension: $(LABEXT_BUILT) $(LABEXT)/install.py $(LABEXT)/install.json $(LABEXT)/jupyter-config/server-config/gpuhub.json
+	$(BIN)/python $(LABEXT)/install.py --prefix $(LABEXT_PREFIX)
+	touch $@
+
+labextension: $(VENV)/.installed $(LABEXT_PREFIX)/.gpuhub-labextension
+
+
 ## As root: the servers' environment — the Python the users' accounts execute for their
 ## servers, outside the checkout (which may be private, e.g. under /root): a world-readable venv
 ## with the hub venv's versions of JupyterHub and JupyterLab in /opt/gpuhub/server-envs/KEY
-## (KEY: a hash of those versions, so checkouts share it and never clash). Built once (~40 s),
-## then a no-op; nothing to do for a hub that does not run as root. See spawner/serverenv.py.
+## (KEY: a hash of those versions, so checkouts share it and never clash), with the lab panel
+## (gpuhub.lab and the built extension). Built once (~40 s), then a no-op; nothing to do
+## for a hub that does not run as root. See spawner/serverenv.py.
 server-env: $(VENV)/.installed
 	@$(BIN)/python spawner/serverenv.py install >/dev/null
 
-install: system-deps $(VENV)/.installed $(PROXY) server-env
+
+install: system-deps $(VENV)/.installed $(PROXY) labextension server-env
 	@# byte-compile the checkout (pip does this for non-editable installs): without
 	@# .pyc files every p-command start recompiles its modules (~90 ms here) when the
 	@# environment sets PYTHONDONTWRITEBYTECODE
-	@$(BIN)/python -m compileall -q gpu_allocator spawner vfolder_manager >/dev/null
+	@$(BIN)/python -m compileall -q gpuhub gpu_allocator spawner vfolder_manager >/dev/null
 
 ## The single-user image gpuhub/singleuser:latest, built locally (no registry needed).
 image: install
@@ -67,4 +92,4 @@ test: install
 	bash .ci/postgres stop; bash .ci/dockerd stop; exit $$rc
 
 clean:
-	rm -rf $(VENV) hub_config/proxy/node_modules data
+	rm -rf $(VENV) hub_config/proxy/node_modules data $(LABEXT)/node_modules $(LABEXT)/build $(LABEXT)/lib

@@ -240,3 +240,25 @@ c.JupyterHub.load_roles.append({
 })
 c.VFolderMixin.vfolders_url = f"http://127.0.0.1:{vfolders_port}/services/vfolders/api/v1/"
 c.VFolderMixin.vfolders_token = spawner_token
+
+# =============================================================================
+# --- the JupyterLab panel (labextension/, server extension gpuhub.lab) --------
+# (appended as one block; the sections above are the allocator's and vfolders')
+# The panel's server extension calls both services with the single-user server's
+# own token. That token's scopes replace JupyterHub's defaults, so list them again
+# and add the two services; users get the same service scopes through
+# extra_user_scopes (JupyterHub 6) rather than a redefined `user` role.
+_lab_service_scopes = ["access:services!service=gpu-allocator", "access:services!service=vfolders"]
+c.Spawner.server_token_scopes = ["access:servers!server", "users:activity!user", *_lab_service_scopes]
+c.JupyterHub.extra_user_scopes = set(_lab_service_scopes)
+# where the server extension finds the services (host networking in Docker too)
+c.Spawner.environment.update({
+    "GPUHUB_ALLOCATOR_URL": c.GPUSpawner.allocator_url,
+    "GPUHUB_VFOLDERS_URL": c.VFolderMixin.vfolders_url,
+})
+# JUPYTER_PATH / JUPYTER_CONFIG_PATH reach the servers (extra extension dirs, as
+# the tests use for a freshly built panel)
+c.Spawner.env_keep = [
+    "PATH", "PYTHONPATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV", "VIRTUAL_ENV", "LANG", "LC_ALL",
+    "JUPYTERHUB_SINGLEUSER_APP", "JUPYTER_PATH", "JUPYTER_CONFIG_PATH",
+]

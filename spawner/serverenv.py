@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 #: what the servers need; everything else comes from these packages' dependencies
-ROOTS = ("jupyterhub", "jupyterlab", "pip")
+ROOTS = ("jupyterhub", "jupyterlab", "jupyter-resource-usage", "pip")
 #: bump when the layout of an environment changes, so that old ones are not reused
 FORMAT = 1
 MARKER = "gpuhub-server-env.json"
@@ -243,6 +243,50 @@ def _build(target: Path, base: Path, pinned: list[str], log) -> None:
     log(f"gpuhub: servers' environment ready in {time.monotonic() - started:.0f} s")
 
 
+# --- gpuhub's own parts in the servers' environment ------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _tree_hash(*roots: Path) -> str:
+    h = hashlib.sha256()
+    for root in roots:
+        for f in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def install_lab(target: Path, log=print) -> None:
+    """The lab panel in the servers' environment: the ``gpuhub`` package (its
+    jupyter_server extension ``gpuhub.lab`` and the code it shares; pure Python)
+    and the prebuilt JupyterLab extension (``make labextension``). Refreshed when
+    they changed (the last checkout to install wins); world-readable."""
+    built = REPO / "labextension" / "build"
+    if not (built / "gpuhub-labextension" / "package.json").exists():
+        return  # not built (no node here): servers run without the panel
+    stamp = target / "gpuhub-lab.stamp"
+    digest = _tree_hash(REPO / "gpuhub", built)
+    if stamp.is_file() and stamp.read_text() == digest:
+        return
+    site = Path(subprocess.run(
+        [str(target / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True, stdout=subprocess.PIPE, text=True,
+    ).stdout.strip())
+    old_umask = os.umask(0o022)
+    try:
+        shutil.rmtree(site / "gpuhub", ignore_errors=True)
+        shutil.copytree(REPO / "gpuhub", site / "gpuhub", ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([sys.executable, str(REPO / "labextension" / "install.py"), "--prefix", str(target)],
+                       check=True, stdout=subprocess.DEVNULL)
+        for p in [site / "gpuhub", *(site / "gpuhub").rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        stamp.write_text(digest)
+        stamp.chmod(0o644)
+    finally:
+        os.umask(old_umask)
+    log(f"gpuhub: the lab panel installed in the servers' environment {target}")
+
+
 # --- what the demo config calls ---------------------------------------------------------
 
 def server_python(log=print) -> str:
@@ -263,6 +307,7 @@ def server_python(log=print) -> str:
             return sys.executable
         if env is None:
             env = install(log)
+        install_lab(env, log)
     except ServerEnvError as e:
         # one sentence instead of a traceback, before anything starts
         raise SystemExit(f"gpuhub: cannot start: {e}") from None
@@ -279,7 +324,10 @@ def main(argv: list[str]) -> int:
         elif cmd == "install":
             if os.getuid() != 0:
                 return 0  # servers run as the hub's own account: its venv will do
-            print(install(log=lambda m: print(m, file=sys.stderr, flush=True)))
+            log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+            target = install(log=log)
+            install_lab(target, log=log)
+            print(target)
         else:
             print(f"usage: {argv[0]} install|path", file=sys.stderr)
             return 2

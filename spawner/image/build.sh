@@ -79,6 +79,12 @@ if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
 else
     tar -C "$REPO" --exclude=./.venv --exclude=./build --exclude='*.egg-info' -cf - . | tar -C "$SRC" -xf -
 fi
+# the prebuilt JupyterLab panel (gitignored; `make labextension` builds it): setup.py puts it
+# into the wheel's data files, so the image's servers load it
+if [ -f "$REPO/labextension/build/gpuhub-labextension/package.json" ]; then
+    rm -rf "$SRC/labextension/build" && mkdir -p "$SRC/labextension/build"
+    cp -a "$REPO/labextension/build/gpuhub-labextension" "$SRC/labextension/build/"
+fi
 "$VENV/bin/pip" wheel --no-deps --disable-pip-version-check -w "$WORK/wheel" "$SRC" >"$WORK/wheel.log" 2>&1 \
     || { tail -n 30 "$WORK/wheel.log" >&2; die "building the wheel failed"; }
 WHEEL=$(ls "$WORK"/wheel/gpuhub-*.whl)

@@ -1,0 +1,43 @@
+"""gpuhub's jupyter_server extension: what the JupyterLab sidebar panel
+(``labextension/``) shows about *this* session — its GPU share, live use, time
+left, quotas, queue, vfolders and storage — gathered from the allocator and the
+vfolder service with the single-user server's own hub token.
+
+Handlers live under ``{base_url}gpuhub/`` (see :mod:`gpuhub.lab.handlers`). The
+server loads it through ``etc/jupyter/jupyter_server_config.d/gpuhub.json``,
+which ``pip install`` (setup.py data_files) or ``labextension/install.py`` put
+into the environment.
+"""
+
+from __future__ import annotations
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "gpuhub.lab"}]
+
+
+def _load_jupyter_server_extension(serverapp):
+    from .handlers import setup_handlers
+
+    setup_handlers(serverapp)
+    track_session_cpu(serverapp)
+    serverapp.log.info("gpuhub.lab: the gpuhub panel's API is under %sgpuhub/",
+                       serverapp.web_app.settings.get("base_url", "/"))
+
+
+def track_session_cpu(serverapp) -> None:
+    """The panel shows the session's CPU from jupyter-resource-usage, which reports
+    it only with ResourceUseDisplay.track_cpu_percent (off by default; a
+    jupyter_server_config.d file can only enable extensions, not set this). On
+    unless the site configured it."""
+    section = serverapp.config.ResourceUseDisplay
+    if "track_cpu_percent" in section:
+        return
+    section.track_cpu_percent = True
+    display = serverapp.web_app.settings.get("jupyter_resource_usage_display_config")
+    if display is not None:  # jupyter_resource_usage was loaded first
+        display.track_cpu_percent = True
+
+
+# jupyter_server < 2 name
+load_jupyter_server_extension = _load_jupyter_server_extension

@@ -1,0 +1,516 @@
+"""The panel's API under ``{base_url}gpuhub/``.
+
+- ``GET  gpuhub/status``: everything the panel shows, in one answer per poll; each
+  section carries its own ``error`` instead of failing the whole answer.
+- ``POST gpuhub/extend``: ask the allocator for more time (when it allows it).
+- ``POST gpuhub/vfolders``, ``POST gpuhub/vfolders/{id}/shares``,
+  ``POST gpuhub/invitations/{id}/(accept|reject)``: vfolder actions, passed on.
+- ``gpuhub/vfolders/{id}/uploads/…``: a tus 1.0 pass-through to the vfolder
+  service, so the browser uploads resumably with the session's cookie while the
+  server adds its own hub token.
+
+The server calls the services with ``JUPYTERHUB_API_TOKEN`` (the server's token,
+whose scopes ``c.Spawner.server_token_scopes`` widens to the two services).
+Requests reach these handlers only through jupyter_server's authentication: under
+JupyterHub that is the hub's, so another user's token is refused before any of
+this runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+import time
+from collections import deque
+from pathlib import Path
+from urllib.parse import quote
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+#: how much history the sparklines get (seconds) and how often a point is kept
+HISTORY_SECONDS = 600
+MIN_SAMPLE_GAP = 1.5
+TUS_HEADERS = ("Tus-Resumable", "Upload-Length", "Upload-Offset", "Upload-Metadata",
+               "Upload-Defer-Length", "Upload-Concat", "Content-Type")
+TUS_ANSWER_HEADERS = ("Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size",
+                      "Upload-Offset", "Upload-Length", "Upload-Metadata", "Upload-Expires",
+                      "Cache-Control")
+
+
+class ServiceError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _join(base: str, path: str) -> str:
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+class Backend:
+    """The two services, as this session's user (the server's own hub token)."""
+
+    def __init__(self, env: dict | None = None):
+        env = os.environ if env is None else env
+        self.env = env
+        self.user = env.get("JUPYTERHUB_USER", "")
+        self.token = env.get("JUPYTERHUB_API_TOKEN", "")
+        self.allocator_url = env.get("GPUHUB_ALLOCATOR_URL", "")
+        self.vfolders_url = env.get("GPUHUB_VFOLDERS_URL", "")
+        self.timeout = float(env.get("GPUHUB_LAB_TIMEOUT", "10"))
+
+    def _base(self, service: str) -> str:
+        base = self.allocator_url if service == "allocator" else self.vfolders_url
+        if not base:
+            var = "GPUHUB_ALLOCATOR_URL" if service == "allocator" else "GPUHUB_VFOLDERS_URL"
+            raise ServiceError(503, f"{service}: not configured in this session (${var} is empty)")
+        return base
+
+    async def raw(self, service: str, method: str, path: str, *, body: bytes | None = None,
+                  headers: dict | None = None):
+        """One request; returns the tornado response, any status (no raise)."""
+        url = _join(self._base(service), path)
+        h = {"Authorization": f"token {self.token}", **(headers or {})}
+        req = HTTPRequest(url, method=method, headers=h, body=body,
+                          allow_nonstandard_methods=True, request_timeout=max(self.timeout, 120)
+                          if method == "PATCH" else self.timeout, follow_redirects=False)
+        try:
+            return await AsyncHTTPClient().fetch(req, raise_error=False)
+        except (OSError, HTTPClientError, asyncio.TimeoutError) as e:
+            raise ServiceError(502, f"{service}: unreachable ({e})") from None
+
+    async def json(self, service: str, method: str, path: str, data=None):
+        body = None if data is None else json.dumps(data).encode()
+        r = await self.raw(service, method, path, body=body,
+                           headers={"Content-Type": "application/json"} if body is not None else None)
+        if r.code == 599:
+            raise ServiceError(502, f"{service}: unreachable ({r.error})")
+        try:
+            answer = json.loads(r.body) if r.body else {}
+        except ValueError:
+            answer = {"message": r.body[:200].decode(errors="replace")}
+        if r.code >= 400:
+            msg = answer.get("message") or answer.get("error") or r.reason
+            raise ServiceError(r.code, f"{service}: {msg}")
+        return answer
+
+
+# --- what the panel shows ----------------------------------------------------------
+
+
+def share_view(allocation: dict | None, env: dict, now: float) -> dict:
+    """The share, its end and the time left."""
+    out = {
+        "allocation": allocation,
+        "env": {k: env.get(k) for k in ("GPUHUB_ALLOCATION", "GPUHUB_GPUS", "GPUHUB_HOST",
+                                        "CUDA_VISIBLE_DEVICES") if env.get(k) is not None},
+        "ends_at": None, "time_left_s": None,
+        "extend": {"allowed": False, "reason": "this allocator does not extend shares"},
+    }
+    if allocation:
+        hours = allocation.get("max_hours")
+        created = allocation.get("created")
+        if hours and created:
+            out["ends_at"] = float(created) + float(hours) * 3600
+            out["time_left_s"] = max(0.0, out["ends_at"] - now)
+        if allocation.get("extendable"):
+            out["extend"] = {"allowed": True, "reason": ""}
+    return out
+
+
+def share_memory_limit_mb(allocation: dict | None) -> float | None:
+    """The share's GPU memory: each device's memory times the share's fraction of it."""
+    if not allocation or not allocation.get("devices"):
+        return None
+    per_gpu = allocation.get("units_per_gpu") or 1
+    total = 0.0
+    for d in allocation["devices"]:
+        if d.get("memory_mb") is None:
+            return None
+        total += d["memory_mb"] * d.get("units", per_gpu) / per_gpu
+    return total
+
+
+def simulated_sample(allocation_id: str, now: float, limit_mb: float) -> tuple[float, float]:
+    """A smooth, deterministic stand-in for a declared (mock) GPU: no device to
+    measure, so the demo shows plausible numbers, labelled as simulated."""
+    seed = sum(map(ord, allocation_id or "x")) % 97
+    t = now / 60.0
+    util = 45 + 30 * math.sin(t * 1.7 + seed) + 15 * math.sin(t * 5.3 + seed / 3)
+    mem = limit_mb * (0.42 + 0.18 * math.sin(t * 0.9 + seed / 7))
+    return round(max(0.0, min(100.0, util)), 1), round(max(0.0, mem))
+
+
+def session_pids() -> set[int]:
+    """This server and everything it started (kernels, terminals)."""
+    try:
+        import psutil
+
+        me = psutil.Process()
+        return {me.pid, *(p.pid for p in me.children(recursive=True))}
+    except Exception:
+        return {os.getpid()}
+
+
+def nvml_sample(uuids: list[str], pids: set[int]) -> tuple[float, float] | None:
+    """Per-process readings of this session's processes on the share's devices,
+    when this host has NVML (a real GPU); None otherwise."""
+    try:
+        import pynvml as nv
+
+        nv.nvmlInit()
+    except Exception:
+        return None
+    try:
+        util, mem = 0.0, 0.0
+        for uuid in uuids:
+            h = nv.nvmlDeviceGetHandleByUUID(uuid)
+            for p in nv.nvmlDeviceGetComputeRunningProcesses(h) or []:
+                if p.pid in pids and isinstance(getattr(p, "usedGpuMemory", None), int):
+                    mem += p.usedGpuMemory / 2**20
+            try:
+                since = int((time.time() - 10) * 1e6)
+                for s in nv.nvmlDeviceGetProcessUtilization(h, since) or []:
+                    if s.pid in pids:
+                        util += s.smUtil
+            except Exception:
+                pass
+        return min(100.0, util), mem
+    except Exception:
+        return None
+    finally:
+        try:
+            nv.nvmlShutdown()
+        except Exception:
+            pass
+
+
+class History:
+    """Timestamped points of the last HISTORY_SECONDS, at most one per MIN_SAMPLE_GAP."""
+
+    def __init__(self):
+        self.points: deque = deque()
+
+    def add(self, now: float, *values) -> None:
+        if self.points and now - self.points[-1][0] < MIN_SAMPLE_GAP:
+            self.points[-1] = [self.points[-1][0], *values]
+        else:
+            self.points.append([now, *values])
+        while self.points and now - self.points[0][0] > HISTORY_SECONDS:
+            self.points.popleft()
+
+    def json(self) -> list:
+        return [list(p) for p in self.points]
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts(mountinfo: str | None = None) -> dict[str, str]:
+    """This process's mount points and their mode: {path: "ro"|"rw"}. From
+    /proc/self/mountinfo (a bind mount from the same filesystem has the same
+    st_dev as its parent, so os.path.ismount cannot see it)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return {}
+    out = {}
+    for line in mountinfo.splitlines():
+        f = line.split(" ")
+        if len(f) > 6:
+            out[_unescape(f[4])] = "ro" if "ro" in f[5].split(",") else "rw"
+    return out
+
+
+def mount_state(mount_name: str, home: Path, table: dict[str, str] | None = None) -> dict:
+    """Whether ~/vfolders/NAME is mounted in this session, and ro or rw."""
+    table = mounts() if table is None else table
+    path = str(home / "vfolders" / mount_name)
+    mode = table.get(path) or table.get(os.path.realpath(path))
+    return {"path": f"~/vfolders/{mount_name}", "mounted": mode is not None, "mode": mode}
+
+
+class State:
+    """What the server remembers between polls: the sparklines' history."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.gpu = History()
+        self.storage: dict[str, History] = {}
+
+    async def status(self) -> dict:
+        now = time.time()
+        b = self.backend
+        alloc_id = b.env.get("GPUHUB_ALLOCATION")
+
+        async def section(coro):
+            try:
+                return await coro
+            except ServiceError as e:
+                return {"error": e.message, "status": e.status}
+            except Exception as e:  # a panel section must never take the others down
+                return {"error": f"{type(e).__name__}: {e}", "status": 500}
+
+        share, pool, vfolders, invitations, hosts, user_quota, quotas, queue = await asyncio.gather(
+            section(self._allocation(alloc_id)),
+            section(b.json("allocator", "GET", "pool")),
+            section(b.json("vfolders", "GET", "vfolders")),
+            section(b.json("vfolders", "GET", "invitations")),
+            section(b.json("vfolders", "GET", "storage/hosts")),
+            section(b.json("vfolders", "GET", f"quotas/user/{quote(b.user, safe='')}")),
+            section(self._future("allocator", f"quotas/{quote(b.user, safe='')}")),
+            section(self._future("allocator", f"queue?user={quote(b.user, safe='')}")),
+        )
+        allocation = share.get("allocation") if "error" not in share else None
+        nvml = None
+        if allocation and os.environ.get("GPUHUB_LAB_NVML", "1") == "1":
+            # NVML and the process tree block: off the event loop
+            uuids = [d["uuid"] for d in allocation.get("devices") or ()]
+            nvml = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: nvml_sample(uuids, session_pids()))
+        out = {
+            "user": b.user,
+            "now": now,
+            "share": share_view(allocation, b.env, now) if "error" not in share else share,
+            "live": self._live(allocation, pool, now, nvml),
+            "quotas": quotas,
+            "queue": queue,
+            "vfolders": self._vfolders(vfolders, invitations, user_quota),
+            "storage": self._storage(hosts, now),
+        }
+        return out
+
+    async def _allocation(self, alloc_id: str | None) -> dict:
+        if not alloc_id:
+            return {"allocation": None}
+        return {"allocation": await self.backend.json("allocator", "GET", f"allocations/{quote(alloc_id)}")}
+
+    async def _future(self, service: str, path: str) -> dict:
+        """Quotas of GPUs/GPU-hours and the queue (issue #10) do not exist yet: an
+        allocator without them answers 404, which is "nothing set" for the panel."""
+        try:
+            data = await self.backend.json(service, "GET", path)
+        except ServiceError as e:
+            if e.status == 404:
+                return {"available": False, "items": []}
+            raise
+        return {"available": True, "items": data.get("items", data.get("quotas", data.get("queue", [])))}
+
+    def _live(self, allocation: dict | None, pool: dict, now: float,
+              sample: tuple[float, float] | None = None) -> dict:
+        if not allocation:
+            return {"source": "none", "label": "no GPU share in this session", "history": []}
+        uuids = [d["uuid"] for d in allocation.get("devices") or ()]
+        limit = share_memory_limit_mb(allocation)
+        host = None
+        if "error" not in pool:
+            host = next((h for h in pool.get("hosts") or () if h.get("name") == allocation.get("host")), None)
+        if sample is not None:
+            source, label = "nvml", "this session's processes (NVML)"
+        else:
+            usage = (host or {}).get("usage") or {}
+            mine = [d for d in usage.get("devices") or () if d.get("uuid") in uuids]
+            if mine:
+                util = sum(d.get("utilization_gpu") or 0 for d in mine) / len(mine)
+                mem = sum(d.get("memory_used_mb") or 0 for d in mine)
+                sample = (util, mem)
+                source, label = "agent", "the host agent's device samples (whole device)"
+            elif host is not None and host.get("source") == "inventory":
+                sample = simulated_sample(allocation.get("id", ""), now, limit or 0)
+                source, label = "simulated", "simulated: a declared (mock) GPU has nothing to measure"
+            else:
+                return {"source": "none", "label": "no samples from this host yet",
+                        "memory_limit_mb": limit, "history": self.gpu.json(),
+                        **({"error": pool["error"]} if "error" in pool else {})}
+        util, mem = sample
+        self.gpu.add(now, util, mem)
+        return {"source": source, "label": label, "utilization_gpu": util, "memory_used_mb": mem,
+                "memory_limit_mb": limit, "history": self.gpu.json()}
+
+    def _vfolders(self, vfolders: dict, invitations: dict, user_quota: dict) -> dict:
+        if "error" in vfolders:
+            return vfolders
+        home = Path.home()
+        table = mounts()
+        items = []
+        for vf in vfolders.get("vfolders") or ():
+            name = vf.get("mount_name") or vf.get("name")
+            items.append({
+                "id": vf.get("id"), "name": vf.get("name"), "mount_name": name,
+                "owner": vf.get("owner"), "access": vf.get("access"), "state": vf.get("state"),
+                "usage": vf.get("usage"), "quota": vf.get("quota"), "over_quota": vf.get("over_quota"),
+                "shares": vf.get("shares"), "here": mount_state(name, home, table),
+            })
+        return {
+            "items": items,
+            "invitations": invitations.get("invitations", []) if "error" not in invitations else [],
+            "invitations_error": invitations.get("error"),
+            "quota": user_quota if "error" not in user_quota else None,
+        }
+
+    def _storage(self, hosts: dict, now: float) -> dict:
+        if "error" in hosts:
+            return hosts
+        out = []
+        for h in hosts.get("hosts") or ():
+            stats = h.get("stats") or {}
+            name = h.get("name")
+            entry = {"name": name, **{k: stats.get(k) for k in (
+                "capacity_bytes", "used_bytes", "free_bytes", "read_bytes", "write_bytes",
+                "io_bytes_read", "io_bytes_write", "iops_read", "iops_write", "source", "sampled")}}
+            if "error" in stats:
+                entry["error"] = stats["error"]
+            hist = self.storage.setdefault(name, History())
+            if stats.get("io_bytes_read") is not None:
+                hist.add(now, stats.get("io_bytes_read"), stats.get("io_bytes_write"))
+            entry["history"] = hist.json()
+            out.append(entry)
+        return {"hosts": out}
+
+
+# --- handlers ------------------------------------------------------------------------------
+
+
+class Base(APIHandler):
+    def initialize(self, state: State):
+        self.state = state
+
+    @property
+    def backend(self) -> Backend:
+        return self.state.backend
+
+    def fail(self, e: ServiceError):
+        self.set_status(e.status if 400 <= e.status < 600 else 502)
+        self.finish(json.dumps({"message": e.message}))
+
+    def body_json(self) -> dict:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "send a JSON object") from None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "send a JSON object")
+        return data
+
+    async def pass_json(self, service: str, method: str, path: str, data=None, status: int = 200):
+        try:
+            answer = await self.backend.json(service, method, path, data)
+        except ServiceError as e:
+            return self.fail(e)
+        self.set_status(status)
+        self.finish(json.dumps(answer))
+
+
+class StatusHandler(Base):
+    @web.authenticated
+    async def get(self):
+        self.finish(json.dumps(await self.state.status()))
+
+
+class ExtendHandler(Base):
+    @web.authenticated
+    async def post(self):
+        alloc_id = self.backend.env.get("GPUHUB_ALLOCATION")
+        if not alloc_id:
+            raise web.HTTPError(409, "this session holds no GPU share")
+        await self.pass_json("allocator", "POST", f"allocations/{quote(alloc_id)}/extend", self.body_json())
+
+
+class VFoldersHandler(Base):
+    @web.authenticated
+    async def post(self):
+        data = self.body_json()
+        await self.pass_json("vfolders", "POST", "vfolders",
+                             {k: data[k] for k in ("name", "auto_mount", "host", "group") if k in data}, 201)
+
+
+class SharesHandler(Base):
+    @web.authenticated
+    async def post(self, vid):
+        data = self.body_json()
+        await self.pass_json("vfolders", "POST", f"vfolders/{vid}/shares",
+                             {k: data[k] for k in ("user", "group", "permission") if k in data}, 201)
+
+
+class InvitationHandler(Base):
+    @web.authenticated
+    async def post(self, sid, answer):
+        await self.pass_json("vfolders", "POST", f"invitations/{sid}/{answer}")
+
+
+class TusHandler(Base):
+    """tus 1.0 passed through to the vfolder service (its Location rewritten here)."""
+
+    async def _pass(self, vid: str, uid: str | None):
+        path = f"vfolders/{vid}/uploads/" + (uid or "")
+        headers = {k: self.request.headers[k] for k in TUS_HEADERS if k in self.request.headers}
+        method = self.request.method
+        body = self.request.body if method in ("POST", "PATCH") else None
+        try:
+            r = await self.backend.raw("vfolders", method, path, body=body, headers=headers)
+        except ServiceError as e:
+            return self.fail(e)
+        if r.code == 599:
+            return self.fail(ServiceError(502, f"vfolders: unreachable ({r.error})"))
+        self.set_status(r.code)
+        for k in TUS_ANSWER_HEADERS:
+            if k in r.headers:
+                self.set_header(k, r.headers[k])
+        loc = r.headers.get("Location")
+        if loc:
+            new_uid = loc.rstrip("/").rsplit("/", 1)[-1]
+            base = self.settings.get("base_url", "/")
+            self.set_header("Location", url_path_join(base, "gpuhub", "vfolders", vid, "uploads", new_uid))
+        if r.code in (204, 304) or method == "HEAD":
+            return self.finish()
+        if r.body:
+            self.set_header("Content-Type", r.headers.get("Content-Type", "application/json"))
+            self.write(r.body)
+        self.finish()
+
+    @web.authenticated
+    async def options(self, vid, uid=None):
+        await self._pass(vid, uid)
+
+    @web.authenticated
+    async def post(self, vid, uid=None):
+        await self._pass(vid, uid)
+
+    @web.authenticated
+    async def head(self, vid, uid=None):
+        await self._pass(vid, uid)
+
+    @web.authenticated
+    async def patch(self, vid, uid=None):
+        await self._pass(vid, uid)
+
+    @web.authenticated
+    async def delete(self, vid, uid=None):
+        await self._pass(vid, uid)
+
+
+def setup_handlers(serverapp, backend: Backend | None = None) -> State:
+    web_app = serverapp.web_app
+    base = web_app.settings["base_url"]
+    state = State(backend or Backend())
+    kw = {"state": state}
+    vid = r"([A-Za-z0-9_.-]+)"
+    web_app.add_handlers(".*$", [
+        (url_path_join(base, "gpuhub/status"), StatusHandler, kw),
+        (url_path_join(base, "gpuhub/extend"), ExtendHandler, kw),
+        (url_path_join(base, "gpuhub/vfolders"), VFoldersHandler, kw),
+        (url_path_join(base, rf"gpuhub/vfolders/{vid}/shares"), SharesHandler, kw),
+        (url_path_join(base, r"gpuhub/invitations/([A-Za-z0-9_.-]+)/(accept|reject)"), InvitationHandler, kw),
+        (url_path_join(base, rf"gpuhub/vfolders/{vid}/uploads/?"), TusHandler, kw),
+        (url_path_join(base, rf"gpuhub/vfolders/{vid}/uploads/([0-9a-f]{{32}})"), TusHandler, kw),
+    ])
+    return state

@@ -1,0 +1,176 @@
+"""Fixtures of the lab panel's tests: fake allocator and vfolder services for the
+server extension (jp_fetch), and the prebuilt extension in a world-readable
+prefix for servers started by a real hub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+
+import pytest
+from tornado import web
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+TOKEN = "server-token-of-alice"
+ALLOC = {
+    "id": "a-123", "state": "granted", "user": "alice", "server": "", "host": "node-a",
+    "gpus": "0.5", "units": 50, "units_per_gpu": 100, "cpu": "2", "mem": "4096M",
+    "max_hours": 8.0, "created": 1_700_000_000.0, "released": None,
+    "devices": [{"uuid": "GPU-aaaa", "index": 0, "model": "A100-SXM4-80GB", "memory_mb": 81920,
+                 "island": "nvswitch0", "units": 50, "fraction": "0.5"}],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Fake:
+    """What the fake services answer, and what they were asked."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, str, dict, bytes]] = []
+        self.pool_usage = None
+        self.pool_source = "inventory"
+        self.down: set[str] = set()
+        self.vfolders = [{
+            "id": "vf1", "name": "data", "mount_name": "data", "owner": "alice", "access": "owner",
+            "state": "ready", "usage": {"bytes": 1024, "files": 1}, "quota": {"bytes": 4096, "files": None},
+            "over_quota": False, "shares": [],
+        }]
+        self.uploads: dict[str, bytearray] = {}
+
+
+def service_app(fake: Fake) -> web.Application:
+    class H(web.RequestHandler):
+        def prepare(self):
+            fake.calls.append((self.request.method, self.request.path, dict(self.request.headers),
+                               self.request.body))
+            if self.request.headers.get("Authorization") != f"token {TOKEN}":
+                raise web.HTTPError(403)
+            svc = self.request.path.split("/")[2]
+            if svc in fake.down:
+                raise web.HTTPError(503)
+
+        def send(self, data, status=200):
+            self.set_status(status)
+            self.finish(json.dumps(data))
+
+    class Pool(H):
+        def get(self):
+            host = {"name": "node-a", "source": fake.pool_source, "usage": fake.pool_usage, "devices": []}
+            self.send({"hosts": [host]})
+
+    class Allocation(H):
+        def get(self, aid):
+            if aid != ALLOC["id"]:
+                raise web.HTTPError(404)
+            self.send(ALLOC)
+
+    class VFolders(H):
+        def get(self):
+            self.send({"vfolders": fake.vfolders})
+
+        def post(self):
+            body = json.loads(self.request.body)
+            self.send({"id": "vf2", "name": body["name"], "auto_mount": body.get("auto_mount")}, 201)
+
+    class Shares(H):
+        def post(self, vid):
+            self.send({"id": "s1", **json.loads(self.request.body), "state": "pending"}, 201)
+
+    class Invitations(H):
+        def get(self):
+            self.send({"invitations": [{"id": "s9", "vfolder": "vf9", "permission": "ro"}]})
+
+    class Answer(H):
+        def post(self, sid, answer):
+            self.send({"id": sid, "state": "accepted" if answer == "accept" else "rejected"})
+
+    class Hosts(H):
+        def get(self):
+            self.send({"hosts": [{"name": "local", "stats": {
+                "capacity_bytes": 100, "used_bytes": 40, "free_bytes": 60, "read_bytes": 5,
+                "write_bytes": 7, "io_bytes_read": 1.5, "io_bytes_write": 2.5}}]})
+
+    class Quota(H):
+        def get(self, name):
+            self.send({"kind": "user", "name": name, "bytes": None, "files": None,
+                       "usage": {"bytes": 1024, "files": 1}})
+
+    class Uploads(H):
+        def post(self, vid):
+            uid = "0" * 31 + str(len(fake.uploads) + 1)
+            fake.uploads[uid] = bytearray()
+            self.set_header("Tus-Resumable", "1.0.0")
+            self.set_header("Location", f"/services/vfolders/api/v1/vfolders/{vid}/uploads/{uid}")
+            self.set_header("Upload-Offset", "0")
+            self.set_status(201)
+
+    class Upload(H):
+        def head(self, vid, uid):
+            self.set_header("Upload-Offset", str(len(fake.uploads[uid])))
+            self.set_header("Tus-Resumable", "1.0.0")
+
+        def patch(self, vid, uid):
+            assert self.request.headers["Content-Type"] == "application/offset+octet-stream"
+            assert int(self.request.headers["Upload-Offset"]) == len(fake.uploads[uid])
+            fake.uploads[uid] += self.request.body
+            self.set_header("Upload-Offset", str(len(fake.uploads[uid])))
+            self.set_status(204)
+
+    a, v = "/services/gpu-allocator/api/v1", "/services/vfolders/api/v1"
+    return web.Application([
+        (a + "/pool", Pool), (a + "/allocations/([^/]+)", Allocation),
+        (v + "/vfolders", VFolders), (v + "/vfolders/([^/]+)/shares", Shares),
+        (v + "/invitations", Invitations), (v + "/invitations/([^/]+)/(accept|reject)", Answer),
+        (v + "/storage/hosts", Hosts), (v + "/quotas/user/([^/]+)", Quota),
+        (v + "/vfolders/([^/]+)/uploads/", Uploads), (v + "/vfolders/([^/]+)/uploads/([0-9a-f]{32})", Upload),
+    ])
+
+
+@pytest.fixture
+def fake():
+    return Fake()
+
+
+@pytest.fixture
+def jp_server_config(fake, monkeypatch, tmp_path):
+    port = free_port()
+    # the fake services run on a loop of their own (the server's loop is pytest-jupyter's)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder = {}
+
+    def run():
+        asyncio.set_event_loop(loop)
+
+        async def start():
+            holder["server"] = service_app(fake).listen(port, "127.0.0.1")
+            started.set()
+
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    assert started.wait(10)
+    base = f"http://127.0.0.1:{port}/services"
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", TOKEN)
+    monkeypatch.setenv("GPUHUB_ALLOCATION", ALLOC["id"])
+    monkeypatch.setenv("GPUHUB_GPUS", "0.5")
+    monkeypatch.setenv("GPUHUB_HOST", "node-a")
+    monkeypatch.setenv("GPUHUB_ALLOCATOR_URL", f"{base}/gpu-allocator/api/v1/")
+    monkeypatch.setenv("GPUHUB_VFOLDERS_URL", f"{base}/vfolders/api/v1/")
+    monkeypatch.setenv("GPUHUB_LAB_NVML", "0")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    yield {"ServerApp": {"jpserver_extensions": {"gpuhub.lab": True}}}
+    loop.call_soon_threadsafe(holder["server"].stop)
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(10)

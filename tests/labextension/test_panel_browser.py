@@ -1,0 +1,196 @@
+"""The panel in a real browser (Debian's Chromium, Playwright) through the real
+hub (demo config, proxy, allocator, vfolder service, local-process sessions):
+log in, spawn 0.5 GPU, open the gpuhub panel, see the share, the host and the
+time left; upload a 50 MB file into a vfolder, reload the page midway, choose
+the file again and see it resume and finish; see the storage numbers move.
+Another user's token is refused by the session's panel API.
+
+Screenshots (light and dark) are left in build/test-artifacts/labextension/
+(GPUHUB_TEST_ARTIFACTS to change it)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from hubprocess import Hub, free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+LABEXT = REPO / "labextension"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+V = "/services/vfolders/api/v1"
+ARTIFACTS = Path(os.environ.get("GPUHUB_TEST_ARTIFACTS", REPO / "build" / "test-artifacts" / "labextension"))
+USER = "gpuhub-panel"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    if os.getuid() != 0:
+        pytest.skip("vfolder mounts in local sessions need a hub that runs as root")
+    if not (LABEXT / "build" / "gpuhub-labextension" / "package.json").exists():
+        pytest.fail("the extension is not built: run make labextension")
+    # the freshly built extension and its server config in a prefix the servers
+    # (other accounts) can read, whatever the venv holds
+    prefix = LABEXT / "build" / "test-prefix"
+    subprocess.run([sys.executable, str(LABEXT / "install.py"), "--prefix", str(prefix)], check=True)
+    h = Hub(
+        tmp_path_factory.mktemp("panelhub"),
+        GPUHUB_VFOLDERS_PORT=str(free_port()),
+        JUPYTER_PATH=str(prefix / "share" / "jupyter"),
+        JUPYTER_CONFIG_PATH=str(prefix / "etc" / "jupyter"),
+    )
+    try:
+        h.start()
+        wait_for(lambda: h.admin_allocator().call("GET", V + "/health").status_code == 200, 60,
+                 "the vfolder service")
+        yield h
+    finally:
+        h.stop()
+
+
+def open_panel(page):
+    page.wait_for_selector(".jp-LabShell", timeout=120_000)
+    tab = page.locator('.jp-SideBar [data-id="gpuhub-panel"]')
+    tab.wait_for(timeout=60_000)
+    if not page.locator("#gpuhub-panel").is_visible():
+        tab.click()
+    page.wait_for_selector("#gpuhub-panel [data-testid=share]", timeout=60_000)
+
+
+def shot(page, name: str):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    box = page.locator("#gpuhub-panel").bounding_box()
+    height = page.evaluate(
+        "() => { const p = document.getElementById('gpuhub-panel');"
+        " return Math.max(...[...p.children].map(c => c.getBoundingClientRect().bottom))"
+        " - p.getBoundingClientRect().top + 12; }"
+    )
+    page.screenshot(path=str(ARTIFACTS / f"{name}-panel.png"),
+                    clip={"x": box["x"], "y": box["y"], "width": box["width"], "height": min(height, box["height"])})
+    page.screenshot(path=str(ARTIFACTS / f"{name}-lab.png"))
+
+
+def set_theme(api, page, theme: str):
+    """JupyterLab's own theme setting, then a reload to apply it."""
+    r = api.call("PUT", f"/user/{USER}/lab/api/settings/@jupyterlab/apputils-extension:themes",
+                 json={"raw": '{"theme": "%s"}' % theme})
+    assert r.status_code in (200, 204), r.text
+    page.reload()
+    open_panel(page)
+    light = "true" if "Light" in theme else "false"
+    page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'", timeout=30_000)
+
+
+def progress(page) -> float:
+    return page.evaluate(
+        "() => { const p = document.querySelector('#gpuhub-panel [data-upload=\"big.bin\"] progress');"
+        " return p ? p.value / p.max : -1; }"
+    )
+
+
+def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
+    assert os.path.exists(CHROMIUM), "Debian's chromium is installed by make (.ci/apt-packages)"
+    api = hub.login(USER)
+    r = api.call("POST", V + "/vfolders", json={"name": "data", "auto_mount": True})
+    assert r.status_code == 201, r.text
+    vid = r.json()["id"]
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(50 * 1024 * 1024))
+    digest = hashlib.sha256(big.read_bytes()).hexdigest()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1900})
+        page.goto(hub.url + "/hub/login")
+        page.fill("#username_input", USER)
+        page.fill("#password_input", "anything")
+        page.click("#login_submit")
+        page.wait_for_selector("#gpuhub-gpus")
+        page.select_option("#gpuhub-gpus", "0.5")
+        page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+        page.wait_for_url(f"**/user/{USER}/lab**", timeout=120_000)
+        open_panel(page)
+        set_theme(api, page, "JupyterLab Light")  # the account (and its settings) may outlive a hub
+
+        (allocation,) = api.allocations()
+        panel = page.locator("#gpuhub-panel")
+        assert panel.locator("[data-testid=share]").inner_text().startswith("0.5 ×")
+        assert panel.locator("[data-testid=host]").inner_text() == allocation["host"]
+        left = panel.locator("[data-testid=time-left]").inner_text()
+        assert left.startswith("7h 5") or left.startswith("8h 00m"), left
+        assert "simulated" in panel.locator("[data-testid=live-source]").inner_text()
+        page.wait_for_selector("#gpuhub-panel [data-vfolder=data]")
+        assert "~/vfolders/data (rw)" in panel.locator("[data-vfolder=data]").inner_text()
+        assert "no quota set" in panel.locator("[data-section=quotas]").inner_text()
+        assert "no queued requests" in panel.locator("[data-section=queue]").inner_text()
+        written_before = panel.locator("[data-testid=storage-written]").inner_text()
+        shot(page, "light")
+
+        # --- a resumable upload, interrupted by a reload -----------------------
+        page.evaluate("() => localStorage.setItem('gpuhub:upload-chunk-bytes', String(1024 * 1024))")
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 5, "downloadThroughput": -1,
+            "uploadThroughput": 6 * 1024 * 1024,
+        })
+        page.select_option("[data-testid=upload-vfolder]", vid)
+        page.set_input_files("[data-testid=upload-file]", str(big))
+        wait_for(lambda: progress(page) > 0.25, 90, "the upload to pass 25%", interval=0.1)
+        at_reload = progress(page)
+        assert at_reload < 0.9, f"too fast to interrupt: {at_reload}"
+        page.reload()
+        open_panel(page)
+        rec = page.locator('#gpuhub-panel [data-upload="big.bin"]')
+        rec.wait_for()
+        assert rec.get_attribute("data-state") == "interrupted"
+        assert "choose big.bin again to resume" in rec.inner_text()
+        shot(page, "interrupted")
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        page.select_option("[data-testid=upload-vfolder]", vid)
+        page.set_input_files("[data-testid=upload-file]", str(big))
+        page.wait_for_selector('#gpuhub-panel [data-upload="big.bin"][data-state=done]', timeout=120_000)
+        resumed = page.locator("#gpuhub-panel [data-testid=upload-resumed]").inner_text()
+        assert resumed.startswith("resumed at") and "resumed at 0 B" not in resumed, resumed
+
+        # the file arrived whole
+        r = api.call("GET", V + f"/vfolders/{vid}/files/big.bin")
+        assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == digest
+
+        # the storage numbers moved (the service samples every few seconds)
+        def moved():
+            now = panel.locator("[data-testid=storage-written]").inner_text()
+            return now != written_before and now
+        wait_for(moved, 60, "the storage host's written bytes to move", interval=1)
+        page.wait_for_timeout(6000)  # a few more points on the sparklines
+        shot(page, "light-after-upload")
+
+        # dark theme (JupyterLab's own setting), same panel
+        set_theme(api, page, "JupyterLab Dark")
+        page.wait_for_timeout(1500)
+        shot(page, "dark")
+        browser.close()
+
+    # the session's panel API answers its user, and refuses another user's token
+    assert api.call("GET", f"/user/{USER}/gpuhub/status").json()["share"]["allocation"]["id"] == allocation["id"]
+    other = hub.login("gpuhub-panel-other")
+    r = other.call("GET", f"/user/{USER}/gpuhub/status", allow_redirects=False)
+    assert r.status_code in (403, 404), (r.status_code, r.text[:200])
+    api.stop()
+    print(f"screenshots in {ARTIFACTS}")

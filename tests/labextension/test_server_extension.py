@@ -1,0 +1,137 @@
+"""The panel's server extension (gpuhub.lab) in a real jupyter_server
+(pytest-jupyter's jp_fetch), against fake allocator and vfolder services.
+
+The tests are plain functions that run jp_fetch on pytest-jupyter's loop (the one
+its server runs on): the project's pytest-asyncio auto mode would otherwise run
+async tests on a loop of its own, where the server never answers."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from .conftest import ALLOC, TOKEN
+
+
+@pytest.fixture
+def fetch(jp_fetch, jp_asyncio_loop):
+    def run(*parts, **kw):
+        return jp_asyncio_loop.run_until_complete(jp_fetch(*parts, **kw))
+
+    return run
+
+
+def get_status(fetch) -> dict:
+    r = fetch("gpuhub", "status")
+    assert r.code == 200
+    return json.loads(r.body)
+
+
+def test_status_shows_share_time_left_live_vfolders_storage(fetch, fake):
+    s = get_status(fetch)
+    share = s["share"]
+    assert share["allocation"]["id"] == "a-123" and share["allocation"]["host"] == "node-a"
+    assert share["ends_at"] == ALLOC["created"] + 8 * 3600
+    assert share["time_left_s"] == 0  # created long ago: ended
+    assert share["env"]["GPUHUB_GPUS"] == "0.5"
+    assert share["extend"]["allowed"] is False
+    # a declared (mock) GPU: simulated, labelled so, against the share's half of 80 GB
+    live = s["live"]
+    assert live["source"] == "simulated" and "simulated" in live["label"]
+    assert live["memory_limit_mb"] == 40960
+    assert 0 <= live["utilization_gpu"] <= 100 and 0 <= live["memory_used_mb"] <= 40960
+    assert len(live["history"]) == 1
+    # quotas and queue do not exist in the allocator yet: empty, not an error
+    assert s["quotas"] == {"available": False, "items": []}
+    assert s["queue"] == {"available": False, "items": []}
+    (vf,) = s["vfolders"]["items"]
+    assert vf["name"] == "data" and vf["here"] == {"path": "~/vfolders/data", "mounted": False, "mode": None}
+    assert s["vfolders"]["invitations"][0]["id"] == "s9"
+    assert s["vfolders"]["quota"]["usage"]["bytes"] == 1024
+    (host,) = s["storage"]["hosts"]
+    assert host["used_bytes"] == 40 and host["io_bytes_write"] == 2.5 and len(host["history"]) == 1
+    # every service call carried the server's own token
+    assert fake.calls and all(h["Authorization"] == f"token {TOKEN}" for _, _, h, _ in fake.calls)
+
+
+def test_agent_samples_are_used_when_the_host_has_them(fetch, fake):
+    fake.pool_source = "agent"
+    fake.pool_usage = {"at": 1, "devices": [{"uuid": "GPU-aaaa", "utilization_gpu": 37, "memory_used_mb": 1000},
+                                            {"uuid": "GPU-other", "utilization_gpu": 99, "memory_used_mb": 9}]}
+    live = (get_status(fetch))["live"]
+    assert live["source"] == "agent" and live["utilization_gpu"] == 37 and live["memory_used_mb"] == 1000
+
+
+def test_a_service_down_is_an_error_in_its_section_only(fetch, fake):
+    fake.down.add("vfolders")
+    s = get_status(fetch)
+    assert "503" in s["vfolders"]["error"] or "Service Unavailable" in s["vfolders"]["error"]
+    assert "error" in s["storage"]
+    assert s["share"]["allocation"]["id"] == "a-123"
+
+
+def test_vfolder_actions_are_passed_on(fetch, fake):
+    r = fetch("gpuhub", "vfolders", method="POST", body=json.dumps({"name": "new", "auto_mount": True}))
+    assert r.code == 201 and json.loads(r.body)["name"] == "new"
+    r = fetch("gpuhub", "vfolders", "vf1", "shares", method="POST",
+                       body=json.dumps({"user": "bob", "permission": "ro"}))
+    assert r.code == 201 and json.loads(r.body)["user"] == "bob"
+    r = fetch("gpuhub", "invitations", "s9", "accept", method="POST", body="")
+    assert json.loads(r.body)["state"] == "accepted"
+
+
+def test_extend_is_refused_while_the_allocator_has_no_extend(fetch):
+    with pytest.raises(HTTPClientError) as e:
+        fetch("gpuhub", "extend", method="POST", body="{}")
+    assert e.value.code == 404
+
+
+def test_tus_upload_passes_through_and_resumes(fetch, fake, jp_base_url):
+    meta = "filename " + base64.b64encode(b"big.bin").decode()
+    r = fetch("gpuhub", "vfolders", "vf1", "uploads/", method="POST", body=b"",
+                       headers={"Tus-Resumable": "1.0.0", "Upload-Length": "10", "Upload-Metadata": meta})
+    assert r.code == 201
+    loc = r.headers["Location"]
+    assert loc.startswith(jp_base_url + "gpuhub/vfolders/vf1/uploads/"), loc  # rewritten to this server
+    uid = loc.rsplit("/", 1)[1]
+    tus = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+    r = fetch("gpuhub", "vfolders", "vf1", "uploads", uid, method="PATCH", body=b"01234",
+                       headers={**tus, "Upload-Offset": "0"})
+    assert r.code == 204 and r.headers["Upload-Offset"] == "5"
+    # a new page asks where the upload stands, then continues from there
+    r = fetch("gpuhub", "vfolders", "vf1", "uploads", uid, method="HEAD",
+                       headers={"Tus-Resumable": "1.0.0"})
+    assert r.headers["Upload-Offset"] == "5"
+    r = fetch("gpuhub", "vfolders", "vf1", "uploads", uid, method="PATCH", body=b"56789",
+                       headers={**tus, "Upload-Offset": "5"})
+    assert r.headers["Upload-Offset"] == "10"
+    assert bytes(fake.uploads[uid]) == b"0123456789"
+
+
+@pytest.mark.parametrize("path", ["status", "vfolders"])
+def test_a_token_that_is_not_this_servers_is_refused(fetch, fake, path):
+    method = "GET" if path == "status" else "POST"
+    with pytest.raises(HTTPClientError) as e:
+        fetch("gpuhub", path, method=method, body=None if method == "GET" else "{}",
+                       headers={"Authorization": "token someone-elses-token"})
+    assert e.value.code == 403
+    assert not fake.calls  # nothing reached the services
+
+
+def test_mount_state_reads_mountinfo_bind_mounts():
+    """Bind mounts from the same filesystem are invisible to os.path.ismount."""
+    from pathlib import Path
+
+    from gpuhub.lab.handlers import mount_state, mounts
+
+    table = mounts(
+        "36 35 98:0 /v/1 /home/a/vfolders/my\\040data rw,noatime master:1 - ext4 /dev/root rw\n"
+        "37 35 98:0 /v/2 /home/a/vfolders/refs ro,relatime - ext4 /dev/root rw\n"
+    )
+    home = Path("/home/a")
+    assert mount_state("my data", home, table) == {"path": "~/vfolders/my data", "mounted": True, "mode": "rw"}
+    assert mount_state("refs", home, table)["mode"] == "ro"
+    assert mount_state("other", home, table)["mounted"] is False
