@@ -81,6 +81,8 @@ class Hub:
             "GPUHUB_ALLOCATOR_PORT": str(self.allocator_port),
             "GPUHUB_POLL_INTERVAL": "2",
             "GPUHUB_RUNTIME": "local",
+            # the vfolder service too gets a port of its own (not the demo's 8052)
+            "GPUHUB_VFOLDERS_PORT": str(free_port()),
             "PATH": f"{Path(sys.executable).parent}:{REPO / 'hub_config/proxy/node_modules/.bin'}:{os.environ['PATH']}",
             **extra_env,
         }
