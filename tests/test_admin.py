@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-import time
+import re
 from pathlib import Path
 
 import pytest
@@ -121,6 +121,7 @@ def test_admin_sees_the_map_drains_revokes_exports_and_audits(hub):
 
         # the audit log lists each action
         page.click("#tab-audit")
+        page.wait_for_selector("#gpuhub-audit tbody tr[data-action]")
         actions = page.eval_on_selector_all(
             "#gpuhub-audit tbody tr", "rows => rows.map(r => [r.dataset.action, r.dataset.target])")
         assert actions[:3] == [["undrain", f"host:{host}"], ["revoke", f"allocation:{share['id']}"],
@@ -212,6 +213,7 @@ def scrape(url: str, token: str | None) -> requests.Response:
 def samples(text: str) -> dict:
     out = {}
     for fam in text_string_to_metric_families(text):
+        out.setdefault(fam.name, [])  # (a family may have no samples yet)
         for s in fam.samples:
             out.setdefault(s.name, []).append((s.labels, s.value))
     return out
@@ -220,8 +222,9 @@ def samples(text: str) -> dict:
 def test_metrics_with_read_metrics_match_the_pool(hub):
     token = (hub.data_dir / "gpuhub-prometheus-token").read_text().strip()
     admin = hub.admin_allocator()
-    r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-erin", "gpus": 1.5})
-    assert r.status_code == 201, r.text
+    granted = [admin.call("POST", API + "/allocations", json={"user": "gpuhub-erin", "gpus": g})
+               for g in (1, 0.5)]
+    assert [g.status_code for g in granted] == [201, 201], [g.text for g in granted]
     refused = admin.call("POST", API + "/allocations", json={"user": "gpuhub-erin", "gpus": 8})
     assert refused.status_code in (400, 409)
     try:
@@ -240,8 +243,10 @@ def test_metrics_with_read_metrics_match_the_pool(hub):
         idle = sum(v for _, v in m["gpuhub_gpus_idle"])
         assert idle == pytest.approx(sum(installed.values()) - 1.5)
         assert dict((lab["state"], v) for lab, v in m["gpuhub_hosts"])["up"] == len(pool["hosts"])
-        assert m["gpuhub_allocations_active"][0][1] == 1
-        assert m["gpuhub_allocations_granted_total"][0][1] >= 1
+        assert m["gpuhub_allocations_active"][0][1] == 2
+        assert m["gpuhub_allocations_granted_total"][0][1] >= 2
+        refusals = dict((lab["reason"], v) for lab, v in m["gpuhub_allocations_refused_total"])
+        assert refused.status_code == 400 or refusals["capacity"] >= 1
         assert "gpuhub_allocation_decision_duration_seconds_count" in m
         assert "gpuhub_queue_pending_requests" in m and "gpuhub_gpus_fragmented" in m
         assert "gpuhub_allocations_refused_total" in m and "gpuhub_hosts_lost_total" in m
@@ -252,8 +257,13 @@ def test_metrics_with_read_metrics_match_the_pool(hub):
         assert "gpuhub_storage_read_bytes_total" in v
         # the hub's own metrics with the same token
         assert scrape(hub.url + "/hub/metrics", token).status_code == 200
+        # every gpuhub metric the README's Grafana dashboard plots exists
+        dashboard = (Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json").read_text()
+        plotted = set(re.findall(r"gpuhub_[a-z_]+", dashboard)) - {"gpuhub_pool"}
+        assert plotted and plotted <= set(m) | set(v), plotted - set(m) - set(v)
     finally:
-        admin.call("DELETE", f"{API}/allocations/{r.json()['id']}")
+        for g in granted:
+            admin.call("DELETE", f"{API}/allocations/{g.json()['id']}")
     # a token without read:metrics (a user's, who may use both services): 403
     user = hub.login("gpuhub-frank")
     for svc in ("gpu-allocator", "vfolders"):

@@ -183,6 +183,7 @@ class PoolPage(PageHandler):
             totals=poolview.model_totals(state), per_gpu=state.units_per_gpu,
             host_counts=poolview.host_counts(state), models=state.models(),
             n_allocations=len(state.allocations), users=sorted({a.user for a in state.allocations.values()}),
+            overview=poolview.overview(state) if len(state.hosts) <= poolview.OVERVIEW_MAX else None,
             fmt=lambda u: f"{u / state.units_per_gpu:g}",
         )
 

@@ -149,7 +149,7 @@ def host_page(state: PoolState, info: dict, f: Filters, now: float | None = None
                 )
         islands: list[dict] = []
         for d in h.devices:
-            if not islands or islands[-1]["island"] != d.island or not d.island:
+            if not islands or islands[-1]["island"] != d.island:  # (PCIe-only: island "")
                 islands.append({"island": d.island, "devices": []})
             islands[-1]["devices"].append({
                 "index": d.index, "uuid": d.uuid, "model": d.model,
@@ -185,3 +185,23 @@ def host_counts(state: PoolState) -> dict[str, int]:
     for h in state.hosts.values():
         counts[h.state.value] += 1
     return counts
+
+
+#: the map's at-a-glance strip shows every host up to this many
+OVERVIEW_MAX = 5000
+
+
+def overview(state: PoolState) -> list[dict]:
+    """Every host as one cell (name, state, allocated fraction), grouped by
+    model: the whole pool at a glance, each cell a link to its host."""
+    per = state.units_per_gpu
+    out = []
+    for name in sorted(state.hosts):
+        h = state.hosts[name]
+        total = per * len(h.devices)
+        used = sum(per - state.free[d.uuid] for d in h.devices)
+        out.append({"name": name, "state": h.state.value,
+                    "model": h.devices[0].model if h.devices else "",
+                    "allocated": used / total if total else 0.0})
+    out.sort(key=lambda c: (c["model"], c["name"]))
+    return out
