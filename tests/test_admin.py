@@ -165,6 +165,11 @@ def test_actions_are_api_calls_too(hub):
     r = admin.call("GET", API + "/usage", params={"by": "user", "format": "csv"})
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
     assert "gpuhub-carol" in r.text
+    # per group: the groups come from the hub
+    r = admin.call("POST", "/hub/api/groups/gpuhub-ml", json={"users": ["gpuhub-carol"]})
+    assert r.status_code == 201, r.text
+    rows = admin.call("GET", API + "/usage", params={"by": "group"}).json()["rows"]
+    assert [x["name"] for x in rows if x["allocations"]] == ["gpuhub-ml"] and rows[0]["gpu_hours"] > 0
     u = admin.call("GET", API + "/utilisation", params={"window": "24h"}).json()
     assert set(u["models"]) == {"A100-SXM4-80GB", "L4"}
     s = admin.call("GET", API + "/pool/summary").json()

@@ -105,7 +105,7 @@ def group_hours(users: dict[str, Usage], groups: dict[str, list[str]]) -> dict[s
 
 def rows(usages: dict[str, Usage]) -> list[dict]:
     return [
-        {"name": u.name, "gpu_hours": round(u.gpu_hours, 4), "allocations": u.allocations}
+        {"name": u.name, "gpu_hours": round(u.gpu_hours, 6), "allocations": u.allocations}
         for u in sorted(usages.values(), key=lambda u: (-u.gpu_hours, u.name))
     ]
 
