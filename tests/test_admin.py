@@ -18,7 +18,7 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
-from hubprocess import API, Hub, wait_for
+from hubprocess import API, Hub
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from jupyterhub.services.auth import HubOAuth
 from gpuhub.metrics import metrics_route
 
 from . import api, pages
-from .samples import Samples, sample_forever  # noqa: F401
+from .samples import Samples, sample_forever  # noqa: F401 (app.py starts it)
 
 
 def attach(app) -> None:
