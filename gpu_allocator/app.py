@@ -17,7 +17,7 @@ from traitlets import Float, Int, TraitError, Unicode, default, validate
 from gpuhub.db import WriterLock
 from gpuhub.service import HubService
 
-from . import loops
+from . import admin, loops
 from .api import routes
 from .core.model import Request
 from .core.placement import NoFit, place
@@ -221,6 +221,7 @@ class GPUAllocator(HubService):
         ledger = await loop.run_in_executor(None, Ledger, self.db_url, self.units_per_gpu)
         self.pool = LivePool(ledger, self.units_per_gpu, self.log)
         await self.pool.load()
+        admin.attach(self)  # the admin panel: OAuth, samples, metrics
         await self.load_pool()
         self.log.info(
             "pool loaded: %i host(s), %i GPU(s), %i live allocation(s)",
@@ -230,8 +231,9 @@ class GPUAllocator(HubService):
             asyncio.create_task(loops.watch_heartbeats(self)),
             asyncio.create_task(loops.reconcile_forever(self)),
             asyncio.create_task(loops.watch_lock(self)),
+            asyncio.create_task(admin.sample_forever(self)),
         ]
-        self.listen(self.web_app(routes(self.service_prefix, self)))
+        self.listen(self.web_app(routes(self.service_prefix, self), **admin.settings(self)))
         await self.wait_for_signal()
         for t in tasks:
             t.cancel()

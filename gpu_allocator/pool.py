@@ -211,14 +211,15 @@ class LivePool:
         return a, True
 
     async def finish(self, allocation_id: str, state: AllocationState = AllocationState.RELEASED,
-                     now: float | None = None) -> Allocation | None:
-        """Release a live allocation (or mark it lost); None when it is not live.
-        Gives capacity back: applied after the commit."""
+                     now: float | None = None, extra: tuple = ()) -> Allocation | None:
+        """Release a live allocation (or mark it lost or revoked); None when it is
+        not live. ``extra``: ledger operations written in the same transaction
+        (an audit entry). Gives capacity back: applied after the commit."""
         a = self.state.allocations.get(allocation_id)
         if a is None:
             return None
         at = time.time() if now is None else now
-        await self.commit([Finish(allocation_id, state, at)])
+        await self.commit([Finish(allocation_id, state, at), *extra])
         if self.state.release(allocation_id) is None:
             return None  # a concurrent release got there first
         self.hub_server.pop(allocation_id, None)
@@ -347,6 +348,8 @@ class LivePool:
             entry["reason"] = f"lost with the host {a.host} at {_when(a.released)}"
         elif a.state == AllocationState.RELEASED:
             entry["reason"] = f"released at {_when(a.released)}"
+        elif a.state == AllocationState.REVOKED:
+            entry["reason"] = f"revoked by an admin at {_when(a.released)}"
         elif a.host != name:
             entry["reason"] = f"granted on {a.host}, not on {name}"
 
@@ -390,9 +393,10 @@ class LivePool:
             rec.mps = mps
         return self.view(name, running, rec.last_heartbeat)
 
-    async def set_drained(self, name: str, drained: bool) -> bool:
+    async def set_drained(self, name: str, drained: bool, extra: tuple = ()) -> bool:
         """Drain (no new placements; running allocations untouched) or undrain a
-        host. A lost host stays lost (and comes back drained). False: no such host."""
+        host. A lost host stays lost (and comes back drained). False: no such host.
+        ``extra``: ledger operations written in the same transaction (an audit entry)."""
         host = self.state.hosts.get(name)
         if host is None:
             return False
@@ -405,7 +409,7 @@ class LivePool:
             self.state.set_host_state(name, state)
             rec.drained = True
         try:
-            await self.commit([SetHost(name, state, drained)])
+            await self.commit([SetHost(name, state, drained), *extra])
         except BaseException:
             self.state.set_host_state(name, before[0])
             rec.drained = before[1]

@@ -45,7 +45,10 @@ c.JupyterHub.services = [
         ],
         # hosts that miss 3 heartbeats are marked lost and their shares freed
         "environment": {"GPUHUB_HEARTBEAT_INTERVAL": "5"},
-        "display": False,
+        # the admin panel, in the hub's Services menu (admins only; others get a 403)
+        "display": True,
+        "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": ["custom:gpu-allocator:admin", "admin:users"],
     },
     {"name": "gpuhub-spawner", "api_token": spawner_token, "display": False},
     # the GPU host agents (gpuhub-agent --token-file ...) use this token
@@ -73,8 +76,19 @@ c.JupyterHub.load_roles = [
         "groups": ["gpu-admins"],
     },
     # shares granted for servers the hub no longer runs are released (reconciliation)
-    {"name": "gpu-allocator", "scopes": ["list:users", "read:servers"], "services": ["gpu-allocator"]},
+    # and sums GPU-hours per group for the admin panel
+    {"name": "gpu-allocator", "scopes": ["list:users", "read:servers", "list:groups", "read:groups"],
+     "services": ["gpu-allocator"]},
 ]
+# Prometheus scrapes the hub and the services with one token (README "Metrics")
+if os.environ.get("GPUHUB_PROMETHEUS_TOKEN"):
+    c.JupyterHub.services.append(
+        {"name": "prometheus", "api_token": os.environ["GPUHUB_PROMETHEUS_TOKEN"], "display": False})
+    c.JupyterHub.load_roles.append({
+        "name": "prometheus", "services": ["prometheus"],
+        "scopes": ["read:metrics", "access:services!service=gpu-allocator",
+                   "access:services!service=vfolders"],
+    })
 
 # --- sessions ------------------------------------------------------------------------
 # Containers on the host the allocator chose; each agent registers its engine
@@ -116,3 +130,9 @@ c.Spawner.default_url = "/lab"
 #     "scopes": ["custom:vfolders:admin", "access:services!service=vfolders"]})
 # c.VFolderMixin.vfolders_url = "http://127.0.0.1:8052/services/vfolders/api/v1/"
 # c.VFolderMixin.vfolders_token = spawner_token
+# the admin panel's Storage tab reads the storage hosts with the allocator's token:
+# for _role in c.JupyterHub.load_roles:
+#     if _role["name"] == "gpu-allocator":
+#         _role["scopes"].append("access:services!service=vfolders")
+# c.JupyterHub.services[0]["environment"]["GPUHUB_VFOLDERS_URL"] = \
+#     "http://127.0.0.1:8052/services/vfolders/api/v1/"

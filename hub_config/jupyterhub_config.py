@@ -79,9 +79,16 @@ c.JupyterHub.services = [
             "GPUHUB_RECONCILE_INTERVAL": env("GPUHUB_RECONCILE_INTERVAL", "60"),
             "GPUHUB_RECONCILE_GRACE": env("GPUHUB_RECONCILE_GRACE", "300"),
             "GPUHUB_ALLOCATOR_DB_URL": env("GPUHUB_ALLOCATOR_DB_URL", ""),
+            # seconds between the utilisation samples the admin panel charts
+            "GPUHUB_SAMPLE_INTERVAL": env("GPUHUB_SAMPLE_INTERVAL", "60"),
             "PYTHONUNBUFFERED": "1",
         },
-        "display": False,
+        # the admin panel (/services/gpu-allocator/admin/) is in the Services menu;
+        # it signs in with the hub's OAuth and asks for the scopes that make an admin
+        # of the pool (a user who lacks them gets neither: a 403 page)
+        "display": True,
+        "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": ["custom:gpu-allocator:admin", "admin:users"],
     },
     # the identity the spawner uses to place and release shares for any user
     {"name": "gpuhub-spawner", "api_token": spawner_token, "display": False},
@@ -114,9 +121,22 @@ c.JupyterHub.load_roles = [
         "scopes": ["custom:gpu-allocator:agent", "access:services!service=gpu-allocator"],
         "services": ["gpuhub-agent"],
     },
-    # the allocator compares the shares it granted with the servers the hub runs
-    {"name": "gpu-allocator", "scopes": ["list:users", "read:servers"], "services": ["gpu-allocator"]},
+    # the allocator compares the shares it granted with the servers the hub runs,
+    # and sums GPU-hours per group for the admin panel
+    {"name": "gpu-allocator", "scopes": ["list:users", "read:servers", "list:groups", "read:groups"],
+     "services": ["gpu-allocator"]},
 ]
+
+# --- Prometheus: one token scrapes the hub (/hub/metrics) and both services -------
+# (/services/gpu-allocator/metrics, /services/vfolders/metrics); see README "Metrics"
+c.JupyterHub.services.append(
+    {"name": "prometheus", "api_token": secret("gpuhub-prometheus-token"), "display": False}
+)
+c.JupyterHub.load_roles.append({
+    "name": "prometheus",
+    "scopes": ["read:metrics", "access:services!service=gpu-allocator"],
+    "services": ["prometheus"],
+})
 
 # --- sessions -----------------------------------------------------------------
 # GPUHUB_RUNTIME: "docker" (containers), "local" (processes) or "auto": Docker when
@@ -233,6 +253,14 @@ for _role in c.JupyterHub.load_roles:
         _role["scopes"].append("access:services!service=vfolders")
     if _role["name"] == "gpu-admin":
         _role["scopes"] += ["custom:vfolders:admin", "access:services!service=vfolders"]
+    if _role["name"] in ("gpu-allocator", "prometheus"):
+        # the admin panel's storage tab; the vfolder service's metrics
+        _role["scopes"].append("access:services!service=vfolders")
+for _service in c.JupyterHub.services:
+    if _service["name"] == "gpu-allocator":
+        _service["environment"]["GPUHUB_VFOLDERS_URL"] = (
+            f"http://127.0.0.1:{vfolders_port}/services/vfolders/api/v1/"
+        )
 c.JupyterHub.load_roles.append({
     "name": "vfolders-spawner",
     "scopes": ["custom:vfolders:admin", "access:services!service=vfolders"],

@@ -378,6 +378,11 @@ def stop_reason(allocation: dict, current: dict) -> str:
     if state == "lost":
         why = (f"the GPU host {host} stopped answering and was marked lost{at}; its "
                "session is stopped (fenced) there when the host comes back")
+    elif state == "revoked":
+        by = current.get("revoked_by")
+        why = f"an administrator{f' ({by})' if by else ''} revoked its GPU share{at}"
+        if current.get("reason"):
+            why += f": {current['reason']}"
     elif state == "released":
         why = f"its GPU share was released{at} (by an administrator or the allocator)"
     else:

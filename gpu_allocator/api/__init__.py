@@ -11,7 +11,10 @@ from .hosts import DrainHandler, HeartbeatHandler, RegisterHandler
 def routes(prefix: str, service) -> list:
     api = prefix.rstrip("/") + "/api/v1"
     kw = {"service": service}
-    return [
+    from ..admin import routes as admin_routes
+
+    # the admin panel's API and pages first (more specific paths, e.g. …/revoke)
+    return admin_routes(prefix, service) + [
         (api + r"/health", HealthHandler),
         (api + r"/pool", PoolHandler, kw),
         (api + r"/allocations", AllocationsHandler, kw),

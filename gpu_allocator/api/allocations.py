@@ -11,6 +11,7 @@ from tornado import web
 
 from gpuhub.api import APIHandler as BaseAPIHandler
 
+from ..core.model import AllocationState
 from ..core.placement import NoFit
 from ..core.validation import RequestError, check_capacity, parse_key, parse_request, parse_text
 from ..pool import KeyConflict
@@ -107,7 +108,14 @@ class AllocationsHandler(APIHandler):
 class AllocationHandler(APIHandler):
     async def get(self, allocation_id):
         a = self.own_allocation_or_404(await self.pool.get(allocation_id), allocation_id)
-        self.send(allocation_json(a, self.pool.state, self.pool.mps_state(a)))
+        out = allocation_json(a, self.pool.state, self.pool.mps_state(a))
+        if a.state == AllocationState.REVOKED:  # who revoked it and why (the audit log)
+            from ..admin.actions import revoke_reason
+
+            entry = await self.pool.read(revoke_reason, self.pool.ledger, a.id)
+            out["reason"] = ((entry or {}).get("detail") or {}).get("reason", "")
+            out["revoked_by"] = (entry or {}).get("actor")
+        self.send(out)
 
     async def delete(self, allocation_id):
         a = self.own_allocation_or_404(await self.pool.get(allocation_id), allocation_id)

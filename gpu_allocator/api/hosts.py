@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from tornado import web
 
+from ..admin import actions
 from ..core.model import Device, Host
 from ..pool import HostConflict
 from .allocations import APIHandler
@@ -256,7 +257,12 @@ class DrainHandler(HostAPIHandler):
         name = self.host_name(name)
         if not self.is_admin:
             raise web.HTTPError(403, "only admins may drain or undrain a host")
-        if not await self.pool.set_drained(name, action == "drain"):
+        data = self.body() if self.request.body else {}
+        try:
+            reason = actions.clean_reason(data.get("reason"))
+        except ValueError as e:
+            raise web.HTTPError(400, str(e)) from None
+        # with its audit entry, in one transaction
+        if not await actions.set_drained(self.allocator, self.user_name, name, action == "drain", reason):
             raise web.HTTPError(404, f"no host {name}")
-        self.allocator.log.info("host %s %sed by %s", name, action, self.user_name)
         self.send(host_json(name, self.pool.state, self.pool.info.get(name), viewer=None))

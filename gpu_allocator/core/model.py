@@ -32,11 +32,13 @@ class HostState(str, enum.Enum):
 
 
 class AllocationState(str, enum.Enum):
-    """``granted`` allocations hold their shares; the others are history."""
+    """``granted`` allocations hold their shares; the others are history
+    (``revoked``: an admin ended it; the hub stops its session)."""
 
     GRANTED = "granted"
     RELEASED = "released"
     LOST = "lost"
+    REVOKED = "revoked"
 
     def __str__(self) -> str:
         return self.value

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from gpuhub.db import current_revision, make_engine, stamp, upgrade
 
 from ..core.model import Allocation, AllocationState, Device, Host, HostState, Share
-from .schema import AllocationRow, DeviceRow, HostRow, MetaRow, ShareRow
+from .schema import AllocationRow, AuditRow, DeviceRow, HostRow, MetaRow, ShareRow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "gpu_allocator_version"
@@ -77,6 +77,17 @@ class SetHost:
 @dataclass(frozen=True)
 class DeleteHost:
     name: str
+
+
+@dataclass(frozen=True)
+class Audit:
+    """An entry of the audit log: an admin's action, written with its effect."""
+
+    at: float
+    actor: str
+    action: str
+    target: str
+    detail: dict | None = None
 
 
 @dataclass
@@ -265,6 +276,11 @@ class Ledger:
                         .where(HostRow.name == op.name)
                         .values(state=op.state.value, drained=op.drained)
                     )
+                elif isinstance(op, Audit):
+                    conn.execute(insert(AuditRow.__table__).values(
+                        at=op.at, actor=op.actor, action=op.action, target=op.target,
+                        detail=op.detail,
+                    ))
                 elif isinstance(op, DeleteHost):
                     conn.execute(delete(DeviceRow.__table__).where(DeviceRow.host == op.name))
                     conn.execute(delete(HostRow.__table__).where(HostRow.name == op.name))

@@ -87,3 +87,15 @@ class ShareRow(Base):
     device_uuid: Mapped[str] = mapped_column(String(128), index=True)
     units: Mapped[int] = mapped_column(Integer)
     allocation: Mapped[AllocationRow] = relationship(back_populates="shares")
+
+
+class AuditRow(Base):
+    """An admin's action (drain, undrain, revoke, …): who, what, when."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255), index=True)
+    detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)

@@ -1,0 +1,148 @@
+"""Usage and accounting: GPU-hours per user and per group over a period, from
+the ledger's allocations (granted ones count up to now; ended ones up to their
+release), and the groups from the hub's REST API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from ..store.schema import AllocationRow
+
+DAY = 86400.0
+
+
+class PeriodError(ValueError):
+    pass
+
+
+def parse_time(value: str | None, *, end: bool = False) -> float | None:
+    """An ISO date (2025-01-31: its start, or with ``end`` its end), an ISO time,
+    or epoch seconds → epoch seconds (UTC for naive values)."""
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        if len(value) == 10:
+            d = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+            return (d + timedelta(days=1)).timestamp() if end else d.timestamp()
+        t = datetime.fromisoformat(value)
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+    except ValueError:
+        raise PeriodError(f"not a date or time: {value!r} (use YYYY-MM-DD, ISO 8601 or epoch seconds)") from None
+
+
+def period(since: str | None, until: str | None, now: float | None = None) -> tuple[float, float]:
+    """The period asked for; default the last 7 days up to now."""
+    now = time.time() if now is None else now
+    end = parse_time(until, end=True)
+    end = now if end is None else end
+    start = parse_time(since)
+    start = end - 7 * DAY if start is None else start
+    if start >= end:
+        raise PeriodError("the period's start must be before its end")
+    if end - start > 366 * DAY:
+        raise PeriodError("a period is at most 366 days")
+    return start, end
+
+
+@dataclass
+class Usage:
+    name: str
+    gpu_hours: float = 0.0
+    allocations: int = 0
+
+
+def user_hours(ledger, start: float, end: float, now: float | None = None) -> dict[str, Usage]:
+    """GPU-hours each user held within [start, end): per allocation, the overlap
+    of [created, released or now) with the period × its GPUs."""
+    now = time.time() if now is None else now
+    per = ledger.units_per_gpu
+    out: dict[str, Usage] = {}
+    with Session(ledger.engine) as s, s.begin():
+        q = select(AllocationRow.user, AllocationRow.units, AllocationRow.created_at,
+                   AllocationRow.released_at).where(
+            AllocationRow.created_at < end,
+            or_(AllocationRow.released_at.is_(None), AllocationRow.released_at > start),
+        )
+        for user, units, created, released in s.execute(q):
+            stop = min(released if released is not None else now, end, now)
+            seconds = stop - max(created, start)
+            if seconds <= 0:
+                continue
+            u = out.get(user) or out.setdefault(user, Usage(user))
+            u.gpu_hours += seconds / 3600.0 * units / per
+            u.allocations += 1
+    return out
+
+
+def group_hours(users: dict[str, Usage], groups: dict[str, list[str]]) -> dict[str, Usage]:
+    """A group's GPU-hours: the sum of its members' (a user in two groups counts in both)."""
+    out = {}
+    for group, members in groups.items():
+        g = Usage(group)
+        for m in members:
+            u = users.get(m)
+            if u is not None:
+                g.gpu_hours += u.gpu_hours
+                g.allocations += u.allocations
+        out[group] = g
+    return out
+
+
+def rows(usages: dict[str, Usage]) -> list[dict]:
+    return [
+        {"name": u.name, "gpu_hours": round(u.gpu_hours, 6), "allocations": u.allocations}
+        for u in sorted(usages.values(), key=lambda u: (-u.gpu_hours, u.name))
+    ]
+
+
+def to_csv(kind: str, table: list[dict], start: float, end: float) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    iso = lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    w.writerow([kind, "gpu_hours", "allocations", "period_start", "period_end"])
+    for r in table:
+        w.writerow([r["name"], f"{r['gpu_hours']:.4f}", r["allocations"], iso(start), iso(end)])
+    return buf.getvalue()
+
+
+async def hub_groups() -> dict[str, list[str]]:
+    """Every hub group and its members (the allocator's token needs
+    list:groups and read:groups); empty when not run under a hub."""
+    api = os.environ.get("JUPYTERHUB_API_URL", "").rstrip("/")
+    token = os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not api or not token:
+        return {}
+    client = AsyncHTTPClient()
+    groups: dict[str, list[str]] = {}
+    offset = 0
+    for _ in range(1000):  # bounded: 200 000 groups
+        resp = await client.fetch(HTTPRequest(
+            f"{api}/groups?{urlencode({'offset': offset, 'limit': 200})}",
+            headers={"Authorization": f"token {token}",
+                     "Accept": "application/jupyterhub-pagination+json"},
+            request_timeout=30,
+        ))
+        page = json.loads(resp.body)
+        items = page["items"] if isinstance(page, dict) else page
+        for g in items:
+            groups[g["name"]] = list(g.get("users") or [])
+        following = (page.get("_pagination") or {}).get("next") if isinstance(page, dict) else None
+        if not following:
+            break
+        offset = following["offset"]
+    return groups

@@ -1,0 +1,318 @@
+"""The admin panel's pages: server-rendered HTML that extends JupyterHub's own
+``page.html`` (its navigation bar, Bootstrap 5 and stylesheet, served by the
+hub), signed in with the hub's OAuth (HubOAuthenticated: cookies and XSRF).
+Admins only: anyone else gets a 403 page and no controls. Actions are forms
+(POST with the hub's XSRF token) after a confirmation dialog; each one is also
+an API call (see admin.api) and is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from urllib.parse import urlencode
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader
+from jupyterhub._data import DATA_FILES_PATH
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from markupsafe import Markup
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httputil import url_concat
+
+from ..api.allocations import ADMIN_SCOPE
+from . import accounting, actions, poolview
+from .charts import utilisation_chart
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ADMIN_SCOPES = frozenset({"admin:users", ADMIN_SCOPE})
+
+TABS = [
+    ("pool", "Pool map", ""),
+    ("queue", "Queue", "queue"),
+    ("usage", "Usage", "usage"),
+    ("storage", "Storage", "storage"),
+    ("audit", "Audit log", "audit"),
+]
+
+
+def make_env() -> Environment:
+    env = Environment(
+        loader=ChoiceLoader([
+            FileSystemLoader(os.path.join(HERE, "templates")),
+            FileSystemLoader(os.path.join(DATA_FILES_PATH, "templates")),
+        ]),
+        autoescape=True,
+    )
+
+    def when(t, fmt="%Y-%m-%d %H:%M:%S"):
+        return time.strftime(fmt, time.localtime(t)) if t else "—"
+
+    def age(seconds):
+        if seconds is None:
+            return "never"
+        seconds = max(0, int(seconds))
+        if seconds < 120:
+            return f"{seconds} s ago"
+        if seconds < 7200:
+            return f"{seconds // 60} min ago"
+        if seconds < 172800:
+            return f"{seconds // 3600} h ago"
+        return f"{seconds // 86400} days ago"
+
+    def nbytes(n):
+        if n is None:
+            return "—"
+        for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+            if abs(n) < 1024 or unit == "PiB":
+                return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            n /= 1024
+
+    env.filters.update(when=when, age=age, nbytes=nbytes, colour=poolview.user_colour)
+    return env
+
+
+class _User:
+    """What JupyterHub's page.html reads of ``user``."""
+
+    def __init__(self, model: dict):
+        import json
+
+        self.name = model["name"]
+        self.json_escaped_name = Markup(json.dumps(self.name)[1:-1])
+
+
+class PageHandler(HubOAuthenticated, web.RequestHandler):
+    def initialize(self, service):
+        self.service = service
+        self.hub_auth = service.hub_oauth
+
+    @property
+    def pool(self):
+        return self.service.pool
+
+    @property
+    def scopes(self) -> set[str]:
+        return set((self.current_user or {}).get("scopes") or ())
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(ADMIN_SCOPES & self.scopes)
+
+    def require_admin(self):
+        if not self.is_admin:
+            raise web.HTTPError(
+                403, "The GPU pool's admin panel is for GPU pool admins (admin:users or "
+                f"{ADMIN_SCOPE}). Ask an administrator if you need it.")
+
+    def namespace(self, **ns) -> dict:
+        hub = self.hub_auth.hub_prefix  # /hub/
+        base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+        prefix = self.service.service_prefix
+        user = self.current_user
+        return {
+            "static_url": lambda path, include_version=True: f"{hub}static/{path}",
+            "admin_static": lambda path: f"{prefix}admin/static/{path}",
+            "base_url": hub,
+            "prefix": base,
+            "logo_url": hub + "home",
+            "user": _User(user) if user else None,
+            "admin_access": False,
+            "no_spawner_check": True,
+            "xsrf_token": self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token,
+            "logout_url": hub + "logout",
+            "login_url": hub + "login",
+            "parsed_scopes": self.scopes,
+            "services": [{"name": self.service.service_name, "href": prefix}],
+            "announcement": None,
+            "version_hash": None,
+            "service_prefix": prefix,
+            "admin_url": prefix + "admin/",
+            "tabs": TABS,
+            "flash": self.get_argument("done", ""),
+            "now": time.time(),
+            **ns,
+        }
+
+    def render_page(self, template: str, **ns) -> None:
+        html = self.service.templates.get_template(template).render(**self.namespace(**ns))
+        self.finish(html)
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        if status_code >= 500 and not getattr(exc, "log_message", None):
+            message = "internal error; the allocator's log has the details"
+        try:
+            self.render_page("admin/error.html", status_code=status_code, message=message,
+                             active=None, title=f"{status_code} {self._reason}")
+        except Exception:
+            self.finish(f"<h1>{status_code}</h1><p>{message}</p>")
+
+    def back(self, message: str) -> None:
+        nxt = self.get_body_argument("next", "") or self.get_argument("next", "")
+        admin = self.service.service_prefix + "admin/"
+        if not nxt.startswith(admin) or "//" in nxt[len(admin):]:
+            nxt = admin
+        self.redirect(url_concat(nxt.split("#")[0], {"done": message}))
+
+
+class RootHandler(PageHandler):
+    @web.authenticated
+    def get(self):
+        self.redirect(self.service.service_prefix + "admin/")
+
+
+class PoolPage(PageHandler):
+    @web.authenticated
+    def get(self):
+        self.require_admin()
+        state = self.pool.state
+        try:
+            page = int(self.get_argument("page", "1"))
+        except ValueError:
+            page = 1
+        f = poolview.Filters(
+            model=self.get_argument("model", ""), host=self.get_argument("host", "").strip(),
+            user=self.get_argument("user", "").strip(), state=self.get_argument("state", ""),
+            page=page,
+        )
+        hosts = poolview.host_page(state, self.pool.info, f)
+        self.render_page(
+            "admin/pool.html", active="pool", title="Pool map", f=f, page=hosts,
+            totals=poolview.model_totals(state), per_gpu=state.units_per_gpu,
+            host_counts=poolview.host_counts(state), models=state.models(),
+            n_allocations=len(state.allocations), users=sorted({a.user for a in state.allocations.values()}),
+            overview=poolview.overview(state) if len(state.hosts) <= poolview.OVERVIEW_MAX else None,
+            fmt=lambda u: f"{u / state.units_per_gpu:g}",
+        )
+
+
+class QueuePage(PageHandler):
+    @web.authenticated
+    def get(self):
+        self.require_admin()
+        self.render_page("admin/queue.html", active="queue", title="Queue")
+
+
+class UsagePage(PageHandler):
+    @web.authenticated
+    async def get(self):
+        self.require_admin()
+        from .api import usage_table
+
+        by = self.get_argument("by", "user")
+        by = by if by in ("user", "group") else "user"
+        since, until = self.get_argument("since", ""), self.get_argument("until", "")
+        error = None
+        try:
+            table, start, end = await usage_table(self.service, since or None, until or None, by)
+        except accounting.PeriodError as e:
+            error, table = str(e), []
+            start, end = accounting.period(None, None)
+        charts = {}
+        for window in ("24h", "7d"):
+            series = self.service.samples.series(window, 96 if window == "24h" else 168)
+            charts[window] = [
+                (model, utilisation_chart(points, series["start"], series["end"], window,
+                                          f"{model} — last {'24 hours' if window == '24h' else '7 days'}"))
+                for model, points in series["models"].items()
+            ]
+        top = max((r["gpu_hours"] for r in table), default=0.0) or 1.0
+        query = {"by": by, "format": "csv", "since": since or f"{start:.0f}", "until": until or f"{end:.0f}"}
+        self.render_page(
+            "admin/usage.html", active="usage", title="Usage", by=by, table=table, top=top,
+            since=since or time.strftime("%Y-%m-%d", time.gmtime(start)),
+            until=until or time.strftime("%Y-%m-%d", time.gmtime(end)),
+            start=start, end=end, error=error, charts=charts,
+            csv_url=self.service.service_prefix + "admin/usage.csv?" + urlencode(query),
+            interval=self.service.samples.interval,
+        )
+
+
+class UsageCSV(PageHandler):
+    @web.authenticated
+    async def get(self):
+        self.require_admin()
+        from .api import usage_table
+
+        by = self.get_argument("by", "user")
+        if by not in ("user", "group"):
+            raise web.HTTPError(400, "by is user or group")
+        try:
+            table, start, end = await usage_table(
+                self.service, self.get_argument("since", None), self.get_argument("until", None), by)
+        except accounting.PeriodError as e:
+            raise web.HTTPError(400, str(e)) from None
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="gpu-hours-by-{by}.csv"')
+        self.finish(accounting.to_csv(by, table, start, end))
+
+
+class StoragePage(PageHandler):
+    @web.authenticated
+    async def get(self):
+        self.require_admin()
+        hosts, error = [], None
+        url = os.environ.get("GPUHUB_VFOLDERS_URL", "")
+        if not url:
+            error = "the vfolder service is not configured (GPUHUB_VFOLDERS_URL)"
+        else:
+            import json
+
+            try:
+                resp = await AsyncHTTPClient().fetch(HTTPRequest(
+                    url.rstrip("/") + "/storage/hosts",
+                    headers={"Authorization": f"token {os.environ.get('JUPYTERHUB_API_TOKEN', '')}"},
+                    request_timeout=10,
+                ))
+                hosts = json.loads(resp.body)["hosts"]
+            except Exception as e:
+                error = f"the vfolder service did not answer: {e}"
+        self.render_page("admin/storage.html", active="storage", title="Storage", hosts=hosts, error=error)
+
+
+class AuditPage(PageHandler):
+    @web.authenticated
+    async def get(self):
+        self.require_admin()
+        try:
+            page = max(1, int(self.get_argument("page", "1")))
+        except ValueError:
+            page = 1
+        per_page = 50
+        entries, total = await self.pool.read(
+            lambda: actions.read_audit(self.pool.ledger, per_page, (page - 1) * per_page))
+        self.render_page("admin/audit.html", active="audit", title="Audit log", entries=entries,
+                         total=total, page=page, pages=max(1, -(-total // per_page)))
+
+
+class DrainAction(PageHandler):
+    @web.authenticated
+    async def post(self, name, action):
+        self.require_admin()
+        reason = actions.clean_reason(self.get_body_argument("reason", ""))
+        if not await actions.set_drained(self.service, self.current_user["name"], name,
+                                         action == "drain", reason):
+            raise web.HTTPError(404, f"no host {name}")
+        self.back(f"Host {name} {action}ed.")
+
+
+class RevokeAction(PageHandler):
+    @web.authenticated
+    async def post(self, allocation_id):
+        self.require_admin()
+        reason = actions.clean_reason(self.get_body_argument("reason", ""))
+        done = await actions.revoke(self.service, self.current_user["name"], allocation_id, reason)
+        if done is None:
+            raise web.HTTPError(404, f"no live allocation {allocation_id}")
+        self.back(f"Allocation {allocation_id} of {done.user} revoked; the hub stops the session.")
+
+
+class OAuthCallback(HubOAuthCallbackHandler):
+    def initialize(self, service):
+        self.hub_auth = service.hub_oauth
+
+
+class StaticHandler(web.StaticFileHandler):
+    pass

@@ -1,0 +1,158 @@
+"""The allocator's Prometheus metrics (``GET /services/gpu-allocator/metrics``,
+scope ``read:metrics``; see gpuhub.metrics).
+
+Gauges are read from the live pool at scrape time (a pass over the devices);
+counters and histograms are fed by wrapping the pool's grant, finish and
+mark_lost (so every path counts: the REST API, reconciliation, lost hosts,
+revocations). No per-user labels.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from .admin.poolview import model_totals
+from .core.model import AllocationState, HostState
+from .core.placement import NoFit
+
+#: decision latency buckets (seconds): a grant is placement plus one commit
+DECISION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+#: queue wait buckets (seconds): minutes to days
+WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+
+
+class PoolCollector:
+    """Gauges computed from the pool when Prometheus scrapes."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        app = self.app
+        pool = getattr(app, "pool", None)
+        if pool is None:
+            return
+        state = pool.state
+        per = state.units_per_gpu
+        installed = GaugeMetricFamily(
+            "gpuhub_gpus_installed", "GPUs in the pool, by model and host state",
+            labels=["model", "host_state"])
+        allocated = GaugeMetricFamily(
+            "gpuhub_gpus_allocated", "GPUs held by granted shares (fractions summed)",
+            labels=["model", "host_state"])
+        idle = GaugeMetricFamily(
+            "gpuhub_gpus_idle", "GPU capacity not held by any share (fractions summed)",
+            labels=["model", "host_state"])
+        agg: dict[tuple[str, str], list] = {}
+        for d in state.devices.values():
+            host = state.hosts.get(d.host)
+            hs = host.state.value if host else "unknown"
+            row = agg.setdefault((d.model, hs), [0, 0])
+            row[0] += 1
+            row[1] += per - state.free[d.uuid]
+        for (model, hs), (n, used) in sorted(agg.items()):
+            installed.add_metric([model, hs], n)
+            allocated.add_metric([model, hs], used / per)
+            idle.add_metric([model, hs], n - used / per)
+        yield installed
+        yield allocated
+        yield idle
+        frag = GaugeMetricFamily(
+            "gpuhub_gpus_fragmented",
+            "Idle GPU capacity on up hosts that the typical requests cannot use "
+            "(expected fragmentation, as placement measures it)", labels=["model"])
+        for t in model_totals(state):
+            frag.add_metric([t.model], t.fragmented / per)
+        yield frag
+        hosts = GaugeMetricFamily("gpuhub_hosts", "GPU hosts by state", labels=["state"])
+        counts = {s.value: 0 for s in HostState}
+        for h in state.hosts.values():
+            counts[h.state.value] += 1
+        for s, n in counts.items():
+            hosts.add_metric([s], n)
+        yield hosts
+        yield GaugeMetricFamily(
+            "gpuhub_allocations_active", "Granted allocations (live shares)",
+            value=len(state.allocations))
+        yield GaugeMetricFamily(
+            "gpuhub_queue_pending_requests",
+            "Requests waiting in the queue (no queue yet: always 0, see issue #10)", value=0)
+        age = GaugeMetricFamily(
+            "gpuhub_host_heartbeat_age_seconds",
+            "Seconds since the last heartbeat of each agent host that is not lost",
+            labels=["host"])
+        now = time.time()
+        for name, rec in sorted(pool.info.items()):
+            host = state.hosts.get(name)
+            if rec.source != "agent" or host is None or host.state == HostState.LOST:
+                continue
+            age.add_metric([name], max(0.0, now - (rec.last_heartbeat or now)))
+        yield age
+
+
+class AllocatorMetrics:
+    def __init__(self, app):
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.decision = Histogram(
+            "gpuhub_allocation_decision_duration_seconds",
+            "Time to answer a grant request: placement and its commit (refusals too)",
+            buckets=DECISION_BUCKETS, registry=r)
+        self.granted = Counter(
+            "gpuhub_allocations_granted", "Allocations granted", registry=r)
+        self.released = Counter(
+            "gpuhub_allocations_released",
+            "Allocations that ended, by how: released, revoked (by an admin), lost (with their host)",
+            ["reason"], registry=r)
+        self.refused = Counter(
+            "gpuhub_allocations_refused", "Grant requests refused, by reason", ["reason"], registry=r)
+        self.hosts_lost = Counter(
+            "gpuhub_hosts_lost", "GPU hosts marked lost (missed heartbeats)", registry=r)
+        self.queue_wait = Histogram(
+            "gpuhub_queue_wait_duration_seconds",
+            "Time requests waited in the queue before a grant (no queue yet, see issue #10)",
+            buckets=WAIT_BUCKETS, registry=r)
+        for reason in ("released", "revoked", "lost"):
+            self.released.labels(reason)
+        self.refused.labels("capacity")
+        r.register(PoolCollector(app))
+
+    def instrument(self, pool) -> None:
+        """Count what the pool does, whoever asks it (wraps the instance's methods)."""
+        grant, finish, mark_lost = pool.grant, pool.finish, pool.mark_lost
+        m = self
+
+        async def timed_grant(req, **kw):
+            t0 = time.perf_counter()
+            try:
+                a, created = await grant(req, **kw)
+            except NoFit:
+                m.decision.observe(time.perf_counter() - t0)
+                m.refused.labels("capacity").inc()
+                raise
+            if created:
+                m.decision.observe(time.perf_counter() - t0)
+                m.granted.inc()
+            return a, created
+
+        async def counted_finish(allocation_id, state=AllocationState.RELEASED, *args, **kw):
+            done = await finish(allocation_id, state, *args, **kw)
+            if done is not None:
+                m.released.labels(AllocationState(state).value).inc()
+            return done
+
+        async def counted_mark_lost(*args, **kw):
+            lost = await mark_lost(*args, **kw)
+            for _, ids in lost:
+                m.hosts_lost.inc()
+                if ids:
+                    m.released.labels("lost").inc(len(ids))
+            return lost
+
+        pool.grant, pool.finish, pool.mark_lost = timed_grant, counted_finish, counted_mark_lost

@@ -1,0 +1,319 @@
+"""The hub admin panel and the Prometheus metrics (issue #13), through a real
+JupyterHub: an admin opens Services → gpu-allocator in Chromium, sees a running
+0.5 share on its device, drains its host (a new spawn avoids it), revokes the
+share (the session stops and its user is told why), exports CSV and reads the
+audit log; a non-admin gets a 403 from every admin page and API; a read:metrics
+token scrapes both services. Screenshots go to tests/artifacts/admin/."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import expect, sync_playwright
+from prometheus_client.parser import text_string_to_metric_families
+
+from hubprocess import API, Hub
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "admin"
+PANEL = "/services/gpu-allocator/admin/"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    h = Hub(tmp_path_factory.mktemp("adminhub"), GPUHUB_SAMPLE_INTERVAL="1")
+    h.start()
+    yield h
+    h.stop()
+
+
+def browser_login(p, hub, name: str):
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    page.goto(hub.url + "/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", "anything")
+    page.click("#login_submit")
+    page.wait_for_load_state()
+    return browser, page
+
+
+def confirm(page, button, reason: str = "") -> None:
+    """Press an action's button, check the dialog asks, confirm."""
+    button.click()
+    dialog = page.locator("#gpuhub-confirm")
+    expect(dialog).to_be_visible()
+    if reason:
+        page.fill("#gpuhub-confirm-reason", reason)
+    page.click("#gpuhub-confirm-ok")
+    expect(page.locator("#gpuhub-flash")).to_be_visible()
+
+
+def test_admin_sees_the_map_drains_revokes_exports_and_audits(hub):
+    assert os.path.exists(CHROMIUM)
+    alice, bob = hub.login("gpuhub-alice"), hub.login("gpuhub-bob")
+    r = alice.spawn({"gpus": 0.5})
+    assert r.status_code in (201, 202), r.text
+    alice.wait_ready()
+    (share,) = alice.allocations()
+    host, uuid = share["host"], share["devices"][0]["uuid"]
+    with sync_playwright() as p:
+        browser, page = browser_login(p, hub, "admin")
+        # the panel is in the hub's Services menu
+        page.goto(hub.url + "/hub/home")
+        page.click("text=Services")
+        page.click(".dropdown-menu >> text=gpu-allocator")
+        page.wait_for_url(f"**{PANEL}**")
+        seg = page.locator(f'.gpuhub-device[data-uuid="{uuid}"] .gpuhub-share[data-allocation="{share["id"]}"]')
+        expect(seg).to_have_text("0.5 gpuhub-alice")
+        assert page.locator(f'#host-{host} .gpuhub-device[data-uuid="{uuid}"]').count() == 1
+        assert "NVLink" in page.locator("#host-node-a").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "pool-map.png"), full_page=True)
+
+        # drain alice's host: bob's new spawn goes elsewhere
+        confirm(page, page.locator(f"#host-{host} .gpuhub-drain"), "disk replacement")
+        expect(page.locator(f"#host-{host} .gpuhub-state")).to_have_text("drained")
+        r = bob.spawn({"gpus": 0.5})
+        assert r.status_code in (201, 202), r.text
+        bob.wait_ready()
+        (bobs,) = bob.allocations()
+        assert bobs["host"] != host
+        bob.stop()
+
+        # revoke alice's share: the hub stops her session and tells her why
+        page.reload()
+        confirm(page, page.locator(f'tr[data-allocation="{share["id"]}"] .gpuhub-revoke'), "urgent maintenance")
+        assert page.locator(f'.gpuhub-share[data-allocation="{share["id"]}"]').count() == 0
+        alice.wait_stopped(timeout=60)
+        r = alice.call("GET", f"{API}/allocations/{share['id']}")
+        assert r.json()["state"] == "revoked" and r.json()["reason"] == "urgent maintenance"
+        form = alice.session.get(hub.url + "/hub/spawn/gpuhub-alice")
+        assert 'id="gpuhub-stop-reason"' in form.text
+        assert "revoked its GPU share" in form.text and "urgent maintenance" in form.text
+
+        confirm(page, page.locator(f"#host-{host} .gpuhub-undrain"))
+        expect(page.locator(f"#host-{host} .gpuhub-state")).to_have_text("up")
+
+        # usage: GPU-hours table, charts, CSV export
+        page.click("#tab-usage")
+        expect(page.locator('#gpuhub-usage tr[data-name="gpuhub-alice"]')).to_be_visible()
+        assert page.locator(".gpuhub-charts[data-window='24h'] svg.gpuhub-chart").count() >= 1
+        with page.expect_download() as dl:
+            page.click("#gpuhub-csv")
+        rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
+        dl.value.save_as(ARTIFACTS / "gpu-hours.csv")
+        hours = {r["user"]: float(r["gpu_hours"]) for r in rows}
+        assert hours["gpuhub-alice"] > 0 and hours["gpuhub-bob"] > 0
+        page.screenshot(path=str(ARTIFACTS / "usage.png"), full_page=True)
+
+        # the audit log lists each action
+        page.click("#tab-audit")
+        page.wait_for_selector("#gpuhub-audit tbody tr[data-action]")
+        actions = page.eval_on_selector_all(
+            "#gpuhub-audit tbody tr", "rows => rows.map(r => [r.dataset.action, r.dataset.target])")
+        assert actions[:3] == [["undrain", f"host:{host}"], ["revoke", f"allocation:{share['id']}"],
+                               ["drain", f"host:{host}"]]
+        assert "admin" in page.locator("#gpuhub-audit").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "audit.png"), full_page=True)
+
+        page.click("#tab-storage")
+        expect(page.locator('#gpuhub-storage tr[data-host="local"] .gpuhub-capacity')).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "storage.png"), full_page=True)
+        page.click("#tab-queue")
+        expect(page.locator("#gpuhub-no-queue")).to_be_visible()
+        browser.close()
+
+    # each action was also an API call's worth of record
+    admin = hub.login("admin")
+    r = admin.call("GET", API + "/audit")
+    assert r.status_code == 200, r.text
+    entries = r.json()["entries"]
+    assert [e["action"] for e in entries[:3]] == ["undrain", "revoke", "drain"]
+    assert all(e["actor"] == "admin" for e in entries[:3])
+    assert entries[2]["detail"]["reason"] == "disk replacement"
+    assert admin.allocations() == []
+
+
+def test_actions_are_api_calls_too(hub):
+    admin, carol = hub.login("admin"), hub.login("gpuhub-carol")
+    r = carol.call("POST", API + "/allocations", json={"gpus": 0.25})
+    assert r.status_code == 201, r.text
+    aid = r.json()["id"]
+    r = admin.call("POST", API + "/hosts/node-b/drain", json={"reason": "api"})
+    assert r.status_code == 200 and r.json()["drained"] is True
+    r = admin.call("POST", API + "/hosts/node-b/undrain")
+    assert r.status_code == 200 and r.json()["drained"] is False
+    r = admin.call("POST", f"{API}/allocations/{aid}/revoke", json={"reason": "api test"})
+    assert r.status_code == 200 and r.json()["state"] == "revoked", r.text
+    assert admin.call("POST", f"{API}/allocations/{aid}/revoke").status_code == 404
+    entries = admin.call("GET", API + "/audit", params={"limit": 3}).json()["entries"]
+    assert [(e["action"], e["target"]) for e in entries] == [
+        ("revoke", f"allocation:{aid}"), ("undrain", "host:node-b"), ("drain", "host:node-b")]
+    r = admin.call("GET", API + "/usage", params={"by": "user", "format": "csv"})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
+    assert "gpuhub-carol" in r.text
+    # per group: the groups come from the hub
+    r = admin.call("POST", "/hub/api/groups/gpuhub-ml", json={"users": ["gpuhub-carol"]})
+    assert r.status_code == 201, r.text
+    rows = admin.call("GET", API + "/usage", params={"by": "group"}).json()["rows"]
+    assert [x["name"] for x in rows if x["allocations"]] == ["gpuhub-ml"] and rows[0]["gpu_hours"] > 0
+    u = admin.call("GET", API + "/utilisation", params={"window": "24h"}).json()
+    assert set(u["models"]) == {"A100-SXM4-80GB", "L4"}
+    s = admin.call("GET", API + "/pool/summary").json()
+    assert {m["model"]: m["gpus"] for m in s["models"]} == {"A100-SXM4-80GB": 4, "L4": 2}
+
+
+def test_non_admins_get_403_from_every_admin_page_and_api(hub):
+    dave = hub.login("gpuhub-dave")
+    r = dave.call("POST", API + "/allocations", json={"gpus": 0.25})
+    aid = r.json()["id"]
+    try:
+        for method, path in [
+            ("GET", "/audit"), ("GET", "/usage"), ("GET", "/usage?format=csv"), ("GET", "/utilisation"),
+            ("GET", "/pool/hosts"), ("GET", "/pool/summary"), ("POST", f"/allocations/{aid}/revoke"),
+            ("POST", "/hosts/node-a/drain"), ("POST", "/hosts/node-a/undrain"),
+        ]:
+            r = dave.call(method, API + path, json={} if method == "POST" else None)
+            assert r.status_code == 403, (path, r.status_code, r.text)
+        for path in ("", "queue", "usage", "usage.csv", "storage", "audit"):
+            r = dave.call("GET", PANEL + path)
+            assert r.status_code == 403, (path, r.status_code)
+            assert "gpuhub-action" not in r.text
+        for path in ("hosts/node-a/drain", f"allocations/{aid}/revoke"):
+            r = dave.call("POST", PANEL + path, data={"reason": "x"})
+            assert r.status_code == 403, (path, r.status_code)
+        with sync_playwright() as p:
+            browser, page = browser_login(p, hub, "gpuhub-dave")
+            resp = page.goto(hub.url + PANEL)
+            assert resp.status == 403
+            expect(page.locator("#gpuhub-error-message")).to_contain_text("GPU pool admins")
+            assert page.locator(".gpuhub-action").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "non-admin-403.png"))
+            browser.close()
+        (still,) = dave.allocations()
+        assert still["id"] == aid
+        assert hub.login("admin").call("GET", API + "/audit").json()["entries"][0]["target"] != f"allocation:{aid}"
+    finally:
+        dave.call("DELETE", f"{API}/allocations/{aid}")
+
+
+def scrape(url: str, token: str | None) -> requests.Response:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    return requests.get(url, headers=headers, timeout=30)
+
+
+def samples(text: str) -> dict:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        out.setdefault(fam.name, [])  # (a family may have no samples yet)
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def test_metrics_with_read_metrics_match_the_pool(hub):
+    token = (hub.data_dir / "gpuhub-prometheus-token").read_text().strip()
+    admin = hub.admin_allocator()
+    granted = [admin.call("POST", API + "/allocations", json={"user": "gpuhub-erin", "gpus": g})
+               for g in (1, 0.5)]
+    assert [g.status_code for g in granted] == [201, 201], [g.text for g in granted]
+    refused = admin.call("POST", API + "/allocations", json={"user": "gpuhub-erin", "gpus": 8})
+    assert refused.status_code in (400, 409)
+    try:
+        m = samples(scrape(hub.url + "/services/gpu-allocator/metrics", token).text)
+        pool = admin.pool()
+        installed = {}
+        for h in pool["hosts"]:
+            for d in h["devices"]:
+                installed[d["model"]] = installed.get(d["model"], 0) + 1
+        got = {}
+        for labels, v in m["gpuhub_gpus_installed"]:
+            got[labels["model"]] = got.get(labels["model"], 0) + v
+        assert got == installed
+        allocated = sum(v for _, v in m["gpuhub_gpus_allocated"])
+        assert allocated == pytest.approx(1.5)
+        idle = sum(v for _, v in m["gpuhub_gpus_idle"])
+        assert idle == pytest.approx(sum(installed.values()) - 1.5)
+        assert dict((lab["state"], v) for lab, v in m["gpuhub_hosts"])["up"] == len(pool["hosts"])
+        assert m["gpuhub_allocations_active"][0][1] == 2
+        assert m["gpuhub_allocations_granted_total"][0][1] >= 2
+        refusals = dict((lab["reason"], v) for lab, v in m["gpuhub_allocations_refused_total"])
+        assert refused.status_code == 400 or refusals["capacity"] >= 1
+        assert "gpuhub_allocation_decision_duration_seconds_count" in m
+        assert "gpuhub_queue_pending_requests" in m and "gpuhub_gpus_fragmented" in m
+        assert "gpuhub_allocations_refused_total" in m and "gpuhub_hosts_lost_total" in m
+
+        v = samples(scrape(hub.url + "/services/vfolders/metrics", token).text)
+        assert [lab["storage_host"] for lab, _ in v["gpuhub_storage_capacity_bytes"]] == ["local"]
+        assert "gpuhub_vfolder_usage_bytes" in v and "gpuhub_vfolder_quota_bytes" in v
+        assert "gpuhub_storage_read_bytes_total" in v
+        # the hub's own metrics with the same token
+        assert scrape(hub.url + "/hub/metrics", token).status_code == 200
+        # every gpuhub metric the README's Grafana dashboard plots exists
+        dashboard = (Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json").read_text()
+        plotted = set(re.findall(r"gpuhub_[a-z_]+", dashboard)) - {"gpuhub_pool"}
+        assert plotted and plotted <= set(m) | set(v), plotted - set(m) - set(v)
+    finally:
+        for g in granted:
+            admin.call("DELETE", f"{API}/allocations/{g.json()['id']}")
+    # a token without read:metrics (a user's, who may use both services): 403
+    user = hub.login("gpuhub-frank")
+    for svc in ("gpu-allocator", "vfolders"):
+        assert scrape(f"{hub.url}/services/{svc}/metrics", user.token).status_code == 403
+        assert scrape(f"{hub.url}/services/{svc}/metrics", None).status_code in (401, 403)
+
+
+def write_inventory(path: Path, hosts: int, gpus: int) -> Path:
+    lines = ["hosts:"]
+    for i in range(hosts):
+        model = "H100-SXM5-80GB" if i % 3 else "A100-SXM4-80GB"
+        lines += [f"  - name: gpu-{i:04d}", "    cpus: 128", "    memory: 1T", "    gpus:",
+                  f"      - model: {model}", "        memory: 80G", f"        count: {gpus}",
+                  f"        nvlink_island: nvswitch{i % 2}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_pool_map_of_1250_hosts_is_paged(tmp_path_factory):
+    work = tmp_path_factory.mktemp("bighub")
+    inventory = write_inventory(work / "inventory.yaml", 1250, 8)
+    h = Hub(work, GPUHUB_INVENTORY=str(inventory))
+    h.start(timeout=120)
+    try:
+        admin = h.login("admin")
+        r = admin.session.get(h.url + PANEL)  # the OAuth dance, then the page
+        assert r.status_code == 200, r.text[:500]
+        assert r.text.count('class="card mb-2 gpuhub-host"') == 25
+        assert "of 1,250" in r.text and "page 1 of 50" in r.text
+        assert r.text.count('class="gpuhub-device"') == 25 * 8
+        r = admin.session.get(h.url + PANEL, params={"page": 50})
+        assert 'id="host-gpu-1249"' in r.text and 'id="host-gpu-0000"' not in r.text
+        r = admin.session.get(h.url + PANEL, params={"host": "gpu-0042"})
+        assert r.text.count('class="card mb-2 gpuhub-host"') == 1
+        r = admin.session.get(h.url + PANEL, params={"model": "A100-SXM4-80GB", "page": 2})
+        assert "of 417" in r.text
+        page = admin.call("GET", API + "/pool/hosts", params={"per_page": 100, "page": 13}).json()
+        assert page["matched"] == 1250 and page["pages"] == 13 and len(page["hosts"]) == 50
+        with sync_playwright() as p:
+            browser, pg = browser_login(p, h, "admin")
+            pg.goto(h.url + PANEL)
+            expect(pg.locator(".gpuhub-host")).to_have_count(25)
+            pg.click(".gpuhub-next >> nth=0")
+            expect(pg.locator("#host-gpu-0025")).to_be_visible()
+            pg.screenshot(path=str(ARTIFACTS / "pool-map-1250-hosts.png"))
+            browser.close()
+    finally:
+        h.stop()
