@@ -134,6 +134,9 @@ def make_private_checkout(top: Path) -> tuple[Path, Path]:
         input=files, check=True, capture_output=True,
     ).stdout
     subprocess.run(["tar", "-C", str(repo), "-xf", "-"], input=pack, check=True)
+    # the built native parts (the p-commands' core; `make install` builds them)
+    for built in (REPO / "vfolder_manager" / "ptools").glob("_core*.so"):
+        shutil.copy2(built, repo / "vfolder_manager" / "ptools" / built.name)
     venv = repo / ".venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     (site,) = venv.glob("lib/python*/site-packages")
@@ -192,7 +195,7 @@ def test_demo_from_a_private_checkout_spawns_as_the_users_account(private_demo):
     # the kernel runs the servers' environment, outside the checkout
     assert Path(env["python"]).is_relative_to(envs_root()), env["python"]
     (allocation,) = user.allocations()
-    assert allocation["gpus"] == 0.5
+    assert allocation["gpus"] == "0.5"
 
     user.stop()
     assert user.allocations() == []
