@@ -179,7 +179,6 @@ def test_a_quota_is_never_exceeded(sizes, limits, waiting):
 def test_order_is_priority_then_fair_share_then_arrival():
     fs = FairShare(half_life_s=24 * H)
     fs.add("user:heavy", 4, NOW - 10 * H, NOW - H)
-    fs.add("group:big", 4, NOW - 10 * H, NOW - H)
     quotas = Quotas({}, {"vip": Limits(priority=10), "big": Limits(), "small": Limits()})
     pending = [
         q("a", "heavy", 1, 1, NOW, ["big"]),
@@ -272,3 +271,93 @@ def test_decayed_usage_halves_every_half_life():
     # a running share's usage seen now equals the same share finished now
     assert fs.usage("user:b", 500.0, [(2.0, 100.0)]) == pytest.approx(interval(2.0, 100.0, 500.0, 500.0, H))
     assert math.isclose(interval(1.0, 0, 10, 10, 1e9), 10.0, rel_tol=1e-4)  # no decay: plain GPU-s
+
+
+# --- the live pool: submit, queue, restart (SQLite and PostgreSQL) --------------------
+
+import asyncio  # noqa: E402
+
+from test_pool import box, open_pool, reopen  # noqa: E402
+
+from gpu_allocator.core.model import AllocationState  # noqa: E402
+from gpu_allocator.pool import QuotaExceeded  # noqa: E402
+
+
+async def settle(pool):
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+        if not pool._pass_running:
+            return
+
+
+async def test_a_request_that_does_not_fit_waits_then_starts_when_capacity_returns(db_url):
+    pool = await open_pool(db_url, [box("n", 2, "A100")])
+    first, created = await pool.submit(Request("ann", 40, 1.0, 1024, 2.0), groups=["lab"])
+    assert created and first.state == AllocationState.GRANTED
+    waiting, created = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0), groups=["lab"], key="bob//1")
+    assert created and isinstance(waiting, Queued)
+    est = pool.estimates[waiting.id]
+    assert est.position == 1 and est.latest == pytest.approx(first.created + 2 * H, abs=1)
+    assert "waiting for 1 GPU to be free" in est.reason
+    again, created = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0), key="bob//1")
+    assert not created and again.id == waiting.id  # a retried key: the same request
+    third, _ = await pool.submit(Request("cat", 10, 1.0, 1024, 1.0))
+    assert isinstance(third, Queued)
+    # kill -9: the queue is in the database
+    pool = await reopen(pool)
+    assert set(pool.queue) == {waiting.id, third.id}
+    assert pool.queue[waiting.id].groups == ("lab",) and pool.queue[waiting.id].key == "bob//1"
+    await pool.finish(first.id)
+    await settle(pool)
+    assert pool.queue == {}
+    got = pool.state.allocations[waiting.id]
+    assert got.user == "bob" and got.key == "bob//1" and pool.state.allocations[third.id].user == "cat"
+    pool = await reopen(pool)
+    assert set(pool.state.allocations) == {waiting.id, third.id} and pool.queue == {}
+    req = (await pool.get_request(waiting.id))
+    assert req[1] == "granted"
+    pool.close()
+
+
+async def test_cancel_leaves_the_queue_and_quotas_queue_or_refuse(db_url):
+    pool = await open_pool(db_url, [box("n", 4, "A100")])
+    await pool.set_quota("group", "students", Limits(gpus=20, sessions=2))
+    await pool.set_quota("user", "ann", Limits(gpus=60))
+    with pytest.raises(QuotaExceeded, match="your limit is 1 GPUs at once"):
+        await pool.submit(Request("bob", 40, 1.0, 1024, 1.0), groups=["students"])
+    a, _ = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0), groups=["students"])
+    assert a.state == AllocationState.GRANTED
+    w, _ = await pool.submit(Request("bob", 10, 1.0, 1024, 1.0), groups=["students"])
+    assert isinstance(w, Queued) and "over your GPU quota: 1 of 1 GPUs in use" in pool.estimates[w.id].reason
+    # the explicit user limit wins over the group's
+    big, _ = await pool.submit(Request("ann", 60, 1.0, 1024, 1.0), groups=["students"])
+    assert big.state == AllocationState.GRANTED
+    assert (await pool.cancel(w.id)).id == w.id and w.id not in pool.queue
+    pool = await reopen(pool)
+    assert pool.queue == {} and (await pool.get_request(w.id))[1] == "cancelled"
+    assert pool.quotas.groups["students"] == Limits(gpus=20, sessions=2)
+    pool.close()
+
+
+async def test_run_time_warnings_then_expiry_and_one_extension(db_url):
+    pool = await open_pool(db_url, [box("n", 1, "A100")])
+    a, _ = await pool.submit(Request("ann", 20, 1.0, 1024, 1.0), now=NOW)
+    warned, expired = await pool.expire_due(NOW + 46 * 60)
+    assert [(x.id, m) for x, m in warned] == [(a.id, 15)] and not expired
+    assert "save your work" in pool.notices[a.id]["message"]
+    assert (await pool.expire_due(NOW + 47 * 60)) == ([], [])
+    waiting, _ = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0), now=NOW + 50 * 60)
+    from gpu_allocator.pool import ExtendRefused
+
+    with pytest.raises(ExtendRefused, match="delay 1 queued"):
+        await pool.extend(a.id, 1.0, 8.0, now=NOW + 50 * 60)
+    await pool.cancel(waiting.id)
+    await settle(pool)
+    longer = await pool.extend(a.id, 1.0, 8.0, now=NOW + 50 * 60)
+    assert longer.max_hours == 2.0
+    with pytest.raises(ExtendRefused, match="once"):
+        await pool.extend(a.id, 1.0, 8.0, now=NOW + 50 * 60)
+    warned, expired = await pool.expire_due(NOW + 2 * H + 1)
+    assert [x.id for x in expired] == [a.id]
+    assert (await pool.get(a.id)).state == AllocationState.EXPIRED
+    pool.close()

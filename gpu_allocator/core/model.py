@@ -37,6 +37,8 @@ class AllocationState(str, enum.Enum):
     GRANTED = "granted"
     RELEASED = "released"
     LOST = "lost"
+    #: stopped at the end of its run time (max_hours)
+    EXPIRED = "expired"
 
     def __str__(self) -> str:
         return self.value

@@ -209,8 +209,8 @@ def scaled_running(running: list[tuple[Allocation, float]], now: float, ratio: f
 
 
 class Ordering:
-    """The queue's sort key: priority, then fair share (the charged group's, then
-    the user's decayed GPU-seconds / entitlement; a running share counts its
+    """The queue's sort key: priority, then fair share (the charged group's — the
+    sum of its members' — then the user's decayed GPU-seconds / entitlement; a running share counts its
     whole declared time — what it was granted — so that long shares do not look
     cheap while they run), then arrival. A user's groups: ``groups_of(user)``
     where it knows them, else those of their waiting requests. :meth:`charge`
@@ -234,12 +234,20 @@ class Ordering:
         self.usage: dict[str, float] = {}
         self._prefix: dict[tuple, tuple] = {}
 
-    def _usage(self, kind: str, name: str, users) -> float:
-        key = f"{kind}:{name}"
+    def _user(self, u: str) -> float:
+        key = f"user:{u}"
         if key not in self.usage:
-            run = [(a.units / self.per, a.created, end)
-                   for u in users for a, end in self.by_user.get(u, ())]
+            run = [(a.units / self.per, a.created, end) for a, end in self.by_user.get(u, ())]
             self.usage[key] = self.fairshare.usage(key, self.now, run)
+        return self.usage[key]
+
+    def _usage(self, kind: str, name: str, users) -> float:
+        """A user's usage; a group's: the sum of its members'."""
+        if kind == "user":
+            return self._user(name)
+        key = f"group:{name}"
+        if key not in self.usage:
+            self.usage[key] = sum(self._user(u) for u in users)
         return self.usage[key]
 
     def key(self, q: Queued) -> tuple:
@@ -258,11 +266,10 @@ class Ordering:
 
     def charge(self, q: Queued) -> None:
         u = q.req.user
-        g = self.quotas.charged_group(u, q.groups)
         more = q.req.units / self.per * q.req.max_hours * 3600.0
-        self.usage[f"user:{u}"] = self._usage("user", u, (u,)) + more
-        if g:
-            self.usage[f"group:{g}"] = self._usage("group", g, self.members.get(g, {u})) + more
+        self.usage[f"user:{u}"] = self._user(u) + more
+        for k in [k for k in self.usage if k.startswith("group:")]:
+            del self.usage[k]
         self._prefix.clear()
 
 
