@@ -79,6 +79,8 @@ c.JupyterHub.services = [
             "GPUHUB_RECONCILE_INTERVAL": env("GPUHUB_RECONCILE_INTERVAL", "60"),
             "GPUHUB_RECONCILE_GRACE": env("GPUHUB_RECONCILE_GRACE", "300"),
             "GPUHUB_ALLOCATOR_DB_URL": env("GPUHUB_ALLOCATOR_DB_URL", ""),
+            # run-time limits (warnings, expiry) and the queue's timer pass
+            "GPUHUB_TIME_LIMIT_INTERVAL": env("GPUHUB_TIME_LIMIT_INTERVAL", "30"),
             "PYTHONUNBUFFERED": "1",
         },
         "display": False,
