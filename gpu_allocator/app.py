@@ -19,6 +19,7 @@ from gpuhub.service import HubService
 
 from . import admin, loops
 from .api import routes
+from .core.fairshare import FairShare
 from .core.model import Request
 from .core.placement import NoFit, place
 from .inventory import discover_nvml, load_inventory, nvml_available
@@ -132,6 +133,35 @@ class GPUAllocator(HubService):
     def _default_reconcile_grace(self):
         return float(os.environ.get("GPUHUB_RECONCILE_GRACE") or 300.0)
 
+    fairshare_half_life_hours = Float(
+        168.0,
+        help="Half-life (hours) of the decayed GPU usage that fair share compares (as "
+        "Slurm's PriorityDecayHalfLife): usage this old counts half. Default a week.",
+    ).tag(config=True)
+
+    queue_depth = Int(
+        32,
+        help="Waiting requests whose estimated start later requests may never delay "
+        "(conservative backfill); requests behind that many wait their turn.",
+    ).tag(config=True)
+
+    max_wait_hours = Float(
+        0.0,
+        help="How long (hours) a request may wait in the queue where no group or user "
+        "quota sets max_wait_hours; then it is given up (state 'expired'). 0: no limit.",
+    ).tag(config=True)
+
+    time_limit_interval = Float(
+        help="Seconds between checks of the shares' run times (max_hours): warnings 15 "
+        "and 5 minutes before the end, then the share is ended ('expired') and the "
+        "spawner's poll stops its session. Also the queue's timer (estimates, waits). "
+        "Default: $GPUHUB_TIME_LIMIT_INTERVAL or 30.",
+    ).tag(config=True)
+
+    @default("time_limit_interval")
+    def _default_time_limit_interval(self):
+        return float(os.environ.get("GPUHUB_TIME_LIMIT_INTERVAL") or 30.0)
+
     standby_poll = Float(
         0.5, help="Seconds between a standby allocator's tries to take over the database."
     ).tag(config=True)
@@ -171,9 +201,29 @@ class GPUAllocator(HubService):
         more = f" and {len(hosts) - 10} more" if len(hosts) > 10 else ""
         self.log.info("pool from %s: %s%s", mode, summary, more)
 
-    def dry_run(self, req: Request) -> dict:
-        """What a request would get now, holding nothing (the spawner's validation)."""
+    def live_json(self, a) -> dict:
+        """A live (or past) allocation as the API sends it, with its run time's end
+        and the time-limit notice due (if any)."""
+        from .api.shapes import allocation_json, iso
+
+        out = allocation_json(a, self.pool.state, self.pool.mps_state(a))
+        if a.state.value == "granted":
+            notice = self.pool.notices.get(a.id) or {}
+            out.update(
+                ends_at=iso(self.pool.ends_at(a)),
+                extended=a.id in self.pool.extended,
+                notice=notice.get("message"),
+            )
+        return out
+
+    def dry_run(self, req: Request, groups=None) -> dict:
+        """What a request would get now, holding nothing (the spawner's validation):
+        whether it fits now, its quota's verdict, and when it would start."""
+        import time
+
+        from .api.shapes import iso
         from .core.model import format_gpus
+        from .core.quota import check
 
         per_gpu = self.pool.units_per_gpu
         out = {
@@ -194,6 +244,22 @@ class GPUAllocator(HubService):
             out.update(fits_now=True, host=found.host)
         except NoFit as e:
             out.update(fits_now=False, message=str(e))
+        pool = self.pool
+        now = time.time()
+        groups = tuple(groups) if groups is not None else pool.groups.get(req.user, ())
+        limits = pool.quotas.resolve(req.user, groups)
+        verdict = check(limits, pool.held(req.user, now), req, per_gpu)
+        wait = limits.max_wait_hours if limits.max_wait_hours is not None else (self.max_wait_hours or None)
+        out["quota"] = {"verdict": verdict.verdict, "reason": verdict.reason}
+        expected, latest = pool.estimate(req, now)
+        starts_now = bool(out["fits_now"] and verdict.ok and not pool.queue)
+        out["queue"] = {
+            "starts_now": starts_now,
+            "waiting": len(pool.queue),
+            "eta": iso(now if starts_now else expected),
+            "eta_latest": iso(now if starts_now else latest),
+            "max_wait_hours": wait,
+        }
         return out
 
     # --- life cycle -------------------------------------------------------------------
@@ -220,6 +286,9 @@ class GPUAllocator(HubService):
         loop = asyncio.get_running_loop()
         ledger = await loop.run_in_executor(None, Ledger, self.db_url, self.units_per_gpu)
         self.pool = LivePool(ledger, self.units_per_gpu, self.log)
+        self.pool.fairshare = FairShare(self.fairshare_half_life_hours * 3600.0)
+        self.pool.queue_depth = self.queue_depth
+        self.pool.max_wait_hours = self.max_wait_hours or None
         await self.pool.load()
         admin.attach(self)  # the admin panel: OAuth, samples, metrics
         await self.load_pool()
@@ -232,6 +301,7 @@ class GPUAllocator(HubService):
             asyncio.create_task(loops.reconcile_forever(self)),
             asyncio.create_task(loops.watch_lock(self)),
             asyncio.create_task(admin.sample_forever(self)),
+            asyncio.create_task(loops.time_limits_forever(self)),
         ]
         self.listen(self.web_app(routes(self.service_prefix, self), **admin.settings(self)))
         await self.wait_for_signal()

@@ -120,3 +120,27 @@ async def watch_lock(app, interval: float = 5.0) -> None:
         if not await loop.run_in_executor(None, app.lock.alive):
             app.log.error("lost the database lock on %s: exiting", app.lock.describe())
             os._exit(3)
+
+
+async def time_limits(app, now: float | None = None) -> tuple[list, list]:
+    """Warn the shares whose run time ends within 15 and 5 minutes (the notice is
+    on GET allocations/{id}; the lab panel and the hub show it) and end those past
+    it (state "expired": the spawner's poll stops the session)."""
+    warned, expired = await app.pool.expire_due(now)
+    for a, minutes in warned:
+        app.log.info("allocation %s of %s: %i minutes of its run time left", a.id, a.user, minutes)
+    for a in expired:
+        app.log.warning("allocation %s of %s: its run time (%g h) is over; ended", a.id, a.user, a.max_hours)
+    return warned, expired
+
+
+async def time_limits_forever(app) -> None:
+    """Run time limits, and the queue's timer pass (estimates move with the clock,
+    waits expire), every time_limit_interval."""
+    while True:
+        await asyncio.sleep(app.time_limit_interval)
+        try:
+            await time_limits(app)
+            await app.pool.schedule()
+        except Exception:
+            app.log.exception("the time-limit check or the queue's pass failed")

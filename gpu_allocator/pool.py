@@ -26,12 +26,18 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from .core.fairshare import FairShare
 from .core.fencing import fence
 from .core.model import Allocation, AllocationState, Host, HostState, Request
-from .core.placement import place
+from .core.placement import NoFit, place
+from .core.queue import Estimate, Queued, Sim, plan, run_of, scaled_running, simulate
+from .core.quota import WINDOW_S, Held, Limits, Quotas, check
 from .core.state import PoolState, StateError
 from .core.topology import score_matrix
-from .store.ledger import DeleteHost, Finish, HostRecord, Insert, Ledger, PutHost, SetHost
+from .store.ledger import (
+    DeleteHost, EndRequest, Enqueue, Extend, Finish, Finished, HostRecord, Insert, Ledger, PutHost,
+    PutQuota, SetHost,
+)
 
 
 def with_details(host: Host, details: dict | None) -> Host:
@@ -51,6 +57,14 @@ class HostConflict(RuntimeError):
 
 class KeyConflict(RuntimeError):
     """An idempotency key that another user's allocation carries."""
+
+
+class QuotaExceeded(RuntimeError):
+    """A request over a hard limit (it alone is more than the user may ever hold)."""
+
+
+class ExtendRefused(RuntimeError):
+    """An extension that is not possible (again, too long, or it would delay the queue)."""
 
 
 @dataclass
@@ -85,6 +99,30 @@ class LivePool:
         #: commits so far and the operations they carried (group commit at work)
         self.commits = 0
         self.committed_ops = 0
+        # --- the queue (see core.queue and the "queue" section below) ---
+        #: waiting requests by id (each one committed before it is listed here)
+        self.queue: dict[str, Queued] = {}
+        #: their position and start estimates, from the last scheduling pass
+        self.estimates: dict[str, Estimate] = {}
+        self.quotas = Quotas.empty()
+        self.fairshare = FairShare()
+        #: a user's JupyterHub groups, as the spawner last reported them
+        self.groups: dict[str, tuple[str, ...]] = {}
+        #: shares that ended within the quotas' window, by user (GPU-hours)
+        self.finished: dict[str, list[Finished]] = {}
+        #: used / declared run time of finished shares (expected start estimates)
+        self.ratio = 1.0
+        self._ratios: deque = deque(maxlen=500)
+        #: allocations extended once; time-limit notices sent ({id: [minutes…]})
+        self.extended: set[str] = set()
+        self.notices: dict[str, dict] = {}
+        #: waiting requests protected from backfill (core.queue.DEPTH)
+        self.queue_depth = 32
+        #: default longest wait (hours) where no group sets max_wait_hours (None: none)
+        self.max_wait_hours: float | None = None
+        self._pass_wanted = False
+        self._pass_running = False
+        self.passes = 0
 
     @property
     def units_per_gpu(self) -> int:
@@ -104,6 +142,7 @@ class LivePool:
             state.grant(a)
             hub_server[a.id] = server
         self.state, self.info, self.hub_server = state, info, hub_server
+        await self.load_queue()
 
     async def read(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
@@ -223,6 +262,7 @@ class LivePool:
         if self.state.release(allocation_id) is None:
             return None  # a concurrent release got there first
         self.hub_server.pop(allocation_id, None)
+        self._ended(a, at, state)
         return replace(a, state=state, released=at)
 
     async def get(self, allocation_id: str) -> Allocation | None:
@@ -236,6 +276,368 @@ class LivePool:
         if user is not None:
             allocations = (a for a in allocations if a.user == user)
         return sorted(allocations, key=lambda a: (a.created, a.id))
+
+    # --- the queue -------------------------------------------------------------------------
+    #
+    # A request that does not fit now waits in ``self.queue`` (and in the
+    # ledger's requests table, committed before it is listed, so a restart or
+    # kill -9 keeps it). A scheduling pass (core.queue.plan) runs synchronously on
+    # the event loop whenever capacity may have come back (a release, a host up or
+    # undrained, a quota changed, a request cancelled) and on a timer; it grants
+    # what may start in memory first and commits after (a grant takes capacity),
+    # undoing it if the commit fails. The granted allocation keeps the request's id.
+
+    async def load_queue(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        since = now - max(WINDOW_S, 4 * self.fairshare.half_life)
+        loaded = await self.read(self.ledger.load_queue, since)
+        self.queue = {q.id: q for q in loaded.queued}
+        for q in loaded.queued:
+            self.groups.setdefault(q.req.user, q.groups)
+        self.quotas = loaded.quotas
+        fs = FairShare(self.fairshare.half_life)
+        self.fairshare, self.finished = fs, {}
+        for f in loaded.finished:
+            self._account(f)
+        self.estimates = {}
+        self.kick()
+
+    def _account(self, f: Finished) -> None:
+        per = self.units_per_gpu
+        self.fairshare.add(f"user:{f.user}", f.units / per, f.created, f.released)
+        self.finished.setdefault(f.user, []).append(f)
+        if f.max_hours > 0 and f.state == AllocationState.RELEASED.value:
+            self._ratios.append(min(1.0, (f.released - f.created) / (f.max_hours * 3600.0)))
+            if len(self._ratios) >= 5:
+                self.ratio = max(0.05, sum(self._ratios) / len(self._ratios))
+
+    def _ended(self, a: Allocation, at: float, state: AllocationState) -> None:
+        """A live allocation ended (committed): account for it and let the queue move."""
+        self._account(Finished(a.id, a.user, a.units, a.cpu, a.created, at, a.max_hours, state.value))
+        self.extended.discard(a.id)
+        self.notices.pop(a.id, None)
+        self.kick()
+
+    def ends_at(self, a: Allocation) -> float:
+        """When a live share's run time (max_hours, extended or not) is over."""
+        return a.created + a.max_hours * 3600.0
+
+    def running(self) -> list[tuple[Allocation, float]]:
+        return [(a, self.ends_at(a)) for a in self.state.allocations.values()]
+
+    def held(self, user: str, now: float) -> Held:
+        """What the user's quotas count now: GPUs and sessions held, and GPU-hours
+        of the last 7 days (finished shares' use within the window, running
+        shares' whole declared time)."""
+        per = self.units_per_gpu
+        start = now - WINDOW_S
+        units = sessions = 0
+        hours = 0.0
+        for a in self.state.allocations.values():
+            if a.user == user:
+                units += a.units
+                sessions += 1
+                hours += a.units / per * a.max_hours
+        kept = []
+        for f in self.finished.get(user, ()):
+            if f.released > start:
+                kept.append(f)
+                hours += f.units / per * (f.released - max(f.created, start)) / 3600.0
+        if user in self.finished:
+            self.finished[user] = kept
+        return Held(units, sessions, hours)
+
+    def limits(self, user: str) -> Limits:
+        return self.quotas.resolve(user, self.groups.get(user, ()))
+
+    def _plan(self, pending: list[Queued], now: float):
+        held = {}
+        for q in pending:
+            if q.req.user not in held:
+                held[q.req.user] = self.held(q.req.user, now)
+        return plan(
+            self.state, self.running(), pending, now=now, quotas=self.quotas,
+            fairshare=self.fairshare, held=held, ratio=self.ratio, depth=self.queue_depth,
+            groups_of=self.groups.get,
+        )
+
+    def by_request_key(self, key: str) -> Queued | None:
+        for q in self.queue.values():
+            if q.key == key:
+                return q
+        return None
+
+    async def submit(
+        self, req: Request, *, groups=None, server: str = "", hub_server: str | None = None,
+        key: str | None = None, queue: bool = True, now: float | None = None,
+    ) -> tuple[Allocation | Queued, bool]:
+        """Grant ``req`` now, or queue it: (allocation or queued request, created).
+        A retried ``key`` gets what it got before (created False). Raises
+        QuotaExceeded (a hard limit), KeyConflict, NoFit (only with queue=False)."""
+        now = time.time() if now is None else now
+        if groups is not None:
+            self.groups[req.user] = tuple(sorted(groups))
+        groups = self.groups.get(req.user, ())
+        if key is not None:
+            pending = self._pending_keys.get(key)
+            if pending is not None:
+                await asyncio.shield(pending)
+            found = self.by_key(key) or self.by_request_key(key)
+            if found is not None:
+                owner = found.req.user if isinstance(found, Queued) else found.user
+                if owner != req.user:
+                    raise KeyConflict(f"the key {key!r} belongs to another user's request")
+                return found, False
+        limits = self.quotas.resolve(req.user, groups)
+        verdict = check(limits, self.held(req.user, now), req, self.units_per_gpu)
+        if verdict.verdict == "hard":
+            raise QuotaExceeded(verdict.reason)
+        if verdict.ok and not self.queue:
+            try:  # nobody waits: the plain grant (group commit, no pass)
+                return await self.grant(req, server=server, hub_server=hub_server, key=key, now=now)
+            except NoFit:
+                if not queue:
+                    raise
+        q = Queued(secrets.token_hex(8), req, now, groups, server, hub_server, key)
+        p = self._plan([*self.queue.values(), q], now)
+        mine = next((a for x, a in p.admitted if x.id == q.id), None)
+        others = [(x, a) for x, a in p.admitted if x.id != q.id]
+        for x, _ in others:
+            self.queue.pop(x.id, None)
+        ops = [op for x, a in others for op in (Insert(a, x.hub_server), EndRequest(x.id, "granted", now))]
+        est = p.estimates.get(q.id)
+        if mine is not None:
+            self.hub_server[mine.id] = hub_server
+            ops.append(Insert(mine, hub_server))
+        elif queue:
+            q = replace(q, first_eta=est.expected if est else None, first_latest=est.latest if est else None)
+            ops.append(Enqueue(q))
+        for x, a in others:
+            self.hub_server[a.id] = x.hub_server
+        done = asyncio.get_running_loop().create_future()
+        if key is not None:
+            self._pending_keys[key] = done
+        try:
+            await self.commit(ops)
+        except BaseException:
+            for x, a in p.admitted:
+                self.state.release(a.id)
+                self.hub_server.pop(a.id, None)
+            for x, _ in others:
+                self.queue[x.id] = x
+            raise
+        finally:
+            if key is not None:
+                self._pending_keys.pop(key, None)
+            done.set_result(None)
+        self._note_plan(p, exclude=q.id)
+        if mine is not None:
+            return mine, True
+        if not queue:
+            try:
+                place(self.state, req)
+            except NoFit:
+                raise
+            raise NoFit(f"{est.reason if est else 'it does not fit now'}: {len(self.queue)} request(s) wait")
+        self.queue[q.id] = q
+        if est is not None:
+            self.estimates[q.id] = est
+        self.log.info("queued %s of %s (%s): position %s, start %s, at the latest %s", q.id,
+                      req.user, est.reason if est else "", est.position if est else "?",
+                      _when(est.expected) if est and est.expected else "unknown",
+                      _when(est.latest) if est and est.latest else "unknown")
+        self.kick()  # the estimates of those behind it change
+        return q, True
+
+    def _note_plan(self, p, exclude: str | None = None) -> None:
+        for x, a in p.admitted:
+            if x.id != exclude:
+                self.log.info("granted queued %s of %s on %s after %.0f s", a.id, a.user, a.host,
+                              a.created - x.submitted)
+        self.estimates.update({k: v for k, v in p.estimates.items() if k in self.queue})
+
+    def kick(self) -> None:
+        """Run a scheduling pass soon (passes never overlap; kicks coalesce)."""
+        self._pass_wanted = True
+        if self._pass_running:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._pass_running = True
+        loop.create_task(self._passes())
+
+    async def _passes(self) -> None:
+        try:
+            while self._pass_wanted:
+                self._pass_wanted = False
+                await asyncio.sleep(0)  # let the kicks of one event coalesce
+                try:
+                    await self.schedule()
+                except Exception:
+                    self.log.exception("a scheduling pass failed")
+        finally:
+            self._pass_running = False
+
+    async def schedule(self, now: float | None = None) -> list[Allocation]:
+        """One pass: grant what may start, give up what waited too long or is over a
+        hard limit now, refresh every estimate. Returns the grants."""
+        now = time.time() if now is None else now
+        self.passes += 1
+        ops = []
+        for q in list(self.queue.values()):
+            wait = self.limits(q.req.user).max_wait_hours
+            wait = self.max_wait_hours if wait is None else wait
+            if wait is not None and now - q.submitted > wait * 3600.0:
+                ops.append(EndRequest(q.id, "expired", now, f"waited longer than {wait:g} h"))
+        if not self.queue:
+            self.estimates = {}
+            return []
+        expired = {op.request_id for op in ops}
+        p = self._plan([q for q in self.queue.values() if q.id not in expired], now)
+        for rid, reason in p.refused.items():
+            ops.append(EndRequest(rid, "refused", now, reason))
+        for x, a in p.admitted:
+            ops += [Insert(a, x.hub_server), EndRequest(x.id, "granted", now)]
+            self.hub_server[a.id] = x.hub_server
+        gone = {op.request_id: self.queue.pop(op.request_id) for op in ops if isinstance(op, EndRequest)}
+        self.estimates = dict(p.estimates)
+        if not ops:
+            return []
+        try:
+            await self.commit(ops)
+        except BaseException:
+            for _, a in p.admitted:
+                self.state.release(a.id)
+                self.hub_server.pop(a.id, None)
+            self.queue.update(gone)
+            raise
+        self._note_plan(p)
+        for op in ops:
+            if isinstance(op, EndRequest) and op.state != "granted":
+                self.log.warning("request %s left the queue: %s (%s)", op.request_id, op.state, op.reason)
+        return [a for _, a in p.admitted]
+
+    async def cancel(self, request_id: str, now: float | None = None) -> Queued | None:
+        """Take a waiting request out of the queue (None: it is not waiting)."""
+        q = self.queue.pop(request_id, None)
+        if q is None:
+            return None
+        self.estimates.pop(request_id, None)
+        try:
+            await self.commit([EndRequest(request_id, "cancelled", time.time() if now is None else now)])
+        except BaseException:
+            self.queue[request_id] = q
+            raise
+        self.kick()
+        return q
+
+    async def get_request(self, request_id: str):
+        """A request that waited: (Queued, state, ended at, reason), or None."""
+        q = self.queue.get(request_id)
+        if q is not None:
+            return q, "queued", None, None
+        return await self.read(self.ledger.get_request, request_id)
+
+    def queued(self, user: str | None = None) -> list[tuple[Queued, Estimate | None]]:
+        """Waiting requests in queue order (by the last pass's positions)."""
+        items = [(q, self.estimates.get(q.id)) for q in self.queue.values()
+                 if user is None or q.req.user == user]
+        return sorted(items, key=lambda qe: (qe[1].position if qe[1] else 1 << 30, qe[0].submitted))
+
+    async def set_quota(self, kind: str, name: str, limits: Limits | None) -> None:
+        """Set or (None) remove the quota row of a user or group."""
+        await self.commit([PutQuota(kind, name, limits)])
+        table = self.quotas.users if kind == "user" else self.quotas.groups
+        if limits is None:
+            table.pop(name, None)
+        else:
+            table[name] = limits
+        self.kick()
+
+    def estimate(self, req: Request, now: float | None = None) -> tuple[float | None, float | None]:
+        """(expected, latest) start of ``req`` if it joined the queue behind every
+        waiting request (the spawn form's "expected start"); nothing is held."""
+        now = time.time() if now is None else now
+        sim = Sim(self.state)
+        ahead = [q.req for q, e in self.queued() if e is not None and e.latest is not None]
+        run = self.running()
+        latest = simulate(sim, [run_of(a, max(now, end)) for a, end in run], ahead + [req], now)[-1]
+        if self.ratio >= 1.0 or latest is None:
+            return latest, latest
+        expected = simulate(sim, scaled_running(run, now, self.ratio), ahead + [req], now, self.ratio)[-1]
+        return (min(expected, latest) if expected is not None else latest), latest
+
+    def delays_queue(self, a: Allocation, new_end: float, now: float) -> list[str]:
+        """Ids of waiting requests whose latest start would move if ``a`` ran until
+        ``new_end`` instead of its current end."""
+        waiting = [q for q, e in self.queued() if e is not None and e.latest is not None]
+        if not waiting:
+            return []
+        sim = Sim(self.state)
+        base = [run_of(x, max(now, end)) for x, end in self.running()]
+        longer = [run_of(x, max(now, new_end)) if x.id == a.id else r
+                  for (x, _), r in zip(self.running(), base)]
+        reqs = [q.req for q in waiting]
+        before = simulate(sim, base, reqs, now)
+        after = simulate(sim, longer, reqs, now)
+        return [q.id for q, b, c in zip(waiting, before, after)
+                if b is not None and (c is None or c > b + 1e-6)]
+
+    async def extend(self, allocation_id: str, hours: float, limit: float,
+                     now: float | None = None) -> Allocation:
+        """Extend a live share's run time by ``hours``, once, if no waiting request
+        would start later for it. Raises KeyError, ExtendRefused."""
+        now = time.time() if now is None else now
+        a = self.state.allocations.get(allocation_id)
+        if a is None:
+            raise KeyError(allocation_id)
+        if allocation_id in self.extended:
+            raise ExtendRefused("this session was extended once already")
+        total = a.max_hours + hours
+        if hours <= 0 or total > limit:
+            raise ExtendRefused(f"the run time may be extended to at most {limit:g} h in all "
+                                f"(it is {a.max_hours:g} h)")
+        delayed = self.delays_queue(a, a.created + total * 3600.0, now)
+        if delayed:
+            raise ExtendRefused(f"extending would delay {len(delayed)} queued request(s)")
+        await self.commit([Extend(allocation_id, total)])
+        new = replace(a, max_hours=total)
+        if self.state.allocations.get(allocation_id) is a:
+            self.state.allocations[allocation_id] = new
+            self.state.by_host[a.host][allocation_id] = new
+        self.extended.add(allocation_id)
+        self.notices.pop(allocation_id, None)
+        return new
+
+    async def expire_due(self, now: float | None = None, warn_minutes=(15, 5)) -> tuple[list, list]:
+        """Time limits: note the warnings due (``notices``) and end (state
+        "expired") the shares past their run time. Returns (warned, expired):
+        [(allocation, minutes left)] and [allocation]."""
+        now = time.time() if now is None else now
+        warned, expired = [], []
+        for a in list(self.state.allocations.values()):
+            left = self.ends_at(a) - now
+            if left <= 0:
+                done = await self.finish(a.id, AllocationState.EXPIRED, now)
+                if done is not None:
+                    expired.append(done)
+                continue
+            for m in sorted(warn_minutes):
+                if left <= m * 60.0:
+                    sent = self.notices.setdefault(a.id, {"sent": []})
+                    if m not in sent["sent"]:
+                        sent["sent"].append(m)
+                        sent["message"] = (
+                            f"This session ends at {_when(self.ends_at(a))} (its run time of "
+                            f"{a.max_hours:g} h): save your work; it is stopped then."
+                        )
+                        sent["at"] = now
+                        warned.append((a, m))
+                    break
+        return warned, expired
+
 
     # --- hosts ---------------------------------------------------------------------------
 
@@ -277,6 +679,7 @@ class LivePool:
             self.state.put_host(h)
             rec = self._record(h.name)
             rec.source, rec.drained = source, drained
+        self.kick()
 
     def _check_devices(self, host: Host) -> None:
         for d in host.devices:
@@ -375,6 +778,7 @@ class LivePool:
         rec.source, rec.drained, rec.last_heartbeat = "agent", drained, now
         rec.docker, rec.details, rec.usage, rec.mps = docker, details, None, mps
         view = self.view(host.name, running, now)
+        self.kick()
         for e in view["fenced"]:  # the agent logs why: have the reason first
             await self._explain(host.name, e)
         return view
@@ -416,6 +820,7 @@ class LivePool:
             raise
         self.state.set_host_state(name, state)
         rec.drained = drained
+        self.kick()
         return True
 
     async def mark_lost(self, cutoff: float, now: float | None = None) -> list[tuple[str, list[str]]]:
@@ -445,8 +850,10 @@ class LivePool:
             raise
         for _, _, ids in lost:
             for i in ids:
-                self.state.release(i)
+                a = self.state.release(i)
                 self.hub_server.pop(i, None)
+                if a is not None:
+                    self._ended(a, now, AllocationState.LOST)
         return [(name, ids) for name, _, ids in lost]
 
     def mps_state(self, a: Allocation) -> dict | None:
@@ -482,4 +889,5 @@ def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))
 
 
-__all__ = ["HostConflict", "KeyConflict", "LivePool", "HostInfo", "StateError"]
+__all__ = ["ExtendRefused", "HostConflict", "KeyConflict", "LivePool", "HostInfo", "QuotaExceeded",
+           "StateError"]

@@ -81,6 +81,8 @@ c.JupyterHub.services = [
             "GPUHUB_ALLOCATOR_DB_URL": env("GPUHUB_ALLOCATOR_DB_URL", ""),
             # seconds between the utilisation samples the admin panel charts
             "GPUHUB_SAMPLE_INTERVAL": env("GPUHUB_SAMPLE_INTERVAL", "60"),
+            # run-time limits (warnings, expiry) and the queue's timer pass
+            "GPUHUB_TIME_LIMIT_INTERVAL": env("GPUHUB_TIME_LIMIT_INTERVAL", "30"),
             "PYTHONUNBUFFERED": "1",
         },
         # the admin panel (/services/gpu-allocator/admin/) is in the Services menu;

@@ -18,7 +18,7 @@ import uuid
 
 from jupyterhub.spawner import SpawnException, Spawner
 from tornado import web
-from traitlets import Float, Unicode, default
+from traitlets import Bool, Float, Unicode, default
 
 from gpu_allocator.client import AllocatorClient, AllocatorError, default_api_url
 from gpu_allocator.core.validation import SPAWN_KEYS, RequestError
@@ -76,6 +76,26 @@ class GPUSpawner(Spawner):
         "is the allocator's GPUAllocator.max_hours (one setting, checked by the allocator).",
     ).tag(config=True)
 
+    queue_requests = Bool(
+        True,
+        help="A spawn whose GPUs are not free now waits in the allocator's queue (its "
+        "position and estimated start on the progress page). False: now or never (503).",
+    ).tag(config=True)
+
+    queue_poll_seconds = Float(
+        2.0,
+        help="While a spawn waits in the allocator's queue, how often (seconds) it asks "
+        "for its position and estimated start (shown on the spawn progress page).",
+    ).tag(config=True)
+
+    queue_max_wait_hours = Float(
+        168.0,
+        help="How long (hours) a spawn may wait in the queue when the allocator sets no "
+        "limit for the user's groups (GPUAllocator.max_wait_hours or a quota's "
+        "max_wait_hours). JupyterHub's start_timeout is raised by this much for a spawn "
+        "that waits, and applied by the spawner to the server's own start.",
+    ).tag(config=True)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._events: list[dict] = []
@@ -84,6 +104,8 @@ class GPUSpawner(Spawner):
     # --- state -----------------------------------------------------------------
 
     allocation: dict | None = None
+    #: JupyterHub's start_timeout as configured (the server's own start)
+    _server_start_timeout: int | None = None
     #: the validated request of the spawn under way (the allocator's dry-run answer)
     gpu_request: dict | None = None
 
@@ -181,7 +203,8 @@ class GPUSpawner(Spawner):
             raise web.HTTPError(400, str(e), reason="Invalid spawn options") from None
         try:
             checked = await self.allocator_client.check(
-                user=self.user.name, **self.gpu_options(user_options)
+                user=self.user.name, **self.gpu_options(user_options),
+                groups=sorted(g.name for g in getattr(self.user, "groups", ()) or ()),
             )
         except AllocatorError as e:
             if e.status in (400, 403):
@@ -190,6 +213,17 @@ class GPUSpawner(Spawner):
                 503, f"The GPU allocator is not available: {e.message}", reason="allocator"
             ) from None
         self.gpu_request = checked["request"]
+        # a spawn that will wait in the queue must not be killed by JupyterHub's
+        # start_timeout (read when start() is called, after this hook): raise it by
+        # the longest wait; start() applies the configured one to the server itself
+        if self._server_start_timeout is None:
+            self._server_start_timeout = self.start_timeout
+        queue = checked.get("queue") or {}
+        if checked.get("request", {}).get("units") and not queue.get("starts_now", True):
+            wait = queue.get("max_wait_hours") or self.queue_max_wait_hours
+            self.start_timeout = int(self._server_start_timeout + wait * 3600)
+        else:
+            self.start_timeout = self._server_start_timeout
         # a new spawn begins here: its progress starts empty
         self._events = []
         self._progress_changed.set()
@@ -238,6 +272,9 @@ class GPUSpawner(Spawner):
             "mem": req["mem"],
             "max_hours": req["max_hours"],
             "gpu_model": req.get("gpu_model") or None,
+            # the allocator's quotas and fair share are per JupyterHub group
+            "groups": sorted(g.name for g in getattr(self.user, "groups", ()) or ()),
+            "queue": self.queue_requests,
         }
         deadline = time.monotonic() + self.allocator_retry_seconds
         pause = 0.25
@@ -257,6 +294,8 @@ class GPUSpawner(Spawner):
                 self.log.warning("%s: the allocator is away (%s); asking again", self._log_name, e.message)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
+        if allocation.get("state") == "queued":
+            allocation = await self._wait_in_queue(allocation)
         self._event(40, f"allocated {describe(allocation)}")
         return allocation
 
@@ -290,6 +329,43 @@ class GPUSpawner(Spawner):
             )
         self._event(50, f"CUDA MPS on {host} enforces the share")
 
+    async def _wait_in_queue(self, queued: dict) -> dict:
+        """The request waits in the allocator's queue: show its position and start
+        estimates as they move, until it is granted. Cancelling the spawn (Stop on
+        the progress page, DELETE of the server) takes it out of the queue."""
+        self.allocation = queued  # a stop now cancels the queued request (_release)
+        last = None
+        try:
+            while True:
+                state = queued.get("state")
+                if state == "granted":
+                    return queued
+                if state != "queued":
+                    self.allocation = None
+                    why = queued.get("reason") or state
+                    raise SpawnException(
+                        f"Your GPU request left the queue ({state}): {why}",
+                        reason="queue", status_code=503,
+                    )
+                message = queue_message(queued)
+                if message != last:
+                    self._event(20, message)
+                    last = message
+                await asyncio.sleep(self.queue_poll_seconds)
+                try:
+                    queued = await self.allocator_client.get(queued["id"])
+                except AllocatorError as e:
+                    if e.status == 404:
+                        queued = {"state": "gone", "reason": "the allocator does not know it"}
+                    else:
+                        self.log.warning("%s: cannot ask the allocator about %s (%s); waiting",
+                                         self._log_name, queued["id"], e.message)
+                        queued = {**self.allocation}
+        except BaseException:
+            if self.allocation and self.allocation.get("state") == "queued":
+                await self._release("the spawn was cancelled while queued")
+            raise
+
     async def start(self):
         if self.stop_reason:
             self._event(0, self.stop_reason)
@@ -310,6 +386,10 @@ class GPUSpawner(Spawner):
         self.orm_spawner.user_options = dict(self.user_options)
         self._event(60, "starting server")
         try:
+            if self._server_start_timeout and self.start_timeout > self._server_start_timeout:
+                # the hub's timeout was raised for the wait in the queue: the server's
+                # own start keeps the configured one
+                return await asyncio.wait_for(super().start(), self._server_start_timeout)
             return await super().start()
         except BaseException:
             await self._release("spawn failed")
@@ -383,9 +463,49 @@ def stop_reason(allocation: dict, current: dict) -> str:
         why = f"an administrator{f' ({by})' if by else ''} revoked its GPU share{at}"
         if current.get("reason"):
             why += f": {current['reason']}"
+    elif state == "expired":
+        why = f"its run time (max_hours, {allocation.get('max_hours', '?')} h) was over{at}"
     elif state == "released":
         why = f"its GPU share was released{at} (by an administrator or the allocator)"
     else:
         why = f"its GPU share is {state}"
     return (f"Your previous server was stopped: {why}. Its GPUs may be given to others; "
             "unsaved work in that session is lost. Start a new server to continue.")
+
+
+def ordinal(n: int) -> str:
+    if 10 <= n % 100 <= 20:
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def clock(iso_time: str | None) -> str | None:
+    """ISO 8601 → "14:20" in the hub's local time ("Tue 14:20" beyond today)."""
+    if not iso_time:
+        return None
+    from datetime import datetime
+
+    t = datetime.fromisoformat(iso_time).astimezone()
+    today = datetime.now().astimezone().date()
+    return t.strftime("%H:%M") if t.date() == today else t.strftime("%a %d %b %H:%M")
+
+
+def queue_message(queued: dict) -> str:
+    """"queued: 3rd for 2 × A100, expected start 14:20 (at the latest 15:05)"."""
+    from gpu_allocator.core.queue import describe
+    from gpu_allocator.core.model import Request
+
+    per = queued.get("units_per_gpu") or 20
+    what = describe(Request("-", queued.get("units") or 0, models=frozenset(queued.get("gpu_model") or ())), per)
+    pos = queued.get("position")
+    head = f"queued: {ordinal(pos)} for {what}" if pos else f"queued for {what}"
+    eta, latest = clock(queued.get("eta")), clock(queued.get("eta_latest"))
+    if eta:
+        head += f", expected start {eta}"
+        if latest and latest != eta:
+            head += f" (at the latest {latest})"
+    elif queued.get("reason"):
+        head += f" — {queued['reason']}"
+    if eta and queued.get("reason") and not queued["reason"].startswith("waiting"):
+        head += f" — {queued['reason']}"
+    return head

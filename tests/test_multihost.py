@@ -236,13 +236,14 @@ def test_a_drained_host_keeps_its_shares_and_takes_no_new_ones(lab):
         time.sleep(2 * INTERVAL)
         assert states(hub)["gpuhub-t-3"] == "drained"
         assert admin.call("GET", f"{API}/allocations/{held['id']}").json()["state"] == "granted"
-        # 2 more GPUs fit only there: the allocator says 409, a spawn is a 503
+        # 2 more GPUs fit only there: now or never, the allocator says 409
+        r = admin.call("POST", API + "/allocations",
+                       json={"user": "gpuhub-mh-bob", "gpus": 2, "queue": False})
+        assert r.status_code == 409 and "Not enough free resources" in r.json()["error"], r.text
+        # by default the request waits in the queue (not on a drained host)
         r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-mh-bob", "gpus": 2})
-        assert r.status_code == 409, r.text
-        bob = hub.login("gpuhub-mh-bob")
-        r = bob.spawn({"gpus": 2})
-        assert r.status_code == 503 and "Not enough free resources" in r.json()["message"], r.text
-        assert bob.server() is None
+        assert r.status_code == 202 and r.json()["state"] == "queued", r.text
+        assert admin.call("DELETE", f"{API}/allocations/{r.json()['id']}").json()["state"] == "cancelled"
         # a single GPU still lands elsewhere
         one = admin.call("POST", API + "/allocations", json={"user": "gpuhub-mh-bob", "gpus": 1}).json()
         assert one["host"] in ("gpuhub-t-1", "gpuhub-t-2")

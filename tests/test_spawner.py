@@ -150,6 +150,8 @@ async def test_invalid_options_are_refused_before_anything_is_held(gpuhub):
 async def test_no_room_is_a_503_with_what_is_free(gpuhub):
     filler = await gpuhub.gpu_client.allocate(user="someone", gpus=4)
     try:
+        user = add_user(gpuhub.db, gpuhub, name="gpuhub-mock-c")
+        gpuhub.users[user.name].spawner.queue_requests = False  # now or never
         _, r = await spawn(gpuhub, "gpuhub-mock-c", {"gpus": 4}, expect=(503,))
         message = r.json()["message"]
         assert "Not enough free resources for 4 GPU" in message and "node-b: 2 idle" in message

@@ -6,6 +6,7 @@ from gpuhub.api import HealthHandler
 
 from .allocations import AllocationHandler, AllocationsHandler, PoolHandler
 from .hosts import DrainHandler, HeartbeatHandler, RegisterHandler
+from .queue import ExtendHandler, QueueHandler, QuotaHandler, QuotaRowHandler, QuotasHandler, UsageHandler
 
 
 def routes(prefix: str, service) -> list:
@@ -19,6 +20,12 @@ def routes(prefix: str, service) -> list:
         (api + r"/pool", PoolHandler, kw),
         (api + r"/allocations", AllocationsHandler, kw),
         (api + r"/allocations/([^/]+)", AllocationHandler, kw),
+        (api + r"/allocations/([^/]+)/extend", ExtendHandler, kw),
+        (api + r"/queue", QueueHandler, kw),
+        (api + r"/quota", QuotaHandler, kw),
+        (api + r"/quotas", QuotasHandler, kw),
+        (api + r"/quotas/(user|group)/([^/]+)", QuotaRowHandler, kw),
+        (api + r"/usage", UsageHandler, kw),
         (api + r"/hosts/([^/]+)/register", RegisterHandler, kw),
         (api + r"/hosts/([^/]+)/heartbeat", HeartbeatHandler, kw),
         (api + r"/hosts/([^/]+)/(drain|undrain)", DrainHandler, kw),

@@ -13,9 +13,12 @@ from gpuhub.api import APIHandler as BaseAPIHandler
 
 from ..core.model import AllocationState
 from ..core.placement import NoFit
-from ..core.validation import RequestError, check_capacity, parse_key, parse_request, parse_text
-from ..pool import KeyConflict
-from .shapes import allocation_json, pool_json
+from ..core.queue import Queued
+from ..core.validation import (
+    RequestError, check_capacity, parse_groups, parse_key, parse_request, parse_text,
+)
+from ..pool import KeyConflict, QuotaExceeded
+from .shapes import allocation_json, pool_json, queued_json
 
 ADMIN_SCOPE = "custom:gpu-allocator:admin"
 
@@ -54,7 +57,12 @@ class AllocationsHandler(APIHandler):
                 raise web.HTTPError(403, "you can only list your own allocations")
             user = self.user_name
         state = self.pool.state
-        self.send({"allocations": [allocation_json(a, state) for a in self.pool.live(user)]})
+        per = state.units_per_gpu
+        self.send({
+            "allocations": [self.allocator.live_json(a) for a in self.pool.live(user)],
+            # requests waiting in the queue, in queue order
+            "queued": [queued_json(q, e, per) for q, e in self.pool.queued(user)],
+        })
 
     async def post(self):
         """Grant a share: 201 with the allocation; 200 with the same allocation for
@@ -74,6 +82,10 @@ class AllocationsHandler(APIHandler):
             dry_run = data.get("dry_run", False)
             if not isinstance(dry_run, bool):
                 raise RequestError("dry_run must be true or false")
+            groups = parse_groups(data.get("groups"))
+            queue = data.get("queue", True)
+            if not isinstance(queue, bool):
+                raise RequestError("queue must be true or false")
         except RequestError as e:
             raise web.HTTPError(400, str(e)) from None
         if req.user != self.user_name and not self.is_admin:
@@ -82,18 +94,29 @@ class AllocationsHandler(APIHandler):
             check_capacity(state, req)
         except RequestError as e:
             raise web.HTTPError(400, str(e)) from None
+        if groups is not None and not self.is_admin:
+            groups = None  # a user's own word on their groups is not taken
         if dry_run:
-            self.send(app.dry_run(req))
+            answer = app.dry_run(req, groups)
+            if answer.get("quota", {}).get("verdict") == "hard":
+                raise web.HTTPError(403, answer["quota"]["reason"])
+            self.send(answer)
             return
         hub_server = server if "server" in data and self.is_admin else None
         try:
-            allocation, created = await self.pool.grant(
-                req, server=server, hub_server=hub_server, key=key
+            allocation, created = await self.pool.submit(
+                req, groups=groups, server=server, hub_server=hub_server, key=key, queue=queue
             )
+        except QuotaExceeded as e:
+            raise web.HTTPError(403, str(e)) from None
         except NoFit as e:
             raise web.HTTPError(409, str(e)) from None
         except KeyConflict as e:
             raise web.HTTPError(409, str(e)) from None
+        if isinstance(allocation, Queued):
+            est = self.pool.estimates.get(allocation.id)
+            self.send(queued_json(allocation, est, state.units_per_gpu), status=202 if created else 200)
+            return
         if created:
             app.log.info(
                 "granted %s to %s on %s: %s", allocation.id, req.user, allocation.host,
@@ -101,14 +124,31 @@ class AllocationsHandler(APIHandler):
             )
         else:
             app.log.info("answered a retried request (key %s) with %s", key, allocation.id)
-        self.send(allocation_json(allocation, state, self.pool.mps_state(allocation)),
-                  status=201 if created else 200)
+        self.send(app.live_json(allocation), status=201 if created else 200)
 
 
 class AllocationHandler(APIHandler):
+    async def waited(self, allocation_id):
+        """A request that is (or was) in the queue and holds no allocation, as JSON."""
+        found = await self.pool.get_request(allocation_id)
+        if found is None:
+            return None
+        q, state, ended, reason = found
+        if q.req.user != self.user_name and not self.is_admin:
+            return None
+        est = self.pool.estimates.get(q.id) if state == "queued" else None
+        return queued_json(q, est, self.pool.units_per_gpu, state, ended, reason)
+
     async def get(self, allocation_id):
-        a = self.own_allocation_or_404(await self.pool.get(allocation_id), allocation_id)
-        out = allocation_json(a, self.pool.state, self.pool.mps_state(a))
+        a = await self.pool.get(allocation_id)
+        if a is None:
+            body = await self.waited(allocation_id)
+            if body is None:
+                raise web.HTTPError(404, f"no allocation {allocation_id}")
+            self.send(body)
+            return
+        a = self.own_allocation_or_404(a, allocation_id)
+        out = self.allocator.live_json(a)
         if a.state == AllocationState.REVOKED:  # who revoked it and why (the audit log)
             from ..admin.actions import revoke_reason
 
@@ -118,7 +158,21 @@ class AllocationHandler(APIHandler):
         self.send(out)
 
     async def delete(self, allocation_id):
-        a = self.own_allocation_or_404(await self.pool.get(allocation_id), allocation_id)
+        """Release a share, or take a waiting request out of the queue."""
+        q = self.pool.queue.get(allocation_id)
+        if q is not None and (q.req.user == self.user_name or self.is_admin):
+            await self.pool.cancel(allocation_id)
+            self.allocator.log.info("cancelled queued %s of %s (by %s)", q.id, q.req.user, self.user_name)
+            self.send(await self.waited(allocation_id) or {"id": allocation_id, "state": "cancelled"})
+            return
+        a = await self.pool.get(allocation_id)
+        if a is None:
+            body = await self.waited(allocation_id)
+            if body is None:
+                raise web.HTTPError(404, f"no allocation {allocation_id}")
+            self.send(body)
+            return
+        a = self.own_allocation_or_404(a, allocation_id)
         released = await self.pool.finish(allocation_id)
         if released is not None:
             self.allocator.log.info("released %s of %s (by %s)", a.id, a.user, self.user_name)

@@ -7,6 +7,8 @@ decimal strings, memory in MB — never floats.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from ..core.model import Allocation, format_gpus
 from ..core.state import PoolState
 
@@ -136,3 +138,42 @@ def pool_json(state: PoolState, info: dict, *, viewer: str | None) -> dict:
             for name in sorted(state.hosts)
         ],
     }
+
+
+def iso(t: float | None) -> str | None:
+    """Epoch seconds → ISO 8601 in UTC ("2025-01-31T14:20:00+00:00"); None stays."""
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+
+def queued_json(q, estimate, per_gpu: int, state: str = "queued", ended: float | None = None,
+                reason: str | None = None) -> dict:
+    """A request that waits (or waited) in the queue: what it asks for, its
+    position and start estimates (``eta``: expected; ``eta_latest``: if every
+    running share uses its full time), and why it waits."""
+    req = q.req
+    out = {
+        "id": q.id,
+        "state": state,
+        "user": req.user,
+        "server": q.server,
+        "gpus": format_gpus(req.units, per_gpu),
+        "units": req.units,
+        "units_per_gpu": per_gpu,
+        "cpu": cores(req.cpu),
+        "mem": f"{req.mem_mb}M",
+        "max_hours": req.max_hours,
+        "gpu_model": sorted(req.models),
+        "groups": list(q.groups),
+        "submitted": iso(q.submitted),
+        "position": estimate.position if estimate else None,
+        "eta": iso(estimate.expected) if estimate else None,
+        "eta_latest": iso(estimate.latest) if estimate else None,
+        "first_eta": iso(q.first_eta),
+        "first_eta_latest": iso(q.first_latest),
+        "reason": (estimate.reason if estimate else reason) or reason,
+        "ended": iso(ended),
+        "devices": [],
+    }
+    return out

@@ -39,6 +39,8 @@ class AllocationState(str, enum.Enum):
     RELEASED = "released"
     LOST = "lost"
     REVOKED = "revoked"
+    #: stopped at the end of its run time (max_hours)
+    EXPIRED = "expired"
 
     def __str__(self) -> str:
         return self.value

@@ -23,7 +23,10 @@ from .state import PoolState
 
 #: keys a request may carry
 REQUEST_KEYS = frozenset(
-    {"user", "server", "gpus", "cpu", "mem", "max_hours", "gpu_model", "key", "dry_run"}
+    {"user", "server", "gpus", "cpu", "mem", "max_hours", "gpu_model", "key", "dry_run",
+     # the queue: the user's hub groups (trusted from admins: the spawner), and
+     # "queue": false for "now or never" (409 instead of waiting)
+     "groups", "queue"}
 )
 #: of those, what a user sets in a spawn (the spawner adds user, server and key)
 SPAWN_KEYS = frozenset({"gpus", "cpu", "mem", "max_hours", "gpu_model"})
@@ -213,3 +216,14 @@ def check_capacity(state: PoolState, req: Request) -> None:
     max_mem = max((h.memory_mb for h in fitting), default=0)
     if req.mem_mb > max_mem:
         raise RequestError(f"mem: at most {max_mem}M on a host with that many GPUs")
+
+
+def parse_groups(value: object) -> tuple[str, ...] | None:
+    """A user's JupyterHub group names (the spawner sends them); None: not given."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > 1000 or not all(
+        isinstance(g, str) and 0 < len(g) <= 255 and not _CONTROL.search(g) for g in value
+    ):
+        raise RequestError("groups must be a list of JupyterHub group names")
+    return tuple(sorted(set(value)))

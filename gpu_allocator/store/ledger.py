@@ -20,8 +20,11 @@ from sqlalchemy.orm import Session
 
 from gpuhub.db import current_revision, make_engine, stamp, upgrade
 
-from ..core.model import Allocation, AllocationState, Device, Host, HostState, Share
-from .schema import AllocationRow, AuditRow, DeviceRow, HostRow, MetaRow, ShareRow
+from ..core.model import Allocation, AllocationState, Device, Host, HostState, Request, Share
+from ..core.queue import Queued
+from ..core.quota import FIELDS as QUOTA_FIELDS
+from ..core.quota import Limits, Quotas
+from .schema import AllocationRow, AuditRow, DeviceRow, HostRow, MetaRow, QuotaRow, RequestRow, ShareRow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "gpu_allocator_version"
@@ -90,6 +93,62 @@ class Audit:
     detail: dict | None = None
 
 
+@dataclass(frozen=True)
+class Enqueue:
+    """A request enters the queue."""
+
+    request: Queued
+
+
+@dataclass(frozen=True)
+class EndRequest:
+    """A queued request leaves the queue: granted (its allocation, same id, is
+    inserted in the same transaction), cancelled, expired or refused."""
+
+    request_id: str
+    state: str
+    at: float
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PutQuota:
+    """Set (limits) or remove (None) the quota row of a user or group."""
+
+    kind: str  # "user" | "group"
+    name: str
+    limits: Limits | None
+
+
+@dataclass(frozen=True)
+class Extend:
+    """A live allocation's run time, extended (once)."""
+
+    allocation_id: str
+    max_hours: float
+
+
+@dataclass
+class Finished:
+    """A share that ended (accounting, fair share, quotas' rolling window)."""
+
+    id: str
+    user: str
+    units: int
+    cpu: float
+    created: float
+    released: float
+    max_hours: float
+    state: str
+
+
+@dataclass
+class QueueLoaded:
+    queued: list[Queued] = field(default_factory=list)
+    quotas: Quotas = field(default_factory=Quotas.empty)
+    finished: list[Finished] = field(default_factory=list)
+
+
 @dataclass
 class HostRecord:
     """What the ledger keeps about a host besides its capacity."""
@@ -123,6 +182,12 @@ def _allocation(row, shares: tuple[Share, ...]) -> Allocation:
         key=row.idem_key,
         released=row.released_at,
     )
+
+
+def _queued(r) -> Queued:
+    req = Request(r.user, r.units, r.cpu, r.mem_mb, r.max_hours, frozenset(r.models or ()))
+    return Queued(r.id, req, r.submitted_at, tuple(r.groups or ()), r.server, r.hub_server,
+                  r.idem_key, r.first_eta, r.first_latest)
 
 
 class Ledger:
@@ -229,6 +294,45 @@ class Ledger:
             q = q.order_by(AllocationRow.released_at.desc()).limit(limit)
             return [_allocation(r, ()) for r in s.execute(q).scalars()]
 
+    def load_queue(self, since: float) -> QueueLoaded:
+        """The waiting requests (in arrival order), the quotas, and the shares
+        that ended after ``since`` (once, at start)."""
+        out = QueueLoaded()
+        with Session(self.engine) as s, s.begin():
+            for r in s.execute(
+                select(RequestRow).where(RequestRow.state == "queued").order_by(RequestRow.submitted_at)
+            ).scalars():
+                out.queued.append(_queued(r))
+            for q in s.execute(select(QuotaRow)).scalars():
+                limits = Limits(**{f: getattr(q, f) for f in QUOTA_FIELDS})
+                (out.quotas.users if q.kind == "user" else out.quotas.groups)[q.name] = limits
+            out.finished = self._finished(s, since, None)
+        return out
+
+    def _finished(self, s, since: float, until: float | None, user: str | None = None) -> list[Finished]:
+        q = select(AllocationRow).where(
+            AllocationRow.state != "granted", AllocationRow.released_at >= since
+        )
+        if until is not None:
+            q = q.where(AllocationRow.created_at < until)
+        if user is not None:
+            q = q.where(AllocationRow.user == user)
+        return [
+            Finished(r.id, r.user, r.units, r.cpu, r.created_at, r.released_at, r.max_hours, r.state)
+            for r in s.execute(q.order_by(AllocationRow.released_at)).scalars()
+        ]
+
+    def finished(self, since: float, until: float | None = None, user: str | None = None) -> list[Finished]:
+        """Shares that ended after ``since`` and began before ``until`` (accounting)."""
+        with Session(self.engine) as s, s.begin():
+            return self._finished(s, since, until, user)
+
+    def get_request(self, request_id: str) -> tuple[Queued, str, float | None, str | None] | None:
+        """A request that waited: (request, state, ended at, reason)."""
+        with Session(self.engine) as s, s.begin():
+            r = s.get(RequestRow, request_id)
+            return None if r is None else (_queued(r), r.state, r.ended_at, r.reason)
+
     # --- writing ---------------------------------------------------------------------
 
     def write(self, ops: list) -> None:
@@ -281,6 +385,34 @@ class Ledger:
                         at=op.at, actor=op.actor, action=op.action, target=op.target,
                         detail=op.detail,
                     ))
+                elif isinstance(op, Enqueue):
+                    q, req = op.request, op.request.req
+                    conn.execute(insert(RequestRow.__table__).values(
+                        id=q.id, user=req.user, groups=list(q.groups), server=q.server,
+                        hub_server=q.hub_server, idem_key=q.key, units=req.units, cpu=req.cpu,
+                        mem_mb=req.mem_mb, max_hours=req.max_hours, models=sorted(req.models),
+                        state="queued", submitted_at=q.submitted, ended_at=None, reason=None,
+                        first_eta=q.first_eta, first_latest=q.first_latest,
+                    ))
+                elif isinstance(op, EndRequest):
+                    conn.execute(
+                        update(RequestRow.__table__)
+                        .where(RequestRow.id == op.request_id, RequestRow.state == "queued")
+                        .values(state=op.state, ended_at=op.at, reason=op.reason, idem_key=None)
+                    )
+                elif isinstance(op, PutQuota):
+                    conn.execute(delete(QuotaRow.__table__).where(
+                        QuotaRow.kind == op.kind, QuotaRow.name == op.name))
+                    if op.limits is not None:
+                        conn.execute(insert(QuotaRow.__table__).values(
+                            kind=op.kind, name=op.name,
+                            **{f: getattr(op.limits, f) for f in QUOTA_FIELDS}))
+                elif isinstance(op, Extend):
+                    conn.execute(
+                        update(AllocationRow.__table__)
+                        .where(AllocationRow.id == op.allocation_id, AllocationRow.state == "granted")
+                        .values(max_hours=op.max_hours, extended=True)
+                    )
                 elif isinstance(op, DeleteHost):
                     conn.execute(delete(DeviceRow.__table__).where(DeviceRow.host == op.name))
                     conn.execute(delete(HostRow.__table__).where(HostRow.name == op.name))

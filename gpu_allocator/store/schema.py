@@ -73,6 +73,8 @@ class AllocationRow(Base):
     hub_server: Mapped[str | None] = mapped_column(String(255), nullable=True)
     #: what the share was granted for: the GPU models the request accepted
     models: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    #: the user extended its run time once (max_hours is the extended one)
+    extended: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     shares: Mapped[list[ShareRow]] = relationship(
         back_populates="allocation", cascade="all, delete-orphan", order_by="ShareRow.id"
     )
@@ -99,3 +101,43 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255), index=True)
     detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class RequestRow(Base):
+    """A request that waited in the queue: ``queued`` while it waits; then
+    ``granted`` (the allocation has the same id), ``cancelled``, ``expired``
+    (waited longer than its group may) or ``refused`` (a hard limit)."""
+
+    __tablename__ = "requests"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), index=True)
+    groups: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    server: Mapped[str] = mapped_column(String(255), default="")
+    hub_server: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    idem_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    units: Mapped[int] = mapped_column(Integer)
+    cpu: Mapped[float] = mapped_column(Float)
+    mem_mb: Mapped[int] = mapped_column(Integer)
+    max_hours: Mapped[float] = mapped_column(Float)
+    models: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    submitted_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    first_eta: Mapped[float | None] = mapped_column(Float, nullable=True)
+    first_latest: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class QuotaRow(Base):
+    """Limits and queue policy of one user (kind "user") or group ("group");
+    NULL: not set (see core.quota)."""
+
+    __tablename__ = "quotas"
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)  # units
+    sessions: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gpu_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+    priority: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    share: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_wait_hours: Mapped[float | None] = mapped_column(Float, nullable=True)

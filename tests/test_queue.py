@@ -1,0 +1,363 @@
+"""The queue: order, backfill, estimates, quotas and fair share — pure tests of
+gpu_allocator.core.queue / quota / fairshare (hypothesis where it pays)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gpu_allocator.core.fairshare import FairShare, interval
+from gpu_allocator.core.model import Allocation, Device, Host, Request, Share
+from gpu_allocator.core.queue import Queued, Sim, order, plan, run_of, simulate
+from gpu_allocator.core.quota import Held, Limits, Quotas, check
+from gpu_allocator.core.state import PoolState
+
+PER = 20
+H = 3600.0
+NOW = 1_000_000.0
+
+
+def host(name: str, n: int = 4, model: str = "A100", cpus: float = 64.0, mem: int = 512_000) -> Host:
+    return Host(name, tuple(Device(name, i, f"{name}-{i}", model, 81920) for i in range(n)), cpus, mem)
+
+
+def running(state: PoolState, aid: str, user: str, gpus: float, hours_left: float,
+            max_hours: float = 8.0, now: float = NOW) -> tuple[Allocation, float]:
+    """Grant ``gpus`` on the first devices that have room; ends in ``hours_left``."""
+    units = round(gpus * PER)
+    shares = None
+    for name in sorted(state.hosts):
+        devs = [d.uuid for d in state.hosts[name].devices]
+        if units < PER:
+            ok = [u for u in devs if state.free[u] >= units]
+            if ok:
+                shares = [Share(ok[0], units)]
+        else:
+            idle = [u for u in devs if state.free[u] == PER]
+            if len(idle) >= units // PER:
+                shares = [Share(u, PER) for u in idle[: units // PER]]
+        if shares:
+            break
+    assert shares
+    hostname = state.devices[shares[0].device_uuid].host
+    created = now - (max_hours - hours_left) * H
+    a = Allocation(aid, user, hostname, units, 1.0, 1024, max_hours, tuple(shares), created=created)
+    state.grant(a)
+    return a, created + max_hours * H
+
+
+def q(qid: str, user: str, gpus: float, hours: float, submitted: float = NOW, groups=()) -> Queued:
+    return Queued(qid, Request(user, round(gpus * PER), 1.0, 1024, hours), submitted, tuple(groups))
+
+
+def run_plan(state, run, pending, quotas=None, fs=None, held=None, now=NOW, **kw):
+    return plan(state, run, pending, now=now, quotas=quotas or Quotas.empty(),
+                fairshare=fs or FairShare(), held=held if held is not None else {}, **kw)
+
+
+# --- estimates and backfill ----------------------------------------------------------
+
+
+def test_what_fits_starts_and_what_does_not_waits_with_a_start_estimate():
+    state = PoolState.build([host("n", 4)], units_per_gpu=PER)
+    run = [running(state, "r1", "ann", 4, hours_left=2)]
+    p = run_plan(state, run, [q("w1", "bob", 2, 1), q("w2", "cat", 0.5, 1, NOW + 1)])
+    assert p.admitted == []
+    e1, e2 = p.estimates["w1"], p.estimates["w2"]
+    assert (e1.position, e2.position) == (1, 2)
+    assert e1.latest == NOW + 2 * H and e1.expected == NOW + 2 * H
+    assert e2.latest == NOW + 2 * H  # both fit once r1 ends
+    assert "waiting for 2 GPUs to be free" == e1.reason
+    # the estimate with a ratio: shares are expected to use 50% of their time
+    p = run_plan(state, run, [q("w1", "bob", 2, 1)], ratio=0.5)
+    e = p.estimates["w1"]
+    assert e.latest == NOW + 2 * H and e.expected == max(NOW, run[0][0].created + 4 * H)
+
+
+def test_backfill_starts_only_what_cannot_delay_the_head():
+    state = PoolState.build([host("n", 4)], units_per_gpu=PER)
+    run = [running(state, "r1", "ann", 2, hours_left=2)]
+    pending = [
+        q("head", "bob", 4, 4, NOW),  # needs the whole host: at +2 h at the latest
+        q("long", "cat", 1, 3, NOW + 1),  # fits now but would hold a GPU past +2 h
+        q("short", "dan", 1, 1.5, NOW + 2),  # fits now and ends before +2 h
+        q("frac", "eve", 0.5, 2, NOW + 3),  # ends exactly at +2 h: cannot delay it
+    ]
+    p = run_plan(state, run, pending)
+    assert [x.id for x, _ in p.admitted] == ["short", "frac"]
+    assert p.estimates["head"].latest == NOW + 2 * H and p.estimates["head"].position == 1
+    assert p.estimates["long"].reason == "waiting: starting now would delay requests ahead"
+    assert p.estimates["long"].latest == NOW + 6 * H  # after the head's 4 h
+    state.check_indexes()
+
+
+def test_a_request_that_never_fits_does_not_block_the_others():
+    state = PoolState.build([host("n", 2, "L4")], units_per_gpu=PER)
+    never = Queued("x", Request("ann", 20, 1.0, 1024, 1, frozenset({"H100"})), NOW)
+    p = run_plan(state, [], [never, q("ok", "bob", 1, 1, NOW + 1)])
+    assert [x.id for x, _ in p.admitted] == ["ok"]
+    assert p.estimates["x"].latest is None
+
+
+def test_no_cap_on_admissions_per_pass():
+    state = PoolState.build([host(f"n{i}", 8) for i in range(8)], units_per_gpu=PER)
+    pending = [q(f"w{i}", f"u{i % 7}", 1, 1, NOW + i) for i in range(64)]
+    p = run_plan(state, [], pending)
+    assert len(p.admitted) == 64 and not p.estimates
+
+
+pools = st.lists(st.integers(1, 4), min_size=1, max_size=3)
+amounts = st.sampled_from([0.25, 0.5, 1, 2, 3, 4])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=pools, runs=st.lists(st.tuples(amounts, st.floats(0.1, 8)), max_size=6),
+       waiting=st.lists(st.tuples(amounts, st.floats(0.1, 8)), min_size=1, max_size=10))
+def test_backfill_never_delays_the_head(sizes, runs, waiting):
+    state = PoolState.build([host(f"n{i}", n) for i, n in enumerate(sizes)], units_per_gpu=PER)
+    run = []
+    for i, (g, left) in enumerate(runs):
+        try:
+            run.append(running(state, f"r{i}", f"u{i}", g, left))
+        except AssertionError:
+            pass  # did not fit: fewer running shares
+    pending = [q(f"w{i}", f"w{i}", g, h, NOW + i) for i, (g, h) in enumerate(waiting)]
+    # the head: the first request in order that cannot start now
+    before = Sim(state)
+    base_runs = [run_of(a, e) for a, e in run]
+    p = run_plan(state, run, pending)
+    admitted = {x.id for x, _ in p.admitted}
+    ahead = [x for x in pending if x.id not in admitted]
+    if not ahead:
+        return
+    head = ahead[0]
+    alone = simulate(before, base_runs, [head.req], NOW)[0]
+    after = Sim(state)
+    with_new = simulate(after, base_runs + [run_of(a, NOW + a.max_hours * H) for _, a in p.admitted],
+                        [head.req], NOW)[0]
+    # the head's start: not later than if nothing had been admitted after it
+    # (those admitted ahead of it in order are its right)
+    ahead_of_head = [a for x, a in p.admitted if pending.index(x) < pending.index(head)]
+    if not ahead_of_head:
+        assert alone is None or (with_new is not None and with_new <= alone + 1e-6)
+    assert p.estimates[head.id].latest == with_new
+    state.check_indexes()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=pools,
+       limits=st.dictionaries(st.sampled_from(["a", "b", "c"]),
+                              st.tuples(st.none() | st.integers(0, 80), st.none() | st.integers(0, 3),
+                                        st.none() | st.floats(0, 40)), max_size=3),
+       waiting=st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), amounts, st.floats(0.1, 8)),
+                        min_size=1, max_size=12))
+def test_a_quota_is_never_exceeded(sizes, limits, waiting):
+    state = PoolState.build([host(f"n{i}", n) for i, n in enumerate(sizes)], units_per_gpu=PER)
+    quotas = Quotas({u: Limits(gpus=g, sessions=s, gpu_hours=h) for u, (g, s, h) in limits.items()}, {})
+    pending = [q(f"w{i}", u, g, h, NOW + i) for i, (u, g, h) in enumerate(waiting)]
+    p = run_plan(state, [], pending, quotas=quotas)
+    for u in "abc":
+        mine = [a for _, a in p.admitted if a.user == u]
+        lim = quotas.resolve(u)
+        if lim.gpus is not None:
+            assert sum(a.units for a in mine) <= lim.gpus
+        if lim.sessions is not None:
+            assert len(mine) <= lim.sessions
+        if lim.gpu_hours is not None:
+            assert sum(a.units / PER * a.max_hours for a in mine) <= lim.gpu_hours + 1e-6
+    for x in pending:
+        r = check(quotas.resolve(x.req.user), Held(), x.req, PER)
+        assert (x.id in p.refused) == (r.verdict == "hard")
+
+
+# --- order -----------------------------------------------------------------------------
+
+
+def test_order_is_priority_then_fair_share_then_arrival():
+    fs = FairShare(half_life_s=24 * H)
+    fs.add("user:heavy", 4, NOW - 10 * H, NOW - H)
+    quotas = Quotas({}, {"vip": Limits(priority=10), "big": Limits(), "small": Limits()})
+    pending = [
+        q("a", "heavy", 1, 1, NOW, ["big"]),
+        q("b", "light", 1, 1, NOW + 5, ["small"]),
+        q("c", "boss", 1, 1, NOW + 9, ["vip"]),
+        q("d", "light", 1, 1, NOW + 7, ["small"]),
+    ]
+    got = [x.id for x in order(pending, [], quotas, fs, NOW, PER)]
+    assert got == ["c", "b", "d", "a"]
+
+
+def test_running_shares_count_as_usage():
+    state = PoolState.build([host("n", 4)], units_per_gpu=PER)
+    run = [running(state, "r", "busy", 2, hours_left=1, max_hours=5)]
+    pending = [q("a", "busy", 1, 1, NOW), q("b", "idle", 1, 1, NOW + 1)]
+    assert [x.id for x in order(pending, run, Quotas.empty(), FairShare(), NOW, PER)] == ["b", "a"]
+
+
+def test_fair_share_converges_for_two_users_with_equal_entitlements():
+    """Two users who always have work waiting — one in 1-hour, one in 3-hour
+    jobs — on 2 GPUs: over a long run their GPU-seconds end within 10%."""
+    state = PoolState.build([host("n", 2)], units_per_gpu=PER)
+    fs = FairShare(half_life_s=12 * H)
+    now, seq = NOW, 0
+    pending, live, used = [], {}, {"short": 0.0, "long": 0.0}
+    hours = {"short": 1.0, "long": 3.0}
+    for _ in range(2000):
+        for u in hours:
+            while sum(1 for x in pending if x.req.user == u) < 2:
+                seq += 1
+                pending.append(q(f"j{seq}", u, 1, hours[u], now))
+        run = [(a, a.created + a.max_hours * H) for a in live.values()]
+        p = run_plan(state, run, pending, fs=fs, now=now)
+        for x, a in p.admitted:
+            pending.remove(x)
+            live[a.id] = a
+        if now - NOW > 600 * H:
+            break
+        end = min(a.created + a.max_hours * H for a in live.values())
+        now = end
+        for a in [a for a in live.values() if a.created + a.max_hours * H <= now]:
+            state.release(a.id)
+            del live[a.id]
+            fs.add(f"user:{a.user}", a.units / PER, a.created, now)
+            used[a.user] += a.units / PER * (now - a.created)
+    for a in live.values():  # what still runs counts as far as it ran
+        used[a.user] += a.units / PER * (now - a.created)
+    assert used["short"] > 0 and used["long"] > 0
+    assert abs(used["short"] - used["long"]) / max(used.values()) < 0.10, used
+
+
+# --- quotas ------------------------------------------------------------------------------
+
+
+def test_limits_resolve_user_first_else_most_generous_group_else_default():
+    quotas = Quotas(
+        {"ann": Limits(gpus=20)},
+        {"students": Limits(gpus=20, sessions=1, priority=1), "staff": Limits(gpus=80, gpu_hours=100.0)},
+        Limits(gpus=10, sessions=2),
+    )
+    assert quotas.resolve("ann", ["staff"]) == Limits(gpus=20, gpu_hours=100.0, sessions=2)
+    assert quotas.resolve("bob", ["students", "staff"]) == Limits(gpus=80, sessions=1, gpu_hours=100.0,
+                                                                  priority=1)
+    assert quotas.resolve("cat", []) == Limits(gpus=10, sessions=2)
+    assert quotas.charged_group("bob", ["staff", "students"]) == "students"
+
+
+def test_quota_check_hard_wait_ok():
+    lim = Limits(gpus=40, sessions=2, gpu_hours=10.0)
+    two_h = Request("a", 20, 1.0, 1024, 2.0)
+    assert check(lim, Held(), two_h, PER).ok
+    assert check(lim, Held(units=40), two_h, PER).verdict == "wait"
+    r = check(lim, Held(units=20, sessions=2), two_h, PER)
+    assert r.verdict == "wait" and "2 of 2 sessions" in r.reason
+    assert check(lim, Held(gpu_hours=9.0), two_h, PER).verdict == "wait"
+    r = check(lim, Held(), Request("a", 60, 1.0, 1024, 1.0), PER)
+    assert r.verdict == "hard" and "your limit is 2 GPUs at once" in r.reason
+    assert check(lim, Held(), Request("a", 20, 1.0, 1024, 11.0), PER).verdict == "hard"
+
+
+# --- fair share ------------------------------------------------------------------------
+
+
+def test_decayed_usage_halves_every_half_life():
+    fs = FairShare(half_life_s=H)
+    fs.add("user:a", 1.0, 0.0, 60.0)
+    v0 = fs.value("user:a", 60.0)
+    assert v0 == pytest.approx(60.0, rel=0.02)
+    assert fs.value("user:a", 60.0 + H) == pytest.approx(v0 / 2)
+    # a running share's usage seen now equals the same share finished now
+    assert fs.usage("user:b", 500.0, [(2.0, 100.0)]) == pytest.approx(interval(2.0, 100.0, 500.0, 500.0, H))
+    assert math.isclose(interval(1.0, 0, 10, 10, 1e9), 10.0, rel_tol=1e-4)  # no decay: plain GPU-s
+
+
+# --- the live pool: submit, queue, restart (SQLite and PostgreSQL) --------------------
+
+import asyncio  # noqa: E402
+
+from test_pool import box, open_pool, reopen  # noqa: E402
+
+from gpu_allocator.core.model import AllocationState  # noqa: E402
+from gpu_allocator.pool import QuotaExceeded  # noqa: E402
+
+
+async def settle(pool):
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+        if not pool._pass_running:
+            return
+
+
+async def test_a_request_that_does_not_fit_waits_then_starts_when_capacity_returns(db_url):
+    pool = await open_pool(db_url, [box("n", 2, "A100")])
+    first, created = await pool.submit(Request("ann", 40, 1.0, 1024, 2.0), groups=["lab"])
+    assert created and first.state == AllocationState.GRANTED
+    waiting, created = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0), groups=["lab"], key="bob//1")
+    assert created and isinstance(waiting, Queued)
+    est = pool.estimates[waiting.id]
+    assert est.position == 1 and est.latest == pytest.approx(first.created + 2 * H, abs=1)
+    assert "waiting for 1 GPU to be free" in est.reason
+    again, created = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0), key="bob//1")
+    assert not created and again.id == waiting.id  # a retried key: the same request
+    third, _ = await pool.submit(Request("cat", 10, 1.0, 1024, 1.0))
+    assert isinstance(third, Queued)
+    # kill -9: the queue is in the database
+    pool = await reopen(pool)
+    assert set(pool.queue) == {waiting.id, third.id}
+    assert pool.queue[waiting.id].groups == ("lab",) and pool.queue[waiting.id].key == "bob//1"
+    await pool.finish(first.id)
+    await settle(pool)
+    assert pool.queue == {}
+    got = pool.state.allocations[waiting.id]
+    assert got.user == "bob" and got.key == "bob//1" and pool.state.allocations[third.id].user == "cat"
+    pool = await reopen(pool)
+    assert set(pool.state.allocations) == {waiting.id, third.id} and pool.queue == {}
+    req = (await pool.get_request(waiting.id))
+    assert req[1] == "granted"
+    pool.close()
+
+
+async def test_cancel_leaves_the_queue_and_quotas_queue_or_refuse(db_url):
+    pool = await open_pool(db_url, [box("n", 4, "A100")])
+    await pool.set_quota("group", "students", Limits(gpus=20, sessions=2))
+    await pool.set_quota("user", "ann", Limits(gpus=60))
+    with pytest.raises(QuotaExceeded, match="your limit is 1 GPUs at once"):
+        await pool.submit(Request("bob", 40, 1.0, 1024, 1.0), groups=["students"])
+    a, _ = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0), groups=["students"])
+    assert a.state == AllocationState.GRANTED
+    w, _ = await pool.submit(Request("bob", 10, 1.0, 1024, 1.0), groups=["students"])
+    assert isinstance(w, Queued) and "over your GPU quota: 1 of 1 GPUs in use" in pool.estimates[w.id].reason
+    # the explicit user limit wins over the group's
+    big, _ = await pool.submit(Request("ann", 60, 1.0, 1024, 1.0), groups=["students"])
+    assert big.state == AllocationState.GRANTED
+    assert (await pool.cancel(w.id)).id == w.id and w.id not in pool.queue
+    pool = await reopen(pool)
+    assert pool.queue == {} and (await pool.get_request(w.id))[1] == "cancelled"
+    assert pool.quotas.groups["students"] == Limits(gpus=20, sessions=2)
+    pool.close()
+
+
+async def test_run_time_warnings_then_expiry_and_one_extension(db_url):
+    pool = await open_pool(db_url, [box("n", 1, "A100")])
+    a, _ = await pool.submit(Request("ann", 20, 1.0, 1024, 1.0), now=NOW)
+    warned, expired = await pool.expire_due(NOW + 46 * 60)
+    assert [(x.id, m) for x, m in warned] == [(a.id, 15)] and not expired
+    assert "save your work" in pool.notices[a.id]["message"]
+    assert (await pool.expire_due(NOW + 47 * 60)) == ([], [])
+    waiting, _ = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0), now=NOW + 50 * 60)
+    from gpu_allocator.pool import ExtendRefused
+
+    with pytest.raises(ExtendRefused, match="delay 1 queued"):
+        await pool.extend(a.id, 1.0, 8.0, now=NOW + 50 * 60)
+    await pool.cancel(waiting.id)
+    await settle(pool)
+    longer = await pool.extend(a.id, 1.0, 8.0, now=NOW + 50 * 60)
+    assert longer.max_hours == 2.0
+    with pytest.raises(ExtendRefused, match="once"):
+        await pool.extend(a.id, 1.0, 8.0, now=NOW + 50 * 60)
+    warned, expired = await pool.expire_due(NOW + 2 * H + 1)
+    assert [x.id for x in expired] == [a.id]
+    assert (await pool.get(a.id)).state == AllocationState.EXPIRED
+    pool.close()

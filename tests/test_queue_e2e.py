@@ -1,0 +1,170 @@
+"""The queue end to end: the real hub with the demo config (4 × A100 on node-a,
+2 × L4 on node-b), the allocator as its managed service, sessions as local
+processes, the progress page in Chromium."""
+
+from __future__ import annotations
+
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from hubprocess import API, Hub, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+A100 = "A100-SXM4-80GB"
+WHOLE_A100 = {"gpus": 4, "gpu_model": A100, "max_hours": 1, "cpu": 1, "mem": "1G"}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    # the queue's timer and the run-time checks every second
+    h = Hub(tmp_path_factory.mktemp("queuehub"), GPUHUB_TIME_LIMIT_INTERVAL="1")
+    h.start()
+    yield h
+    h.stop()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left(hub):
+    yield
+    admin = hub.admin_allocator()
+    for q in admin.call("GET", API + "/queue").json()["queued"]:
+        admin.call("DELETE", f"{API}/allocations/{q['id']}")
+    for a in admin.allocations():
+        admin.call("DELETE", f"{API}/allocations/{a['id']}")
+
+
+def queued(client) -> list[dict]:
+    return client.call("GET", API + "/allocations").json()["queued"]
+
+
+def browser_login(p, hub, name):
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page()
+    page.goto(hub.url + "/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", "anything")
+    page.click("#login_submit")
+    page.wait_for_load_state()
+    return browser, page
+
+
+def test_a_full_pool_queues_the_spawn_with_position_and_eta_then_it_starts_or_is_stopped(hub, tmp_path):
+    ann, bob, cat = hub.login("gpuhub-q-ann"), hub.login("gpuhub-q-bob"), hub.login("gpuhub-q-cat")
+    r = ann.spawn(WHOLE_A100)
+    assert r.status_code in (201, 202), r.text
+    ann.wait_ready()
+    with ThreadPoolExecutor(2) as pool, sync_playwright() as p:
+        # bob asks for the same 4 A100: queued, his progress page says where and when
+        spawning = pool.submit(bob.spawn, WHOLE_A100)
+        (waiting,) = wait_for(lambda: queued(bob), 30, "bob's queued request")
+        assert waiting["state"] == "queued" and waiting["position"] == 1
+        assert waiting["eta"] and waiting["eta_latest"] and "4 × A100" in waiting["reason"].replace(A100, "A100")
+        assert spawning.result().status_code == 202
+        browser, page = browser_login(p, hub, "gpuhub-q-bob")
+        page.goto(f"{hub.url}/hub/spawn-pending/gpuhub-q-bob")
+        page.wait_for_function(
+            "document.querySelector('#progress-message').textContent.includes('queued: 1st for 4 × ')",
+            timeout=30_000,
+        )
+        shown = page.inner_text("#progress-message")
+        assert f"queued: 1st for 4 × {A100}, expected start " in shown, shown
+        page.screenshot(path=str(tmp_path / "queued.png"))
+        # ann stops: bob's server starts by itself, the page lands in JupyterLab
+        ann.stop()
+        page.wait_for_url("**/user/gpuhub-q-bob/**", timeout=120_000)
+        browser.close()
+        bob.wait_ready()
+        (granted,) = bob.allocations()
+        assert granted["id"] == waiting["id"] and granted["gpus"] == "4"
+        assert queued(bob) == []
+
+        # cat asks too, and presses Stop on the progress page: she leaves the queue
+        spawning = pool.submit(cat.spawn, WHOLE_A100)
+        (mine,) = wait_for(lambda: queued(cat), 30, "cat's queued request")
+        browser, page = browser_login(p, hub, "gpuhub-q-cat")
+        page.goto(f"{hub.url}/hub/spawn-pending/gpuhub-q-cat")
+        page.wait_for_function(
+            "document.querySelector('#progress-message').textContent.includes('queued: 1st')",
+            timeout=30_000,
+        )
+        page.click("#stop-server-btn")
+        wait_for(lambda: cat.server() is None, 30, "cat's spawn to stop")
+        browser.close()
+        spawning.result()
+    assert queued(cat) == []
+    assert cat.call("GET", f"{API}/allocations/{mine['id']}").json()["state"] == "cancelled"
+    assert hub.admin_allocator().call("GET", API + "/queue").json()["queued"] == []
+    bob.stop()
+
+
+def test_a_session_past_max_hours_is_warned_and_stopped(hub):
+    dan = hub.login("gpuhub-q-dan")
+    r = dan.spawn({"gpus": 0.5, "max_hours": 0.03})  # 108 s: warned at once (under 5 min left)
+    assert r.status_code in (201, 202), r.text
+    dan.wait_ready()
+    (a,) = dan.allocations()
+    got = wait_for(lambda: dan.call("GET", f"{API}/allocations/{a['id']}").json().get("notice"), 20, "notice")
+    assert "save your work" in got
+    wait_for(lambda: dan.server() is None, 180, "the session to be stopped at its run time")
+    assert dan.call("GET", f"{API}/allocations/{a['id']}").json()["state"] == "expired"
+    form = dan.session.get(hub.url + "/hub/spawn").text  # the spawn form says why
+    assert "its run time (max_hours, 0.03 h) was over" in form, form[-2000:]
+
+
+def test_quotas_refuse_what_is_over_a_hard_limit_and_queue_what_is_over_now(hub):
+    admin = hub.login("admin")
+    erin = hub.login("gpuhub-q-erin")
+    r = admin.call("POST", "/hub/api/groups/gpuhub-q-students", json={"users": ["gpuhub-q-erin"]})
+    assert r.status_code in (201, 409), r.text
+    r = admin.call("PUT", API + "/quotas/group/gpuhub-q-students", json={"gpus": 0.5, "sessions": 2})
+    assert r.status_code == 200 and r.json()["limits"]["gpus"] == "0.5", r.text
+    try:
+        r = erin.spawn({"gpus": 1})
+        assert r.status_code == 400 and "your limit is 0.5 GPUs at once" in r.json()["message"], r.text
+        r = erin.spawn({"gpus": 0.5})
+        assert r.status_code in (201, 202), r.text
+        erin.wait_ready()
+        quota = erin.call("GET", API + "/quota").json()
+        assert quota["groups"] == ["gpuhub-q-students"] and quota["limits"]["gpus"] == "0.5"
+        assert quota["left"]["gpus"] == "0" and quota["left"]["sessions"] == 1
+        r = erin.call("POST", API + "/allocations", json={"gpus": 0.25})
+        assert r.status_code == 202 and r.json()["state"] == "queued", r.text
+        assert "over your GPU quota: 0.5 of 0.5 GPUs in use" in r.json()["reason"]
+        assert erin.call("GET", API + "/quotas").status_code == 403  # admins only
+        assert erin.call("DELETE", f"{API}/allocations/{r.json()['id']}").json()["state"] == "cancelled"
+        erin.stop()
+        usage = erin.call("GET", API + "/usage").json()
+        assert usage["users"]["gpuhub-q-erin"]["gpu_hours"] > 0
+        csv = erin.call("GET", API + "/usage", params={"format": "csv"})
+        assert csv.headers["Content-Type"].startswith("text/csv")
+        assert csv.text.splitlines()[0] == "day,user,groups,gpu_hours,cpu_hours,sessions_started"
+    finally:
+        admin.call("DELETE", API + "/quotas/group/gpuhub-q-students")
+
+
+def test_the_queue_survives_an_allocator_kill_9(hub):
+    admin = hub.admin_allocator()
+    body = {"user": "gpuhub-q-fay", "gpus": 4, "gpu_model": A100, "max_hours": 2}
+    first = admin.call("POST", API + "/allocations", json=body)
+    assert first.status_code == 201, first.text
+    second = admin.call("POST", API + "/allocations", json={**body, "user": "gpuhub-q-gus"})
+    assert second.status_code == 202 and second.json()["position"] == 1, second.text
+    qid = second.json()["id"]
+    (pid,) = hub.allocator_pids()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: hub.allocator_pids() not in ([], [pid]), 30, "the allocator to be restarted")
+    back = wait_for(lambda: admin.call("GET", f"{API}/allocations/{qid}"), 30, "the allocator to answer")
+    got = back.json()
+    assert got["state"] == "queued" and got["user"] == "gpuhub-q-gus" and got["position"] == 1, got
+    admin.call("DELETE", f"{API}/allocations/{first.json()['id']}")
+    wait_for(lambda: admin.call("GET", f"{API}/allocations/{qid}").json()["state"] == "granted",
+             15, "the queued request to be granted")
+    admin.call("DELETE", f"{API}/allocations/{qid}")
