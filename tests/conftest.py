@@ -2,6 +2,10 @@ import os
 import sys
 from pathlib import Path
 
+#: jp_fetch and friends for the lab panel's server extension (tests/labextension);
+#: plugins may only be named in the top-level conftest
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))

@@ -12,8 +12,6 @@ import threading
 import pytest
 from tornado import web
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
 TOKEN = "server-token-of-alice"
 ALLOC = {
     "id": "a-123", "state": "granted", "user": "alice", "server": "", "host": "node-a",
