@@ -139,15 +139,22 @@ class AllocationHandler(APIHandler):
         est = self.pool.estimates.get(q.id) if state == "queued" else None
         return queued_json(q, est, self.pool.units_per_gpu, state, ended, reason)
 
-    async def get(self, allocation_id):
+    async def allocation_or_answer(self, allocation_id):
+        """The caller's allocation; None when the id is a request that waited (or
+        still waits) in the queue — then its state has been answered."""
         a = await self.pool.get(allocation_id)
         if a is None:
             body = await self.waited(allocation_id)
             if body is None:
                 raise web.HTTPError(404, f"no allocation {allocation_id}")
             self.send(body)
+            return None
+        return self.own_allocation_or_404(a, allocation_id)
+
+    async def get(self, allocation_id):
+        a = await self.allocation_or_answer(allocation_id)
+        if a is None:
             return
-        a = self.own_allocation_or_404(a, allocation_id)
         out = self.allocator.live_json(a)
         if a.state == AllocationState.REVOKED:  # who revoked it and why (the audit log)
             from ..admin.actions import revoke_reason
@@ -165,14 +172,9 @@ class AllocationHandler(APIHandler):
             self.allocator.log.info("cancelled queued %s of %s (by %s)", q.id, q.req.user, self.user_name)
             self.send(await self.waited(allocation_id) or {"id": allocation_id, "state": "cancelled"})
             return
-        a = await self.pool.get(allocation_id)
+        a = await self.allocation_or_answer(allocation_id)
         if a is None:
-            body = await self.waited(allocation_id)
-            if body is None:
-                raise web.HTTPError(404, f"no allocation {allocation_id}")
-            self.send(body)
             return
-        a = self.own_allocation_or_404(a, allocation_id)
         released = await self.pool.finish(allocation_id)
         if released is not None:
             self.allocator.log.info("released %s of %s (by %s)", a.id, a.user, self.user_name)
