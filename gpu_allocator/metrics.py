@@ -1,9 +1,10 @@
 """The allocator's Prometheus metrics (``GET /services/gpu-allocator/metrics``,
 scope ``read:metrics``; see gpuhub.metrics).
 
-Gauges are read from the live pool at scrape time (a pass over the devices);
-counters and histograms are fed by wrapping the pool's grant, finish and
-mark_lost (so every path counts: the REST API, reconciliation, lost hosts,
+Gauges are read from the live pool at scrape time (a pass over the devices and
+the queue); counters and histograms are fed by wrapping the pool's submit,
+finish, mark_lost and the note of each scheduling pass's grants (so every path
+counts: the REST API, grants from the queue, reconciliation, lost hosts,
 revocations). No per-user labels.
 """
 
@@ -14,6 +15,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from .admin.pages import reason_kind
 from .admin.poolview import model_totals
 from .core.model import AllocationState, HostState
 from .core.placement import NoFit
@@ -81,8 +83,22 @@ class PoolCollector:
             "gpuhub_allocations_active", "Granted allocations (live shares)",
             value=len(state.allocations))
         yield GaugeMetricFamily(
-            "gpuhub_queue_pending_requests",
-            "Requests waiting in the queue (no queue yet: always 0, see issue #10)", value=0)
+            "gpuhub_queue_pending_requests", "Requests waiting in the queue", value=len(pool.queue))
+        waiting = GaugeMetricFamily(
+            "gpuhub_queue_pending_by_reason",
+            "Requests waiting in the queue, by what they wait for (capacity, quota, reservation)",
+            labels=["reason"])
+        kinds = {"capacity": 0, "quota": 0, "reservation": 0}
+        for q in pool.queue.values():
+            e = pool.estimates.get(q.id)
+            kinds[reason_kind(e.reason if e else "")] += 1
+        for k, n in kinds.items():
+            waiting.add_metric([k], n)
+        yield waiting
+        oldest = min((q.submitted for q in pool.queue.values()), default=None)
+        yield GaugeMetricFamily(
+            "gpuhub_queue_oldest_wait_seconds", "How long the longest-waiting request has waited (0: none)",
+            value=0.0 if oldest is None else max(0.0, time.time() - oldest))
         age = GaugeMetricFamily(
             "gpuhub_host_heartbeat_age_seconds",
             "Seconds since the last heartbeat of each agent host that is not lost",
@@ -102,7 +118,7 @@ class AllocatorMetrics:
         r = self.registry
         self.decision = Histogram(
             "gpuhub_allocation_decision_duration_seconds",
-            "Time to answer a grant request: placement and its commit (refusals too)",
+            "Time to answer a request: quota check, placement or queueing, and the commit (refusals too)",
             buckets=DECISION_BUCKETS, registry=r)
         self.granted = Counter(
             "gpuhub_allocations_granted", "Allocations granted", registry=r)
@@ -116,30 +132,45 @@ class AllocatorMetrics:
             "gpuhub_hosts_lost", "GPU hosts marked lost (missed heartbeats)", registry=r)
         self.queue_wait = Histogram(
             "gpuhub_queue_wait_duration_seconds",
-            "Time requests waited in the queue before a grant (no queue yet, see issue #10)",
+            "Time requests that waited in the queue waited before their grant",
             buckets=WAIT_BUCKETS, registry=r)
         for reason in ("released", "revoked", "lost"):
             self.released.labels(reason)
         self.refused.labels("capacity")
+        self.refused.labels("quota")
         r.register(PoolCollector(app))
 
     def instrument(self, pool) -> None:
         """Count what the pool does, whoever asks it (wraps the instance's methods)."""
-        grant, finish, mark_lost = pool.grant, pool.finish, pool.mark_lost
+        from .pool import QuotaExceeded
+
+        submit, finish, mark_lost, note_plan = pool.submit, pool.finish, pool.mark_lost, pool._note_plan
         m = self
 
-        async def timed_grant(req, **kw):
+        async def timed_submit(req, **kw):
             t0 = time.perf_counter()
             try:
-                a, created = await grant(req, **kw)
+                a, created = await submit(req, **kw)
             except NoFit:
                 m.decision.observe(time.perf_counter() - t0)
                 m.refused.labels("capacity").inc()
                 raise
+            except QuotaExceeded:
+                m.decision.observe(time.perf_counter() - t0)
+                m.refused.labels("quota").inc()
+                raise
             if created:
                 m.decision.observe(time.perf_counter() - t0)
-                m.granted.inc()
+                if not hasattr(a, "req"):  # an Allocation, not a Queued request
+                    m.granted.inc()
             return a, created
+
+        def counted_note_plan(p, exclude=None):
+            for x, a in p.admitted:
+                if x.id != exclude:  # a request that waited (its own submit's grant did not)
+                    m.granted.inc()
+                    m.queue_wait.observe(max(0.0, a.created - x.submitted))
+            return note_plan(p, exclude)
 
         async def counted_finish(allocation_id, state=AllocationState.RELEASED, *args, **kw):
             done = await finish(allocation_id, state, *args, **kw)
@@ -155,4 +186,5 @@ class AllocatorMetrics:
                     m.released.labels("lost").inc(len(ids))
             return lost
 
-        pool.grant, pool.finish, pool.mark_lost = timed_grant, counted_finish, counted_mark_lost
+        pool.submit, pool.finish, pool.mark_lost = timed_submit, counted_finish, counted_mark_lost
+        pool._note_plan = counted_note_plan

@@ -519,14 +519,17 @@ class LivePool:
                 self.log.warning("request %s left the queue: %s (%s)", op.request_id, op.state, op.reason)
         return [a for _, a in p.admitted]
 
-    async def cancel(self, request_id: str, now: float | None = None) -> Queued | None:
-        """Take a waiting request out of the queue (None: it is not waiting)."""
+    async def cancel(self, request_id: str, now: float | None = None, reason: str | None = None,
+                     extra: tuple = ()) -> Queued | None:
+        """Take a waiting request out of the queue (None: it is not waiting).
+        ``extra``: ledger operations written in the same transaction (an audit entry)."""
         q = self.queue.pop(request_id, None)
         if q is None:
             return None
         self.estimates.pop(request_id, None)
         try:
-            await self.commit([EndRequest(request_id, "cancelled", time.time() if now is None else now)])
+            await self.commit([EndRequest(request_id, "cancelled", time.time() if now is None else now, reason),
+                               *extra])
         except BaseException:
             self.queue[request_id] = q
             raise
@@ -546,9 +549,10 @@ class LivePool:
                  if user is None or q.req.user == user]
         return sorted(items, key=lambda qe: (qe[1].position if qe[1] else 1 << 30, qe[0].submitted))
 
-    async def set_quota(self, kind: str, name: str, limits: Limits | None) -> None:
-        """Set or (None) remove the quota row of a user or group."""
-        await self.commit([PutQuota(kind, name, limits)])
+    async def set_quota(self, kind: str, name: str, limits: Limits | None, extra: tuple = ()) -> None:
+        """Set or (None) remove the quota row of a user or group (``extra``: ledger
+        operations written in the same transaction, an audit entry)."""
+        await self.commit([PutQuota(kind, name, limits), *extra])
         table = self.quotas.users if kind == "user" else self.quotas.groups
         if limits is None:
             table.pop(name, None)

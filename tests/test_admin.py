@@ -133,7 +133,7 @@ def test_admin_sees_the_map_drains_revokes_exports_and_audits(hub):
         expect(page.locator('#gpuhub-storage tr[data-host="local"] .gpuhub-capacity')).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "storage.png"), full_page=True)
         page.click("#tab-queue")
-        expect(page.locator("#gpuhub-no-queue")).to_be_visible()
+        expect(page.locator("#gpuhub-queue-empty")).to_be_visible()
         browser.close()
 
     # each action was also an API call's worth of record
@@ -176,6 +176,134 @@ def test_actions_are_api_calls_too(hub):
     assert {m["model"]: m["gpus"] for m in s["models"]} == {"A100-SXM4-80GB": 4, "L4": 2}
 
 
+def confirm_form(page, submit, reason: str = "", shows: str = "") -> None:
+    """Submit a form through the confirmation dialog (its fields listed there)."""
+    submit.click()
+    expect(page.locator("#gpuhub-confirm")).to_be_visible()
+    if shows:
+        expect(page.locator("#gpuhub-confirm-summary")).to_contain_text(shows)
+    if reason:
+        page.fill("#gpuhub-confirm-reason", reason)
+    page.click("#gpuhub-confirm-ok")
+    expect(page.locator("#gpuhub-flash")).to_be_visible()
+
+
+def test_queue_tab_quotas_priority_cancel_and_metrics(hub):
+    """The admin sets a group quota in the Queue tab: a member's spawn over it is
+    refused, a request over it now is queued (reason: quota); a request that waits
+    for capacity shows its ETA; the admin changes a priority and cancels, each
+    confirmed and audited, and the same through the API; the metrics follow the
+    queue."""
+    from hubprocess import wait_for
+
+    admin, gina, svc = hub.login("admin"), hub.login("gpuhub-gina"), hub.admin_allocator()
+    token = (hub.data_dir / "gpuhub-prometheus-token").read_text().strip()
+    metrics_url = hub.url + "/services/gpu-allocator/metrics"
+    r = admin.call("POST", "/hub/api/groups/gpuhub-qa", json={"users": ["gpuhub-gina"]})
+    assert r.status_code in (201, 409), r.text
+    a100 = {"gpu_model": "A100-SXM4-80GB", "max_hours": 1, "cpu": 1, "mem": "1G"}
+    made = []
+    try:
+        full = svc.call("POST", API + "/allocations", json={"user": "gpuhub-hank", "gpus": 4, **a100})
+        assert full.status_code == 201, full.text
+        made.append(full.json()["id"])
+        with sync_playwright() as p:
+            browser, page = browser_login(p, hub, "admin")
+            page.goto(hub.url + PANEL + "queue")
+            expect(page.locator("#gpuhub-queue-empty")).to_be_visible()
+            page.select_option("#q-kind", "group")
+            page.fill("#q-name", "gpuhub-qa")
+            page.fill("#q-gpus", "0.5")
+            page.fill("#q-sessions", "3")
+            confirm_form(page, page.locator("#q-submit"), "course limits", shows="gpus: 0.5")
+            row = page.locator('#gpuhub-quota-table tr[data-kind="group"][data-name="gpuhub-qa"]')
+            expect(row.locator('td[data-field="gpus"]')).to_have_text("0.5")
+            expect(row.locator('td[data-field="sessions"]')).to_have_text("3")
+
+            # the member's spawn over the limit is refused; one within it starts
+            r = gina.spawn({"gpus": 1})
+            assert r.status_code == 400 and "your limit is 0.5 GPUs at once" in r.json()["message"], r.text
+            r = gina.spawn({"gpus": 0.5})
+            assert r.status_code in (201, 202), r.text
+            gina.wait_ready()
+            # over the quota now: queued, reason quota
+            mine = [gina.call("POST", API + "/allocations", json={"gpus": 0.25}) for _ in range(2)]
+            assert [x.status_code for x in mine] == [202, 202], [x.text for x in mine]
+            assert "over your GPU quota" in mine[0].json()["reason"]
+            r1, r2 = (x.json()["id"] for x in mine)
+            # waiting for capacity: the A100s are all held for an hour
+            hank = svc.call("POST", API + "/allocations", json={"user": "gpuhub-hank", "gpus": 1, **a100})
+            assert hank.status_code == 202, hank.text
+            h1 = hank.json()["id"]
+            queue = admin.call("GET", API + "/queue").json()["queued"]
+            assert {q["id"] for q in queue} == {r1, r2, h1}
+
+            m = samples(scrape(metrics_url, token).text)
+            assert m["gpuhub_queue_pending_requests"][0][1] == len(queue) == 3
+            by = {lab["reason"]: v for lab, v in m["gpuhub_queue_pending_by_reason"]}
+            assert by == {"quota": 2, "capacity": 1, "reservation": 0}
+            waits_before = m["gpuhub_queue_wait_duration_seconds_count"][0][1]
+
+            page.reload()
+            for rid, kind in ((r1, "quota"), (r2, "quota"), (h1, "capacity")):
+                expect(page.locator(f'tr[data-request="{rid}"] .gpuhub-kind')).to_have_text(kind)
+            expect(page.locator(f'tr[data-request="{r1}"] .gpuhub-reason')).to_contain_text("over your GPU quota")
+            expect(page.locator(f'tr[data-request="{h1}"] .gpuhub-reason')).to_contain_text("to be free")
+            assert page.locator(f'tr[data-request="{h1}"] .gpuhub-eta').inner_text() != "unknown"
+            assert page.locator(f'tr[data-request="{h1}"] .gpuhub-eta-latest').inner_text() != "unknown"
+            page.screenshot(path=str(ARTIFACTS / "queue.png"), full_page=True)
+
+            # priority of gina's requests, then cancel one of them
+            page.fill(f'tr[data-request="{r1}"] .gpuhub-priority', "5")
+            confirm_form(page, page.locator(f'tr[data-request="{r1}"] .gpuhub-priority-form [type=submit]'),
+                         "deadline", shows="priority: 5")
+            expect(page.locator(f'tr[data-request="{r1}"] .gpuhub-priority')).to_have_value("5")
+            expect(page.locator(f'tr[data-request="{r2}"] .gpuhub-priority')).to_have_value("5")
+            confirm(page, page.locator(f'tr[data-request="{r2}"] .gpuhub-cancel'), "duplicate")
+            expect(page.locator(f'tr[data-request="{r2}"]')).to_have_count(0)
+            r = gina.call("GET", f"{API}/allocations/{r2}")
+            assert r.json()["state"] == "cancelled" and "duplicate" in r.json()["reason"], r.text
+            page.screenshot(path=str(ARTIFACTS / "queue-after.png"), full_page=True)
+            browser.close()
+
+        # the same actions through the API
+        r = admin.call("PATCH", f"{API}/queue/{h1}", json={"priority": 2, "reason": "api"})
+        assert r.status_code == 200 and r.json()["priority"] == 2 and r.json()["user"] == "gpuhub-hank", r.text
+        assert admin.call("PATCH", f"{API}/queue/{h1}", json={"priority": "x"}).status_code == 400
+        r = admin.call("POST", f"{API}/queue/{h1}/cancel", json={"reason": "api"})
+        assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+        assert admin.call("POST", f"{API}/queue/{h1}/cancel").status_code == 404
+        # raising the quota (the existing API, audited) lets gina's request start
+        r = admin.call("PUT", API + "/quotas/group/gpuhub-qa", json={"gpus": 1, "sessions": 3})
+        assert r.status_code == 200, r.text
+        wait_for(lambda: gina.call("GET", f"{API}/allocations/{r1}").json()["state"] == "granted", 30,
+                 "the queued request to start")
+        made.append(r1)
+        m = samples(scrape(metrics_url, token).text)
+        assert m["gpuhub_queue_pending_requests"][0][1] == 0 == len(admin.call("GET", API + "/queue").json()["queued"])
+        assert m["gpuhub_queue_wait_duration_seconds_count"][0][1] == waits_before + 1
+        assert m["gpuhub_queue_wait_duration_seconds_sum"][0][1] > 0
+
+        entries = admin.call("GET", API + "/audit", params={"limit": 6}).json()["entries"]
+        assert [(e["action"], e["target"]) for e in entries] == [
+            ("quota", "group:gpuhub-qa"), ("cancel", f"request:{h1}"), ("priority", f"request:{h1}"),
+            ("cancel", f"request:{r2}"), ("priority", f"request:{r1}"), ("quota", "group:gpuhub-qa")]
+        assert all(e["actor"] == "admin" for e in entries)
+        assert entries[-1]["detail"]["limits"] == {"gpus": "0.5", "sessions": 3}
+        assert entries[-1]["detail"]["reason"] == "course limits"
+        assert entries[4]["detail"] == {"user": "gpuhub-gina", "priority": 5, "previous": None,
+                                        "reason": "deadline"}
+    finally:
+        for q in admin.call("GET", API + "/queue").json()["queued"]:
+            admin.call("DELETE", f"{API}/allocations/{q['id']}")
+        for aid in made:
+            admin.call("DELETE", f"{API}/allocations/{aid}")
+        gina.stop()
+        admin.call("DELETE", API + "/quotas/group/gpuhub-qa")
+        admin.call("DELETE", API + "/quotas/user/gpuhub-gina")
+        admin.call("DELETE", API + "/quotas/user/gpuhub-hank")
+
+
 def test_non_admins_get_403_from_every_admin_page_and_api(hub):
     dave = hub.login("gpuhub-dave")
     r = dave.call("POST", API + "/allocations", json={"gpus": 0.25})
@@ -185,14 +313,17 @@ def test_non_admins_get_403_from_every_admin_page_and_api(hub):
             ("GET", "/audit"), ("GET", "/usage"), ("GET", "/usage?format=csv"), ("GET", "/utilisation"),
             ("GET", "/pool/hosts"), ("GET", "/pool/summary"), ("POST", f"/allocations/{aid}/revoke"),
             ("POST", "/hosts/node-a/drain"), ("POST", "/hosts/node-a/undrain"),
+            ("PATCH", "/queue/nothing"), ("POST", "/queue/nothing/cancel"),
+            ("PUT", "/quotas/group/gpuhub-x"), ("DELETE", "/quotas/user/gpuhub-dave"),
         ]:
-            r = dave.call(method, API + path, json={} if method == "POST" else None)
+            r = dave.call(method, API + path, json={} if method in ("POST", "PATCH", "PUT") else None)
             assert r.status_code == 403, (path, r.status_code, r.text)
         for path in ("", "queue", "usage", "usage.csv", "storage", "audit"):
             r = dave.call("GET", PANEL + path)
             assert r.status_code == 403, (path, r.status_code)
             assert "gpuhub-action" not in r.text
-        for path in ("hosts/node-a/drain", f"allocations/{aid}/revoke"):
+        for path in ("hosts/node-a/drain", f"allocations/{aid}/revoke", "queue/nothing/cancel",
+                     "queue/nothing/priority", "quotas"):
             r = dave.call("POST", PANEL + path, data={"reason": "x"})
             assert r.status_code == 403, (path, r.status_code)
         with sync_playwright() as p:

@@ -2,8 +2,8 @@
 service with ``display: True``: it is in the hub's *Services* menu), and its
 REST API, metrics and utilisation samples.
 
-- pages (``{prefix}admin/…``, see admin.pages): the pool map, the queue (a
-  place-holder until the queue exists), usage and accounting, storage, the
+- pages (``{prefix}admin/…``, see admin.pages): the pool map, the queue (with
+  priority, cancel and quotas; see admin.queue_actions), usage and accounting, storage, the
   audit log; HubOAuth sign-in, admins only;
 - API (``{prefix}api/v1/…``, see admin.api): revoke, audit, usage (JSON, CSV),
   utilisation, a paged pool map;
@@ -19,7 +19,7 @@ from jupyterhub.services.auth import HubOAuth
 
 from gpuhub.metrics import metrics_route
 
-from . import api, pages
+from . import api, pages, queue_actions
 from .samples import Samples, sample_forever  # noqa: F401 (app.py starts it)
 
 
@@ -66,6 +66,8 @@ def routes(prefix: str, service) -> list:
     out = [
         (v1 + r"/allocations/([^/]+)/revoke", api.RevokeHandler, kw),
         (v1 + r"/audit", api.AuditHandler, kw),
+        (v1 + r"/queue/([^/]+)", queue_actions.QueueRequestHandler, kw),
+        (v1 + r"/queue/([^/]+)/cancel", queue_actions.QueueCancelHandler, kw),
         (v1 + r"/usage", api.UsageHandler, kw),
         (v1 + r"/utilisation", api.UtilisationHandler, kw),
         (v1 + r"/pool/hosts", api.PoolHostsHandler, kw),
@@ -80,6 +82,8 @@ def routes(prefix: str, service) -> list:
         (admin + "/audit", pages.AuditPage, kw),
         (admin + r"/hosts/([^/]+)/(drain|undrain)", pages.DrainAction, kw),
         (admin + r"/allocations/([^/]+)/revoke", pages.RevokeAction, kw),
+        (admin + r"/queue/([^/]+)/(cancel|priority)", pages.QueueAction, kw),
+        (admin + r"/quotas", pages.QuotaAction, kw),
         (admin + r"/static/(.*)", pages.StaticHandler,
          {"path": os.path.join(pages.HERE, "static")}),
     ]

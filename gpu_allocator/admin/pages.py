@@ -188,11 +188,118 @@ class PoolPage(PageHandler):
         )
 
 
+def reason_kind(reason: str) -> str:
+    """What a request waits for, in one word: quota, reservation or capacity."""
+    r = (reason or "").lower()
+    if "quota" in r:
+        return "quota"
+    if "reserv" in r:
+        return "reservation"
+    return "capacity"
+
+
+def _form_limits(form: dict) -> dict:
+    """The quota form's fields as api.queue.parse_limits takes them (empty: not set)."""
+    from ..core.quota import FIELDS
+
+    out = {}
+    for name in FIELDS:
+        raw = (form.get(name) or "").strip()
+        if raw == "":
+            continue
+        if name == "gpus":
+            out[name] = raw
+        elif name in ("sessions", "priority"):
+            try:
+                out[name] = int(raw)
+            except ValueError:
+                raise web.HTTPError(400, f"{name} must be a whole number") from None
+        else:
+            try:
+                out[name] = float(raw)
+            except ValueError:
+                raise web.HTTPError(400, f"{name} must be a number") from None
+    return out
+
+
 class QueuePage(PageHandler):
     @web.authenticated
     def get(self):
         self.require_admin()
-        self.render_page("admin/queue.html", active="queue", title="Queue")
+        from ..api.shapes import queued_json
+        from ..core.quota import FIELDS
+
+        pool = self.pool
+        per = pool.units_per_gpu
+        rows = []
+        for q, e in pool.queued():
+            j = queued_json(q, e, per)
+            j["kind"] = reason_kind(j["reason"] or "")
+            j["priority"] = pool.quotas.resolve(q.req.user, q.groups).priority or 0
+            j["eta_t"] = e.expected if e else None
+            j["eta_latest_t"] = e.latest if e else None
+            j["submitted_t"] = q.submitted
+            rows.append(j)
+        quotas = pool.quotas
+        table = [("user", n, v.as_dict(per)) for n, v in sorted(quotas.users.items())]
+        table += [("group", n, v.as_dict(per)) for n, v in sorted(quotas.groups.items())]
+        self.render_page("admin/queue.html", active="queue", title="Queue", queued=rows,
+                         quotas=table, fields=FIELDS, default=quotas.default.as_dict(per),
+                         ratio=pool.ratio)
+
+
+class QueueAction(PageHandler):
+    @web.authenticated
+    async def post(self, request_id, action):
+        self.require_admin()
+        from . import queue_actions
+
+        reason = actions.clean_reason(self.get_body_argument("reason", ""))
+        actor = self.current_user["name"]
+        try:
+            if action == "cancel":
+                q = await queue_actions.cancel(self.service, actor, request_id, reason)
+                self.back(f"Request {request_id} of {q.req.user} cancelled.")
+            else:
+                try:
+                    priority = queue_actions.parse_priority(self.get_body_argument("priority", ""))
+                except ValueError as e:
+                    raise web.HTTPError(400, str(e)) from None
+                d = await queue_actions.set_priority(self.service, actor, request_id, priority, reason)
+                self.back(f"Priority of {d['user']}'s requests set to {priority}.")
+        except queue_actions.NotQueued:
+            raise web.HTTPError(404, f"no queued request {request_id}") from None
+
+
+class QuotaAction(PageHandler):
+    @web.authenticated
+    async def post(self):
+        self.require_admin()
+        from ..api.queue import parse_limits
+        from ..core.validation import RequestError, parse_user
+        from . import queue_actions
+
+        kind = self.get_body_argument("kind", "")
+        if kind not in ("user", "group"):
+            raise web.HTTPError(400, "kind is user or group")
+        try:
+            name = parse_user(self.get_body_argument("name", "").strip())
+        except RequestError as e:
+            raise web.HTTPError(400, str(e).replace("user", kind, 1)) from None
+        reason = actions.clean_reason(self.get_body_argument("reason", ""))
+        actor = self.current_user["name"]
+        if self.get_body_argument("remove", ""):
+            await queue_actions.set_quota(self.service, actor, kind, name, None, reason)
+            self.back(f"Quota of {kind} {name} removed.")
+            return
+        form = {k: self.get_body_argument(k, "") for k in ("gpus", "sessions", "gpu_hours", "priority",
+                                                            "share", "max_wait_hours")}
+        try:
+            limits = parse_limits(_form_limits(form), self.pool.units_per_gpu)
+        except RequestError as e:
+            raise web.HTTPError(400, str(e)) from None
+        await queue_actions.set_quota(self.service, actor, kind, name, limits, reason)
+        self.back(f"Quota of {kind} {name} set.")
 
 
 class UsagePage(PageHandler):

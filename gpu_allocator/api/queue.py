@@ -128,13 +128,16 @@ class QuotaRowHandler(APIHandler):
             limits = parse_limits(self.body(), self.pool.units_per_gpu)
         except RequestError as e:
             raise web.HTTPError(400, str(e)) from None
-        await self.pool.set_quota(kind, name, limits)
-        self.allocator.log.info("quota of %s %s set by %s: %s", kind, name, self.user_name, limits)
+        from ..admin.queue_actions import set_quota  # audited (admin.queue_actions)
+
+        await set_quota(self.allocator, self.user_name, kind, name, limits)
         self.send({"kind": kind, "name": name, "limits": _limits_json(limits, self.pool.units_per_gpu)})
 
     async def delete(self, kind, name):
         name = self._check(kind, name)
-        await self.pool.set_quota(kind, name, None)
+        from ..admin.queue_actions import set_quota
+
+        await set_quota(self.allocator, self.user_name, kind, name, None)
         self.set_status(204)
         self.finish()
 

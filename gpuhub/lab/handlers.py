@@ -25,6 +25,7 @@ import os
 import re
 import time
 from collections import deque
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -104,24 +105,99 @@ class Backend:
 # --- what the panel shows ----------------------------------------------------------
 
 
-def share_view(allocation: dict | None, env: dict, now: float) -> dict:
-    """The share, its end and the time left."""
+def _epoch(value) -> float | None:
+    """An ISO 8601 time (the allocator's ends_at, eta) or epoch seconds → epoch seconds."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        t = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.timestamp()
+
+
+#: hours one press of *Extend* asks for (at most what the allocator's limit leaves)
+EXTEND_HOURS = 1.0
+
+
+def extend_view(allocation: dict | None, max_hours) -> dict:
+    """Whether the allocator would consider an extension: a live share extended
+    never before, below the longest run time (its last word — whether a queued
+    request would be delayed — comes when asked: POST allocations/{id}/extend)."""
+    if not allocation or allocation.get("state", "granted") != "granted":
+        return {"allowed": False, "reason": "this session holds no live GPU share", "hours": None}
+    if "extended" not in allocation:
+        return {"allowed": False, "reason": "this allocator does not extend shares", "hours": None}
+    if allocation.get("extended"):
+        return {"allowed": False, "reason": "this session was extended once already", "hours": None}
+    hours = allocation.get("max_hours")
+    if max_hours and hours is not None and float(hours) >= float(max_hours) - 1e-9:
+        return {"allowed": False, "hours": None,
+                "reason": f"the run time is already the longest allowed ({float(max_hours):g} h)"}
+    room = float(max_hours) - float(hours) if max_hours and hours is not None else EXTEND_HOURS
+    return {"allowed": True, "reason": "", "hours": round(min(EXTEND_HOURS, room), 4)}
+
+
+def share_view(allocation: dict | None, env: dict, now: float, max_hours=None) -> dict:
+    """The share, its end (the allocator's ``ends_at``), the time left, the
+    allocator's time-limit ``notice`` and whether *Extend* is offered."""
     out = {
         "allocation": allocation,
         "env": {k: env.get(k) for k in ("GPUHUB_ALLOCATION", "GPUHUB_GPUS", "GPUHUB_HOST",
                                         "CUDA_VISIBLE_DEVICES") if env.get(k) is not None},
-        "ends_at": None, "time_left_s": None,
-        "extend": {"allowed": False, "reason": "this allocator does not extend shares"},
+        "ends_at": None, "time_left_s": None, "notice": None,
+        "extend": extend_view(allocation, max_hours),
     }
     if allocation:
+        ends = _epoch(allocation.get("ends_at"))
         hours = allocation.get("max_hours")
         created = allocation.get("created")
-        if hours and created:
-            out["ends_at"] = float(created) + float(hours) * 3600
-            out["time_left_s"] = max(0.0, out["ends_at"] - now)
-        if allocation.get("extendable"):
-            out["extend"] = {"allowed": True, "reason": ""}
+        if ends is None and hours and created:
+            ends = float(created) + float(hours) * 3600
+        if ends is not None:
+            out["ends_at"] = ends
+            out["time_left_s"] = max(0.0, ends - now)
+        out["notice"] = allocation.get("notice")
     return out
+
+
+def quota_view(data: dict) -> dict:
+    """GET quota → the panel's rows: used / limit of concurrent GPUs, sessions
+    and GPU-hours in the rolling window (limit None: not limited)."""
+    limits, held = data.get("limits") or {}, data.get("held") or {}
+    window = data.get("window_hours") or 168
+    days = f"{window / 24:g} days" if window % 24 == 0 else f"{window:g} h"
+    items = []
+    for key, name in (("gpus", "GPUs at once"), ("sessions", "Sessions"),
+                      ("gpu_hours", f"GPU-hours (last {days})")):
+        used, limit = held.get(key), limits.get(key)
+        try:
+            frac = None if limit in (None, "") or float(limit) == 0 else min(1.0, float(used or 0) / float(limit))
+        except (TypeError, ValueError):
+            frac = None
+        items.append({"key": key, "name": name, "used": used if used is not None else 0, "limit": limit,
+                      "left": (data.get("left") or {}).get(key), "fraction": frac})
+    return {"available": True, "items": items, "groups": data.get("groups") or [],
+            "window_hours": window}
+
+
+def queue_view(data: dict, own: str | None = None) -> dict:
+    """GET queue (a user sees their own requests) → the panel's rows, in order,
+    with position and start estimates as epoch seconds; ``own``: this session's
+    allocation id (not listed)."""
+    items = []
+    for q in data.get("queued") or ():
+        if q.get("id") == own:
+            continue
+        items.append({"id": q.get("id"), "gpus": q.get("gpus"), "gpu_model": q.get("gpu_model") or [],
+                      "server": q.get("server") or "", "position": q.get("position"),
+                      "eta": _epoch(q.get("eta")), "eta_latest": _epoch(q.get("eta_latest")),
+                      "reason": q.get("reason") or ""})
+    return {"available": True, "items": items, "waiting": data.get("waiting")}
 
 
 def share_memory_limit_mb(allocation: dict | None) -> float | None:
@@ -267,8 +343,8 @@ class State:
             section(b.json("vfolders", "GET", "invitations")),
             section(b.json("vfolders", "GET", "storage/hosts")),
             section(b.json("vfolders", "GET", f"quotas/user/{quote(b.user, safe='')}")),
-            section(self._future("allocator", f"quotas/{quote(b.user, safe='')}")),
-            section(self._future("allocator", f"queue?user={quote(b.user, safe='')}")),
+            section(self._future("allocator", "quota", quota_view)),
+            section(self._future("allocator", "queue", lambda d: queue_view(d, alloc_id))),
         )
         allocation = share.get("allocation") if "error" not in share else None
         nvml = None
@@ -280,7 +356,8 @@ class State:
         out = {
             "user": b.user,
             "now": now,
-            "share": share_view(allocation, b.env, now) if "error" not in share else share,
+            "share": (share_view(allocation, b.env, now, pool.get("max_hours") if "error" not in pool else None)
+                      if "error" not in share else share),
             "live": self._live(allocation, pool, now, nvml),
             "quotas": quotas,
             "queue": queue,
@@ -294,16 +371,16 @@ class State:
             return {"allocation": None}
         return {"allocation": await self.backend.json("allocator", "GET", f"allocations/{quote(alloc_id)}")}
 
-    async def _future(self, service: str, path: str) -> dict:
-        """Quotas of GPUs/GPU-hours and the queue (issue #10) do not exist yet: an
-        allocator without them answers 404, which is "nothing set" for the panel."""
+    async def _future(self, service: str, path: str, view) -> dict:
+        """Quotas and the queue (issue #10): an allocator without them answers 404,
+        which is "nothing set" for the panel."""
         try:
             data = await self.backend.json(service, "GET", path)
         except ServiceError as e:
             if e.status == 404:
                 return {"available": False, "items": []}
             raise
-        return {"available": True, "items": data.get("items", data.get("quotas", data.get("queue", [])))}
+        return view(data)
 
     def _live(self, allocation: dict | None, pool: dict, now: float,
               sample: tuple[float, float] | None = None) -> dict:
@@ -422,7 +499,19 @@ class ExtendHandler(Base):
         alloc_id = self.backend.env.get("GPUHUB_ALLOCATION")
         if not alloc_id:
             raise web.HTTPError(409, "this session holds no GPU share")
-        await self.pass_json("allocator", "POST", f"allocations/{quote(alloc_id)}/extend", self.body_json())
+        data = self.body_json()
+        hours = data.get("hours")
+        if hours is None:  # what one press asks for: an hour, or what the longest run time leaves
+            try:
+                a = await self.backend.json("allocator", "GET", f"allocations/{quote(alloc_id)}")
+                pool = await self.backend.json("allocator", "GET", "pool")
+            except ServiceError as e:
+                return self.fail(e)
+            offer = extend_view(a, pool.get("max_hours"))
+            if not offer["allowed"]:
+                raise web.HTTPError(409, offer["reason"])
+            hours = offer["hours"]
+        await self.pass_json("allocator", "POST", f"allocations/{quote(alloc_id)}/extend", {"hours": hours})
 
 
 class VFoldersHandler(Base):

@@ -178,3 +178,53 @@ export function noticeSchedule(
   }
   return out;
 }
+
+/** A quota row of the panel (the server's quota_view): used / limit. */
+export interface IQuotaItem {
+  key: string;
+  name: string;
+  used: string | number | null;
+  limit: string | number | null;
+  fraction: number | null;
+}
+
+/** "0.5 / 1", "4 / 40", or "4 (no limit)"; GPU-hours to one decimal. */
+export function quotaText(q: IQuotaItem): string {
+  const num = (v: string | number | null): string =>
+    v === null || v === undefined
+      ? '0'
+      : q.key === 'gpu_hours'
+        ? Number(v).toFixed(1).replace(/\.0$/, '')
+        : String(v);
+  if (q.limit === null || q.limit === undefined || q.limit === '') {
+    return `${num(q.used)} (no limit)`;
+  }
+  return `${num(q.used)} / ${num(q.limit)}`;
+}
+
+/** A queued request of the panel (the server's queue_view). */
+export interface IQueueItem {
+  id: string;
+  gpus: string;
+  gpu_model: string[];
+  server: string;
+  position: number | null;
+  eta: number | null;
+  eta_latest: number | null;
+  reason: string;
+}
+
+/** "#3 · 2 × A100 GPU · starts in about 2 h 5 min (at the latest 14:00)" at now (epoch s). */
+export function queueText(q: IQueueItem, now: number, clock?: (t: number) => string): string {
+  const at = clock ?? ((t: number) => new Date(t * 1000).toLocaleTimeString());
+  const what = `${q.gpus}${q.gpu_model && q.gpu_model.length ? ' × ' + q.gpu_model.join('/') : ''} GPU`;
+  const pos = q.position === null || q.position === undefined ? '#?' : `#${q.position}`;
+  let eta = 'start unknown';
+  if (q.eta !== null && q.eta !== undefined) {
+    eta = q.eta <= now ? 'starts soon' : `starts in about ${formatDuration(q.eta - now)}`;
+    if (q.eta_latest !== null && q.eta_latest !== undefined) {
+      eta += ` (at the latest ${at(q.eta_latest)})`;
+    }
+  }
+  return `${pos} · ${what}${q.server ? ` (${q.server})` : ''} · ${eta}`;
+}

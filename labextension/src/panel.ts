@@ -15,6 +15,8 @@ import {
   formatRate,
   IDevice,
   noticeSchedule,
+  queueText,
+  quotaText,
   nvlinkGroups,
   sparklinePoints,
   usageOf
@@ -99,7 +101,8 @@ export interface IStatus {
     env: Record<string, string>;
     ends_at: number | null;
     time_left_s: number | null;
-    extend: { allowed: boolean; reason: string };
+    notice?: string | null;
+    extend: { allowed: boolean; reason: string; hours?: number | null };
   };
   live: {
     error?: string;
@@ -110,8 +113,8 @@ export interface IStatus {
     memory_limit_mb?: number | null;
     history: number[][];
   };
-  quotas: { error?: string; available?: boolean; items?: any[] };
-  queue: { error?: string; available?: boolean; items?: any[] };
+  quotas: { error?: string; available?: boolean; items?: any[]; groups?: string[] };
+  queue: { error?: string; available?: boolean; items?: any[]; waiting?: number };
   vfolders: {
     error?: string;
     items?: any[];
@@ -210,10 +213,20 @@ export class GpuhubPanel extends Widget {
     this._renderShare(s);
     this._renderLive(s, metrics);
     this._renderFuture(this._quotas, s.quotas, 'no quota set', q =>
-      row(q.name ?? q.kind ?? 'quota', `${q.used ?? 0} / ${q.limit ?? '∞'}`)
+      el(
+        'div',
+        { class: 'gpuhub-quota', 'data-key': q.key },
+        row(q.name, el('span', { 'data-testid': `quota-${q.key}` }, quotaText(q))),
+        bar(q.fraction ?? null)
+      )
     );
-    this._renderFuture(this._queue, s.queue, 'no queued requests', q =>
-      row(`#${q.position ?? '?'}`, `${q.gpus ?? '?'} GPU`, q.eta ? ` · ETA ${formatDuration(q.eta - s.now)}` : '')
+    this._renderFuture(this._queue, s.queue, 'no other requests waiting', q =>
+      el(
+        'div',
+        { class: 'gpuhub-queued', 'data-request': q.id, title: q.reason || '' },
+        el('div', { 'data-testid': 'queued' }, queueText(q, s.now)),
+        q.reason ? el('div', { class: 'gpuhub-muted gpuhub-queued-reason' }, q.reason) : ''
+      )
     );
     this._renderVfolders(s);
     this._renderStorage(s);
@@ -236,7 +249,16 @@ export class GpuhubPanel extends Widget {
       .join(', ');
     this._clock = el('span', { class: 'gpuhub-timeleft', 'data-testid': 'time-left' }, '');
     const extend = sh.extend.allowed
-      ? el('button', { class: 'jp-mod-styled jp-mod-accept gpuhub-btn', onclick: () => void this._extend() }, 'Extend')
+      ? el(
+          'button',
+          {
+            class: 'jp-mod-styled jp-mod-accept gpuhub-btn',
+            'data-testid': 'extend',
+            title: `ask the allocator for ${sh.extend.hours ?? 1} h more (once, if no queued request would wait longer for it)`,
+            onclick: () => void this._extend()
+          },
+          'Extend'
+        )
       : null;
     this._share.replaceChildren(
       el('div', { class: 'gpuhub-big', 'data-testid': 'share' }, describeShare(a.gpus, a.devices)),
@@ -245,7 +267,11 @@ export class GpuhubPanel extends Widget {
       row('NVLink', nvlinkGroups(a.devices)),
       row('CPU / memory', `${a.cpu} cores · ${formatMB(parseInt(a.mem, 10))}`),
       row('Allocation', el('code', {}, a.id)),
-      row('Time left', this._clock, extend)
+      row('Time left', this._clock, extend),
+      sh.notice ? el('div', { class: 'gpuhub-notice', 'data-testid': 'notice', role: 'status' }, sh.notice) : '',
+      !sh.extend.allowed && sh.extend.reason
+        ? el('div', { class: 'gpuhub-muted gpuhub-extend-reason', 'data-testid': 'extend-reason' }, `Extend: ${sh.extend.reason}`)
+        : ''
     );
     this._updateClock();
   }
@@ -421,8 +447,9 @@ export class GpuhubPanel extends Widget {
         window.setTimeout(() => {
           this._noticesShown.add(n.minutes);
           const extendable = this._status?.share.extend.allowed;
+          const notice = this._status?.share.notice;
           Notification.warning(
-            `gpuhub: your GPU share ends in ${n.minutes} minutes. Save your work.`,
+            `gpuhub: your GPU share ends in ${n.minutes} minutes.${notice ? ' ' + notice : ' Save your work.'}`,
             {
               autoClose: false,
               actions: extendable ? [{ label: 'Extend', callback: () => void this._extend() }] : []

@@ -8,6 +8,7 @@ import asyncio
 import json
 import socket
 import threading
+from datetime import datetime, timezone
 
 import pytest
 from tornado import web
@@ -42,6 +43,28 @@ class Fake:
             "over_quota": False, "shares": [],
         }]
         self.uploads: dict[str, bytearray] = {}
+        #: an allocator with the queue (issue #10): quota, queue, extend, ends_at/notice
+        self.queue_api = True
+        self.extended = False
+        self.notice = None
+        self.ends_at = None  # ISO 8601, or None: created + max_hours
+        self.extend_refusal = None  # a message: the allocator refuses (409)
+        self.extend_asked: list[dict] = []
+        self.queued = [
+            {"id": "q-2", "state": "queued", "user": "alice", "server": "big", "gpus": "2", "units": 200,
+             "gpu_model": ["A100-SXM4-80GB"], "position": 3, "eta": "2030-01-01T12:00:00+00:00",
+             "eta_latest": "2030-01-01T14:00:00+00:00", "reason": "waiting for 2 × A100-SXM4-80GB to be free"},
+            {"id": "q-3", "state": "queued", "user": "alice", "server": "", "gpus": "0.25", "units": 25,
+             "gpu_model": [], "position": 5, "eta": None, "eta_latest": None,
+             "reason": "over your GPU quota: 0.5 of 0.5 GPUs in use"},
+        ]
+        self.quota = {
+            "user": "alice", "groups": ["students"],
+            "limits": {"gpus": "1", "sessions": 2, "gpu_hours": 40.0, "priority": None, "share": None,
+                       "max_wait_hours": None},
+            "held": {"gpus": "0.5", "sessions": 1, "gpu_hours": 4.0},
+            "left": {"gpus": "0.5", "sessions": 1, "gpu_hours": 36.0}, "window_hours": 168.0,
+        }
 
 
 def service_app(fake: Fake) -> web.Application:
@@ -62,13 +85,42 @@ def service_app(fake: Fake) -> web.Application:
     class Pool(H):
         def get(self):
             host = {"name": "node-a", "source": fake.pool_source, "usage": fake.pool_usage, "devices": []}
-            self.send({"hosts": [host]})
+            self.send({"hosts": [host], "max_hours": 24.0})
 
     class Allocation(H):
         def get(self, aid):
             if aid != ALLOC["id"]:
                 raise web.HTTPError(404)
-            self.send(ALLOC)
+            if not fake.queue_api:
+                self.send(ALLOC)
+                return
+            ends = fake.ends_at or datetime.fromtimestamp(
+                ALLOC["created"] + ALLOC["max_hours"] * 3600, timezone.utc).isoformat()
+            self.send({**ALLOC, "ends_at": ends, "extended": fake.extended, "notice": fake.notice})
+
+    class Queue(H):
+        def get(self):
+            if not fake.queue_api:
+                raise web.HTTPError(404)
+            self.send({"queued": fake.queued, "waiting": 7, "runtime_ratio": 1.0})
+
+    class UserQuota(H):
+        def get(self):
+            if not fake.queue_api:
+                raise web.HTTPError(404)
+            self.send(fake.quota)
+
+    class Extend(H):
+        def post(self, aid):
+            if not fake.queue_api:
+                raise web.HTTPError(404)
+            fake.extend_asked.append(json.loads(self.request.body))
+            if fake.extend_refusal:
+                self.send({"status": 409, "message": fake.extend_refusal}, 409)
+                return
+            fake.extended = True
+            self.send({**ALLOC, "max_hours": ALLOC["max_hours"] + fake.extend_asked[-1]["hours"],
+                       "extended": True})
 
     class VFolders(H):
         def get(self):
@@ -125,6 +177,7 @@ def service_app(fake: Fake) -> web.Application:
     a, v = "/services/gpu-allocator/api/v1", "/services/vfolders/api/v1"
     return web.Application([
         (a + "/pool", Pool), (a + "/allocations/([^/]+)", Allocation),
+        (a + "/allocations/([^/]+)/extend", Extend), (a + "/queue", Queue), (a + "/quota", UserQuota),
         (v + "/vfolders", VFolders), (v + "/vfolders/([^/]+)/shares", Shares),
         (v + "/invitations", Invitations), (v + "/invitations/([^/]+)/(accept|reject)", Answer),
         (v + "/storage/hosts", Hosts), (v + "/quotas/user/([^/]+)", Quota),

@@ -134,8 +134,13 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
         assert "simulated" in panel.locator("[data-testid=live-source]").inner_text()
         page.wait_for_selector("#gpuhub-panel [data-vfolder=data]")
         assert "~/vfolders/data (rw)" in panel.locator("[data-vfolder=data]").inner_text()
-        assert "no quota set" in panel.locator("[data-section=quotas]").inner_text()
-        assert "no queued requests" in panel.locator("[data-section=queue]").inner_text()
+        # quotas from the allocator's GET quota: nothing set, this share counted
+        assert panel.locator("[data-testid=quota-gpus]").inner_text() == "0.5 (no limit)"
+        assert panel.locator("[data-testid=quota-sessions]").inner_text() == "1 (no limit)"
+        assert "GPU-hours (last 7 days)" in panel.locator("[data-section=quotas]").inner_text()
+        assert "no other requests waiting" in panel.locator("[data-section=queue]").inner_text()
+        # extend: offered (a fresh share), or the reason it is not
+        assert panel.locator("[data-testid=extend], [data-testid=extend-reason]").count() == 1
         written_before = panel.locator("[data-testid=storage-written]").inner_text()
         shot(page, "light")
 

@@ -37,16 +37,27 @@ def test_status_shows_share_time_left_live_vfolders_storage(fetch, fake):
     assert share["ends_at"] == ALLOC["created"] + 8 * 3600
     assert share["time_left_s"] == 0  # created long ago: ended
     assert share["env"]["GPUHUB_GPUS"] == "0.5"
-    assert share["extend"]["allowed"] is False
+    assert share["extend"] == {"allowed": True, "reason": "", "hours": 1.0}
+    assert share["notice"] is None
     # a declared (mock) GPU: simulated, labelled so, against the share's half of 80 GB
     live = s["live"]
     assert live["source"] == "simulated" and "simulated" in live["label"]
     assert live["memory_limit_mb"] == 40960
     assert 0 <= live["utilization_gpu"] <= 100 and 0 <= live["memory_used_mb"] <= 40960
     assert len(live["history"]) == 1
-    # quotas and queue do not exist in the allocator yet: empty, not an error
-    assert s["quotas"] == {"available": False, "items": []}
-    assert s["queue"] == {"available": False, "items": []}
+    # quotas: used / limit of concurrent GPUs, sessions, GPU-hours this week (GET quota)
+    q = s["quotas"]
+    assert q["available"] is True and q["groups"] == ["students"]
+    assert [(i["key"], i["name"], i["used"], i["limit"]) for i in q["items"]] == [
+        ("gpus", "GPUs at once", "0.5", "1"), ("sessions", "Sessions", 1, 2),
+        ("gpu_hours", "GPU-hours (last 7 days)", 4.0, 40.0)]
+    assert [i["fraction"] for i in q["items"]] == [0.5, 0.5, 0.1]
+    # the queue: the user's other pending requests, with position and ETA (GET queue)
+    queue = s["queue"]
+    assert queue["available"] is True and queue["waiting"] == 7
+    assert [(i["id"], i["position"], i["gpus"]) for i in queue["items"]] == [("q-2", 3, "2"), ("q-3", 5, "0.25")]
+    assert queue["items"][0]["eta"] == 1893499200.0 and queue["items"][0]["eta_latest"] == 1893506400.0
+    assert queue["items"][1]["eta"] is None and "quota" in queue["items"][1]["reason"]
     (vf,) = s["vfolders"]["items"]
     assert vf["name"] == "data" and vf["here"] == {"path": "~/vfolders/data", "mounted": False, "mode": None}
     assert s["vfolders"]["invitations"][0]["id"] == "s9"
@@ -83,10 +94,44 @@ def test_vfolder_actions_are_passed_on(fetch, fake):
     assert json.loads(r.body)["state"] == "accepted"
 
 
-def test_extend_is_refused_while_the_allocator_has_no_extend(fetch):
+def test_without_the_queue_api_quotas_and_queue_are_empty_and_extend_is_off(fetch, fake):
+    fake.queue_api = False
+    s = get_status(fetch)
+    assert s["quotas"] == {"available": False, "items": []}
+    assert s["queue"] == {"available": False, "items": []}
+    assert s["share"]["extend"]["allowed"] is False
+    assert s["share"]["ends_at"] == ALLOC["created"] + 8 * 3600
     with pytest.raises(HTTPClientError) as e:
         fetch("gpuhub", "extend", method="POST", body="{}")
-    assert e.value.code == 404
+    assert e.value.code == 409
+
+
+def test_time_left_and_notice_come_from_the_allocation(fetch, fake):
+    fake.ends_at = "2030-01-01T10:00:00+00:00"
+    fake.notice = "This session ends at 10:00 (its run time of 8 h): save your work; it is stopped then."
+    share = get_status(fetch)["share"]
+    assert share["ends_at"] == 1893492000.0 and share["time_left_s"] > 0
+    assert share["notice"] == fake.notice
+
+
+def test_extend_asks_the_allocator_and_is_offered_once(fetch, fake):
+    r = fetch("gpuhub", "extend", method="POST", body="{}")
+    assert r.code == 200 and json.loads(r.body)["extended"] is True
+    assert fake.extend_asked == [{"hours": 1.0}]
+    share = get_status(fetch)["share"]
+    assert share["extend"]["allowed"] is False and "once" in share["extend"]["reason"]
+    with pytest.raises(HTTPClientError) as e:
+        fetch("gpuhub", "extend", method="POST", body="{}")
+    assert e.value.code == 409 and len(fake.extend_asked) == 1
+
+
+def test_extend_refused_by_the_allocator_says_why(fetch, fake):
+    fake.extend_refusal = "extending would delay 2 queued request(s)"
+    with pytest.raises(HTTPClientError) as e:
+        fetch("gpuhub", "extend", method="POST", body=json.dumps({"hours": 2}))
+    assert e.value.code == 409
+    assert json.loads(e.value.response.body)["message"] == "allocator: extending would delay 2 queued request(s)"
+    assert fake.extend_asked == [{"hours": 2}]
 
 
 def test_tus_upload_passes_through_and_resumes(fetch, fake, jp_base_url):

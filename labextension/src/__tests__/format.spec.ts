@@ -8,6 +8,8 @@ import {
   IDevice,
   noticeSchedule,
   nvlinkGroups,
+  queueText,
+  quotaText,
   sparklinePoints,
   usageOf
 } from '../format';
@@ -85,5 +87,27 @@ describe('time-left notices', () => {
     expect(noticeSchedule(1000 + 600, 1000, new Set([15]))).toEqual([{ minutes: 5, delayMs: 300 * 1000 }]);
     expect(noticeSchedule(1000, 1000, new Set())).toEqual([]);
     expect(noticeSchedule(null, 1000, new Set())).toEqual([]);
+  });
+});
+
+describe('quotas and queue', () => {
+  it('shows used / limit, or no limit', () => {
+    expect(quotaText({ key: 'gpus', name: 'GPUs at once', used: '0.5', limit: '1', fraction: 0.5 })).toBe('0.5 / 1');
+    expect(quotaText({ key: 'sessions', name: 'Sessions', used: 1, limit: 2, fraction: 0.5 })).toBe('1 / 2');
+    expect(quotaText({ key: 'gpu_hours', name: 'GPU-hours', used: 4.04, limit: 40, fraction: 0.1 })).toBe('4 / 40');
+    expect(quotaText({ key: 'gpu_hours', name: 'GPU-hours', used: 2.26, limit: null, fraction: null })).toBe('2.3 (no limit)');
+  });
+
+  it('shows a queued request with position and ETA', () => {
+    const clock = (t: number) => `@${t}`;
+    const q = {
+      id: 'q-2', gpus: '2', gpu_model: ['A100-SXM4-80GB'], server: 'big', position: 3,
+      eta: 1000 + 7500, eta_latest: 1000 + 9000, reason: 'waiting for 2 × A100 to be free'
+    };
+    expect(queueText(q, 1000, clock)).toBe('#3 · 2 × A100-SXM4-80GB GPU (big) · starts in about 2h 05m (at the latest @10000)');
+    expect(queueText({ ...q, eta: 900 }, 1000, clock)).toBe('#3 · 2 × A100-SXM4-80GB GPU (big) · starts soon (at the latest @10000)');
+    expect(queueText({ ...q, gpu_model: [], server: '', position: null, eta: null, eta_latest: null }, 1000, clock)).toBe(
+      '#? · 2 GPU · start unknown'
+    );
   });
 });
