@@ -23,6 +23,7 @@ from dockerspawner import DockerSpawner
 from jupyterhub.utils import random_port
 from traitlets import Dict, Unicode, default
 
+from gpu_allocator.agent.containers import LABEL as ALLOCATION_LABEL
 from gpu_allocator.client import fractional
 
 from .gpuspawner import GPUSpawner
@@ -39,7 +40,9 @@ def docker_gpu_config(allocation: dict | None, endpoint: dict) -> dict:
     """What a session's container gets for its share (a pure function, as
     kubespawner's make_pod_spec): ``host_config`` — device_requests for exactly
     the share's devices on engines with the NVIDIA runtime, and for a fraction
-    the host's MPS pipe directory — and ``env``, the MPS pipe variable."""
+    the host's MPS pipe directory — ``env``, the MPS pipe variable, and
+    ``labels``: the allocation id, by which the host's agent knows (and, if the
+    share is no longer granted there, fences) the container."""
     devices = (allocation or {}).get("devices") or []
     host_config: dict = {}
     env: dict = {}
@@ -53,7 +56,8 @@ def docker_gpu_config(allocation: dict | None, endpoint: dict) -> dict:
                 endpoint["mps_pipe_dir"]: {"bind": MPS_PIPE_IN_CONTAINER, "mode": "rw"}
             }
         env["CUDA_MPS_PIPE_DIRECTORY"] = MPS_PIPE_IN_CONTAINER
-    return {"host_config": host_config, "env": env}
+    labels = {ALLOCATION_LABEL: allocation["id"]} if allocation else {}
+    return {"host_config": host_config, "env": env, "labels": labels}
 
 
 class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
@@ -172,7 +176,10 @@ class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
 
     @default("extra_create_kwargs")
     def _default_extra_create_kwargs(self):
-        return lambda spawner: {"user": spawner.container_user}
+        return lambda spawner: {
+            "user": spawner.container_user,
+            "labels": docker_gpu_config(spawner.allocation, spawner.endpoint)["labels"],
+        }
 
     @default("extra_host_config")
     def _default_extra_host_config(self):
