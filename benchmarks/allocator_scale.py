@@ -195,7 +195,8 @@ def rest_run(gpus: int, live: int, seconds: float, threads: int = 8) -> dict:
                 r = request(rng, 20)
                 units = r.units
                 gpus_text = str(units // 20) if units % 20 == 0 else f"{units / 20:.2f}".rstrip("0")
-                body = {"user": f"bench{i}", "gpus": gpus_text, "cpu": r.cpu, "mem": f"{r.mem_mb}M"}
+                body = {"user": f"bench{i}", "gpus": gpus_text, "cpu": r.cpu, "mem": f"{r.mem_mb}M",
+                        "queue": False}  # now or never: the decision path, not waiting
                 t0 = time.perf_counter()
                 resp = s.post(url + "/allocations", json=body, timeout=30)
                 t1 = time.perf_counter()

@@ -206,6 +206,14 @@ c.GPUSpawner.allocator_url = f"http://127.0.0.1:{allocator_port}/services/gpu-al
 c.GPUSpawner.allocator_token = spawner_token
 c.GPUSpawner.default_gpus = "0.5"
 if runtime == "local":
+    # what local servers inherit from the hub: LocalProcessSpawner's own list, plus
+    # JUPYTER_PATH / JUPYTER_CONFIG_PATH (extra extension dirs, as the tests use for a
+    # freshly built panel); containers keep DockerSpawner's empty list (the hub's
+    # PATH means nothing inside an image)
+    local_env_keep = ["CONDA_DEFAULT_ENV", "CONDA_ROOT", "JUPYTERHUB_SINGLEUSER_APP", "LANG",
+                      "LC_ALL", "LD_LIBRARY_PATH", "PATH", "PYTHONPATH", "VIRTUAL_ENV",
+                      "JUPYTER_PATH", "JUPYTER_CONFIG_PATH"]
+    c.Spawner.env_keep = local_env_keep
     # As root, servers run as the users' own accounts, which cannot enter a checkout
     # under a private home: they execute the servers' environment that `make install`
     # puts under /opt/gpuhub/server-envs (spawner/serverenv.py), not the hub's .venv.
@@ -215,8 +223,7 @@ if runtime == "local":
     c.Spawner.cmd = [python, "-m", "jupyterhub.singleuser"]
     if python != sys.executable:
         # nothing of the hub's venv: its bin/ first on PATH, no PYTHONPATH
-        c.Spawner.env_keep = ["CONDA_DEFAULT_ENV", "CONDA_ROOT", "JUPYTERHUB_SINGLEUSER_APP",
-                              "LANG", "LC_ALL", "LD_LIBRARY_PATH"]
+        c.Spawner.env_keep = [k for k in local_env_keep if k not in ("PATH", "PYTHONPATH", "VIRTUAL_ENV")]
         c.Spawner.environment = {
             "PATH": os.pathsep.join([str(Path(python).parent), env("PATH", "/usr/bin:/bin")]),
             "VIRTUAL_ENV": str(Path(python).parent.parent),
@@ -286,9 +293,4 @@ c.Spawner.environment.update({
     "GPUHUB_ALLOCATOR_URL": c.GPUSpawner.allocator_url,
     "GPUHUB_VFOLDERS_URL": c.VFolderMixin.vfolders_url,
 })
-# JUPYTER_PATH / JUPYTER_CONFIG_PATH reach the servers (extra extension dirs, as
-# the tests use for a freshly built panel)
-c.Spawner.env_keep = [
-    "PATH", "PYTHONPATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV", "VIRTUAL_ENV", "LANG", "LC_ALL",
-    "JUPYTERHUB_SINGLEUSER_APP", "JUPYTER_PATH", "JUPYTER_CONFIG_PATH",
-]
+

@@ -363,7 +363,7 @@ def test_drain_keeps_running_shares_and_refuses_new_ones(hub, hosts):
     assert r.status_code == 200 and r.json()["state"] == "drained", r.text
     assert r.json()["devices"][0]["shares"][0]["allocation"] == held["id"]
 
-    r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-d", "gpus": 0.25})
+    r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-d", "gpus": 0.25, "queue": False})
     assert r.status_code == 409, r.text
     assert admin.call("GET", f"{API}/allocations/{held['id']}").json()["state"] == "granted"
     beat = agent.call("POST", f"{API}/hosts/api-drain/heartbeat", json={"running": [held["id"]]}).json()
@@ -372,7 +372,7 @@ def test_drain_keeps_running_shares_and_refuses_new_ones(hub, hosts):
 
     r = admin.call("POST", f"{API}/hosts/api-drain/undrain")
     assert r.status_code == 200 and r.json()["state"] == "up"
-    r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-d", "gpus": 0.25})
+    r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-d", "gpus": 0.25, "queue": False})
     assert r.status_code == 201 and r.json()["host"] == "api-drain"
 
 
@@ -391,7 +391,7 @@ def test_a_silent_host_is_lost_and_reconciles_when_it_returns(hub, hosts):
     assert host_of(admin, "api-lost")["devices"][0]["free"] == "1"  # its share is free
     assert a["id"] not in [x["id"] for x in admin.allocations()]
     # nothing new is placed there
-    r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-l", "gpus": 1})
+    r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-l", "gpus": 1, "queue": False})
     assert r.status_code in (400, 409) or r.json()["host"] != "api-lost"
     # the agent's next heartbeat is a 404; it registers again and reports the lost share
     r = agent.call("POST", f"{API}/hosts/api-lost/heartbeat", json={"running": [a["id"]]})

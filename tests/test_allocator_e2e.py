@@ -75,7 +75,7 @@ def test_1000_concurrent_requests_from_200_users(hub, admin):
 
     def ask(job):
         name, gpus = job
-        r = requests.post(hub.url + API + "/allocations", json={"gpus": gpus, "cpu": 0.1, "mem": "64M"},
+        r = requests.post(hub.url + API + "/allocations", json={"gpus": gpus, "cpu": 0.1, "mem": "64M", "queue": False},
                           headers={"Authorization": f"token {tokens[name]}"}, timeout=60)
         return name, gpus, r.status_code, r.json()
 

@@ -164,3 +164,41 @@ def test_the_demo_runs_an_agent_for_its_own_host(tmp_path, fake_mps):
         user.stop()
     finally:
         h.stop()
+
+
+def test_a_docker_session_starts_only_once_mps_runs(tmp_path, fake_mps):
+    """The Docker runtime: the container is created only after the host's MPS
+    daemon runs, and it gets the MPS pipe variable and the allocation label."""
+    import docker
+    from dateutil.parser import isoparse
+
+    subprocess.run(["bash", str(REPO / ".ci/dockerd"), "start"], check=True)
+    subprocess.run(["bash", str(REPO / "spawner/image/build.sh")], check=True)
+    engine = docker.from_env()
+    h = Hub(tmp_path, GPUHUB_RUNTIME="docker", GPUHUB_LOCAL_AGENT="1",
+            GPUHUB_LOCAL_AGENT_INVENTORY_HOST="node-a", GPUHUB_AGENT_STATE_DIR=str(tmp_path / "agent"),
+            GPUHUB_HEARTBEAT_INTERVAL="1")
+    h.start()
+    try:
+        admin = h.admin_allocator()
+        wait_for(lambda: [x["name"] for x in admin.pool()["hosts"]] == ["node-a"], 30, "the local agent")
+        user = h.login("gpuhub-dmps")
+        with ThreadPoolExecutor(1) as pool:
+            spawning = pool.submit(user.spawn, {"gpus": 0.5, "cpu": 0.5, "mem": "512M"})
+            wait_for(lambda: (user.server() or {}).get("pending") == "spawn", 30, "pending spawn", 0.05)
+            events = [e["message"] for e in user.progress()]
+            assert spawning.result().status_code in (201, 202)
+        user.wait_ready(180)
+        assert "waiting for CUDA MPS on node-a to enforce the share" in events, events
+        (allocation,) = user.allocations()
+        (container,) = engine.containers.list(filters={"label": f"gpuhub.allocation={allocation['id']}"})
+        daemon = tmp_path / "agent" / "mps" / "pipe" / "nvidia-cuda-mps-control.pid"
+        assert daemon.stat().st_mtime < isoparse(container.attrs["Created"]).timestamp()
+        env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
+        assert env["CUDA_MPS_PIPE_DIRECTORY"] == "/tmp/nvidia-mps"
+        assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "50"
+        user.stop()
+    finally:
+        h.stop()
+        for c in engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2ddmps"}):
+            c.remove(force=True)
