@@ -114,3 +114,16 @@ def box_agent(tmp_path, monkeypatch):
         return agent
 
     return make
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """A Docker engine (`.ci/dockerd start` when none answers) with the
+    gpuhub/singleuser image built from this checkout; a docker-py client."""
+    import subprocess
+
+    import docker
+
+    subprocess.run(["bash", str(REPO / ".ci/dockerd"), "start"], check=True)
+    subprocess.run(["bash", str(REPO / "spawner/image/build.sh")], check=True)
+    return docker.from_env()
