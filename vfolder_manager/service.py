@@ -84,6 +84,10 @@ class VFolderService(HubService):
         60.0, help="Seconds between sweeps for expired uploads."
     ).tag(config=True)
 
+    clone_progress_interval = Float(
+        1.0, help="Seconds between progress updates of a running clone."
+    ).tag(config=True)
+
     scan_threads = Int(
         8, help="Threads of one usage scan (the pdu engine's --threads)."
     ).tag(config=True)
@@ -264,24 +268,37 @@ class VFolderService(HubService):
         asyncio.ensure_future(self._clone(vid, src, dst))
 
     async def _clone(self, vid: str, src: str, dst: str) -> None:
+        """Copy ``src`` to ``dst`` (the pcp engine) while ``progress`` says how far
+        it got: "copying N entries, B bytes", then "P% (n of N entries)" about once
+        a second (a du of the copy so far), then "100%" (state ready) or
+        "clone failed: …" (state failed; what was copied stays until a purge)."""
         loop = asyncio.get_running_loop()
-        total = await loop.run_in_executor(None, lambda: ptools.du(src))
-        self._set_progress(vid, f"copying {total.files} entries, {total.bytes} bytes")
-        copying = loop.run_in_executor(None, lambda: ptools.copytree(src, dst))
-        while not copying.done():
-            await asyncio.wait([copying], timeout=1.0)
-            if not copying.done() and os.path.isdir(dst):
-                done = await loop.run_in_executor(None, lambda: ptools.du(dst))
-                pct = 100.0 * done.bytes / total.bytes if total.bytes else 100.0
-                self._set_progress(vid, f"{min(pct, 99.9):.1f}% ({done.files} of {total.files} entries)")
-        errors = copying.result()
+        try:
+            total = await loop.run_in_executor(None, lambda: ptools.du(src))
+            self._set_progress(vid, f"copying {total.files} entries, {total.bytes} bytes")
+            copying = loop.run_in_executor(None, lambda: ptools.copytree(src, dst))
+            while not copying.done():
+                await asyncio.wait([copying], timeout=self.clone_progress_interval)
+                if not copying.done() and os.path.isdir(dst):
+                    done = await loop.run_in_executor(None, lambda: ptools.du(dst))
+                    pct = 100.0 * done.bytes / total.bytes if total.bytes else 100.0
+                    self._set_progress(vid, f"{min(pct, 99.9):.1f}% ({done.files} of {total.files} entries)")
+            errors = copying.result()
+            failure = None
+            if errors:
+                e = errors[0]
+                where = os.path.relpath(os.fsdecode(e.path), dst if os.fsdecode(e.path).startswith(dst) else src)
+                failure = f"{len(errors)} errors, first: {where}: {os.strerror(e.errno)}"
+        except Exception as e:  # the copy could not run at all
+            self.log.exception("clone into %s failed", vid)
+            failure = str(e)
         with self.manager.sessions.begin() as db:
             vf = db.get(VFolder, vid)
             if vf is None:
                 return
-            if errors:
+            if failure:
                 vf.state = VFolderState.FAILED.value
-                vf.progress = f"clone failed: {len(errors)} errors, first: {errors[0]}"
+                vf.progress = f"clone failed: {failure}"
             else:
                 os.chmod(dst, 0o777)
                 vf.state = VFolderState.READY.value
