@@ -20,6 +20,7 @@ from .core.permissions import (
 )
 from .core.quota import Limit, Usage, over_quota
 from .storage.hosts import StorageHost, default_host
+from .storage.quota import QuotaBackend, ScanQuota, project_id
 from .store.schema import Mount, Quota, Share, Upload, VFolder, VFolderState, utcnow
 
 
@@ -47,6 +48,8 @@ class Manager:
         self.hosts = hosts
         self.group_managers = group_managers or {}
         self.upload_expiry = upload_expiry
+        #: host name → its quota backend (the service chooses them; scan by default)
+        self.quotas: dict[str, QuotaBackend] = {name: ScanQuota() for name in hosts}
         for h in hosts.values():
             os.makedirs(h.path, exist_ok=True)
             # only the service (and bind mounts made as root) reach the vfolders
@@ -63,6 +66,18 @@ class Manager:
 
     def staging_path(self, vf: VFolder, upload_id: str) -> str:
         return os.path.join(self.hosts[vf.host].path, UPLOADS_DIR, upload_id)
+
+    def apply_quota(self, vf: VFolder) -> None:
+        """Put the vfolder's directory in its project and set its limits where the
+        filesystem enforces them (scan backends: nothing to do). Raises Refused(503)."""
+        backend = self.quotas.get(vf.host)
+        if backend is None or not backend.enforced_by_filesystem:
+            return
+        try:
+            backend.set_limit(self.path_of(vf), project_id(vf.id), vf.quota_bytes, vf.quota_files)
+        except Exception as e:  # CalledProcessError, OSError
+            detail = getattr(e, "stderr", None) or str(e)
+            raise Refused(503, f"the storage host refused the project quota: {str(detail).strip()}") from None
 
     # --- lookup and access ------------------------------------------------------------
 
@@ -183,6 +198,12 @@ class Manager:
             if os.path.isdir(path):
                 os.rmdir(path)
             raise Refused(409, f"{kind} {owner} already has a vfolder named {name!r}") from None
+        if state == VFolderState.READY.value:
+            try:
+                self.apply_quota(vf)
+            except Refused:
+                os.rmdir(path)
+                raise
         return vf
 
     def _check_name_free(self, db: Session, kind: str, owner: str, name: str, but: str | None = None):

@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 
 from sqlalchemy import select
-from traitlets import Dict, Float, Int, Unicode, default
+from traitlets import CaselessStrEnum, Dict, Float, Int, Unicode, default
 
 from gpuhub.service import HubService
 
@@ -23,6 +23,7 @@ from .manager import Manager, Refused
 from .ptools import api as ptools
 from .storage import fsops, stats
 from .storage.hosts import parse_hosts
+from .storage.quota import choose_backend, project_id
 from .store import open_db
 from .store.schema import Upload, VFolder, VFolderState, utcnow
 
@@ -59,6 +60,17 @@ class VFolderService(HubService):
         path = os.environ.get("GPUHUB_VFOLDERS_DIR") or os.path.join(_data_dir(), "vfolders")
         return {"local": {"path": os.path.abspath(path), "default": True}}
 
+    quota_backend = CaselessStrEnum(
+        ["scan", "project", "auto"], "scan",
+        help="""How vfolder quotas are measured and enforced on storage hosts whose
+        ``quota_backend`` is not set: ``scan`` (usage from background pdu scans, limits
+        enforced by the service), ``project`` (XFS/ext4 project quotas: one project id
+        per vfolder, usage from the quota report, limits enforced by the kernel; the
+        service refuses to start when the filesystem cannot), ``auto`` (project where
+        the filesystem is XFS or ext4 and a probe of the quota tools works, else scan).
+        See storage/quota.py.""",
+    ).tag(config=True)
+
     group_managers = Dict(
         help="Group name → the users who may create and manage that group's vfolders. "
         "A group not listed: any member may create one (and manages what they created).",
@@ -89,7 +101,9 @@ class VFolderService(HubService):
     ).tag(config=True)
 
     scan_threads = Int(
-        8, help="Threads of one usage scan (the pdu engine's --threads)."
+        0, help="Threads of one usage scan (the pdu engine's --threads); 0: chosen by the "
+        "filesystem type as the p-commands do (64 on NFS/FUSE/Lustre, the core count on local "
+        "disks). benchmarks/vfolders_bench.py scan: 8 threads took ~6x as long as 64 on a 1 ms NAS."
     ).tag(config=True)
 
     def initialize(self, argv=None):
@@ -97,8 +111,14 @@ class VFolderService(HubService):
         self.setup()
 
     def setup(self):
-        self.hosts = parse_hosts(self.storage_hosts)
+        self.hosts = parse_hosts(self.storage_hosts, self.quota_backend)
         self.manager = Manager(open_db(self.db_url), self.hosts, self.group_managers, self.upload_expiry)
+        self.quota_why: dict[str, str] = {}
+        for h in self.hosts.values():
+            backend, why = choose_backend(h.quota_backend, h.path, scan_threads=self.scan_threads or None)
+            self.manager.quotas[h.name] = backend
+            self.quota_why[h.name] = why
+            self.log.info("storage host %s (%s): quotas %s", h.name, h.path, why)
         self._scan_wanted: set[str] = set()
         self._scan_event: asyncio.Event | None = None
         self._stats: dict[str, dict] = {}
@@ -137,9 +157,14 @@ class VFolderService(HubService):
             if vf is None or vf.state not in (VFolderState.READY.value, VFolderState.TRASHED.value):
                 return
             path = self.manager.path_of(vf)
+            backend = self.manager.quotas.get(vf.host)
         loop = asyncio.get_running_loop()
+
         def measure():
-            du = ptools.du(path, threads=self.scan_threads)
+            if backend is not None and backend.enforced_by_filesystem:
+                u = backend.usage(path, project_id(vid))  # the quota report: no walk
+                return u.bytes, u.files
+            du = ptools.du(path, threads=self.scan_threads or None)
             # the vfolder's own directory entry is not the user's data
             return du.bytes - os.lstat(path).st_size, du.files
 
@@ -301,6 +326,10 @@ class VFolderService(HubService):
                 vf.progress = f"clone failed: {failure}"
             else:
                 os.chmod(dst, 0o777)
+                try:  # the copy's files join the clone's project (a no-op for scan)
+                    self.manager.apply_quota(vf)
+                except Exception as e:
+                    self.log.error("clone %s: could not set its project quota: %s", vid, e)
                 vf.state = VFolderState.READY.value
                 vf.progress = "100%"
         self.schedule_scan(vid)
