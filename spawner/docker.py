@@ -180,7 +180,7 @@ class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
 
     @default("extra_host_config")
     def _default_extra_host_config(self):
-        return lambda spawner: spawner.gpu_host_config()
+        return lambda spawner: {**spawner.gpu_host_config(), **spawner.vfolder_host_config()}
 
     def gpu_host_config(self) -> dict:
         return docker_gpu_config(self.allocation, self.endpoint)["host_config"]

@@ -11,6 +11,7 @@ import pytest
 
 from vfolder_manager import service as service_module
 from vfolder_manager.ptools.engine import Op, PathError
+from vfolder_manager.storage.ownership import vfolder_gid
 from vfolder_manager.store.schema import VFolder
 
 
@@ -105,7 +106,9 @@ def test_clone_copies_the_tree_and_reports_progress(svc, monkeypatch):
         dst_path = svc.service.manager.path_of(db.get(VFolder, clone["id"]))
     assert tree(dst_path) == tree(src_path)
     assert tree(dst_path)["d/link"] == ("link", "b.txt")  # links are copied as links
-    assert os.stat(dst_path).st_mode & 0o777 == 0o777
+    # the copy belongs to the clone's own group (storage/ownership.py)
+    gid = vfolder_gid(clone["id"], svc.service.vfolder_gid_base)
+    assert os.stat(dst_path).st_gid == gid or os.getuid() != 0
     # the clone's usage is scanned when it is ready
     deadline = time.monotonic() + 10
     while svc.call("bob", "GET", f"/vfolders/{clone['id']}/usage").json()["files"] != 6:

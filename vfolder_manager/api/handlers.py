@@ -319,7 +319,7 @@ class MountsHandler(Base):
             for n in chosen:
                 vf, role = by_name[n]
                 ro, reason = mount_mode(role, self.manager.over_quota(db, vf))
-                mounts.append(MountSpec(vf.id, n, self.manager.path_of(vf), ro, reason))
+                mounts.append(MountSpec(vf.id, n, self.manager.path_of(vf), ro, reason, self.manager.gid_of(vf)))
             if not body.get("dry_run"):
                 for old in db.scalars(select(Mount).where(Mount.session == session)):
                     db.delete(old)
