@@ -6,7 +6,10 @@ tests/conftest.py).
 What it proves:
 
 - a ``rw`` vfolder is bind-mounted at ~/vfolders/NAME, and the container's user
-  (DockerGPUSpawner.container_user, uid 1000, not root) can create files in it;
+  (DockerGPUSpawner.container_user, uid 1000, not root) can create files in it:
+  the container gets the vfolder's group (``group_add``; the directory is
+  SERVICE:GID 2770 with a default ACL, storage/ownership.py), and what it
+  creates is group-writable and in that group;
 - a ``ro`` share is a read-only bind: a write inside the container fails with
   EROFS (the kernel refuses it, not a permission bit);
 - a file written in one session is there in the next one, which the allocator
@@ -98,10 +101,14 @@ def test_docker_sessions_mount_rw_and_ro_and_keep_files_across_hosts(hub, engine
     assert r.status_code in (201, 202), r.text
     alice.wait_ready(timeout=120)
     (a1,) = alice.allocations()
-    binds = container_of(engine, alice.name).attrs["HostConfig"]["Binds"]
-    paths = {m["name"]: m["path"] for m in hub.admin_allocator().call(
+    host_config = container_of(engine, alice.name).attrs["HostConfig"]
+    binds = host_config["Binds"]
+    mounts = {m["name"]: m for m in hub.admin_allocator().call(
         "POST", V + "/mounts", json={"user": alice.name, "session": "probe", "vfolders": ["data", "refs"],
                                      "dry_run": True}).json()["mounts"]}
+    paths = {name: m["path"] for name, m in mounts.items()}
+    # the container's user gets each vfolder's group (storage/ownership.py)
+    assert sorted(host_config["GroupAdd"]) == sorted(str(m["gid"]) for m in mounts.values())
     assert f"{paths['data']}:/home/jovyan/vfolders/data:rw" in binds, binds
     assert f"{paths['refs']}:/home/jovyan/vfolders/refs:ro" in binds, binds
     out = json.loads(alice.run_code(PROBE))
@@ -110,7 +117,9 @@ def test_docker_sessions_mount_rw_and_ro_and_keep_files_across_hosts(hub, engine
     assert out["refs"] == "bob's\n"
     # on the storage host: the container user's file, in the vfolder's directory
     st = os.stat(os.path.join(paths["data"], "sub", "hello.txt"))
-    assert st.st_uid == 1000
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1000, mounts["data"]["gid"], 0o660)
+    st = os.stat(os.path.join(paths["data"], "sub"))  # setgid, group rwx whatever the umask
+    assert (st.st_gid, st.st_mode & 0o7777) == (mounts["data"]["gid"], 0o2770)
     assert not os.path.exists(os.path.join(paths["refs"], "x.txt"))
 
     r = alice.call("DELETE", V + f"/vfolders/{data['id']}")
