@@ -125,5 +125,7 @@ def engine():
     import docker
 
     subprocess.run(["bash", str(REPO / ".ci/dockerd"), "start"], check=True)
-    subprocess.run(["bash", str(REPO / "spawner/image/build.sh")], check=True)
+    # the image's pins come from the venv running the tests (a worktree has no .venv)
+    env = {**os.environ, "VENV": os.environ.get("VENV") or sys.prefix}
+    subprocess.run(["bash", str(REPO / "spawner/image/build.sh")], check=True, env=env)
     return docker.from_env()

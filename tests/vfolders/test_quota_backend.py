@@ -30,6 +30,7 @@ def test_xfs_report_and_commands():
     b = ProjectQuota("xfs", "/mnt/nas", run=run)
     assert b.usage("/mnt/nas/ab/x", 1234567) == Usage(2097152 * 1024, 1500)
     assert b.usage("/mnt/nas/ab/x", 99) == Usage()
+    assert len(calls) == 1  # one report serves every vfolder of a scan pass (report_ttl)
     b.set_limit("/mnt/nas/ab/x", 42, 10 * 1024 * 1024, 1000)
     assert calls[-2] == ["xfs_quota", "-x", "-c", "project -s -p /mnt/nas/ab/x 42", "/mnt/nas"]
     assert calls[-1] == ["xfs_quota", "-x", "-c", "limit -p bhard=10240k ihard=1000 42", "/mnt/nas"]
@@ -195,6 +196,7 @@ def test_service_uses_project_quotas_where_the_filesystem_has_them(svc, fake_xfs
 
     # usage comes from the quota report, not from a walk of the directory
     fake_xfs.used[pid] = (2048, 7)
+    svc.service.manager.quotas["local"].report_ttl = 0
     svc.run(svc.service.scan, vf["id"])
     u = svc.call("alice", "GET", f"/vfolders/{vf['id']}/usage").json()
     assert (u["bytes"], u["files"]) == (2048 * 1024, 7)

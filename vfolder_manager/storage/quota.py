@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -109,8 +110,15 @@ class ProjectQuota(QuotaBackend):
             out[pid] = Usage(blocks * 1024, inodes)
         return out
 
+    #: seconds a report is reused: a scan of every vfolder runs the tool once, not once per vfolder
+    report_ttl: float = 5.0
+
     def usage(self, path: str, project: int) -> Usage:
-        return self.parse_report(self.kind, self.run(self.report_command())).get(project, Usage())
+        now = time.monotonic()
+        cached = self.__dict__.get("_report")
+        if cached is None or now - cached[0] > self.report_ttl:
+            cached = self.__dict__["_report"] = (now, self.parse_report(self.kind, self.run(self.report_command())))
+        return cached[1].get(project, Usage())
 
     def set_limit(self, path: str, project: int, max_bytes: int | None, max_files: int | None) -> None:
         for argv in self.setup_commands(path, project) + self.limit_commands(project, max_bytes, max_files):
