@@ -50,6 +50,8 @@ def hub(engine, tmp_path_factory):
         h.stop()
         for c in engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2ddv"}):
             c.remove(force=True)
+        for v in engine.volumes.list(filters={"name": "gpuhub-home-gpuhub-2ddv"}):
+            v.remove(force=True)
 
 
 def container_of(engine, user: str):
