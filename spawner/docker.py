@@ -32,6 +32,10 @@ from .vfolders import DockerVFolderMixin
 LOCAL_ENGINE = {"url": "unix:///var/run/docker.sock", "ip": "127.0.0.1"}
 
 
+#: variables of the hub's environment that name the hub host's paths: never
+#: passed into containers through Spawner.env_keep (Spawner.environment may set them)
+HOST_ONLY_ENV = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "CONDA_ROOT", "CONDA_DEFAULT_ENV", "LD_LIBRARY_PATH")
+
 #: where a fractional share finds the host's MPS pipes inside the container
 MPS_PIPE_IN_CONTAINER = "/tmp/nvidia-mps"
 
@@ -183,13 +187,19 @@ class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
 
     @default("extra_host_config")
     def _default_extra_host_config(self):
-        return lambda spawner: spawner.gpu_host_config()
+        return lambda spawner: {**spawner.gpu_host_config(), **spawner.vfolder_host_config()}
 
     def gpu_host_config(self) -> dict:
         return docker_gpu_config(self.allocation, self.endpoint)["host_config"]
 
     def get_env(self):
         env = super().get_env()
+        # the hub's own paths (Spawner.env_keep) mean nothing in the image: its PATH
+        # would hide /opt/gpuhub/bin (tini: "exec jupyterhub-singleuser failed:
+        # Permission denied", from a /root/... entry); the image's ENV applies instead
+        for key in HOST_ONLY_ENV:
+            if key not in self.environment:
+                env.pop(key, None)
         env.update(docker_gpu_config(self.allocation, self.endpoint)["env"])
         return env
 

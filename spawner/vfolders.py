@@ -2,8 +2,10 @@
 and the mounts at ``~/vfolders/NAME``.
 
 One validation, in the vfolder service: ``POST mounts`` (as the spawner's
-token, custom:vfolders:admin) answers each mount's host path and ro/rw, and
-refuses unknown names with a 400. What a runtime creates is built by pure
+token, custom:vfolders:admin) answers each mount's host path, ro/rw and group id
+(vfolder_manager/storage/ownership.py: each vfolder is SERVICE:GID 2770, and a
+session that mounts it gets GID as a supplementary group), and refuses unknown
+names with a 400. What a runtime creates is built by pure
 functions: :func:`docker_binds` (read-only bind mounts for Docker) and
 :func:`local_mount_wrapper` (a command prefix that starts a local server in its
 own mount namespace, binds the vfolders, remounts the read-only ones ``ro`` and
@@ -45,11 +47,19 @@ def docker_binds(mounts: list[dict], home: str) -> dict:
     return {m["path"]: {"bind": mount_target(home, m["name"]), "mode": m["mode"]} for m in mounts}
 
 
-def local_mount_wrapper(mounts: list[dict], home: str, uid: int, gid: int) -> list[str]:
+def vfolder_gids(mounts: list[dict]) -> list[int]:
+    """The groups a session needs to enter its vfolders."""
+    return sorted({m["gid"] for m in mounts if m.get("gid") is not None})
+
+
+def local_mount_wrapper(mounts: list[dict], home: str, uid: int, gid: int,
+                        groups: list[int] | None = None) -> list[str]:
     """A prefix for the server's command line, run as root: a private mount
     namespace where each vfolder is bound at ~/vfolders/NAME (read-only ones
     remounted ``ro``, which even root cannot write through), then the command
-    runs as uid:gid. The mounts vanish with the session's processes."""
+    runs as uid:gid with the supplementary ``groups`` (the account's own ones
+    when None; give them plus :func:`vfolder_gids`). The mounts vanish with the
+    session's processes."""
     lines = ["set -e"]
     base = f"{home.rstrip('/')}/{MOUNT_DIR}"
     lines.append(f"mkdir -p {shlex.quote(base)} && chown {uid}:{gid} {shlex.quote(base)}")
@@ -59,7 +69,8 @@ def local_mount_wrapper(mounts: list[dict], home: str, uid: int, gid: int) -> li
         lines.append(f"mount --bind {src} {dst}")
         if m["mode"] == "ro":
             lines.append(f"mount -o remount,bind,ro {dst}")
-    lines.append(f'exec setpriv --reuid={uid} --regid={gid} --init-groups -- "$@"')
+    which = "--init-groups" if groups is None else f"--groups={','.join(map(str, groups)) or str(gid)}"
+    lines.append(f'exec setpriv --reuid={uid} --regid={gid} {which} -- "$@"')
     return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
             "\n".join(lines), "gpuhub-vfolders"]
 
@@ -208,7 +219,9 @@ class LocalVFolderMixin(VFolderMixin):
     def vfolders_resolved(self) -> None:
         if self._wrapped():
             pw = pwd.getpwnam(self.user.name)
-            self.cmd = local_mount_wrapper(self.vfolder_mounts, pw.pw_dir, pw.pw_uid, pw.pw_gid) + list(self.cmd)
+            extra = vfolder_gids(self.vfolder_mounts)
+            groups = sorted(set(os.getgrouplist(pw.pw_name, pw.pw_gid)) | set(extra)) if extra else None
+            self.cmd = local_mount_wrapper(self.vfolder_mounts, pw.pw_dir, pw.pw_uid, pw.pw_gid, groups) + list(self.cmd)
 
     def make_preexec_fn(self, name):
         if not self._wrapped():
@@ -227,3 +240,9 @@ class DockerVFolderMixin(VFolderMixin):
         binds = super().volume_binds
         binds.update(docker_binds(self.vfolder_mounts, self.notebook_dir))
         return binds
+
+    def vfolder_host_config(self) -> dict:
+        """docker-py host_config for the vfolders: their groups (``group_add``), so
+        the container's user (DockerGPUSpawner.container_user) may enter them."""
+        gids = vfolder_gids(self.vfolder_mounts)
+        return {"group_add": [str(g) for g in gids]} if gids else {}

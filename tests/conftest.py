@@ -118,3 +118,18 @@ def box_agent(tmp_path, monkeypatch):
         return agent
 
     return make
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """A Docker engine (`.ci/dockerd start` when none answers) with the
+    gpuhub/singleuser image built from this checkout; a docker-py client."""
+    import subprocess
+
+    import docker
+
+    subprocess.run(["bash", str(REPO / ".ci/dockerd"), "start"], check=True)
+    # the image's pins come from the venv running the tests (a worktree has no .venv)
+    env = {**os.environ, "VENV": os.environ.get("VENV") or sys.prefix}
+    subprocess.run(["bash", str(REPO / "spawner/image/build.sh")], check=True, env=env)
+    return docker.from_env()

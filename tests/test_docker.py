@@ -1,15 +1,14 @@
 """The Docker runtime for real: a Docker engine (started by `.ci/dockerd start`
-when none runs), the locally built gpuhub/singleuser image, and a real hub."""
+when none runs), the locally built gpuhub/singleuser image (both from the
+``engine`` fixture in conftest.py), and a real hub."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 
-import docker
 import pytest
 
-from hubprocess import REPO, Hub
+from hubprocess import Hub
 from spawner import DockerGPUSpawner
 
 pytestmark = pytest.mark.e2e
@@ -23,13 +22,6 @@ CODE = (
     "  **{k: os.environ.get(k) for k in ['CUDA_VISIBLE_DEVICES', 'GPUHUB_GPUS', 'GPUHUB_ALLOCATION',\n"
     "  'CUDA_MPS_ACTIVE_THREAD_PERCENTAGE', 'JUPYTERHUB_USER']}}))"
 )
-
-
-@pytest.fixture(scope="module")
-def engine():
-    subprocess.run(["bash", str(REPO / ".ci/dockerd"), "start"], check=True)
-    subprocess.run(["bash", str(REPO / "spawner/image/build.sh")], check=True)
-    return docker.from_env()
 
 
 @pytest.fixture(scope="module")

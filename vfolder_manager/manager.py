@@ -20,6 +20,8 @@ from .core.permissions import (
 )
 from .core.quota import Limit, Usage, over_quota
 from .storage.hosts import StorageHost, default_host
+from .storage import ownership
+from .storage.quota import QuotaBackend, ScanQuota, project_id
 from .store.schema import Mount, Quota, Share, Upload, VFolder, VFolderState, utcnow
 
 
@@ -47,6 +49,12 @@ class Manager:
         self.hosts = hosts
         self.group_managers = group_managers or {}
         self.upload_expiry = upload_expiry
+        #: host name → its quota backend (the service chooses them; scan by default)
+        self.quotas: dict[str, QuotaBackend] = {name: ScanQuota() for name in hosts}
+        #: storage/ownership.py: vfolder groups from this gid on; None: vfolders are 0777
+        self.gid_base: int | None = None
+        #: set by make_dir: False where a host has no POSIX ACLs (umask decides there)
+        self.acl_ok: dict[str, bool] = {}
         for h in hosts.values():
             os.makedirs(h.path, exist_ok=True)
             # only the service (and bind mounts made as root) reach the vfolders
@@ -63,6 +71,52 @@ class Manager:
 
     def staging_path(self, vf: VFolder, upload_id: str) -> str:
         return os.path.join(self.hosts[vf.host].path, UPLOADS_DIR, upload_id)
+
+    def apply_quota(self, vf: VFolder) -> None:
+        """Put the vfolder's directory in its project and set its limits where the
+        filesystem enforces them (scan backends: nothing to do). Raises Refused(503)."""
+        backend = self.quotas.get(vf.host)
+        if backend is None or not backend.enforced_by_filesystem:
+            return
+        try:
+            backend.set_limit(self.path_of(vf), project_id(vf.id), vf.quota_bytes, vf.quota_files)
+        except Exception as e:  # CalledProcessError, OSError
+            detail = getattr(e, "stderr", None) or str(e)
+            raise Refused(503, f"the storage host refused the project quota: {str(detail).strip()}") from None
+
+    def gid_of(self, vf: VFolder) -> int | None:
+        return None if self.gid_base is None else ownership.vfolder_gid(vf.id, self.gid_base)
+
+    def _free_id(self, db: Session) -> str:
+        """A new vfolder id whose group id no other vfolder has."""
+        vid = new_id()
+        if self.gid_base is not None:
+            taken = {ownership.vfolder_gid(v, self.gid_base) for v in db.scalars(select(VFolder.id))}
+            while ownership.vfolder_gid(vid, self.gid_base) in taken:
+                vid = new_id()
+        return vid
+
+    def make_dir(self, vf: VFolder, path: str) -> None:
+        """The vfolder's directory with its ownership (storage/ownership.py)."""
+        if self.gid_base is None:
+            os.mkdir(path, 0o777)
+            os.chmod(path, 0o777)  # the old, open model: any account that reaches it writes
+            return
+        os.mkdir(path, 0o700)
+        try:
+            self.acl_ok[vf.host] = ownership.make_group_dir(path, self.gid_of(vf))
+        except PermissionError as e:  # an NFS export with root_squash, typically
+            os.rmdir(path)
+            raise Refused(503, f"storage host {vf.host!r} does not let the service give the vfolder its "
+                          f"group ({e.strerror}); export it with no_root_squash to the hub host, or set "
+                          "VFolderService.vfolder_gid_base = 0 (mode 0777 vfolders)") from None
+
+    def adopt(self, vid: str, path: str) -> list:
+        """A finished clone's copy gets the vfolder's ownership; per-path errors."""
+        if self.gid_base is None:
+            os.chmod(path, 0o777)
+            return []
+        return ownership.adopt_tree(path, ownership.vfolder_gid(vid, self.gid_base))
 
     # --- lookup and access ------------------------------------------------------------
 
@@ -167,14 +221,13 @@ class Manager:
         if not host_allowed(list(h.groups) if h.groups is not None else None, kind, owner, caller):
             raise Refused(403, f"storage host {h.name!r} is only for the groups {list(h.groups)}")
         self._check_name_free(db, kind, owner, name)
-        vf = VFolder(id=new_id(), name=name, owner_kind=kind, owner=owner, creator=caller.name,
+        vf = VFolder(id=self._free_id(db), name=name, owner_kind=kind, owner=owner, creator=caller.name,
                      host=h.name, auto_mount=auto_mount, state=state, cloned_from=cloned_from,
                      usage_bytes=0, usage_files=0)
         path = os.path.join(h.path, str(vfolder_relpath(vf.id)))
         os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
         if state == VFolderState.READY.value:
-            os.mkdir(path, 0o777)
-            os.chmod(path, 0o777)  # sessions run as the users' own accounts
+            self.make_dir(vf, path)
         db.add(vf)
         try:
             db.flush()
@@ -183,6 +236,12 @@ class Manager:
             if os.path.isdir(path):
                 os.rmdir(path)
             raise Refused(409, f"{kind} {owner} already has a vfolder named {name!r}") from None
+        if state == VFolderState.READY.value:
+            try:
+                self.apply_quota(vf)
+            except Refused:
+                os.rmdir(path)
+                raise
         return vf
 
     def _check_name_free(self, db: Session, kind: str, owner: str, name: str, but: str | None = None):

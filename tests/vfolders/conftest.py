@@ -82,17 +82,24 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def svc(tmp_path):
-    service = VFolderService(
-        db_url=f"sqlite:///{tmp_path / 'vfolders.sqlite'}",
-        storage_hosts={
+def svc_config() -> dict:
+    """VFolderService settings over the svc fixture's; a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def svc(tmp_path, svc_config):
+    service = VFolderService(**{
+        "db_url": f"sqlite:///{tmp_path / 'vfolders.sqlite'}",
+        "storage_hosts": {
             "local": {"path": str(tmp_path / "hosts" / "local"), "default": True},
             "nas2": {"path": str(tmp_path / "hosts" / "nas2"), "groups": ["ml"]},
         },
-        service_prefix="/services/vfolders/",
-        usage_scan_interval=3600, stats_interval=0.2, cleanup_interval=3600,
-        upload_expiry=3600,
-    )
+        "service_prefix": "/services/vfolders/",
+        "usage_scan_interval": 3600, "stats_interval": 0.2, "cleanup_interval": 3600,
+        "upload_expiry": 3600,
+        **svc_config,
+    })
     service.setup()
     service.hub_auth = FakeHubAuth()
     port = free_port()

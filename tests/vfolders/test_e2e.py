@@ -71,3 +71,42 @@ def test_mount_write_read_ro_and_refused_delete(hub):
     assert out.strip() == "False from session 1", out
     alice.stop()
     assert alice.call("DELETE", V + f"/vfolders/{data['id']}").status_code == 204
+
+
+def test_rw_share_between_two_system_accounts(hub):
+    """Two users' local sessions (their own system accounts, the servers' default
+    umask) on one rw vfolder at the same time: each changes, renames and deletes
+    the other's files and directories (the vfolder's group and default ACL,
+    vfolder_manager/storage/ownership.py)."""
+    alice, bob = hub.login("gpuhub-vfc"), hub.login("gpuhub-vfd")
+    team = alice.call("POST", V + "/vfolders", json={"name": "team"}).json()
+    s = alice.call("POST", V + f"/vfolders/{team['id']}/shares", json={"user": "gpuhub-vfd", "permission": "rw"})
+    assert bob.call("POST", V + f"/invitations/{s.json()['id']}/accept").status_code == 200
+    for u in (alice, bob):
+        assert u.spawn({"gpus": "0", "vfolders": ["team"]}).status_code in (201, 202)
+    for u in (alice, bob):
+        u.wait_ready()
+    t = "os.path.expanduser('~/vfolders/team')"
+    out = alice.run_code(
+        f"import os\nt = {t}\nos.makedirs(os.path.join(t, 'd'))\n"
+        "open(os.path.join(t, 'd', 'a.txt'), 'w').write('alice')\n"
+        "print(oct(os.umask(0o022)), oct(os.stat(os.path.join(t, 'd', 'a.txt')).st_mode & 0o777))\n")
+    assert out.split()[1] == "0o660", out  # group-writable although the umask is 022
+    out = bob.run_code(
+        f"import os\nt = {t}\n"
+        "open(os.path.join(t, 'd', 'a.txt'), 'a').write(', bob')\n"
+        "open(os.path.join(t, 'd', 'b.txt'), 'w').write('bob')\n"
+        "os.rename(os.path.join(t, 'd'), os.path.join(t, 'shared'))\n"
+        "print(os.getuid(), sorted(os.listdir(os.path.join(t, 'shared'))))\n")
+    assert "['a.txt', 'b.txt']" in out, out
+    out = alice.run_code(
+        f"import os\nt = {t}\n"
+        "print(open(os.path.join(t, 'shared', 'a.txt')).read())\n"
+        "open(os.path.join(t, 'shared', 'b.txt'), 'a').write(', alice')\n"
+        "os.remove(os.path.join(t, 'shared', 'a.txt'))\n"
+        "print(os.getuid(), open(os.path.join(t, 'shared', 'b.txt')).read())\n")
+    lines = out.split("\n")
+    assert lines[0] == "alice, bob" and lines[1].endswith("bob, alice"), out
+    assert lines[1].split()[0] != "0"  # not root: the user's own account
+    for u in (alice, bob):
+        u.stop()

@@ -251,6 +251,7 @@ class QuotaHandler(Base):
             if kind == "vfolder":
                 vf, _ = self.manager.get(db, name, self.caller, Action.ADMIN)
                 vf.quota_bytes, vf.quota_files = max_bytes, max_files
+                self.manager.apply_quota(vf)  # project quotas: the kernel enforces it too
             else:
                 q = db.get(Quota, (kind, name)) or Quota(kind=kind, name=name)
                 q.max_bytes, q.max_files = max_bytes, max_files
@@ -269,6 +270,10 @@ class HostsHandler(Base):
             if not caller.admin:
                 model.pop("path")
             model["stats"] = self.service.host_stats(h.name)
+            backend = self.manager.quotas.get(h.name)
+            model["quota"] = {"backend": getattr(backend, "kind", "scan"),
+                              "enforced_by": "filesystem" if backend and backend.enforced_by_filesystem else "service",
+                              "why": self.service.quota_why.get(h.name, "")}
             out.append(model)
         self.send({"hosts": out})
 
@@ -314,7 +319,7 @@ class MountsHandler(Base):
             for n in chosen:
                 vf, role = by_name[n]
                 ro, reason = mount_mode(role, self.manager.over_quota(db, vf))
-                mounts.append(MountSpec(vf.id, n, self.manager.path_of(vf), ro, reason))
+                mounts.append(MountSpec(vf.id, n, self.manager.path_of(vf), ro, reason, self.manager.gid_of(vf)))
             if not body.get("dry_run"):
                 for old in db.scalars(select(Mount).where(Mount.session == session)):
                     db.delete(old)

@@ -18,10 +18,11 @@ class MountSpec:
     source: str
     read_only: bool
     reason: str | None = None
+    gid: int | None = None  # the vfolder's group (storage/ownership.py); None: mode 0777
 
     def json(self) -> dict:
         return {"id": self.id, "name": self.name, "path": self.source,
-                "mode": "ro" if self.read_only else "rw", "reason": self.reason}
+                "mode": "ro" if self.read_only else "rw", "reason": self.reason, "gid": self.gid}
 
 
 def mount_names(entries: list[tuple[str, str, str, str]], user: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ class StorageHost:
     path: str  # absolute; an NFS mount of the NAS in production
     default: bool = False
     groups: tuple[str, ...] | None = None  # None: every user and group may use it
-    quota_backend: str = "scan"  # scan | xfs | ext4
+    quota_backend: str = "scan"  # scan | project | auto | xfs | ext4 (storage.quota.choose_backend)
     description: str = ""
 
     def json(self) -> dict:
@@ -31,7 +31,7 @@ class StorageHost:
         }
 
 
-def parse_hosts(config: dict) -> dict[str, StorageHost]:
+def parse_hosts(config: dict, default_backend: str = "scan") -> dict[str, StorageHost]:
     """``{"nas1": {"path": "/mnt/nas1", "default": true, "groups": ["ml"]}}`` →
     hosts; exactly one default (the only host is the default)."""
     if not isinstance(config, dict) or not config:
@@ -53,9 +53,9 @@ def parse_hosts(config: dict) -> dict[str, StorageHost]:
         groups = spec.get("groups")
         if groups is not None and (not isinstance(groups, list) or not all(isinstance(g, str) for g in groups)):
             raise HostConfigError(f"storage host {name}: 'groups' must be a list of group names")
-        backend = spec.get("quota_backend", "scan")
-        if backend not in ("scan", "xfs", "ext4"):
-            raise HostConfigError(f"storage host {name}: quota_backend must be scan, xfs or ext4")
+        backend = spec.get("quota_backend", default_backend)
+        if backend not in ("scan", "project", "auto", "xfs", "ext4"):
+            raise HostConfigError(f"storage host {name}: quota_backend must be scan, project, auto, xfs or ext4")
         hosts[name] = StorageHost(
             name=name, path=os.path.normpath(path), default=bool(spec.get("default", False)),
             groups=tuple(groups) if groups is not None else None, quota_backend=backend,
