@@ -166,15 +166,11 @@ def test_the_demo_runs_an_agent_for_its_own_host(tmp_path, fake_mps):
         h.stop()
 
 
-def test_a_docker_session_starts_only_once_mps_runs(tmp_path, fake_mps):
+def test_a_docker_session_starts_only_once_mps_runs(engine, tmp_path, fake_mps):
     """The Docker runtime: the container is created only after the host's MPS
     daemon runs, and it gets the MPS pipe variable and the allocation label."""
-    import docker
     from dateutil.parser import isoparse
 
-    subprocess.run(["bash", str(REPO / ".ci/dockerd"), "start"], check=True)
-    subprocess.run(["bash", str(REPO / "spawner/image/build.sh")], check=True)
-    engine = docker.from_env()
     h = Hub(tmp_path, GPUHUB_RUNTIME="docker", GPUHUB_LOCAL_AGENT="1",
             GPUHUB_LOCAL_AGENT_INVENTORY_HOST="node-a", GPUHUB_AGENT_STATE_DIR=str(tmp_path / "agent"),
             GPUHUB_HEARTBEAT_INTERVAL="1")
