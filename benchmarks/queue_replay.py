@@ -48,6 +48,7 @@ import math
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -208,6 +209,7 @@ def replay(hosts, pods, group_of, policy: str, depth: int = 32):
             rec = info[qid]
             if "first" not in rec:
                 rec["first"] = (est.expected, est.latest)
+                pending[qid] = replace(pending[qid], first_eta=est.expected, first_latest=est.latest)
     assert not pending and not live, "every request ran"
     # metrics
     window = max(1, t_last_arrival - t_first)

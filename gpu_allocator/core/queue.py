@@ -324,6 +324,9 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         q = queue[i]
         i += 1
         req = q.req
+        if not backfill and len(blocked) >= depth:  # strict order: nothing behind moves
+            reasons[q.id] = f"waiting behind {depth} requests"
+            continue
         limits = quotas.resolve(req.user, q.groups)
         h = held.get(req.user, Held())
         verdict = check(limits, h, req, per)
@@ -333,13 +336,13 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         if not verdict.ok:
             reasons[q.id] = verdict.reason
             continue
+        if len(blocked) >= depth:
+            reasons[q.id] = f"waiting behind {depth} requests"
+            continue
         if blocked and not backfill:
             reasons[q.id] = "waiting for the requests ahead"
             blocked.append(q)
             stale = True
-            continue
-        if len(blocked) >= depth:
-            reasons[q.id] = f"waiting behind {depth} requests"
             continue
         p = None
         if sim.fit(req) is not None:
