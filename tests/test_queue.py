@@ -361,3 +361,25 @@ async def test_run_time_warnings_then_expiry_and_one_extension(db_url):
     assert [x.id for x in expired] == [a.id]
     assert (await pool.get(a.id)).state == AllocationState.EXPIRED
     pool.close()
+
+
+def test_strict_fifo_and_arrival_order_knobs():
+    """fair=False orders by arrival only; backfill=False lets nothing pass a
+    request that waits for capacity (the comparison policies of
+    benchmarks/queue_replay.py)."""
+    state = PoolState.build([host("a", 4)], units_per_gpu=PER)
+    run = [running(state, "r1", "x", 2, hours_left=2)]
+    fs = FairShare()
+    fs.add("user:heavy", 4, NOW - 10 * H, NOW - H)  # heavy used a lot: fair share puts it last
+    big = q("big", "heavy", 4, 1, submitted=NOW - 60)  # waits for the 2 busy GPUs
+    small = q("small", "light", 1, 1, submitted=NOW - 30)  # fits now and ends before big starts
+    p = run_plan(state, run, [big, small], fs=fs, fair=False, backfill=False)
+    assert not p.admitted
+    assert p.estimates["big"].position == 1 and p.estimates["small"].position == 2
+    assert p.estimates["small"].latest >= p.estimates["big"].latest
+    p = run_plan(state, run, [big, small], fs=fs, fair=False, backfill=True)
+    assert [x.id for x, _ in p.admitted] == ["small"]
+    for a in [a for _, a in p.admitted]:
+        state.release(a.id)
+    p = run_plan(state, run, [big, small], fs=fs)  # gpuhub: light first by fair share
+    assert [x.id for x, _ in p.admitted] == ["small"]

@@ -295,8 +295,14 @@ def describe(req: Request, units_per_gpu: int) -> str:
 
 def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], *,
          now: float, quotas: Quotas, fairshare: FairShare, held: dict[str, Held],
-         ratio: float = 1.0, depth: int = DEPTH, groups_of=None) -> Plan:
+         ratio: float = 1.0, depth: int = DEPTH, groups_of=None,
+         fair: bool = True, backfill: bool = True) -> Plan:
     """Admit what may start now and estimate the rest (see the module docstring).
+
+    ``fair=False``: arrival order only (no priority, no fair share);
+    ``backfill=False``: nothing starts behind a request that waits for capacity
+    (strict FIFO with ``fair=False``). The defaults are gpuhub's policy; the
+    others exist for comparison (benchmarks/queue_replay.py).
 
     The admitted requests are *granted in ``state``* (their allocations carry the
     request's id, ``now`` as created, and the real placement); the caller records
@@ -305,17 +311,22 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
     per = state.units_per_gpu
     out = Plan()
     ordering = Ordering(pending, running, quotas, fairshare, now, per, groups_of)
-    queue = sorted(pending, key=ordering.key)
+    key = ordering.key if fair else (lambda x: (x.submitted, x.id))
+    queue = sorted(pending, key=key)
     sim = Sim(state)
     runs = [run_of(a, max(now, e)) for a, e in running]
     blocked: list[Queued] = []  # waiting for capacity, protected (≤ depth)
     starts: list[float | None] = []  # their simulated starts (declared times)
+    stale = False  # starts must be simulated again (computed only when needed)
     reasons: dict[str, str] = {}
     i = 0
     while i < len(queue):
         q = queue[i]
         i += 1
         req = q.req
+        if not backfill and len(blocked) >= depth:  # strict order: nothing behind moves
+            reasons[q.id] = f"waiting behind {depth} requests"
+            continue
         limits = quotas.resolve(req.user, q.groups)
         h = held.get(req.user, Held())
         verdict = check(limits, h, req, per)
@@ -328,6 +339,11 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         if len(blocked) >= depth:
             reasons[q.id] = f"waiting behind {depth} requests"
             continue
+        if blocked and not backfill:
+            reasons[q.id] = "waiting for the requests ahead"
+            blocked.append(q)
+            stale = True
+            continue
         p = None
         if sim.fit(req) is not None:
             try:
@@ -338,6 +354,8 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
             end = now + req.max_hours * 3600.0
             shares = tuple((s.device_uuid, s.units) for s in p.shares)
             mine = Run(end, p.host, shares, milli(req.cpu), req.mem_mb)
+            if stale:
+                starts, stale = simulate(sim, runs, [b.req for b in blocked], now), False
             known = [s for s in starts if s is not None]
             if not known or end <= min(known):
                 admit = True
@@ -357,15 +375,17 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
                 runs.append(mine)
                 held[req.user] = add(h, req, per)
                 out.admitted.append((q, a))
-                ordering.charge(q)  # the rest of the pass sees the user's usage grow
-                queue[i:] = sorted(queue[i:], key=ordering.key)
-                if blocked:
-                    starts = simulate(sim, runs, [b.req for b in blocked], now)
+                if fair:
+                    ordering.charge(q)  # the rest of the pass sees the user's usage grow
+                    queue[i:] = sorted(queue[i:], key=key)
+                stale = bool(blocked)
                 continue
             reasons[q.id] = "waiting: starting now would delay requests ahead"
         if q.id not in reasons:
             reasons[q.id] = f"waiting for {describe(req, per)} to be free"
         blocked.append(q)
+        stale = True
+    if stale:
         starts = simulate(sim, runs, [b.req for b in blocked], now)
     # estimates for what still waits
     latest = dict(zip((b.id for b in blocked), starts))
