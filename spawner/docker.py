@@ -203,6 +203,15 @@ class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
         env.update(docker_gpu_config(self.allocation, self.endpoint)["env"])
         return env
 
+    async def allocation_ready(self) -> None:
+        """Learn the chosen host's engine (as its agent registered it) before any
+        Docker call: a REST spawn has not fetched the pool for a form."""
+        host = self.allocation.get("host")
+        if "endpoint" not in self.allocation and not any(
+            h["name"] == host for h in self.pool_model.get("hosts", [])
+        ):
+            await self.fetch_pool()
+
     async def create_object(self):
         # the allocation is known by now: listen on a free port of the chosen host
         remote = urlparse(self.endpoint["url"]).scheme not in ("unix", "npipe")

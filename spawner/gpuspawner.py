@@ -299,6 +299,10 @@ class GPUSpawner(Spawner):
         self._event(40, f"allocated {describe(allocation)}")
         return allocation
 
+    async def allocation_ready(self) -> None:
+        """The share is granted and enforced; runtimes prepare what depends on its
+        host here (e.g. which engine to use)."""
+
     async def _wait_for_mps(self) -> None:
         """A fractional share is enforced by its host's MPS daemon: the server must
         not run its first instruction before the daemon is there."""
@@ -382,6 +386,8 @@ class GPUSpawner(Spawner):
             except BaseException:
                 await self._release("MPS not ready")
                 raise
+        if self.allocation:
+            await self.allocation_ready()
         self.user_options["profile"] = self.profile(req)
         self.orm_spawner.user_options = dict(self.user_options)
         self._event(60, "starting server")

@@ -162,13 +162,13 @@ def test_actions_are_api_calls_too(hub):
     entries = admin.call("GET", API + "/audit", params={"limit": 3}).json()["entries"]
     assert [(e["action"], e["target"]) for e in entries] == [
         ("revoke", f"allocation:{aid}"), ("undrain", "host:node-b"), ("drain", "host:node-b")]
-    r = admin.call("GET", API + "/usage", params={"by": "user", "format": "csv"})
+    r = admin.call("GET", API + "/usage/summary", params={"by": "user", "format": "csv"})
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
     assert "gpuhub-carol" in r.text
     # per group: the groups come from the hub
     r = admin.call("POST", "/hub/api/groups/gpuhub-ml", json={"users": ["gpuhub-carol"]})
     assert r.status_code == 201, r.text
-    rows = admin.call("GET", API + "/usage", params={"by": "group"}).json()["rows"]
+    rows = admin.call("GET", API + "/usage/summary", params={"by": "group"}).json()["rows"]
     assert [x["name"] for x in rows if x["allocations"]] == ["gpuhub-ml"] and rows[0]["gpu_hours"] > 0
     u = admin.call("GET", API + "/utilisation", params={"window": "24h"}).json()
     assert set(u["models"]) == {"A100-SXM4-80GB", "L4"}
@@ -310,7 +310,7 @@ def test_non_admins_get_403_from_every_admin_page_and_api(hub):
     aid = r.json()["id"]
     try:
         for method, path in [
-            ("GET", "/audit"), ("GET", "/usage"), ("GET", "/usage?format=csv"), ("GET", "/utilisation"),
+            ("GET", "/audit"), ("GET", "/usage/summary"), ("GET", "/usage/summary?format=csv"), ("GET", "/utilisation"),
             ("GET", "/pool/hosts"), ("GET", "/pool/summary"), ("POST", f"/allocations/{aid}/revoke"),
             ("POST", "/hosts/node-a/drain"), ("POST", "/hosts/node-a/undrain"),
             ("PATCH", "/queue/nothing"), ("POST", "/queue/nothing/cancel"),

@@ -298,7 +298,8 @@ def test_a_cut_off_host_that_comes_back_is_fenced_before_new_grants(lab):
                         problems.append(f"a share on {name} while fencing: {h['devices']}")
             # and keep asking for the victim's GPU: the first grant that lands there
             # must come after the fence
-            a = admin.call("POST", API + "/allocations", json={"user": "gpuhub-mh-fen2", "gpus": 1})
+            a = admin.call("POST", API + "/allocations", json={"user": "gpuhub-mh-fen2", "gpus": 1,
+                                                              "queue": False})
             if a.status_code == 201:
                 a = a.json()
                 if a["host"] == victim.name:

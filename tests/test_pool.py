@@ -125,6 +125,8 @@ async def test_a_failed_commit_gives_the_reserved_share_back(db_url, monkeypatch
         await pool.grant(Request("ann", 10))
     assert pool.state.free == free and pool.state.allocations == {}
     pool.state.check_indexes()
+    pool.close()
+    pool.ledger.close()
 
 
 async def test_quantum_change_with_live_shares_is_refused(db_url):

@@ -68,7 +68,7 @@ def routes(prefix: str, service) -> list:
         (v1 + r"/audit", api.AuditHandler, kw),
         (v1 + r"/queue/([^/]+)", queue_actions.QueueRequestHandler, kw),
         (v1 + r"/queue/([^/]+)/cancel", queue_actions.QueueCancelHandler, kw),
-        (v1 + r"/usage", api.UsageHandler, kw),
+        (v1 + r"/usage/summary", api.UsageHandler, kw),
         (v1 + r"/utilisation", api.UtilisationHandler, kw),
         (v1 + r"/pool/hosts", api.PoolHostsHandler, kw),
         (v1 + r"/pool/summary", api.PoolSummaryHandler, kw),
