@@ -31,6 +31,8 @@ Fragmentation values are memoised, so scoring a class is a few look-ups.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from .model import Placement, Request, Share, format_gpus, milli
 from .state import HostClass, PoolState
 from .topology import choose
@@ -132,10 +134,12 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
     whole = units >= per
     count = units // per if whole else 1
     want = TOPO_SCAN if whole and count >= 2 else 1
-    hosts, cpu_cap, cpu_used, mem_used = state.hosts, state.cpu_cap, state.cpu_used, state.mem_used
+    cpu_cuts, mem_cuts = typ.cpu_cuts, typ.mem_cuts
     frag = typ.frag
     memo = state.delta_memo
+    memo_get = memo.get
     best = None
+    best_key = None
     cut = False
     scored = 0
     for group in _levels(state, req):
@@ -144,25 +148,33 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
         for c, opt in group:
             # the class's representative: its roomiest member (most CPU left,
             # then memory, then name) that has room
-            reps = []
-            for i, (ncl, nml, name) in enumerate(c.members):
-                cl, ml = -ncl, -nml
-                if cl < cpu:
-                    break  # the others have less
-                if i >= bound:
-                    cut = True
-                    break
-                if mem <= ml:
-                    reps.append((name, cl, ml))
-                    if len(reps) >= want:
+            members = c.members
+            ncl, nml, name = members[0]
+            if -ncl < cpu:
+                continue  # the others have less
+            if want == 1 and mem <= -nml:
+                reps = None  # the common case: the first member has room
+            else:
+                reps = []
+                for i, (ncl, nml, name) in enumerate(members):
+                    if -ncl < cpu:
+                        break  # the others have less
+                    if i >= bound:
+                        cut = True
                         break
-            if not reps:
-                continue
+                    if mem <= -nml:
+                        reps.append((name, -ncl, -nml))
+                        if len(reps) >= want:
+                            break
+                if not reps:
+                    continue
+                name, ncl, nml = reps[0]
+                ncl, nml = -ncl, -nml
             scored += 1
-            name, cl, ml = reps[0]
-            cr2, mr2 = typ.cpu_rank(cl - cpu), typ.mem_rank(ml - mem)
+            cl, ml = -ncl - cpu, -nml - mem  # left after the grant
+            cr2, mr2 = bisect_right(cpu_cuts, cl), bisect_right(mem_cuts, ml)
             mkey = (c.cid, opt, units, cr2, mr2)
-            d = memo.get(mkey)
+            d = memo_get(mkey)
             if d is None:
                 if units == 0:
                     after = c.fs
@@ -174,19 +186,18 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
                 if len(memo) > 500_000:
                     memo.clear()
                 memo[mkey] = d
-            total = sum(c.fs)
             if units == 0:
-                key = (d, total, cl - cpu, name)
-                if best is None or key < best[0]:
-                    best = (key, name, None)
+                key = (d, c.total, cl, name)
+                if best is None or key < best_key:
+                    best, best_key = (key, name, None), key
             elif not whole:
-                m, f = opt
-                key = (d, f - units, total, name, m)
-                if best is None or key < best[0]:
-                    best = (key, name, opt)
+                key = (d, opt[1] - units, c.total, name, opt[0])
+                if best is None or key < best_key:
+                    best, best_key = (key, name, opt), key
             else:
                 m = opt[0]
-                for name, cl, ml in reps:
+                total = c.total
+                for name, _, _ in reps or ((name, 0, 0),):
                     mat, uniform, v = _matrix(state, name)
                     if uniform:
                         left = c.idle[m] - count
@@ -196,8 +207,8 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
                         chosen, q = choose(mat, _idle_indexes(state, name, m), count)
                     lo = q[0] if count >= 2 else 0
                     key = (-lo, d, -q[1], total, -q[2], name, m)
-                    if best is None or key < best[0]:
-                        best = (key, name, (m, chosen))
+                    if best is None or key < best_key:
+                        best, best_key = (key, name, (m, chosen)), key
                     if chosen is None:
                         break  # uniform topology: the first member is as good as any
     return best, cut
