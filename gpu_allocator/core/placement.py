@@ -73,7 +73,12 @@ def _matrix(state: PoolState, host: str):
 
 
 def _idle_indexes(state: PoolState, host: str, model: str) -> tuple[int, ...]:
-    return tuple(sorted(state.devices[u].index for u in state.idle[host].get(model, ())))
+    key = (host, model)
+    r = state.idle_indexes.get(key)
+    if r is None:
+        r = tuple(sorted(state.devices[u].index for u in state.idle[host].get(model, ())))
+        state.idle_indexes[key] = r
+    return r
 
 
 def _device(state: PoolState, host: str, model: str, free: int):
@@ -99,11 +104,10 @@ def _levels(state: PoolState, req: Request):
     idle devices of the host, CPU-only by the host's free GPU units."""
     per = state.units_per_gpu
     units, models = req.units, req.models
-    classes = state.classes
     if units == 0:
         by_total = state.class_total
         for t in sorted(by_total):
-            yield [(classes[k], None) for k in by_total[t]]
+            yield [(c, None) for c in by_total[t].values()]
         return
     if units < per:
         index, low = state.class_levels, units
@@ -112,14 +116,19 @@ def _levels(state: PoolState, req: Request):
     accepted = [m for m in index if not models or m in models]
     steps = sorted({f for m in accepted for f in index[m] if f >= low})
     fractions_ok = state.kind_fractions
+    fraction = units < per
     for f in steps:
         group = []
         for m in accepted:
-            for k in index[m].get(f, ()):
-                c = classes[k]
-                if units < per and not fractions_ok[c.kind]:
-                    continue  # no MPS there: a fraction would be an unenforced promise
-                group.append((c, (m, f)))
+            at = index[m].get(f)
+            if not at:
+                continue
+            opt = (m, f)
+            if fraction:
+                # no MPS there: a fraction would be an unenforced promise
+                group += [(c, opt) for c in at.values() if fractions_ok[c.kind]]
+            else:
+                group += [(c, opt) for c in at.values()]
         yield group
 
 

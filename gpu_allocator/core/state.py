@@ -82,6 +82,9 @@ class PoolState:
         self.hosts_by_idle: dict[str, dict[int, dict[str, None]]] = defaultdict(
             lambda: defaultdict(dict)
         )
+        #: placement's cache of (host, model) → sorted indexes of its idle devices
+        #: (dropped whenever one of them changes)
+        self.idle_indexes: dict[tuple[str, str], tuple[int, ...]] = {}
         #: bumped on every change (callers may cache derived views by it)
         self.version = 0
         #: request shapes seen (placement's typical-shape distribution)
@@ -98,9 +101,10 @@ class PoolState:
         self.host_kind: dict[str, int] = {}
         #: classes by what they can give: a device of a model with f free units
         #: (f > 0), n idle devices of a model (n > 0), t free units in all
-        self.class_levels: dict[str, dict[int, dict[tuple, None]]] = defaultdict(lambda: defaultdict(dict))
-        self.class_idle: dict[str, dict[int, dict[tuple, None]]] = defaultdict(lambda: defaultdict(dict))
-        self.class_total: dict[int, dict[tuple, None]] = defaultdict(dict)
+        #: ({class key: class})
+        self.class_levels: dict[str, dict[int, dict[tuple, HostClass]]] = defaultdict(lambda: defaultdict(dict))
+        self.class_idle: dict[str, dict[int, dict[tuple, HostClass]]] = defaultdict(lambda: defaultdict(dict))
+        self.class_total: dict[int, dict[tuple, HostClass]] = defaultdict(dict)
         self._kinds: dict[tuple, int] = {}
         #: per topology kind: (pair score matrix by device index, all pairs equal?,
         #: the score of a pair when they are)
@@ -136,6 +140,7 @@ class PoolState:
             if not bucket:
                 del self.buckets[d.model][free]
         if free == self.units_per_gpu:
+            self.idle_indexes.pop((d.host, d.model), None)
             idle = self.idle[d.host].setdefault(d.model, {})
             before = len(idle)
             if add:
@@ -367,7 +372,7 @@ class PoolState:
         spots += [self.class_idle[m][n] for m, n in c.idle.items()]
         for spot in spots:
             if add:
-                spot[c.key] = None
+                spot[c.key] = c
             else:
                 spot.pop(c.key, None)
 
@@ -450,6 +455,8 @@ class PoolState:
         fresh = PoolState.build(self.hosts.values(), self.allocations.values(), self.units_per_gpu)
         assert fresh.free == self.free, "free units drifted"
         assert fresh.cpu_used == self.cpu_used and fresh.mem_used == self.mem_used
+        for (h, m), ix in self.idle_indexes.items():
+            assert ix == tuple(sorted(self.devices[u].index for u in self.idle[h].get(m, ()))), "idle cache drifted"
         norm = lambda b: {m: {f: set(u) for f, u in v.items() if u} for m, v in b.items() if v}  # noqa: E731
         assert norm(fresh.buckets) == norm(self.buckets), "bucket index drifted"
         assert {h: {m: set(u) for m, u in v.items() if u} for h, v in fresh.idle.items()} == {
