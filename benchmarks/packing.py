@@ -173,7 +173,9 @@ class Fit:
     - ``refused``: requests that fitted nowhere. The replay has no departures,
       so what is free only shrinks and a request that fitted nowhere never fits
       later: its twin is refused without a search (random still draws its 16
-      tries, so its random stream is the one a search would have used)."""
+      tries, so its random stream is the one a search would have used). For the
+      same reason first-fit resumes a request's search where its twin's ended,
+      and random's full list of fitting nodes is its twin's, filtered."""
 
     def __init__(self, state: PoolState, hosts: list[Host]):
         self.state = state
@@ -190,6 +192,11 @@ class Fit:
         self.dev_free: dict[str, int] = {}
         self.host_idle: dict[tuple[str, str], int] = {}
         self.refused: set = set()
+        #: by request (see req_key): where first-fit found the first node that
+        #: fits it, and the nodes random found that fit it, last time
+        self.first_from: dict[tuple, int] = {}
+        self.fitting: dict[tuple, list[str]] = {}
+        self.mem_cap = {h.name: h.memory_mb for h in hosts}
         for i, h in enumerate(hosts):
             for d in h.devices:
                 f = state.free[d.uuid]
@@ -277,15 +284,16 @@ class Fit:
             return any(st.free[d.uuid] >= req.units for d in devs)
         return sum(1 for d in devs if st.free[d.uuid] == PER_GPU) >= req.units // PER_GPU
 
-    def feasible(self, req: Request, first_only: bool = False) -> list[str]:
+    def feasible(self, req: Request, first_only: bool = False, start: int = 0) -> list[str]:
+        """Nodes that fit ``req`` in list order, from position ``start`` on."""
         need = self.need(req)
         out: list[str] = []
-        stack = [1]
+        stack = [(1, 0, self.size)]  # tree node, the positions it covers
         t, size = self.tree, self.size
         while stack:
-            i = stack.pop()
+            i, lo, hi = stack.pop()
             v = t[i]
-            if v[0] < need[0] or v[1] < need[1] or v[2] < need[2] or v[3] < need[3]:
+            if hi <= start or v[0] < need[0] or v[1] < need[1] or v[2] < need[2] or v[3] < need[3]:
                 continue
             if i >= size:
                 name = self.names[i - size]
@@ -294,9 +302,14 @@ class Fit:
                     if first_only:
                         return out
                 continue
-            stack.append(2 * i + 1)
-            stack.append(2 * i)
+            mid = (lo + hi) // 2
+            stack.append((2 * i + 1, mid, hi))
+            stack.append((2 * i, lo, mid))
         return out
+
+
+def req_key(req: Request) -> tuple:
+    return (round(req.cpu * 1000), req.mem_mb, req.units, req.models)
 
 
 def devices_for(state: PoolState, name: str, req: Request, rng=None) -> tuple[Share, ...]:
@@ -315,9 +328,12 @@ def devices_for(state: PoolState, name: str, req: Request, rng=None) -> tuple[Sh
 
 
 def first_fit(fit: Fit, req: Request, rng) -> Placement | None:
-    found = fit.feasible(req, first_only=True)
+    key = req_key(req)
+    # nodes before the one this request's twin got did not fit it then: nor now
+    found = fit.feasible(req, first_only=True, start=fit.first_from.get(key, 0))
     if not found:
         return None
+    fit.first_from[key] = fit.pos[found[0]]
     return Placement(found[0], devices_for(fit.state, found[0], req))
 
 
@@ -327,7 +343,11 @@ def random_fit(fit: Fit, req: Request, rng) -> Placement | None:
         if fit.fits(name, req):
             break
     else:
-        found = fit.feasible(req)
+        key = req_key(req)
+        before = fit.fitting.get(key)
+        # the nodes that fit this request now are among those that fitted its twin
+        found = fit.feasible(req) if before is None else [n for n in before if fit.fits(n, req)]
+        fit.fitting[key] = found
         if not found:
             return None
         name = rng.choice(found)
@@ -342,7 +362,11 @@ def best_fit(fit: Fit, req: Request, rng) -> Placement | None:
     cpu, mem = round(req.cpu * 1000), req.mem_mb
     if req.units == 0:
         return first_fit(fit, req, rng)
-    names, fits_host = fit.names, st.fits_host
+    names = fit.names
+    cpu_cap, cpu_used, mem_cap, mem_used = st.cpu_cap, st.cpu_used, fit.mem_cap, st.mem_used
+
+    def fits_host(n: str, cpu: int, mem: int) -> bool:
+        return cpu_cap[n] - cpu_used[n] >= cpu and mem_cap[n] - mem_used[n] >= mem
     if req.units < PER_GPU:
         lists = [by_free for m, by_free in fit.devs.items() if not req.models or m in req.models]
         for free in range(req.units, PER_GPU + 1):

@@ -253,15 +253,25 @@ def describe_shortage(state: PoolState, req: Request) -> str:
     per_gpu = state.units_per_gpu
     parts = []
     up = state.up_names()
-    for host in (state.hosts[n] for n in up[:20]):
-        devs = [d for d in host.devices if not req.models or d.model in req.models]
-        idle = sum(1 for d in devs if state.free[d.uuid] == per_gpu)
-        largest = max((state.free[d.uuid] for d in devs), default=0)
-        cpu, mem = state.host_room(host.name)
-        parts.append(
-            f"{host.name}: {idle} idle GPU(s), largest free share {format_gpus(largest, per_gpu)}, "
-            f"{cpu / 1000:g} CPU, {mem}M free"
-        )
+    lines = state.shortage_lines
+    if len(lines) > 10_000:
+        lines.clear()
+    for name in up[:20]:
+        # a host's line is kept until the host changes (its version moves)
+        key = (name, req.models)
+        version = state.host_version[name]
+        hit = lines.get(key)
+        if hit is None or hit[0] != version:
+            host = state.hosts[name]
+            devs = [d for d in host.devices if not req.models or d.model in req.models]
+            idle = sum(1 for d in devs if state.free[d.uuid] == per_gpu)
+            largest = max((state.free[d.uuid] for d in devs), default=0)
+            cpu, mem = state.host_room(name)
+            hit = lines[key] = (version, (
+                f"{name}: {idle} idle GPU(s), largest free share {format_gpus(largest, per_gpu)}, "
+                f"{cpu / 1000:g} CPU, {mem}M free"
+            ))
+        parts.append(hit[1])
     if len(up) > 20:
         parts.append(f"and {len(up) - 20} more hosts")
     models = f" of {' or '.join(sorted(req.models))}" if req.models else ""

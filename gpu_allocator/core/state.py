@@ -114,6 +114,9 @@ class PoolState:
         self._up_names: list[str] | None = None  # sorted names of up hosts (cache)
         #: per host, bumped whenever anything placement looks at changes
         self.host_version: dict[str, int] = defaultdict(int)
+        #: placement's cache of NoFit's line per (host, GPU models asked), with
+        #: the host's version it was written at
+        self.shortage_lines: dict[tuple, tuple[int, str]] = {}
 
     # --- building --------------------------------------------------------------------
 
