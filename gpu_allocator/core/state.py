@@ -48,7 +48,10 @@ class HostClass:
 
     def __init__(self, key, fs, cr, mr, kind, levels, idle, cid=0):
         self.key = key
-        self.cid = cid  # unique in its PoolState while the typical shapes stay
+        #: names what placement's fragmentation values depend on (free units,
+        #: CPU and memory ranks): classes that differ only in GPU models or
+        #: topology share it, and it outlives the class (PoolState.content_id)
+        self.cid = cid
         self.fs = fs  # free units of all devices, largest first
         self.total = sum(fs)  # free units in all
         self.cr, self.mr = cr, mr  # CPU / memory rank (core.typical)
@@ -96,6 +99,7 @@ class PoolState:
         #: _change_free so that a grant does not re-sort every device of the host
         self._sig: dict[str, list[tuple[str, int]]] = {}
         self._cids = 0
+        self._content_ids: dict[tuple, int] = {}
         #: placement's memo of fragmentation growth by (class id, choice, ranks after)
         self.delta_memo: dict = {}
         self.host_kind: dict[str, int] = {}
@@ -324,6 +328,19 @@ class PoolState:
         """Count a request (e.g. one that did not fit) in the shape histogram."""
         self.observe_shape(self.shape_of(req.units, milli(req.cpu), req.mem_mb))
 
+    def content_id(self, fs: tuple[int, ...], cr: int, mr: int) -> int:
+        """A number for (free units, CPU rank, memory rank), the same while the
+        typical shapes stay (placement memoises fragmentation growth by it, so
+        a class that comes back finds its values); never reused."""
+        ids = self._content_ids
+        cid = ids.get((fs, cr, mr))
+        if cid is None:
+            if len(ids) > 200_000:
+                ids.clear()  # the numbers already given stay valid: never reused
+            cid = ids[(fs, cr, mr)] = self._cids
+            self._cids += 1
+        return cid
+
     def reclass_all(self) -> None:
         """Recompute every host's class (after the typical shapes changed).
 
@@ -334,6 +351,7 @@ class PoolState:
         self.classes.clear()
         self.host_class.clear()
         self.delta_memo = {}
+        self._content_ids = {}  # ranks mean other things now
         self.class_levels.clear()
         self.class_idle.clear()
         self.class_total.clear()
@@ -351,8 +369,8 @@ class PoolState:
         host_class, host_version = self.host_class, self.host_version
         for key, (proto, members) in groups.items():
             members.sort()
-            c = HostClass(key, proto.fs, key[1], key[2], proto.kind, proto.levels, proto.idle, self._cids)
-            self._cids += 1
+            c = HostClass(key, proto.fs, key[1], key[2], proto.kind, proto.levels, proto.idle,
+                          self.content_id(proto.fs, key[1], key[2]))
             c.members = members
             self.classes[key] = c
             self._index_class(c, add=True)
@@ -412,9 +430,9 @@ class PoolState:
                     idle[model] = idle.get(model, 0) + 1
             c = HostClass(
                 key, tuple(sorted((f for _, f in sig), reverse=True)), cr, mr, kind,
-                {m: tuple(sorted(v, reverse=True)) for m, v in levels.items()}, idle, self._cids,
+                {m: tuple(sorted(v, reverse=True)) for m, v in levels.items()}, idle,
             )
-            self._cids += 1
+            c.cid = self.content_id(c.fs, cr, mr)
             self.classes[key] = c
             self._index_class(c, add=True)
         entry = (-cpu, -mem, name)
