@@ -312,6 +312,17 @@ def req_key(req: Request) -> tuple:
     return (round(req.cpu * 1000), req.mem_mb, req.units, req.models)
 
 
+class BaselineState(PoolState):
+    """A PoolState without gpuhub's placement classes and typical shapes (the
+    baselines read free units, device and host indexes, CPU and memory only)."""
+
+    def _reclass(self, name: str) -> None:
+        pass
+
+    def observe_shape(self, shape) -> None:
+        pass
+
+
 def devices_for(state: PoolState, name: str, req: Request, rng=None) -> tuple[Share, ...]:
     h = state.hosts[name]
     devs = [d for d in h.devices if not req.models or d.model in req.models]
@@ -425,14 +436,14 @@ def replay(args: tuple) -> dict:
     cap_milli = capacity * 1000
     stream = workload(pods, seed, cap_milli, inflate)
     typical = paper_typical(pods)
-    state = PoolState.build(hosts, units_per_gpu=PER_GPU)
     rng = random.Random(seed * 7919 + 1)
     if policy == "gpuhub":
+        state = PoolState.build(hosts, units_per_gpu=PER_GPU)
         state.shapes.seed([shape(p) for p in pods])
         state.reclass_all()
         fit = None
     else:
-        state.shapes.frozen = True  # the baselines do not look at the typical shapes
+        state = BaselineState.build(hosts, units_per_gpu=PER_GPU)
         fit = Fit(state, hosts)
         choose = BASELINES[policy]
         refused = fit.refused
