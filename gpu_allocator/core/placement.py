@@ -41,6 +41,12 @@ from .topology import choose
 REP_SCAN = 16
 #: classes scored per decision (whole groups: see _levels) — bounds the cost
 BUDGET = 16
+#: classes scored per decision at most: a group that would pass it is taken
+#: in content order (the host's free units in all, then its devices' free
+#: units, then the name of the class's roomiest host and the GPU model: the
+#: most used first), so the cost stays flat as
+#: the pool grows and the answer depends on the pool's content only
+CAP = 48
 #: members of a class whose topology is compared for a multi-GPU share
 TOPO_SCAN = 8
 
@@ -132,10 +138,18 @@ def _levels(state: PoolState, req: Request):
         yield group
 
 
-def _scan(state: PoolState, req: Request, bound: int, budget: int):
+def _content_order(candidate):
+    c, opt = candidate
+    return (c.total, c.fs, c.members[0][2], opt)  # (not the key: its topology kind is a counter)
+
+
+def _scan(state: PoolState, req: Request, bound: int, budget: int, cap: int | None = None):
     """Best (key, host, option) over the candidate classes (see :func:`_levels`),
-    stopping after the group in which ``budget`` classes were scored; also
-    whether some class was cut short by ``bound`` members."""
+    stopping after the group in which ``budget`` classes were scored (and
+    after ``cap`` classes: see :data:`CAP`); also whether some class was cut
+    short by ``bound`` members."""
+    if cap is None:
+        cap = CAP
     typ = state.shapes.typical
     per = state.units_per_gpu
     units = req.units
@@ -154,7 +168,12 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
     for group in _levels(state, req):
         if scored >= budget:
             break
+        capped = scored + len(group) > cap
+        if capped:
+            group = sorted(group, key=_content_order)
         for c, opt in group:
+            if capped and scored >= cap:
+                break
             # the class's representative: its roomiest member (most CPU left,
             # then memory, then name) that has room
             members = c.members
