@@ -29,6 +29,11 @@ policy: the tightest device for a fraction, the host with the fewest idle
 devices for whole GPUs, ties and CPU-only pods to the first node in list order), ``first-fit`` (nodes in list order,
 devices in index order) and ``random`` (a uniformly random node that fits).
 
+The trace is parsed once, by the parent; the (policy, seed) replays run in
+``--workers`` forked processes. The baselines keep their own indexes (Fit) and,
+since nothing departs in a replay, never search twice for what is known not
+to fit.
+
     python benchmarks/packing.py --trace /work/shared/traces/alibaba-gpu-v2023 \\
         [--seeds 42-51] [--inflate 1.3] [--policies gpuhub,best-fit,...] [--json]
 """

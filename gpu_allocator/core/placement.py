@@ -25,8 +25,12 @@ every host). Classes are visited from
 the tightest fit outwards (a fraction: by the free units of the device it would
 take; whole GPUs: by the host's idle devices; CPU-only: by the host's free GPU
 units), and the scan stops after the group in which :data:`BUDGET` classes
-were scored, so a decision's cost depends on the candidates, not on the pool.
-Fragmentation values are memoised, so scoring a class is a few look-ups.
+were scored, and in any case after :data:`CAP` classes (a group that would
+pass it is taken in content order: the most used hosts first), so a decision's
+cost depends on the candidates, not on the pool. Fragmentation values are
+memoised by class content (PoolState.content_id), so scoring a class is a few
+look-ups. A refusal's message lists at most 20 hosts, each line kept until
+its host changes.
 """
 
 from __future__ import annotations
