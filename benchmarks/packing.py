@@ -29,6 +29,11 @@ policy: the tightest device for a fraction, the host with the fewest idle
 devices for whole GPUs, ties and CPU-only pods to the first node in list order), ``first-fit`` (nodes in list order,
 devices in index order) and ``random`` (a uniformly random node that fits).
 
+The trace is parsed once, by the parent; the (policy, seed) replays run in
+``--workers`` forked processes. The baselines keep their own indexes (Fit) and,
+since nothing departs in a replay, never search twice for what is known not
+to fit.
+
     python benchmarks/packing.py --trace /work/shared/traces/alibaba-gpu-v2023 \\
         [--seeds 42-51] [--inflate 1.3] [--policies gpuhub,best-fit,...] [--json]
 """
@@ -41,9 +46,10 @@ import json
 import os
 import random
 import sys
+import multiprocessing
 import time
+from bisect import bisect_left, insort
 from collections import Counter
-from multiprocessing import Pool as ProcessPool
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -161,7 +167,20 @@ def fragmented_share(state: PoolState, typical) -> float:
 
 
 class Fit:
-    """Feasibility over the node list in order, with a max-tree for pruning."""
+    """The baselines' indexes over the node list (list order = position):
+
+    - a max-tree over (largest device free, idle devices, CPU left, memory left)
+      per node, for first-fit's search in list order;
+    - ``devs[model][free]``: (position, device index, uuid) of the devices with
+      that many free units, sorted, for best-fit's fractions;
+    - ``idle_hosts[model][n]``: positions of the nodes with exactly n idle
+      devices of a model, sorted, for best-fit's whole GPUs;
+    - ``refused``: requests that fitted nowhere. The replay has no departures,
+      so what is free only shrinks and a request that fitted nowhere never fits
+      later: its twin is refused without a search (random still draws its 16
+      tries, so its random stream is the one a search would have used). For the
+      same reason first-fit resumes a request's search where its twin's ended,
+      and random's full list of fitting nodes is its twin's, filtered."""
 
     def __init__(self, state: PoolState, hosts: list[Host]):
         self.state = state
@@ -173,8 +192,31 @@ class Fit:
         self.size = size
         # per tree node: (max device free, max idle devices, max cpu left, max mem left)
         self.tree = [(-1, -1, -1, -1)] * (2 * size)
+        self.devs: dict[str, dict[int, list]] = {}
+        self.idle_hosts: dict[str, dict[int, list]] = {}
+        self.dev_free: dict[str, int] = {}
+        self.host_idle: dict[tuple[str, str], int] = {}
+        self.refused: set = set()
+        #: by request (see req_key): where first-fit found the first node that
+        #: fits it, and the nodes random found that fit it, last time
+        self.first_from: dict[tuple, int] = {}
+        self.fitting: dict[tuple, list[str]] = {}
+        self.mem_cap = {h.name: h.memory_mb for h in hosts}
+        for i, h in enumerate(hosts):
+            for d in h.devices:
+                f = state.free[d.uuid]
+                self.dev_free[d.uuid] = f
+                self.devs.setdefault(d.model, {}).setdefault(f, []).append((i, d.index, d.uuid))
+            for m in {d.model for d in h.devices}:
+                n = sum(1 for d in h.devices if d.model == m and state.free[d.uuid] == PER_GPU)
+                self.host_idle[(h.name, m)] = n
+                if n:
+                    self.idle_hosts.setdefault(m, {}).setdefault(n, []).append(i)
+        for by_free in self.devs.values():
+            for lst in by_free.values():
+                lst.sort()
         for i in range(len(hosts)):
-            self.update(self.names[i])
+            self._update_tree(self.names[i])
 
     def leaf(self, name: str) -> tuple:
         st = self.state
@@ -187,7 +229,7 @@ class Fit:
             h.memory_mb - st.mem_used[name],
         )
 
-    def update(self, name: str) -> None:
+    def _update_tree(self, name: str) -> None:
         i = self.pos[name] + self.size
         self.tree[i] = self.leaf(name)
         i //= 2
@@ -196,6 +238,36 @@ class Fit:
             a, b = t[2 * i], t[2 * i + 1]
             t[i] = (max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
             i //= 2
+
+    def update(self, name: str) -> None:
+        """After a grant on ``name``."""
+        st = self.state
+        h = st.hosts[name]
+        p = self.pos[name]
+        models = set()
+        for d in h.devices:
+            old, new = self.dev_free[d.uuid], st.free[d.uuid]
+            if old == new:
+                continue
+            models.add(d.model)
+            by_free = self.devs[d.model]
+            entry = (p, d.index, d.uuid)
+            lst = by_free[old]
+            del lst[bisect_left(lst, entry)]
+            insort(by_free.setdefault(new, []), entry)
+            self.dev_free[d.uuid] = new
+        for m in models:
+            old = self.host_idle[(name, m)]
+            new = sum(1 for d in h.devices if d.model == m and st.free[d.uuid] == PER_GPU)
+            if old != new:
+                by_n = self.idle_hosts.setdefault(m, {})
+                if old:
+                    lst = by_n[old]
+                    del lst[bisect_left(lst, p)]
+                if new:
+                    insort(by_n.setdefault(new, []), p)
+                self.host_idle[(name, m)] = new
+        self._update_tree(name)
 
     def need(self, req: Request) -> tuple:
         u = req.units
@@ -217,15 +289,16 @@ class Fit:
             return any(st.free[d.uuid] >= req.units for d in devs)
         return sum(1 for d in devs if st.free[d.uuid] == PER_GPU) >= req.units // PER_GPU
 
-    def feasible(self, req: Request, first_only: bool = False) -> list[str]:
+    def feasible(self, req: Request, first_only: bool = False, start: int = 0) -> list[str]:
+        """Nodes that fit ``req`` in list order, from position ``start`` on."""
         need = self.need(req)
         out: list[str] = []
-        stack = [1]
+        stack = [(1, 0, self.size)]  # tree node, the positions it covers
         t, size = self.tree, self.size
         while stack:
-            i = stack.pop()
+            i, lo, hi = stack.pop()
             v = t[i]
-            if v[0] < need[0] or v[1] < need[1] or v[2] < need[2] or v[3] < need[3]:
+            if hi <= start or v[0] < need[0] or v[1] < need[1] or v[2] < need[2] or v[3] < need[3]:
                 continue
             if i >= size:
                 name = self.names[i - size]
@@ -234,9 +307,25 @@ class Fit:
                     if first_only:
                         return out
                 continue
-            stack.append(2 * i + 1)
-            stack.append(2 * i)
+            mid = (lo + hi) // 2
+            stack.append((2 * i + 1, mid, hi))
+            stack.append((2 * i, lo, mid))
         return out
+
+
+def req_key(req: Request) -> tuple:
+    return (round(req.cpu * 1000), req.mem_mb, req.units, req.models)
+
+
+class BaselineState(PoolState):
+    """A PoolState without gpuhub's placement classes and typical shapes (the
+    baselines read free units, device and host indexes, CPU and memory only)."""
+
+    def _reclass(self, name: str) -> None:
+        pass
+
+    def observe_shape(self, shape) -> None:
+        pass
 
 
 def devices_for(state: PoolState, name: str, req: Request, rng=None) -> tuple[Share, ...]:
@@ -255,9 +344,12 @@ def devices_for(state: PoolState, name: str, req: Request, rng=None) -> tuple[Sh
 
 
 def first_fit(fit: Fit, req: Request, rng) -> Placement | None:
-    found = fit.feasible(req, first_only=True)
+    key = req_key(req)
+    # nodes before the one this request's twin got did not fit it then: nor now
+    found = fit.feasible(req, first_only=True, start=fit.first_from.get(key, 0))
     if not found:
         return None
+    fit.first_from[key] = fit.pos[found[0]]
     return Placement(found[0], devices_for(fit.state, found[0], req))
 
 
@@ -267,7 +359,11 @@ def random_fit(fit: Fit, req: Request, rng) -> Placement | None:
         if fit.fits(name, req):
             break
     else:
-        found = fit.feasible(req)
+        key = req_key(req)
+        before = fit.fitting.get(key)
+        # the nodes that fit this request now are among those that fitted its twin
+        found = fit.feasible(req) if before is None else [n for n in before if fit.fits(n, req)]
+        fit.fitting[key] = found
         if not found:
             return None
         name = rng.choice(found)
@@ -275,34 +371,46 @@ def random_fit(fit: Fit, req: Request, rng) -> Placement | None:
 
 
 def best_fit(fit: Fit, req: Request, rng) -> Placement | None:
+    """The tightest level first (a fraction: the device's free units; whole GPUs:
+    the node's idle devices of the model); in a level, the first node in list
+    order with the CPU and memory (then the lowest device index)."""
     st = fit.state
     cpu, mem = round(req.cpu * 1000), req.mem_mb
-    models = [m for m in st.buckets if not req.models or m in req.models]
     if req.units == 0:
         return first_fit(fit, req, rng)
-    pos = fit.pos
+    names = fit.names
+    cpu_cap, cpu_used, mem_cap, mem_used = st.cpu_cap, st.cpu_used, fit.mem_cap, st.mem_used
+
+    def fits_host(n: str, cpu: int, mem: int) -> bool:
+        return cpu_cap[n] - cpu_used[n] >= cpu and mem_cap[n] - mem_used[n] >= mem
     if req.units < PER_GPU:
-        for free in sorted({f for m in models for f in st.buckets[m] if f >= req.units}):
+        lists = [by_free for m, by_free in fit.devs.items() if not req.models or m in req.models]
+        for free in range(req.units, PER_GPU + 1):
             best = None
-            for m in models:
-                for uuid in st.buckets[m].get(free, ()):
-                    d = st.devices[uuid]
-                    key = (pos[d.host], d.index)
-                    if (best is None or key < best[0]) and st.fits_host(d.host, cpu, mem):
-                        best = (key, d)
+            for by_free in lists:
+                for p, index, uuid in by_free.get(free, ()):
+                    if best is not None and (p, index) >= best[0]:
+                        break
+                    if fits_host(names[p], cpu, mem):
+                        best = ((p, index), uuid)
+                        break
             if best is not None:
-                d = best[1]
-                return Placement(d.host, (Share(d.uuid, req.units),))
+                return Placement(names[best[0][0]], (Share(best[1], req.units),))
         return None
     k = req.units // PER_GPU
-    for n in sorted({n for m in models for n in st.hosts_by_idle.get(m, {}) if n >= k}):
+    lists = [(m, by_n) for m, by_n in fit.idle_hosts.items() if not req.models or m in req.models]
+    for n in range(k, max((max(by_n, default=0) for _, by_n in lists), default=0) + 1):
         best = None
-        for m in models:
-            for name in st.hosts_by_idle[m].get(n, ()):
-                if (best is None or pos[name] < best[0]) and st.fits_host(name, cpu, mem):
-                    best = (pos[name], name, m)
+        for m, by_n in lists:
+            for p in by_n.get(n, ()):
+                if best is not None and p >= best[0]:
+                    break
+                if fits_host(names[p], cpu, mem):
+                    best = (p, m)
+                    break
         if best is not None:
-            _, name, m = best
+            p, m = best
+            name = names[p]
             idle = sorted(st.devices[u].index for u in st.idle[name][m])[:k]
             by_index = {d.index: d for d in st.hosts[name].devices}
             return Placement(name, tuple(Share(by_index[i].uuid, PER_GPU) for i in idle))
@@ -315,24 +423,36 @@ BASELINES = {"best-fit": best_fit, "first-fit": first_fit, "random": random_fit}
 # --------------------------------------------------------------------------- replay
 
 
+#: trace folder → (nodes, pods), loaded once by the parent; forked workers inherit it
+_TRACES: dict[str, tuple[list[Host], list[tuple]]] = {}
+
+
+def trace_data(trace: str) -> tuple[list[Host], list[tuple]]:
+    data = _TRACES.get(trace)
+    if data is None:
+        data = _TRACES[trace] = (load_nodes(Path(trace)), load_pods(Path(trace)))
+    return data
+
+
 def replay(args: tuple) -> dict:
     trace, seed, inflate, policy = args
-    trace = Path(trace)
-    hosts = load_nodes(trace)
-    pods = load_pods(trace)
+    hosts, pods = trace_data(str(trace))
     capacity = sum(len(h.devices) for h in hosts)
     cap_milli = capacity * 1000
     stream = workload(pods, seed, cap_milli, inflate)
     typical = paper_typical(pods)
-    state = PoolState.build(hosts, units_per_gpu=PER_GPU)
     rng = random.Random(seed * 7919 + 1)
     if policy == "gpuhub":
+        state = PoolState.build(hosts, units_per_gpu=PER_GPU)
         state.shapes.seed([shape(p) for p in pods])
         state.reclass_all()
         fit = None
     else:
+        state = BaselineState.build(hosts, units_per_gpu=PER_GPU)
         fit = Fit(state, hosts)
         choose = BASELINES[policy]
+        refused = fit.refused
+        tries = len(fit.names)
     arrived = granted = requested = 0
     frag80 = None
     t0 = time.process_time()
@@ -344,8 +464,15 @@ def replay(args: tuple) -> dict:
                 pl = place(state, req)
             except NoFit:
                 pl = None
+        elif (cpu, mem, units, models) in refused:  # fitted nowhere before: nowhere now (see Fit)
+            if policy == "random":
+                for _ in range(16):
+                    rng.randrange(tries)
+            pl = None
         else:
             pl = choose(fit, req, rng)
+            if pl is None:
+                refused.add((cpu, mem, units, models))
         if pl is not None:
             state.grant(Allocation(f"a{i}", "u", pl.host, units, req.cpu, mem, 1.0, pl.shares))
             if fit is not None:
@@ -394,8 +521,9 @@ def main(argv=None) -> dict:
     # the slowest first, so that the two workers finish together
     jobs = [(str(a.trace), s, a.inflate, p) for p in policies for s in seeds]
     t0 = time.perf_counter()
+    trace_data(str(a.trace))  # parsed once here; forked workers inherit it
     if a.workers > 1:
-        with ProcessPool(a.workers) as pool:
+        with multiprocessing.get_context("fork").Pool(a.workers) as pool:
             results = pool.map(replay, jobs, chunksize=1)
     else:
         results = [replay(j) for j in jobs]

@@ -569,6 +569,10 @@ def test_grant_then_release_restores_the_state_and_the_decision(case, data):
 @settings(deadline=None, max_examples=80)
 @given(pool_and_ops(max_ops=15), st.data())
 def test_placement_is_deterministic(case, data):
+    check_deterministic(case, data)
+
+
+def check_deterministic(case, data):
     s, ops = case
     run_ops(s, ops)
     r = data.draw(requests(s.units_per_gpu))
@@ -612,3 +616,49 @@ def test_cpu_capacity_is_filled_exactly(cores, capacity):
         assert place(s, req(0, cpu=float(left))).host == "n"
     with pytest.raises(NoFit):
         place(s, req(0, cpu=float(left + Fraction(1, 10))))
+
+
+@settings(deadline=None, max_examples=60)
+@given(pool_and_ops(max_ops=20), st.sampled_from(TYPICALS[1:] + [((3000, 8192, 5, 1), (100, 64, 20, 1))]),
+       st.data())
+def test_new_typical_shapes_regroup_the_classes_as_a_fresh_load_would(case, typical, data):
+    """reclass_all regroups the classes from their members; the result is the
+    one a fresh load under the new shapes gives, and so are the decisions."""
+    s, ops = case
+    run_ops(s, ops)
+    per = s.units_per_gpu
+    shapes = [(c, m, min(u, per), k) for c, m, u, k in typical]
+    s.shapes.seed(shapes, frozen=True)
+    s.reclass_all()
+    s.check_indexes()
+    other = PoolState(per)
+    other.shapes.seed(shapes, frozen=True)
+    for h in s.hosts.values():
+        other.put_host(h)
+    for a in s.allocations.values():
+        other.grant(a)
+    assert {k: c.members for k, c in s.classes.items()} == {k: c.members for k, c in other.classes.items()}
+    r = data.draw(requests(per))
+
+    def outcome(x: PoolState):
+        try:
+            return place(x, r)
+        except NoFit as e:
+            return ("NoFit", str(e))
+
+    assert outcome(s) == outcome(other)
+
+
+@settings(deadline=None, max_examples=60)
+@given(pool_and_ops(max_ops=20), st.data())
+def test_a_capped_scan_is_deterministic_too(case, data):
+    """With the per-decision cap at 1, groups are cut in content order: the same
+    content built in another order still gives the same answer."""
+    import gpu_allocator.core.placement as placement
+
+    old = placement.CAP
+    placement.CAP = 1
+    try:
+        check_deterministic(case, data)
+    finally:
+        placement.CAP = old

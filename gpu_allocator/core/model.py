@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 
 DEFAULT_UNITS_PER_GPU = 20
 
@@ -135,6 +136,7 @@ def units_to_gpus(units: int, units_per_gpu: int) -> Fraction:
     return Fraction(units, units_per_gpu)
 
 
+@lru_cache(maxsize=4096)
 def format_gpus(units: int, units_per_gpu: int = DEFAULT_UNITS_PER_GPU) -> str:
     """Exact decimal form of a GPU amount: "0.5", "0.25", "1", "2" — what the API
     sends (never a float)."""

@@ -25,11 +25,17 @@ every host). Classes are visited from
 the tightest fit outwards (a fraction: by the free units of the device it would
 take; whole GPUs: by the host's idle devices; CPU-only: by the host's free GPU
 units), and the scan stops after the group in which :data:`BUDGET` classes
-were scored, so a decision's cost depends on the candidates, not on the pool.
-Fragmentation values are memoised, so scoring a class is a few look-ups.
+were scored, and in any case after :data:`CAP` classes (a group that would
+pass it is taken in content order: the most used hosts first), so a decision's
+cost depends on the candidates, not on the pool. Fragmentation values are
+memoised by class content (PoolState.content_id), so scoring a class is a few
+look-ups. A refusal's message lists at most 20 hosts, each line kept until
+its host changes.
 """
 
 from __future__ import annotations
+
+from bisect import bisect_right
 
 from .model import Placement, Request, Share, format_gpus, milli
 from .state import HostClass, PoolState
@@ -39,6 +45,12 @@ from .topology import choose
 REP_SCAN = 16
 #: classes scored per decision (whole groups: see _levels) — bounds the cost
 BUDGET = 16
+#: classes scored per decision at most: a group that would pass it is taken
+#: in content order (the host's free units in all, then its devices' free
+#: units, then the name of the class's roomiest host and the GPU model: the
+#: most used first), so the cost stays flat as
+#: the pool grows and the answer depends on the pool's content only
+CAP = 48
 #: members of a class whose topology is compared for a multi-GPU share
 TOPO_SCAN = 8
 
@@ -71,7 +83,12 @@ def _matrix(state: PoolState, host: str):
 
 
 def _idle_indexes(state: PoolState, host: str, model: str) -> tuple[int, ...]:
-    return tuple(sorted(state.devices[u].index for u in state.idle[host].get(model, ())))
+    key = (host, model)
+    r = state.idle_indexes.get(key)
+    if r is None:
+        r = tuple(sorted(state.devices[u].index for u in state.idle[host].get(model, ())))
+        state.idle_indexes[key] = r
+    return r
 
 
 def _device(state: PoolState, host: str, model: str, free: int):
@@ -97,11 +114,10 @@ def _levels(state: PoolState, req: Request):
     idle devices of the host, CPU-only by the host's free GPU units."""
     per = state.units_per_gpu
     units, models = req.units, req.models
-    classes = state.classes
     if units == 0:
         by_total = state.class_total
         for t in sorted(by_total):
-            yield [(classes[k], None) for k in by_total[t]]
+            yield [(c, None) for c in by_total[t].values()]
         return
     if units < per:
         index, low = state.class_levels, units
@@ -110,21 +126,34 @@ def _levels(state: PoolState, req: Request):
     accepted = [m for m in index if not models or m in models]
     steps = sorted({f for m in accepted for f in index[m] if f >= low})
     fractions_ok = state.kind_fractions
+    fraction = units < per
     for f in steps:
         group = []
         for m in accepted:
-            for k in index[m].get(f, ()):
-                c = classes[k]
-                if units < per and not fractions_ok[c.kind]:
-                    continue  # no MPS there: a fraction would be an unenforced promise
-                group.append((c, (m, f)))
+            at = index[m].get(f)
+            if not at:
+                continue
+            opt = (m, f)
+            if fraction:
+                # no MPS there: a fraction would be an unenforced promise
+                group += [(c, opt) for c in at.values() if fractions_ok[c.kind]]
+            else:
+                group += [(c, opt) for c in at.values()]
         yield group
 
 
-def _scan(state: PoolState, req: Request, bound: int, budget: int):
+def _content_order(candidate):
+    c, opt = candidate
+    return (c.total, c.fs, c.members[0][2], opt)  # (not the key: its topology kind is a counter)
+
+
+def _scan(state: PoolState, req: Request, bound: int, budget: int, cap: int | None = None):
     """Best (key, host, option) over the candidate classes (see :func:`_levels`),
-    stopping after the group in which ``budget`` classes were scored; also
-    whether some class was cut short by ``bound`` members."""
+    stopping after the group in which ``budget`` classes were scored (and
+    after ``cap`` classes: see :data:`CAP`); also whether some class was cut
+    short by ``bound`` members."""
+    if cap is None:
+        cap = CAP
     typ = state.shapes.typical
     per = state.units_per_gpu
     units = req.units
@@ -132,37 +161,52 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
     whole = units >= per
     count = units // per if whole else 1
     want = TOPO_SCAN if whole and count >= 2 else 1
-    hosts, cpu_cap, cpu_used, mem_used = state.hosts, state.cpu_cap, state.cpu_used, state.mem_used
+    cpu_cuts, mem_cuts = typ.cpu_cuts, typ.mem_cuts
     frag = typ.frag
     memo = state.delta_memo
+    memo_get = memo.get
     best = None
+    best_key = None
     cut = False
     scored = 0
     for group in _levels(state, req):
         if scored >= budget:
             break
+        capped = scored + len(group) > cap
+        if capped:
+            group = sorted(group, key=_content_order)
         for c, opt in group:
+            if capped and scored >= cap:
+                break
             # the class's representative: its roomiest member (most CPU left,
             # then memory, then name) that has room
-            reps = []
-            for i, (ncl, nml, name) in enumerate(c.members):
-                cl, ml = -ncl, -nml
-                if cl < cpu:
-                    break  # the others have less
-                if i >= bound:
-                    cut = True
-                    break
-                if mem <= ml:
-                    reps.append((name, cl, ml))
-                    if len(reps) >= want:
+            members = c.members
+            ncl, nml, name = members[0]
+            if -ncl < cpu:
+                continue  # the others have less
+            if want == 1 and mem <= -nml:
+                reps = None  # the common case: the first member has room
+            else:
+                reps = []
+                for i, (ncl, nml, name) in enumerate(members):
+                    if -ncl < cpu:
+                        break  # the others have less
+                    if i >= bound:
+                        cut = True
                         break
-            if not reps:
-                continue
+                    if mem <= -nml:
+                        reps.append((name, -ncl, -nml))
+                        if len(reps) >= want:
+                            break
+                if not reps:
+                    continue
+                name, ncl, nml = reps[0]
+                ncl, nml = -ncl, -nml
             scored += 1
-            name, cl, ml = reps[0]
-            cr2, mr2 = typ.cpu_rank(cl - cpu), typ.mem_rank(ml - mem)
+            cl, ml = -ncl - cpu, -nml - mem  # left after the grant
+            cr2, mr2 = bisect_right(cpu_cuts, cl), bisect_right(mem_cuts, ml)
             mkey = (c.cid, opt, units, cr2, mr2)
-            d = memo.get(mkey)
+            d = memo_get(mkey)
             if d is None:
                 if units == 0:
                     after = c.fs
@@ -174,19 +218,18 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
                 if len(memo) > 500_000:
                     memo.clear()
                 memo[mkey] = d
-            total = sum(c.fs)
             if units == 0:
-                key = (d, total, cl - cpu, name)
-                if best is None or key < best[0]:
-                    best = (key, name, None)
+                key = (d, c.total, cl, name)
+                if best is None or key < best_key:
+                    best, best_key = (key, name, None), key
             elif not whole:
-                m, f = opt
-                key = (d, f - units, total, name, m)
-                if best is None or key < best[0]:
-                    best = (key, name, opt)
+                key = (d, opt[1] - units, c.total, name, opt[0])
+                if best is None or key < best_key:
+                    best, best_key = (key, name, opt), key
             else:
                 m = opt[0]
-                for name, cl, ml in reps:
+                total = c.total
+                for name, _, _ in reps or ((name, 0, 0),):
                     mat, uniform, v = _matrix(state, name)
                     if uniform:
                         left = c.idle[m] - count
@@ -196,8 +239,8 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int):
                         chosen, q = choose(mat, _idle_indexes(state, name, m), count)
                     lo = q[0] if count >= 2 else 0
                     key = (-lo, d, -q[1], total, -q[2], name, m)
-                    if best is None or key < best[0]:
-                        best = (key, name, (m, chosen))
+                    if best is None or key < best_key:
+                        best, best_key = (key, name, (m, chosen)), key
                     if chosen is None:
                         break  # uniform topology: the first member is as good as any
     return best, cut
@@ -233,15 +276,25 @@ def describe_shortage(state: PoolState, req: Request) -> str:
     per_gpu = state.units_per_gpu
     parts = []
     up = state.up_names()
-    for host in (state.hosts[n] for n in up[:20]):
-        devs = [d for d in host.devices if not req.models or d.model in req.models]
-        idle = sum(1 for d in devs if state.free[d.uuid] == per_gpu)
-        largest = max((state.free[d.uuid] for d in devs), default=0)
-        cpu, mem = state.host_room(host.name)
-        parts.append(
-            f"{host.name}: {idle} idle GPU(s), largest free share {format_gpus(largest, per_gpu)}, "
-            f"{cpu / 1000:g} CPU, {mem}M free"
-        )
+    lines = state.shortage_lines
+    if len(lines) > 10_000:
+        lines.clear()
+    for name in up[:20]:
+        # a host's line is kept until the host changes (its version moves)
+        key = (name, req.models)
+        version = state.host_version[name]
+        hit = lines.get(key)
+        if hit is None or hit[0] != version:
+            host = state.hosts[name]
+            devs = [d for d in host.devices if not req.models or d.model in req.models]
+            idle = sum(1 for d in devs if state.free[d.uuid] == per_gpu)
+            largest = max((state.free[d.uuid] for d in devs), default=0)
+            cpu, mem = state.host_room(name)
+            hit = lines[key] = (version, (
+                f"{name}: {idle} idle GPU(s), largest free share {format_gpus(largest, per_gpu)}, "
+                f"{cpu / 1000:g} CPU, {mem}M free"
+            ))
+        parts.append(hit[1])
     if len(up) > 20:
         parts.append(f"and {len(up) - 20} more hosts")
     models = f" of {' or '.join(sorted(req.models))}" if req.models else ""

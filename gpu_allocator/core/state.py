@@ -44,12 +44,16 @@ from .typical import Shape, ShapeStats
 class HostClass:
     """Up hosts that look the same to placement (see the module docstring)."""
 
-    __slots__ = ("key", "cid", "fs", "cr", "mr", "kind", "levels", "idle", "members")
+    __slots__ = ("key", "cid", "fs", "total", "cr", "mr", "kind", "levels", "idle", "members")
 
     def __init__(self, key, fs, cr, mr, kind, levels, idle, cid=0):
         self.key = key
-        self.cid = cid  # unique in its PoolState while the typical shapes stay
+        #: names what placement's fragmentation values depend on (free units,
+        #: CPU and memory ranks): classes that differ only in GPU models or
+        #: topology share it, and it outlives the class (PoolState.content_id)
+        self.cid = cid
         self.fs = fs  # free units of all devices, largest first
+        self.total = sum(fs)  # free units in all
         self.cr, self.mr = cr, mr  # CPU / memory rank (core.typical)
         self.kind = kind  # topology kind (an int interned by PoolState)
         self.levels = levels  # {model: distinct free amounts, largest first}
@@ -81,6 +85,9 @@ class PoolState:
         self.hosts_by_idle: dict[str, dict[int, dict[str, None]]] = defaultdict(
             lambda: defaultdict(dict)
         )
+        #: placement's cache of (host, model) → sorted indexes of its idle devices
+        #: (dropped whenever one of them changes)
+        self.idle_indexes: dict[tuple[str, str], tuple[int, ...]] = {}
         #: bumped on every change (callers may cache derived views by it)
         self.version = 0
         #: request shapes seen (placement's typical-shape distribution)
@@ -88,15 +95,20 @@ class PoolState:
         self.classes: dict[tuple, HostClass] = {}
         self.host_class: dict[str, tuple] = {}
         self._member_entry: dict[str, tuple[int, int, str]] = {}
+        #: per host, its devices' (model, free units), sorted: kept up to date by
+        #: _change_free so that a grant does not re-sort every device of the host
+        self._sig: dict[str, list[tuple[str, int]]] = {}
         self._cids = 0
+        self._content_ids: dict[tuple, int] = {}
         #: placement's memo of fragmentation growth by (class id, choice, ranks after)
         self.delta_memo: dict = {}
         self.host_kind: dict[str, int] = {}
         #: classes by what they can give: a device of a model with f free units
         #: (f > 0), n idle devices of a model (n > 0), t free units in all
-        self.class_levels: dict[str, dict[int, dict[tuple, None]]] = defaultdict(lambda: defaultdict(dict))
-        self.class_idle: dict[str, dict[int, dict[tuple, None]]] = defaultdict(lambda: defaultdict(dict))
-        self.class_total: dict[int, dict[tuple, None]] = defaultdict(dict)
+        #: ({class key: class})
+        self.class_levels: dict[str, dict[int, dict[tuple, HostClass]]] = defaultdict(lambda: defaultdict(dict))
+        self.class_idle: dict[str, dict[int, dict[tuple, HostClass]]] = defaultdict(lambda: defaultdict(dict))
+        self.class_total: dict[int, dict[tuple, HostClass]] = defaultdict(dict)
         self._kinds: dict[tuple, int] = {}
         #: per topology kind: (pair score matrix by device index, all pairs equal?,
         #: the score of a pair when they are)
@@ -106,6 +118,9 @@ class PoolState:
         self._up_names: list[str] | None = None  # sorted names of up hosts (cache)
         #: per host, bumped whenever anything placement looks at changes
         self.host_version: dict[str, int] = defaultdict(int)
+        #: placement's cache of NoFit's line per (host, GPU models asked), with
+        #: the host's version it was written at
+        self.shortage_lines: dict[tuple, tuple[int, str]] = {}
 
     # --- building --------------------------------------------------------------------
 
@@ -132,6 +147,7 @@ class PoolState:
             if not bucket:
                 del self.buckets[d.model][free]
         if free == self.units_per_gpu:
+            self.idle_indexes.pop((d.host, d.model), None)
             idle = self.idle[d.host].setdefault(d.model, {})
             before = len(idle)
             if add:
@@ -198,6 +214,7 @@ class PoolState:
             self.kind_matrix[kid] = (m, is_uniform(m), m[0][1] if len(m) > 1 else 0)
         self.host_kind[host.name] = kid
         self._up_names = None
+        self._sig[host.name] = sorted((d.model, self.free[d.uuid]) for d in host.devices)
         self._index_host(host, add=True)
         self._reclass(host.name)
         self.version += 1
@@ -227,6 +244,7 @@ class PoolState:
         del self.hosts[name], self.cpu_used[name], self.mem_used[name], self.cpu_cap[name]
         self.by_host.pop(name, None)
         self.host_kind.pop(name, None)
+        self._sig.pop(name, None)
         self._up_names = None
         self.version += 1
 
@@ -237,7 +255,11 @@ class PoolState:
         up = self.hosts[d.host].state == HostState.UP
         if up:
             self._index_device(d, add=False)
-        self.free[uuid] += delta
+        old = self.free[uuid]
+        self.free[uuid] = old + delta
+        sig = self._sig[d.host]
+        del sig[bisect_left(sig, (d.model, old))]
+        insort(sig, (d.model, old + delta))
         if up:
             self._index_device(d, add=True)
 
@@ -306,17 +328,55 @@ class PoolState:
         """Count a request (e.g. one that did not fit) in the shape histogram."""
         self.observe_shape(self.shape_of(req.units, milli(req.cpu), req.mem_mb))
 
+    def content_id(self, fs: tuple[int, ...], cr: int, mr: int) -> int:
+        """A number for (free units, CPU rank, memory rank), the same while the
+        typical shapes stay (placement memoises fragmentation growth by it, so
+        a class that comes back finds its values); never reused."""
+        ids = self._content_ids
+        cid = ids.get((fs, cr, mr))
+        if cid is None:
+            if len(ids) > 200_000:
+                ids.clear()  # the numbers already given stay valid: never reused
+            cid = ids[(fs, cr, mr)] = self._cids
+            self._cids += 1
+        return cid
+
     def reclass_all(self) -> None:
-        """Recompute every host's class (after the typical shapes changed)."""
+        """Recompute every host's class (after the typical shapes changed).
+
+        Only the CPU and memory ranks of a class key depend on the typical
+        shapes, so the classes are regrouped from their members' CPU and memory
+        left (no host's devices are looked at again)."""
+        old = list(self.classes.values())
         self.classes.clear()
         self.host_class.clear()
-        self._member_entry.clear()
         self.delta_memo = {}
+        self._content_ids = {}  # ranks mean other things now
         self.class_levels.clear()
         self.class_idle.clear()
         self.class_total.clear()
-        for name in sorted(self.hosts):
-            self._reclass(name)
+        typ = self.shapes.typical
+        cpu_rank, mem_rank = typ.cpu_rank, typ.mem_rank
+        groups: dict[tuple, tuple[HostClass, list]] = {}
+        for c in old:
+            sig, _, _, kind = c.key
+            for entry in c.members:
+                key = (sig, cpu_rank(-entry[0]), mem_rank(-entry[1]), kind)
+                g = groups.get(key)
+                if g is None:
+                    groups[key] = g = (c, [])
+                g[1].append(entry)
+        host_class, host_version = self.host_class, self.host_version
+        for key, (proto, members) in groups.items():
+            members.sort()
+            c = HostClass(key, proto.fs, key[1], key[2], proto.kind, proto.levels, proto.idle,
+                          self.content_id(proto.fs, key[1], key[2]))
+            c.members = members
+            self.classes[key] = c
+            self._index_class(c, add=True)
+            for _, _, name in members:
+                host_class[name] = key
+                host_version[name] += 1
 
     def class_key(self, name: str) -> tuple | None:
         h = self.hosts[name]
@@ -328,12 +388,12 @@ class PoolState:
         return (sig, typ.cpu_rank(cpu), typ.mem_rank(mem), self.host_kind[name])
 
     def _index_class(self, c: HostClass, add: bool) -> None:
-        spots = [self.class_total[sum(c.fs)]]
+        spots = [self.class_total[c.total]]
         spots += [self.class_levels[m][f] for m, lv in c.levels.items() for f in lv if f > 0]
         spots += [self.class_idle[m][n] for m, n in c.idle.items()]
         for spot in spots:
             if add:
-                spot[c.key] = None
+                spot[c.key] = c
             else:
                 spot.pop(c.key, None)
 
@@ -348,10 +408,15 @@ class PoolState:
 
     def _reclass(self, name: str) -> None:
         self.host_version[name] += 1
-        key = self.class_key(name)
         self._unclass(name)
-        if key is None:
+        h = self.hosts[name]
+        if h.state != HostState.UP:
             return
+        # class_key, with the signature kept by _change_free
+        typ = self.shapes.typical
+        cpu = self.cpu_cap[name] - self.cpu_used[name]
+        mem = h.memory_mb - self.mem_used[name]
+        key = (tuple(self._sig[name]), typ.cpu_rank(cpu), typ.mem_rank(mem), self.host_kind[name])
         c = self.classes.get(key)
         if c is None:
             sig, cr, mr, kind = key
@@ -365,12 +430,11 @@ class PoolState:
                     idle[model] = idle.get(model, 0) + 1
             c = HostClass(
                 key, tuple(sorted((f for _, f in sig), reverse=True)), cr, mr, kind,
-                {m: tuple(sorted(v, reverse=True)) for m, v in levels.items()}, idle, self._cids,
+                {m: tuple(sorted(v, reverse=True)) for m, v in levels.items()}, idle,
             )
-            self._cids += 1
+            c.cid = self.content_id(c.fs, cr, mr)
             self.classes[key] = c
             self._index_class(c, add=True)
-        cpu, mem = self.host_room(name)
         entry = (-cpu, -mem, name)
         insort(c.members, entry)
         self._member_entry[name] = entry
@@ -412,12 +476,17 @@ class PoolState:
         fresh = PoolState.build(self.hosts.values(), self.allocations.values(), self.units_per_gpu)
         assert fresh.free == self.free, "free units drifted"
         assert fresh.cpu_used == self.cpu_used and fresh.mem_used == self.mem_used
+        for (h, m), ix in self.idle_indexes.items():
+            assert ix == tuple(sorted(self.devices[u].index for u in self.idle[h].get(m, ()))), "idle cache drifted"
         norm = lambda b: {m: {f: set(u) for f, u in v.items() if u} for m, v in b.items() if v}  # noqa: E731
         assert norm(fresh.buckets) == norm(self.buckets), "bucket index drifted"
         assert {h: {m: set(u) for m, u in v.items() if u} for h, v in fresh.idle.items()} == {
             h: {m: set(u) for m, u in v.items() if u} for h, v in self.idle.items()
         }, "idle index drifted"
         assert norm(fresh.hosts_by_idle) == norm(self.hosts_by_idle), "host index drifted"
+        assert self._sig == {
+            n: sorted((d.model, self.free[d.uuid]) for d in h.devices) for n, h in self.hosts.items()
+        }, "device signatures drifted"
         expect = {n: self.class_key(n) for n in self.hosts}
         assert {n: k for n, k in expect.items() if k is not None} == self.host_class, "classes drifted"
         members = defaultdict(list)
@@ -431,6 +500,7 @@ class PoolState:
             levels |= {(m, f, c.key) for m, lv in c.levels.items() for f in lv if f > 0}
             idle |= {(m, n, c.key) for m, n in c.idle.items()}
             total.add((sum(c.fs), c.key))
+            assert c.total == sum(c.fs) and c.key[0] == tuple(self._sig[c.members[0][2]]), "class drifted"
         flat = lambda ix: {(m, f, k) for m, v in ix.items() for f, ks in v.items() for k in ks}  # noqa: E731
         assert flat(self.class_levels) == levels and flat(self.class_idle) == idle, "class index drifted"
         assert {(t, k) for t, ks in self.class_total.items() for k in ks} == total, "class index drifted"

@@ -44,7 +44,8 @@ class Typical:
     """An immutable snapshot of the typical shapes with their probabilities, and a
     memo of host fragmentation values keyed by what they depend on."""
 
-    __slots__ = ("shapes", "cpu_cuts", "mem_cuts", "version", "_memo", "_groups", "_cpu_only")
+    __slots__ = ("shapes", "cpu_cuts", "mem_cuts", "version", "_memo", "_groups", "_cpu_only",
+                 "_unit_values")
 
     def __init__(self, shapes: list[tuple[Shape, float]], version: int = 0, use_mem: bool = True):
         self.shapes = tuple(shapes)
@@ -61,7 +62,11 @@ class Typical:
             ci = self.cpu_cuts.index(s[0])
             mi = self.mem_cuts.index(s[1]) if use_mem else -1
             groups.setdefault((s[2], s[3]), []).append((ci, mi, p))
-        self._groups = tuple((u, k, tuple(ts)) for (u, k), ts in sorted(groups.items()))
+        # (units, count, terms, the terms' total probability (summed as frag did))
+        self._groups = tuple(
+            (u, k, tuple(ts), sum(t[2] for t in ts)) for (u, k), ts in sorted(groups.items())
+        )
+        self._unit_values = tuple(sorted({u for u, _ in groups}))
         self._memo: dict = {}
 
     def cpu_rank(self, cpu_left: int) -> int:
@@ -82,12 +87,20 @@ class Typical:
         v = 0.0
         if total:
             n = len(fs)
+            # the free units of the devices with less than u free, for each u
+            parts = {}
+            acc, i = 0, n - 1
+            for u in self._unit_values:
+                while i >= 0 and fs[i] < u:
+                    acc += fs[i]
+                    i -= 1
+                parts[u] = acc
             v = self._cpu_only * total
-            for units, count, terms in self._groups:
+            for units, count, terms, psum in self._groups:
                 if count > n or fs[count - 1] < units:
-                    v += total * sum(t[2] for t in terms)
+                    v += total * psum
                     continue
-                part = sum(f for f in fs if f < units)
+                part = parts[units]
                 for ci, mi, p in terms:
                     v += p * (total if ci >= cr or mi >= mr else part)
         if len(self._memo) > 200_000:
