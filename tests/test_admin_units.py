@@ -146,11 +146,12 @@ async def test_metrics_count_what_the_pool_does(db_url):
     app = app_for(pool)
     m = AllocatorMetrics(app)
     m.instrument(pool)
-    a, _ = await pool.grant(Request("ann", 10, 1.0, 1024, 1.0))
+    # what the API calls (submit): grants, and a refusal of what does not fit now
+    a, _ = await pool.submit(Request("ann", 10, 1.0, 1024, 1.0), queue=False)
     with pytest.raises(NoFit):
-        await pool.grant(Request("ann", 20 * 5, 1.0, 1024, 1.0))
+        await pool.submit(Request("ann", 20 * 5, 1.0, 1024, 1.0), queue=False)
     await pool.finish(a.id, AllocationState.REVOKED)
-    b, _ = await pool.grant(Request("bob", 20, 1.0, 1024, 1.0))
+    b, _ = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0), queue=False)
     values = {}
     for fam in text_string_to_metric_families(generate_latest(m.registry).decode()):
         for s in fam.samples:
