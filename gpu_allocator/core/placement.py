@@ -38,7 +38,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from .model import Placement, Request, Share, format_gpus, milli
-from .state import HostClass, PoolState
+from .state import PoolState
 from .topology import choose
 
 #: members of a class tried for a representative before the class is skipped
