@@ -57,13 +57,17 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))]
 
 
-def filled_state(gpus: int, live: int, seed: int = 7):
-    """The generated pool with ``live`` allocations placed by the real policy."""
+def filled_state(gpus: int, live: int, seed: int = 7, fill: float = 1.0):
+    """The generated pool with up to ``live`` allocations placed by the real
+    policy, stopping once ``fill`` of the GPU capacity is held (the mixed stream
+    averages ~1.1 GPU per allocation, so a full pool refuses nearly everything)."""
     rng = random.Random(seed)
     state = make_pool(gpus)
     per = state.units_per_gpu
+    cap = fill * gpus * per
     n = 0
-    while len(state.allocations) < live and n < 4 * live:
+    while (len(state.allocations) < live and n < 4 * live
+           and gpus * per - sum(state.free.values()) < cap):
         n += 1
         r = request(rng, per)
         try:
@@ -161,12 +165,12 @@ def inventory_yaml(state) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rest_run(gpus: int, live: int, seconds: float, threads: int = 8) -> dict:
+def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float = 1.0) -> dict:
     import requests
 
     from hubprocess import API, Hub, wait_for
 
-    state = filled_state(gpus, live)
+    state = filled_state(gpus, live, fill=fill)
     work = Path(tempfile.mkdtemp(prefix="gpuhub-bench-"))
     (work / "inventory.yaml").write_text(inventory_yaml(state))
     data = work / "data"
@@ -178,7 +182,7 @@ def rest_run(gpus: int, live: int, seconds: float, threads: int = 8) -> dict:
         token = hub.spawner_token
         url = hub.url + API
         wait_for(lambda: len(requests.get(url + "/allocations", headers={"Authorization": f"token {token}"},
-                                          timeout=60).json()["allocations"]) >= live * 0.9,
+                                          timeout=60).json()["allocations"]) >= len(state.allocations),
                  120, "the allocator to load the pool")
         pair_ms: list[float] = []
         post_ms: list[float] = []
@@ -241,6 +245,9 @@ def main(argv=None) -> None:
     ap.add_argument("--gpus", default="1000,10000,50000")
     ap.add_argument("--rest-gpus", default="10000", help="pool sizes for the REST part ('' = skip)")
     ap.add_argument("--live-per-gpu", type=float, default=1.0)
+    ap.add_argument("--fill", type=float, default=0.8,
+                    help="for the store and REST parts: stop filling at this share of GPU capacity "
+                         "(1.0: as full as the live count makes it; then almost every request is refused)")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--clients", type=int, default=16, help="concurrent store clients")
     ap.add_argument("--postgres-url", default=os.environ.get("GPUHUB_TEST_POSTGRES_URL", ""),
@@ -258,7 +265,7 @@ def main(argv=None) -> None:
         row = decisions_per_second(g, live, min(a.seconds, 5.0))
         results["in_process"].append(row)
         show("in-process", row)
-        state = filled_state(g, live)
+        state = filled_state(g, live, fill=a.fill)
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{tmp}/bench.sqlite"
             write_state(url, state)
@@ -277,7 +284,7 @@ def main(argv=None) -> None:
             results["store_postgresql"].append(row)
             show("store postgresql", row)
     for g in (int(x) for x in a.rest_gpus.split(",") if x):
-        row = {"gpus": g, **rest_run(g, int(g * a.live_per_gpu), a.seconds)}
+        row = {"gpus": g, **rest_run(g, int(g * a.live_per_gpu), a.seconds, fill=a.fill)}
         results["rest"].append(row)
         show("REST (8 clients)", row)
     if a.json:

@@ -90,6 +90,10 @@ class PoolState:
         self.idle_indexes: dict[tuple[str, str], tuple[int, ...]] = {}
         #: bumped on every change (callers may cache derived views by it)
         self.version = 0
+        #: bumped when a host is added, changed or removed (not by grants): what the
+        #: pool could ever hold (core.validation.check_capacity) is cached by it
+        self.hosts_version = 0
+        self.capacity_cache: dict = {}
         #: request shapes seen (placement's typical-shape distribution)
         self.shapes = ShapeStats()
         self.classes: dict[tuple, HostClass] = {}
@@ -182,6 +186,7 @@ class PoolState:
     def put_host(self, host: Host) -> None:
         """Add a host or replace its description (devices, capacity, state). Devices
         that carry live shares must stay."""
+        self.hosts_version += 1
         old = self.hosts.get(host.name)
         new_uuids = {d.uuid for d in host.devices}
         for d in host.devices:
@@ -220,6 +225,7 @@ class PoolState:
         self.version += 1
 
     def set_host_state(self, name: str, state: HostState) -> Host:
+        self.hosts_version += 1
         host = self.hosts[name]
         if host.state != state:
             self._index_host(host, add=False)
@@ -232,6 +238,7 @@ class PoolState:
         return host
 
     def remove_host(self, name: str) -> None:
+        self.hosts_version += 1
         host = self.hosts.get(name)
         if host is None:
             return

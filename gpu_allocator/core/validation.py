@@ -185,35 +185,57 @@ def parse_request(data: dict, *, user: str, units_per_gpu: int, max_hours: float
     )
 
 
+def _capacity(state: PoolState, models: frozenset[str]) -> tuple:
+    """What the pool's hosts (lost ones aside) could ever hold for requests of
+    ``models``: (known models, the most GPUs on a host, whether some such host
+    enforces fractions, [(most milli-cores, most memory) on a host with at least
+    n GPUs, for n = 0 … most GPUs]). Cached until a host changes (not by grants),
+    so the check costs O(1) per request, not O(hosts)."""
+    key = (state.hosts_version, models)
+    found = state.capacity_cache.get(key)
+    if found is not None:
+        return found
+    hosts = [h for h in state.hosts.values() if h.state != HostState.LOST]
+    known = frozenset(d.model for h in hosts for d in h.devices)
+    rows = [
+        (sum(1 for d in h.devices if not models or d.model in models), milli(h.cpus), h.memory_mb, h.fractions)
+        for h in hosts
+    ]
+    most = max((n for n, *_ in rows), default=0)
+    best = [
+        (max((c for n, c, _, _ in rows if n >= k), default=0), max((m for n, _, m, _ in rows if n >= k), default=0))
+        for k in range(most + 1)
+    ]
+    fractions = any(f for n, _, _, f in rows if n)
+    found = (known, most, fractions, best)
+    if len(state.capacity_cache) > 64:
+        state.capacity_cache.clear()
+    state.capacity_cache[key] = found
+    return found
+
+
 def check_capacity(state: PoolState, req: Request) -> None:
     """Refuse what no host of this pool could ever hold, even when idle."""
     per_gpu = state.units_per_gpu
-    hosts = [h for h in state.hosts.values() if h.state != HostState.LOST]
-    known = {d.model for h in hosts for d in h.devices}
+    known, max_gpus, fractions, best = _capacity(state, req.models)
     if req.models and not req.models & known:
         raise RequestError(
             f"gpu_model: no host has {' or '.join(sorted(req.models))}; "
             f"this pool has {', '.join(sorted(known)) or 'no GPUs'}"
         )
-
-    def count(h):
-        return sum(1 for d in h.devices if not req.models or d.model in req.models)
-
-    max_gpus = max((count(h) for h in hosts), default=0)
     if req.units and max_gpus == 0:
         raise RequestError("this pool has no GPUs")
-    if 0 < req.units < per_gpu and not any(h.fractions for h in hosts if count(h)):
+    if 0 < req.units < per_gpu and not fractions:
         raise RequestError(
             "no host of this pool can enforce a fraction of a GPU (CUDA MPS is not available "
             "there: no nvidia-cuda-mps-control, or GPUs in MIG mode); ask for whole GPUs"
         )
     if req.units > max_gpus * per_gpu:
         raise RequestError(f"gpus: at most {max_gpus} GPUs on one host in this pool")
-    fitting = [h for h in hosts if count(h) * per_gpu >= req.units]
-    max_cpu = max((h.cpus for h in fitting), default=0)
-    if milli(req.cpu) > milli(max_cpu):
-        raise RequestError(f"cpu: at most {max_cpu:g} cores on a host with that many GPUs")
-    max_mem = max((h.memory_mb for h in fitting), default=0)
+    needed = -(-req.units // per_gpu)  # GPUs a host must have
+    max_cpu, max_mem = best[needed]
+    if milli(req.cpu) > max_cpu:
+        raise RequestError(f"cpu: at most {max_cpu / 1000:g} cores on a host with that many GPUs")
     if req.mem_mb > max_mem:
         raise RequestError(f"mem: at most {max_mem}M on a host with that many GPUs")
 
