@@ -4,12 +4,10 @@ and the database lock. Each runs on the event loop; decisions are the pool's."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
-from urllib.parse import urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from gpuhub.client import hub_api_items
 
 
 async def check_hosts(app, started: float) -> float | None:
@@ -49,27 +47,11 @@ async def watch_heartbeats(app) -> None:
 async def hub_servers() -> set[tuple[str, str]]:
     """(user, server name) of every server the hub runs or is starting, from its
     REST API (the service's token needs list:users and read:servers)."""
-    api = os.environ["JUPYTERHUB_API_URL"].rstrip("/")
-    token = os.environ["JUPYTERHUB_API_TOKEN"]
-    client = AsyncHTTPClient()
-    active: set[tuple[str, str]] = set()
-    offset = 0
-    while True:
-        query = urlencode({"state": "active", "offset": offset, "limit": 200})
-        resp = await client.fetch(HTTPRequest(
-            f"{api}/users?{query}",
-            headers={"Authorization": f"token {token}",
-                     "Accept": "application/jupyterhub-pagination+json"},
-            request_timeout=30,
-        ))
-        page = json.loads(resp.body)
-        for user in page["items"]:
-            for name in (user.get("servers") or {}):
-                active.add((user["name"], name))
-        following = (page.get("_pagination") or {}).get("next")
-        if not following:
-            return active
-        offset = following["offset"]
+    return {
+        (user["name"], name)
+        async for user in hub_api_items("users", {"state": "active"})
+        for name in (user.get("servers") or {})
+    }
 
 
 async def reconcile(app, now: float | None = None, servers: set | None = None) -> list[str]:

@@ -8,6 +8,8 @@ clients.
 from __future__ import annotations
 
 import json
+import os
+from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -62,3 +64,26 @@ class ServiceClient:
             return json.loads(resp.body) if resp.body else {}
         except ValueError:
             raise ServiceError(502, f"{self.what}'s answer is not JSON") from None
+
+
+async def hub_api_items(path: str, params: dict | None = None, max_pages: int = 1000):
+    """Every item of a paginated JupyterHub REST list (``users``, ``groups``, …),
+    read with the service's own token (JUPYTERHUB_API_URL, JUPYTERHUB_API_TOKEN);
+    at most ``max_pages`` pages of 200. Used by the allocator's reconciliation
+    and its accounting by group."""
+    api = os.environ["JUPYTERHUB_API_URL"].rstrip("/")
+    headers = {"Authorization": f"token {os.environ['JUPYTERHUB_API_TOKEN']}",
+               "Accept": "application/jupyterhub-pagination+json"}
+    client = AsyncHTTPClient()
+    offset = 0
+    for _ in range(max_pages):
+        query = urlencode({**(params or {}), "offset": offset, "limit": 200})
+        resp = await client.fetch(HTTPRequest(f"{api}/{path}?{query}", headers=headers, request_timeout=30))
+        page = json.loads(resp.body)
+        items = page["items"] if isinstance(page, dict) else page
+        for item in items:
+            yield item
+        following = (page.get("_pagination") or {}).get("next") if isinstance(page, dict) else None
+        if not following:
+            return
+        offset = following["offset"]

@@ -20,6 +20,12 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 REPO = Path(__file__).resolve().parent.parent
+#: Debian's Chromium, driven by Playwright (never a downloaded browser)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
 CONFIG = REPO / "hub_config" / "jupyterhub_config.py"
 API = "/services/gpu-allocator/api/v1"
 
@@ -122,6 +128,8 @@ class Hub:
             )
 
         wait_for(up, timeout, "JupyterHub and the allocator to answer")
+        wait_for(lambda: requests.get(self.url + "/services/vfolders/api/v1/health", timeout=2).status_code == 200,
+                 timeout, "the vfolder service to answer")
         return self
 
     def log_tail(self, n: int = 60) -> str:
@@ -297,3 +305,16 @@ class User(Client):
                     return "".join(out)
         finally:
             self.call("DELETE", f"{base}/{kernel}")
+
+
+def browser_login(p, hub: Hub, name: str, **page_options):
+    """Chromium (Playwright's sync API ``p``) logged in to ``hub`` as ``name`` through
+    the login form; returns (browser, page)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(**page_options)
+    page.goto(hub.url + "/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", "anything")
+    page.click("#login_submit")
+    page.wait_for_load_state()
+    return browser, page

@@ -18,15 +18,10 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
-from hubprocess import API, Hub
+from hubprocess import API, CHROMIUM, Hub, browser_login
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "admin"
 PANEL = "/services/gpu-allocator/admin/"
 
@@ -40,15 +35,8 @@ def hub(tmp_path_factory):
     h.stop()
 
 
-def browser_login(p, hub, name: str):
-    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-    page = browser.new_page(viewport={"width": 1360, "height": 900})
-    page.goto(hub.url + "/hub/login")
-    page.fill("#username_input", name)
-    page.fill("#password_input", "anything")
-    page.click("#login_submit")
-    page.wait_for_load_state()
-    return browser, page
+
+VIEWPORT = {"width": 1360, "height": 900}  # the screenshots' size
 
 
 def confirm(page, button, reason: str = "") -> None:
@@ -71,7 +59,7 @@ def test_admin_sees_the_map_drains_revokes_exports_and_audits(hub):
     (share,) = alice.allocations()
     host, uuid = share["host"], share["devices"][0]["uuid"]
     with sync_playwright() as p:
-        browser, page = browser_login(p, hub, "admin")
+        browser, page = browser_login(p, hub, "admin", viewport=VIEWPORT)
         # the panel is in the hub's Services menu
         page.goto(hub.url + "/hub/home")
         page.click("text=Services")
@@ -208,7 +196,7 @@ def test_queue_tab_quotas_priority_cancel_and_metrics(hub):
         assert full.status_code == 201, full.text
         made.append(full.json()["id"])
         with sync_playwright() as p:
-            browser, page = browser_login(p, hub, "admin")
+            browser, page = browser_login(p, hub, "admin", viewport=VIEWPORT)
             page.goto(hub.url + PANEL + "queue")
             expect(page.locator("#gpuhub-queue-empty")).to_be_visible()
             page.select_option("#q-kind", "group")
@@ -327,7 +315,7 @@ def test_non_admins_get_403_from_every_admin_page_and_api(hub):
             r = dave.call("POST", PANEL + path, data={"reason": "x"})
             assert r.status_code == 403, (path, r.status_code)
         with sync_playwright() as p:
-            browser, page = browser_login(p, hub, "gpuhub-dave")
+            browser, page = browser_login(p, hub, "gpuhub-dave", viewport=VIEWPORT)
             resp = page.goto(hub.url + PANEL)
             assert resp.status == 403
             expect(page.locator("#gpuhub-error-message")).to_contain_text("GPU pool admins")
@@ -439,7 +427,7 @@ def test_pool_map_of_1250_hosts_is_paged(tmp_path_factory):
         page = admin.call("GET", API + "/pool/hosts", params={"per_page": 100, "page": 13}).json()
         assert page["matched"] == 1250 and page["pages"] == 13 and len(page["hosts"]) == 50
         with sync_playwright() as p:
-            browser, pg = browser_login(p, h, "admin")
+            browser, pg = browser_login(p, h, "admin", viewport=VIEWPORT)
             pg.goto(h.url + PANEL)
             expect(pg.locator(".gpuhub-host")).to_have_count(25)
             pg.click(".gpuhub-next >> nth=0")

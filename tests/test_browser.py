@@ -10,15 +10,10 @@ import time
 import pytest
 from playwright.sync_api import sync_playwright
 
-from hubprocess import Hub
+from hubprocess import CHROMIUM, CHROMIUM_ARGS, Hub
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +27,7 @@ def hub(tmp_path_factory):
 def test_login_pick_half_gpu_start_and_land_in_jupyterlab(hub, tmp_path):
     assert os.path.exists(CHROMIUM), "Debian's chromium is installed by make (.ci/apt-packages)"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(hub.url + "/hub/login")
         page.fill("#username_input", "gpuhub-browser")

@@ -11,13 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from playwright.sync_api import sync_playwright
 
-from hubprocess import API, Hub, wait_for
+from hubprocess import API, Hub, browser_login, wait_for
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 A100 = "A100-SXM4-80GB"
 WHOLE_A100 = {"gpus": 4, "gpu_model": A100, "max_hours": 1, "cpu": 1, "mem": "1G"}
 
@@ -44,16 +41,6 @@ def nothing_left(hub):
 def queued(client) -> list[dict]:
     return client.call("GET", API + "/allocations").json()["queued"]
 
-
-def browser_login(p, hub, name):
-    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-    page = browser.new_page()
-    page.goto(hub.url + "/hub/login")
-    page.fill("#username_input", name)
-    page.fill("#password_input", "anything")
-    page.click("#login_submit")
-    page.wait_for_load_state()
-    return browser, page
 
 
 def test_a_full_pool_queues_the_spawn_with_position_and_eta_then_it_starts_or_is_stopped(hub, tmp_path):

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlencode
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from gpuhub.client import hub_api_items
 
 from ..store.schema import AllocationRow
 
@@ -123,26 +122,6 @@ def to_csv(kind: str, table: list[dict], start: float, end: float) -> str:
 async def hub_groups() -> dict[str, list[str]]:
     """Every hub group and its members (the allocator's token needs
     list:groups and read:groups); empty when not run under a hub."""
-    api = os.environ.get("JUPYTERHUB_API_URL", "").rstrip("/")
-    token = os.environ.get("JUPYTERHUB_API_TOKEN")
-    if not api or not token:
+    if not os.environ.get("JUPYTERHUB_API_URL") or not os.environ.get("JUPYTERHUB_API_TOKEN"):
         return {}
-    client = AsyncHTTPClient()
-    groups: dict[str, list[str]] = {}
-    offset = 0
-    for _ in range(1000):  # bounded: 200 000 groups
-        resp = await client.fetch(HTTPRequest(
-            f"{api}/groups?{urlencode({'offset': offset, 'limit': 200})}",
-            headers={"Authorization": f"token {token}",
-                     "Accept": "application/jupyterhub-pagination+json"},
-            request_timeout=30,
-        ))
-        page = json.loads(resp.body)
-        items = page["items"] if isinstance(page, dict) else page
-        for g in items:
-            groups[g["name"]] = list(g.get("users") or [])
-        following = (page.get("_pagination") or {}).get("next") if isinstance(page, dict) else None
-        if not following:
-            break
-        offset = following["offset"]
-    return groups
+    return {g["name"]: list(g.get("users") or []) async for g in hub_api_items("groups")}

@@ -14,23 +14,17 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
 
-from hubprocess import Hub, free_port, wait_for
+from hubprocess import CHROMIUM, CHROMIUM_ARGS, Hub, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 LABEXT = REPO / "labextension"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 V = "/services/vfolders/api/v1"
 ARTIFACTS = Path(os.environ.get("GPUHUB_TEST_ARTIFACTS", REPO / "build" / "test-artifacts" / "labextension"))
 USER = "gpuhub-panel"
@@ -54,8 +48,6 @@ def hub(tmp_path_factory):
     )
     try:
         h.start()
-        wait_for(lambda: h.admin_allocator().call("GET", V + "/health").status_code == 200, 60,
-                 "the vfolder service")
         yield h
     finally:
         h.stop()
@@ -112,7 +104,7 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
     digest = hashlib.sha256(big.read_bytes()).hexdigest()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1900})
         page.goto(hub.url + "/hub/login")
         page.fill("#username_input", USER)

@@ -30,7 +30,7 @@ import os
 import pytest
 import requests
 
-from hubprocess import Hub, free_port, wait_for
+from hubprocess import Hub, free_port
 
 pytestmark = pytest.mark.e2e
 V = "/services/vfolders/api/v1"
@@ -43,8 +43,6 @@ def hub(engine, tmp_path_factory):
             GPUHUB_LOCAL_AGENT="0", GPUHUB_VFOLDERS_DIR=str(work / "nas"))
     try:
         h.start()
-        wait_for(lambda: h.admin_allocator().call("GET", V + "/health").status_code == 200, 60,
-                 "the vfolder service")
         yield h
     finally:
         h.stop()

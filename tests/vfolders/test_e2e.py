@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from hubprocess import Hub, free_port, wait_for
+from hubprocess import Hub, free_port
 
 pytestmark = pytest.mark.e2e
 V = "/services/vfolders/api/v1"
@@ -20,8 +20,6 @@ def hub(tmp_path_factory):
     h = Hub(tmp_path_factory.mktemp("vfhub"), GPUHUB_VFOLDERS_PORT=str(free_port()))
     try:
         h.start()
-        wait_for(lambda: h.admin_allocator().call("GET", V + "/health").status_code == 200, 60,
-                 "the vfolder service")
         yield h
     finally:
         h.stop()
