@@ -126,6 +126,8 @@ class RequestRow(Base):
     reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     first_eta: Mapped[float | None] = mapped_column(Float, nullable=True)
     first_latest: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: set by an admin on this one request (NULL: the user's and groups' priority)
+    priority: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class QuotaRow(Base):
@@ -141,3 +143,25 @@ class QuotaRow(Base):
     priority: Mapped[int | None] = mapped_column(Integer, nullable=True)
     share: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_wait_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ReservationRow(Base):
+    """An advance reservation: ``gpus`` whole devices (``devices``, uuids) of one
+    host kept for ``user`` from ``start_at`` to ``end_at``. ``state``: ``active``
+    or ``cancelled``; one past its end is history (GPU-hours are not charged for a
+    reservation, only for the sessions in it)."""
+
+    __tablename__ = "reservations"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), index=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    model: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    gpus: Mapped[int] = mapped_column(Integer)
+    devices: Mapped[list] = mapped_column(JSON)
+    start_at: Mapped[float] = mapped_column(Float, index=True)
+    end_at: Mapped[float] = mapped_column(Float, index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(255))
+    note: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
