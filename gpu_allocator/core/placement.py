@@ -36,6 +36,7 @@ its host changes.
 from __future__ import annotations
 
 from bisect import bisect_right
+from dataclasses import replace
 
 from .model import Placement, Request, Share, format_gpus, milli
 from .state import PoolState
@@ -246,8 +247,13 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int, cap: int | No
     return best, cut
 
 
-def place(state: PoolState, req: Request) -> Placement:
-    """Choose host and devices for ``req`` or raise :class:`NoFit`."""
+def place(state: PoolState, req: Request, *, exclude: frozenset[str] = frozenset(),
+          only: frozenset[str] | None = None) -> Placement:
+    """Choose host and devices for ``req`` or raise :class:`NoFit`. ``exclude``:
+    device uuids not to use; ``only``: the devices to use (both: reservations,
+    see core.reservations; the default path does not look at them)."""
+    if exclude or only is not None:
+        return _place_restricted(state, req, exclude, only)
     per = state.units_per_gpu
     if req.units < 0 or (req.units > per and req.units % per):
         raise ValueError(f"not a placeable amount: {req.units} units")
@@ -269,6 +275,38 @@ def place(state: PoolState, req: Request) -> Placement:
         chosen = _idle_indexes(state, host, model)[:count]
     by_index = {d.index: d for d in state.hosts[host].devices}
     return Placement(host=host, shares=tuple(Share(by_index[i].uuid, per) for i in chosen))
+
+
+def _place_restricted(state: PoolState, req: Request, exclude: frozenset[str],
+                      only: frozenset[str] | None) -> Placement:
+    """place() with devices left out. ``only``: on a small pool of just the hosts
+    of those devices (each with only those devices, its CPU and memory use as it
+    is); ``exclude``: on the pool itself with the excluded devices' free units
+    set to 0 for the decision and given back before returning (no await in
+    between: nobody else sees it), so the cost is that of the excluded hosts."""
+    if only is not None:
+        keep = only - exclude
+        sub = PoolState(state.units_per_gpu)
+        names = sorted({state.devices[u].host for u in keep if u in state.devices})
+        for name in names:
+            h = state.hosts[name]
+            sub.put_host(replace(h, devices=tuple(d for d in h.devices if d.uuid in keep)))
+            for a in state.by_host.get(name, {}).values():
+                sub.grant(replace(a, shares=tuple(s for s in a.shares if s.device_uuid in keep), key=None))
+        return place(sub, req)
+    masked = [(u, state.free[u]) for u in exclude if state.free.get(u)]
+    hosts = {state.devices[u].host for u, _ in masked}
+    for u, f in masked:
+        state._change_free(u, -f)
+    for name in hosts:
+        state._reclass(name)
+    try:
+        return place(state, req)
+    finally:
+        for u, f in masked:
+            state._change_free(u, f)
+        for name in hosts:
+            state._reclass(name)
 
 
 def describe_shortage(state: PoolState, req: Request) -> str:

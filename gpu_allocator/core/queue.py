@@ -110,8 +110,9 @@ class Sim:
         s.free, s.cpu, s.mem = dict(self.free), dict(self.cpu), dict(self.mem)
         return s
 
-    def fit(self, req: Request):
-        """(host, ((uuid, units), …)) where ``req`` fits now, or None."""
+    def fit(self, req: Request, exclude: frozenset[str] = frozenset()):
+        """(host, ((uuid, units), …)) where ``req`` fits now, or None;
+        ``exclude``: devices it may not use (others' reservations)."""
         c, m, per = milli(req.cpu), req.mem_mb, self.upg
         best = None
         if req.units == 0:
@@ -121,7 +122,7 @@ class Sim:
             return None
         if req.units < per:
             for u, f in self.free.items():
-                if f >= req.units and (not req.models or self.model[u] in req.models):
+                if f >= req.units and (not req.models or self.model[u] in req.models) and u not in exclude:
                     h = self.host_of[u]
                     if self.cpu[h] >= c and self.mem[h] >= m:
                         k = (f, h, u)
@@ -132,7 +133,8 @@ class Sim:
         for h, devs in self.hosts.items():
             if self.cpu[h] < c or self.mem[h] < m:
                 continue
-            idle = [u for u in devs if self.free[u] == per and (not req.models or self.model[u] in req.models)]
+            idle = [u for u in devs if self.free[u] == per and (not req.models or self.model[u] in req.models)
+                    and u not in exclude]
             if len(idle) >= n:
                 k = (len(idle), h)
                 if best is None or k < best[0]:
@@ -165,19 +167,20 @@ def run_of(a: Allocation, end: float) -> Run:
 
 
 def simulate(sim: Sim, running: list[Run], waiting: list[Request], now: float,
-             ratio: float = 1.0) -> list[float | None]:
+             ratio: float = 1.0, excludes: list | None = None) -> list[float | None]:
     """Start times of ``waiting`` (in order: none starts before the one ahead),
     running shares ending at their ``end`` (with ``ratio`` < 1, at their start +
     ratio × their time; see the module docstring); None: never (with what is
-    up now). ``sim`` is not changed."""
+    up now). ``sim`` is not changed. ``excludes``: per waiting request, the
+    devices it may not use (others' reservations, as at ``now``)."""
     sim = sim.copy()
     heap = [(max(now, r.end), i, r) for i, r in enumerate(running)]
     heapq.heapify(heap)
     seq = len(running)
     t, out = now, []
-    for req in waiting:
+    for k, req in enumerate(waiting):
         while True:
-            found = sim.fit(req)
+            found = sim.fit(req, excludes[k]) if excludes else sim.fit(req)
             if found is not None:
                 host, shares = found
                 sim.take(host, shares, milli(req.cpu), req.mem_mb)
@@ -296,7 +299,7 @@ def describe(req: Request, units_per_gpu: int) -> str:
 def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], *,
          now: float, quotas: Quotas, fairshare: FairShare, held: dict[str, Held],
          ratio: float = 1.0, depth: int = DEPTH, groups_of=None,
-         fair: bool = True, backfill: bool = True) -> Plan:
+         fair: bool = True, backfill: bool = True, restrict=None) -> Plan:
     """Admit what may start now and estimate the rest (see the module docstring).
 
     ``fair=False``: arrival order only (no priority, no fair share);
@@ -307,7 +310,9 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
     The admitted requests are *granted in ``state``* (their allocations carry the
     request's id, ``now`` as created, and the real placement); the caller records
     them or releases them again. ``running``: live allocations with their
-    declared end. ``held``: per user, what quotas count (updated here)."""
+    declared end. ``held``: per user, what quotas count (updated here).
+    ``restrict(req)``: reservations' rule for a request (a
+    core.reservations.Restriction: devices excluded, placement, reason)."""
     per = state.units_per_gpu
     out = Plan()
     ordering = Ordering(pending, running, quotas, fairshare, now, per, groups_of)
@@ -316,6 +321,9 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
     sim = Sim(state)
     runs = [run_of(a, max(now, e)) for a, e in running]
     blocked: list[Queued] = []  # waiting for capacity, protected (≤ depth)
+    rules: dict[str, object] = {}  # request id → its Restriction (with restrict)
+    excl = ((lambda qs: [rules[b.id].exclude if b.id in rules else frozenset() for b in qs])
+            if restrict is not None else (lambda qs: None))
     starts: list[float | None] = []  # their simulated starts (declared times)
     stale = False  # starts must be simulated again (computed only when needed)
     reasons: dict[str, str] = {}
@@ -345,24 +353,27 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
             stale = True
             continue
         p = None
-        if sim.fit(req) is not None:
+        rule = rules[q.id] = restrict(req) if restrict is not None else None
+        if sim.fit(req, rule.exclude if rule is not None else frozenset()) is not None:
             try:
-                p = place(state, req)
+                p = rule.place(state, req) if rule is not None else place(state, req)
             except NoFit:  # the simulation's fit is looser than placement's
                 p = None
+        elif rule is not None and rule.exclude and sim.fit(req) is not None:
+            reasons[q.id] = rule.reason(now)
         if p is not None:
             end = now + req.max_hours * 3600.0
             shares = tuple((s.device_uuid, s.units) for s in p.shares)
             mine = Run(end, p.host, shares, milli(req.cpu), req.mem_mb)
             if stale:
-                starts, stale = simulate(sim, runs, [b.req for b in blocked], now), False
+                starts, stale = simulate(sim, runs, [b.req for b in blocked], now, excludes=excl(blocked)), False
             known = [s for s in starts if s is not None]
             if not known or end <= min(known):
                 admit = True
             else:
                 trial = sim.copy()
                 trial.take(p.host, shares, milli(req.cpu), req.mem_mb)
-                after = simulate(trial, runs + [mine], [b.req for b in blocked], now)
+                after = simulate(trial, runs + [mine], [b.req for b in blocked], now, excludes=excl(blocked))
                 admit = all(b is None or (a is not None and a <= b + 1e-6) for a, b in zip(after, starts))
             if admit:
                 a = Allocation(
@@ -386,7 +397,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         blocked.append(q)
         stale = True
     if stale:
-        starts = simulate(sim, runs, [b.req for b in blocked], now)
+        starts = simulate(sim, runs, [b.req for b in blocked], now, excludes=excl(blocked))
     # estimates for what still waits
     latest = dict(zip((b.id for b in blocked), starts))
     expected = latest
@@ -397,7 +408,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
             for q, a in out.admitted
         ]
         expected = dict(zip((b.id for b in blocked),
-                            simulate(sim, exp_runs, [b.req for b in blocked], now, ratio)))
+                            simulate(sim, exp_runs, [b.req for b in blocked], now, ratio, excl(blocked))))
     admitted = {q.id for q, _ in out.admitted}
     position = 0
     for q in queue:
