@@ -29,14 +29,17 @@ from dataclasses import dataclass, field, replace
 from .core.fairshare import FairShare
 from .core.fencing import fence
 from .core.model import Allocation, AllocationState, Host, HostState, Request
-from .core.placement import NoFit, place
+from .core.placement import NoFit
 from .core.queue import Estimate, Queued, Sim, plan, run_of, scaled_running, simulate
 from .core.quota import WINDOW_S, Held, Limits, Quotas, check
+from .core.reservations import (
+    NONE, Reservation, ReservationState, Restriction, book, conflicts, hhmm, restriction,
+)
 from .core.state import PoolState, StateError
 from .core.topology import score_matrix
 from .store.ledger import (
-    DeleteHost, EndRequest, Enqueue, Extend, Finish, Finished, HostRecord, Insert, Ledger, PutHost,
-    PutQuota, SetHost,
+    CancelReservation, DeleteHost, EndRequest, Enqueue, Extend, Finish, Finished, HostRecord, Insert, Ledger,
+    PutHost, PutQuota, Reserve, SetHost,
 )
 
 
@@ -123,6 +126,8 @@ class LivePool:
         self._pass_wanted = False
         self._pass_running = False
         self.passes = 0
+        #: active advance reservations by id (core.reservations), those not ended
+        self.reserved: dict[str, Reservation] = {}
 
     @property
     def units_per_gpu(self) -> int:
@@ -142,6 +147,7 @@ class LivePool:
             state.grant(a)
             hub_server[a.id] = server
         self.state, self.info, self.hub_server = state, info, hub_server
+        self.reserved = {r.id: r for r in await self.read(self.ledger.load_reservations, time.time())}
         await self.load_queue()
 
     async def read(self, fn, *args):
@@ -218,7 +224,8 @@ class LivePool:
                 if existing.user != req.user:
                     raise KeyConflict(f"the key {key!r} belongs to another user's allocation")
                 return existing, False
-        found = place(self.state, req)
+        now = time.time() if now is None else now
+        found = self.restriction(req, now).place(self.state, req)
         a = Allocation(
             id=secrets.token_hex(8),
             user=req.user,
@@ -229,7 +236,7 @@ class LivePool:
             max_hours=req.max_hours,
             shares=found.shares,
             server=server,
-            created=time.time() if now is None else now,
+            created=now,
             key=key,
         )
         self.state.grant(a)  # takes capacity: before the commit
@@ -358,7 +365,7 @@ class LivePool:
         return plan(
             self.state, self.running(), pending, now=now, quotas=self.quotas,
             fairshare=self.fairshare, held=held, ratio=self.ratio, depth=self.queue_depth,
-            groups_of=self.groups.get,
+            groups_of=self.groups.get, restrict=(lambda req: self.restriction(req, now)) if self.reserved else None,
         )
 
     def by_request_key(self, key: str) -> Queued | None:
@@ -435,7 +442,7 @@ class LivePool:
             return mine, True
         if not queue:
             try:
-                place(self.state, req)
+                self.restriction(req, now).place(self.state, req)
             except NoFit:
                 raise
             raise NoFit(f"{est.reason if est else 'it does not fit now'}: {len(self.queue)} request(s) wait")
@@ -606,6 +613,10 @@ class LivePool:
         delayed = self.delays_queue(a, a.created + total * 3600.0, now)
         if delayed:
             raise ExtendRefused(f"extending would delay {len(delayed)} queued request(s)")
+        booked = [r for r in conflicts(self.reserved.values(), [s.device_uuid for s in a.shares],
+                                       self.ends_at(a), a.created + total * 3600.0) if r.user != a.user]
+        if booked:
+            raise ExtendRefused(f"its GPUs are reserved from {hhmm(min(r.start for r in booked), now)}")
         await self.commit([Extend(allocation_id, total)])
         new = replace(a, max_hours=total)
         if self.state.allocations.get(allocation_id) is a:
@@ -642,6 +653,65 @@ class LivePool:
                     break
         return warned, expired
 
+
+    # --- advance reservations (core.reservations) ------------------------------------------
+
+    def restriction(self, req: Request, now: float) -> Restriction:
+        """The reservations' rule for ``req`` starting at ``now``."""
+        if not self.reserved:
+            return NONE
+        return restriction(self.reserved.values(), req.user, now, now + req.max_hours * 3600.0)
+
+    def reservations(self, user: str | None = None, now: float | None = None) -> list[Reservation]:
+        """Active reservations not yet ended (``user``: theirs), by start."""
+        now = time.time() if now is None else now
+        for rid in [rid for rid, r in self.reserved.items() if r.end <= now]:
+            del self.reserved[rid]  # over: history (the ledger keeps it)
+        out = [r for r in self.reserved.values() if user is None or r.user == user]
+        return sorted(out, key=lambda r: (r.start, r.id))
+
+    async def get_reservation(self, reservation_id: str) -> Reservation | None:
+        r = self.reserved.get(reservation_id)
+        if r is not None:
+            return r
+        return await self.read(self.ledger.get_reservation, reservation_id)
+
+    async def reserve(self, user: str, host: str, model: str, gpus: int, start: float, end: float, *,
+                      created_by: str, note: str = "", now: float | None = None, rid: str | None = None,
+                      extra: tuple = ()) -> Reservation:
+        """Book ``gpus`` GPUs of ``model`` on ``host`` for ``user`` from ``start`` to
+        ``end`` (a start in the past: from now). Raises reservations.Conflict,
+        ValueError. Takes capacity: in memory before the commit."""
+        now = time.time() if now is None else now
+        start = max(start, now)
+        if end <= start:
+            raise ValueError("the reservation must end after it starts and after now")
+        devices = book(self.state, host, model, gpus, start, end, self.reservations(now=now), self.running())
+        r = Reservation(rid or secrets.token_hex(8), user, host, model, gpus, devices, start, end,
+                        created=now, created_by=created_by, note=note)
+        self.reserved[r.id] = r
+        try:
+            await self.commit([Reserve(r), *extra])
+        except BaseException:
+            self.reserved.pop(r.id, None)
+            raise
+        self.log.info("reservation %s: %d × %s on %s for %s from %s to %s (by %s)", r.id, gpus, model, host,
+                      user, _when(start), _when(end), created_by)
+        self.kick()  # the estimates of what waits change
+        return r
+
+    async def cancel_reservation(self, reservation_id: str, now: float | None = None,
+                                 extra: tuple = ()) -> Reservation | None:
+        """Cancel an active reservation (None: none such). Gives capacity back: after the commit."""
+        r = self.reserved.get(reservation_id)
+        if r is None:
+            return None
+        now = time.time() if now is None else now
+        await self.commit([CancelReservation(reservation_id, now), *extra])
+        if self.reserved.pop(reservation_id, None) is None:
+            return None  # a concurrent cancel got there first
+        self.kick()
+        return replace(r, state=ReservationState.CANCELLED, ended=now)
 
     # --- hosts ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ the same functions.
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from sqlalchemy import func, select
@@ -57,6 +58,36 @@ async def revoke(app, actor: str, allocation_id: str, reason: str = "") -> Alloc
     if done is not None:
         app.log.warning("allocation %s of %s on %s revoked by %s%s", a.id, a.user, a.host, actor,
                         f": {reason}" if reason else "")
+    return done
+
+
+async def reserve(app, actor: str, *, user: str, host: str, model: str, gpus: int, start: float,
+                  end: float, note: str = "", audit: bool = True):
+    """Book an advance reservation (LivePool.reserve), recorded as ``reserve`` of
+    ``reservation:ID`` when ``audit`` (an admin acts). Raises reservations.Conflict,
+    ValueError."""
+    rid = secrets.token_hex(8)
+    detail = {"user": user, "host": host, "model": model, "gpus": gpus, "start": start, "end": end}
+    if note:
+        detail["note"] = note
+    extra = (Audit(time.time(), actor, "reserve", f"reservation:{rid}", detail),) if audit else ()
+    return await app.pool.reserve(user, host, model, gpus, start, end, created_by=actor, note=note,
+                                  rid=rid, extra=extra)
+
+
+async def cancel_reservation(app, actor: str, reservation_id: str, reason: str = "", audit: bool = True):
+    """Cancel an active reservation, recorded as ``unreserve`` of ``reservation:ID``
+    when ``audit``. None: not active (nothing recorded)."""
+    r = app.pool.reserved.get(reservation_id)
+    if r is None:
+        return None
+    detail = {"user": r.user, "host": r.host, "gpus": r.gpus, "start": r.start, "end": r.end}
+    if reason:
+        detail["reason"] = reason
+    extra = (Audit(time.time(), actor, "unreserve", f"reservation:{reservation_id}", detail),) if audit else ()
+    done = await app.pool.cancel_reservation(reservation_id, extra=extra)
+    if done is not None:
+        app.log.info("reservation %s of %s cancelled by %s%s", r.id, r.user, actor, f": {reason}" if reason else "")
     return done
 
 

@@ -7,6 +7,7 @@ from gpuhub.api import HealthHandler
 from .allocations import AllocationHandler, AllocationsHandler, PoolHandler
 from .hosts import DrainHandler, HeartbeatHandler, RegisterHandler
 from .queue import ExtendHandler, QueueHandler, QuotaHandler, QuotaRowHandler, QuotasHandler, UsageHandler
+from .reservations import ReservationHandler, ReservationsHandler
 
 
 def routes(prefix: str, service) -> list:
@@ -26,6 +27,8 @@ def routes(prefix: str, service) -> list:
         (api + r"/quotas", QuotasHandler, kw),
         (api + r"/quotas/(user|group)/([^/]+)", QuotaRowHandler, kw),
         (api + r"/usage", UsageHandler, kw),
+        (api + r"/reservations", ReservationsHandler, kw),
+        (api + r"/reservations/([^/]+)", ReservationHandler, kw),
         (api + r"/hosts/([^/]+)/register", RegisterHandler, kw),
         (api + r"/hosts/([^/]+)/heartbeat", HeartbeatHandler, kw),
         (api + r"/hosts/([^/]+)/(drain|undrain)", DrainHandler, kw),

@@ -62,13 +62,15 @@ class Reservation:
 
 
 class Conflict(Exception):
-    """A booking that cannot be kept: the message names what is in the way;
-    ``reservations`` and ``shares`` are the obstacles."""
+    """A booking that cannot be kept: the message names what is in the way (ids
+    and users: for admins); ``public`` says the same without other users' names
+    or ids; ``reservations`` and ``shares`` are the obstacles."""
 
-    def __init__(self, message: str, reservations=(), shares=()):
+    def __init__(self, message: str, reservations=(), shares=(), public: str | None = None):
         super().__init__(message)
         self.reservations = tuple(reservations)
         self.shares = tuple(shares)
+        self.public = public or message
 
 
 def hhmm(t: float, now: float | None = None) -> str:
@@ -113,12 +115,15 @@ def book(state: PoolState, host: str, model: str, gpus: int, start: float, end: 
     taken |= {s.device_uuid for a, _ in busy for s in a.shares}
     free = [d for d in mine if d.uuid not in taken]
     if len(free) < gpus:
-        parts = [f"reservation {r.id} ({', '.join(sorted(set(r.devices) & set(uuids)))}) "
-                 f"from {hhmm(r.start, start)} to {hhmm(r.end, start)}" for r in booked]
-        parts += [f"allocation {a.id} running until {hhmm(e, start)}" for a, e in busy]
-        raise Conflict(
-            f"only {len(free)} of {len(mine)} × {model} on {host} are free from {hhmm(start)} to "
-            f"{hhmm(end, start)}; in the way: " + "; ".join(parts), booked, [a for a, _ in busy])
+        head = (f"only {len(free)} of {len(mine)} × {model} on {host} are free from {hhmm(start)} to "
+                f"{hhmm(end, start)}; in the way: ")
+        when = [f"({', '.join(sorted(set(r.devices) & set(uuids)))}) from {hhmm(r.start, start)} to "
+                f"{hhmm(r.end, start)}" for r in booked]
+        named = [f"reservation {r.id} of {r.user} {w}" for r, w in zip(booked, when)]
+        named += [f"allocation {a.id} of {a.user} running until {hhmm(e, start)}" for a, e in busy]
+        public = [f"a reservation {w}" for w in when]
+        public += [f"a session running until {hhmm(e, start)}" for _, e in busy]
+        raise Conflict(head + "; ".join(named), booked, [a for a, _ in busy], head + "; ".join(public))
     m = state.kind_matrix[state.host_kind[host]][0]
     by_index = {d.index: d.uuid for d in free}
     chosen, _ = choose(m, tuple(sorted(by_index)), gpus)

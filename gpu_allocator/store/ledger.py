@@ -22,9 +22,12 @@ from gpuhub.db import current_revision, make_engine, stamp, upgrade
 
 from ..core.model import Allocation, AllocationState, Device, Host, HostState, Request, Share
 from ..core.queue import Queued
+from ..core.reservations import Reservation, ReservationState
 from ..core.quota import FIELDS as QUOTA_FIELDS
 from ..core.quota import Limits, Quotas
-from .schema import AllocationRow, AuditRow, DeviceRow, HostRow, MetaRow, QuotaRow, RequestRow, ShareRow
+from .schema import (
+    AllocationRow, AuditRow, DeviceRow, HostRow, MetaRow, QuotaRow, RequestRow, ReservationRow, ShareRow,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "gpu_allocator_version"
@@ -126,6 +129,27 @@ class Extend:
 
     allocation_id: str
     max_hours: float
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """An advance reservation is booked."""
+
+    reservation: Reservation
+
+
+@dataclass(frozen=True)
+class CancelReservation:
+    """An active reservation is cancelled (its devices are free for everyone)."""
+
+    reservation_id: str
+    at: float
+
+
+def _reservation(r) -> Reservation:
+    return Reservation(r.id, r.user, r.host, r.model or "", r.gpus, tuple(r.devices or ()), r.start_at,
+                       r.end_at, ReservationState(r.state), r.created_at, r.created_by, r.note or "",
+                       r.ended_at)
 
 
 @dataclass
@@ -327,6 +351,19 @@ class Ledger:
         with Session(self.engine) as s, s.begin():
             return self._finished(s, since, until, user)
 
+    def load_reservations(self, now: float) -> list[Reservation]:
+        """The active reservations that have not ended at ``now`` (once, at start)."""
+        with Session(self.engine) as s, s.begin():
+            q = select(ReservationRow).where(ReservationRow.state == ReservationState.ACTIVE.value,
+                                             ReservationRow.end_at > now)
+            return [_reservation(r) for r in s.scalars(q.order_by(ReservationRow.start_at, ReservationRow.id))]
+
+    def get_reservation(self, reservation_id: str) -> Reservation | None:
+        """Any reservation, current or past (the current ones the allocator has in memory)."""
+        with Session(self.engine) as s, s.begin():
+            r = s.get(ReservationRow, reservation_id)
+            return None if r is None else _reservation(r)
+
     def get_request(self, request_id: str) -> tuple[Queued, str, float | None, str | None] | None:
         """A request that waited: (request, state, ended at, reason)."""
         with Session(self.engine) as s, s.begin():
@@ -412,6 +449,20 @@ class Ledger:
                         update(AllocationRow.__table__)
                         .where(AllocationRow.id == op.allocation_id, AllocationRow.state == "granted")
                         .values(max_hours=op.max_hours, extended=True)
+                    )
+                elif isinstance(op, Reserve):
+                    r = op.reservation
+                    conn.execute(insert(ReservationRow.__table__).values(
+                        id=r.id, user=r.user, host=r.host, model=r.model, gpus=r.gpus,
+                        devices=list(r.devices), start_at=r.start, end_at=r.end, state=r.state.value,
+                        created_at=r.created, created_by=r.created_by, note=r.note or None, ended_at=None,
+                    ))
+                elif isinstance(op, CancelReservation):
+                    conn.execute(
+                        update(ReservationRow.__table__)
+                        .where(ReservationRow.id == op.reservation_id,
+                               ReservationRow.state == ReservationState.ACTIVE.value)
+                        .values(state=ReservationState.CANCELLED.value, ended_at=op.at)
                     )
                 elif isinstance(op, DeleteHost):
                     conn.execute(delete(DeviceRow.__table__).where(DeviceRow.host == op.name))
