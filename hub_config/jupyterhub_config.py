@@ -104,6 +104,11 @@ c.JupyterHub.custom_scopes = {
     "custom:gpu-allocator:agent": {
         "description": "Register a GPU host with the allocator and send its heartbeats.",
     },
+    # advance reservations (README "Advance reservations"): grant it to a group
+    # with a role, e.g. {"name": "reservers", "scopes": [...], "groups": ["reservers"]}
+    "custom:gpu-allocator:reserve": {
+        "description": "Book GPUs of a host ahead of time for one's own sessions.",
+    },
 }
 c.JupyterHub.load_roles = [
     # every user may read the pool and manage their own shares
@@ -115,7 +120,8 @@ c.JupyterHub.load_roles = [
     },
     {
         "name": "gpu-admin",
-        "scopes": ["custom:gpu-allocator:admin", "access:services!service=gpu-allocator"],
+        "scopes": ["custom:gpu-allocator:admin", "custom:gpu-allocator:reserve",
+                   "access:services!service=gpu-allocator"],
         "users": ["admin"],
     },
     {

@@ -292,6 +292,53 @@ def test_queue_tab_quotas_priority_cancel_and_metrics(hub):
         admin.call("DELETE", API + "/quotas/user/gpuhub-hank")
 
 
+def test_reservations_tab_books_marks_the_map_cancels_and_audits(hub):
+    """Issue #10 in the panel: the admin books node-b's L4s for a user (confirmed),
+    the map marks the devices reserved, the user sees their reservation and nobody
+    else's, the admin cancels it (confirmed); both actions are in the audit log,
+    and the same through the API (the gpu-admin role holds the reserve scope)."""
+    admin, rita, sam = hub.login("admin"), hub.login("gpuhub-rita"), hub.login("gpuhub-sam")
+    with sync_playwright() as p:
+        browser, page = browser_login(p, hub, "admin", viewport=VIEWPORT)
+        page.goto(hub.url + PANEL + "reservations")
+        expect(page.locator("#gpuhub-reservations-empty")).to_be_visible()
+        page.fill("#r-user", "gpuhub-rita")
+        page.select_option("#r-host", "node-b")
+        page.fill("#r-gpus", "2")
+        page.fill("#r-note", "course demo")
+        confirm_form(page, page.locator("#r-submit"), shows="host: node-b")
+        row = page.locator('#gpuhub-reservation-table tr[data-user="gpuhub-rita"]')
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("2 × L4")
+        rid = row.get_attribute("data-reservation")
+        page.screenshot(path=str(ARTIFACTS / "reservations.png"), full_page=True)
+        page.goto(hub.url + PANEL + "?host=node-b")
+        expect(page.locator(f'#host-node-b .gpuhub-reserved[data-reservation="{rid}"]')).to_have_count(2)
+        page.screenshot(path=str(ARTIFACTS / "pool-map-reserved.png"), full_page=True)
+
+        mine = rita.call("GET", API + "/reservations").json()["reservations"]
+        assert [r["id"] for r in mine] == [rid] and len(mine[0]["devices"]) == 2
+        assert sam.call("GET", API + "/reservations").json()["reservations"] == []
+        assert sam.call("GET", f"{API}/reservations/{rid}").status_code == 404
+
+        page.goto(hub.url + PANEL + "reservations")
+        confirm(page, page.locator(f'tr[data-reservation="{rid}"] .gpuhub-unreserve'), "room changed")
+        expect(page.locator("#gpuhub-reservations-empty")).to_be_visible()
+        page.goto(hub.url + PANEL + "audit")
+        expect(page.locator(f'#gpuhub-audit tr[data-target="reservation:{rid}"]')).to_have_count(2)
+        browser.close()
+    assert rita.call("GET", f"{API}/reservations/{rid}").json()["state"] == "cancelled"
+    r = admin.call("POST", API + "/reservations", json={"host": "node-a", "gpus": 2, "model": "A100-SXM4-80GB",
+                                                         "start": "2099-01-01T09:00:00Z", "end": "2099-01-01T17:00:00Z"})
+    assert r.status_code == 201 and r.json()["user"] == "admin", r.text
+    assert admin.call("DELETE", f"{API}/reservations/{r.json()['id']}").json()["state"] == "cancelled"
+    entries = admin.call("GET", API + "/audit", params={"limit": 4}).json()["entries"]
+    assert [(e["action"], e["target"]) for e in entries] == [
+        ("unreserve", f"reservation:{r.json()['id']}"), ("reserve", f"reservation:{r.json()['id']}"),
+        ("unreserve", f"reservation:{rid}"), ("reserve", f"reservation:{rid}")]
+    assert entries[2]["detail"]["reason"] == "room changed" and entries[3]["detail"]["note"] == "course demo"
+
+
 def test_non_admins_get_403_from_every_admin_page_and_api(hub):
     dave = hub.login("gpuhub-dave")
     r = dave.call("POST", API + "/allocations", json={"gpus": 0.25})
@@ -303,15 +350,16 @@ def test_non_admins_get_403_from_every_admin_page_and_api(hub):
             ("POST", "/hosts/node-a/drain"), ("POST", "/hosts/node-a/undrain"),
             ("PATCH", "/queue/nothing"), ("POST", "/queue/nothing/cancel"),
             ("PUT", "/quotas/group/gpuhub-x"), ("DELETE", "/quotas/user/gpuhub-dave"),
+            ("POST", "/reservations"),  # without custom:gpu-allocator:reserve
         ]:
             r = dave.call(method, API + path, json={} if method in ("POST", "PATCH", "PUT") else None)
             assert r.status_code == 403, (path, r.status_code, r.text)
-        for path in ("", "queue", "usage", "usage.csv", "storage", "audit"):
+        for path in ("", "queue", "reservations", "usage", "usage.csv", "storage", "audit"):
             r = dave.call("GET", PANEL + path)
             assert r.status_code == 403, (path, r.status_code)
             assert "gpuhub-action" not in r.text
         for path in ("hosts/node-a/drain", f"allocations/{aid}/revoke", "queue/nothing/cancel",
-                     "queue/nothing/priority", "quotas"):
+                     "queue/nothing/priority", "quotas", "reservations/new", "reservations/nothing/cancel"):
             r = dave.call("POST", PANEL + path, data={"reason": "x"})
             assert r.status_code == 403, (path, r.status_code)
         with sync_playwright() as p:

@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from gpu_allocator.core.model import AllocationState, Device, Host, HostState, Request
 from gpu_allocator.core.placement import NoFit
+from gpu_allocator.core.reservations import Conflict
 from gpu_allocator.pool import HostConflict, KeyConflict, LivePool
 from gpu_allocator.store import Ledger, StoreError
 from gpuhub.db import WriterLock
@@ -267,6 +268,8 @@ class PoolMachine(RuleBasedStateMachine):
             for h in list(pool.state.hosts):  # a clean slate per example
                 for a in list(pool.state.by_host.get(h, {})):
                     await pool.finish(a)
+            for r in pool.reservations():
+                await pool.cancel_reservation(r.id)
             await pool.sync_hosts([], "inventory")
             for name in list(pool.state.hosts):
                 await pool.sync_hosts([], "agent")
@@ -301,6 +304,22 @@ class PoolMachine(RuleBasedStateMachine):
 
         self.run(go())
 
+    @rule(user=st.sampled_from(["a", "b"]), name=st.sampled_from(["m1", "m2"]), gpus=st.integers(1, 4),
+          start=st.integers(-1, 10), hours=st.integers(1, 4))
+    def reserve(self, user, name, gpus, start, hours):
+        now = time.time()
+        try:
+            self.run(self.pool.reserve(user, name, "H100", gpus, now + start * 3600, now + (start + hours) * 3600,
+                                       created_by=user))
+        except (Conflict, ValueError):
+            pass
+
+    @precondition(lambda self: self.pool and self.pool.reserved)
+    @rule(data=st.data())
+    def unreserve(self, data):
+        rid = data.draw(st.sampled_from(sorted(self.pool.reserved)))
+        assert self.run(self.pool.cancel_reservation(rid)).id == rid
+
     @rule(name=st.sampled_from(["m1", "m2"]), drained=st.booleans())
     def drain(self, name, drained):
         self.run(self.pool.set_drained(name, drained))
@@ -322,6 +341,13 @@ class PoolMachine(RuleBasedStateMachine):
             }
             self.pool.state.check_indexes()
             assert all(0 <= f <= PER_GPU for f in self.pool.state.free.values())
+            now = time.time()
+            assert fresh.reservations(now=now) == self.pool.reservations(now=now)
+            # nobody else's share runs into a reservation's time on its devices
+            for r in self.pool.reservations(now=now):
+                for a in self.pool.state.allocations.values():
+                    if a.user != r.user and set(r.devices) & {s.device_uuid for s in a.shares}:
+                        assert a.created + a.max_hours * 3600 <= r.start or r.end <= a.created, (a, r)
         finally:
             fresh.close()
             fresh.ledger.close()

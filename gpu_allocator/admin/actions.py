@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..core.model import Allocation, AllocationState
+from ..core.reservations import iso
 from ..store.ledger import Audit
 from ..store.schema import AuditRow
 
@@ -67,7 +68,7 @@ async def reserve(app, actor: str, *, user: str, host: str, model: str, gpus: in
     ``reservation:ID`` when ``audit`` (an admin acts). Raises reservations.Conflict,
     ValueError."""
     rid = secrets.token_hex(8)
-    detail = {"user": user, "host": host, "model": model, "gpus": gpus, "start": start, "end": end}
+    detail = {"user": user, "host": host, "model": model, "gpus": gpus, "start": iso(start), "end": iso(end)}
     if note:
         detail["note"] = note
     extra = (Audit(time.time(), actor, "reserve", f"reservation:{rid}", detail),) if audit else ()
@@ -81,7 +82,7 @@ async def cancel_reservation(app, actor: str, reservation_id: str, reason: str =
     r = app.pool.reserved.get(reservation_id)
     if r is None:
         return None
-    detail = {"user": r.user, "host": r.host, "gpus": r.gpus, "start": r.start, "end": r.end}
+    detail = {"user": r.user, "host": r.host, "gpus": r.gpus, "start": iso(r.start), "end": iso(r.end)}
     if reason:
         detail["reason"] = reason
     extra = (Audit(time.time(), actor, "unreserve", f"reservation:{reservation_id}", detail),) if audit else ()

@@ -30,6 +30,7 @@ ADMIN_SCOPES = frozenset({"admin:users", ADMIN_SCOPE})
 TABS = [
     ("pool", "Pool map", ""),
     ("queue", "Queue", "queue"),
+    ("reservations", "Reservations", "reservations"),
     ("usage", "Usage", "usage"),
     ("storage", "Storage", "storage"),
     ("audit", "Audit log", "audit"),
@@ -68,7 +69,10 @@ def make_env() -> Environment:
                 return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
             n /= 1024
 
-    env.filters.update(when=when, age=age, nbytes=nbytes, colour=poolview.user_colour)
+    def utc(t, fmt="%Y-%m-%d %H:%M UTC"):
+        return time.strftime(fmt, time.gmtime(t)) if t else "—"
+
+    env.filters.update(when=when, age=age, nbytes=nbytes, colour=poolview.user_colour, utc=utc)
     return env
 
 
@@ -185,6 +189,7 @@ class PoolPage(PageHandler):
             n_allocations=len(state.allocations), users=sorted({a.user for a in state.allocations.values()}),
             overview=poolview.overview(state) if len(state.hosts) <= poolview.OVERVIEW_MAX else None,
             fmt=lambda u: f"{u / state.units_per_gpu:g}",
+            reserved={u: r for r in reversed(self.pool.reservations()) for u in r.devices},  # the next one
         )
 
 
@@ -414,6 +419,65 @@ class RevokeAction(PageHandler):
         if done is None:
             raise web.HTTPError(404, f"no live allocation {allocation_id}")
         self.back(f"Allocation {allocation_id} of {done.user} revoked; the hub stops the session.")
+
+
+class ReservationsPage(PageHandler):
+    @web.authenticated
+    def get(self):
+        self.require_admin()
+        from ..api.reservations import reservation_json
+
+        state, now = self.pool.state, time.time()
+        rows = []
+        for r in self.pool.reservations(now=now):
+            j = reservation_json(r, state, now)
+            j["start_t"], j["end_t"] = r.start, r.end
+            rows.append(j)
+        hour = (int(now) // 3600 + 1) * 3600
+        self.render_page(
+            "admin/reservations.html", active="reservations", title="Reservations", reservations=rows,
+            hosts=[(n, sorted({d.model for d in h.devices})) for n, h in sorted(state.hosts.items()) if h.devices],
+            models=state.models(),
+            default_start=time.strftime("%Y-%m-%dT%H:%M", time.gmtime(hour)),
+            default_end=time.strftime("%Y-%m-%dT%H:%M", time.gmtime(hour + 4 * 3600)),
+        )
+
+
+class ReservationAction(PageHandler):
+    """Book (POST …/reservations) or cancel (POST …/reservations/{id}/cancel): the
+    same audited actions as the API (admin.actions)."""
+
+    @web.authenticated
+    async def post(self, reservation_id=None):
+        self.require_admin()
+        from ..api.reservations import parse_booking
+        from ..core.reservations import Conflict
+        from ..core.validation import RequestError, parse_user
+
+        actor = self.current_user["name"]
+        if reservation_id is not None:
+            reason = actions.clean_reason(self.get_body_argument("reason", ""))
+            done = await actions.cancel_reservation(self.service, actor, reservation_id, reason)
+            if done is None:
+                raise web.HTTPError(404, f"no active reservation {reservation_id}")
+            self.back(f"Reservation {reservation_id} of {done.user} cancelled.")
+            return
+        form = {k: self.get_body_argument(k, "").strip() for k in ("host", "model", "gpus", "start", "end", "note")}
+        data = {k: v for k, v in form.items() if v != ""}
+        try:
+            if "gpus" in data:
+                data["gpus"] = int(data["gpus"]) if data["gpus"].isdigit() else data["gpus"]
+            booking = parse_booking(data, self.pool.state, time.time())
+            user = parse_user(self.get_body_argument("user", "").strip())
+        except RequestError as e:
+            raise web.HTTPError(400, str(e)) from None
+        try:
+            r = await actions.reserve(self.service, actor, user=user, **booking)
+        except Conflict as e:
+            raise web.HTTPError(409, str(e)) from None
+        except ValueError as e:
+            raise web.HTTPError(400, str(e)) from None
+        self.back(f"Reserved {r.gpus} × {r.model} on {r.host} for {r.user} (reservation {r.id}).")
 
 
 class OAuthCallback(HubOAuthCallbackHandler):

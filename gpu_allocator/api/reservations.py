@@ -21,16 +21,12 @@ from decimal import Decimal
 from tornado import web
 
 from ..admin import actions
-from ..core.reservations import Conflict, Reservation
+from ..core.reservations import Conflict, Reservation, iso
 from ..core.validation import RequestError, parse_text, parse_user
 from .allocations import APIHandler
 
 RESERVE_SCOPE = "custom:gpu-allocator:reserve"
 FIELDS = ("host", "gpus", "model", "start", "end", "user", "note")
-
-
-def iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
 
 
 def reservation_json(r: Reservation, state=None, now: float | None = None) -> dict:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from .model import Allocation, Request
 from .placement import NoFit, place
@@ -80,6 +81,11 @@ def hhmm(t: float, now: float | None = None) -> str:
     lt, ln = time.localtime(t), time.localtime(now)
     fmt = "%H:%M %Z" if lt[:3] == ln[:3] else "%Y-%m-%d %H:%M %Z"
     return time.strftime(fmt, lt)
+
+
+def iso(t: float | None) -> str | None:
+    """UTC ISO 8601 to the second (what the API sends and the audit log keeps)."""
+    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
 
 
 def conflicts(reservations, devices, start: float, end: float) -> list[Reservation]:
