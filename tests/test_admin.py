@@ -320,10 +320,25 @@ def test_reservations_tab_books_marks_the_map_cancels_and_audits(hub):
         assert [r["id"] for r in mine] == [rid] and len(mine[0]["devices"]) == 2
         assert sam.call("GET", API + "/reservations").json()["reservations"] == []
         assert sam.call("GET", f"{API}/reservations/{rid}").status_code == 404
+        # sam's 8 hours on an L4 would run into it: sam waits, told until when (not for whom)
+        r = sam.call("POST", API + "/allocations", json={"gpus": 1, "gpu_model": "L4", "max_hours": 8})
+        assert r.status_code == 202 and "reserved until" in r.json()["reason"], r.text
+        assert "rita" not in r.json()["reason"]
+        waiting = r.json()["id"]
+        page.goto(hub.url + PANEL + "queue")
+        expect(page.locator(f'tr[data-request="{waiting}"] .gpuhub-kind')).to_have_text("reservation")
+        expect(page.locator(f'tr[data-request="{waiting}"] .gpuhub-reason')).to_contain_text(
+            "reserved for gpuhub-rita until")
 
         page.goto(hub.url + PANEL + "reservations")
         confirm(page, page.locator(f'tr[data-reservation="{rid}"] .gpuhub-unreserve'), "room changed")
         expect(page.locator("#gpuhub-reservations-empty")).to_be_visible()
+        # the devices are everyone's again: sam's request starts
+        from hubprocess import wait_for
+
+        wait_for(lambda: sam.call("GET", f"{API}/allocations/{waiting}").json()["state"] == "granted", 30,
+                 "the request that waited for the reservation to start")
+        sam.call("DELETE", f"{API}/allocations/{waiting}")
         page.goto(hub.url + PANEL + "audit")
         expect(page.locator(f'#gpuhub-audit tr[data-target="reservation:{rid}"]')).to_have_count(2)
         browser.close()

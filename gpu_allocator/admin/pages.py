@@ -240,6 +240,9 @@ class QueuePage(PageHandler):
         for q, e in pool.queued():
             j = queued_json(q, e, per)
             j["kind"] = reason_kind(j["reason"] or "")
+            if j["kind"] == "reservation":  # admins see whose (users: only until when)
+                rule = pool.restriction(q.req, time.time())
+                j["reason"] = rule.reason(time.time(), admin=True) if rule.blocking else j["reason"]
             j["priority"] = pool.quotas.resolve(q.req.user, q.groups).priority or 0
             j["eta_t"] = e.expected if e else None
             j["eta_latest_t"] = e.latest if e else None
