@@ -156,11 +156,15 @@ def test_the_holder_gets_the_reserved_devices(gpus, other, units, into):
     r = reserve(state, [], [], "ann", "c", "A100", gpus + other if gpus + other <= 8 else gpus,
                 T0, T0 + 10 * H, "r1")
     now = T0 + into * H
-    req = Request("ann", min(units, PER * len(r.devices)) if units >= PER else units, 1.0, 1024, 2.0)
+    # one of her sessions already holds 0.25 of a reserved device
+    state.grant(Allocation("mine", "ann", "c", 5, 1.0, 1024, 8.0, (Share(r.devices[-1], 5),), created=T0))
+    whole = PER * (len(r.devices) - 1)
+    req = Request("ann", min(units, whole) if units >= PER else units, 1.0, 1024, 2.0)
     p = restriction([r], "ann", now, now + 2 * H).place(state, req)
     assert {s.device_uuid for s in p.shares} <= set(r.devices)
+    state.grant(Allocation("next", "ann", p.host, req.units, 1.0, 1024, 2.0, p.shares, created=now))  # it fits
     # anyone else: never there
-    q = restriction([r], "bob", now, now + 2 * H).place(state, Request("bob", req.units, 1.0, 1024, 2.0))
+    q = restriction([r], "bob", now, now + 2 * H).place(state, Request("bob", min(req.units, 80), 1.0, 1024, 2.0))
     assert not {s.device_uuid for s in q.shares} & set(r.devices)
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import replace
 
-from .model import Placement, Request, Share, format_gpus, milli
+from .model import Allocation, Placement, Request, Share, format_gpus, milli
 from .state import PoolState
 from .topology import choose
 
@@ -286,13 +286,16 @@ def _place_restricted(state: PoolState, req: Request, exclude: frozenset[str],
     between: nobody else sees it), so the cost is that of the excluded hosts."""
     if only is not None:
         keep = only - exclude
-        sub = PoolState(state.units_per_gpu)
-        names = sorted({state.devices[u].host for u in keep if u in state.devices})
-        for name in names:
+        per = state.units_per_gpu
+        sub = PoolState(per)
+        for name in sorted({state.devices[u].host for u in keep if u in state.devices}):
             h = state.hosts[name]
             sub.put_host(replace(h, devices=tuple(d for d in h.devices if d.uuid in keep)))
-            for a in state.by_host.get(name, {}).values():
-                sub.grant(replace(a, shares=tuple(s for s in a.shares if s.device_uuid in keep), key=None))
+            # what the host's shares hold, as one allocation (one grant per host)
+            held = tuple(Share(d.uuid, per - state.free[d.uuid]) for d in sub.hosts[name].devices
+                         if state.free[d.uuid] < per)
+            sub.grant(Allocation(f"held:{name}", "", name, 0, state.cpu_used[name] / 1000, state.mem_used[name],
+                                 0.0, held))
         return place(sub, req)
     masked = [(u, state.free[u]) for u in exclude if state.free.get(u)]
     hosts = {state.devices[u].host for u, _ in masked}

@@ -148,8 +148,8 @@ class Restriction:
 
     def place(self, state: PoolState, req: Request):
         """Placement under the rule: the user's reserved devices first, then any
-        device not reserved by someone else. Raises NoFit."""
-        if self.only:
+        device not reserved by someone else (a CPU-only request: anywhere). Raises NoFit."""
+        if self.only and req.units > 0:
             try:
                 return place(state, req, only=self.only)
             except NoFit:
