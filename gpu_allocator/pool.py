@@ -365,7 +365,7 @@ class LivePool:
         return plan(
             self.state, self.running(), pending, now=now, quotas=self.quotas,
             fairshare=self.fairshare, held=held, ratio=self.ratio, depth=self.queue_depth,
-            groups_of=self.groups.get, restrict=(lambda req: self.restriction(req, now)) if self.reserved else None,
+            groups_of=self.groups.get, restrict=self.restriction if self.reserved else None,
         )
 
     def by_request_key(self, key: str) -> Queued | None:

@@ -203,7 +203,9 @@ def test_the_queue_keeps_reserved_devices_for_their_holder_and_says_why():
     qs = [Queued("q1", Request("bob", PER, 1.0, 1024, 6.0), T0 - 10),
           Queued("q2", Request("cy", PER, 1.0, 1024, 2.0), T0 - 5)]
     p = plan(state, [], qs, now=T0, quotas=Quotas.empty(), fairshare=FairShare(), held={},
-             restrict=lambda req: restriction([r], req.user, T0, T0 + req.max_hours * H))
+             restrict=lambda req, t: restriction([r], req.user, t, t + req.max_hours * H))
     assert [q.id for q, _ in p.admitted] == ["q2"]  # ends before T1
     est = p.estimates["q1"]
     assert est.reason.startswith("waiting: 2 × L4 on b reserved until") and "ann" not in est.reason
+    # it starts when the reservation is over (not "unknown", not before)
+    assert est.latest == r.end

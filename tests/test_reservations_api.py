@@ -66,6 +66,7 @@ async def test_grants_and_the_queue_follow_the_reservations(db_url):
     long, _ = await pool.submit(Request("cy", PER, 1.0, 1024, 4.0), now=now)
     est = pool.estimates[long.id]
     assert est.reason.startswith("waiting: 2 × L4 on node-b reserved until") and "ann" not in est.reason
+    assert est.latest == pytest.approx(r.end)  # when the reservation is over
     # the holder, while active: on the reserved devices
     await pool.finish(short.id, now=now + 60)
     mine, _ = await pool.submit(Request("ann", PER, 1.0, 1024, 1.0), now=now + 2 * H + 60)

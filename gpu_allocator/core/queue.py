@@ -167,20 +167,24 @@ def run_of(a: Allocation, end: float) -> Run:
 
 
 def simulate(sim: Sim, running: list[Run], waiting: list[Request], now: float,
-             ratio: float = 1.0, excludes: list | None = None) -> list[float | None]:
+             ratio: float = 1.0, excludes: list | None = None, wake=()) -> list[float | None]:
     """Start times of ``waiting`` (in order: none starts before the one ahead),
     running shares ending at their ``end`` (with ``ratio`` < 1, at their start +
     ratio × their time; see the module docstring); None: never (with what is
-    up now). ``sim`` is not changed. ``excludes``: per waiting request, the
-    devices it may not use (others' reservations, as at ``now``)."""
+    up now). ``sim`` is not changed. ``excludes``: per waiting request, a
+    function of the start time giving the devices it may not use (others'
+    reservations); ``wake``: times when those change (reservations' ends)."""
     sim = sim.copy()
     heap = [(max(now, r.end), i, r) for i, r in enumerate(running)]
-    heapq.heapify(heap)
     seq = len(running)
+    for w in wake:  # nothing is given back then, but the exclusions move
+        seq += 1
+        heap.append((max(now, w), seq, Run(w, "", (), 0, 0)))
+    heapq.heapify(heap)
     t, out = now, []
     for k, req in enumerate(waiting):
         while True:
-            found = sim.fit(req, excludes[k]) if excludes else sim.fit(req)
+            found = sim.fit(req, excludes[k](t)) if excludes else sim.fit(req)
             if found is not None:
                 host, shares = found
                 sim.take(host, shares, milli(req.cpu), req.mem_mb)
@@ -311,7 +315,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
     request's id, ``now`` as created, and the real placement); the caller records
     them or releases them again. ``running``: live allocations with their
     declared end. ``held``: per user, what quotas count (updated here).
-    ``restrict(req)``: reservations' rule for a request (a
+    ``restrict(req, t)``: reservations' rule for a request starting at ``t`` (a
     core.reservations.Restriction: devices excluded, placement, reason)."""
     per = state.units_per_gpu
     out = Plan()
@@ -322,8 +326,13 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
     runs = [run_of(a, max(now, e)) for a, e in running]
     blocked: list[Queued] = []  # waiting for capacity, protected (≤ depth)
     rules: dict[str, object] = {}  # request id → its Restriction (with restrict)
-    excl = ((lambda qs: [rules[b.id].exclude if b.id in rules else frozenset() for b in qs])
-            if restrict is not None else (lambda qs: None))
+    def excl(qs):  # the simulation's exclusions: by each request's start time
+        if restrict is None:
+            return None
+        return [lambda t, req=b.req: restrict(req, t).exclude for b in qs]
+
+    def wake():  # when the exclusions change: the blocking reservations' ends
+        return sorted({r.end for rule in rules.values() if rule is not None for r in rule.blocking})
     starts: list[float | None] = []  # their simulated starts (declared times)
     stale = False  # starts must be simulated again (computed only when needed)
     reasons: dict[str, str] = {}
@@ -353,7 +362,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
             stale = True
             continue
         p = None
-        rule = rules[q.id] = restrict(req) if restrict is not None else None
+        rule = rules[q.id] = restrict(req, now) if restrict is not None else None
         if sim.fit(req, rule.exclude if rule is not None else frozenset()) is not None:
             try:
                 p = rule.place(state, req) if rule is not None else place(state, req)
@@ -366,14 +375,16 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
             shares = tuple((s.device_uuid, s.units) for s in p.shares)
             mine = Run(end, p.host, shares, milli(req.cpu), req.mem_mb)
             if stale:
-                starts, stale = simulate(sim, runs, [b.req for b in blocked], now, excludes=excl(blocked)), False
+                starts, stale = simulate(sim, runs, [b.req for b in blocked], now, excludes=excl(blocked),
+                                         wake=wake()), False
             known = [s for s in starts if s is not None]
             if not known or end <= min(known):
                 admit = True
             else:
                 trial = sim.copy()
                 trial.take(p.host, shares, milli(req.cpu), req.mem_mb)
-                after = simulate(trial, runs + [mine], [b.req for b in blocked], now, excludes=excl(blocked))
+                after = simulate(trial, runs + [mine], [b.req for b in blocked], now, excludes=excl(blocked),
+                                 wake=wake())
                 admit = all(b is None or (a is not None and a <= b + 1e-6) for a, b in zip(after, starts))
             if admit:
                 a = Allocation(
@@ -397,7 +408,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         blocked.append(q)
         stale = True
     if stale:
-        starts = simulate(sim, runs, [b.req for b in blocked], now, excludes=excl(blocked))
+        starts = simulate(sim, runs, [b.req for b in blocked], now, excludes=excl(blocked), wake=wake())
     # estimates for what still waits
     latest = dict(zip((b.id for b in blocked), starts))
     expected = latest
@@ -408,7 +419,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
             for q, a in out.admitted
         ]
         expected = dict(zip((b.id for b in blocked),
-                            simulate(sim, exp_runs, [b.req for b in blocked], now, ratio, excl(blocked))))
+                            simulate(sim, exp_runs, [b.req for b in blocked], now, ratio, excl(blocked), wake())))
     admitted = {q.id for q, _ in out.admitted}
     position = 0
     for q in queue:
