@@ -7,8 +7,10 @@ with the protocol of the FGD paper (Weng et al., USENIX ATC '23):
   a time until the arrived GPU demand is ``--inflate`` (130%) of capacity, with no
   departures; CPU-only pods drawn along the way take CPU and memory;
 - each pod's CPU, memory, GPU count, fraction (``gpu_milli`` rounded UP to
-  gpuhub's quantum, 0.05 GPU) and model constraint (``gpu_spec``, '|'-separated,
-  empty = any) are honoured; a pod that fits nowhere is dropped.
+  the allocator's quantum, ``--units-per-gpu``: 20 = 0.05 GPU, gpuhub's default;
+  1000 = the paper's milli-GPU, no rounding; every fraction of the trace is a
+  multiple of 10 milli, so 100 is exact too) and model constraint (``gpu_spec``,
+  '|'-separated, empty = any) are honoured; a pod that fits nowhere is dropped.
 
 Reported per policy, mean over the seeds:
 - ``granted``: GPU units granted / capacity (what the pool actually hands out);
@@ -20,7 +22,18 @@ Reported per policy, mean over the seeds:
   included, weighted by popularity; a pod cannot use a node's idle GPU when the
   node lacks its CPU or enough devices with room, and cannot use the devices
   with less room than it needs). Computed here, independently of the policy's
-  own code, on the rounded (0.05) shapes.
+  own code, on the rounded shapes;
+- ``idle``: the GPU capacity idle at the end (share of capacity) by why the
+  typical pods could not use it there (:func:`idle_breakdown`): ``sliver`` (less
+  left on the device than any of them takes), ``cpu_mem`` (the host lacks their
+  CPU or memory), ``model``, ``usable`` (one still fits: nothing that came later
+  was of its shape);
+- ``ceiling``: the most the pods the policy placed could have requested however
+  they were packed (capacity minus their rounding minus the gaps next to
+  fractions over half a GPU that no smaller pod could fill: :func:`sliver_loss`);
+  and, once per run, ``mix_ceiling``: the same for pods in the trace's
+  proportions (:func:`mix_ceiling`): what no policy whose placed pods keep
+  those proportions can exceed at that quantum.
 
 Policies: ``gpuhub`` = gpu_allocator.core.placement.place on a PoolState (the
 code the live allocator runs; its typical-shape histogram is seeded from the pod
@@ -35,7 +48,8 @@ since nothing departs in a replay, never search twice for what is known not
 to fit.
 
     python benchmarks/packing.py --trace /work/shared/traces/alibaba-gpu-v2023 \\
-        [--seeds 42-51] [--inflate 1.3] [--policies gpuhub,best-fit,...] [--json]
+        [--seeds 42-51] [--inflate 1.3] [--policies gpuhub,best-fit,...] \\
+        [--units-per-gpu 20] [--json]
 """
 
 from __future__ import annotations
@@ -58,8 +72,8 @@ from gpu_allocator.core.model import Allocation, Device, Host, Placement, Reques
 from gpu_allocator.core.placement import NoFit, place  # noqa: E402
 from gpu_allocator.core.state import PoolState  # noqa: E402
 
+#: gpuhub's default quantum (GPUAllocator.units_per_gpu): 20 units = 0.05 GPU
 PER_GPU = 20
-MILLI_PER_UNIT = 1000 // PER_GPU
 
 PAPER = {  # mean of 10 seeds, default trace, alloc % at 130% arrived; frag % of idle at 80%
     "Random": (87.47, None),
@@ -86,8 +100,10 @@ def load_nodes(trace: Path) -> list[Host]:
     return hosts
 
 
-def load_pods(trace: Path) -> list[tuple]:
-    """(cpu_milli, mem_mib, units, requested_milli, models) per pod."""
+def load_pods(trace: Path, per: int = PER_GPU) -> list[tuple]:
+    """(cpu_milli, mem_mib, units, requested_milli, models) per pod, with ``per``
+    units per GPU (a fraction rounded up to a whole unit)."""
+    milli_per_unit = 1000 // per
     pods = []
     with open(trace / "openb_pod_list_default.csv") as f:
         for row in csv.DictReader(f):
@@ -96,9 +112,9 @@ def load_pods(trace: Path) -> list[tuple]:
             if n == 0:
                 units, asked = 0, 0
             elif n == 1 and gm < 1000:
-                units, asked = -(-gm // MILLI_PER_UNIT), gm
+                units, asked = -(-gm // milli_per_unit), gm
             else:
-                units, asked = n * PER_GPU, n * 1000
+                units, asked = n * per, n * 1000
             models = frozenset(m for m in (row["gpu_spec"] or "").split("|") if m)
             pods.append((int(row["cpu_milli"]), int(row["memory_mib"]), units, asked, models))
     return pods
@@ -122,19 +138,19 @@ def workload(pods: list[tuple], seed: int, capacity_milli: int, inflate: float) 
     return out
 
 
-def shape(p: tuple) -> tuple:
+def shape(p: tuple, per: int = PER_GPU) -> tuple:
     """The policy's shape of a pod: (cpu, mem, units per device, devices)."""
     cpu, mem, units = p[0], p[1], p[2]
     if units == 0:
         return (cpu, mem, 0, 0)
-    if units < PER_GPU:
+    if units < per:
         return (cpu, mem, units, 1)
-    return (cpu, mem, PER_GPU, units // PER_GPU)
+    return (cpu, mem, per, units // per)
 
 
-def paper_typical(pods: list[tuple], coverage: float = 0.95) -> list[tuple[tuple, float]]:
+def paper_typical(pods: list[tuple], per: int = PER_GPU, coverage: float = 0.95) -> list[tuple[tuple, float]]:
     """((cpu, units per device, devices), probability): the paper's typical pods."""
-    counts = Counter((cpu, s[2], s[3]) for p in pods for cpu, s in [(p[0], shape(p))])
+    counts = Counter((cpu, s[2], s[3]) for p in pods for cpu, s in [(p[0], shape(p, per))])
     total = sum(counts.values())
     chosen, acc = [], 0
     for k, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -163,6 +179,113 @@ def fragmented_share(state: PoolState, typical) -> float:
     return frag / idle if idle else 0.0
 
 
+# --------------------------------------------------------------------------- ceiling
+
+
+IDLE_KINDS = ("usable", "cpu_mem", "model", "sliver")
+
+
+def gpu_shapes(pods: list[tuple], per: int) -> list[tuple]:
+    """The typical GPU pod shapes of the trace (:func:`paper_typical`) as (units
+    per device, devices, models, the Pareto-minimal (cpu, mem) pairs of its pods),
+    smallest units first."""
+    typical = {k for k, _ in paper_typical(pods, per)}
+    by: dict[tuple, set] = {}
+    for cpu, mem, units, _, models in pods:
+        if units and (cpu, *shape((cpu, mem, units), per)[2:]) in typical:
+            s = shape((cpu, mem, units), per)
+            by.setdefault((s[2], s[3], models), set()).add((cpu, mem))
+    out = []
+    for (u, k, models), pairs in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        front = [(c, m) for c, m in pairs if not any(c2 <= c and m2 <= m and (c2, m2) != (c, m) for c2, m2 in pairs)]
+        out.append((u, k, models, front))
+    return out
+
+
+def idle_breakdown(state: PoolState, pods: list[tuple]) -> dict[str, int]:
+    """Idle GPU units at the end, by why the typical pods of the trace (those of
+    the fragmentation measure, 95% of the pods) could not use them where they
+    are: ``usable`` (one of them still fits), ``cpu_mem`` (some are small enough
+    for the device, but the host lacks their CPU or memory), ``model`` (they fit
+    but exclude the device's model), ``sliver`` (none is small enough for what
+    the device has left, e.g. the 0.15 next to a 0.81 granted 0.85)."""
+    per = state.units_per_gpu
+    shapes = gpu_shapes(pods, per)
+    out = dict.fromkeys(IDLE_KINDS, 0)
+    for name, h in state.hosts.items():
+        cl, ml = state.host_room(name)
+        idle_by_model = Counter(d.model for d in h.devices if state.free[d.uuid] == per)
+        for d in h.devices:
+            f = state.free[d.uuid]
+            if not f:
+                continue
+            kind = "sliver"
+            for u, k, models, front in shapes:
+                if u > f:
+                    break
+                if k > 1 and idle_by_model[d.model] < k:
+                    continue
+                if models and d.model not in models:
+                    kind = "model" if kind == "sliver" else kind
+                    continue
+                if any(c <= cl and m <= ml for c, m in front):
+                    kind = "usable"
+                    break
+                kind = "cpu_mem"
+            out[kind] += f
+    return out
+
+
+def sliver_loss(pods: list[tuple], per: int) -> float:
+    """A lower bound (milli-GPU) on the capacity that ``pods``, once placed, leave
+    unrequested however they are packed:
+
+    - the rounding: a pod granted ``units`` holds ``units * 1000 / per`` milli
+      and asked for less;
+    - the gaps: a fraction over half a GPU takes a device of its own and leaves
+      ``per - units`` units there that only smaller fractions can fill; the fill
+      is bounded from above by letting every smaller fraction of ``pods`` go to
+      a gap, split at will (the smallest gaps first, each filled with the
+      largest pods it takes: optimal when a pod fits every gap at least its
+      size).
+
+    requested = granted - rounding <= capacity - idle - rounding, and idle >=
+    the gap units nothing fills."""
+    mpu = 1000 / per
+    rounding = 0.0
+    gaps: Counter = Counter()
+    fillers: Counter = Counter()
+    for _, _, units, asked, _ in pods:
+        if 0 < units < per:
+            rounding += units * mpu - asked
+            if 2 * units > per:
+                gaps[per - units] += 1
+            else:
+                fillers[units] += 1
+    unfilled = 0.0
+    sizes = sorted(fillers, reverse=True)
+    for gap in sorted(gaps):
+        room = float(gap * gaps[gap])
+        for u in sizes:
+            if u > gap or not fillers[u]:
+                continue
+            take = min(room, u * fillers[u])
+            fillers[u] -= take / u
+            room -= take
+            if not room:
+                break
+        unfilled += room
+    return rounding + unfilled * mpu
+
+
+def mix_ceiling(pods: list[tuple], per: int) -> float:
+    """The requested share of capacity that pods drawn in the trace's proportions
+    can reach at best: they lose ``lam`` = sliver_loss / requested per milli
+    requested, so requested + lam * requested <= capacity."""
+    asked = sum(p[3] for p in pods if p[2])
+    return 1 / (1 + sliver_loss(pods, per) / asked)
+
+
 # --------------------------------------------------------------------------- baselines
 
 
@@ -184,6 +307,7 @@ class Fit:
 
     def __init__(self, state: PoolState, hosts: list[Host]):
         self.state = state
+        self.per = state.units_per_gpu
         self.names = [h.name for h in hosts]
         self.pos = {n: i for i, n in enumerate(self.names)}
         size = 1
@@ -208,7 +332,7 @@ class Fit:
                 self.dev_free[d.uuid] = f
                 self.devs.setdefault(d.model, {}).setdefault(f, []).append((i, d.index, d.uuid))
             for m in {d.model for d in h.devices}:
-                n = sum(1 for d in h.devices if d.model == m and state.free[d.uuid] == PER_GPU)
+                n = sum(1 for d in h.devices if d.model == m and state.free[d.uuid] == self.per)
                 self.host_idle[(h.name, m)] = n
                 if n:
                     self.idle_hosts.setdefault(m, {}).setdefault(n, []).append(i)
@@ -224,7 +348,7 @@ class Fit:
         frees = [st.free[d.uuid] for d in h.devices]
         return (
             max(frees, default=0),
-            sum(1 for f in frees if f == PER_GPU),
+            sum(1 for f in frees if f == self.per),
             round(h.cpus * 1000) - st.cpu_used[name],
             h.memory_mb - st.mem_used[name],
         )
@@ -258,7 +382,7 @@ class Fit:
             self.dev_free[d.uuid] = new
         for m in models:
             old = self.host_idle[(name, m)]
-            new = sum(1 for d in h.devices if d.model == m and st.free[d.uuid] == PER_GPU)
+            new = sum(1 for d in h.devices if d.model == m and st.free[d.uuid] == self.per)
             if old != new:
                 by_n = self.idle_hosts.setdefault(m, {})
                 if old:
@@ -273,9 +397,9 @@ class Fit:
         u = req.units
         if u == 0:
             return (-1, -1, round(req.cpu * 1000), req.mem_mb)
-        if u < PER_GPU:
+        if u < self.per:
             return (u, -1, round(req.cpu * 1000), req.mem_mb)
-        return (-1, u // PER_GPU, round(req.cpu * 1000), req.mem_mb)
+        return (-1, u // self.per, round(req.cpu * 1000), req.mem_mb)
 
     def fits(self, name: str, req: Request) -> bool:
         st = self.state
@@ -285,9 +409,9 @@ class Fit:
         devs = [d for d in h.devices if not req.models or d.model in req.models]
         if req.units == 0:
             return True
-        if req.units < PER_GPU:
+        if req.units < self.per:
             return any(st.free[d.uuid] >= req.units for d in devs)
-        return sum(1 for d in devs if st.free[d.uuid] == PER_GPU) >= req.units // PER_GPU
+        return sum(1 for d in devs if st.free[d.uuid] == self.per) >= req.units // self.per
 
     def feasible(self, req: Request, first_only: bool = False, start: int = 0) -> list[str]:
         """Nodes that fit ``req`` in list order, from position ``start`` on."""
@@ -333,14 +457,14 @@ def devices_for(state: PoolState, name: str, req: Request, rng=None) -> tuple[Sh
     devs = [d for d in h.devices if not req.models or d.model in req.models]
     if req.units == 0:
         return ()
-    if req.units < PER_GPU:
+    if req.units < state.units_per_gpu:
         ok = [d for d in devs if state.free[d.uuid] >= req.units]
         d = rng.choice(ok) if rng else ok[0]
         return (Share(d.uuid, req.units),)
-    idle = [d for d in devs if state.free[d.uuid] == PER_GPU]
-    k = req.units // PER_GPU
+    idle = [d for d in devs if state.free[d.uuid] == state.units_per_gpu]
+    k = req.units // state.units_per_gpu
     chosen = rng.sample(idle, k) if rng else idle[:k]
-    return tuple(Share(d.uuid, PER_GPU) for d in chosen)
+    return tuple(Share(d.uuid, state.units_per_gpu) for d in chosen)
 
 
 def first_fit(fit: Fit, req: Request, rng) -> Placement | None:
@@ -383,9 +507,9 @@ def best_fit(fit: Fit, req: Request, rng) -> Placement | None:
 
     def fits_host(n: str, cpu: int, mem: int) -> bool:
         return cpu_cap[n] - cpu_used[n] >= cpu and mem_cap[n] - mem_used[n] >= mem
-    if req.units < PER_GPU:
+    if req.units < st.units_per_gpu:
         lists = [by_free for m, by_free in fit.devs.items() if not req.models or m in req.models]
-        for free in range(req.units, PER_GPU + 1):
+        for free in range(req.units, st.units_per_gpu + 1):
             best = None
             for by_free in lists:
                 for p, index, uuid in by_free.get(free, ()):
@@ -397,7 +521,7 @@ def best_fit(fit: Fit, req: Request, rng) -> Placement | None:
             if best is not None:
                 return Placement(names[best[0][0]], (Share(best[1], req.units),))
         return None
-    k = req.units // PER_GPU
+    k = req.units // st.units_per_gpu
     lists = [(m, by_n) for m, by_n in fit.idle_hosts.items() if not req.models or m in req.models]
     for n in range(k, max((max(by_n, default=0) for _, by_n in lists), default=0) + 1):
         best = None
@@ -413,7 +537,7 @@ def best_fit(fit: Fit, req: Request, rng) -> Placement | None:
             name = names[p]
             idle = sorted(st.devices[u].index for u in st.idle[name][m])[:k]
             by_index = {d.index: d for d in st.hosts[name].devices}
-            return Placement(name, tuple(Share(by_index[i].uuid, PER_GPU) for i in idle))
+            return Placement(name, tuple(Share(by_index[i].uuid, st.units_per_gpu) for i in idle))
     return None
 
 
@@ -423,38 +547,40 @@ BASELINES = {"best-fit": best_fit, "first-fit": first_fit, "random": random_fit}
 # --------------------------------------------------------------------------- replay
 
 
-#: trace folder → (nodes, pods), loaded once by the parent; forked workers inherit it
-_TRACES: dict[str, tuple[list[Host], list[tuple]]] = {}
+#: (trace folder, units per GPU) → (nodes, pods), loaded once by the parent;
+#: forked workers inherit it
+_TRACES: dict[tuple[str, int], tuple[list[Host], list[tuple]]] = {}
 
 
-def trace_data(trace: str) -> tuple[list[Host], list[tuple]]:
-    data = _TRACES.get(trace)
+def trace_data(trace: str, per: int = PER_GPU) -> tuple[list[Host], list[tuple]]:
+    data = _TRACES.get((trace, per))
     if data is None:
-        data = _TRACES[trace] = (load_nodes(Path(trace)), load_pods(Path(trace)))
+        data = _TRACES[(trace, per)] = (load_nodes(Path(trace)), load_pods(Path(trace), per))
     return data
 
 
 def replay(args: tuple) -> dict:
-    trace, seed, inflate, policy = args
-    hosts, pods = trace_data(str(trace))
+    trace, seed, inflate, policy, per = args
+    hosts, pods = trace_data(str(trace), per)
     capacity = sum(len(h.devices) for h in hosts)
     cap_milli = capacity * 1000
     stream = workload(pods, seed, cap_milli, inflate)
-    typical = paper_typical(pods)
+    typical = paper_typical(pods, per)
     rng = random.Random(seed * 7919 + 1)
     if policy == "gpuhub":
-        state = PoolState.build(hosts, units_per_gpu=PER_GPU)
-        state.shapes.seed([shape(p) for p in pods])
+        state = PoolState.build(hosts, units_per_gpu=per)
+        state.shapes.seed([shape(p, per) for p in pods])
         state.reclass_all()
         fit = None
     else:
-        state = BaselineState.build(hosts, units_per_gpu=PER_GPU)
+        state = BaselineState.build(hosts, units_per_gpu=per)
         fit = Fit(state, hosts)
         choose = BASELINES[policy]
         refused = fit.refused
         tries = len(fit.names)
     arrived = granted = requested = 0
     frag80 = None
+    placed: list[tuple] = []
     t0 = time.process_time()
     for i, p in enumerate(stream):
         cpu, mem, units, asked, models = p
@@ -479,16 +605,20 @@ def replay(args: tuple) -> dict:
                 fit.update(pl.host)
             granted += units
             requested += asked
+            placed.append(p)
         arrived += asked
         if frag80 is None and arrived >= 0.8 * cap_milli:
             frag80 = fragmented_share(state, typical)
     return {
         "seed": seed,
         "policy": policy,
-        "granted": granted / (capacity * PER_GPU),
+        "granted": granted / (capacity * per),
         "requested": requested / cap_milli,
         "fragmented_idle_at_80": frag80,
         "pods": len(stream),
+        "idle": {k: v / (capacity * per) for k, v in idle_breakdown(state, pods).items()},
+        # what the pods this policy placed could reach at best (see sliver_loss)
+        "ceiling": 1 - sliver_loss(placed, per) / cap_milli,
         "cpu_seconds": time.process_time() - t0,
     }
 
@@ -511,24 +641,31 @@ def main(argv=None) -> dict:
     ap.add_argument("--inflate", type=float, default=1.3)
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--units-per-gpu", type=int, default=PER_GPU,
+                    help="the allocator's quantum (GPUAllocator.units_per_gpu): 20 = 0.05 GPU "
+                         "(gpuhub's default), 1000 = the paper's milli-GPU (no rounding)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
+    per = a.units_per_gpu
+    if per < 1 or 1000 % per:
+        ap.error("--units-per-gpu must divide 1000 (a unit is a whole number of milli-GPU)")
     seeds = parse_seeds(a.seeds)
     policies = [p for p in a.policies.split(",") if p]
     for p in policies:
         if p not in POLICIES:
             ap.error(f"unknown policy {p!r}; known: {', '.join(POLICIES)}")
     # the slowest first, so that the two workers finish together
-    jobs = [(str(a.trace), s, a.inflate, p) for p in policies for s in seeds]
+    jobs = [(str(a.trace), s, a.inflate, p, per) for p in policies for s in seeds]
     t0 = time.perf_counter()
-    trace_data(str(a.trace))  # parsed once here; forked workers inherit it
+    _, pods = trace_data(str(a.trace), per)  # parsed once here; forked workers inherit it
     if a.workers > 1:
         with multiprocessing.get_context("fork").Pool(a.workers) as pool:
             results = pool.map(replay, jobs, chunksize=1)
     else:
         results = [replay(j) for j in jobs]
     seconds = time.perf_counter() - t0
-    out = {"seeds": seeds, "seconds": round(seconds, 2), "policies": {}}
+    out = {"seeds": seeds, "seconds": round(seconds, 2), "units_per_gpu": per,
+           "mix_ceiling": round(mix_ceiling(pods, per), 5), "policies": {}}
     for p in policies:
         rs = [r for r in results if r["policy"] == p]
         mean = lambda k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
@@ -537,17 +674,24 @@ def main(argv=None) -> dict:
             "granted": round(mean("granted"), 5),
             "fragmented_idle_at_80": round(mean("fragmented_idle_at_80"), 5),
             "per_seed_requested": [round(r["requested"], 5) for r in rs],
+            # idle GPU capacity at the end by why it stayed idle (share of capacity)
+            "idle": {k: round(sum(r["idle"][k] for r in rs) / len(rs), 5) for k in IDLE_KINDS},
+            "ceiling": round(mean("ceiling"), 5),
             "cpu_seconds": round(sum(r["cpu_seconds"] for r in rs), 2),
         }
     if a.json:
         print(json.dumps(out))
     else:
         print(f"{len(seeds)} seeds ({a.seeds}), arrivals to {a.inflate:.0%} of GPU capacity, "
-              f"{seconds:.1f} s wall")
-        print(f"{'policy':<12} {'requested %':>12} {'granted %':>10} {'frag idle @80%':>15}")
+              f"{per} units per GPU, {seconds:.1f} s wall")
+        print(f"{'policy':<12} {'requested %':>12} {'granted %':>10} {'frag idle @80%':>15}   "
+              f"idle at the end, % of capacity: {' / '.join(IDLE_KINDS)}   ceiling %")
         for p, v in out["policies"].items():
+            idle = " / ".join(f"{100 * v['idle'][k]:.2f}" for k in IDLE_KINDS)
             print(f"{p:<12} {100 * v['requested']:>12.2f} {100 * v['granted']:>10.2f} "
-                  f"{100 * v['fragmented_idle_at_80']:>15.1f}")
+                  f"{100 * v['fragmented_idle_at_80']:>15.1f}   {idle:<43} {100 * v['ceiling']:.2f}")
+        print(f"ceiling of the trace's pod mix at {per} units per GPU: requested <= "
+              f"{100 * out['mix_ceiling']:.2f}% of capacity (see sliver_loss)")
         print("paper (simulator, mean of 10 seeds):")
         for p, (alloc, frag) in PAPER.items():
             print(f"{p:<12} {alloc:>12.2f} {'':>10} {'' if frag is None else f'{frag:.1f}':>15}")

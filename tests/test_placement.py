@@ -17,6 +17,7 @@ from gpu_allocator.core.model import Allocation, Device, Host, HostState, Placem
 from gpu_allocator.core.placement import NoFit, place
 from gpu_allocator.core.state import PoolState
 from gpu_allocator.core.topology import choose, islands_matrix, score_matrix
+from gpu_allocator.core.typical import ShapeStats
 
 PER_GPU = 20
 
@@ -662,3 +663,18 @@ def test_a_capped_scan_is_deterministic_too(case, data):
         check_deterministic(case, data)
     finally:
         placement.CAP = old
+
+
+def test_typical_shapes_that_differ_only_in_memory_are_one_shape():
+    """The snapshot merges them (weights add up, the smallest memory stays), and
+    fragmentation does not look at memory: a host short of memory is not
+    counted as fragmented for them."""
+    stats = ShapeStats(coverage=1.0)
+    stats.seed([(1000, 4096, 10, 1)] * 3 + [(1000, 1024, 10, 1)] + [(2000, 1024, 20, 1)] * 2)
+    shapes = dict(stats.typical.shapes)
+    assert shapes == {(1000, 1024, 10, 1): pytest.approx(4 / 6), (2000, 1024, 20, 1): pytest.approx(2 / 6)}
+    typ = stats.typical
+    # one idle device, CPU for both shapes, no memory at all: nothing fragmented
+    assert typ.frag((PER_GPU,), typ.cpu_rank(2000), typ.mem_rank(0)) == 0
+    # without the CPU of the whole-GPU shape, its share of the device is
+    assert typ.frag((PER_GPU,), typ.cpu_rank(1000), typ.mem_rank(0)) == pytest.approx(PER_GPU * 2 / 6)
