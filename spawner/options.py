@@ -18,7 +18,7 @@ GPU_CHOICES = ("0", "0.25", "0.5", "1", "2", "4")
 
 #: run times (hours) the form's estimates are computed for, besides the default: the
 #: script shows those of the smallest one ≥ what the user typed
-FORM_RUNTIMES = (1.0, 4.0, 8.0, 24.0, 72.0)
+FORM_RUNTIMES = (1.0, 2.0, 4.0, 8.0, 24.0, 72.0)
 
 __all__ = [
     "FORM_RUNTIMES", "GPU_CHOICES", "SPAWN_KEYS", "candidates", "check_spawn_keys", "clock",
@@ -146,10 +146,10 @@ ESTIMATES_SCRIPT = """
   if (!blob) return;
   var data = JSON.parse(blob.textContent);
   var gpus = document.getElementById('gpuhub-gpus'), hours = document.getElementById('gpuhub-hours');
-  var model = document.getElementById('gpuhub-model'), line = document.getElementById('gpuhub-eta');
+  var model = document.getElementById('gpuhub-model');
   function clock(iso) {
     var t = new Date(iso), now = new Date();
-    var hm = t.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'});
+    var hm = t.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
     if (t.toDateString() === now.toDateString()) return hm;
     return t.toLocaleDateString([], {weekday: 'short', day: 'numeric', month: 'short'}) + ' ' + hm;
   }
@@ -171,18 +171,18 @@ ESTIMATES_SCRIPT = """
     return rs[rs.length - 1];
   }
   function refresh() {
-    var m = model ? model.value : '', h = runtime(), chosen = null;
+    var m = model ? model.value : '', h = runtime();
+    function find(gpus) { return data.table[gpus + '|' + m + '|' + String(h)]; }
     for (var i = 0; i < gpus.options.length; i++) {
-      var o = gpus.options[i];
-      if (!o.dataset.label) continue;
-      var e = data.table[o.value + '|' + m + '|' + String(h)];
-      o.textContent = o.dataset.label + (e ? ' \u2014 ' + text(e) : '');
-      if (o.selected) chosen = e;
+      var o = gpus.options[i], e = find(o.value);
+      if (o.dataset.label) o.textContent = o.dataset.label + (e ? ' \u2014 ' + text(e) : '');
     }
-    if (line) line.textContent = chosen ? gpus.selectedOptions[0].dataset.label + ': ' + text(chosen) : '';
+    document.querySelectorAll('#gpuhub-starts li').forEach(function (li) {
+      var e = find(li.dataset.gpus);
+      li.querySelector('.gpuhub-start').textContent = e ? text(e) : '';
+    });
   }
   hours.addEventListener('input', refresh);
-  gpus.addEventListener('change', refresh);
   if (model) model.addEventListener('change', refresh);
   refresh();
 })();
@@ -307,6 +307,14 @@ def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: d
         return f'<option value="{c}"{selected}{data}>{escape(shown)}</option>'
 
     gpu_options = "\n".join(option(c) for c in offered)
+    starts = "".join(
+        f'<li data-gpus="{c}">{c} GPU: <span class="gpuhub-start">{escape(suffix[c])}</span></li>'
+        for c in offered if c in suffix
+    )
+    starts_html = (
+        '<p class="help-block form-text">When each share would start (with the model and run time below):</p>'
+        f'<ul class="gpuhub-starts" id="gpuhub-starts">{starts}</ul>'
+    ) if starts else ""
     quota = quota_line(((estimates or {}).get("answer") or {}).get("quota"))
     quota_html = f'<p class="help-block form-text gpuhub-quota" id="gpuhub-quota">{escape(quota)}</p>' if quota else ""
     free_lines = "".join(f"<li>{line}</li>" for line in _free_summary(pool)) or "<li>nothing</li>"
@@ -324,7 +332,7 @@ def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: d
   <input class="form-control" type="number" name="gpus_custom" id="gpuhub-gpus-custom"
          min="{quantum}" max="{max_gpus}" step="{quantum}" style="display: none"
          placeholder="a multiple of {quantum} below 1, or a whole number up to {max_gpus}">
-  <p class="help-block form-text gpuhub-eta" id="gpuhub-eta">{escape(f"{default_gpus} GPU: {suffix[default_gpus]}") if default_gpus in suffix else ""}</p>
+  {starts_html}
   {quota_html}
   {_fraction_note(pool)}
   <p class="help-block form-text">Free right now:</p>

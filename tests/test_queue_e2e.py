@@ -5,6 +5,7 @@ processes, the progress page in Chromium."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -155,3 +156,58 @@ def test_the_queue_survives_an_allocator_kill_9(hub):
     wait_for(lambda: admin.call("GET", f"{API}/allocations/{qid}").json()["state"] == "granted",
              15, "the queued request to be granted")
     admin.call("DELETE", f"{API}/allocations/{qid}")
+
+
+def test_the_spawn_form_says_when_each_choice_starts_and_home_says_when_the_server_stops(hub, tmp_path):
+    """Issue #10: with room, "starts now" beside a choice; with the pool full, an
+    expected start; the quota line; the home page's time-limit line."""
+    ann = hub.login("gpuhub-q-form")
+    with sync_playwright() as p:
+        browser, page = browser_login(p, hub, "gpuhub-q-form")
+        page.goto(f"{hub.url}/hub/spawn")
+        page.wait_for_selector("#gpuhub-gpus")
+        assert page.inner_text("#gpuhub-gpus option[value='0.5']") == "0.5 GPU — starts now"
+        assert page.inner_text("#gpuhub-quota").startswith("GPUs: 0 in use · GPU-hours this week: 0")
+        page.screenshot(path=str(tmp_path / "form-with-room.png"), full_page=True)
+        # a running server with a time limit: the home page says when it stops
+        r = ann.spawn({"gpus": 0.5, "max_hours": 1, "cpu": 1, "mem": "1G"})
+        assert r.status_code in (201, 202), r.text
+        ann.wait_ready()
+        page.goto(f"{hub.url}/hub/home")
+        shown = page.inner_text(".gpuhub-time-limit")
+        assert re.fullmatch(r"Your server stops at \d\d:\d\d \((59|60) min\); extend it once in "
+                            r"JupyterLab's GPU panel\.", shown.strip().replace("(in ", "(")), shown
+        page.screenshot(path=str(tmp_path / "home-time-limit.png"), full_page=True)
+        # the pool full (shares of an hour): every choice waits, with its expected start
+        admin = hub.admin_allocator()
+        while admin.call("POST", API + "/allocations", json={
+                "user": "gpuhub-q-filler", "gpus": 0.5, "max_hours": 1, "cpu": 0.1, "mem": "64M",
+                "queue": False}).status_code == 201:
+            pass
+        browser.close()
+        # another user (ann's form would redirect to her server), with 10 GPU-hours a week
+        root = hub.login("admin")
+        r = root.call("PUT", API + "/quotas/user/gpuhub-q-form2", json={"gpu_hours": 10})
+        assert r.status_code == 200, r.text
+        try:
+            browser, page = browser_login(p, hub, "gpuhub-q-form2")
+            page.goto(f"{hub.url}/hub/spawn")
+            page.wait_for_selector("#gpuhub-gpus")
+            eta = r"expected start \d\d:\d\d( \(at the latest \d\d:\d\d\))?"
+            shown = page.inner_text("#gpuhub-gpus option[value='0.5']")
+            assert re.fullmatch(r"0\.5 GPU — " + eta, shown), shown
+            assert page.inner_text("#gpuhub-quota") == "GPUs: 0 in use · GPU-hours this week: 0 of 10"
+            four = "#gpuhub-starts li[data-gpus='4'] .gpuhub-start"
+            assert page.inner_text(four).startswith("GPU-hours: your limit is 10 GPU-hours")  # 4 × 8 h
+            page.fill("#gpuhub-hours", "1.5")  # the script shows those for 2 h (the next computed): 8 GPU-hours fit
+            assert re.fullmatch(eta, page.inner_text(four)), page.inner_text(four)
+            assert re.fullmatch(r"4 GPU — " + eta, page.inner_text("#gpuhub-gpus option[value='4']"))
+            page.select_option("#gpuhub-model", "L4")  # and for the model picked
+            assert page.inner_text(four).startswith("gpus: at most 2 GPUs on one host")
+            page.select_option("#gpuhub-model", "")
+            page.screenshot(path=str(tmp_path / "form-pool-full.png"), full_page=True)
+            browser.close()
+        finally:
+            root.call("DELETE", API + "/quotas/user/gpuhub-q-form2")
+    ann.stop()
+    print(f"screenshots in {tmp_path}")
