@@ -175,7 +175,7 @@ ESTIMATES_SCRIPT = """
     function find(gpus) { return data.table[gpus + '|' + m + '|' + String(h)]; }
     for (var i = 0; i < gpus.options.length; i++) {
       var o = gpus.options[i], e = find(o.value);
-      if (o.dataset.label) o.textContent = o.dataset.label + (e ? ' \u2014 ' + text(e) : '');
+      if (o.value !== '0' && o.value !== 'custom') o.textContent = o.value + ' GPU' + (e ? ' \u2014 ' + text(e) : '');
     }
     document.querySelectorAll('#gpuhub-starts li').forEach(function (li) {
       var e = find(li.dataset.gpus);
@@ -303,8 +303,7 @@ def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: d
         label = "none" if c == "0" else c + " GPU"
         shown = f"{label} — {suffix[c]}" if c in suffix else label
         selected = " selected" if c == default_gpus else ""
-        data = f' data-label="{label}"' if c != "0" else ""
-        return f'<option value="{c}"{selected}{data}>{escape(shown)}</option>'
+        return f'<option value="{c}"{selected}>{escape(shown)}</option>'
 
     gpu_options = "\n".join(option(c) for c in offered)
     starts = "".join(
