@@ -17,6 +17,7 @@ from hubprocess import API, Hub, browser_login, wait_for
 pytestmark = pytest.mark.e2e
 
 A100 = "A100-SXM4-80GB"
+VFOLDERS = "/services/vfolders/api/v1"
 WHOLE_A100 = {"gpus": 4, "gpu_model": A100, "max_hours": 1, "cpu": 1, "mem": "1G"}
 
 
@@ -189,6 +190,11 @@ def test_the_spawn_form_says_when_each_choice_starts_and_home_says_when_the_serv
         root = hub.login("admin")
         r = root.call("PUT", API + "/quotas/user/gpuhub-q-form2", json={"gpu_hours": 10})
         assert r.status_code == 200, r.text
+        # and a vfolder, under a 1 GiB quota: the form shows its space left
+        r = hub.login("gpuhub-q-form2").call("POST", VFOLDERS + "/vfolders", json={"name": "results"})
+        assert r.status_code == 201, r.text
+        r = root.call("PUT", VFOLDERS + "/quotas/user/gpuhub-q-form2", json={"bytes": 2**30})
+        assert r.status_code == 200, r.text
         try:
             browser, page = browser_login(p, hub, "gpuhub-q-form2")
             page.goto(f"{hub.url}/hub/spawn")
@@ -205,6 +211,7 @@ def test_the_spawn_form_says_when_each_choice_starts_and_home_says_when_the_serv
             page.select_option("#gpuhub-model", "L4")  # and for the model picked
             assert page.inner_text(four).startswith("gpus: at most 2 GPUs on one host")
             page.select_option("#gpuhub-model", "")
+            assert "results (1.0 GiB free of 1.0 GiB)" in page.inner_text(".gpuhub-vfolders")
             page.screenshot(path=str(tmp_path / "form-pool-full.png"), full_page=True)
             browser.close()
         finally:
