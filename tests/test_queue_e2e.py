@@ -163,6 +163,15 @@ def test_the_spawn_form_says_when_each_choice_starts_and_home_says_when_the_serv
     """Issue #10: with room, "starts now" beside a choice; with the pool full, an
     expected start; the quota line; the home page's time-limit line."""
     ann = hub.login("gpuhub-q-form")
+    # POST estimates: a user asks for themself; a malformed body changes nothing and says why
+    r = ann.call("POST", API + "/estimates", json={"user": "gpuhub-q-other", "requests": [{"gpus": 1}]})
+    assert r.status_code == 403, r.text
+    r = ann.call("POST", API + "/estimates", json={"requests": []})
+    assert r.status_code == 400 and "1 to 200 requests" in r.json()["error"], r.text
+    r = ann.call("POST", API + "/estimates", json={"requests": [{"gpus": 1}, {"gpus": 8}]})
+    assert r.status_code == 200, r.text
+    first, second = r.json()["estimates"]
+    assert first["starts_now"] and second["error"] == "gpus: at most 4 GPUs on one host in this pool"
     with sync_playwright() as p:
         browser, page = browser_login(p, hub, "gpuhub-q-form")
         page.goto(f"{hub.url}/hub/spawn")
