@@ -39,9 +39,9 @@ async def main(gpus: int, queued: int, fill: float) -> None:
             await pool.submit(Request(f"q{i}", (i % 4 + 1) * 20, 1.0, 1024, 8.0))
         await pool.schedule()
         app = GPUAllocator()
-        app.pool = pool
+        app.pool, app.estimate_cache = pool, {}
         defaults = {"gpus": "0.5", "cpu": 2.0, "mem": "4G", "max_hours": 8.0}
-        for _ in range(3):
+        for _ in range(4):  # forms loaded one after another: recent estimates are reused
             t0 = time.perf_counter()
             body = pool_json(pool.state, pool.info, viewer="ann")
             body["max_hours"] = 168.0

@@ -214,6 +214,17 @@ class GPUAllocator(HubService):
         "loop, and on a full pool of thousands of GPUs takes a few hundred ms.",
     ).tag(config=True)
 
+    estimate_cache_seconds = Float(
+        30.0,
+        help="How long (seconds) a start estimate computed for POST estimates serves "
+        "every later call for the same shape (GPUs, models, CPU, memory; it does not "
+        "depend on who asks), so that forms loaded one after another on a busy pool "
+        "fill in the shapes the budget left out. 0: never reused.",
+    ).tag(config=True)
+
+    #: POST estimates' recent results: shape → (computed at, (expected, latest))
+    estimate_cache: dict = {}
+
     standby_poll = Float(
         0.5, help="Seconds between a standby allocator's tries to take over the database."
     ).tag(config=True)
@@ -330,8 +341,8 @@ class GPUAllocator(HubService):
             shape = (req.units, req.models, req.cpu, req.mem_mb)
             if shape not in memo:
                 started = time.perf_counter()
-                # (the first always runs; memo[None]: how long the last one took)
-                if memo and deadline is not None and started + memo.get(None, 0.0) > deadline:
+                # (a call's first always runs; memo[None]: how long its last one took)
+                if None in memo and deadline is not None and started + memo[None] > deadline:
                     memo[shape] = None
                 else:
                     memo[shape] = pool.estimate(req, now)
@@ -376,6 +387,7 @@ class GPUAllocator(HubService):
         self.pool.queue_depth = self.queue_depth
         self.pool.max_wait_hours = self.max_wait_hours or None
         self.idle_history = {}
+        self.estimate_cache = {}
         await self.pool.load()
         admin.attach(self)  # the admin panel: OAuth, samples, metrics
         await self.load_pool()

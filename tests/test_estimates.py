@@ -17,7 +17,7 @@ NOW = 1_000_000.0
 
 def allocator(pool, budget: float = 5.0) -> GPUAllocator:
     app = GPUAllocator(estimate_budget=budget)
-    app.pool = pool
+    app.pool, app.estimate_cache = pool, {}
     return app
 
 
@@ -49,6 +49,12 @@ async def test_past_the_budget_the_rest_are_not_estimated(db_url):
     app = allocator(pool, budget=0.0)
     got = estimates_answer(app, "ann", (), [{"gpus": 1}, {"gpus": 2}, {"gpus": 1, "max_hours": 2}])
     assert [e["estimated"] for e in got["estimates"]] == [True, False, True]  # the first shape ran
+    # the next form (anyone's) reuses it and computes one more
+    got = estimates_answer(app, "cat", (), [{"gpus": 1}, {"gpus": 2}, {"gpus": "0.5"}])
+    assert [e["estimated"] for e in got["estimates"]] == [True, True, False]
+    app.estimate_cache_seconds = 0
+    got = estimates_answer(app, "cat", (), [{"gpus": 2}, {"gpus": 1}])
+    assert [e["estimated"] for e in got["estimates"]] == [True, False]
     pool.close()
 
 

@@ -102,6 +102,10 @@ def test_a_session_past_max_hours_is_warned_and_stopped(hub):
     (a,) = dan.allocations()
     got = wait_for(lambda: dan.call("GET", f"{API}/allocations/{a['id']}").json().get("notice"), 20, "notice")
     assert "save your work" in got
+    # the hub's home page shows the end and the notice too (the spawner's poll brings it)
+    home = wait_for(lambda: (lambda t: "save your work" in t and t)(dan.session.get(hub.url + "/hub/home").text),
+                    20, "the notice on the home page")
+    assert "Your server stops at " in home and "gpuhub-notice" in home
     wait_for(lambda: dan.server() is None, 180, "the session to be stopped at its run time")
     assert dan.call("GET", f"{API}/allocations/{a['id']}").json()["state"] == "expired"
     form = dan.session.get(hub.url + "/hub/spawn").text  # the spawn form says why

@@ -10,8 +10,10 @@ Body: ``{"user"?, "groups"? (admins only), "requests": [{"gpus", "cpu"?, "mem"?,
 "user", "estimates": [{"gpus", "gpu_model", "max_hours", "starts_now", "eta",
 "eta_latest", "estimated", "quota": {"verdict", "reason"}} or {"error": "…"} per
 request, in order], "quota": GET quota's body}``. Requests that differ only in
-max_hours share one simulation; past GPUAllocator.estimate_budget seconds the
-rest are answered with ``"estimated": false`` (requests for any model first). A candidate that this pool can never hold
+max_hours share one simulation, and a shape's estimate (it does not depend on
+who asks) serves every caller for GPUAllocator.estimate_cache_seconds; past
+GPUAllocator.estimate_budget seconds the rest are answered with ``"estimated":
+false`` (requests for any model first). A candidate that this pool can never hold
 gets its own ``error``; a malformed body is a 400.
 """
 
@@ -58,7 +60,10 @@ def estimates_answer(app, user: str, groups, candidates: list) -> dict:
     state = app.pool.state
     now = time.time()
     per = state.units_per_gpu
-    memo: dict = {}
+    # a shape's estimate does not depend on who asks: recent ones serve every form
+    cache = app.estimate_cache
+    memo: dict = {shape: v for shape, (at, v) in cache.items() if now - at < app.estimate_cache_seconds}
+    fresh = set(memo)
     deadline = time.perf_counter() + app.estimate_budget
     parsed = []
     for i, c in enumerate(candidates):
@@ -87,6 +92,10 @@ def estimates_answer(app, user: str, groups, candidates: list) -> dict:
             "eta": est["queue"]["eta"], "eta_latest": est["queue"]["eta_latest"],
             "estimated": est["queue"]["estimated"], "quota": est["quota"],
         }
+    if len(cache) > 512:
+        cache.clear()
+    cache.update({shape: (now, v) for shape, v in memo.items()
+                  if shape is not None and v is not None and shape not in fresh})
     out = [answers[i] for i in range(len(parsed))]
     return {"now": iso(now), "user": user, "estimates": out,
             "quota": quota_json(app.pool, user, groups, now)}
