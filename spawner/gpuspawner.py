@@ -516,7 +516,8 @@ def stop_reason(allocation: dict, current: dict) -> str:
         why = (f"the GPU host {host} stopped answering and was marked lost{at}; its "
                "session is stopped (fenced) there when the host comes back")
     elif state == "revoked" and current.get("revoked_by") == "idle-reclaim":
-        why = f"its GPU share was reclaimed{at} ({current.get('reason') or 'its GPU was idle'}), for others waiting"
+        detail = (current.get("reason") or "its GPU was idle").removeprefix("reclaimed: ")
+        why = f"its GPU share was reclaimed{at} for others waiting: {detail}"
     elif state == "revoked":
         by = current.get("revoked_by")
         why = f"an administrator{f' ({by})' if by else ''} revoked its GPU share{at}"

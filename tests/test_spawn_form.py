@@ -9,7 +9,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from spawner.gpuspawner import time_limit
+from spawner.gpuspawner import stop_reason, time_limit
 from spawner.options import candidates, clock, estimate_text, form_runtimes, quota_line, render_form
 from spawner.vfolders import form_block
 
@@ -98,3 +98,12 @@ def test_time_limit_line_for_the_hub_pages():
     assert got["text"].startswith("Your server big stops at ") and got["text"].endswith("it was extended once already")
     assert got["notice"] == "This session ends at …"
     assert time_limit("", None) is None and time_limit("", {"id": "x"}) is None
+
+
+def test_the_stop_reason_of_a_reclaimed_share():
+    got = stop_reason({"host": "node-a", "max_hours": 8},
+                      {"state": "revoked", "revoked_by": "idle-reclaim", "reason": "reclaimed: GPU idle for 60 min"})
+    assert got.startswith("Your previous server was stopped: its GPU share was reclaimed for others "
+                          "waiting: GPU idle for 60 min.")
+    admin = stop_reason({"host": "node-a"}, {"state": "revoked", "revoked_by": "admin", "reason": "maintenance"})
+    assert "an administrator (admin) revoked its GPU share: maintenance" in admin
