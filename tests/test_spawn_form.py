@@ -93,7 +93,8 @@ def test_time_limit_line_for_the_hub_pages():
     now = time.time()
     a = {"id": "a1", "state": "granted", "ends_at": iso(now + 42 * 60 - 5), "extended": False, "notice": None}
     got = time_limit("", a, now)
-    assert got["text"] == f"Your server stops at {clock(a['ends_at'])} (in 42 min); extend it once in JupyterLab's GPU panel"
+    assert got["text"] == (f"Your server stops at {clock(a['ends_at'])} (in 42 min); "
+                           "extend it once in JupyterLab's GPU panel")
     got = time_limit("big", {**a, "extended": True, "notice": "This session ends at …"}, now)
     assert got["text"].startswith("Your server big stops at ") and got["text"].endswith("it was extended once already")
     assert got["notice"] == "This session ends at …"
