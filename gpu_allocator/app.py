@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from traitlets import Float, Int, TraitError, Unicode, default, validate
+from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
 
 from gpuhub.db import WriterLock
 from gpuhub.service import HubService
@@ -22,6 +22,7 @@ from .api import routes
 from .core.fairshare import FairShare
 from .core.model import Request
 from .core.placement import NoFit, place
+from .core.reclaim import Policies, parse_policies
 from .inventory import discover_nvml, load_inventory, nvml_available
 from .pool import LivePool
 from .store import Ledger
@@ -162,6 +163,68 @@ class GPUAllocator(HubService):
     def _default_time_limit_interval(self):
         return float(os.environ.get("GPUHUB_TIME_LIMIT_INTERVAL") or 30.0)
 
+    idle_reclaim = Dict(
+        help="Idle reclaim (off by default): take back GPU shares whose GPUs stay "
+        "nearly unused. ``{\"default\": POLICY, \"groups\": {\"GROUP\": POLICY}}``, "
+        "a POLICY being ``{\"threshold\": 0.05, \"minutes\": 60, \"only_when_waiting\": true, "
+        "\"notice_minutes\": 10}`` (missing fields take these values) or null (off). A "
+        "share whose utilisation (the highest of its devices', from the host agents' "
+        "heartbeat samples; a fraction sees its whole device's) stayed under "
+        "``threshold`` (0–1) for ``minutes`` is reclaimed — with ``only_when_waiting``, "
+        "only while some request waits in the queue. The session is warned "
+        "``notice_minutes`` before (the time-limit notices' channel: the lab panel "
+        "shows it), then its share is revoked by 'idle-reclaim' (audit log) and the "
+        "hub stops it, telling the user 'reclaimed: GPU idle for N min'. A user in "
+        "several groups with a policy gets the most lenient (off, else the longest "
+        "minutes); a user in none, the default. Hosts without an agent send no "
+        "samples: their shares are never reclaimed. Checked every time_limit_interval. "
+        "Default: $GPUHUB_IDLE_RECLAIM (JSON) or {} (off).",
+    ).tag(config=True)
+
+    @default("idle_reclaim")
+    def _default_idle_reclaim(self):
+        import json
+
+        raw = os.environ.get("GPUHUB_IDLE_RECLAIM") or "{}"
+        try:
+            return json.loads(raw)
+        except ValueError as e:
+            raise TraitError(f"GPUHUB_IDLE_RECLAIM is not JSON: {e}") from None
+
+    @validate("idle_reclaim")
+    def _valid_idle_reclaim(self, proposal):
+        try:
+            parse_policies(proposal.value)
+        except (TypeError, ValueError) as e:
+            raise TraitError(str(e)) from None
+        return proposal.value
+
+    @property
+    def reclaim_policies(self) -> Policies:
+        return parse_policies(self.idle_reclaim)
+
+    #: per live allocation, its recent (time, utilisation) samples (loops.idle_reclaim)
+    idle_history: dict = {}
+
+    estimate_budget = Float(
+        0.5,
+        help="Seconds one POST estimates (the spawn form's start estimates for each GPU "
+        "choice) may spend simulating the queue; the requests left then are answered "
+        "without an estimate (\"estimated\": false). Each simulation runs on the event "
+        "loop, and on a full pool of thousands of GPUs takes a few hundred ms.",
+    ).tag(config=True)
+
+    estimate_cache_seconds = Float(
+        30.0,
+        help="How long (seconds) a start estimate computed for POST estimates serves "
+        "every later call for the same shape (GPUs, models, CPU, memory; it does not "
+        "depend on who asks), so that forms loaded one after another on a busy pool "
+        "fill in the shapes the budget left out. 0: never reused.",
+    ).tag(config=True)
+
+    #: POST estimates' recent results: shape → (computed at, (expected, latest))
+    estimate_cache: dict = {}
+
     standby_poll = Float(
         0.5, help="Seconds between a standby allocator's tries to take over the database."
     ).tag(config=True)
@@ -219,11 +282,7 @@ class GPUAllocator(HubService):
     def dry_run(self, req: Request, groups=None) -> dict:
         """What a request would get now, holding nothing (the spawner's validation):
         whether it fits now, its quota's verdict, and when it would start."""
-        import time
-
-        from .api.shapes import iso
         from .core.model import format_gpus
-        from .core.quota import check
 
         per_gpu = self.pool.units_per_gpu
         out = {
@@ -239,25 +298,63 @@ class GPUAllocator(HubService):
                 "gpu_model": sorted(req.models),
             },
         }
+        out.update(self.start_estimate(req, groups))
+        return out
+
+    def start_estimate(self, req: Request, groups=None, now: float | None = None,
+                       memo: dict | None = None, deadline: float | None = None) -> dict:
+        """Whether ``req`` fits now, its quota's verdict and when it would start
+        (the queue's estimate, LivePool.estimate); nothing is held or changed. What
+        starts now (it fits, the quota allows it, nobody waits) is not simulated.
+
+        Several requests at once (POST estimates): ``memo`` shares one simulation
+        among requests that differ only in max_hours — a request's own run time
+        does not move its estimated start (it is simulated last, behind every
+        waiting request); a simulation that would end past ``deadline``
+        (time.perf_counter(), judged by the last one's duration) does not run
+        after the first, and that start is not estimated (``estimated``: false)."""
+        import time
+
+        from .api.shapes import iso
+        from .core.quota import check
+
+        pool = self.pool
+        now = time.time() if now is None else now
+        out = {}
         try:
-            found = place(self.pool.state, req)
+            found = place(pool.state, req)
             out.update(fits_now=True, host=found.host)
         except NoFit as e:
             out.update(fits_now=False, message=str(e))
-        pool = self.pool
-        now = time.time()
         groups = tuple(groups) if groups is not None else pool.groups.get(req.user, ())
         limits = pool.quotas.resolve(req.user, groups)
-        verdict = check(limits, pool.held(req.user, now), req, per_gpu)
+        verdict = check(limits, pool.held(req.user, now), req, pool.units_per_gpu)
         wait = limits.max_wait_hours if limits.max_wait_hours is not None else (self.max_wait_hours or None)
         out["quota"] = {"verdict": verdict.verdict, "reason": verdict.reason}
-        expected, latest = pool.estimate(req, now)
         starts_now = bool(out["fits_now"] and verdict.ok and not pool.queue)
+        estimated = True
+        if starts_now or verdict.verdict == "hard":
+            expected = latest = now if starts_now else None
+        elif memo is None:
+            expected, latest = pool.estimate(req, now)
+        else:
+            shape = (req.units, req.models, req.cpu, req.mem_mb)
+            if shape not in memo:
+                started = time.perf_counter()
+                # (a call's first always runs; memo[None]: how long its last one took)
+                if None in memo and deadline is not None and started + memo[None] > deadline:
+                    memo[shape] = None
+                else:
+                    memo[shape] = pool.estimate(req, now)
+                    memo[None] = time.perf_counter() - started
+            estimated = memo[shape] is not None
+            expected, latest = memo[shape] or (None, None)
         out["queue"] = {
             "starts_now": starts_now,
+            "estimated": estimated,
             "waiting": len(pool.queue),
-            "eta": iso(now if starts_now else expected),
-            "eta_latest": iso(now if starts_now else latest),
+            "eta": iso(expected),
+            "eta_latest": iso(latest),
             "max_wait_hours": wait,
         }
         return out
@@ -289,6 +386,8 @@ class GPUAllocator(HubService):
         self.pool.fairshare = FairShare(self.fairshare_half_life_hours * 3600.0)
         self.pool.queue_depth = self.queue_depth
         self.pool.max_wait_hours = self.max_wait_hours or None
+        self.idle_history = {}
+        self.estimate_cache = {}
         await self.pool.load()
         admin.attach(self)  # the admin panel: OAuth, samples, metrics
         await self.load_pool()
@@ -302,6 +401,7 @@ class GPUAllocator(HubService):
             asyncio.create_task(loops.watch_lock(self)),
             asyncio.create_task(admin.sample_forever(self)),
             asyncio.create_task(loops.time_limits_forever(self)),
+            asyncio.create_task(loops.idle_reclaim_forever(self)),
         ]
         self.listen(self.web_app(routes(self.service_prefix, self), **admin.settings(self)))
         await self.wait_for_signal()

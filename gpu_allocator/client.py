@@ -32,6 +32,10 @@ class AllocatorClient(ServiceClient):
         """Validate a request and say whether it fits now; nothing is held."""
         return await self.call("POST", "allocations", {**request, "dry_run": True})
 
+    async def estimates(self, **body) -> dict:
+        """When each of ``body["requests"]`` would start (POST estimates); nothing is held."""
+        return await self.call("POST", "estimates", body)
+
     async def get(self, allocation_id: str) -> dict:
         return await self.call("GET", f"allocations/{allocation_id}")
 

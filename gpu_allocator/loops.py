@@ -126,3 +126,95 @@ async def time_limits_forever(app) -> None:
             await app.pool.schedule()
         except Exception:
             app.log.exception("the time-limit check or the queue's pass failed")
+
+
+# --- idle reclaim ------------------------------------------------------------------------
+
+
+def record_utilisation(app, now: float) -> None:
+    """Append each live share's utilisation from its host's latest heartbeat to its
+    history (memory only; a restarted allocator starts over, which only delays a
+    reclaim), keeping one sample older than the longest policy window."""
+    from collections import deque
+
+    from .core.reclaim import share_utilisation
+
+    pool, history = app.pool, app.idle_history
+    live = pool.state.allocations
+    for aid in [aid for aid in history if aid not in live]:
+        del history[aid]
+    keep = app.reclaim_policies.longest_minutes * 60.0 + 2 * app.time_limit_interval
+    for a in live.values():
+        rec = pool.info.get(a.host)
+        usage = rec.usage if rec is not None else None
+        if not usage or "at" not in usage:
+            continue
+        h = history.setdefault(a.id, deque())
+        if h and h[-1][0] >= usage["at"]:
+            continue  # no heartbeat since the last pass
+        h.append((usage["at"], share_utilisation([s.device_uuid for s in a.shares], usage.get("devices") or ())))
+        while len(h) > 1 and h[1][0] <= now - keep:
+            h.popleft()
+
+
+async def idle_reclaim(app, now: float | None = None) -> tuple[list, list]:
+    """Warn the shares idle for (minutes − notice_minutes) through the time-limit
+    notices' channel (GET allocations/{id} ``notice``: the lab panel shows it), and
+    reclaim those idle for ``minutes`` whose notice is old enough: revoked by
+    "idle-reclaim" (audited), so the spawner's poll stops the session and tells
+    the user why. Returns (warned, reclaimed) allocations."""
+    from .admin.actions import revoke
+    from .core.reclaim import Share, decide
+    from .pool import _when
+
+    policies = app.reclaim_policies
+    if not policies.enabled:
+        return [], []
+    pool = app.pool
+    now = time.time() if now is None else now
+    record_utilisation(app, now)
+    shares = [
+        Share(a.id, tuple(pool.groups.get(a.user, ())), tuple(app.idle_history.get(a.id, ())),
+              (pool.notices.get(a.id) or {}).get("idle_at"))
+        for a in pool.state.allocations.values()
+    ]
+    d = decide(shares, policies, bool(pool.queue), now)
+    warned, reclaimed = [], []
+    for aid in d.clear:
+        notice = pool.notices.get(aid)
+        if notice is not None:
+            if notice.get("message") == notice.pop("idle_message", None):
+                notice.pop("message", None)
+            notice.pop("idle_at", None)
+            app.log.info("allocation %s uses its GPU again (or nobody waits): idle notice withdrawn", aid)
+    for aid, idle, p in d.warn:
+        a = pool.state.allocations[aid]
+        at = now + max(p.notice_minutes * 60.0, p.minutes * 60.0 - idle)
+        message = (
+            f"This session's GPU has been idle (under {p.threshold:.0%} utilisation) for "
+            f"{idle / 60:.0f} min: it will be stopped at {_when(at)} to free the GPU"
+            f"{' for others who are waiting' if p.only_when_waiting else ''}, unless it uses the GPU "
+            "again. Save your work."
+        )
+        notice = pool.notices.setdefault(aid, {"sent": []})
+        notice.update(message=message, idle_message=message, idle_at=now, at=now)
+        warned.append(a)
+        app.log.info("allocation %s of %s: GPU idle for %.0f min; noticed", aid, a.user, idle / 60)
+    for aid, idle, p in d.reclaim:
+        done = await revoke(app, "idle-reclaim", aid, f"reclaimed: GPU idle for {idle / 60:.0f} min")
+        app.idle_history.pop(aid, None)
+        if done is not None:
+            reclaimed.append(done)
+    return warned, reclaimed
+
+
+async def idle_reclaim_forever(app) -> None:
+    """Idle reclaim every time_limit_interval (only when a policy is configured)."""
+    if not app.reclaim_policies.enabled:
+        return
+    while True:
+        await asyncio.sleep(app.time_limit_interval)
+        try:
+            await idle_reclaim(app)
+        except Exception:
+            app.log.exception("the idle-reclaim check failed")

@@ -108,6 +108,10 @@ c.GPUSpawner.default_gpus = "0.25"       # preselected in the form
 c.GPUSpawner.default_cpu = 4
 c.GPUSpawner.default_mem = "16G"
 # the longest run time a user may ask for is the allocator's: --GPUAllocator.max_hours=72
+# the home and spawn-pending pages say when a server stops (gpuhub's templates)
+c.JupyterHub.template_paths = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")]
+# idle reclaim is the allocator's, e.g. for students only, while others wait:
+# --GPUAllocator.idle_reclaim='{"groups": {"students": {"threshold": 0.05, "minutes": 60}}}'
 c.Spawner.default_url = "/lab"
 # (for process sessions on the hub host instead: spawner.LocalGPUSpawner, with
 #  c.LocalGPUSpawner.create_system_users = False: accounts come from your directory)

@@ -83,6 +83,8 @@ c.JupyterHub.services = [
             "GPUHUB_SAMPLE_INTERVAL": env("GPUHUB_SAMPLE_INTERVAL", "60"),
             # run-time limits (warnings, expiry) and the queue's timer pass
             "GPUHUB_TIME_LIMIT_INTERVAL": env("GPUHUB_TIME_LIMIT_INTERVAL", "30"),
+            # idle reclaim (JSON, GPUAllocator.idle_reclaim; empty: off)
+            "GPUHUB_IDLE_RECLAIM": env("GPUHUB_IDLE_RECLAIM", ""),
             "PYTHONUNBUFFERED": "1",
         },
         # the admin panel (/services/gpu-allocator/admin/) is in the Services menu;
@@ -235,6 +237,9 @@ if runtime == "local":
             "VIRTUAL_ENV": str(Path(python).parent.parent),
         }
 c.Spawner.default_url = "/lab"
+# the home and spawn-pending pages say when a server's run time (max_hours) ends
+# (hub_config/templates extend JupyterHub's own; GPUSpawner.time_limit)
+c.JupyterHub.template_paths = [str(here / "templates")]
 c.Spawner.poll_interval = int(env("GPUHUB_POLL_INTERVAL", "30"))
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 90

@@ -24,7 +24,7 @@ from gpu_allocator.client import AllocatorClient, AllocatorError, default_api_ur
 from gpu_allocator.core.validation import SPAWN_KEYS, RequestError
 
 from .gpu_env import describe, gpu_env
-from .options import check_spawn_keys, options_from_form, render_form
+from .options import candidates, check_spawn_keys, clock, form_runtimes, options_from_form, render_form
 
 
 class GPUSpawner(Spawner):
@@ -169,9 +169,29 @@ class GPUSpawner(Spawner):
                     '<div class="alert alert-warning" role="alert" id="gpuhub-stop-reason">'
                     f"{html.escape(spawner.stop_reason)}</div>\n"
                 )
-            return notice + render_form(pool, spawner.option_defaults, spawner.form_images())
+            estimates = await spawner.fetch_estimates(pool)
+            return notice + render_form(pool, spawner.option_defaults, spawner.form_images(), estimates)
 
         return form
+
+    async def fetch_estimates(self, pool: dict) -> dict | None:
+        """When each GPU choice of the form would start for this user, and their
+        quota (one POST estimates); None when the allocator cannot say (the form
+        renders without them)."""
+        defaults = self.option_defaults
+        runtimes = form_runtimes(defaults["max_hours"], float(pool.get("max_hours") or 168))
+        requests = candidates(pool, defaults, runtimes)
+        if not requests:
+            return None
+        try:
+            answer = await self.allocator_client.estimates(
+                user=self.user.name, requests=requests,
+                groups=sorted(g.name for g in getattr(self.user, "groups", ()) or ()),
+            )
+        except AllocatorError as e:
+            self.log.warning("%s: no start estimates for the form: %s", self._log_name, e.message)
+            return None
+        return {"runtimes": runtimes, "requests": requests, "answer": answer}
 
     def form_images(self) -> list[str]:
         """Images the form offers (runtimes with images override this)."""
@@ -423,6 +443,11 @@ class GPUSpawner(Spawner):
         await super().stop(now=now)
         await self._release("server stopped")
 
+    def time_limit(self) -> dict | None:
+        """For the hub's home and spawn-pending pages (hub_config/templates): when
+        this server's GPU share ends, and the notice due (as of the last poll)."""
+        return time_limit(self.name, self.allocation)
+
     async def poll(self):
         """Dead if the runtime says so — or if the share is no longer granted (its
         host was lost, an admin revoked it): then the session is stopped, since
@@ -440,6 +465,9 @@ class GPUSpawner(Spawner):
                 return status  # allocator unreachable: no reason to kill a session
             current = {"state": "unknown to the allocator"}
         if current.get("state") == "granted":
+            # the run time's end, extension and notices move: the hub's pages show them
+            self.allocation.update({k: current.get(k) for k in ("ends_at", "extended", "notice", "max_hours")
+                                    if k in current})
             return status
         lost, self.allocation = self.allocation, None
         self.stop_reason = stop_reason(lost, current)
@@ -454,6 +482,29 @@ class GPUSpawner(Spawner):
         return 1
 
 
+def time_limit(name: str, allocation: dict | None, now: float | None = None) -> dict | None:
+    """"Your server NAME stops at 14:20 (in 42 min); extend it once in JupyterLab's
+    GPU panel" and its parts (``ends_at`` ISO for the page's script to show in the
+    browser's time zone, ``clock`` in the hub's), plus the allocator's notice (the
+    15- and 5-minute warnings, an idle-reclaim warning); None without a time limit."""
+    if not allocation or not allocation.get("ends_at") or allocation.get("state", "granted") != "granted":
+        return None
+    from datetime import datetime
+
+    now = time.time() if now is None else now
+    ends = datetime.fromisoformat(allocation["ends_at"]).timestamp()
+    minutes = max(0, int(-(-(ends - now) // 60)))
+    label = f"Your server {name}" if name else "Your server"
+    extend = ("it was extended once already" if allocation.get("extended")
+              else "extend it once in JupyterLab's GPU panel")
+    at = clock(allocation["ends_at"])
+    return {
+        "label": label, "ends_at": allocation["ends_at"], "clock": at, "minutes": minutes,
+        "extend": extend, "notice": allocation.get("notice"),
+        "text": f"{label} stops at {at} (in {minutes} min); {extend}",
+    }
+
+
 def stop_reason(allocation: dict, current: dict) -> str:
     """What the user is told when the hub stopped their server because its GPU
     share is no longer granted."""
@@ -464,6 +515,9 @@ def stop_reason(allocation: dict, current: dict) -> str:
     if state == "lost":
         why = (f"the GPU host {host} stopped answering and was marked lost{at}; its "
                "session is stopped (fenced) there when the host comes back")
+    elif state == "revoked" and current.get("revoked_by") == "idle-reclaim":
+        detail = (current.get("reason") or "its GPU was idle").removeprefix("reclaimed: ")
+        why = f"its GPU share was reclaimed{at} for others waiting: {detail}"
     elif state == "revoked":
         by = current.get("revoked_by")
         why = f"an administrator{f' ({by})' if by else ''} revoked its GPU share{at}"
@@ -483,17 +537,6 @@ def ordinal(n: int) -> str:
     if 10 <= n % 100 <= 20:
         return f"{n}th"
     return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
-
-
-def clock(iso_time: str | None) -> str | None:
-    """ISO 8601 → "14:20" in the hub's local time ("Tue 14:20" beyond today)."""
-    if not iso_time:
-        return None
-    from datetime import datetime
-
-    t = datetime.fromisoformat(iso_time).astimezone()
-    today = datetime.now().astimezone().date()
-    return t.strftime("%H:%M") if t.date() == today else t.strftime("%a %d %b %H:%M")
 
 
 def queue_message(queued: dict) -> str:

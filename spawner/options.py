@@ -8,13 +8,22 @@ refuse the same values with the same words.
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from html import escape
 
 from gpu_allocator.core.validation import SPAWN_KEYS, RequestError, check_keys
 
 GPU_CHOICES = ("0", "0.25", "0.5", "1", "2", "4")
 
-__all__ = ["GPU_CHOICES", "SPAWN_KEYS", "check_spawn_keys", "options_from_form", "render_form"]
+#: run times (hours) the form's estimates are computed for, besides the default: the
+#: script shows those of the smallest one ≥ what the user typed
+FORM_RUNTIMES = (1.0, 2.0, 4.0, 8.0, 24.0, 72.0)
+
+__all__ = [
+    "FORM_RUNTIMES", "GPU_CHOICES", "SPAWN_KEYS", "candidates", "check_spawn_keys", "clock",
+    "estimate_text", "form_runtimes", "options_from_form", "quota_line", "render_form",
+]
 
 
 def check_spawn_keys(options: object, extra_keys: frozenset[str] = frozenset()) -> dict:
@@ -41,6 +50,160 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict:
     if first("image"):
         options["image"] = first("image")
     return options
+
+
+def clock(iso_time: str | None, now: datetime | None = None) -> str | None:
+    """ISO 8601 → "14:20" in the hub's local time ("Tue 01 Dec 14:20" beyond
+    today); the form's script shows the browser's local time instead."""
+    if not iso_time:
+        return None
+    t = datetime.fromisoformat(iso_time).astimezone()
+    today = (now or datetime.now()).astimezone().date()
+    return t.strftime("%H:%M") if t.date() == today else t.strftime("%a %d %b %H:%M")
+
+
+# --- start estimates and quota (POST estimates) ----------------------------------------
+
+
+def form_runtimes(default: float, max_hours: float) -> list[float]:
+    """The run times estimates are asked for: the default and FORM_RUNTIMES, up to
+    the allocator's longest (which is included)."""
+    wanted = {float(default), float(max_hours), *FORM_RUNTIMES}
+    return sorted(h for h in wanted if 0 < h <= max_hours)
+
+
+def _models(pool: dict) -> list[str]:
+    models = list(pool.get("models") or [])
+    return [""] + models if len(models) > 1 else [""]
+
+
+def candidates(pool: dict, defaults: dict, runtimes: list[float]) -> list[dict]:
+    """One request per GPU choice of the form × GPU model ("" any) × run time, with
+    the default CPU and memory: the body of POST estimates."""
+    return [
+        {"gpus": c, "cpu": defaults["cpu"], "mem": defaults["mem"], "max_hours": h, "gpu_model": m or None}
+        for c in _offered(pool) if c != "0"
+        for m in _models(pool)
+        for h in runtimes
+    ]
+
+
+def estimate_key(gpus: str, model: str, hours: float) -> str:
+    return f"{gpus}|{model}|{float(hours):g}"
+
+
+def estimate_text(e: dict) -> str:
+    """"starts now", "expected start 14:20 (at the latest 15:05)", or why not."""
+    if e.get("error"):
+        return e["error"]
+    quota = e.get("quota") or {}
+    if quota.get("verdict") == "hard":
+        return quota.get("reason") or "over your quota"
+    if e.get("starts_now"):
+        return "starts now"
+    if e.get("estimated") is False:
+        return "start not estimated (the pool is busy: reload the page)"
+    eta, latest = clock(e.get("eta")), clock(e.get("eta_latest"))
+    if not eta:
+        return "cannot start with the GPUs that are up now"
+    text = f"expected start {eta}"
+    if latest and latest != eta:
+        text += f" (at the latest {latest})"
+    if quota.get("verdict") not in (None, "ok") and quota.get("reason"):
+        text += f"; {quota['reason']}"
+    return text
+
+
+def estimate_table(requests: list[dict], answer: dict) -> dict:
+    """{estimate_key: the allocator's estimate} for the form's script."""
+    table = {}
+    for req, e in zip(requests, answer.get("estimates") or ()):
+        keep = {k: e.get(k) for k in ("starts_now", "eta", "eta_latest", "estimated", "error")}
+        keep["quota"] = e.get("quota")
+        table[estimate_key(req["gpus"], req["gpu_model"] or "", req["max_hours"])] = keep
+    return table
+
+
+def quota_line(quota: dict | None) -> str:
+    """"GPUs: 1.5 of 4 in use · GPU-hours this week: 12 of 40" (limits where set)."""
+    if not quota:
+        return ""
+    limits, held = quota.get("limits") or {}, quota.get("held") or {}
+    parts = [f"GPUs: {held.get('gpus', '0')}" + (f" of {limits['gpus']}" if limits.get("gpus") is not None else "")
+             + " in use"]
+    if limits.get("sessions") is not None:
+        parts.append(f"sessions: {held.get('sessions', 0)} of {limits['sessions']}")
+    hours = f"{float(held.get('gpu_hours') or 0):.3g}"
+    parts.append(f"GPU-hours this week: {hours}"
+                 + (f" of {float(limits['gpu_hours']):g}" if limits.get("gpu_hours") is not None else ""))
+    return " · ".join(parts)
+
+
+ESTIMATES_SCRIPT = """
+<script>
+(function () {
+  var blob = document.getElementById('gpuhub-estimates');
+  if (!blob) return;
+  var data = JSON.parse(blob.textContent);
+  var gpus = document.getElementById('gpuhub-gpus'), hours = document.getElementById('gpuhub-hours');
+  var model = document.getElementById('gpuhub-model');
+  function clock(iso) {
+    var t = new Date(iso), now = new Date();
+    var hm = t.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
+    if (t.toDateString() === now.toDateString()) return hm;
+    return t.toLocaleDateString([], {weekday: 'short', day: 'numeric', month: 'short'}) + ' ' + hm;
+  }
+  function text(e) {
+    if (e.error) return e.error;
+    var q = e.quota || {};
+    if (q.verdict === 'hard') return q.reason || 'over your quota';
+    if (e.starts_now) return 'starts now';
+    if (e.estimated === false) return 'start not estimated (the pool is busy: reload the page)';
+    if (!e.eta) return 'cannot start with the GPUs that are up now';
+    var s = 'expected start ' + clock(e.eta);
+    if (e.eta_latest && clock(e.eta_latest) !== clock(e.eta)) s += ' (at the latest ' + clock(e.eta_latest) + ')';
+    if (q.verdict && q.verdict !== 'ok' && q.reason) s += '; ' + q.reason;
+    return s;
+  }
+  function runtime() {
+    var v = parseFloat(hours.value), rs = data.runtimes;
+    for (var i = 0; i < rs.length; i++) if (!(rs[i] < v)) return rs[i];
+    return rs[rs.length - 1];
+  }
+  function refresh() {
+    var m = model ? model.value : '', h = runtime();
+    function find(gpus) { return data.table[gpus + '|' + m + '|' + String(h)]; }
+    for (var i = 0; i < gpus.options.length; i++) {
+      var o = gpus.options[i], e = find(o.value);
+      if (o.value !== '0' && o.value !== 'custom') o.textContent = o.value + ' GPU' + (e ? ' \u2014 ' + text(e) : '');
+    }
+    document.querySelectorAll('#gpuhub-starts li').forEach(function (li) {
+      var e = find(li.dataset.gpus);
+      li.querySelector('.gpuhub-start').textContent = e ? text(e) : '';
+    });
+  }
+  hours.addEventListener('input', refresh);
+  if (model) model.addEventListener('change', refresh);
+  refresh();
+})();
+</script>"""
+
+
+def _estimates_block(estimates: dict | None, defaults: dict) -> tuple[dict, str]:
+    """(initial option suffixes by choice, the data + script) for the form."""
+    if not estimates or not estimates.get("answer"):
+        return {}, ""
+    table = estimate_table(estimates["requests"], estimates["answer"])
+    runtimes = estimates["runtimes"]
+    default_h = next((h for h in runtimes if h >= float(defaults["max_hours"])), runtimes[-1])
+    suffix = {}
+    for key, e in table.items():
+        gpus, model, hours = key.split("|")
+        if model == "" and hours == f"{default_h:g}":
+            suffix[gpus] = estimate_text(e)
+    blob = json.dumps({"runtimes": runtimes, "table": table}).replace("</", "<\\/")
+    return suffix, (f'<script type="application/json" id="gpuhub-estimates">{blob}</script>'
+                    + ESTIMATES_SCRIPT)
 
 
 def _up(pool: dict) -> list[dict]:
@@ -122,20 +285,37 @@ def _model_field(models: list[str]) -> str:
 </div>"""
 
 
-def render_form(pool: dict, defaults: dict, images: list[str] = ()) -> str:
+def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: dict | None = None) -> str:
     """The spawn page's form, built from what the pool can hold and has free now
-    (and the images an admin configured, where the runtime has images)."""
+    (and the images an admin configured, where the runtime has images). With
+    ``estimates`` (``{"runtimes", "requests", "answer"}``: POST estimates' body
+    and answer), each GPU choice says when it would start and the user's quota is
+    shown; the script redoes both for the run time and model the user picks."""
     offered = _offered(pool)
     up = _up(pool)
     biggest = max(up, key=lambda h: (len(h["devices"]), float(h["cpus"])), default=None)
     max_gpus = len(biggest["devices"]) if biggest else 0
     quantum = pool.get("quantum", "0.05")
     default_gpus = str(defaults.get("gpus", "0"))
-    gpu_options = "\n".join(
-        f'<option value="{c}"{" selected" if c == default_gpus else ""}>'
-        f'{"none" if c == "0" else c + " GPU"}</option>'
-        for c in offered
+    suffix, script = _estimates_block(estimates, defaults)
+
+    def option(c: str) -> str:
+        label = "none" if c == "0" else c + " GPU"
+        shown = f"{label} — {suffix[c]}" if c in suffix else label
+        selected = " selected" if c == default_gpus else ""
+        return f'<option value="{c}"{selected}>{escape(shown)}</option>'
+
+    gpu_options = "\n".join(option(c) for c in offered)
+    starts = "".join(
+        f'<li data-gpus="{c}">{c} GPU: <span class="gpuhub-start">{escape(suffix[c])}</span></li>'
+        for c in offered if c in suffix
     )
+    starts_html = (
+        '<p class="help-block form-text">When each share would start (with the model and run time below):</p>'
+        f'<ul class="gpuhub-starts" id="gpuhub-starts">{starts}</ul>'
+    ) if starts else ""
+    quota = quota_line(((estimates or {}).get("answer") or {}).get("quota"))
+    quota_html = f'<p class="help-block form-text gpuhub-quota" id="gpuhub-quota">{escape(quota)}</p>' if quota else ""
     free_lines = "".join(f"<li>{line}</li>" for line in _free_summary(pool)) or "<li>nothing</li>"
     max_cpu = biggest["cpus"] if biggest else "1"
     max_hours = pool.get("max_hours", 168)
@@ -151,6 +331,8 @@ def render_form(pool: dict, defaults: dict, images: list[str] = ()) -> str:
   <input class="form-control" type="number" name="gpus_custom" id="gpuhub-gpus-custom"
          min="{quantum}" max="{max_gpus}" step="{quantum}" style="display: none"
          placeholder="a multiple of {quantum} below 1, or a whole number up to {max_gpus}">
+  {starts_html}
+  {quota_html}
   {_fraction_note(pool)}
   <p class="help-block form-text">Free right now:</p>
   <ul class="gpuhub-free">{free_lines}</ul>
@@ -171,4 +353,5 @@ def render_form(pool: dict, defaults: dict, images: list[str] = ()) -> str:
   <input class="form-control" type="number" name="max_hours" id="gpuhub-hours" min="0.25" step="0.25"
          max="{max_hours}" value="{escape(str(defaults['max_hours']))}">
 </div>
+{script}
 """

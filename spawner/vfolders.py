@@ -75,6 +75,22 @@ def local_mount_wrapper(mounts: list[dict], home: str, uid: int, gid: int,
             "\n".join(lines), "gpuhub-vfolders"]
 
 
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def space_left(v: dict) -> str:
+    """"3.2 GiB free of 10.0 GiB" or "1.2 GiB used, no quota" (the vfolder service's
+    last measurement)."""
+    if v.get("quota_bytes") is None:
+        return f"{human_bytes(v.get('used_bytes') or 0)} used, no quota"
+    return f"{human_bytes(v.get('free_bytes') or 0)} free of {human_bytes(v['quota_bytes'])}"
+
+
 def form_block(available: list[dict]) -> str:
     """The spawn form's vfolder checkboxes (checked: auto-mount)."""
     if not available:
@@ -82,6 +98,7 @@ def form_block(available: list[dict]) -> str:
     rows = []
     for v in available:
         note = f" — read-only: {escape(v['reason'])}" if v.get("reason") else ""
+        note += f" <span class=\"gpuhub-vfolder-space\">({escape(space_left(v))})</span>" if "used_bytes" in v else ""
         rows.append(
             f'<div class="checkbox"><label><input type="checkbox" name="vfolders" '
             f'value="{escape(v["name"])}"{" checked" if v.get("auto_mount") else ""}> '

@@ -27,6 +27,8 @@ from gpu_allocator.agent.nvml import NoSampler, NVMLSampler, discover
 from gpu_allocator.inventory import discover_nvml_details, mock_uuid, nvml_numa, nvml_topology
 
 INTERVAL = 1.0  # the test hub's heartbeat interval
+#: idle for 6 s: noticed after 3 s, reclaimed after 6 s (and 3 s after the notice)
+IDLE_POLICY = {"threshold": 0.05, "minutes": 0.1, "notice_minutes": 0.05, "only_when_waiting": True}
 MB = 1024**2
 
 
@@ -237,7 +239,10 @@ async def test_mps_missing_binary_is_logged_once(tmp_path, caplog):
 def hub(tmp_path_factory):
     work = tmp_path_factory.mktemp("agenthub")
     (work / "empty.yaml").write_text("hosts: []\n")
-    h = Hub(work, GPUHUB_INVENTORY=str(work / "empty.yaml"), GPUHUB_HEARTBEAT_INTERVAL=str(INTERVAL))
+    h = Hub(work, GPUHUB_INVENTORY=str(work / "empty.yaml"), GPUHUB_HEARTBEAT_INTERVAL=str(INTERVAL),
+            # idle reclaim for one group only (test_an_idle_share_…), checked every second
+            GPUHUB_IDLE_RECLAIM=json.dumps({"groups": {"gpuhub-idle": IDLE_POLICY}}),
+            GPUHUB_TIME_LIMIT_INTERVAL="1")
     h.start()
     yield h
     h.stop()
@@ -404,6 +409,54 @@ def test_a_silent_host_is_lost_and_reconciles_when_it_returns(hub, hosts):
     r = agent.call("POST", f"{API}/hosts/api-lost/heartbeat", json={"running": []})
     assert r.status_code == 200 and r.json()["state"] == "up"
     assert "missed 3 heartbeats: marked lost" in hub.log_tail(400)
+
+
+def test_an_idle_share_is_noticed_then_reclaimed_while_someone_waits_and_a_busy_one_is_kept(hub, hosts):
+    """Idle reclaim over HTTP: the agent's heartbeats carry per-device utilisation;
+    the allocator's loop notices the idle share only once a request waits, then
+    revokes it as "idle-reclaim", and the waiting request gets its GPU."""
+    hosts("api-idle", n=2)
+    admin, agent = hub.admin_allocator(), hub.agent_client()
+    body = {"gpus": 1, "cpu": 0.1, "mem": "64M", "max_hours": 1, "groups": ["gpuhub-idle"]}
+    idle = admin.call("POST", API + "/allocations", json={**body, "user": "gpuhub-idler"}).json()
+    busy = admin.call("POST", API + "/allocations", json={**body, "user": "gpuhub-busy"}).json()
+    assert idle["host"] == busy["host"] == "api-idle"
+    util = {idle["devices"][0]["uuid"]: 0, busy["devices"][0]["uuid"]: 90}
+
+    def beat_for(seconds: float, until=None):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            r = agent.call("POST", f"{API}/hosts/api-idle/heartbeat", json={
+                "running": [idle["id"], busy["id"]],
+                "devices": [{"uuid": u, "utilization_gpu": v, "memory_used_mb": 100, "processes": []}
+                            for u, v in util.items()]})
+            assert r.status_code == 200, r.text
+            if until is not None and until():
+                return
+            time.sleep(0.3)
+        assert until is None, "timed out"
+
+    def state(a):
+        return admin.call("GET", f"{API}/allocations/{a['id']}").json()
+
+    beat_for(9)  # idle 9 s, nobody waits: kept, no notice
+    assert state(idle)["state"] == "granted" and state(idle)["notice"] is None
+    r = admin.call("POST", API + "/allocations", json={**body, "user": "gpuhub-waiter", "groups": []})
+    assert r.status_code == 202, r.text
+    waiter = r.json()
+    try:
+        beat_for(15, lambda: state(idle).get("notice"))
+        assert "idle (under 5% utilisation)" in state(idle)["notice"]
+        beat_for(20, lambda: state(idle)["state"] != "granted")
+        gone = state(idle)
+        assert gone["state"] == "revoked" and gone["revoked_by"] == "idle-reclaim"
+        assert gone["reason"].startswith("reclaimed: GPU idle for ") and gone["reason"].endswith(" min")
+        assert state(busy)["state"] == "granted" and state(busy)["notice"] is None
+        wait_for(lambda: state(waiter)["state"] == "granted", 10, "the waiting request to get the GPU")
+        audit = hub.login("admin").call("GET", API + "/audit", params={"actor": "idle-reclaim"}).json()
+        assert [e["target"] for e in audit["entries"]] == [f"allocation:{idle['id']}"]
+    finally:
+        admin.call("DELETE", f"{API}/allocations/{waiter['id']}")
 
 
 # --------------------------------------------------------------------------- a real agent

@@ -5,6 +5,7 @@ processes, the progress page in Chromium."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +17,7 @@ from hubprocess import API, Hub, browser_login, wait_for
 pytestmark = pytest.mark.e2e
 
 A100 = "A100-SXM4-80GB"
+VFOLDERS = "/services/vfolders/api/v1"
 WHOLE_A100 = {"gpus": 4, "gpu_model": A100, "max_hours": 1, "cpu": 1, "mem": "1G"}
 
 
@@ -100,6 +102,10 @@ def test_a_session_past_max_hours_is_warned_and_stopped(hub):
     (a,) = dan.allocations()
     got = wait_for(lambda: dan.call("GET", f"{API}/allocations/{a['id']}").json().get("notice"), 20, "notice")
     assert "save your work" in got
+    # the hub's home page shows the end and the notice too (the spawner's poll brings it)
+    home = wait_for(lambda: (lambda t: "save your work" in t and t)(dan.session.get(hub.url + "/hub/home").text),
+                    20, "the notice on the home page")
+    assert "Your server stops at " in home and "gpuhub-notice" in home
     wait_for(lambda: dan.server() is None, 180, "the session to be stopped at its run time")
     assert dan.call("GET", f"{API}/allocations/{a['id']}").json()["state"] == "expired"
     form = dan.session.get(hub.url + "/hub/spawn").text  # the spawn form says why
@@ -155,3 +161,73 @@ def test_the_queue_survives_an_allocator_kill_9(hub):
     wait_for(lambda: admin.call("GET", f"{API}/allocations/{qid}").json()["state"] == "granted",
              15, "the queued request to be granted")
     admin.call("DELETE", f"{API}/allocations/{qid}")
+
+
+def test_the_spawn_form_says_when_each_choice_starts_and_home_says_when_the_server_stops(hub, tmp_path):
+    """Issue #10: with room, "starts now" beside a choice; with the pool full, an
+    expected start; the quota line; the home page's time-limit line."""
+    ann = hub.login("gpuhub-q-form")
+    # POST estimates: a user asks for themself; a malformed body changes nothing and says why
+    r = ann.call("POST", API + "/estimates", json={"user": "gpuhub-q-other", "requests": [{"gpus": 1}]})
+    assert r.status_code == 403, r.text
+    r = ann.call("POST", API + "/estimates", json={"requests": []})
+    assert r.status_code == 400 and "1 to 200 requests" in r.json()["error"], r.text
+    r = ann.call("POST", API + "/estimates", json={"requests": [{"gpus": 1}, {"gpus": 8}]})
+    assert r.status_code == 200, r.text
+    first, second = r.json()["estimates"]
+    assert first["starts_now"] and second["error"] == "gpus: at most 4 GPUs on one host in this pool"
+    with sync_playwright() as p:
+        browser, page = browser_login(p, hub, "gpuhub-q-form")
+        page.goto(f"{hub.url}/hub/spawn")
+        page.wait_for_selector("#gpuhub-gpus")
+        assert page.inner_text("#gpuhub-gpus option[value='0.5']") == "0.5 GPU — starts now"
+        assert page.inner_text("#gpuhub-quota").startswith("GPUs: 0 in use · GPU-hours this week: 0")
+        page.screenshot(path=str(tmp_path / "form-with-room.png"), full_page=True)
+        # a running server with a time limit: the home page says when it stops
+        r = ann.spawn({"gpus": 0.5, "max_hours": 1, "cpu": 1, "mem": "1G"})
+        assert r.status_code in (201, 202), r.text
+        ann.wait_ready()
+        page.goto(f"{hub.url}/hub/home")
+        shown = page.inner_text(".gpuhub-time-limit")
+        assert re.fullmatch(r"Your server stops at \d\d:\d\d \((59|60) min\); extend it once in "
+                            r"JupyterLab's GPU panel\.", shown.strip().replace("(in ", "(")), shown
+        page.screenshot(path=str(tmp_path / "home-time-limit.png"), full_page=True)
+        # the pool full (shares of an hour): every choice waits, with its expected start
+        admin = hub.admin_allocator()
+        while admin.call("POST", API + "/allocations", json={
+                "user": "gpuhub-q-filler", "gpus": 0.5, "max_hours": 1, "cpu": 0.1, "mem": "64M",
+                "queue": False}).status_code == 201:
+            pass
+        browser.close()
+        # another user (ann's form would redirect to her server), with 10 GPU-hours a week
+        root = hub.login("admin")
+        r = root.call("PUT", API + "/quotas/user/gpuhub-q-form2", json={"gpu_hours": 10})
+        assert r.status_code == 200, r.text
+        # and a vfolder, under a 1 GiB quota: the form shows its space left
+        r = hub.login("gpuhub-q-form2").call("POST", VFOLDERS + "/vfolders", json={"name": "results"})
+        assert r.status_code == 201, r.text
+        r = root.call("PUT", VFOLDERS + "/quotas/user/gpuhub-q-form2", json={"bytes": 2**30})
+        assert r.status_code == 200, r.text
+        try:
+            browser, page = browser_login(p, hub, "gpuhub-q-form2")
+            page.goto(f"{hub.url}/hub/spawn")
+            page.wait_for_selector("#gpuhub-gpus")
+            eta = r"expected start \d\d:\d\d( \(at the latest \d\d:\d\d\))?"
+            shown = page.inner_text("#gpuhub-gpus option[value='0.5']")
+            assert re.fullmatch(r"0\.5 GPU — " + eta, shown), shown
+            assert page.inner_text("#gpuhub-quota") == "GPUs: 0 in use · GPU-hours this week: 0 of 10"
+            four = "#gpuhub-starts li[data-gpus='4'] .gpuhub-start"
+            assert page.inner_text(four).startswith("GPU-hours: your limit is 10 GPU-hours")  # 4 × 8 h
+            page.fill("#gpuhub-hours", "1.5")  # the script shows those for 2 h (the next computed): 8 GPU-hours fit
+            assert re.fullmatch(eta, page.inner_text(four)), page.inner_text(four)
+            assert re.fullmatch(r"4 GPU — " + eta, page.inner_text("#gpuhub-gpus option[value='4']"))
+            page.select_option("#gpuhub-model", "L4")  # and for the model picked
+            assert page.inner_text(four).startswith("gpus: at most 2 GPUs on one host")
+            page.select_option("#gpuhub-model", "")
+            assert "results (1.0 GiB free of 1.0 GiB)" in page.inner_text(".gpuhub-vfolders")
+            page.screenshot(path=str(tmp_path / "form-pool-full.png"), full_page=True)
+            browser.close()
+        finally:
+            root.call("DELETE", API + "/quotas/user/gpuhub-q-form2")
+    ann.stop()
+    print(f"screenshots in {tmp_path}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gpuhub.api import HealthHandler
 
 from .allocations import AllocationHandler, AllocationsHandler, PoolHandler
+from .estimates import EstimatesHandler
 from .hosts import DrainHandler, HeartbeatHandler, RegisterHandler
 from .queue import ExtendHandler, QueueHandler, QuotaHandler, QuotaRowHandler, QuotasHandler, UsageHandler
 from .reservations import ReservationHandler, ReservationsHandler
@@ -23,6 +24,7 @@ def routes(prefix: str, service) -> list:
         (api + r"/allocations/([^/]+)", AllocationHandler, kw),
         (api + r"/allocations/([^/]+)/extend", ExtendHandler, kw),
         (api + r"/queue", QueueHandler, kw),
+        (api + r"/estimates", EstimatesHandler, kw),
         (api + r"/quota", QuotaHandler, kw),
         (api + r"/quotas", QuotasHandler, kw),
         (api + r"/quotas/(user|group)/([^/]+)", QuotaRowHandler, kw),

@@ -50,30 +50,36 @@ def _limits_json(limits: Limits, per: int) -> dict:
     return limits.as_dict(per)
 
 
+def quota_json(pool, user: str, groups=None, now: float | None = None) -> dict:
+    """A user's limits (for ``groups``, default: as the spawner last reported
+    them), what they hold and what is left: GET quota, and the spawn form."""
+    per = pool.units_per_gpu
+    now = time.time() if now is None else now
+    groups = tuple(groups) if groups is not None else tuple(pool.groups.get(user, ()))
+    limits = pool.quotas.resolve(user, groups)
+    held = pool.held(user, now)
+    left = {
+        "gpus": None if limits.gpus is None else format_gpus(max(0, limits.gpus - held.units), per),
+        "sessions": None if limits.sessions is None else max(0, limits.sessions - held.sessions),
+        "gpu_hours": None if limits.gpu_hours is None else round(max(0.0, limits.gpu_hours - held.gpu_hours), 3),
+    }
+    return {
+        "user": user,
+        "groups": list(groups),
+        "limits": _limits_json(limits, per),
+        "held": {"gpus": format_gpus(held.units, per), "sessions": held.sessions,
+                 "gpu_hours": round(held.gpu_hours, 3)},
+        "left": left,
+        "window_hours": WINDOW_S / 3600,
+    }
+
+
 class QuotaHandler(APIHandler):
     def get(self):
         user = self.get_argument("user", self.user_name)
         if user != self.user_name and not self.is_admin:
             raise web.HTTPError(403, "you can only read your own quota")
-        pool = self.pool
-        per = pool.units_per_gpu
-        now = time.time()
-        limits = pool.limits(user)
-        held = pool.held(user, now)
-        left = {
-            "gpus": None if limits.gpus is None else format_gpus(max(0, limits.gpus - held.units), per),
-            "sessions": None if limits.sessions is None else max(0, limits.sessions - held.sessions),
-            "gpu_hours": None if limits.gpu_hours is None else round(max(0.0, limits.gpu_hours - held.gpu_hours), 3),
-        }
-        self.send({
-            "user": user,
-            "groups": list(pool.groups.get(user, ())),
-            "limits": _limits_json(limits, per),
-            "held": {"gpus": format_gpus(held.units, per), "sessions": held.sessions,
-                     "gpu_hours": round(held.gpu_hours, 3)},
-            "left": left,
-            "window_hours": WINDOW_S / 3600,
-        })
+        self.send(quota_json(self.pool, user))
 
 
 class QuotasHandler(APIHandler):

@@ -25,7 +25,7 @@ from gpuhub.api import APIHandler
 from ..core.mounts import MountSpec, mount_mode, mount_names, select_mounts
 from ..core.names import InvalidName, check_principal, parse_range, split_relpath
 from ..core.permissions import Action, Caller, Role
-from ..core.quota import Limit, Usage, parse_limit, refuse_upload
+from ..core.quota import Limit, Usage, bytes_left, parse_limit, refuse_upload
 from ..manager import Refused
 from ..storage import fsops
 from ..store.schema import Mount, Quota, Upload, VFolder, VFolderState, utcnow
@@ -313,8 +313,13 @@ class MountsHandler(Base):
             available = []
             for vf, role in rows:
                 ro, reason = mount_mode(role, self.manager.over_quota(db, vf))
+                # the spawn form shows the space left (the tighter of the vfolder's and its owner's quota)
+                left, limit = bytes_left([Usage(vf.usage_bytes, vf.usage_files),
+                                          self.manager.owner_usage(db, vf.owner_kind, vf.owner)],
+                                         self.manager.limits(db, vf))
                 available.append({"name": names[vf.id], "id": vf.id, "auto_mount": vf.auto_mount,
-                                  "mode": "ro" if ro else "rw", "reason": reason})
+                                  "mode": "ro" if ro else "rw", "reason": reason,
+                                  "used_bytes": vf.usage_bytes, "free_bytes": left, "quota_bytes": limit})
             mounts = []
             for n in chosen:
                 vf, role = by_name[n]

@@ -38,6 +38,20 @@ def over_quota(usage: Usage, limits: list[Limit]) -> str | None:
     return None
 
 
+def bytes_left(usages: list[Usage], limits: list[Limit]) -> tuple[int | None, int | None]:
+    """(bytes left, the limit that leaves the least) under ``limits``, each measured
+    against the usage at the same position (a vfolder's own, its owner's); (None,
+    None): no byte limit (the spawn form shows "no quota")."""
+    best = (None, None)
+    for usage, lim in zip(usages, limits):
+        if lim.bytes is None:
+            continue
+        left = max(lim.bytes - usage.bytes, 0)
+        if best[0] is None or left < best[0]:
+            best = (left, lim.bytes)
+    return best
+
+
 def refuse_upload(usage: Usage, limits: list[Limit], add_bytes: int, add_files: int = 1) -> str | None:
     """Why an upload of ``add_bytes`` (``add_files`` new entries) would exceed a
     limit, or None when it fits."""
