@@ -118,3 +118,13 @@ def decimal_text(value: Fraction, places: int = 6) -> str:
     text = f"{q:.{places}f}".rstrip("0").rstrip(".")
     return text
 
+
+
+def human_bytes(n: float) -> str:
+    """Bytes as people read them (binary units, one decimal): "3.2 GiB"; one
+    formatter for both services' messages and the spawn form."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

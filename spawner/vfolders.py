@@ -25,6 +25,7 @@ from traitlets import Unicode, default
 from traitlets.config import Configurable
 
 from gpuhub.client import ServiceClient, ServiceError
+from gpuhub.numbers import human_bytes
 
 MOUNT_DIR = "vfolders"
 
@@ -75,12 +76,6 @@ def local_mount_wrapper(mounts: list[dict], home: str, uid: int, gid: int,
             "\n".join(lines), "gpuhub-vfolders"]
 
 
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def space_left(v: dict) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpuhub.numbers import human_bytes
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -20,19 +22,13 @@ class Limit:
     scope: str = "vfolder"  # what the limit belongs to, for messages
 
 
-def _fmt(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def over_quota(usage: Usage, limits: list[Limit]) -> str | None:
     """Why the vfolder is over (or at) one of its limits, or None."""
     for lim in limits:
         if lim.bytes is not None and usage.bytes >= lim.bytes:
-            return f"{lim.scope} quota reached: {_fmt(usage.bytes)} used of {_fmt(lim.bytes)}"
+            return f"{lim.scope} quota reached: {human_bytes(usage.bytes)} used of {human_bytes(lim.bytes)}"
         if lim.files is not None and usage.files >= lim.files:
             return f"{lim.scope} quota reached: {usage.files} files of {lim.files}"
     return None
@@ -58,8 +54,8 @@ def refuse_upload(usage: Usage, limits: list[Limit], add_bytes: int, add_files: 
     for lim in limits:
         if lim.bytes is not None and usage.bytes + add_bytes > lim.bytes:
             free = max(lim.bytes - usage.bytes, 0)
-            return (f"upload refused: {_fmt(add_bytes)} would exceed the {lim.scope} quota "
-                    f"({_fmt(usage.bytes)} used of {_fmt(lim.bytes)}, {_fmt(free)} free); "
+            return (f"upload refused: {human_bytes(add_bytes)} would exceed the {lim.scope} quota "
+                    f"({human_bytes(usage.bytes)} used of {human_bytes(lim.bytes)}, {human_bytes(free)} free); "
                     "delete files or ask an admin for a larger quota")
         if lim.files is not None and usage.files + add_files > lim.files:
             return (f"upload refused: the {lim.scope} quota allows {lim.files} files and "
