@@ -334,6 +334,7 @@ def test_reservations_tab_books_marks_the_map_cancels_and_audits(hub):
         expect(page.locator(f'tr[data-request="{waiting}"] .gpuhub-kind')).to_have_text("reservation")
         expect(page.locator(f'tr[data-request="{waiting}"] .gpuhub-reason')).to_contain_text(
             "reserved for gpuhub-rita until")
+        page.screenshot(path=str(ARTIFACTS / "queue-reservation.png"), full_page=True)
 
         page.goto(hub.url + PANEL + "reservations")
         confirm(page, page.locator(f'tr[data-reservation="{rid}"] .gpuhub-unreserve'), "room changed")
