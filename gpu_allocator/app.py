@@ -142,8 +142,10 @@ class GPUAllocator(HubService):
 
     queue_depth = Int(
         32,
-        help="Waiting requests whose estimated start later requests may never delay "
-        "(conservative backfill); requests behind that many wait their turn.",
+        help="Waiting requests without a promise that the queue simulates (and estimates) "
+        "besides the promised ones (every request's first 'at the latest' start is one, and "
+        "no later request may push it past it); unpromised requests behind that many "
+        "waiting ones wait their turn, without an estimate.",
     ).tag(config=True)
 
     max_wait_hours = Float(

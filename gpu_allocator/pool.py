@@ -39,7 +39,7 @@ from .core.state import PoolState, StateError
 from .core.topology import score_matrix
 from .store.ledger import (
     CancelReservation, DeleteHost, EndRequest, Enqueue, Extend, Finish, Finished, HostRecord, Insert, Ledger,
-    PutHost, PutQuota, Reserve, SetHost,
+    PutHost, PutQuota, Reserve, SetHost, SetPriority,
 )
 
 
@@ -365,7 +365,8 @@ class LivePool:
         return plan(
             self.state, self.running(), pending, now=now, quotas=self.quotas,
             fairshare=self.fairshare, held=held, ratio=self.ratio, depth=self.queue_depth,
-            groups_of=self.groups.get, restrict=self.restriction if self.reserved else None,
+            groups_of=self.groups.get, previous=self.estimates,
+            restrict=self.restriction if self.reserved else None,
         )
 
     def by_request_key(self, key: str) -> Queued | None:
@@ -555,6 +556,20 @@ class LivePool:
         items = [(q, self.estimates.get(q.id)) for q in self.queue.values()
                  if user is None or q.req.user == user]
         return sorted(items, key=lambda qe: (qe[1].position if qe[1] else 1 << 30, qe[0].submitted))
+
+    async def set_request_priority(self, request_id: str, priority: int | None,
+                                   extra: tuple = ()) -> Queued | None:
+        """Set a waiting request's own priority (None: its user's and groups'),
+        ``extra`` written in the same transaction; None if it is not waiting."""
+        if request_id not in self.queue:
+            return None
+        await self.commit([SetPriority(request_id, priority), *extra])
+        q = self.queue.get(request_id)
+        if q is None:  # granted or ended meanwhile: the row kept its state
+            return None
+        q = self.queue[request_id] = replace(q, priority=priority)
+        self.kick()
+        return q
 
     async def set_quota(self, kind: str, name: str, limits: Limits | None, extra: tuple = ()) -> None:
         """Set or (None) remove the quota row of a user or group (``extra``: ledger

@@ -241,12 +241,15 @@ def test_queue_tab_quotas_priority_cancel_and_metrics(hub):
             assert page.locator(f'tr[data-request="{h1}"] .gpuhub-eta-latest').inner_text() != "unknown"
             page.screenshot(path=str(ARTIFACTS / "queue.png"), full_page=True)
 
-            # priority of gina's requests, then cancel one of them
+            # the priority of one of gina's requests (her other keeps hers), then cancel the other
             page.fill(f'tr[data-request="{r1}"] .gpuhub-priority', "5")
             confirm_form(page, page.locator(f'tr[data-request="{r1}"] .gpuhub-priority-form [type=submit]'),
                          "deadline", shows="priority: 5")
             expect(page.locator(f'tr[data-request="{r1}"] .gpuhub-priority')).to_have_value("5")
-            expect(page.locator(f'tr[data-request="{r2}"] .gpuhub-priority')).to_have_value("5")
+            expect(page.locator(f'tr[data-request="{r1}"] .gpuhub-priority-source')).to_have_text("own")
+            expect(page.locator(f'tr[data-request="{r2}"] .gpuhub-priority')).to_have_value("")
+            expect(page.locator(f'tr[data-request="{r2}"] .gpuhub-priority-source')).to_have_text("user's")
+            page.screenshot(path=str(ARTIFACTS / "queue-priority.png"), full_page=True)
             confirm(page, page.locator(f'tr[data-request="{r2}"] .gpuhub-cancel'), "duplicate")
             expect(page.locator(f'tr[data-request="{r2}"]')).to_have_count(0)
             r = gina.call("GET", f"{API}/allocations/{r2}")
@@ -258,6 +261,10 @@ def test_queue_tab_quotas_priority_cancel_and_metrics(hub):
         r = admin.call("PATCH", f"{API}/queue/{h1}", json={"priority": 2, "reason": "api"})
         assert r.status_code == 200 and r.json()["priority"] == 2 and r.json()["user"] == "gpuhub-hank", r.text
         assert admin.call("PATCH", f"{API}/queue/{h1}", json={"priority": "x"}).status_code == 400
+        assert admin.call("PATCH", f"{API}/queue/{h1}", json={"reason": "no priority"}).status_code == 400
+        assert admin.call("PATCH", f"{API}/queue/nothing", json={"priority": 1}).status_code == 404
+        r = admin.call("PATCH", f"{API}/queue/{h1}", json={"priority": None})
+        assert r.status_code == 200 and r.json()["priority"] is None and r.json()["previous"] == 2, r.text
         r = admin.call("POST", f"{API}/queue/{h1}/cancel", json={"reason": "api"})
         assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
         assert admin.call("POST", f"{API}/queue/{h1}/cancel").status_code == 404
@@ -275,12 +282,10 @@ def test_queue_tab_quotas_priority_cancel_and_metrics(hub):
         entries = admin.call("GET", API + "/audit", params={"limit": 6}).json()["entries"]
         assert [(e["action"], e["target"]) for e in entries] == [
             ("quota", "group:gpuhub-qa"), ("cancel", f"request:{h1}"), ("priority", f"request:{h1}"),
-            ("cancel", f"request:{r2}"), ("priority", f"request:{r1}"), ("quota", "group:gpuhub-qa")]
+            ("priority", f"request:{h1}"), ("cancel", f"request:{r2}"), ("priority", f"request:{r1}")]
         assert all(e["actor"] == "admin" for e in entries)
-        assert entries[-1]["detail"]["limits"] == {"gpus": "0.5", "sessions": 3}
-        assert entries[-1]["detail"]["reason"] == "course limits"
-        assert entries[4]["detail"] == {"user": "gpuhub-gina", "priority": 5, "previous": None,
-                                        "reason": "deadline"}
+        assert entries[-1]["detail"] == {"user": "gpuhub-gina", "priority": 5, "previous": None,
+                                         "user_priority": 0, "reason": "deadline"}
     finally:
         for q in admin.call("GET", API + "/queue").json()["queued"]:
             admin.call("DELETE", f"{API}/allocations/{q['id']}")
@@ -329,6 +334,7 @@ def test_reservations_tab_books_marks_the_map_cancels_and_audits(hub):
         expect(page.locator(f'tr[data-request="{waiting}"] .gpuhub-kind')).to_have_text("reservation")
         expect(page.locator(f'tr[data-request="{waiting}"] .gpuhub-reason')).to_contain_text(
             "reserved for gpuhub-rita until")
+        page.screenshot(path=str(ARTIFACTS / "queue-reservation.png"), full_page=True)
 
         page.goto(hub.url + PANEL + "reservations")
         confirm(page, page.locator(f'tr[data-reservation="{rid}"] .gpuhub-unreserve'), "room changed")

@@ -164,3 +164,44 @@ async def test_metrics_count_what_the_pool_does(db_url):
     assert allocated == 1.0
     assert values[("gpuhub_allocations_active", ())] == 1
     pool.close()
+
+
+async def test_a_requests_own_priority_moves_it_alone_audited_and_durable(db_url):
+    """PATCH queue/{id}'s action: the request's own priority (not its user's)
+    reorders the queue, is written with its audit entry, survives a restart,
+    and null gives the request its user's priority back."""
+    from gpu_allocator.admin import queue_actions
+
+    pool = await open_pool(db_url, demo_hosts())
+    app = app_for(pool)
+    t0 = 1_700_000_000.0
+    a100 = frozenset({"A100"})
+    await pool.grant(Request("zed", 80, 1.0, 1024, 8.0, a100), now=t0)  # node-a's 4 A100s held
+    qa, _ = await pool.submit(Request("ann", 20, 1.0, 1024, 1.0, a100), now=t0 + 1)
+    qb, _ = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0, a100), now=t0 + 2)
+    qc, _ = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0, a100), now=t0 + 3)
+    await pool.schedule(now=t0 + 4)
+    assert [q.id for q, _ in pool.queued()] == [qa.id, qb.id, qc.id]
+    detail = await queue_actions.set_priority(app, "boss", qc.id, 5, "deadline")
+    assert detail == {"user": "bob", "priority": 5, "previous": None, "user_priority": 0, "reason": "deadline"}
+    await pool.schedule(now=t0 + 5)
+    assert [q.id for q, _ in pool.queued()] == [qc.id, qa.id, qb.id]  # bob's other request stays
+    assert pool.quotas.users == {}  # the user's priority is untouched
+    entries, total = actions.read_audit(pool.ledger, action="priority")
+    assert total == 1 and (entries[0]["actor"], entries[0]["target"]) == ("boss", f"request:{qc.id}")
+    assert entries[0]["detail"] == detail
+    fresh = await reopen(pool)
+    assert fresh.queue[qc.id].priority == 5 and fresh.queue[qa.id].priority is None
+    app = app_for(fresh)
+    await queue_actions.set_priority(app, "boss", qc.id, None)
+    assert fresh.queue[qc.id].priority is None
+    await fresh.schedule(now=t0 + 6)
+    assert [q.id for q, _ in fresh.queued()] == [qa.id, qb.id, qc.id]
+    with pytest.raises(queue_actions.NotQueued):
+        await queue_actions.set_priority(app, "boss", "no-such-request", 1)
+    assert actions.read_audit(fresh.ledger, action="priority")[1] == 2  # nothing written for it
+    assert queue_actions.parse_priority(None, allow_none=True) is None
+    for bad in (None, "x", 1001, True, 2.5):
+        with pytest.raises(ValueError):
+            queue_actions.parse_priority(bad)
+    fresh.close()

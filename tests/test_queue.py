@@ -4,6 +4,7 @@ gpu_allocator.core.queue / quota / fairshare (hypothesis where it pays)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -383,3 +384,81 @@ def test_strict_fifo_and_arrival_order_knobs():
         state.release(a.id)
     p = run_plan(state, run, [big, small], fs=fs)  # gpuhub: light first by fair share
     assert [x.id for x, _ in p.admitted] == ["small"]
+
+
+# --- promises: the first "at the latest" bound holds ----------------------------------------
+
+
+def replay(sizes, arrivals, quotas, used=1.0):
+    """Run ``arrivals`` ((user, GPUs, max_hours, arrival in hours, groups)) through
+    ``plan`` as the live pool does (a pass at every arrival and end); every share
+    runs ``used`` × its max_hours. Returns {id: (first latest, start or None)}."""
+    state = PoolState.build([host(f"n{i}", n) for i, n in enumerate(sizes)], units_per_gpu=PER)
+    fs = FairShare(half_life_s=4 * H)
+    todo = sorted((NOW + t * H, f"w{i}", u, g, h, gs) for i, (u, g, h, t, gs) in enumerate(arrivals))
+    pending: dict[str, Queued] = {}
+    live: dict[str, Allocation] = {}
+    seen: dict[str, list] = {}
+    now, last = NOW, {}
+    while todo or live:
+        ends = [a.created + used * a.max_hours * H for a in live.values()]
+        now = min(ends + [todo[0][0]] if todo else ends)
+        for a in [a for a in live.values() if a.created + used * a.max_hours * H <= now]:
+            state.release(a.id)
+            del live[a.id]
+            fs.add(f"user:{a.user}", a.units / PER, a.created, now)
+        while todo and todo[0][0] <= now:
+            t, qid, u, g, h, gs = todo.pop(0)
+            pending[qid] = Queued(qid, Request(u, round(g * PER), 1.0, 1024, h), t, gs)
+        run = [(a, a.created + a.max_hours * H) for a in live.values()]
+        p = run_plan(state, run, list(pending.values()), quotas=quotas, fs=fs, now=now, previous=last)
+        last = p.estimates
+        for x, a in p.admitted:
+            del pending[x.id]
+            live[a.id] = a
+            seen.setdefault(x.id, [x.first_latest, None])[1] = now
+        for qid, e in p.estimates.items():
+            if qid not in seen:
+                seen[qid] = [e.latest, None]
+                pending[qid] = replace(pending[qid], first_eta=e.expected, first_latest=e.latest)
+        state.check_indexes()
+    return seen
+
+
+users = st.sampled_from([("ann", ("g0",)), ("bob", ("g0",)), ("cat", ("g1",)), ("dan", ("vip",))])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(1, 4), min_size=1, max_size=2),
+       arrivals=st.lists(st.tuples(users, amounts, st.sampled_from([0.25, 0.5, 1, 2, 5, 12]),
+                                   st.floats(0, 6)), min_size=2, max_size=16))
+def test_no_request_starts_after_its_first_latest(sizes, arrivals):
+    """Random pools and arrivals, users of different groups (one of higher
+    priority) and usage, every share running its full time: every request that
+    was given an "at the latest" start started by then (fair share and priority
+    still order the rest; the promise is kept by the admission rule)."""
+    quotas = Quotas({}, {"g0": Limits(), "g1": Limits(share=2.0), "vip": Limits(priority=5)})
+    seen = replay(sizes, [(u, g, h, t, gs) for (u, gs), g, h, t in arrivals], quotas)
+    for qid, (latest, start) in seen.items():
+        if latest is not None:
+            assert start is not None and start <= latest + 1e-6, (qid, latest, start)
+
+
+def test_a_requests_own_priority_replaces_its_users():
+    """An admin's priority on one request (Queued.priority) replaces its user's
+    and groups' for that request only; a negative one puts it last."""
+    fs = FairShare(half_life_s=24 * H)
+    fs.add("user:heavy", 4, NOW - 10 * H, NOW - H)
+    quotas = Quotas({"light": Limits(priority=3)}, {"vip": Limits(priority=10)})
+    pending = [
+        q("a", "heavy", 1, 1, NOW),
+        q("b", "light", 1, 1, NOW + 1),
+        q("c", "boss", 1, 1, NOW + 2, ["vip"]),
+        q("d", "heavy", 1, 1, NOW + 3),
+        q("e", "light", 1, 1, NOW + 4),
+    ]
+    assert [x.id for x in order(pending, [], quotas, fs, NOW, PER)] == ["c", "b", "e", "a", "d"]
+    pending[3] = replace(pending[3], priority=20)  # heavy's later request, above everyone
+    pending[1] = replace(pending[1], priority=-1)  # light's first, below the default 0
+    pending[2] = replace(pending[2], priority=0)  # boss's: 0, not their group's 10
+    assert [x.id for x in order(pending, [], quotas, fs, NOW, PER)] == ["d", "e", "c", "a", "b"]

@@ -209,3 +209,56 @@ def test_the_queue_keeps_reserved_devices_for_their_holder_and_says_why():
     assert est.reason.startswith("waiting: 2 × L4 on b reserved until") and "ann" not in est.reason
     # it starts when the reservation is over (not "unknown", not before)
     assert est.latest == r.end
+
+
+def test_a_promised_request_kept_out_by_a_reservation_keeps_its_promise_and_reason():
+    """queuefix's promises with the reservations' rule: the promise (the
+    reservation's end) holds pass after pass, backfill still fills the gap
+    before T1, and strict order says the same reason."""
+    state = PoolState.build([box("b", 2, "L4", "")])
+    r = reserve(state, [], [], "ann", "b", "L4", 2, T0 + 4 * H, T0 + 8 * H, "r1")
+    rule = lambda req, t: restriction([r], req.user, t, t + req.max_hours * H)  # noqa: E731
+    q1 = Queued("q1", Request("bob", 2 * PER, 1.0, 1024, 6.0), T0 - 10, first_latest=r.end)
+    q2 = Queued("q2", Request("cy", PER, 1.0, 1024, 2.0), T0 - 5)
+    q3 = Queued("q3", Request("cy", PER, 1.0, 1024, 9.0), T0 - 1)  # would run into T1
+    for backfill in (True, False):
+        p = plan(PoolState.build([box("b", 2, "L4", "")]), [], [q1, q2, q3], now=T0, quotas=Quotas.empty(),
+                 fairshare=FairShare(), held={}, restrict=rule, backfill=backfill)
+        est = p.estimates["q1"]
+        assert est.reason.startswith("waiting: 2 × L4 on b reserved until") and "ann" not in est.reason
+        assert est.latest == r.end
+        if backfill:
+            assert [q.id for q, _ in p.admitted] == ["q2"]
+            assert p.estimates["q3"].latest is not None and p.estimates["q3"].latest >= r.end
+        else:  # nothing starts behind a request that waits
+            assert p.admitted == []
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["ann", "bob", "cy"]), st.sampled_from([("a", "A100"), ("c", "A100")]),
+                          st.integers(1, 8), st.integers(0, 6), st.integers(1, 12)), max_size=5),
+       st.lists(st.tuples(st.sampled_from(["ann", "bob", "cy", "dee"]), st.sampled_from([5, 10, 20, 40, 80, 160]),
+                          st.integers(1, 10), st.one_of(st.none(), st.integers(0, 20))), min_size=1, max_size=10),
+       st.booleans())
+def test_nothing_the_queue_starts_uses_anothers_reserved_device(bookings, requests, backfill):
+    """Whichever way a request starts (placement's choice or, for a promise,
+    the simulation's own), it stays off devices others have reserved during
+    its run; the holder's own reserved devices stay open to it."""
+    state = pool()
+    made: list[Reservation] = []
+    for n, (user, (host, model), gpus, start, length) in enumerate(bookings):
+        try:
+            made.append(reserve(state, made, [], user, host, model, gpus, T0 + start * H,
+                                T0 + (start + length) * H, f"r{n}"))
+        except (Conflict, ValueError):
+            pass
+    qs = [Queued(f"q{k}", Request(user, units, 1.0, 1024, float(hours)), T0 - 100 + k,
+                 first_latest=None if promise is None else T0 + promise * H)
+          for k, (user, units, hours, promise) in enumerate(requests)]
+    rule = lambda req, t: restriction(made, req.user, t, t + req.max_hours * H)  # noqa: E731
+    p = plan(state, [], qs, now=T0, quotas=Quotas.empty(), fairshare=FairShare(), held={},
+             restrict=rule, backfill=backfill)
+    for q, a in p.admitted:
+        used = {s.device_uuid for s in a.shares}
+        assert not used & rule(q.req, T0).exclude, (q, a, made)
+    state.check_indexes()

@@ -243,7 +243,8 @@ class QueuePage(PageHandler):
             if j["kind"] == "reservation":  # admins see whose (users: only until when)
                 rule = pool.restriction(q.req, time.time())
                 j["reason"] = rule.reason(time.time(), admin=True) if rule.blocking else j["reason"]
-            j["priority"] = pool.quotas.resolve(q.req.user, q.groups).priority or 0
+            j["user_priority"] = pool.quotas.resolve(q.req.user, q.groups).priority or 0
+            j["own_priority"] = q.priority  # None: the user's applies
             j["eta_t"] = e.expected if e else None
             j["eta_latest_t"] = e.latest if e else None
             j["submitted_t"] = q.submitted
@@ -269,12 +270,14 @@ class QueueAction(PageHandler):
                 q = await queue_actions.cancel(self.service, actor, request_id, reason)
                 self.back(f"Request {request_id} of {q.req.user} cancelled.")
             else:
-                try:
-                    priority = queue_actions.parse_priority(self.get_body_argument("priority", ""))
+                try:  # empty: the request takes its user's priority again
+                    priority = queue_actions.parse_priority(self.get_body_argument("priority", ""),
+                                                            allow_none=True)
                 except ValueError as e:
                     raise web.HTTPError(400, str(e)) from None
                 d = await queue_actions.set_priority(self.service, actor, request_id, priority, reason)
-                self.back(f"Priority of {d['user']}'s requests set to {priority}.")
+                self.back(f"Priority of request {request_id} of {d['user']} set to {priority}." if priority
+                          is not None else f"Request {request_id} of {d['user']} has its user's priority again.")
         except queue_actions.NotQueued:
             raise web.HTTPError(404, f"no queued request {request_id}") from None
 

@@ -1,11 +1,13 @@
 """Admins' actions on the queue and on quotas, each written with its audit entry
 in one transaction (as admin.actions), and their REST API (admins only):
 
-- ``PATCH queue/{id}`` ``{"priority": n, "reason": "…"}``: change a waiting
-  request's priority. The queue orders by the priority of the request's *user*
-  (core.queue: their quota row, else their groups'), so this sets the
-  ``priority`` of the user's quota row, keeping its other limits: every request
-  of that user moves with it. Audited as ``priority`` of ``request:ID``.
+- ``PATCH queue/{id}`` ``{"priority": n | null, "reason": "…"}``: change a
+  waiting request's own priority (issue #13). Where set, it replaces its user's
+  and groups' priority in the queue's order (core.queue.Ordering); null gives
+  it back theirs. The user's other requests do not move (a user's priority is
+  their quota row's: ``PUT quotas/user/NAME``). Audited as ``priority`` of
+  ``request:ID``, with the previous value. A promise already given to another
+  request still holds (core.queue): priority reorders what is not promised.
 - ``POST queue/{id}/cancel`` ``{"reason": "…"}``: take a waiting request out of
   the queue (state ``cancelled``; the reason is the request's). Audited as
   ``cancel`` of ``request:ID``. (``DELETE allocations/{id}`` does the same
@@ -16,7 +18,6 @@ in one transaction (as admin.actions), and their REST API (admins only):
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from tornado import web
@@ -50,23 +51,22 @@ async def set_quota(app, actor: str, kind: str, name: str, limits: Limits | None
     app.log.info("quota of %s %s set by %s: %s", kind, name, actor, limits)
 
 
-async def set_priority(app, actor: str, request_id: str, priority: int, reason: str = "") -> dict:
-    """Give the user of a waiting request the queue priority ``priority`` (their
-    quota row's, other limits kept). Raises NotQueued."""
+async def set_priority(app, actor: str, request_id: str, priority: int | None, reason: str = "") -> dict:
+    """Give a waiting request its own queue priority (None: its user's and
+    groups' again), audited. Raises NotQueued."""
     pool = app.pool
     q = pool.queue.get(request_id)
     if q is None:
         raise NotQueued(request_id)
     user = q.req.user
-    before = pool.quotas.resolve(user, q.groups).priority
-    row = pool.quotas.users.get(user) or Limits()
-    new = dataclasses.replace(row, priority=priority)
-    detail = {"user": user, "priority": priority, "previous": before}
+    detail = {"user": user, "priority": priority, "previous": q.priority,
+              "user_priority": pool.quotas.resolve(user, q.groups).priority or 0}
     if reason:
         detail["reason"] = reason
     entry = Audit(time.time(), actor, "priority", f"request:{request_id}", detail)
-    await pool.set_quota("user", user, new, extra=(entry,))
-    app.log.info("priority of %s's requests (from %s) set to %d by %s", user, request_id, priority, actor)
+    if await pool.set_request_priority(request_id, priority, extra=(entry,)) is None:
+        raise NotQueued(request_id)
+    app.log.info("priority of %s's request %s set to %s by %s", user, request_id, priority, actor)
     return detail
 
 
@@ -89,7 +89,10 @@ async def cancel(app, actor: str, request_id: str, reason: str = ""):
     return done
 
 
-def parse_priority(value) -> int:
+def parse_priority(value, allow_none: bool = False) -> int | None:
+    """A whole number in [-1000, 1000]; with ``allow_none``, None (or "") too."""
+    if allow_none and (value is None or (isinstance(value, str) and not value.strip())):
+        return None
     if isinstance(value, str):
         try:
             value = int(value.strip())
@@ -104,7 +107,9 @@ class QueueRequestHandler(AdminAPIHandler):
     async def patch(self, request_id):
         data = self.body()
         try:
-            priority = parse_priority(data.get("priority"))
+            if "priority" not in data:
+                raise ValueError("priority is required (a whole number, or null for the user's)")
+            priority = parse_priority(data["priority"], allow_none=True)
             reason = actions.clean_reason(data.get("reason"))
         except ValueError as e:
             raise web.HTTPError(400, str(e)) from None

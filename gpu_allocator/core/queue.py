@@ -4,31 +4,47 @@
 Order (:func:`order`) is a function of the pending requests, the running shares
 and the policy only:
 
-1. priority (per group, admin-set; see core.quota), higher first;
+1. priority, higher first: the request's own where an admin set one
+   (``Queued.priority``), else its user's / groups' (see core.quota);
 2. fair share: the group, then the user, with the smaller decayed GPU usage
    relative to their entitlement first (core.fairshare);
 3. arrival, then id.
 
-Admission (:func:`plan`) walks that order once, with no per-pass cap:
+Promises: the first ``latest`` a waiting request is given (``Queued.first_latest``,
+"at the latest") is a commitment, as a reservation in conservative backfill.
+Fair share may still reorder the queue, but not at a promise's expense.
+
+Admission (:func:`plan`) walks the queue once, with no per-pass cap, in the
+*commit order* (:func:`commit_order`): the fair order, repaired where the
+simulation would start a promised request after its promise (that request
+moves ahead, earliest promise first); if no repair keeps every promise, the
+previous pass's order, which kept them all and replays unchanged when every
+share uses its full time (the promise holds by construction).
 
 - a request over a quota now waits (its reason is the quota's); it reserves
   nothing;
-- a request that fits now starts if it cannot delay the estimated start of
-  any request ahead of it that is waiting for capacity (conservative backfill):
-  either it ends (at its declared ``max_hours``) before the earliest of their
-  starts, or a forward simulation with it running gives each of them the same
-  start as without it;
-- otherwise it waits, and requests behind it must not delay it in turn. The
-  first ``depth`` such waiting requests are protected this way (as Slurm's
-  bf_max_job_test); requests behind that many do not start ahead of them.
+- a request that fits now starts if, with it running for its whole
+  ``max_hours``, the re-simulated start of the first waiting request ahead of
+  it (the head) is no later, and that of *every* promised request (ahead or
+  behind) no later than its promise. Placement does not know the promises: if
+  its choice fails the test, the simulation's own choice of devices is tried;
+- otherwise it waits. The promised requests and the first ``depth`` others
+  are simulated (as Slurm's bf_max_job_test); once ``depth`` wait, the
+  unpromised ones behind them wait unsimulated, with no estimate.
 
-Estimates (:func:`simulate`): the schedule simulated forward, as Slurm's
-``squeue --start``: running shares end at their declared end (created +
-max_hours), waiting requests start in order as soon as they fit and run their
-whole ``max_hours``. That gives ``latest``: the start if every share uses its full
-time (a bound that holds unless a request of higher priority or smaller usage
-arrives ahead). ``expected`` runs the same simulation with every run time
-scaled by ``ratio`` (the observed used / declared run time of finished shares).
+Estimates (:func:`simulate`): the schedule simulated forward in the commit
+order, as Slurm's ``squeue --start``: running shares end at their declared end
+(created + max_hours), waiting requests start in order as soon as they fit and
+run their whole ``max_hours``. That gives ``latest``: the start if every share
+uses its full time (a request's first one is its promise). ``expected`` runs the
+same simulation with every run time scaled by ``ratio`` (the observed used /
+declared run time of finished shares).
+
+Advance reservations (core.reservations, through ``plan(..., restrict=)``;
+:class:`Rules`): every fit, placement and simulation of a pass leaves others'
+reserved devices to them (in the simulation, as at each simulated start, waking
+at the reservations' ends); a request that only a reservation keeps out waits
+with the reservation's reason.
 
 The simulation (:class:`Sim`) fits requests on free units, CPU and memory per
 host with a simple tightest-fit rule; the start *now* uses the real placement
@@ -39,14 +55,24 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import count, repeat
+from operator import attrgetter
+from typing import NamedTuple
 
 from .fairshare import FairShare
-from .model import Allocation, Request, format_gpus, milli
+from .model import Allocation, Request, Share, format_gpus, milli
 from .placement import NoFit, place
 from .quota import Held, Quotas, add, check
+from .state import StateError
 
 #: waiting requests whose estimated start later ones must not delay
 DEPTH = 32
+#: seconds of slack when a simulated start is compared with another or a promise
+EPS = 1e-6
+ARRIVAL = attrgetter("submitted", "id")
+AHEAD = "waiting: starting now would delay requests ahead"
+PROMISE = "waiting: starting now would break the promised start of another request"
 
 
 @dataclass(frozen=True)
@@ -60,13 +86,16 @@ class Queued:
     server: str = ""
     hub_server: str | None = None
     key: str | None = None
-    #: the first estimate given (expected, latest), for the record
+    #: the first estimate given (expected, latest); ``first_latest`` is a promise
     first_eta: float | None = None
     first_latest: float | None = None
+    #: set by an admin on this request: replaces its user's / groups' priority
+    priority: int | None = None
 
 
-@dataclass(frozen=True)
-class Estimate:
+class Estimate(NamedTuple):
+    """One per waiting request and pass (a tuple: cheap to build by the thousand)."""
+
     position: int  # 1-based place in the queue's order
     expected: float | None  # estimated start (epoch s); None: unknown
     latest: float | None  # start if every share runs its full time
@@ -216,7 +245,8 @@ def scaled_running(running: list[tuple[Allocation, float]], now: float, ratio: f
 
 
 class Ordering:
-    """The queue's sort key: priority, then fair share (the charged group's — the
+    """The queue's sort key: priority (the request's own, else its user's /
+    groups'), then fair share (the charged group's — the
     sum of its members' — then the user's decayed GPU-seconds / entitlement; a running share counts its
     whole declared time — what it was granted — so that long shares do not look
     cheap while they run), then arrival. A user's groups: ``groups_of(user)``
@@ -269,6 +299,8 @@ class Ordering:
             gu = self._usage("group", g, self.members.get(g, {u})) / gshare if g else 0.0
             uu = self._usage("user", u, (u,)) / (lim.share or 1.0)
             prefix = self._prefix[pk] = (-(lim.priority or 0), round(gu, 3), round(uu, 3))
+        if q.priority is not None:  # the request's own priority replaces its user's
+            return (-q.priority,) + prefix[1:] + (q.submitted, q.id)
         return prefix + (q.submitted, q.id)
 
     def charge(self, q: Queued) -> None:
@@ -300,10 +332,139 @@ def describe(req: Request, units_per_gpu: int) -> str:
     return f"{g} × {model}" if model else f"{g} GPU"
 
 
+class Rules:
+    """The reservations' rule during one pass: ``restrict(req, t)`` gives a
+    core.reservations.Restriction for ``req`` starting at ``t``; None: no
+    reservations (nothing excluded, plain placement, the simulation unchanged).
+    One place for what every simulation and start of the pass must respect."""
+
+    __slots__ = ("restrict", "now", "_at_now")
+
+    def __init__(self, restrict=None, now: float = 0.0):
+        self.restrict, self.now = restrict, now
+        self._at_now: dict[str, object] = {}  # request id → its rule starting now
+
+    def at_now(self, x: Queued):
+        """``x``'s rule if it started now (None without reservations)."""
+        if self.restrict is None:
+            return None
+        rule = self._at_now.get(x.id)
+        if rule is None:
+            rule = self._at_now[x.id] = self.restrict(x.req, self.now)
+        return rule
+
+    def exclude(self, x: Queued) -> frozenset[str]:
+        rule = self.at_now(x)
+        return rule.exclude if rule is not None else frozenset()
+
+    def place(self, state, x: Queued):
+        """The real placement under ``x``'s rule (raises NoFit)."""
+        rule = self.at_now(x)
+        return rule.place(state, x.req) if rule is not None else place(state, x.req)
+
+    def reason(self, sim: Sim, x: Queued) -> str:
+        """The reservation's reason where only a reservation keeps ``x`` out now, else ""."""
+        rule = self.at_now(x)
+        if rule is not None and rule.exclude and sim.fit(x.req) is not None:
+            return rule.reason(self.now)
+        return ""
+
+    def simulate(self, sim: Sim, runs: list[Run], qs: list[Queued], now: float,
+                 ratio: float = 1.0) -> list[float | None]:
+        """:func:`simulate` of ``qs`` with each request's exclusions taken at its
+        simulated start, waking at the ends of the reservations that block them."""
+        if self.restrict is None:
+            return simulate(sim, runs, [x.req for x in qs], now, ratio)
+        restrict = self.restrict
+        excludes = [lambda t, req=x.req: restrict(req, t).exclude for x in qs]
+        wake = sorted({r.end for x in qs for r in self.at_now(x).blocking})
+        return simulate(sim, runs, [x.req for x in qs], now, ratio, excludes, wake)
+
+
+NO_RULES = Rules()
+
+
+def _missed(q: Queued, start: float | None) -> bool:
+    """Whether simulated ``start`` breaks ``q``'s promise (its first ``latest``)."""
+    return q.first_latest is not None and (start is None or start > q.first_latest + EPS)
+
+
+def commit_order(sim: Sim, runs: list[Run], fixed: list[Queued], candidates: list[list[Queued]],
+                 now: float, rules: Rules = NO_RULES) -> tuple[list[Queued], list[float | None]]:
+    """The order the queue simulates and admits in, and its simulated starts:
+    ``fixed`` (kept as it is), then the first of ``candidates`` (orders of the
+    same requests, the fair order first) that keeps every promise once
+    :func:`repair` has moved what it can, else the one that loses fewest. The
+    fallback candidate is the previous pass's order, whose simulation kept every
+    promise: when every share uses its full time it replays unchanged (new
+    requests behind), so a promise is kept by construction even where repairing
+    the fair order finds no way. ``rules``: the reservations' (see :class:`Rules`)."""
+    best = None
+    for rest in candidates:
+        order, starts, lost = repair(sim, runs, fixed, rest, now, rules)
+        if not lost:
+            return order, starts
+        if best is None or lost < best[2]:
+            best = (order, starts, lost)
+    return best[0], best[1]
+
+
+def repair(sim: Sim, runs: list[Run], fixed: list[Queued], rest: list[Queued],
+           now: float, rules: Rules = NO_RULES) -> tuple[list[Queued], list[float | None], int]:
+    """``fixed + rest`` simulated, ``rest`` repaired where the simulation would
+    start a promised request after its promise: the first such request moves
+    ahead of every request before it that has no promise or a later one
+    (earliest deadline first; the others keep their order), or, where there are
+    none, past the one just before it (once per pair), and the simulation runs
+    again. Each move removes an inversion of the deadline order or uses up a
+    pair, so it ends (and it stops after 2n + 8 simulations); usually nothing
+    moves (fair share orders whatever keeps every promise). Returns the order,
+    its starts and how many promises it misses."""
+    order = list(rest)
+    lost: set[str] = set()
+    swapped: set[tuple[str, str]] = set()
+    n = len(fixed)
+    budget = 2 * len(order) + 8  # simulations: bounded even when a lost host broke many promises
+    while True:
+        starts = rules.simulate(sim, runs, fixed + order, now)
+        late = [k for k, x in enumerate(order) if x.id not in lost and _missed(x, starts[n + k])]
+        budget -= 1
+        if not late or budget < 0:
+            return fixed + order, starts, len(lost) + len(late)
+        k = late[0]
+        x, d = order[k], order[k].first_latest
+        first = [y for y in order[:k] if y.first_latest is not None and y.first_latest <= d]
+        later = [y for y in order[:k] if y.first_latest is None or y.first_latest > d]
+        if later:
+            order[:k + 1] = first + [x] + later
+        elif k == 0 or (x.id, order[k - 1].id) in swapped:
+            lost.add(x.id)
+        else:
+            swapped.add((x.id, order[k - 1].id))
+            order[k - 1], order[k] = x, order[k - 1]
+
+
+def _keeps(after: dict, base: dict, ahead: set, promised: dict) -> str:
+    """"" if a trial start keeps the rule, else why not: no request ``ahead``
+    starts later than in ``base``, no promised request later than its promise
+    (or, where the promise is already lost, later than in ``base``)."""
+    for i, a in after.items():
+        b = base.get(i)
+        if i in ahead and b is not None and (a is None or a > b + EPS):
+            return AHEAD
+        d = promised.get(i)
+        if d is not None:
+            bound = d if b is None else max(d, b)
+            if a is None or a > bound + EPS:
+                return PROMISE
+    return ""
+
+
 def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], *,
          now: float, quotas: Quotas, fairshare: FairShare, held: dict[str, Held],
          ratio: float = 1.0, depth: int = DEPTH, groups_of=None,
-         fair: bool = True, backfill: bool = True, restrict=None) -> Plan:
+         fair: bool = True, backfill: bool = True, previous: dict[str, Estimate] | None = None,
+         restrict=None) -> Plan:
     """Admit what may start now and estimate the rest (see the module docstring).
 
     ``fair=False``: arrival order only (no priority, no fair share);
@@ -315,120 +476,235 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
     request's id, ``now`` as created, and the real placement); the caller records
     them or releases them again. ``running``: live allocations with their
     declared end. ``held``: per user, what quotas count (updated here).
+    ``pending[i].first_latest``: the promise given (see the module docstring).
+    ``previous``: the previous pass's estimates (their positions are its order,
+    the fallback that keeps every promise; see :func:`commit_order`).
     ``restrict(req, t)``: reservations' rule for a request starting at ``t`` (a
-    core.reservations.Restriction: devices excluded, placement, reason)."""
+    core.reservations.Restriction: devices excluded, placement, reason); every
+    simulation, start and alternative choice of the pass follows it."""
     per = state.units_per_gpu
     out = Plan()
-    ordering = Ordering(pending, running, quotas, fairshare, now, per, groups_of)
-    key = ordering.key if fair else (lambda x: (x.submitted, x.id))
+    ordering = Ordering(pending, running, quotas, fairshare, now, per, groups_of) if fair else None
+    key = ordering.key if fair else ARRIVAL
     queue = sorted(pending, key=key)
     sim = Sim(state)
     runs = [run_of(a, max(now, e)) for a, e in running]
-    blocked: list[Queued] = []  # waiting for capacity, protected (≤ depth)
-    rules: dict[str, object] = {}  # request id → its Restriction (with restrict)
-    def excl(qs):  # the simulation's exclusions: by each request's start time
-        if restrict is None:
-            return None
-        return [lambda t, req=b.req: restrict(req, t).exclude for b in qs]
-
-    def wake():  # when the exclusions change: the blocking reservations' ends
-        return sorted({r.end for rule in rules.values() if rule is not None for r in rule.blocking})
-    starts: list[float | None] = []  # their simulated starts (declared times)
-    stale = False  # starts must be simulated again (computed only when needed)
+    rules = Rules(restrict, now) if restrict is not None else NO_RULES
     reasons: dict[str, str] = {}
+    if not backfill:
+        return _strict(state, sim, runs, queue, out, reasons, now, quotas, held, ratio, depth, running, rules)
+    promised = {x.id: x.first_latest for x in queue if x.first_latest is not None}
+    tails = [queue]
+    if previous:  # the previous pass's order, new requests behind in fair order
+        tails.append(sorted(queue, key=lambda x: previous[x.id].position if x.id in previous else 1 << 30))
+    order, base, insim = _arrange(sim, runs, [], tails, depth, now, rules=rules)
+    waiting: list[Queued] = []  # walked, still waiting (in order)
+    stale = False
     i = 0
-    while i < len(queue):
-        q = queue[i]
+    while i < len(order):
+        x = order[i]
         i += 1
-        req = q.req
-        if not backfill and len(blocked) >= depth:  # strict order: nothing behind moves
-            reasons[q.id] = f"waiting behind {depth} requests"
+        req = x.req
+        if len(waiting) >= depth and x.id not in promised:
+            reasons[x.id] = f"waiting behind {depth} requests"
             continue
-        limits = quotas.resolve(req.user, q.groups)
+        limits = quotas.resolve(req.user, x.groups)
         h = held.get(req.user, Held())
         verdict = check(limits, h, req, per)
-        if verdict.verdict == "hard":
-            out.refused[q.id] = verdict.reason
-            continue
-        if not verdict.ok:
-            reasons[q.id] = verdict.reason
-            continue
-        if len(blocked) >= depth:
-            reasons[q.id] = f"waiting behind {depth} requests"
-            continue
-        if blocked and not backfill:
-            reasons[q.id] = "waiting for the requests ahead"
-            blocked.append(q)
+        if not verdict.ok:  # it reserves nothing
+            if verdict.verdict == "hard":
+                out.refused[x.id] = verdict.reason
+            else:
+                reasons[x.id] = verdict.reason
+            insim.discard(x.id)
             stale = True
             continue
+        found = sim.fit(req, rules.exclude(x))
+        grant = None
+        if found is not None:
+            rest = waiting + [y for y in order[i - 1:] if y.id in insim or y is x]
+            if stale:
+                base = dict(zip((y.id for y in rest), rules.simulate(sim, runs, rest, now)))
+                stale = False
+            grant = _try_start(state, sim, runs, x, found, rest, base, {y.id for y in waiting[:1]},
+                               promised, now, rules)
+            if isinstance(grant, str):
+                reasons[x.id], grant = grant, None
+        elif why := rules.reason(sim, x):  # only a reservation keeps it out
+            reasons[x.id] = why
+        if grant is None:
+            reasons.setdefault(x.id, f"waiting for {describe(req, per)} to be free")
+            waiting.append(x)
+            if x.id not in insim:
+                insim.add(x.id)
+                stale = True
+            continue
+        a, mine, after = grant
+        state.grant(a)
+        sim.take(mine.host, mine.shares, mine.cpu, mine.mem)
+        runs.append(mine)
+        held[req.user] = add(h, req, per)
+        out.admitted.append((x, a))
+        insim.discard(x.id)
+        base = after
+        if fair and i < len(order):  # the rest of the pass sees the user's usage grow
+            ordering.charge(x)
+            tail, more, insim = _arrange(sim, runs, waiting, [sorted(order[i:], key=key), order[i:]],
+                                         0, now, {y.id for y in order[i:] if y.id in insim}, rules)
+            order[i:] = tail
+            base, stale = more, False
+    # estimates for what still waits: the order's simulation (declared run times)
+    if stale:
+        base = dict(zip((y.id for y in waiting), rules.simulate(sim, runs, waiting, now)))
+    return _estimates(out, sim, base, order, waiting, reasons, running, ratio, now, rules=rules)
+
+
+def _arrange(sim: Sim, runs: list[Run], fixed: list[Queued], tails: list[list[Queued]], room: int,
+             now: float, window: set | None = None, rules: Rules = NO_RULES) -> tuple[list[Queued], dict, set]:
+    """The walk's order of the requests of ``tails`` (candidate orders, the fair
+    one first) behind ``fixed`` (the requests already found waiting), the
+    simulated starts, and the ids simulated: those of ``window``, else the
+    promised requests and the first ``room`` others of the fair order, ordered
+    by :func:`commit_order`; the others follow, unsimulated, in the fair order."""
+    if window is None:
+        window = set()
+        for x in tails[0]:
+            if x.first_latest is not None or room > 0:
+                window.add(x.id)
+                room -= x.first_latest is None
+    beyond = [x for x in tails[0] if x.id not in window]
+    order, starts = commit_order(sim, runs, fixed, [[x for x in t if x.id in window] for t in tails], now,
+                                 rules)
+    return (order[len(fixed):] + beyond, {x.id: s for x, s in zip(order, starts)},
+            {x.id for x in order})
+
+
+def _try_start(state, sim: Sim, runs: list[Run], x: Queued, found, rest: list[Queued],
+               base: dict, ahead: set, promised: dict, now: float, rules: Rules = NO_RULES):
+    """(allocation, its Run, the simulated starts of the others) if ``x`` may
+    start now: with the real placement, else with the simulation's own choice
+    ``found`` (placement does not know the promises: the device it prefers may
+    be the one a promised request needs); else why not (:func:`_keeps`). Both
+    follow the reservations' rule (``found`` is fitted with ``x``'s exclusions)."""
+    req = x.req
+    others = [y for y in rest if y.id != x.id]
+    end = now + req.max_hours * 3600.0
+    tries, why = [], AHEAD
+    try:
+        p = rules.place(state, x)
+        tries.append((p.host, p.shares))
+    except NoFit:  # the simulation's fit is looser than placement's
+        pass
+    host, shares = found
+    alt = tuple(Share(u, n) for u, n in shares)
+    if not tries or (tries[0][0], tries[0][1]) != (host, alt):
+        tries.append((host, alt))
+    for host, shares_ in tries:
+        a = Allocation(
+            id=x.id, user=req.user, host=host, units=req.units, cpu=req.cpu,
+            mem_mb=req.mem_mb, max_hours=req.max_hours, shares=tuple(shares_),
+            server=x.server, created=now, key=x.key,
+        )
+        try:
+            state.check_grant(a)
+        except StateError:
+            continue
+        mine = Run(end, host, tuple((s.device_uuid, s.units) for s in shares_), milli(req.cpu), req.mem_mb)
+        if not others:
+            return a, mine, {}
+        trial = sim.copy()
+        trial.take(mine.host, mine.shares, mine.cpu, mine.mem)
+        after = dict(zip((y.id for y in others), rules.simulate(trial, runs + [mine], others, now)))
+        why = _keeps(after, base, ahead, promised)
+        if not why:
+            return a, mine, after
+    return why
+
+
+def _strict(state, sim: Sim, runs: list[Run], queue: list[Queued], out: Plan, reasons: dict,
+            now: float, quotas: Quotas, held: dict, ratio: float, depth: int, running,
+            rules: Rules = NO_RULES) -> Plan:
+    """backfill=False: requests start in order until one must wait; the ``depth``
+    requests from there on are simulated, those behind are not."""
+    per = state.units_per_gpu
+    blocked: list[Queued] = []
+    cut = len(queue)
+    for n, x in enumerate(queue):
+        if len(blocked) >= depth:
+            cut = n
+            break
+        req = x.req
+        h = held.get(req.user, Held())
+        verdict = check(quotas.resolve(req.user, x.groups), h, req, per)
+        if not verdict.ok:
+            if verdict.verdict == "hard":
+                out.refused[x.id] = verdict.reason
+            else:
+                reasons[x.id] = verdict.reason
+            continue
+        if blocked:
+            reasons[x.id] = "waiting for the requests ahead"
+            blocked.append(x)
+            continue
         p = None
-        rule = rules[q.id] = restrict(req, now) if restrict is not None else None
-        if sim.fit(req, rule.exclude if rule is not None else frozenset()) is not None:
+        if sim.fit(req, rules.exclude(x)) is not None:
             try:
-                p = rule.place(state, req) if rule is not None else place(state, req)
+                p = rules.place(state, x)
             except NoFit:  # the simulation's fit is looser than placement's
                 p = None
-        elif rule is not None and rule.exclude and sim.fit(req) is not None:
-            reasons[q.id] = rule.reason(now)
-        if p is not None:
-            end = now + req.max_hours * 3600.0
-            shares = tuple((s.device_uuid, s.units) for s in p.shares)
-            mine = Run(end, p.host, shares, milli(req.cpu), req.mem_mb)
-            if stale:
-                starts, stale = simulate(sim, runs, [b.req for b in blocked], now, excludes=excl(blocked),
-                                         wake=wake()), False
-            known = [s for s in starts if s is not None]
-            if not known or end <= min(known):
-                admit = True
-            else:
-                trial = sim.copy()
-                trial.take(p.host, shares, milli(req.cpu), req.mem_mb)
-                after = simulate(trial, runs + [mine], [b.req for b in blocked], now, excludes=excl(blocked),
-                                 wake=wake())
-                admit = all(b is None or (a is not None and a <= b + 1e-6) for a, b in zip(after, starts))
-            if admit:
-                a = Allocation(
-                    id=q.id, user=req.user, host=p.host, units=req.units, cpu=req.cpu,
-                    mem_mb=req.mem_mb, max_hours=req.max_hours, shares=p.shares,
-                    server=q.server, created=now, key=q.key,
-                )
-                state.grant(a)
-                sim.take(p.host, shares, milli(req.cpu), req.mem_mb)
-                runs.append(mine)
-                held[req.user] = add(h, req, per)
-                out.admitted.append((q, a))
-                if fair:
-                    ordering.charge(q)  # the rest of the pass sees the user's usage grow
-                    queue[i:] = sorted(queue[i:], key=key)
-                stale = bool(blocked)
-                continue
-            reasons[q.id] = "waiting: starting now would delay requests ahead"
-        if q.id not in reasons:
-            reasons[q.id] = f"waiting for {describe(req, per)} to be free"
-        blocked.append(q)
-        stale = True
-    if stale:
-        starts = simulate(sim, runs, [b.req for b in blocked], now, excludes=excl(blocked), wake=wake())
-    # estimates for what still waits
-    latest = dict(zip((b.id for b in blocked), starts))
+        elif why := rules.reason(sim, x):  # only a reservation keeps it out
+            reasons[x.id] = why
+        if p is None:
+            reasons.setdefault(x.id, f"waiting for {describe(req, per)} to be free")
+            blocked.append(x)
+            continue
+        a = Allocation(
+            id=x.id, user=req.user, host=p.host, units=req.units, cpu=req.cpu,
+            mem_mb=req.mem_mb, max_hours=req.max_hours, shares=p.shares,
+            server=x.server, created=now, key=x.key,
+        )
+        state.grant(a)
+        shares = tuple((s.device_uuid, s.units) for s in p.shares)
+        sim.take(p.host, shares, milli(req.cpu), req.mem_mb)
+        runs.append(Run(now + req.max_hours * 3600.0, p.host, shares, milli(req.cpu), req.mem_mb))
+        held[req.user] = add(h, req, per)
+        out.admitted.append((x, a))
+    base = dict(zip((b.id for b in blocked), rules.simulate(sim, runs, blocked, now)))
+    return _estimates(out, sim, base, queue[:cut], blocked, reasons, running, ratio, now,
+                      queue[cut:], f"waiting behind {depth} requests", rules)
+
+
+def _estimates(out: Plan, sim: Sim, latest: dict, final: list[Queued], simulated: list[Queued],
+               reasons: dict, running, ratio: float, now: float, tail=(), why: str = "",
+               rules: Rules = NO_RULES) -> Plan:
+    """Fill ``out.estimates``: ``latest`` (the simulation with declared run
+    times) for the ``simulated`` requests, ``expected`` from the same order with
+    run times scaled by ``ratio``; positions follow ``final``, then ``tail``
+    (requests not looked at, waiting for ``why``: built in bulk, as strict FIFO
+    has thousands of them at every pass)."""
     expected = latest
-    if ratio < 1.0 and blocked:
+    if ratio < 1.0 and simulated:
         exp_runs = scaled_running(running, now, ratio) + [
-            Run(now + ratio * q.req.max_hours * 3600.0, a.host,
+            Run(now + ratio * x.req.max_hours * 3600.0, a.host,
                 tuple((s.device_uuid, s.units) for s in a.shares), milli(a.cpu), a.mem_mb)
-            for q, a in out.admitted
+            for x, a in out.admitted
         ]
-        expected = dict(zip((b.id for b in blocked),
-                            simulate(sim, exp_runs, [b.req for b in blocked], now, ratio, excl(blocked), wake())))
-    admitted = {q.id for q, _ in out.admitted}
+        expected = dict(zip((b.id for b in simulated), rules.simulate(sim, exp_runs, simulated, now, ratio)))
+    skip = {x.id for x, _ in out.admitted} | out.refused.keys()
     position = 0
-    for q in queue:
-        if q.id in admitted or q.id in out.refused:
+    est, get_reason = out.estimates, reasons.get
+    for x in final:
+        i = x.id
+        if i in skip:
             continue
         position += 1
-        lt = latest.get(q.id)
-        ex = expected.get(q.id)
-        if ex is not None and lt is not None:
-            ex = min(ex, lt)
-        out.estimates[q.id] = Estimate(position, ex, lt, reasons.get(q.id, ""))
+        lt = latest.get(i)
+        ex = expected.get(i)
+        if ex is not None and lt is not None and lt < ex:
+            ex = lt
+        est[i] = Estimate(position, ex, lt, get_reason(i, ""))
+    if tail:
+        new = partial(tuple.__new__, Estimate)
+        est.update(zip(map(attrgetter("id"), tail),
+                       map(new, zip(count(position + 1), repeat(None), repeat(None), repeat(why)))))
     return out

@@ -115,6 +115,14 @@ class EndRequest:
 
 
 @dataclass(frozen=True)
+class SetPriority:
+    """A waiting request's own queue priority (None: its user's and groups')."""
+
+    request_id: str
+    priority: int | None
+
+
+@dataclass(frozen=True)
 class PutQuota:
     """Set (limits) or remove (None) the quota row of a user or group."""
 
@@ -211,7 +219,7 @@ def _allocation(row, shares: tuple[Share, ...]) -> Allocation:
 def _queued(r) -> Queued:
     req = Request(r.user, r.units, r.cpu, r.mem_mb, r.max_hours, frozenset(r.models or ()))
     return Queued(r.id, req, r.submitted_at, tuple(r.groups or ()), r.server, r.hub_server,
-                  r.idem_key, r.first_eta, r.first_latest)
+                  r.idem_key, r.first_eta, r.first_latest, r.priority)
 
 
 class Ledger:
@@ -429,13 +437,19 @@ class Ledger:
                         hub_server=q.hub_server, idem_key=q.key, units=req.units, cpu=req.cpu,
                         mem_mb=req.mem_mb, max_hours=req.max_hours, models=sorted(req.models),
                         state="queued", submitted_at=q.submitted, ended_at=None, reason=None,
-                        first_eta=q.first_eta, first_latest=q.first_latest,
+                        first_eta=q.first_eta, first_latest=q.first_latest, priority=q.priority,
                     ))
                 elif isinstance(op, EndRequest):
                     conn.execute(
                         update(RequestRow.__table__)
                         .where(RequestRow.id == op.request_id, RequestRow.state == "queued")
                         .values(state=op.state, ended_at=op.at, reason=op.reason, idem_key=None)
+                    )
+                elif isinstance(op, SetPriority):
+                    conn.execute(
+                        update(RequestRow.__table__)
+                        .where(RequestRow.id == op.request_id, RequestRow.state == "queued")
+                        .values(priority=op.priority)
                     )
                 elif isinstance(op, PutQuota):
                     conn.execute(delete(QuotaRow.__table__).where(
