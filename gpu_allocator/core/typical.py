@@ -185,14 +185,16 @@ class Typical:
             if count > len(fs) or fs[count - 1] < units:
                 r = ()
             else:
-                lst = list(fs)
+                r = fs
                 for _ in range(count):
-                    i = len(lst) - 1
-                    while lst[i] < units:  # largest first: the last with room is the tightest
+                    i = len(r) - 1
+                    while r[i] < units:  # largest first: the last with room is the tightest
                         i -= 1
-                    lst[i] -= units
-                    lst.sort(reverse=True)
-                r = tuple(lst)
+                    v = r[i] - units
+                    j = i + 1  # what follows has less than units: put v in its place there
+                    while j < len(r) and r[j] > v:
+                        j += 1
+                    r = r[:i] + r[i + 1:j] + (v,) + r[j:]
             if len(self._land) > 200_000:
                 self._land.clear()
             self._land[key] = r
