@@ -16,15 +16,18 @@ gpuhub's model-agnostic shapes leave out). A host's fragmentation for the
 typical shapes (:meth:`Typical.frag`) is the sum over them weighted by how
 common they are. Its *expected* fragmentation (:meth:`Typical.expected`) adds
 :data:`LOOKAHEAD` (0.25) times the fragmentation after one more typical
-request (of the :data:`AHEAD_SHAPES` most common) lands on it, so that a host
-whose CPU would run out one request later is told from one that stays usable.
-Placement (FGD, one request ahead) puts a request where that expectation grows
-the least. On the Alibaba trace (benchmarks/packing.py, 10 seeds) the look-ahead
-granted 0.4 point more at milli-GPU units and 0.5 at 0.05 GPU units than the
-paper's one-step score (LOOKAHEAD 0), leaving 0.9% instead of 1.45% of
-capacity idle on hosts out of CPU; 0.15 to 0.5 all did about as well, 1.0 less
-(0.2 point more than 0); with only the 16 most common shapes ahead it gained
-0.25 point instead of 0.4.
+request (one of the :data:`AHEAD_SHAPES`, 16, most common) lands on it, so that
+a host whose CPU would run out one request later is told from one that stays
+usable. Placement (FGD, one request ahead) puts a request where that
+expectation grows the least. On the Alibaba trace (benchmarks/packing.py, 10
+seeds) the look-ahead requested 0.24 point more at milli-GPU units (95.53%) and
+0.29 more at 0.05 GPU units (95.05%) than the paper's one-step score (LOOKAHEAD
+0), leaving 1.1% instead of 1.45% of capacity idle on hosts out of CPU (milli).
+With all 53 typical shapes ahead (32 did as well) it gained 0.41 and 0.52 point,
+but a decision cost roughly 10–30% more (noisy; benchmarks/placement_speed.py's mixed
+stream, whose 60 typical shapes are about equally common); with 8, 0.22 and
+0.21. Weights 0.15 to 0.5 did about as well as 0.25 (all shapes ahead), 1.0
+less.
 
 Where the typical shapes come from (the policy input the live allocator has
 too): :class:`ShapeStats` is a bounded, exponentially decayed histogram of the
@@ -70,8 +73,8 @@ Shape = tuple[int, int, int, int]
 LOOKAHEAD = 0.25
 #: the most common typical shapes that :meth:`Typical.expected` lets land next
 #: (the others count as leaving the host as it is): bounds its cost when the
-#: typical shapes are many (the Alibaba trace has 53)
-AHEAD_SHAPES = 32
+#: typical shapes are many (the Alibaba trace has 53; see the module docstring)
+AHEAD_SHAPES = 16
 
 
 class Typical:
