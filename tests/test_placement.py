@@ -17,6 +17,7 @@ from gpu_allocator.core.model import Allocation, Device, Host, HostState, Placem
 from gpu_allocator.core.placement import NoFit, place
 from gpu_allocator.core.state import PoolState
 from gpu_allocator.core.topology import choose, islands_matrix, score_matrix
+from gpu_allocator.core import typical as typical_mod
 from gpu_allocator.core.typical import ShapeStats
 
 PER_GPU = 20
@@ -678,3 +679,75 @@ def test_typical_shapes_that_differ_only_in_memory_are_one_shape():
     assert typ.frag((PER_GPU,), typ.cpu_rank(2000), typ.mem_rank(0)) == 0
     # without the CPU of the whole-GPU shape, its share of the device is
     assert typ.frag((PER_GPU,), typ.cpu_rank(1000), typ.mem_rank(0)) == pytest.approx(PER_GPU * 2 / 6)
+
+
+# --------------------------------------------------------------------------- one request ahead
+
+
+def test_whole_gpu_goes_where_the_next_typical_request_would_not_strand_gpus(monkeypatch):
+    """Both hosts keep room for one more typical request (1 GPU, 4 cores) after
+    this one, so the paper's one-step score ties them and the tighter host, a,
+    would win; on ``a`` the request after that would leave a GPU with 1 core,
+    on ``b`` two GPUs with 4 cores: the look-ahead picks b."""
+    typical = [(4000, 1024, PER_GPU, 1)]
+    hosts = (host("a", 3, cpus=9), host("b", 4, cpus=12))
+    assert place(pool(hosts, typical=typical), req(PER_GPU, cpu=4)).host == "b"
+    monkeypatch.setattr(typical_mod, "LOOKAHEAD", 0.0)  # the paper's FGD: a tie, the tighter fit wins
+    assert place(pool(hosts, typical=typical), req(PER_GPU, cpu=4)).host == "a"
+
+
+def ref_frag(shapes, fs, cpu, mem, use_mem):
+    """The fragmentation of core.typical's docstring, written out plainly."""
+    total = sum(fs)
+    out = 0.0
+    for (c, m, u, k), p in shapes:
+        short = c > cpu or (use_mem and m > mem)
+        if u == 0 or short or k > len(fs) or sorted(fs, reverse=True)[k - 1] < u:
+            out += p * total
+        else:
+            out += p * sum(f for f in fs if f < u)
+    return out
+
+
+def ref_land(fs, u, k):
+    lst = list(fs)
+    for _ in range(k):
+        room = [i for i, f in enumerate(lst) if f >= u]
+        if not room:
+            return None
+        i = min(room, key=lambda i: lst[i])  # the tightest device with room
+        lst[i] -= u
+    return lst
+
+
+@settings(deadline=None, max_examples=150)
+@given(
+    st.sampled_from([4, 20]),
+    st.lists(st.tuples(st.sampled_from([500, 1000, 1500, 2000, 4000]), st.sampled_from([64, 512, 1024, 4096]),
+                       st.integers(0, 20), st.sampled_from([1, 1, 2, 4])), min_size=1, max_size=6),
+    st.booleans(),
+    st.lists(st.integers(0, 20), min_size=1, max_size=8),
+    st.lists(st.tuples(st.integers(0, 9000), st.integers(0, 9000)), min_size=1, max_size=12),
+)
+def test_expected_fragmentation_is_now_plus_one_typical_request_ahead(per, raw, use_mem, frees, rooms):
+    """Typical.expected against its definition, for many CPU / memory amounts on
+    one snapshot (its memo is keyed by ranks: a key too coarse would answer
+    one amount with another's value). The next request is one of the
+    AHEAD_SHAPES most common shapes (3 here, so that some are left out)."""
+    shapes = [(c, m, 0 if u == 0 else min(u, per), 0 if u == 0 else (1 if u < per else k)) for c, m, u, k in raw]
+    stats = ShapeStats(coverage=1.0, use_mem=use_mem)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(typical_mod, "AHEAD_SHAPES", 3)
+        stats.seed(shapes)
+    typ = stats.typical
+    ahead = sorted(typ.shapes, key=lambda sp: -sp[1])[:3]  # stable: ties keep the snapshot's order
+    fs = tuple(sorted((min(f, per) for f in frees), reverse=True))
+    for cpu, mem in rooms:
+        now = ref_frag(typ.shapes, fs, cpu, mem, use_mem)
+        nxt = 0.0
+        for (c, m, u, k), p in typ.shapes:
+            fits = (c, m, u, k) in dict(ahead) and c <= cpu and (not use_mem or m <= mem)
+            after = (fs if u == 0 else ref_land(fs, u, k)) if fits else None
+            nxt += p * (now if after is None else ref_frag(typ.shapes, after, cpu - c, mem - m, use_mem))
+        want = now + typical_mod.LOOKAHEAD * nxt if sum(fs) else 0.0
+        assert typ.expected(fs, cpu, mem) == pytest.approx(want, abs=1e-9)

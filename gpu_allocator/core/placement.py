@@ -3,7 +3,8 @@
 
 Policy (fragmentation gradient descent, Weng et al., ATC '23, on gpuhub's units):
 - every candidate is scored by how much it grows its host's *expected
-  fragmentation* — the idle GPU capacity of the host that the pool's typical
+  fragmentation* (now and one typical request later: core.typical,
+  Typical.expected) — the idle GPU capacity of the host that the pool's typical
   request shapes could not use, weighted by how common they are (core.typical;
   the typical shapes come from the decayed histogram of granted requests kept
   by PoolState, CPU and memory included) — and the smallest growth wins;
@@ -162,8 +163,8 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int, cap: int | No
     whole = units >= per
     count = units // per if whole else 1
     want = TOPO_SCAN if whole and count >= 2 else 1
-    cpu_cuts, mem_cuts = typ.cpu_cuts, typ.mem_cuts
-    frag = typ.frag
+    cuts2, mcuts2 = typ.cpu_cuts2, typ.mem_cuts2
+    expected = typ.expected
     memo = state.delta_memo
     memo_get = memo.get
     best = None
@@ -205,8 +206,10 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int, cap: int | No
                 ncl, nml = -ncl, -nml
             scored += 1
             cl, ml = -ncl - cpu, -nml - mem  # left after the grant
-            cr2, mr2 = bisect_right(cpu_cuts, cl), bisect_right(mem_cuts, ml)
-            mkey = (c.cid, opt, units, cr2, mr2)
+            # the representative's CPU and memory, before and after, as far as
+            # the expected fragmentation can tell them apart (Typical.ahead_ranks)
+            mkey = (c.cid, opt, units, bisect_right(cuts2, cl), bisect_right(mcuts2, ml),
+                    bisect_right(cuts2, -ncl), bisect_right(mcuts2, -nml))
             d = memo_get(mkey)
             if d is None:
                 if units == 0:
@@ -215,7 +218,7 @@ def _scan(state: PoolState, req: Request, bound: int, budget: int, cap: int | No
                     after = _after(c.fs, per, per, count)
                 else:
                     after = _after(c.fs, opt[1], units)
-                d = round(frag(after, cr2, mr2) - frag(c.fs, c.cr, c.mr), 6)
+                d = round(expected(after, cl, ml) - expected(c.fs, -ncl, -nml), 6)
                 if len(memo) > 500_000:
                     memo.clear()
                 memo[mkey] = d
