@@ -333,11 +333,12 @@ class LivePool:
         start = now - WINDOW_S
         units = sessions = 0
         hours = 0.0
-        for a in self.state.allocations.values():
-            if a.user == user:
-                units += a.units
-                sessions += 1
-                hours += a.units / per * a.max_hours
+        live = self.state.allocations
+        for aid in self.state.by_user.get(user, ()):
+            a = live[aid]
+            units += a.units
+            sessions += 1
+            hours += a.units / per * a.max_hours
         kept = []
         for f in self.finished.get(user, ()):
             if f.released > start:
