@@ -383,3 +383,46 @@ def test_strict_fifo_and_arrival_order_knobs():
         state.release(a.id)
     p = run_plan(state, run, [big, small], fs=fs)  # gpuhub: light first by fair share
     assert [x.id for x, _ in p.admitted] == ["small"]
+
+
+async def test_what_delays_nobody_starts_without_a_pass_as_a_pass_would_start_it(db_url):
+    """LivePool's QueueView: with a request waiting for L4s, a request elsewhere or
+    one that ends before the waiting one's start is granted without a pass; one
+    that would delay it, or is ordered behind `depth` waiting requests, goes
+    through the pass (and waits there)."""
+    pool = await open_pool(db_url, [box("l4", 2, "L4"), box("h", 2, "H100")])
+    ann, _ = await pool.submit(Request("ann", 20, 1.0, 1024, 2.0, frozenset({"L4"})))
+    bob, _ = await pool.submit(Request("bob", 40, 1.0, 1024, 1.0, frozenset({"L4"})))
+    assert isinstance(bob, Queued)
+    await settle(pool)
+    start = pool.estimates[bob.id].latest
+    assert start == pytest.approx(ann.created + 2 * H, abs=1)
+    passes, fast = pool.passes, pool.fast_grants
+    # on a host bob cannot use, for longer than bob waits: granted at once, no pass
+    cat, _ = await pool.submit(Request("cat", 20, 1.0, 1024, 8.0, frozenset({"H100"})))
+    assert cat.state == AllocationState.GRANTED and cat.host == "h"
+    # on bob's host, but over before bob can start: granted at once, no pass
+    dan, _ = await pool.submit(Request("dan", 20, 1.0, 1024, 1.0, frozenset({"L4"})))
+    assert dan.state == AllocationState.GRANTED and dan.host == "l4"
+    assert pool.fast_grants == fast + 2
+    await pool.finish(cat.id)  # a host bob cannot use: nothing for a pass to do
+    await settle(pool)
+    assert pool.passes == passes and pool.estimates[bob.id].latest == start
+    await pool.finish(dan.id)  # bob's host: a pass
+    await settle(pool)
+    assert pool.passes == passes + 1 and pool.estimates[bob.id].latest == pytest.approx(start, abs=1)
+    # fits now on bob's host but runs past bob's start: the pass decides, it waits
+    eve, _ = await pool.submit(Request("eve", 20, 1.0, 1024, 8.0, frozenset({"L4"})))
+    assert isinstance(eve, Queued) and "would delay" in pool.estimates[eve.id].reason
+    await pool.cancel(eve.id)
+    await settle(pool)
+    # ordered behind `depth` protected requests: it waits, even where it would fit
+    pool.queue_depth = 1
+    pool.kick()
+    await settle(pool)
+    fast = pool.fast_grants
+    fay, _ = await pool.submit(Request("fay", 20, 1.0, 1024, 8.0, frozenset({"H100"})))
+    assert isinstance(fay, Queued) and "waiting behind 1 requests" in pool.estimates[fay.id].reason
+    assert pool.fast_grants == fast
+    pool.state.check_indexes()
+    pool.close()

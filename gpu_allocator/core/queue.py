@@ -80,6 +80,9 @@ class Plan:
     estimates: dict[str, Estimate] = field(default_factory=dict)
     #: requests refused for good while waiting (a quota became a hard limit)
     refused: dict[str, str] = field(default_factory=dict)
+    #: ids of the requests waiting for capacity whose start later ones must not
+    #: delay (at most ``depth``), in order (LivePool's fast path checks against them)
+    protected: list[str] = field(default_factory=list)
 
 
 # --- the simulated pool ----------------------------------------------------------------
@@ -398,6 +401,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         ]
         expected = dict(zip((b.id for b in blocked),
                             simulate(sim, exp_runs, [b.req for b in blocked], now, ratio)))
+    out.protected = [b.id for b in blocked]
     admitted = {q.id for q, _ in out.admitted}
     position = 0
     for q in queue:
