@@ -147,6 +147,56 @@ def test_backfill_never_delays_the_head(sizes, runs, waiting):
     state.check_indexes()
 
 
+def simulate_every_host(sim, running, waiting, now):
+    """simulate() as it was before it looked only at the hosts whose room grew:
+    every fit looks at every host (the reference)."""
+    import heapq
+
+    from gpu_allocator.core.queue import Run
+
+    sim = sim.copy()
+    heap = [(max(now, r.end), i, r) for i, r in enumerate(running)]
+    heapq.heapify(heap)
+    seq, t, out = len(running), now, []
+    for req in waiting:
+        while True:
+            found = sim.fit(req)
+            if found is not None:
+                host, shares = found
+                sim.take(host, shares, round(req.cpu * 1000), req.mem_mb)
+                seq += 1
+                heapq.heappush(heap, (t + req.max_hours * H, seq,
+                                      Run(0, host, shares, round(req.cpu * 1000), req.mem_mb)))
+                out.append(t)
+                break
+            if not heap:
+                return out + [None] * (len(waiting) - len(out))
+            t = max(t, heap[0][0])
+            while heap and heap[0][0] <= t:
+                _, _, r = heapq.heappop(heap)
+                sim.take(r.host, r.shares, r.cpu, r.mem, sign=+1)
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.tuples(st.integers(0, 4), st.sampled_from(["A100", "L4"])), min_size=1, max_size=4),
+       runs=st.lists(st.tuples(amounts, st.floats(0.1, 8)), max_size=8),
+       waiting=st.lists(st.tuples(amounts | st.just(0), st.floats(0.1, 8), st.sampled_from(["", "A100", "L4"])),
+                        min_size=1, max_size=8))
+def test_simulate_looking_only_where_room_grew_gives_every_start_as_looking_everywhere(sizes, runs, waiting):
+    state = PoolState.build([host(f"n{i}", n, m) for i, (n, m) in enumerate(sizes)], units_per_gpu=PER)
+    run = []
+    for i, (g, left) in enumerate(runs):
+        try:
+            run.append(running(state, f"r{i}", f"u{i}", g, left))
+        except AssertionError:
+            pass
+    reqs = [Request(f"w{i}", round(g * PER), 1.0, 1024, h, frozenset({m}) if m else frozenset())
+            for i, (g, h, m) in enumerate(waiting)]
+    runs_ = [run_of(a, e) for a, e in run]
+    assert simulate(Sim(state), runs_, reqs, NOW) == simulate_every_host(Sim(state), runs_, reqs, NOW)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sizes=pools,
        limits=st.dictionaries(st.sampled_from(["a", "b", "c"]),

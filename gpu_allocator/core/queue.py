@@ -91,7 +91,7 @@ class Plan:
 class Sim:
     """Free GPU units per device and CPU / memory per up host: cheap to copy."""
 
-    __slots__ = ("upg", "hosts", "model", "host_of", "free", "cpu", "mem")
+    __slots__ = ("upg", "hosts", "model", "host_of", "free", "cpu", "mem", "_for", "_pos")
 
     def __init__(self, state=None):
         if state is None:
@@ -106,36 +106,60 @@ class Sim:
                 self.model[d.uuid], self.host_of[d.uuid] = d.model, name
                 self.free[d.uuid] = state.free[d.uuid]
             self.cpu[name], self.mem[name] = state.host_room(name)
+        # why: fit() looks only at the hosts a request could use, and after a
+        # failed fit only at the hosts whose room grew since. Shared by copies;
+        # what it holds (hosts, models) never changes in a Sim or its copies.
+        self._for: dict = {}
+        self._pos = {h: i for i, h in enumerate(self.hosts)}
 
     def copy(self) -> Sim:
         s = Sim()
         s.upg, s.hosts, s.model, s.host_of = self.upg, self.hosts, self.model, self.host_of
+        s._for, s._pos = self._for, self._pos
         s.free, s.cpu, s.mem = dict(self.free), dict(self.cpu), dict(self.mem)
         return s
 
-    def fit(self, req: Request):
-        """(host, ((uuid, units), …)) where ``req`` fits now, or None."""
+    def _candidates(self, req: Request) -> tuple[tuple[str, ...], frozenset]:
+        """The up hosts ``req`` could ever use here, in host order (and as a set)."""
+        key = (req.units == 0, req.models)
+        found = self._for.get(key)
+        if found is None:
+            models = req.models
+            hosts = tuple(h for h, devs in self.hosts.items()
+                          if req.units == 0 or (devs and (not models or any(self.model[u] in models for u in devs))))
+            found = self._for[key] = (hosts, frozenset(hosts))
+        return found
+
+    def fit(self, req: Request, only=None):
+        """(host, ((uuid, units), …)) where ``req`` fits now, or None. ``only``: the
+        hosts to look at (the others are known not to fit); None: all."""
         c, m, per = milli(req.cpu), req.mem_mb, self.upg
+        hosts, can = self._candidates(req)
+        if only is not None:
+            hosts = sorted((h for h in only if h in can), key=self._pos.__getitem__)
         best = None
         if req.units == 0:
-            for h in self.hosts:
+            for h in hosts:
                 if self.cpu[h] >= c and self.mem[h] >= m:
                     return h, ()
             return None
+        free, model, models = self.free, self.model, req.models
         if req.units < per:
-            for u, f in self.free.items():
-                if f >= req.units and (not req.models or self.model[u] in req.models):
-                    h = self.host_of[u]
-                    if self.cpu[h] >= c and self.mem[h] >= m:
+            for h in hosts:
+                if self.cpu[h] < c or self.mem[h] < m:
+                    continue
+                for u in self.hosts[h]:
+                    f = free[u]
+                    if f >= req.units and (not models or model[u] in models):
                         k = (f, h, u)
                         if best is None or k < best[0]:
                             best = (k, h, ((u, req.units),))
             return None if best is None else best[1:]
         n = req.units // per
-        for h, devs in self.hosts.items():
+        for h in hosts:
             if self.cpu[h] < c or self.mem[h] < m:
                 continue
-            idle = [u for u in devs if self.free[u] == per and (not req.models or self.model[u] in req.models)]
+            idle = [u for u in self.hosts[h] if free[u] == per and (not models or model[u] in models)]
             if len(idle) >= n:
                 k = (len(idle), h)
                 if best is None or k < best[0]:
@@ -179,8 +203,9 @@ def simulate(sim: Sim, running: list[Run], waiting: list[Request], now: float,
     seq = len(running)
     t, out = now, []
     for req in waiting:
+        grew = None  # after a failed fit: the hosts whose room grew since (only they can fit)
         while True:
-            found = sim.fit(req)
+            found = sim.fit(req, grew)
             if found is not None:
                 host, shares = found
                 sim.take(host, shares, milli(req.cpu), req.mem_mb)
@@ -193,9 +218,11 @@ def simulate(sim: Sim, running: list[Run], waiting: list[Request], now: float,
                 out.extend([None] * (len(waiting) - len(out)))
                 return out
             t = max(t, heap[0][0])
+            grew = set()
             while heap and heap[0][0] <= t:
                 _, _, r = heapq.heappop(heap)
                 sim.take(r.host, r.shares, r.cpu, r.mem, sign=+1)
+                grew.add(r.host)
     return out
 
 
