@@ -189,6 +189,18 @@ def add_queue_hosts(state, waiting: int, now: float) -> str:
     return "waiter"
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float = 1.0,
              queued: int = 0, client_kind: str = "http.client") -> dict:
     """Allocate+release pairs through the hub's proxy with the spawner's token,
@@ -202,7 +214,7 @@ def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float
 
     import requests
 
-    from hubprocess import API, Hub, wait_for
+    from hubprocess import API, Hub, pids_with_env, wait_for
 
     state = filled_state(gpus, live, fill=fill)
     if queued:
@@ -288,12 +300,22 @@ def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float
                     pair_ms.append(1000 * (t2 - t0))
 
         workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+        # CPU per pair of each party: what the load of the machine (shared) does not change much
+        parties = {
+            "allocator": hub.allocator_pids(),
+            "proxy": pids_with_env("GPUHUB_DATA_DIR", str(hub.data_dir), "configurable-http-proxy"),
+        }
+        cpu0 = {k: cpu_seconds(v) for k, v in parties.items()}
+        client_cpu0 = time.process_time()
         t0 = time.perf_counter()
         for w in workers:
             w.start()
         for w in workers:
             w.join()
         wall = time.perf_counter() - t0
+        client_cpu = time.process_time() - client_cpu0
+        cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in parties.items()}
+        pairs = max(len(pair_ms), 1)
         if queued:  # they still wait: the clients' grants went ahead without delaying them
             still = requests.get(url + "/allocations?user=waiter", headers=auth, timeout=60).json()["queued"]
             if len(still) != queued:
@@ -306,6 +328,9 @@ def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float
             "pair_p99_ms": round(percentile(pair_ms, 0.99), 1),
             "post_p99_ms": round(percentile(post_ms, 0.99), 1),
             "refused": refused[0],
+            "cpu_ms_per_pair": {"allocator": round(1000 * cpu["allocator"] / pairs, 2),
+                                "proxy": round(1000 * cpu["proxy"] / pairs, 2),
+                                "clients": round(1000 * client_cpu / pairs, 2)},
             "errors": len(errors),
             "first_errors": errors[:3],
         }
