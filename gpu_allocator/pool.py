@@ -575,7 +575,9 @@ class LivePool:
                       req.user, est.reason if est else "", est.position if est else "?",
                       _when(est.expected) if est and est.expected else "unknown",
                       _when(est.latest) if est and est.latest else "unknown")
-        self.kick()  # the estimates of those behind it change
+        if epoch != self._epoch:
+            self.kick()  # something changed while it was computed: estimates again
+        # (else the pass that queued it estimated everyone behind it already)
         return q, True
 
     def _note_plan(self, p, exclude: str | None = None) -> None:
