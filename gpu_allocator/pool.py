@@ -156,6 +156,8 @@ class LivePool:
         self._epoch = 0
         #: grants decided without a pass (QueueView), for the benchmarks
         self.fast_grants = 0
+        #: requests the next pass decides: [(Queued, its answer, done for its key)]
+        self._arrivals: list[tuple[Queued, asyncio.Future, asyncio.Future]] = []
 
     @property
     def units_per_gpu(self) -> int:
@@ -493,6 +495,7 @@ class LivePool:
         """Grant ``req`` now, or queue it: (allocation or queued request, created).
         A retried ``key`` gets what it got before (created False). Raises
         QuotaExceeded (a hard limit), KeyConflict, NoFit (only with queue=False)."""
+        clock = now is None  # the real clock (else the caller's: decided here, at that time)
         now = time.time() if now is None else now
         if groups is not None:
             self.groups[req.user] = tuple(sorted(groups))
@@ -525,6 +528,16 @@ class LivePool:
                 self.fast_grants += 1
                 return await self._grant_placed(req, found, server=server, hub_server=hub_server,
                                                 key=key, now=now)
+        if queue and clock:
+            # decided by the next pass, with every request that arrives meanwhile:
+            # one pass for a burst, not one each
+            loop = asyncio.get_running_loop()
+            answer, done = loop.create_future(), loop.create_future()
+            self._arrivals.append((q, answer, done))
+            if key is not None:
+                self._pending_keys[key] = done  # a retry waits for this answer
+            self.kick()
+            return await answer
         epoch = self._epoch
         p = self._plan([*self.queue.values(), q], now)
         mine = next((a for x, a in p.admitted if x.id == q.id), None)
@@ -557,7 +570,7 @@ class LivePool:
             if key is not None:
                 self._pending_keys.pop(key, None)
             done.set_result(None)
-        self._note_plan(p, exclude=q.id)
+        self._note_plan(p, exclude={q.id})
         if mine is None and queue:
             self.queue[q.id] = q
         self._install_view(p, epoch, now)
@@ -580,9 +593,9 @@ class LivePool:
         # (else the pass that queued it estimated everyone behind it already)
         return q, True
 
-    def _note_plan(self, p, exclude: str | None = None) -> None:
+    def _note_plan(self, p, exclude=()) -> None:
         for x, a in p.admitted:
-            if x.id != exclude:
+            if x.id not in exclude:
                 self.log.info("granted queued %s of %s on %s after %.0f s", a.id, a.user, a.host,
                               a.created - x.submitted)
         self.estimates.update({k: v for k, v in p.estimates.items() if k in self.queue})
@@ -615,8 +628,24 @@ class LivePool:
             self._pass_running = False
 
     async def schedule(self, now: float | None = None) -> list[Allocation]:
-        """One pass: grant what may start, give up what waited too long or is over a
-        hard limit now, refresh every estimate. Returns the grants."""
+        """One pass: decide the requests that arrived since the last one (see
+        submit), grant what may start, give up what waited too long or is over a
+        hard limit now, refresh every estimate. Returns the grants of waiting requests."""
+        arrivals, self._arrivals = self._arrivals, []
+        try:
+            return await self._schedule(arrivals, now)
+        except BaseException as e:
+            for _, fut, _ in arrivals:
+                if not fut.done():
+                    fut.set_exception(e)
+            raise
+        finally:
+            for q, _, done in arrivals:
+                if q.key is not None and self._pending_keys.get(q.key) is done:
+                    del self._pending_keys[q.key]
+                done.set_result(None)
+
+    async def _schedule(self, arrivals: list, now: float | None) -> list[Allocation]:
         now = time.time() if now is None else now
         self.passes += 1
         epoch = self._epoch
@@ -626,16 +655,31 @@ class LivePool:
             wait = self.max_wait_hours if wait is None else wait
             if wait is not None and now - q.submitted > wait * 3600.0:
                 ops.append(EndRequest(q.id, "expired", now, f"waited longer than {wait:g} h"))
-        if not self.queue:
+        if not self.queue and not arrivals:
             self.estimates = {}
             return []
         expired = {op.request_id for op in ops}
-        p = self._plan([q for q in self.queue.values() if q.id not in expired], now)
+        new = {q.id: fut for q, fut, _ in arrivals}
+        p = self._plan([q for q in self.queue.values() if q.id not in expired] + [q for q, _, _ in arrivals], now)
         for rid, reason in p.refused.items():
-            ops.append(EndRequest(rid, "refused", now, reason))
+            if rid in new:  # over a hard limit set since it arrived: refused, never queued
+                new.pop(rid).set_exception(QuotaExceeded(reason))
+            else:
+                ops.append(EndRequest(rid, "refused", now, reason))
         for x, a in p.admitted:
-            ops += [Insert(a, x.hub_server), EndRequest(x.id, "granted", now)]
+            ops.append(Insert(a, x.hub_server))
+            if x.id not in new:
+                ops.append(EndRequest(x.id, "granted", now))
             self.hub_server[a.id] = x.hub_server
+        admitted = {x.id for x, _ in p.admitted}
+        waits = []  # arrivals that wait: queued with their first estimate
+        for q, _, _ in arrivals:
+            if q.id in new and q.id not in admitted:
+                est = p.estimates.get(q.id)
+                q = replace(q, first_eta=est.expected if est else None,
+                            first_latest=est.latest if est else None)
+                waits.append(q)
+                ops.append(Enqueue(q))
         gone = {op.request_id: self.queue.pop(op.request_id) for op in ops if isinstance(op, EndRequest)}
         self.estimates = dict(p.estimates)
         if not ops:
@@ -649,12 +693,25 @@ class LivePool:
                 self.hub_server.pop(a.id, None)
             self.queue.update(gone)
             raise
-        self._note_plan(p)
+        for q in waits:
+            self.queue[q.id] = q
+        self._note_plan(p, exclude=set(new))
         self._install_view(p, epoch, now)
         for op in ops:
             if isinstance(op, EndRequest) and op.state != "granted":
                 self.log.warning("request %s left the queue: %s (%s)", op.request_id, op.state, op.reason)
-        return [a for _, a in p.admitted]
+        for x, a in p.admitted:
+            if x.id in new:
+                new.pop(x.id).set_result((a, True))
+        for q in waits:
+            est = p.estimates.get(q.id)
+            self.log.info("queued %s of %s (%s): position %s, start %s, at the latest %s", q.id,
+                          q.req.user, est.reason if est else "", est.position if est else "?",
+                          _when(est.expected) if est and est.expected else "unknown",
+                          _when(est.latest) if est and est.latest else "unknown")
+            new.pop(q.id).set_result((q, True))
+        arrived = {q.id for q, _, _ in arrivals}
+        return [a for x, a in p.admitted if x.id not in arrived]
 
     async def cancel(self, request_id: str, now: float | None = None, reason: str | None = None,
                      extra: tuple = ()) -> Queued | None:

@@ -476,3 +476,30 @@ async def test_what_delays_nobody_starts_without_a_pass_as_a_pass_would_start_it
     assert pool.fast_grants == fast
     pool.state.check_indexes()
     pool.close()
+
+
+async def test_requests_arriving_together_are_decided_by_one_pass(db_url):
+    """What cannot start at once waits for the next pass, which decides every
+    request that arrived meanwhile (a burst costs one pass, not one each): each is
+    queued (committed, with its first estimate) or granted, and a retried key
+    waits for that answer."""
+    pool = await open_pool(db_url, [box("l4", 1, "L4"), box("h", 1, "H100")])
+    ann, _ = await pool.submit(Request("ann", 20, 1.0, 1024, 2.0, frozenset({"L4"})))
+    bob, _ = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0, frozenset({"L4"})))
+    await settle(pool)
+    passes = pool.passes
+    got = await asyncio.gather(
+        *(pool.submit(Request(f"u{i}", 20, 1.0, 1024, 1.0, frozenset({"L4"})), key=f"k{i}") for i in range(5)),
+        pool.submit(Request("u0", 20, 1.0, 1024, 1.0, frozenset({"L4"})), key="k0"),  # a retry
+        pool.submit(Request("cat", 20, 1.0, 1024, 1.0, frozenset({"H100"}))),  # fits: granted by the pass
+    )
+    assert pool.passes == passes + 1
+    waiting = [x for x, _ in got[:5]]
+    assert all(isinstance(x, Queued) for x in waiting) and got[5] == (waiting[0], False)
+    assert sorted(pool.estimates[x.id].position for x in waiting) == [2, 3, 4, 5, 6]
+    assert all(pool.queue[x.id].first_latest == pool.estimates[x.id].latest for x in waiting)
+    cat, created = got[6]
+    assert created and cat.state == AllocationState.GRANTED and cat.host == "h"
+    pool = await reopen(pool)
+    assert set(pool.queue) == {bob.id, *(x.id for x in waiting)} and cat.id in pool.state.allocations
+    pool.close()
