@@ -137,6 +137,12 @@ class LivePool:
         self.groups: dict[str, tuple[str, ...]] = {}
         #: shares that ended within the quotas' window, by user (GPU-hours)
         self.finished: dict[str, list[Finished]] = {}
+        #: why: held() is on every request's path and a user's finished list grows
+        #: with each short session. Per user (that list, its length, the earliest
+        #: start in it, its GPU-hours): valid while it is the same list, of that
+        #: length (_account extends it as it appends), and every share in it
+        #: started inside the window (then each counts whole); else recomputed
+        self._finished_hours: dict[str, tuple] = {}
         #: used / declared run time of finished shares (expected start estimates)
         self.ratio = 1.0
         self._ratios: deque = deque(maxlen=500)
@@ -336,7 +342,7 @@ class LivePool:
             self.groups.setdefault(q.req.user, q.groups)
         self.quotas = loaded.quotas
         fs = FairShare(self.fairshare.half_life)
-        self.fairshare, self.finished = fs, {}
+        self.fairshare, self.finished, self._finished_hours = fs, {}, {}
         for f in loaded.finished:
             self._account(f)
         self.estimates = {}
@@ -345,7 +351,12 @@ class LivePool:
     def _account(self, f: Finished) -> None:
         per = self.units_per_gpu
         self.fairshare.add(f"user:{f.user}", f.units / per, f.created, f.released)
-        self.finished.setdefault(f.user, []).append(f)
+        fin = self.finished.setdefault(f.user, [])
+        fin.append(f)
+        memo = self._finished_hours.get(f.user)
+        if memo is not None and memo[0] is fin and memo[1] == len(fin) - 1:
+            self._finished_hours[f.user] = (fin, len(fin), min(memo[2], f.created),
+                                            memo[3] + f.units / per * (f.released - f.created) / 3600.0)
         if f.max_hours > 0 and f.state == AllocationState.RELEASED.value:
             self._ratios.append(min(1.0, (f.released - f.created) / (f.max_hours * 3600.0)))
             if len(self._ratios) >= 5:
@@ -385,14 +396,20 @@ class LivePool:
             units += a.units
             sessions += 1
             hours += a.units / per * a.max_hours
-        kept = []
-        for f in self.finished.get(user, ()):
+        fin = self.finished.get(user, ())
+        memo = self._finished_hours.get(user)
+        if memo is not None and memo[0] is fin and memo[1] == len(fin) and memo[2] >= start:
+            return Held(units, sessions, hours + memo[3])
+        kept, done, first = [], 0.0, float("inf")
+        for f in fin:
             if f.released > start:
                 kept.append(f)
-                hours += f.units / per * (f.released - max(f.created, start)) / 3600.0
+                done += f.units / per * (f.released - max(f.created, start)) / 3600.0
+                first = min(first, f.created)
         if user in self.finished:
             self.finished[user] = kept
-        return Held(units, sessions, hours)
+        self._finished_hours[user] = (kept, len(kept), first, done)
+        return Held(units, sessions, hours + done)
 
     def limits(self, user: str) -> Limits:
         return self.quotas.resolve(user, self.groups.get(user, ()))

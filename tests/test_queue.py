@@ -503,3 +503,29 @@ async def test_requests_arriving_together_are_decided_by_one_pass(db_url):
     pool = await reopen(pool)
     assert set(pool.queue) == {bob.id, *(x.id for x in waiting)} and cat.id in pool.state.allocations
     pool.close()
+
+
+async def test_held_gpu_hours_follow_the_window_as_shares_end(db_url):
+    """LivePool.held keeps a user's finished GPU-hours between calls; what it says
+    is what counting every finished share within the 7-day window says."""
+    from gpu_allocator.core.quota import WINDOW_S
+
+    pool = await open_pool(db_url, [box("h", 2, "H100")])
+    t = NOW
+    for i in range(6):
+        a, _ = await pool.submit(Request("ann", 10 * (1 + i % 2), 1.0, 1024, 4.0), now=t)
+        t += (1 + i) * H
+        await pool.finish(a.id, now=t)
+        t += 3 * 24 * H if i == 3 else H
+
+    def counted(now):
+        start = now - WINDOW_S
+        return sum(f.units / PER * (f.released - max(f.created, start)) / H
+                   for f in pool.finished.get("ann", ()) if f.released > start)
+
+    for now in (t, t + 1, t + 2 * 24 * H, t + 4 * 24 * H, t + 4 * 24 * H + 30 * 60, t + 9 * 24 * H):
+        expect = counted(now)
+        assert pool.held("ann", now).gpu_hours == pytest.approx(expect, abs=1e-9)
+        assert pool.held("ann", now).gpu_hours == pytest.approx(expect, abs=1e-9)  # (kept)
+    assert pool.held("ann", t + 9 * 24 * H).gpu_hours == 0
+    pool.close()
