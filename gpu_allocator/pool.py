@@ -30,7 +30,7 @@ from .core.fairshare import FairShare
 from .core.fencing import fence
 from .core.model import Allocation, AllocationState, Host, HostState, Request
 from .core.placement import NoFit
-from .core.queue import Estimate, Ordering, Queued, QueueView, Sim, plan, run_of, scaled_running, simulate
+from .core.queue import Estimate, Queued, QueueView, Sim, plan, run_of, scaled_running, simulate
 from .core.quota import WINDOW_S, Held, Limits, Quotas, check
 from .core.reservations import (
     NONE, Reservation, ReservationState, Restriction, book, conflicts, hhmm, restriction,
@@ -432,25 +432,6 @@ class LivePool:
                 return True
         return False
 
-    def _order_key(self, q: Queued, now: float) -> tuple:
-        """``q``'s key in a pass's order (core.queue.Ordering), from the shares of its
-        user and of the members of its charged group only — O(those), not O(pool)."""
-        user = q.req.user
-        charged = self.quotas.charged_group
-        g = charged(user, q.groups)
-        seen = {x.req.user: x.groups for x in self.queue.values()}
-        users = {user}
-        if g:
-            for u in set(self.state.by_user) | set(seen):
-                found = self.groups.get(u)
-                if charged(u, found if found is not None else seen.get(u, ())) == g:
-                    users.add(u)
-        live = self.state.allocations
-        running = [(live[i], self.ends_at(live[i])) for u in users for i in self.state.by_user.get(u, ())]
-        pending = [x for x in self.queue.values() if x.req.user in users] + [q]
-        return Ordering(pending, running, self.quotas, self.fairshare, now, self.units_per_gpu,
-                        self.groups.get).key(q)
-
     def _starts_at_once(self, q: Queued, now: float):
         """The placement a pass would admit ``q`` with, found from the last pass's
         QueueView without a pass; None: a pass must decide. ``q`` is within quota."""
@@ -463,16 +444,6 @@ class LivePool:
             return None
         if not v.delays_none(found.host, now + q.req.max_hours * 3600.0):
             return None  # it might delay a protected request: the simulation decides
-        if v.full:
-            # plan() lets it start only with fewer than `depth` requests waiting
-            # ahead of it in the commit order. Without promises that order is the
-            # fair order (nothing to repair), so ahead of the last protected one
-            # is enough; with promises, repairs or the previous pass's order may
-            # put any of them ahead: a pass decides
-            if not v.protected or any(x.first_latest is not None for x in self.queue.values()):
-                return None
-            if not self._order_key(q, now) < self._order_key(v.protected[-1], now):
-                return None  # behind `depth` protected requests: it waits
         return found
 
     def by_request_key(self, key: str) -> Queued | None:

@@ -141,8 +141,6 @@ class QueueView:
     first_start: float
     #: hosts with a device one of them could use in the simulation
     hosts: frozenset[str]
-    #: as many as the queue's depth: requests ordered behind the last one wait
-    full: bool
     #: a promised request the pass could not start at all: plan() admits nothing
     #: that has to be checked against it, so every grant waits for a pass
     stuck: bool = False
@@ -168,7 +166,7 @@ class QueueView:
             models = frozenset().union(*(r.models for r in reqs))
             hosts = frozenset(h.name for h in state.hosts.values()
                               if any(d.model in models for d in h.devices))
-        return cls(state.hosts_version, protected, first, hosts, len(queue) >= depth,
+        return cls(state.hosts_version, protected, first, hosts,
                    any(q.first_latest is not None for q in unknown))
 
     def delays_none(self, host: str, end: float) -> bool:
@@ -607,9 +605,10 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         x = order[i]
         i += 1
         req = x.req
-        if len(waiting) >= depth and x.id not in promised:
-            reasons[x.id] = f"waiting behind {depth} requests"
-            continue
+        # behind `depth` waiting requests and not promised: not simulated (a pass's
+        # cost stays bounded), so it has no estimate; it still starts now if it
+        # delays none of the simulated requests (no per-pass cap on admissions)
+        beyond = len(waiting) >= depth and x.id not in promised
         limits = quotas.resolve(req.user, x.groups)
         h = held.get(req.user, Held())
         verdict = check(limits, h, req, per)
@@ -634,6 +633,9 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
                 reasons[x.id], grant = grant, None
         elif why := rules.reason(sim, x):  # only a reservation keeps it out
             reasons[x.id] = why
+        if grant is None and beyond:
+            reasons[x.id] = f"waiting behind {depth} requests"
+            continue
         if grant is None:
             reasons.setdefault(x.id, f"waiting for {describe(req, per)} to be free")
             waiting.append(x)
