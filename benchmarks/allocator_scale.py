@@ -14,10 +14,12 @@ filled with one live allocation per GPU (``--live-per-gpu``) from a mixed stream
 - **REST**: a real JupyterHub with the demo config and configurable-http-proxy,
   its allocator loading the same generated pool (GPUHUB_INVENTORY); 8 client
   threads each POST allocations then DELETE it through the proxy with the
-  spawner's token (keep-alive sessions).
+  spawner's token (keep-alive connections, every answer checked); with
+  ``--queued N``, N requests of one user wait meanwhile for hosts of a model of
+  their own (the queue's pass must not run per request; see LivePool.QueueView).
 
     python benchmarks/allocator_scale.py [--gpus 1000,10000,50000] [--rest-gpus 10000]
-        [--seconds 10] [--postgres-url URL] [--json]
+        [--queued 0,32] [--client http.client|requests] [--seconds 10] [--postgres-url URL] [--json]
 
 Targets (issue #8, 10,000 GPUs, this 2-core machine): ≥ 5,000 decisions/s with p99
 ≤ 5 ms in process; ≥ 500 committed grants/s with p99 ≤ 50 ms through the store; ≥ 250
@@ -165,12 +167,58 @@ def inventory_yaml(state) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float = 1.0) -> dict:
+#: the model of the hosts the --queued scenario fills (no other host has it)
+QUEUE_MODEL = "L40S"
+
+
+def add_queue_hosts(state, waiting: int, now: float) -> str:
+    """For ``--queued N``: hosts of a model of their own (QUEUE_MODEL), every GPU held
+    for a day by the user whose N requests will wait for them ("waiter"). Their
+    running shares make that user's fair-share usage the largest, so the clients'
+    requests are ordered ahead of the waiting ones, and fit elsewhere."""
+    from gpu_allocator.core.model import Device, Host, Share
+
+    hosts = max(1, -(-waiting // 16))
+    for h in range(hosts):
+        name = f"qhost{h:03d}"
+        devs = tuple(Device(name, i, f"{name}/{i}", QUEUE_MODEL, 49152, f"nv{i // 2}") for i in range(8))
+        state.put_host(Host(name, devs, 128.0, 1024 * 1024))
+        for d in devs:
+            state.grant(Allocation(f"q{name}{d.index}", "waiter", name, state.units_per_gpu, 1.0, 4096, 24.0,
+                                   (Share(d.uuid, state.units_per_gpu),), created=now))
+    return "waiter"
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float = 1.0,
+             queued: int = 0, client_kind: str = "http.client") -> dict:
+    """Allocate+release pairs through the hub's proxy with the spawner's token,
+    ``threads`` clients, each answer checked (201 with an id, then 200 with
+    state "released"). ``queued``: that many requests of one user wait meanwhile
+    (add_queue_hosts). ``client_kind``: http.client (one keep-alive connection per
+    thread: the clients share the machine's cores with the hub, so a light client
+    measures more of the server) or requests (Sessions, as before)."""
+    import http.client
+    from urllib.parse import urlsplit
+
     import requests
 
-    from hubprocess import API, Hub, wait_for
+    from hubprocess import API, Hub, pids_with_env, wait_for
 
     state = filled_state(gpus, live, fill=fill)
+    if queued:
+        add_queue_hosts(state, queued, time.time())
     work = Path(tempfile.mkdtemp(prefix="gpuhub-bench-"))
     (work / "inventory.yaml").write_text(inventory_yaml(state))
     data = work / "data"
@@ -181,58 +229,108 @@ def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float
     try:
         token = hub.spawner_token
         url = hub.url + API
-        wait_for(lambda: len(requests.get(url + "/allocations", headers={"Authorization": f"token {token}"},
+        auth = {"Authorization": f"token {token}"}
+        wait_for(lambda: len(requests.get(url + "/allocations", headers=auth,
                                           timeout=60).json()["allocations"]) >= len(state.allocations),
                  120, "the allocator to load the pool")
+        for i in range(queued):
+            r = requests.post(url + "/allocations", headers=auth, timeout=60, json={
+                "user": "waiter", "gpus": "1", "gpu_model": [QUEUE_MODEL], "max_hours": 8})
+            assert r.status_code == 202, (r.status_code, r.text[:200])
+        if queued:
+            waiting = requests.get(url + "/allocations?user=waiter", headers=auth, timeout=60).json()["queued"]
+            assert len(waiting) == queued, len(waiting)
         pair_ms: list[float] = []
         post_ms: list[float] = []
         errors: list[str] = []
         refused = [0]
         stop = time.perf_counter() + seconds
         lock = threading.Lock()
+        parts = urlsplit(hub.url)
+        path = parts.path + API
+
+        def http_client():
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            headers = {**auth, "Content-Type": "application/json"}
+
+            def call(method, where, body=None):
+                conn.request(method, path + where, body=body, headers=headers)
+                resp = conn.getresponse()
+                return resp.status, resp.read()
+
+            return call
+
+        def requests_client():
+            s = requests.Session()
+            s.headers.update(auth)
+
+            def call(method, where, body=None):
+                r = s.request(method, url + where, data=body, timeout=30,
+                              headers={"Content-Type": "application/json"} if body else None)
+                return r.status_code, r.content
+
+            return call
 
         def client(i: int):
             rng = random.Random(i)
-            s = requests.Session()
-            s.headers["Authorization"] = f"token {token}"
+            call = (http_client if client_kind == "http.client" else requests_client)()
             while time.perf_counter() < stop:
                 r = request(rng, 20)
                 units = r.units
                 gpus_text = str(units // 20) if units % 20 == 0 else f"{units / 20:.2f}".rstrip("0")
-                body = {"user": f"bench{i}", "gpus": gpus_text, "cpu": r.cpu, "mem": f"{r.mem_mb}M",
-                        "queue": False}  # now or never: the decision path, not waiting
+                body = json.dumps({"user": f"bench{i}", "gpus": gpus_text, "cpu": r.cpu, "mem": f"{r.mem_mb}M",
+                                   "queue": False})  # now or never: the decision path, not waiting
                 t0 = time.perf_counter()
-                resp = s.post(url + "/allocations", json=body, timeout=30)
+                status, text = call("POST", "/allocations", body)
                 t1 = time.perf_counter()
-                if resp.status_code == 409:
+                if status == 409:
                     with lock:
                         refused[0] += 1
                     continue
-                if resp.status_code != 201:
+                if status != 201:
                     with lock:
-                        errors.append(f"{resp.status_code} {resp.text[:100]}")
+                        errors.append(f"{status} {text[:100]!r}")
                     continue
-                d = s.delete(url + f"/allocations/{resp.json()['id']}", timeout=30)
+                status, text = call("DELETE", f"/allocations/{json.loads(text)['id']}")
                 t2 = time.perf_counter()
                 with lock:
-                    if d.status_code != 200:
-                        errors.append(f"DELETE {d.status_code}")
+                    if status != 200 or json.loads(text)["state"] != "released":
+                        errors.append(f"DELETE {status} {text[:100]!r}")
                     post_ms.append(1000 * (t1 - t0))
                     pair_ms.append(1000 * (t2 - t0))
 
         workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+        # CPU per pair of each party: what the load of the machine (shared) does not change much
+        parties = {
+            "allocator": hub.allocator_pids(),
+            "proxy": pids_with_env("GPUHUB_DATA_DIR", str(hub.data_dir), "configurable-http-proxy"),
+        }
+        cpu0 = {k: cpu_seconds(v) for k, v in parties.items()}
+        client_cpu0 = time.process_time()
         t0 = time.perf_counter()
         for w in workers:
             w.start()
         for w in workers:
             w.join()
         wall = time.perf_counter() - t0
+        client_cpu = time.process_time() - client_cpu0
+        cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in parties.items()}
+        pairs = max(len(pair_ms), 1)
+        if queued:  # they still wait: the clients' grants went ahead without delaying them
+            still = requests.get(url + "/allocations?user=waiter", headers=auth, timeout=60).json()["queued"]
+            if len(still) != queued:
+                errors.append(f"{queued - len(still)} waiting request(s) left the queue")
         return {
+            "queued": queued,
+            "client": client_kind,
             "pairs_per_s": round(len(pair_ms) / wall, 1),
             "pair_p50_ms": round(percentile(pair_ms, 0.5), 1),
             "pair_p99_ms": round(percentile(pair_ms, 0.99), 1),
             "post_p99_ms": round(percentile(post_ms, 0.99), 1),
             "refused": refused[0],
+            "cpu_ms_per_pair": {"allocator": round(1000 * cpu["allocator"] / pairs, 2),
+                                "proxy": round(1000 * cpu["proxy"] / pairs, 2),
+                                "clients": round(1000 * client_cpu / pairs, 2)},
             "errors": len(errors),
             "first_errors": errors[:3],
         }
@@ -252,6 +350,11 @@ def main(argv=None) -> None:
     ap.add_argument("--clients", type=int, default=16, help="concurrent store clients")
     ap.add_argument("--postgres-url", default=os.environ.get("GPUHUB_TEST_POSTGRES_URL", ""),
                     help="a PostgreSQL database the benchmark may create databases from")
+    ap.add_argument("--queued", default="0",
+                    help="REST part: runs with that many requests of one user waiting for hosts of "
+                         "their own (comma-separated, e.g. 0,32)")
+    ap.add_argument("--client", choices=("http.client", "requests"), default="http.client",
+                    help="REST part: the clients' HTTP library")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     results: dict = {"in_process": [], "store_sqlite": [], "store_postgresql": [], "rest": []}
@@ -284,9 +387,11 @@ def main(argv=None) -> None:
             results["store_postgresql"].append(row)
             show("store postgresql", row)
     for g in (int(x) for x in a.rest_gpus.split(",") if x):
-        row = {"gpus": g, **rest_run(g, int(g * a.live_per_gpu), a.seconds, fill=a.fill)}
-        results["rest"].append(row)
-        show("REST (8 clients)", row)
+        for n in (int(x) for x in a.queued.split(",") if x):
+            row = {"gpus": g, **rest_run(g, int(g * a.live_per_gpu), a.seconds, fill=a.fill, queued=n,
+                                         client_kind=a.client)}
+            results["rest"].append(row)
+            show("REST (8 clients)", row)
     if a.json:
         print(json.dumps(results, indent=1))
 

@@ -15,12 +15,11 @@ import os
 import signal
 from urllib.parse import urlparse
 
-from jupyterhub.services.auth import HubAuth
 from tornado import web
 from traitlets import Int, Unicode, default
 from traitlets.config import Application
 
-from .api import JSONNotFound
+from .api import CachedHubAuth, JSONNotFound
 
 
 class ServiceApp(Application):
@@ -73,7 +72,7 @@ class HubService(ServiceApp):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        self.hub_auth = HubAuth(cache_max_age=10)
+        self.hub_auth = CachedHubAuth(cache_max_age=10)
 
     def web_app(self, handlers: list, **settings) -> web.Application:
         return web.Application(handlers, default_handler_class=JSONNotFound, **settings)

@@ -14,6 +14,7 @@ from gpu_allocator.core.fairshare import FairShare, interval
 from gpu_allocator.core.model import Allocation, Device, Host, Request, Share
 from gpu_allocator.core.queue import Queued, Sim, order, plan, run_of, simulate
 from gpu_allocator.core.quota import Held, Limits, Quotas, check
+from gpu_allocator.core.placement import NoFit
 from gpu_allocator.core.state import PoolState
 
 PER = 20
@@ -146,6 +147,90 @@ def test_backfill_never_delays_the_head(sizes, runs, waiting):
         assert alone is None or (with_new is not None and with_new <= alone + 1e-6)
     assert p.estimates[head.id].latest == with_new
     state.check_indexes()
+
+
+def simulate_every_host(sim, running, waiting, now, excludes=None, wake=()):
+    """simulate() as it was before it looked only at the hosts whose room grew:
+    every fit looks at every host (the reference)."""
+    import heapq
+
+    from gpu_allocator.core.queue import Run
+
+    sim = sim.copy()
+    heap = [(max(now, r.end), i, r) for i, r in enumerate(running)]
+    seq = len(running)
+    for w in wake:
+        seq += 1
+        heap.append((max(now, w), seq, Run(w, "", (), 0, 0)))
+    heapq.heapify(heap)
+    t, out = now, []
+    for k, req in enumerate(waiting):
+        while True:
+            found = sim.fit(req, excludes[k](t)) if excludes else sim.fit(req)
+            if found is not None:
+                host, shares = found
+                sim.take(host, shares, round(req.cpu * 1000), req.mem_mb)
+                seq += 1
+                heapq.heappush(heap, (t + req.max_hours * H, seq,
+                                      Run(0, host, shares, round(req.cpu * 1000), req.mem_mb)))
+                out.append(t)
+                break
+            if not heap:
+                return out + [None] * (len(waiting) - len(out))
+            t = max(t, heap[0][0])
+            while heap and heap[0][0] <= t:
+                _, _, r = heapq.heappop(heap)
+                sim.take(r.host, r.shares, r.cpu, r.mem, sign=+1)
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.tuples(st.integers(0, 4), st.sampled_from(["A100", "L4"])), min_size=1, max_size=4),
+       runs=st.lists(st.tuples(amounts, st.floats(0.1, 8)), max_size=8),
+       waiting=st.lists(st.tuples(amounts | st.just(0), st.floats(0.1, 8), st.sampled_from(["", "A100", "L4"])),
+                        min_size=1, max_size=8))
+def test_simulate_looking_only_where_room_grew_gives_every_start_as_looking_everywhere(sizes, runs, waiting):
+    state = PoolState.build([host(f"n{i}", n, m) for i, (n, m) in enumerate(sizes)], units_per_gpu=PER)
+    run = []
+    for i, (g, left) in enumerate(runs):
+        try:
+            run.append(running(state, f"r{i}", f"u{i}", g, left))
+        except AssertionError:
+            pass
+    reqs = [Request(f"w{i}", round(g * PER), 1.0, 1024, h, frozenset({m}) if m else frozenset())
+            for i, (g, h, m) in enumerate(waiting)]
+    runs_ = [run_of(a, e) for a, e in run]
+    assert simulate(Sim(state), runs_, reqs, NOW) == simulate_every_host(Sim(state), runs_, reqs, NOW)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.tuples(st.integers(1, 4), st.sampled_from(["A100", "L4"])), min_size=1, max_size=3),
+       runs=st.lists(st.tuples(amounts, st.floats(0.1, 8)), max_size=6),
+       waiting=st.lists(st.tuples(amounts, st.floats(0.1, 8), st.sampled_from(["", "A100", "L4"])),
+                        min_size=1, max_size=6),
+       held=st.lists(st.tuples(st.integers(0, 11), st.floats(0.1, 10)), max_size=6))
+def test_simulate_with_exclusions_rechecks_the_hosts_a_reservations_end_frees(sizes, runs, waiting, held):
+    """Exclusions (others' reservations) that end at a wake time free devices
+    without any share ending: simulate must look at those hosts again."""
+    state = PoolState.build([host(f"n{i}", n, m) for i, (n, m) in enumerate(sizes)], units_per_gpu=PER)
+    run = []
+    for i, (g, left) in enumerate(runs):
+        try:
+            run.append(running(state, f"r{i}", f"u{i}", g, left))
+        except AssertionError:
+            pass
+    devs = [d.uuid for h in state.hosts.values() for d in h.devices]
+    until = {devs[i % len(devs)]: NOW + hours * H for i, hours in held}  # device -> excluded until
+
+    def excl(t):
+        return frozenset(u for u, end in until.items() if t < end)
+
+    reqs = [Request(f"w{i}", round(g * PER), 1.0, 1024, h, frozenset({m}) if m else frozenset())
+            for i, (g, h, m) in enumerate(waiting)]
+    runs_ = [run_of(a, e) for a, e in run]
+    excludes, wake = [excl] * len(reqs), sorted(set(until.values()))
+    assert simulate(Sim(state), runs_, reqs, NOW, 1.0, excludes, wake) == \
+        simulate_every_host(Sim(state), runs_, reqs, NOW, excludes, wake)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -462,3 +547,169 @@ def test_a_requests_own_priority_replaces_its_users():
     pending[1] = replace(pending[1], priority=-1)  # light's first, below the default 0
     pending[2] = replace(pending[2], priority=0)  # boss's: 0, not their group's 10
     assert [x.id for x in order(pending, [], quotas, fs, NOW, PER)] == ["d", "e", "c", "a", "b"]
+
+
+async def test_what_delays_nobody_starts_without_a_pass_as_a_pass_would_start_it(db_url):
+    """LivePool's QueueView: with a request waiting for L4s, a request elsewhere or
+    one that ends before the waiting one's start is granted without a pass (also
+    when ordered behind `depth` waiting requests); one that would delay it goes
+    through the pass (and waits there)."""
+    pool = await open_pool(db_url, [box("l4", 2, "L4"), box("h", 2, "H100")])
+    ann, _ = await pool.submit(Request("ann", 20, 1.0, 1024, 2.0, frozenset({"L4"})))
+    bob, _ = await pool.submit(Request("bob", 40, 1.0, 1024, 1.0, frozenset({"L4"})))
+    assert isinstance(bob, Queued)
+    await settle(pool)
+    start = pool.estimates[bob.id].latest
+    assert start == pytest.approx(ann.created + 2 * H, abs=1)
+    passes, fast = pool.passes, pool.fast_grants
+    # on a host bob cannot use, for longer than bob waits: granted at once, no pass
+    cat, _ = await pool.submit(Request("cat", 20, 1.0, 1024, 8.0, frozenset({"H100"})))
+    assert cat.state == AllocationState.GRANTED and cat.host == "h"
+    # on bob's host, but over before bob can start: granted at once, no pass
+    dan, _ = await pool.submit(Request("dan", 20, 1.0, 1024, 1.0, frozenset({"L4"})))
+    assert dan.state == AllocationState.GRANTED and dan.host == "l4"
+    assert pool.fast_grants == fast + 2
+    await pool.finish(cat.id)  # a host bob cannot use: nothing for a pass to do
+    await settle(pool)
+    assert pool.passes == passes and pool.estimates[bob.id].latest == start
+    await pool.finish(dan.id)  # bob's host: a pass
+    await settle(pool)
+    assert pool.passes == passes + 1 and pool.estimates[bob.id].latest == pytest.approx(start, abs=1)
+    # fits now on bob's host but runs past bob's start: the pass decides, it waits
+    eve, _ = await pool.submit(Request("eve", 20, 1.0, 1024, 8.0, frozenset({"L4"})))
+    assert isinstance(eve, Queued) and "would delay" in pool.estimates[eve.id].reason
+    await pool.cancel(eve.id)
+    await settle(pool)
+    # ordered behind `depth` waiting requests (not simulated, no estimate): it
+    # still starts at once where it delays none of them (no cap on admissions) ...
+    pool.queue_depth = 1
+    pool.kick()
+    await settle(pool)
+    fast = pool.fast_grants
+    fay, _ = await pool.submit(Request("fay", 20, 1.0, 1024, 8.0, frozenset({"H100"})))
+    assert fay.state == AllocationState.GRANTED and fay.host == "h"
+    assert pool.fast_grants == fast + 1
+    # ... and where it would delay one, it waits behind them
+    gus, _ = await pool.submit(Request("gus", 20, 1.0, 1024, 8.0, frozenset({"L4"})))
+    await settle(pool)
+    assert isinstance(gus, Queued) and "waiting behind 1 requests" in pool.estimates[gus.id].reason
+    assert pool.fast_grants == fast + 1
+    pool.state.check_indexes()
+    pool.close()
+
+
+async def test_requests_arriving_together_are_decided_by_one_pass(db_url):
+    """What cannot start at once waits for the next pass, which decides every
+    request that arrived meanwhile (a burst costs one pass, not one each): each is
+    queued (committed, with its first estimate) or granted, and a retried key
+    waits for that answer."""
+    pool = await open_pool(db_url, [box("l4", 1, "L4"), box("h", 1, "H100")])
+    ann, _ = await pool.submit(Request("ann", 20, 1.0, 1024, 2.0, frozenset({"L4"})))
+    bob, _ = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0, frozenset({"L4"})))
+    await settle(pool)
+    passes = pool.passes
+    got = await asyncio.gather(
+        *(pool.submit(Request(f"u{i}", 20, 1.0, 1024, 1.0, frozenset({"L4"})), key=f"k{i}") for i in range(5)),
+        pool.submit(Request("u0", 20, 1.0, 1024, 1.0, frozenset({"L4"})), key="k0"),  # a retry
+        pool.submit(Request("cat", 20, 1.0, 1024, 1.0, frozenset({"H100"}))),  # fits: granted by the pass
+    )
+    assert pool.passes == passes + 1
+    waiting = [x for x, _ in got[:5]]
+    assert all(isinstance(x, Queued) for x in waiting) and got[5] == (waiting[0], False)
+    assert sorted(pool.estimates[x.id].position for x in waiting) == [2, 3, 4, 5, 6]
+    assert all(pool.queue[x.id].first_latest == pool.estimates[x.id].latest for x in waiting)
+    cat, created = got[6]
+    assert created and cat.state == AllocationState.GRANTED and cat.host == "h"
+    pool = await reopen(pool)
+    assert set(pool.queue) == {bob.id, *(x.id for x in waiting)} and cat.id in pool.state.allocations
+    pool.close()
+
+
+async def test_held_gpu_hours_follow_the_window_as_shares_end(db_url):
+    """LivePool.held keeps a user's finished GPU-hours between calls; what it says
+    is what counting every finished share within the 7-day window says."""
+    from gpu_allocator.core.quota import WINDOW_S
+
+    pool = await open_pool(db_url, [box("h", 2, "H100")])
+    t = NOW
+    for i in range(6):
+        a, _ = await pool.submit(Request("ann", 10 * (1 + i % 2), 1.0, 1024, 4.0), now=t)
+        t += (1 + i) * H
+        await pool.finish(a.id, now=t)
+        t += 3 * 24 * H if i == 3 else H
+
+    def counted(now):
+        start = now - WINDOW_S
+        return sum(f.units / PER * (f.released - max(f.created, start)) / H
+                   for f in pool.finished.get("ann", ()) if f.released > start)
+
+    for now in (t, t + 1, t + 2 * 24 * H, t + 4 * 24 * H, t + 4 * 24 * H + 30 * 60, t + 9 * 24 * H):
+        expect = counted(now)
+        assert pool.held("ann", now).gpu_hours == pytest.approx(expect, abs=1e-9)
+        assert pool.held("ann", now).gpu_hours == pytest.approx(expect, abs=1e-9)  # (kept)
+    assert pool.held("ann", t + 9 * 24 * H).gpu_hours == 0
+    pool.close()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.tuples(st.integers(1, 4), st.sampled_from(["A100", "L4"])), min_size=1, max_size=3),
+       runs=st.lists(st.tuples(amounts, st.floats(0.1, 8)), min_size=1, max_size=6),
+       waiting=st.lists(st.tuples(amounts, st.floats(0.1, 8), st.sampled_from(["", "A100", "L4"])),
+                        min_size=2, max_size=8),
+       new=st.tuples(amounts, st.floats(0.05, 8), st.sampled_from(["", "A100", "L4"])),
+       booking=st.none() | st.tuples(st.integers(0, 11), st.integers(1, 3), st.floats(0, 4), st.floats(0.5, 6)))
+def test_the_fast_path_admits_only_what_a_pass_would_admit(sizes, runs, waiting, new, booking):
+    """QueueView (LivePool's grant without a pass): whatever it lets start, placed
+    as the fast path places it (under the reservations' rule), plan() on the same
+    state and queue (promises set by the earlier passes) admits too."""
+    from gpu_allocator.core.queue import QueueView
+    from gpu_allocator.core.reservations import Reservation, restriction
+
+    state = PoolState.build([host(f"n{i}", n, m) for i, (n, m) in enumerate(sizes)], units_per_gpu=PER)
+    run = []
+    for i, (g, left) in enumerate(runs):
+        try:
+            run.append(running(state, f"r{i}", f"u{i}", g, left))
+        except AssertionError:
+            pass
+    reserved = []
+    if booking is not None:  # someone else's reservation of a few devices of one host
+        first, n, start, hours = booking
+        names = sorted(state.hosts)
+        h = state.hosts[names[first % len(names)]]
+        devs = tuple(d.uuid for d in h.devices[:n])
+        reserved.append(Reservation("res", "owner", h.name, h.devices[0].model, len(devs), devs,
+                                    NOW + start * H, NOW + (start + hours) * H))
+
+    def restrict(req, t):
+        return restriction(reserved, req.user, t, t + req.max_hours * H)
+
+    kw = dict(restrict=restrict) if reserved else {}
+    queue = [Queued(f"w{i}", Request(f"w{i % 3}", round(g * PER), 1.0, 1024, h, frozenset({m}) if m else frozenset()),
+                    NOW + i) for i, (g, h, m) in enumerate(waiting)]
+    previous = None
+    for _ in range(3):  # passes until one admits nothing: every waiting request has its promise
+        p = run_plan(state, run, queue, previous=previous, **kw)
+        gone = {x.id for x, _ in p.admitted} | p.refused.keys()
+        run += [(a, NOW + a.max_hours * H) for _, a in p.admitted]
+        queue = [x if x.first_latest is not None or x.id not in p.estimates
+                 else replace(x, first_eta=p.estimates[x.id].expected, first_latest=p.estimates[x.id].latest)
+                 for x in queue if x.id not in gone]
+        previous = p.estimates
+        if not gone:
+            break
+    else:
+        return
+    view = QueueView.build(p, {x.id: x for x in queue}, state, 32)
+    assert view is not None and set(p.protected) <= {x.id for x in queue}
+    g, hours, m = new
+    xq = Queued("x", Request("newcomer", round(g * PER), 1.0, 1024, hours, frozenset({m}) if m else frozenset()),
+                NOW + 100)
+    try:
+        found = restrict(xq.req, NOW).place(state, xq.req)
+    except NoFit:
+        return
+    if not view.delays_none(found.host, NOW + hours * H):
+        return  # a pass decides
+    after = run_plan(state, run, queue + [xq], previous=previous, **kw)
+    assert "x" in {x.id for x, _ in after.admitted}, after.estimates.get("x")

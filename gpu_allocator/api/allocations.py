@@ -117,13 +117,14 @@ class AllocationsHandler(APIHandler):
             est = self.pool.estimates.get(allocation.id)
             self.send(queued_json(allocation, est, state.units_per_gpu), status=202 if created else 200)
             return
+        # per-request lines at debug: the ledger records every grant and release
         if created:
-            app.log.info(
+            app.log.debug(
                 "granted %s to %s on %s: %s", allocation.id, req.user, allocation.host,
                 [(s.device_uuid, s.units) for s in allocation.shares],
             )
         else:
-            app.log.info("answered a retried request (key %s) with %s", key, allocation.id)
+            app.log.debug("answered a retried request (key %s) with %s", key, allocation.id)
         self.send(app.live_json(allocation), status=201 if created else 200)
 
 
@@ -177,6 +178,6 @@ class AllocationHandler(APIHandler):
             return
         released = await self.pool.finish(allocation_id)
         if released is not None:
-            self.allocator.log.info("released %s of %s (by %s)", a.id, a.user, self.user_name)
+            self.allocator.log.debug("released %s of %s (by %s)", a.id, a.user, self.user_name)
             a = released
         self.send(allocation_json(a, self.pool.state))

@@ -109,6 +109,71 @@ class Plan:
     estimates: dict[str, Estimate] = field(default_factory=dict)
     #: requests refused for good while waiting (a quota became a hard limit)
     refused: dict[str, str] = field(default_factory=dict)
+    #: ids of the waiting requests the pass simulated (the head and every promised
+    #: one among them: all whose start the rule protects), in order (QueueView)
+    protected: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """What the last scheduling pass found about the requests waiting for capacity,
+    kept so that a request that can delay none of them is granted (and a release
+    that cannot move the queue is applied) without another pass over the whole queue.
+
+    Pure (built from a Plan, the queue and the state): LivePool keeps one.
+
+    Why it stays true: a grant that fits now (under the reservations' rule) and
+    either ends before every protected start or lands on a host no protected
+    request could use leaves every simulated start as it was; the protected
+    requests are all those the pass simulated (the head and every promised one
+    among them), so core.queue.plan's rule (``_keeps``: the head no later, every
+    promise kept) would admit it too; a
+    release on such a host, by a user whose (or whose group's) fair share orders
+    no waiting request, changes nothing a pass computes. What invalidates it:
+    ``LivePool.kick`` (every event that may let the queue move: a release that
+    matters, a request enqueued or cancelled, a quota, a host registered, drained,
+    lost), ``extend``, and any host change (``hosts_version``)."""
+
+    hosts_version: int
+    #: the protected requests, in the pass's order
+    protected: tuple[Queued, ...]
+    #: earliest simulated start among them (inf: none; -inf: one is not known)
+    first_start: float
+    #: hosts with a device one of them could use in the simulation
+    hosts: frozenset[str]
+    #: a promised request the pass could not start at all: plan() admits nothing
+    #: that has to be checked against it, so every grant waits for a pass
+    stuck: bool = False
+
+    @classmethod
+    def build(cls, p: Plan, queue, state, depth: int) -> QueueView | None:
+        """The view of pass ``p`` (``queue``: the waiting requests by id, as the
+        pass left them; ``state``: the PoolState it ran on); None where one of
+        its protected requests no longer waits."""
+        protected = tuple(queue[i] for i in p.protected if i in queue)
+        if len(protected) != len(p.protected):
+            return None
+        ests = [p.estimates.get(q.id) for q in protected]
+        unknown = [q for q, e in zip(protected, ests) if e is None or e.latest is None]
+        starts = [e.latest for e in ests if e is not None and e.latest is not None]
+        # a protected start not known: nothing "ends before" it (only other hosts)
+        first = float("-inf") if unknown else min(starts, default=float("inf"))
+        reqs = [q.req for q in protected]
+        if any(r.units == 0 for r in reqs) or any(not r.models for r in reqs):
+            hosts = frozenset(h.name for h in state.hosts.values()
+                              if h.devices or any(r.units == 0 for r in reqs))
+        else:
+            models = frozenset().union(*(r.models for r in reqs))
+            hosts = frozenset(h.name for h in state.hosts.values()
+                              if any(d.model in models for d in h.devices))
+        return cls(state.hosts_version, protected, first, hosts,
+                   any(q.first_latest is not None for q in unknown))
+
+    def delays_none(self, host: str, end: float) -> bool:
+        """Whether a share placed on ``host`` now until ``end`` moves no protected
+        request's simulated start (so plan()'s ``_keeps`` admits it)."""
+        return not self.stuck and (end <= self.first_start or host not in self.hosts)
+
 
 
 # --- the simulated pool ----------------------------------------------------------------
@@ -117,7 +182,7 @@ class Plan:
 class Sim:
     """Free GPU units per device and CPU / memory per up host: cheap to copy."""
 
-    __slots__ = ("upg", "hosts", "model", "host_of", "free", "cpu", "mem")
+    __slots__ = ("upg", "hosts", "model", "host_of", "free", "cpu", "mem", "_for", "_pos")
 
     def __init__(self, state=None):
         if state is None:
@@ -132,37 +197,61 @@ class Sim:
                 self.model[d.uuid], self.host_of[d.uuid] = d.model, name
                 self.free[d.uuid] = state.free[d.uuid]
             self.cpu[name], self.mem[name] = state.host_room(name)
+        # why: fit() looks only at the hosts a request could use, and after a
+        # failed fit only at the hosts whose room grew since. Shared by copies;
+        # what it holds (hosts, models) never changes in a Sim or its copies.
+        self._for: dict = {}
+        self._pos = {h: i for i, h in enumerate(self.hosts)}
 
     def copy(self) -> Sim:
         s = Sim()
         s.upg, s.hosts, s.model, s.host_of = self.upg, self.hosts, self.model, self.host_of
+        s._for, s._pos = self._for, self._pos
         s.free, s.cpu, s.mem = dict(self.free), dict(self.cpu), dict(self.mem)
         return s
 
-    def fit(self, req: Request, exclude: frozenset[str] = frozenset()):
+    def _candidates(self, req: Request) -> tuple[tuple[str, ...], frozenset]:
+        """The up hosts ``req`` could ever use here, in host order (and as a set)."""
+        key = (req.units == 0, req.models)
+        found = self._for.get(key)
+        if found is None:
+            models = req.models
+            hosts = tuple(h for h, devs in self.hosts.items()
+                          if req.units == 0 or (devs and (not models or any(self.model[u] in models for u in devs))))
+            found = self._for[key] = (hosts, frozenset(hosts))
+        return found
+
+    def fit(self, req: Request, exclude: frozenset[str] = frozenset(), only=None):
         """(host, ((uuid, units), …)) where ``req`` fits now, or None;
-        ``exclude``: devices it may not use (others' reservations)."""
+        ``exclude``: devices it may not use (others' reservations); ``only``: the
+        hosts to look at (the others are known not to fit); None: all."""
         c, m, per = milli(req.cpu), req.mem_mb, self.upg
+        hosts, can = self._candidates(req)
+        if only is not None:
+            hosts = sorted((h for h in only if h in can), key=self._pos.__getitem__)
         best = None
         if req.units == 0:
-            for h in self.hosts:
+            for h in hosts:
                 if self.cpu[h] >= c and self.mem[h] >= m:
                     return h, ()
             return None
+        free, model, models = self.free, self.model, req.models
         if req.units < per:
-            for u, f in self.free.items():
-                if f >= req.units and (not req.models or self.model[u] in req.models) and u not in exclude:
-                    h = self.host_of[u]
-                    if self.cpu[h] >= c and self.mem[h] >= m:
+            for h in hosts:
+                if self.cpu[h] < c or self.mem[h] < m:
+                    continue
+                for u in self.hosts[h]:
+                    f = free[u]
+                    if f >= req.units and (not models or model[u] in models) and u not in exclude:
                         k = (f, h, u)
                         if best is None or k < best[0]:
                             best = (k, h, ((u, req.units),))
             return None if best is None else best[1:]
         n = req.units // per
-        for h, devs in self.hosts.items():
+        for h in hosts:
             if self.cpu[h] < c or self.mem[h] < m:
                 continue
-            idle = [u for u in devs if self.free[u] == per and (not req.models or self.model[u] in req.models)
+            idle = [u for u in self.hosts[h] if free[u] == per and (not models or model[u] in models)
                     and u not in exclude]
             if len(idle) >= n:
                 k = (len(idle), h)
@@ -211,9 +300,18 @@ def simulate(sim: Sim, running: list[Run], waiting: list[Request], now: float,
         heap.append((max(now, w), seq, Run(w, "", (), 0, 0)))
     heapq.heapify(heap)
     t, out = now, []
+    host_of = sim.host_of
     for k, req in enumerate(waiting):
+        # after a failed fit: the hosts whose room grew since (only they can fit);
+        # a device leaving the exclusions (a reservation ended) counts as room
+        grew, ex = None, frozenset()
         while True:
-            found = sim.fit(req, excludes[k](t)) if excludes else sim.fit(req)
+            if excludes:
+                now_ex = excludes[k](t)
+                if grew is not None and now_ex != ex:
+                    grew.update(host_of[u] for u in ex - now_ex if u in host_of)
+                ex = now_ex
+            found = sim.fit(req, ex, grew)
             if found is not None:
                 host, shares = found
                 sim.take(host, shares, milli(req.cpu), req.mem_mb)
@@ -226,9 +324,11 @@ def simulate(sim: Sim, running: list[Run], waiting: list[Request], now: float,
                 out.extend([None] * (len(waiting) - len(out)))
                 return out
             t = max(t, heap[0][0])
+            grew = set()
             while heap and heap[0][0] <= t:
                 _, _, r = heapq.heappop(heap)
                 sim.take(r.host, r.shares, r.cpu, r.mem, sign=+1)
+                grew.add(r.host)
     return out
 
 
@@ -505,9 +605,10 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         x = order[i]
         i += 1
         req = x.req
-        if len(waiting) >= depth and x.id not in promised:
-            reasons[x.id] = f"waiting behind {depth} requests"
-            continue
+        # behind `depth` waiting requests and not promised: not simulated (a pass's
+        # cost stays bounded), so it has no estimate; it still starts now if it
+        # delays none of the simulated requests (no per-pass cap on admissions)
+        beyond = len(waiting) >= depth and x.id not in promised
         limits = quotas.resolve(req.user, x.groups)
         h = held.get(req.user, Held())
         verdict = check(limits, h, req, per)
@@ -532,6 +633,9 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
                 reasons[x.id], grant = grant, None
         elif why := rules.reason(sim, x):  # only a reservation keeps it out
             reasons[x.id] = why
+        if grant is None and beyond:
+            reasons[x.id] = f"waiting behind {depth} requests"
+            continue
         if grant is None:
             reasons.setdefault(x.id, f"waiting for {describe(req, per)} to be free")
             waiting.append(x)
@@ -556,6 +660,10 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
     # estimates for what still waits: the order's simulation (declared run times)
     if stale:
         base = dict(zip((y.id for y in waiting), rules.simulate(sim, runs, waiting, now)))
+    # every waiting request the pass simulated: the head and each promised one are
+    # among them (the rule protects no other), so a start that moves none of their
+    # simulated starts keeps the rule (LivePool's fast path)
+    out.protected = [y.id for y in order if y.id in insim]
     return _estimates(out, sim, base, order, waiting, reasons, running, ratio, now, rules=rules)
 
 

@@ -80,6 +80,9 @@ class PoolState:
         self.allocations: dict[str, Allocation] = {}  # live (granted) only
         self.by_host: dict[str, dict[str, Allocation]] = defaultdict(dict)
         self.by_key: dict[str, str] = {}
+        #: live allocation ids by user, so that what a user holds (quotas) costs
+        #: O(their allocations), not O(pool); kept by grant and release
+        self.by_user: dict[str, dict[str, None]] = defaultdict(dict)
         self.buckets: dict[str, dict[int, dict[str, None]]] = defaultdict(lambda: defaultdict(dict))
         self.idle: dict[str, dict[str, dict[str, None]]] = {}
         self.hosts_by_idle: dict[str, dict[int, dict[str, None]]] = defaultdict(
@@ -294,6 +297,7 @@ class PoolState:
         self.mem_used[a.host] += a.mem_mb
         self.allocations[a.id] = a
         self.by_host[a.host][a.id] = a
+        self.by_user[a.user][a.id] = None
         if a.key:
             self.by_key[a.key] = a.id
         self._reclass(a.host)
@@ -310,6 +314,11 @@ class PoolState:
         self.cpu_used[a.host] -= milli(a.cpu)
         self.mem_used[a.host] -= a.mem_mb
         self.by_host[a.host].pop(a.id, None)
+        mine = self.by_user.get(a.user)
+        if mine is not None:
+            mine.pop(a.id, None)
+            if not mine:
+                del self.by_user[a.user]
         if a.key and self.by_key.get(a.key) == a.id:
             del self.by_key[a.key]
         self._reclass(a.host)
@@ -483,6 +492,8 @@ class PoolState:
         fresh = PoolState.build(self.hosts.values(), self.allocations.values(), self.units_per_gpu)
         assert fresh.free == self.free, "free units drifted"
         assert fresh.cpu_used == self.cpu_used and fresh.mem_used == self.mem_used
+        assert {u: set(ids) for u, ids in fresh.by_user.items() if ids} == {
+            u: set(ids) for u, ids in self.by_user.items() if ids}, "user index drifted"
         for (h, m), ix in self.idle_indexes.items():
             assert ix == tuple(sorted(self.devices[u].index for u in self.idle[h].get(m, ()))), "idle cache drifted"
         norm = lambda b: {m: {f: set(u) for f, u in v.items() if u} for m, v in b.items() if v}  # noqa: E731
