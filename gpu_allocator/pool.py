@@ -30,7 +30,7 @@ from .core.fairshare import FairShare
 from .core.fencing import fence
 from .core.model import Allocation, AllocationState, Host, HostState, Request
 from .core.placement import NoFit
-from .core.queue import Estimate, Queued, QueueView, Sim, plan, run_of, scaled_running, simulate
+from .core.queue import NO_RULES, Estimate, Queued, QueueView, Rules, Sim, plan, run_of, scaled_running
 from .core.quota import WINDOW_S, Held, Limits, Quotas, check
 from .core.reservations import (
     NONE, Reservation, ReservationState, Restriction, book, conflicts, hhmm, restriction,
@@ -737,13 +737,20 @@ class LivePool:
         waiting request (the spawn form's "expected start"); nothing is held."""
         now = time.time() if now is None else now
         sim = Sim(self.state)
-        ahead = [q.req for q, e in self.queued() if e is not None and e.latest is not None]
+        ahead = [q for q, e in self.queued() if e is not None and e.latest is not None]
+        mine = [*ahead, Queued("estimate", req, now)]
+        rules = self._rules(now)
         run = self.running()
-        latest = simulate(sim, [run_of(a, max(now, end)) for a, end in run], ahead + [req], now)[-1]
+        latest = rules.simulate(sim, [run_of(a, max(now, end)) for a, end in run], mine, now)[-1]
         if self.ratio >= 1.0 or latest is None:
             return latest, latest
-        expected = simulate(sim, scaled_running(run, now, self.ratio), ahead + [req], now, self.ratio)[-1]
+        expected = rules.simulate(sim, scaled_running(run, now, self.ratio), mine, now, self.ratio)[-1]
         return (min(expected, latest) if expected is not None else latest), latest
+
+    def _rules(self, now: float) -> Rules:
+        """The reservations' rule for the simulations outside a pass (estimates,
+        extensions), the same as a pass applies."""
+        return Rules(self.restriction, now) if self.reserved else NO_RULES
 
     def delays_queue(self, a: Allocation, new_end: float, now: float) -> list[str]:
         """Ids of waiting requests whose latest start would move if ``a`` ran until
@@ -755,9 +762,9 @@ class LivePool:
         base = [run_of(x, max(now, end)) for x, end in self.running()]
         longer = [run_of(x, max(now, new_end)) if x.id == a.id else r
                   for (x, _), r in zip(self.running(), base)]
-        reqs = [q.req for q in waiting]
-        before = simulate(sim, base, reqs, now)
-        after = simulate(sim, longer, reqs, now)
+        rules = self._rules(now)
+        before = rules.simulate(sim, base, waiting, now)
+        after = rules.simulate(sim, longer, waiting, now)
         return [q.id for q, b, c in zip(waiting, before, after)
                 if b is not None and (c is None or c > b + 1e-6)]
 

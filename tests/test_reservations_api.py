@@ -74,6 +74,19 @@ async def test_grants_and_the_queue_follow_the_reservations(db_url):
     pool.close()
 
 
+async def test_the_forms_estimate_follows_the_reservations(db_url):
+    """LivePool.estimate (the spawn form's "expected start") applies the same rule
+    as a pass: a request that would run into another's reservation starts at its
+    end; one that ends before it starts now; the holder's starts at T1 at the latest."""
+    pool = await open_pool(db_url, [box("node-b", 2, "L4")])
+    now = time.time()
+    r = await pool.reserve("ann", "node-b", "L4", 2, now + 2 * H, now + 6 * H, created_by="boss")
+    assert pool.estimate(Request("cy", PER, 1.0, 1024, 4.0), now=now) == (pytest.approx(r.end),) * 2
+    assert pool.estimate(Request("cy", PER, 1.0, 1024, 1.0), now=now) == (now, now)
+    assert pool.estimate(Request("ann", PER, 1.0, 1024, 4.0), now=now)[1] <= r.start
+    pool.close()
+
+
 async def test_extend_into_a_reservation_is_refused(db_url):
     from gpu_allocator.pool import ExtendRefused
 
