@@ -16,18 +16,19 @@ gpuhub's model-agnostic shapes leave out). A host's fragmentation for the
 typical shapes (:meth:`Typical.frag`) is the sum over them weighted by how
 common they are. Its *expected* fragmentation (:meth:`Typical.expected`) adds
 :data:`LOOKAHEAD` (0.25) times the fragmentation after one more typical
-request (one of the :data:`AHEAD_SHAPES`, 16, most common) lands on it, so that
+request (one of the :data:`AHEAD_SHAPES`, 8, most common) lands on it, so that
 a host whose CPU would run out one request later is told from one that stays
 usable. Placement (FGD, one request ahead) puts a request where that
 expectation grows the least. On the Alibaba trace (benchmarks/packing.py, 10
-seeds) the look-ahead requested 0.24 point more at milli-GPU units (95.53%) and
-0.29 more at 0.05 GPU units (95.05%) than the paper's one-step score (LOOKAHEAD
-0), leaving 1.1% instead of 1.45% of capacity idle on hosts out of CPU (milli).
-With all 53 typical shapes ahead (32 did as well) it gained 0.41 and 0.52 point,
-but a decision cost roughly 10–30% more (noisy; benchmarks/placement_speed.py's mixed
-stream, whose 60 typical shapes are about equally common); with 8, 0.22 and
-0.21. Weights 0.15 to 0.5 did about as well as 0.25 (all shapes ahead), 1.0
-less.
+seeds) the look-ahead over 8 shapes requested 0.22 point more at milli-GPU units
+(95.51%) and 0.21 more at 0.05 GPU units (94.97%) than the paper's one-step score
+(LOOKAHEAD 0). More shapes ahead did a little better (16: 95.53% / 95.05%; all 53:
++0.41 / +0.52 point) but cost decision speed on a mixed stream whose
+typical shapes are about equally common: at 10,000 GPUs
+(benchmarks/placement_speed.py, quiet machine) 16 shapes gave 5,909 decisions/s
+(p99 1.7 ms), 8 gave 8,184/s (p99 0.58 ms), no look-ahead ~10,500/s; 8 keeps the
+5,000/s target with margin. Weights 0.15 to 0.5 did about as well as 0.25 (all
+shapes ahead), 1.0 less.
 
 Where the typical shapes come from (the policy input the live allocator has
 too): :class:`ShapeStats` is a bounded, exponentially decayed histogram of the
@@ -74,7 +75,7 @@ LOOKAHEAD = 0.25
 #: the most common typical shapes that :meth:`Typical.expected` lets land next
 #: (the others count as leaving the host as it is): bounds its cost when the
 #: typical shapes are many (the Alibaba trace has 53; see the module docstring)
-AHEAD_SHAPES = 16
+AHEAD_SHAPES = 8
 
 
 class Typical:
