@@ -38,6 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+from ptools_bench import timed  # noqa: E402  (one timer for the p-command and GNU runs)
 BIN = Path(sys.executable).parent
 V = "/services/vfolders/api/v1"
 MB = 1024 * 1024
@@ -166,15 +168,6 @@ def bench_upload(a: argparse.Namespace) -> None:
 
 
 # --- scan -----------------------------------------------------------------------------
-
-
-def timed(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    cp = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    dt = time.perf_counter() - t
-    if cp.returncode != 0:
-        print(f"  ! {' '.join(cmd)} -> {cp.returncode}: {cp.stderr[:200]!r}", file=sys.stderr)
-    return dt
 
 
 def service_scan(path: str, threads: int) -> float:

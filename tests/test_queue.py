@@ -26,6 +26,19 @@ def host(name: str, n: int = 4, model: str = "A100", cpus: float = 64.0, mem: in
     return Host(name, tuple(Device(name, i, f"{name}-{i}", model, 81920) for i in range(n)), cpus, mem)
 
 
+def drawn_pool(sizes, runs) -> tuple[PoolState, list[tuple[Allocation, float]]]:
+    """A pool of hosts ``(devices, model)`` with the drawn ``(gpus, hours left)``
+    shares running where they fit (those that fit nowhere are left out)."""
+    state = PoolState.build([host(f"n{i}", n, m) for i, (n, m) in enumerate(sizes)], units_per_gpu=PER)
+    run = []
+    for i, (g, left) in enumerate(runs):
+        try:
+            run.append(running(state, f"r{i}", f"u{i}", g, left))
+        except AssertionError:
+            pass
+    return state, run
+
+
 def running(state: PoolState, aid: str, user: str, gpus: float, hours_left: float,
             max_hours: float = 8.0, now: float = NOW) -> tuple[Allocation, float]:
     """Grant ``gpus`` on the first devices that have room; ends in ``hours_left``."""
@@ -190,13 +203,7 @@ def simulate_every_host(sim, running, waiting, now, excludes=None, wake=()):
        waiting=st.lists(st.tuples(amounts | st.just(0), st.floats(0.1, 8), st.sampled_from(["", "A100", "L4"])),
                         min_size=1, max_size=8))
 def test_simulate_looking_only_where_room_grew_gives_every_start_as_looking_everywhere(sizes, runs, waiting):
-    state = PoolState.build([host(f"n{i}", n, m) for i, (n, m) in enumerate(sizes)], units_per_gpu=PER)
-    run = []
-    for i, (g, left) in enumerate(runs):
-        try:
-            run.append(running(state, f"r{i}", f"u{i}", g, left))
-        except AssertionError:
-            pass
+    state, run = drawn_pool(sizes, runs)
     reqs = [Request(f"w{i}", round(g * PER), 1.0, 1024, h, frozenset({m}) if m else frozenset())
             for i, (g, h, m) in enumerate(waiting)]
     runs_ = [run_of(a, e) for a, e in run]
@@ -212,13 +219,7 @@ def test_simulate_looking_only_where_room_grew_gives_every_start_as_looking_ever
 def test_simulate_with_exclusions_rechecks_the_hosts_a_reservations_end_frees(sizes, runs, waiting, held):
     """Exclusions (others' reservations) that end at a wake time free devices
     without any share ending: simulate must look at those hosts again."""
-    state = PoolState.build([host(f"n{i}", n, m) for i, (n, m) in enumerate(sizes)], units_per_gpu=PER)
-    run = []
-    for i, (g, left) in enumerate(runs):
-        try:
-            run.append(running(state, f"r{i}", f"u{i}", g, left))
-        except AssertionError:
-            pass
+    state, run = drawn_pool(sizes, runs)
     devs = [d.uuid for h in state.hosts.values() for d in h.devices]
     until = {devs[i % len(devs)]: NOW + hours * H for i, hours in held}  # device -> excluded until
 
@@ -665,13 +666,7 @@ def test_the_fast_path_admits_only_what_a_pass_would_admit(sizes, runs, waiting,
     from gpu_allocator.core.queue import QueueView
     from gpu_allocator.core.reservations import Reservation, restriction
 
-    state = PoolState.build([host(f"n{i}", n, m) for i, (n, m) in enumerate(sizes)], units_per_gpu=PER)
-    run = []
-    for i, (g, left) in enumerate(runs):
-        try:
-            run.append(running(state, f"r{i}", f"u{i}", g, left))
-        except AssertionError:
-            pass
+    state, run = drawn_pool(sizes, runs)
     reserved = []
     if booking is not None:  # someone else's reservation of a few devices of one host
         first, n, start, hours = booking
