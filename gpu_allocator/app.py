@@ -144,8 +144,10 @@ class GPUAllocator(HubService):
         32,
         help="Waiting requests without a promise that the queue simulates (and estimates) "
         "besides the promised ones (every request's first 'at the latest' start is one, and "
-        "no later request may push it past it); unpromised requests behind that many "
-        "waiting ones wait their turn, without an estimate.",
+        "no later request may push it past it); an unpromised request behind that many "
+        "waiting ones gets no estimate, and starts only where it delays none of them. "
+        "It bounds the cost of a scheduling pass (each simulated request is simulated "
+        "again for every start).",
     ).tag(config=True)
 
     max_wait_hours = Float(
