@@ -142,6 +142,40 @@ def test_fgd_fills_a_fragment_the_typical_shape_cannot_use():
     assert place(s, req(5)).shares == (Share("a-gpu0", 5),)
 
 
+def test_gap_balance_keeps_a_rare_gap_for_the_fraction_that_fills_it(monkeypatch):
+    """A 0.2 fits the 0.35 gap beside a 0.65 and would strand 0.15 there; FGD
+    alone takes the gap (half the typical requests are whole GPUs, which the
+    gap is lost to anyway). Where stranded 0.15 gaps are already common, the
+    Sum-of-Squares balance (placement.BALANCE) keeps the rare 0.35 gap for a
+    later 0.35 and opens the idle device instead; where they are not, filling
+    the only gap is what it asks too."""
+    from gpu_allocator.core import placement as placement_mod
+
+    typical = [(1000, 1024, 20, 1)] * 2 + [(1000, 1024, 7, 1), (1000, 1024, 4, 1)]
+
+    def decide(dead: int, balance: float) -> str:
+        monkeypatch.setattr(placement_mod, "BALANCE", balance)
+        hosts = [host("a", 1), host("b", 1)] + [host(f"d{i}", 1) for i in range(dead)]
+        held = [alloc("a", {"a-gpu0": 13})] + [alloc(f"d{i}", {f"d{i}-gpu0": 17}) for i in range(dead)]
+        s = pool(hosts, *held, typical=typical)
+        # gap classes: 0.15 fits no typical fraction (class 0), 0.35 fits both (2)
+        assert dict(s.gap_counts("A100")) == ({2: 1, 0: dead} if dead else {2: 1})
+        return place(s, req(4)).host
+
+    assert decide(8, 1.0) == "b"
+    assert decide(8, 0.0) == "a"
+    assert decide(0, 1.0) == "a"
+
+
+def test_gap_counts_follow_new_typical_shapes():
+    """The gap classes come from the typical fraction sizes: new shapes recount."""
+    s = pool((host("a", 2),), alloc("a", {"a-gpu0": 13}), typical=[(1000, 1024, 4, 1)])
+    assert dict(s.gap_counts("A100")) == {1: 1}  # 7 free: the 4 fits
+    s.shapes.seed([(1000, 1024, 10, 1)], frozen=True)  # no reclass_all: still recounted
+    assert dict(s.gap_counts("A100")) == {0: 1}  # 7 free: the 10 does not fit
+    s.check_indexes()
+
+
 def test_cpu_only_requests_go_where_they_strand_no_gpu():
     typical = [(4000, 1024, 20, 1)]  # one GPU with 4 cores
     s = pool((host("a", 4, cpus=8), host("b", 0, cpus=8)), typical=typical)

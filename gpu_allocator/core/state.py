@@ -19,12 +19,16 @@ the database committed it. Indexes kept here:
   one class score the same, so placement scores one representative per class
   (the first by name that has room) instead of every host;
 - ``shapes``: the decayed histogram of granted request shapes that gives
-  placement its typical-shape distribution (see core.typical).
+  placement its typical-shape distribution (see core.typical);
+- ``gaps[model][k]``: partly used devices of up hosts by gap class ``k``
+  (:meth:`Typical.gap_class` of their free units: how many of the typical
+  fraction sizes would fit), which placement balances (core.placement,
+  :data:`~gpu_allocator.core.placement.BALANCE`).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import defaultdict
 from dataclasses import replace
 
@@ -38,7 +42,7 @@ from .model import (
     milli,
 )
 from .topology import host_matrix, is_uniform
-from .typical import Shape, ShapeStats
+from .typical import EMPTY, Shape, ShapeStats
 
 
 class HostClass:
@@ -84,6 +88,10 @@ class PoolState:
         #: O(their allocations), not O(pool); kept by grant and release
         self.by_user: dict[str, dict[str, None]] = defaultdict(dict)
         self.buckets: dict[str, dict[int, dict[str, None]]] = defaultdict(lambda: defaultdict(dict))
+        #: partly used devices of up hosts by model and gap class (see
+        #: Typical.gap_class; recounted by reclass_all when the classes move)
+        self.gaps: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self._gaps_for = EMPTY  # the typical snapshot whose classes gaps counts
         self.idle: dict[str, dict[str, dict[str, None]]] = {}
         self.hosts_by_idle: dict[str, dict[int, dict[str, None]]] = defaultdict(
             lambda: defaultdict(dict)
@@ -153,6 +161,8 @@ class PoolState:
             bucket.pop(d.uuid, None)
             if not bucket:
                 del self.buckets[d.model][free]
+        if 0 < free < self.units_per_gpu:
+            self.gaps[d.model][bisect_right(self._gaps_for.gap_cuts, free)] += 1 if add else -1
         if free == self.units_per_gpu:
             self.idle_indexes.pop((d.host, d.model), None)
             idle = self.idle[d.host].setdefault(d.model, {})
@@ -363,6 +373,7 @@ class PoolState:
         Only the CPU and memory ranks of a class key depend on the typical
         shapes, so the classes are regrouped from their members' CPU and memory
         left (no host's devices are looked at again)."""
+        self._recount_gaps()
         old = list(self.classes.values())
         self.classes.clear()
         self.host_class.clear()
@@ -393,6 +404,25 @@ class PoolState:
             for _, _, name in members:
                 host_class[name] = key
                 host_version[name] += 1
+
+    def gap_counts(self, model: str) -> dict[int, int]:
+        """Partly used devices of ``model`` on up hosts by gap class, under the
+        current typical shapes."""
+        if self._gaps_for is not self.shapes.typical:
+            self._recount_gaps()
+        return self.gaps[model]
+
+    def _recount_gaps(self) -> None:
+        """Count the partly used devices by gap class again (the typical
+        fraction sizes, and so the classes, changed)."""
+        self._gaps_for = self.shapes.typical
+        cuts, per = self._gaps_for.gap_cuts, self.units_per_gpu
+        self.gaps.clear()
+        for model, by_free in self.buckets.items():
+            gaps = self.gaps[model]
+            for free, devs in by_free.items():
+                if 0 < free < per and devs:
+                    gaps[bisect_right(cuts, free)] += len(devs)
 
     def class_key(self, name: str) -> tuple | None:
         h = self.hosts[name]
@@ -502,6 +532,11 @@ class PoolState:
             h: {m: set(u) for m, u in v.items() if u} for h, v in self.idle.items()
         }, "idle index drifted"
         assert norm(fresh.hosts_by_idle) == norm(self.hosts_by_idle), "host index drifted"
+        counted = {m: {k: n for k, n in v.items() if n} for m, v in self.gaps.items()}
+        self._recount_gaps()
+        assert {m: v for m, v in counted.items() if v} == {
+            m: {k: n for k, n in v.items() if n} for m, v in self.gaps.items() if any(v.values())
+        }, "gap counts drifted"
         assert self._sig == {
             n: sorted((d.model, self.free[d.uuid]) for d in h.devices) for n, h in self.hosts.items()
         }, "device signatures drifted"

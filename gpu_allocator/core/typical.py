@@ -84,7 +84,7 @@ class Typical:
 
     __slots__ = ("shapes", "cpu_cuts", "mem_cuts", "version", "_memo", "_groups", "_cpu_only",
                  "_unit_values", "cpu_cuts2", "mem_cuts2", "_ahead", "_land", "_next_cpu_only",
-                 "_next_groups", "_p_all")
+                 "_next_groups", "_p_all", "gap_cuts")
 
     def __init__(self, shapes: list[tuple[Shape, float]], version: int = 0, use_mem: bool = True):
         self.shapes = tuple(shapes)
@@ -118,6 +118,9 @@ class Typical:
             for (u, k), ts in sorted(groups.items())
         )
         self._unit_values = tuple(sorted({u for u, _ in groups}))
+        #: the typical shapes' units per device: a device with f free units
+        #: (0 < f < a whole GPU) is in gap class gap_class(f)
+        self.gap_cuts = self._unit_values
         # the shapes expected() lets land next: (cpu cut index, mem cut index,
         # probability) of the CPU-only ones, and by (units, count) of the others
         top = sorted(range(len(self.shapes)), key=lambda i: (-self.shapes[i][1], i))[:AHEAD_SHAPES]
@@ -135,6 +138,12 @@ class Typical:
         self._memo: dict = {}
         self._ahead: dict = {}
         self._land: dict = {}
+
+    def gap_class(self, free: int) -> int:
+        """How many of the typical units per device fit in ``free`` units: two
+        partly used devices in one class can take the same typical requests
+        (core.placement balances the classes' sizes)."""
+        return bisect_right(self.gap_cuts, free)
 
     def cpu_rank(self, cpu_left: int) -> int:
         """How many CPU thresholds fit in ``cpu_left`` (all that fragmentation needs)."""
