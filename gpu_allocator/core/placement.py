@@ -53,8 +53,14 @@ BUDGET = 16
 #: in content order (the host's free units in all, then its devices' free
 #: units, then the name of the class's roomiest host and the GPU model: the
 #: most used first), so the cost stays flat as
-#: the pool grows and the answer depends on the pool's content only
-CAP = 48
+#: the pool grows and the answer depends on the pool's content only. 32, not
+#: 48: in-process decisions (a fixed 8,000-decision stream, best of 3, 2-core
+#: machine) went from 5,045 / 8,793 / 6,297 per second at 1,000 / 10,000 /
+#: 50,000 GPUs to 8,769 / 9,925 / 8,518, and packing on the Alibaba trace
+#: (benchmarks/packing.py) from 95.46% to 95.45% requested at 0.05 GPU units
+#: (95.54% to 95.55% at milli-GPU units); 24 was faster still (~10,000/s at
+#: every size) but packed 95.41%
+CAP = 32
 #: members of a class whose topology is compared for a multi-GPU share
 TOPO_SCAN = 8
 #: weight of the gap balance in a fraction's score, added to its growth of
