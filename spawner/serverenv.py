@@ -22,6 +22,9 @@ script (what the Makefile does, without importing the spawners)::
 
     python spawner/serverenv.py install     # make sure it exists; print its path
     python spawner/serverenv.py path        # print its path (whether or not it exists)
+    python spawner/serverenv.py pins [--wheel W] [REQUIREMENT ...]
+        # the closure as name==version lines (default: the servers' ROOTS; the
+        # Docker image's build.sh asks for its wheel's requirements and its own)
 """
 
 from __future__ import annotations
@@ -114,10 +117,13 @@ def reachable_by_others(python: str | os.PathLike) -> bool:
 
 # --- what to install ------------------------------------------------------------------
 
-def pins() -> list[str]:
-    """``name==version`` of ROOTS and their dependency closure, as installed in the
-    environment this interpreter runs in (the hub's venv): the servers get exactly
-    the hub's versions, and nothing needs to be resolved or downloaded anew."""
+def pins(roots=ROOTS) -> list[str]:
+    """``name==version`` of ``roots`` (requirements: a name, or a name with a
+    version range) and their dependency closure, as installed in the environment
+    this interpreter runs in (the hub's venv): the servers get exactly the hub's
+    versions, and nothing needs to be resolved or downloaded anew. The one place
+    that reads the closure: the Docker image (spawner/image/build.sh) pins its
+    packages with it too (``serverenv.py pins``)."""
     from importlib import metadata
 
     from packaging.requirements import Requirement
@@ -125,8 +131,8 @@ def pins() -> list[str]:
 
     found: dict[str, str] = {}
     seen: set[tuple[str, str]] = set()
-    todo = [(Requirement(r), ("",)) for r in ROOTS]
-    missing = []
+    todo = [(Requirement(r), ("",)) for r in roots]
+    missing, wrong = [], []
     while todo:
         req, extras = todo.pop()
         if req.marker and not any(req.marker.evaluate({"extra": e}) for e in extras):
@@ -137,17 +143,30 @@ def pins() -> list[str]:
         except metadata.PackageNotFoundError:
             missing.append(str(req))
             continue
+        if not req.specifier.contains(dist.version, prereleases=True):
+            wrong.append(f"{dist.metadata['Name']}=={dist.version}, which does not satisfy {req}")
         found[key] = f"{dist.metadata['Name']}=={dist.version}"
         for extra in ("",) + tuple(sorted(req.extras)):
             if (key, extra) in seen:
                 continue
             seen.add((key, extra))
             todo += [(Requirement(r), ("", extra) if extra else ("",)) for r in dist.requires or []]
-    if missing:
-        raise ServerEnvError(
-            f"the hub's environment ({sys.prefix}) lacks {', '.join(sorted(missing))}: run 'make install'"
-        )
+    if missing or wrong:
+        what = [f"lacks {', '.join(sorted(missing))}"] if missing else []
+        what += [f"has {w}" for w in sorted(wrong)]
+        raise ServerEnvError(f"the hub's environment ({sys.prefix}) {'; '.join(what)}: run 'make install'")
     return sorted(found.values(), key=str.lower)
+
+
+def wheel_requirements(wheel: str | os.PathLike) -> list[str]:
+    """The ``Requires-Dist`` lines of a built wheel (what it needs installed)."""
+    import email
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        meta = email.message_from_bytes(z.read(name))
+    return list(meta.get_all("Requires-Dist") or [])
 
 
 def base_python() -> Path:
@@ -321,6 +340,16 @@ def main(argv: list[str]) -> int:
     try:
         if cmd == "path":
             print(env_dir())
+        elif cmd == "pins":
+            args = argv[2:]
+            roots = []
+            while args:
+                if args[0] == "--wheel" and len(args) > 1:
+                    roots += wheel_requirements(args[1])
+                    args = args[2:]
+                else:
+                    roots.append(args.pop(0))
+            print("\n".join(pins(roots or ROOTS)))
         elif cmd == "install":
             if os.getuid() != 0:
                 return 0  # servers run as the hub's own account: its venv will do
@@ -329,7 +358,7 @@ def main(argv: list[str]) -> int:
             install_lab(target, log=log)
             print(target)
         else:
-            print(f"usage: {argv[0]} install|path", file=sys.stderr)
+            print(f"usage: {argv[0]} install|path|pins [--wheel W] [REQUIREMENT ...]", file=sys.stderr)
             return 2
     except ServerEnvError as e:
         print(f"gpuhub: {e}", file=sys.stderr)

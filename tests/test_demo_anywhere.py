@@ -59,6 +59,29 @@ def test_blocker_names_the_directory_or_file_in_the_way():
 
 
 @as_root
+def test_pins_are_the_installed_closure_and_name_a_version_that_does_not_fit(tmp_path):
+    """One function pins both the servers' environment and the Docker image
+    (build.sh runs ``serverenv.py pins --wheel ...``)."""
+    from importlib import metadata
+
+    hub = metadata.version("jupyterhub")
+    pinned = serverenv.pins(["jupyterhub"])
+    assert f"jupyterhub=={hub}" in pinned and any(p.lower().startswith("tornado==") for p in pinned)
+    with pytest.raises(serverenv.ServerEnvError, match=f"jupyterhub=={hub}, which does not satisfy jupyterhub==0.0.1"):
+        serverenv.pins(["jupyterhub==0.0.1"])
+    # a wheel's Requires-Dist lines, through the command line as build.sh calls it
+    import zipfile
+
+    wheel = tmp_path / "x-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("x-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: x\nVersion: 1.0\n"
+                   "Requires-Dist: tornado\nRequires-Dist: pytest; extra == 'test'\n")
+    out = subprocess.run([sys.executable, str(REPO / "spawner/serverenv.py"), "pins", "--wheel", str(wheel)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert any(p.lower().startswith("tornado==") for p in out)
+    assert not any(p.lower().startswith("pytest==") for p in out)  # an extra's requirement is not pinned
+
+
 def test_install_is_a_no_op_when_present_and_one_build_for_concurrent_installs(monkeypatch):
     top = Path(tempfile.mkdtemp(prefix="gpuhub-envs-"))
     top.chmod(0o755)  # like /opt

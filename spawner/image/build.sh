@@ -93,43 +93,11 @@ done_step
 
 # -- 2. pins: gpuhub's dependency closure as installed in the host venv -----------------------------
 step "pinning the dependency closure from $VENV"
-"$VENV/bin/python" - "$WHEEL" >"$WORK/pins.txt" <<'EOF'
-import email, sys, zipfile
-from importlib import metadata
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
-wheel = sys.argv[1]
-with zipfile.ZipFile(wheel) as z:
-    name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
-    meta = email.message_from_bytes(z.read(name))
-roots = [Requirement(r) for r in meta.get_all("Requires-Dist") or []]
-roots += [Requirement(r) for r in ("jupyterhub==6.1.1", "jupyterlab>=4,<5", "jupyter-server", "pip")]
-
-pins, seen, errors = {}, set(), []
-todo = [(r, ("",)) for r in roots]          # (requirement, extras of the package that asked)
-while todo:
-    req, extras = todo.pop()
-    if req.marker and not any(req.marker.evaluate({"extra": e}) for e in extras):
-        continue
-    key = canonicalize_name(req.name)
-    try:
-        dist = metadata.distribution(req.name)
-    except metadata.PackageNotFoundError:
-        errors.append(f"{req} is needed but not installed in the host venv")
-        continue
-    if not req.specifier.contains(dist.version, prereleases=True):
-        errors.append(f"host venv has {dist.metadata['Name']}=={dist.version}, which does not satisfy {req}")
-    pins[key] = f"{dist.metadata['Name']}=={dist.version}"
-    for extra in ("",) + tuple(sorted(req.extras)):
-        if (key, extra) in seen:
-            continue
-        seen.add((key, extra))
-        todo += [(Requirement(r), ("", extra) if extra else ("",)) for r in dist.requires or []]
-if errors:
-    sys.exit("\n".join(errors) + "\n(run 'make install' to update the host venv)")
-print("\n".join(sorted(pins.values(), key=str.lower)))
-EOF
+# the closure of the wheel's requirements and the server's own, as installed in the host venv
+# (the same function that pins the servers' environment for local processes)
+"$VENV/bin/python" "$REPO/spawner/serverenv.py" pins --wheel "$WHEEL" \
+    "jupyterhub==6.1.1" "jupyterlab>=4,<5" "jupyter-server" "pip" >"$WORK/pins.txt" \
+    || die "cannot pin the image's packages from $VENV (see above)"
 grep -qx 'jupyterhub==6.1.1' "$WORK/pins.txt" || die "the host venv must have jupyterhub==6.1.1"
 log "  $(wc -l <"$WORK/pins.txt") packages: $(grep -i -E '^(jupyterhub|jupyterlab|jupyter.server)==' "$WORK/pins.txt" | tr '\n' ' ')"
 done_step
