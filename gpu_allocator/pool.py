@@ -298,6 +298,18 @@ class LivePool:
             return live
         return await self.read(self.ledger.get, allocation_id)
 
+    async def spans(self, since: float, until: float, user: str | None = None,
+                    now: float | None = None) -> list[tuple[str, int, float, float, float]]:
+        """(user, units, CPU cores, start, end) of every share held within
+        [since, until): the finished ones from the ledger, the live ones from
+        memory ending ``now``. The one source of GPU-hours (GET usage,
+        the admin panel's usage table)."""
+        now = time.time() if now is None else now
+        finished = await self.read(self.ledger.finished, since, until, user)
+        out = [(f.user, f.units, f.cpu, f.created, f.released) for f in finished]
+        out += [(a.user, a.units, a.cpu, a.created, now) for a in self.live(user) if a.created < until]
+        return out
+
     def live(self, user: str | None = None) -> list[Allocation]:
         allocations = self.state.allocations.values()
         if user is not None:

@@ -57,11 +57,16 @@ async def test_gpu_hours_count_the_overlap_with_the_period(db_url):
     await pool.finish(a.id, now=t0 + 4 * H)
     await pool.grant(Request("bob", 40, 1.0, 1024, 8.0), now=t0 + 2 * H)
     now = t0 + 10 * H
-    u = accounting.user_hours(pool.ledger, t0, t0 + 24 * H, now=now)
+
+    async def hours(start, end):
+        spans = await pool.spans(start, end, now=now)
+        return accounting.user_hours(spans, start, end, pool.units_per_gpu)
+
+    u = await hours(t0, t0 + 24 * H)
     assert u["ann"].gpu_hours == pytest.approx(2.0) and u["bob"].gpu_hours == pytest.approx(16.0)
-    u = accounting.user_hours(pool.ledger, t0 + 3 * H, t0 + 5 * H, now=now)
+    u = await hours(t0 + 3 * H, t0 + 5 * H)
     assert u["ann"].gpu_hours == pytest.approx(0.5) and u["bob"].gpu_hours == pytest.approx(4.0)
-    assert accounting.user_hours(pool.ledger, t0 - 5 * H, t0, now=now) == {}
+    assert await hours(t0 - 5 * H, t0) == {}
     g = accounting.group_hours(u, {"ml": ["ann", "bob"], "empty": ["zed"]})
     assert g["ml"].gpu_hours == pytest.approx(4.5) and g["empty"].gpu_hours == 0
     text = accounting.to_csv("user", accounting.rows(u), t0, t0 + H)

@@ -1,6 +1,7 @@
 """Usage and accounting: GPU-hours per user and per group over a period, from
-the ledger's allocations (granted ones count up to now; ended ones up to their
-release), and the groups from the hub's REST API."""
+the shares held in it (``LivePool.spans``, which GET usage reads too: live ones
+count up to now, ended ones up to their release), and the groups from the
+hub's REST API."""
 
 from __future__ import annotations
 
@@ -11,12 +12,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
-
 from gpuhub.client import hub_api_items
 
-from ..store.schema import AllocationRow
 
 DAY = 86400.0
 
@@ -65,26 +62,18 @@ class Usage:
     allocations: int = 0
 
 
-def user_hours(ledger, start: float, end: float, now: float | None = None) -> dict[str, Usage]:
-    """GPU-hours each user held within [start, end): per allocation, the overlap
-    of [created, released or now) with the period × its GPUs."""
-    now = time.time() if now is None else now
-    per = ledger.units_per_gpu
+def user_hours(spans, start: float, end: float, per: int) -> dict[str, Usage]:
+    """GPU-hours each user held within [start, end): per share (``LivePool.spans``:
+    user, units, CPU, began, ended), the overlap of its time with the period ×
+    its GPUs."""
     out: dict[str, Usage] = {}
-    with Session(ledger.engine) as s, s.begin():
-        q = select(AllocationRow.user, AllocationRow.units, AllocationRow.created_at,
-                   AllocationRow.released_at).where(
-            AllocationRow.created_at < end,
-            or_(AllocationRow.released_at.is_(None), AllocationRow.released_at > start),
-        )
-        for user, units, created, released in s.execute(q):
-            stop = min(released if released is not None else now, end, now)
-            seconds = stop - max(created, start)
-            if seconds <= 0:
-                continue
-            u = out.get(user) or out.setdefault(user, Usage(user))
-            u.gpu_hours += seconds / 3600.0 * units / per
-            u.allocations += 1
+    for user, units, _cpu, began, ended in spans:
+        seconds = min(ended, end) - max(began, start)
+        if seconds <= 0:
+            continue
+        u = out.get(user) or out.setdefault(user, Usage(user))
+        u.gpu_hours += seconds / 3600.0 * units / per
+        u.allocations += 1
     return out
 
 

@@ -68,7 +68,8 @@ class AuditHandler(AdminAPIHandler):
 
 async def usage_table(app, since, until, by: str) -> tuple[list[dict], float, float]:
     start, end = accounting.period(since, until)
-    users = await app.pool.read(accounting.user_hours, app.pool.ledger, start, end)
+    spans = await app.pool.spans(start, end)
+    users = accounting.user_hours(spans, start, end, app.pool.units_per_gpu)
     if by == "group":
         groups = await accounting.hub_groups()
         return accounting.rows(accounting.group_hours(users, groups)), start, end

@@ -199,9 +199,7 @@ class UsageHandler(APIHandler):
                 raise web.HTTPError(403, "you can only read your own usage")
             user = self.user_name
         pool = self.pool
-        finished = await pool.read(pool.ledger.finished, since, until, user)
-        shares = [(f.user, f.units, f.cpu, f.created, f.released) for f in finished]
-        shares += [(a.user, a.units, a.cpu, a.created, now) for a in pool.live(user)]
+        shares = await pool.spans(since, until, user, now=now)
         groups_of = lambda u: pool.groups.get(u, ())  # noqa: E731
         if group is not None:
             shares = [s for s in shares if group in groups_of(s[0])]
