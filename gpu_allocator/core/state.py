@@ -416,13 +416,21 @@ class PoolState:
         """Count the partly used devices by gap class again (the typical
         fraction sizes, and so the classes, changed)."""
         self._gaps_for = self.shapes.typical
-        cuts, per = self._gaps_for.gap_cuts, self.units_per_gpu
         self.gaps.clear()
+        for model, counts in self._count_gaps(self._gaps_for.gap_cuts).items():
+            self.gaps[model].update(counts)
+
+    def _count_gaps(self, cuts: tuple[int, ...]) -> dict[str, dict[int, int]]:
+        """Partly used devices by model and gap class, counted from ``buckets``."""
+        per = self.units_per_gpu
+        out: dict[str, dict[int, int]] = {}
         for model, by_free in self.buckets.items():
-            gaps = self.gaps[model]
             for free, devs in by_free.items():
                 if 0 < free < per and devs:
-                    gaps[bisect_right(cuts, free)] += len(devs)
+                    k = bisect_right(cuts, free)
+                    counts = out.setdefault(model, {})
+                    counts[k] = counts.get(k, 0) + len(devs)
+        return out
 
     def class_key(self, name: str) -> tuple | None:
         h = self.hosts[name]
@@ -532,11 +540,10 @@ class PoolState:
             h: {m: set(u) for m, u in v.items() if u} for h, v in self.idle.items()
         }, "idle index drifted"
         assert norm(fresh.hosts_by_idle) == norm(self.hosts_by_idle), "host index drifted"
+        # (kept under the classes of the snapshot they were counted for)
         counted = {m: {k: n for k, n in v.items() if n} for m, v in self.gaps.items()}
-        self._recount_gaps()
-        assert {m: v for m, v in counted.items() if v} == {
-            m: {k: n for k, n in v.items() if n} for m, v in self.gaps.items() if any(v.values())
-        }, "gap counts drifted"
+        assert {m: v for m, v in counted.items() if v} == self._count_gaps(self._gaps_for.gap_cuts), \
+            "gap counts drifted"
         assert self._sig == {
             n: sorted((d.model, self.free[d.uuid]) for d in h.devices) for n, h in self.hosts.items()
         }, "device signatures drifted"
