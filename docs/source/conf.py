@@ -53,3 +53,18 @@ html_theme_options = {
     "footer_end": [],
 }
 html_sidebars = {"index": []}
+
+# the packages whose traits these pages document: a class's traits inherited
+# from JupyterHub, dockerspawner or traitlets' Application are theirs to document
+OWN_PACKAGES = ("gpu_allocator", "gpuhub", "spawner", "vfolder_manager")
+
+
+def skip_foreign_traits(app, what, name, obj, skip, options):
+    owner = getattr(obj, "this_class", None)
+    if owner is not None and not owner.__module__.startswith(OWN_PACKAGES):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", skip_foreign_traits)
