@@ -83,10 +83,11 @@ demo: install
 	$(BIN)/jupyterhub -f hub_config/jupyterhub_config.py
 
 ## The documentation (docs/source, Sphinx + MyST) as HTML in docs/_build/html; any
-## warning is an error. The configuration, REST API and metrics references are
+## warning is an error; -E: read every page again, since the generated pages
+## change with the code, not with their sources. The configuration, REST API and metrics references are
 ## generated from the code.
 docs: $(VENV)/.installed
-	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs/source docs/_build/html
+	$(BIN)/sphinx-build -E -W --keep-going -n -q -b html docs/source docs/_build/html
 	@echo "gpuhub docs: docs/_build/html/index.html"
 
 ## Install everything, build the docs and run the whole test suite.

@@ -1,4 +1,4 @@
-"""``{gpuhub-metrics} SERVICE``: a table of a service's Prometheus metrics,
+"""``{gpuhub-metrics} SERVICE``: a list of a service's Prometheus metrics,
 generated from the metric definitions the service registers — name, type,
 labels, help — so the reference cannot drift from the code.
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from docutils import nodes
 from docutils.parsers.rst import Directive
-from docutils.statemachine import StringList
 from prometheus_client import CollectorRegistry
 
 
@@ -46,12 +45,26 @@ def describe(registry: CollectorRegistry) -> list[tuple[str, str, tuple[str, ...
     return sorted(rows)
 
 
-def table(rows) -> list[str]:
-    out = [".. list-table::", "   :header-rows: 1", "   :widths: 30 10 15 45", "",
-           "   * - metric", "     - type", "     - labels", "     - what"]
+def table(rows) -> nodes.definition_list:
+    """The rows as a definition list (built directly, so the directive works in
+    MyST and reStructuredText pages alike): the name, its type and labels, then
+    the help text."""
+    out = nodes.definition_list(classes=["gpuhub-metrics"])
     for name, kind, labels, doc in rows:
-        out += [f"   * - ``{name}``", f"     - {kind}",
-                "     - " + (", ".join(f"``{x}``" for x in labels) or "—"), f"     - {doc}"]
+        term = nodes.term()
+        term += nodes.literal(text=name)
+        term += nodes.Text(f" ({kind}" + (", labels: " if labels else ""))
+        for i, label in enumerate(labels):
+            if i:
+                term += nodes.Text(", ")
+            term += nodes.literal(text=label)
+        term += nodes.Text(")")
+        item = nodes.definition_list_item()
+        item += term
+        definition = nodes.definition()
+        definition += nodes.paragraph(text=doc)
+        item += definition
+        out += item
     return out
 
 
@@ -63,10 +76,7 @@ class MetricsTable(Directive):
         service = self.arguments[0]
         if service not in REGISTRIES:
             raise self.error(f"unknown service {service!r}; one of {sorted(REGISTRIES)}")
-        lines = table(describe(REGISTRIES[service]()))
-        container = nodes.container()
-        self.state.nested_parse(StringList(lines, source="gpuhub-metrics"), self.content_offset, container)
-        return container.children
+        return [table(describe(REGISTRIES[service]()))]
 
 
 def setup(app):
