@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PROXY  := hub_config/proxy/node_modules/.bin/configurable-http-proxy
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/hub_config/proxy/node_modules/.bin:$(PATH)
 
-.PHONY: demo test install system-deps server-env image clean labextension
+.PHONY: demo test install system-deps server-env image clean labextension docs
 
 ## Debian packages the tests and the demo need (list: .ci/apt-packages); installed only when missing.
 system-deps:
@@ -24,7 +24,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[test,docs]' --config-settings editable_mode=compat
 	touch $@
 
 $(PROXY): hub_config/proxy/package.json hub_config/proxy/package-lock.json
@@ -82,14 +82,22 @@ demo: install
 	@echo "gpuhub demo: open http://127.0.0.1:8000 (any user name and password; user 'admin' is a hub admin)"
 	$(BIN)/jupyterhub -f hub_config/jupyterhub_config.py
 
-## Install everything and run the whole test suite.
+## The documentation (docs/source, Sphinx + MyST) as HTML in docs/_build/html; any
+## warning is an error; -E: read every page again, since the generated pages
+## change with the code, not with their sources. The configuration, REST API and metrics references are
+## generated from the code.
+docs: $(VENV)/.installed
+	$(BIN)/sphinx-build -E -W --keep-going -n -q -b html docs/source docs/_build/html
+	@echo "gpuhub docs: docs/_build/html/index.html"
+
+## Install everything, build the docs and run the whole test suite.
 ## (starts a Docker engine when none runs, and stops what it started)
 ## (and PostgreSQL, for the store tests that run against both SQLite and PostgreSQL)
-test: install
+test: install docs
 	bash .ci/dockerd start
 	pg=$$(bash .ci/postgres start) || exit 1; \
 	GPUHUB_TEST_POSTGRES_URL=$$pg $(BIN)/python -m pytest -ra; rc=$$?; \
 	bash .ci/postgres stop; bash .ci/dockerd stop; exit $$rc
 
 clean:
-	rm -rf $(VENV) hub_config/proxy/node_modules data $(LABEXT)/node_modules $(LABEXT)/build $(LABEXT)/lib
+	rm -rf $(VENV) docs/_build hub_config/proxy/node_modules data $(LABEXT)/node_modules $(LABEXT)/build $(LABEXT)/lib

@@ -26,6 +26,30 @@ DECISION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 
 
+#: the gauges read from the pool at scrape time: name, help, labels
+POOL_GAUGES = (
+    ("gpuhub_gpus_installed", "GPUs in the pool, by model and host state", ("model", "host_state")),
+    ("gpuhub_gpus_allocated", "GPUs held by granted shares (fractions summed)", ("model", "host_state")),
+    ("gpuhub_gpus_idle", "GPU capacity not held by any share (fractions summed)", ("model", "host_state")),
+    ("gpuhub_gpus_fragmented",
+     "Idle GPU capacity on up hosts that the typical requests cannot use "
+     "(expected fragmentation, as placement measures it)", ("model",)),
+    ("gpuhub_hosts", "GPU hosts by state", ("state",)),
+    ("gpuhub_allocations_active", "Granted allocations (live shares)", ()),
+    ("gpuhub_queue_pending_requests", "Requests waiting in the queue", ()),
+    ("gpuhub_queue_pending_by_reason",
+     "Requests waiting in the queue, by what they wait for (capacity, quota, reservation)", ("reason",)),
+    ("gpuhub_queue_oldest_wait_seconds", "How long the longest-waiting request has waited (0: none)", ()),
+    ("gpuhub_host_heartbeat_age_seconds",
+     "Seconds since the last heartbeat of each agent host that is not lost", ("host",)),
+)
+
+
+def pool_families() -> dict[str, GaugeMetricFamily]:
+    """The pool's gauges, without samples (what ``describe`` answers)."""
+    return {name: GaugeMetricFamily(name, doc, labels=list(labels)) for name, doc, labels in POOL_GAUGES}
+
+
 class PoolCollector:
     """Gauges computed from the pool when Prometheus scrapes."""
 
@@ -33,7 +57,7 @@ class PoolCollector:
         self.app = app
 
     def describe(self):
-        return []
+        return list(pool_families().values())
 
     def collect(self):
         app = self.app
@@ -42,15 +66,7 @@ class PoolCollector:
             return
         state = pool.state
         per = state.units_per_gpu
-        installed = GaugeMetricFamily(
-            "gpuhub_gpus_installed", "GPUs in the pool, by model and host state",
-            labels=["model", "host_state"])
-        allocated = GaugeMetricFamily(
-            "gpuhub_gpus_allocated", "GPUs held by granted shares (fractions summed)",
-            labels=["model", "host_state"])
-        idle = GaugeMetricFamily(
-            "gpuhub_gpus_idle", "GPU capacity not held by any share (fractions summed)",
-            labels=["model", "host_state"])
+        f = pool_families()
         agg: dict[tuple[str, str], list] = {}
         for d in state.devices.values():
             host = state.hosts.get(d.host)
@@ -59,57 +75,34 @@ class PoolCollector:
             row[0] += 1
             row[1] += per - state.free[d.uuid]
         for (model, hs), (n, used) in sorted(agg.items()):
-            installed.add_metric([model, hs], n)
-            allocated.add_metric([model, hs], used / per)
-            idle.add_metric([model, hs], n - used / per)
-        yield installed
-        yield allocated
-        yield idle
-        frag = GaugeMetricFamily(
-            "gpuhub_gpus_fragmented",
-            "Idle GPU capacity on up hosts that the typical requests cannot use "
-            "(expected fragmentation, as placement measures it)", labels=["model"])
+            f["gpuhub_gpus_installed"].add_metric([model, hs], n)
+            f["gpuhub_gpus_allocated"].add_metric([model, hs], used / per)
+            f["gpuhub_gpus_idle"].add_metric([model, hs], n - used / per)
         for t in model_totals(state):
-            frag.add_metric([t.model], t.fragmented / per)
-        yield frag
-        hosts = GaugeMetricFamily("gpuhub_hosts", "GPU hosts by state", labels=["state"])
+            f["gpuhub_gpus_fragmented"].add_metric([t.model], t.fragmented / per)
         counts = {s.value: 0 for s in HostState}
         for h in state.hosts.values():
             counts[h.state.value] += 1
         for s, n in counts.items():
-            hosts.add_metric([s], n)
-        yield hosts
-        yield GaugeMetricFamily(
-            "gpuhub_allocations_active", "Granted allocations (live shares)",
-            value=len(state.allocations))
-        yield GaugeMetricFamily(
-            "gpuhub_queue_pending_requests", "Requests waiting in the queue", value=len(pool.queue))
-        waiting = GaugeMetricFamily(
-            "gpuhub_queue_pending_by_reason",
-            "Requests waiting in the queue, by what they wait for (capacity, quota, reservation)",
-            labels=["reason"])
+            f["gpuhub_hosts"].add_metric([s], n)
+        f["gpuhub_allocations_active"].add_metric([], len(state.allocations))
+        f["gpuhub_queue_pending_requests"].add_metric([], len(pool.queue))
         kinds = {"capacity": 0, "quota": 0, "reservation": 0}
         for q in pool.queue.values():
             e = pool.estimates.get(q.id)
             kinds[reason_kind(e.reason if e else "")] += 1
         for k, n in kinds.items():
-            waiting.add_metric([k], n)
-        yield waiting
+            f["gpuhub_queue_pending_by_reason"].add_metric([k], n)
         oldest = min((q.submitted for q in pool.queue.values()), default=None)
-        yield GaugeMetricFamily(
-            "gpuhub_queue_oldest_wait_seconds", "How long the longest-waiting request has waited (0: none)",
-            value=0.0 if oldest is None else max(0.0, time.time() - oldest))
-        age = GaugeMetricFamily(
-            "gpuhub_host_heartbeat_age_seconds",
-            "Seconds since the last heartbeat of each agent host that is not lost",
-            labels=["host"])
+        f["gpuhub_queue_oldest_wait_seconds"].add_metric(
+            [], 0.0 if oldest is None else max(0.0, time.time() - oldest))
         now = time.time()
         for name, rec in sorted(pool.info.items()):
             host = state.hosts.get(name)
             if rec.source != "agent" or host is None or host.state == HostState.LOST:
                 continue
-            age.add_metric([name], max(0.0, now - (rec.last_heartbeat or now)))
-        yield age
+            f["gpuhub_host_heartbeat_age_seconds"].add_metric([name], max(0.0, now - (rec.last_heartbeat or now)))
+        yield from f.values()
 
 
 class AllocatorMetrics:

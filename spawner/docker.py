@@ -68,13 +68,13 @@ class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
     """GPU shares for sessions that run as Docker containers."""
 
     docker_endpoints = Dict(
-        help="""Docker engine of each GPU host, by host name (as the allocator names it):
-        {"url": "unix:///var/run/docker.sock" or "tcp://10.0.0.5:2376",
-         "tls": {client_cert, ca_cert, verify: docker.tls.TLSConfig arguments},
-         "ip": address where the hub reaches that host's containers,
-         "gpu_runtime": true when the NVIDIA container toolkit is installed,
-         "mps_pipe_dir": the host's CUDA MPS pipe directory, if MPS runs there}.
-        Hosts not listed use default_docker_endpoint.""",
+        help="Docker engine of each GPU host, by host name (as the allocator names it): "
+        '{"url": "unix:///var/run/docker.sock" or "tcp://10.0.0.5:2376", '
+        '"tls": {client_cert, ca_cert, verify: docker.tls.TLSConfig arguments}, '
+        '"ip": address where the hub reaches that host\'s containers, '
+        '"gpu_runtime": true when the NVIDIA container toolkit is installed, '
+        '"mps_pipe_dir": the host\'s CUDA MPS pipe directory, if MPS runs there}. '
+        "Hosts not listed use default_docker_endpoint.",
     ).tag(config=True)
 
     default_docker_endpoint = Dict(

@@ -54,12 +54,9 @@ BUDGET = 16
 #: units, then the name of the class's roomiest host and the GPU model: the
 #: most used first), so the cost stays flat as
 #: the pool grows and the answer depends on the pool's content only. 32, not
-#: 48: in-process decisions (a fixed 8,000-decision stream, best of 3, 2-core
-#: machine) went from 5,045 / 8,793 / 6,297 per second at 1,000 / 10,000 /
-#: 50,000 GPUs to 8,769 / 9,925 / 8,518, and packing on the Alibaba trace
-#: (benchmarks/packing.py) from 95.46% to 95.45% requested at 0.05 GPU units
-#: (95.54% to 95.55% at milli-GPU units); 24 was faster still (~10,000/s at
-#: every size) but packed 95.41%
+#: 48: in-process decisions got faster and flatter across pool sizes while
+#: packing on the Alibaba trace (benchmarks/packing.py) stayed the same within
+#: noise; 24 was faster still but packed less (benchmarks/RESULTS.md)
 CAP = 32
 #: members of a class whose topology is compared for a multi-GPU share
 TOPO_SCAN = 8
@@ -74,10 +71,10 @@ TOPO_SCAN = 8
 #: 0.85, which almost nothing fills). FGD alone asks how much of a device the
 #: next request could not use, so a 0.20 goes into a 0.35 gap (that most
 #: requests cannot use) and strands 0.15, though 0.35 gaps are rare and later
-#: 0.35s would have filled it exactly; the balance sees that. Measured with
-#: benchmarks/packing.py (Alibaba trace, 10 seeds, requested share of
-#: capacity): at 0.05 GPU units 94.97% without it, 95.36% at weight 0.3,
-#: 95.46% at 1, 95.48% at 3; at milli-GPU units 95.51% without, 95.54% at 1.
+#: 0.35s would have filled it exactly; the balance sees that. It raises the
+#: requested share of capacity on the Alibaba trace (benchmarks/packing.py) at
+#: 0.05 and milli-GPU units; weights from 0.3 to 3 did about as well as 1
+#: (benchmarks/RESULTS.md).
 #: Whole GPUs and CPU-only requests make no gap: the term is 0 for them.
 BALANCE = 1.0
 

@@ -19,18 +19,13 @@ common they are. Its *expected* fragmentation (:meth:`Typical.expected`) adds
 request (one of the :data:`AHEAD_SHAPES`, 8, most common) lands on it, so that
 a host whose CPU would run out one request later is told from one that stays
 usable. Placement (FGD, one request ahead) puts a request where that
-expectation grows the least. On the Alibaba trace (benchmarks/packing.py, 10
-seeds) the look-ahead over 8 shapes requested 0.22 point more at milli-GPU units
-(95.51%) and 0.21 more at 0.05 GPU units (94.97%) than the paper's one-step score
-(LOOKAHEAD 0). More shapes ahead did a little better (16: 95.53% / 95.05%; all 53:
-+0.41 / +0.52 point) but cost decision speed on a mixed stream whose
-typical shapes are about equally common: at 10,000 GPUs
-(benchmarks/placement_speed.py, quiet machine) 16 shapes gave 5,909 decisions/s
-(p99 1.7 ms), 8 gave 8,184/s (p99 0.58 ms), no look-ahead ~10,500/s; 8 keeps the
-5,000/s target with margin. Weights 0.15 to 0.5 did about as well as 0.25 (all
-shapes ahead), 1.0 less. (These figures predate placement's gap balance,
-core.placement.BALANCE, which took 0.05 GPU units to 95.46%; with it, 16 shapes
-ahead added only 0.02 point.)
+expectation grows the least. On the Alibaba trace (benchmarks/packing.py) the
+look-ahead packs more than the paper's one-step score (LOOKAHEAD 0); more
+shapes ahead pack a little more still but cost decision speed on a mixed
+stream whose typical shapes are about equally common (benchmarks/placement_speed.py),
+so 8 keeps the decision-rate target with margin. Weights from 0.15 to 0.5 did
+about as well as 0.25, 1.0 less. The measured figures are in
+benchmarks/RESULTS.md.
 
 Where the typical shapes come from (the policy input the live allocator has
 too): :class:`ShapeStats` is a bounded, exponentially decayed histogram of the
@@ -40,10 +35,10 @@ the most common ones that together cover ``coverage`` (99%) of the decayed
 weight (at most ``max_typical``, 60, so that a pool whose requests are all
 different still scores fast), renormalised, as the paper's simulator does (it
 counts CPU-only pods too). The paper takes 95%; on the Alibaba trace 99% adds
-20 shapes to its 33 (whole GPUs with other CPU counts, 4- and 8-GPU pods, a few
-small fractions), and with them placement left 0.8% instead of 1.0% of capacity
-idle on hosts whose CPU ran out and granted 0.21 point more at 0.05 GPU units,
-0.16 at milli-GPU units (10 seeds; 100% coverage did no better than 95%). A
+shapes the rarer requests have (whole GPUs with other CPU counts, 4- and 8-GPU
+pods, a few small fractions), and with them placement leaves less capacity idle
+on hosts whose CPU ran out and grants more (benchmarks/RESULTS.md; 100%
+coverage did no better than 95%). A
 snapshot (:class:`Typical`) is taken every ``refresh`` observations, so that
 placement works on a stable distribution between snapshots; the
 benchmark seeds the histogram from the trace's pod list, as the paper does.
@@ -55,11 +50,10 @@ The typical shapes are (CPU, units per device, device count) classes, as the
 paper's simulator has them: the histogram keeps each request's memory, but a
 snapshot merges the shapes that differ only in memory (their weights add up;
 the merged shape carries the smallest memory asked), and by default
-(``use_mem=False``) fragmentation does not look at memory. Measured on the
-Alibaba trace (benchmarks/packing.py, 10 seeds): with memory in the typical
-shapes, one (CPU, GPU) shape is split over many memory sizes, the coverage
-takes a different and less representative set, and placement granted 0.2 point
-fewer GPUs at 0.05 GPU units (0.2–0.5 point at milli-GPU units, seeds 42–47).
+(``use_mem=False``) fragmentation does not look at memory. With memory in the
+typical shapes, one (CPU, GPU) shape is split over many memory sizes, the
+coverage takes a different and less representative set, and placement grants
+fewer GPUs on the Alibaba trace (benchmarks/packing.py; benchmarks/RESULTS.md).
 Memory still limits where a request fits (placement checks it on every
 candidate).
 """
