@@ -176,11 +176,7 @@ class ExtendHandler(APIHandler):
 
 class RevokeHandler(AdminAPIHandler):
     async def post(self, allocation_id):
-        data = self.body() if self.request.body else {}
-        try:
-            reason = actions.clean_reason(data.get("reason"))
-        except ValueError as e:
-            raise web.HTTPError(400, str(e)) from None
+        reason = self.reason()
         done = await actions.revoke(self.service, self.user_name, allocation_id, reason)
         if done is None:
             raise web.HTTPError(404, f"no live allocation {allocation_id}")

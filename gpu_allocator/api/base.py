@@ -11,6 +11,7 @@ from tornado import web
 
 from gpuhub.api import APIHandler as BaseAPIHandler
 
+from ..admin.actions import clean_reason
 from ..scopes import ADMIN_SCOPES
 
 
@@ -30,6 +31,14 @@ class APIHandler(BaseAPIHandler):
         if a is None or (a.user != self.user_name and not self.is_admin):
             raise web.HTTPError(404, f"no allocation {allocation_id}")
         return a
+
+    def reason(self) -> str:
+        """The ``reason`` of an admin's action, from an optional JSON body."""
+        data = self.body() if self.request.body else {}
+        try:
+            return clean_reason(data.get("reason"))
+        except ValueError as e:
+            raise web.HTTPError(400, str(e)) from None
 
 
 class AdminAPIHandler(APIHandler):

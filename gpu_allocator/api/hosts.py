@@ -258,11 +258,7 @@ class DrainHandler(HostAPIHandler):
         name = self.host_name(name)
         if not self.is_admin:
             raise web.HTTPError(403, "only admins may drain or undrain a host")
-        data = self.body() if self.request.body else {}
-        try:
-            reason = actions.clean_reason(data.get("reason"))
-        except ValueError as e:
-            raise web.HTTPError(400, str(e)) from None
+        reason = self.reason()
         # with its audit entry, in one transaction
         if not await actions.set_drained(self.allocator, self.user_name, name, action == "drain", reason):
             raise web.HTTPError(404, f"no host {name}")

@@ -50,11 +50,7 @@ class QueueRequestHandler(AdminAPIHandler):
 
 class QueueCancelHandler(AdminAPIHandler):
     async def post(self, request_id):
-        data = self.body() if self.request.body else {}
-        try:
-            reason = actions.clean_reason(data.get("reason"))
-        except ValueError as e:
-            raise web.HTTPError(400, str(e)) from None
+        reason = self.reason()
         try:
             q = await queue_actions.cancel(self.service, self.user_name, request_id, reason)
         except queue_actions.NotQueued:
