@@ -21,7 +21,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 from allocator_scale import filled_state, write_state  # noqa: E402
 
 from gpu_allocator.api.estimates import estimates_answer  # noqa: E402
-from gpu_allocator.api.shapes import pool_json  # noqa: E402
+from gpu_allocator.shapes import pool_json  # noqa: E402
 from gpu_allocator.app import GPUAllocator  # noqa: E402
 from gpu_allocator.core.model import Request  # noqa: E402
 from gpu_allocator.pool import LivePool  # noqa: E402

@@ -271,7 +271,7 @@ class GPUAllocator(HubService):
     def live_json(self, a) -> dict:
         """A live (or past) allocation as the API sends it, with its run time's end
         and the time-limit notice due (if any)."""
-        from .api.shapes import allocation_json, iso
+        from .shapes import allocation_json, iso
 
         out = allocation_json(a, self.pool.state, self.pool.mps_state(a))
         if a.state.value == "granted":
@@ -319,7 +319,7 @@ class GPUAllocator(HubService):
         after the first, and that start is not estimated (``estimated``: false)."""
         import time
 
-        from .api.shapes import iso
+        from .shapes import iso
         from .core.quota import check
 
         pool = self.pool
@@ -407,7 +407,9 @@ class GPUAllocator(HubService):
             asyncio.create_task(loops.time_limits_forever(self)),
             asyncio.create_task(loops.idle_reclaim_forever(self)),
         ]
-        self.listen(self.web_app(routes(self.service_prefix, self), **admin.settings(self)))
+        # the REST API (api/v1/…) and the admin panel's pages and metrics
+        self.listen(self.web_app(routes(self.service_prefix, self) + admin.routes(self.service_prefix, self),
+                                 **admin.settings(self)))
         await self.wait_for_signal()
         for t in tasks:
             t.cancel()

@@ -15,10 +15,10 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from .admin.pages import reason_kind
-from .admin.poolview import model_totals
 from .core.model import AllocationState, HostState
 from .core.placement import NoFit
+from .poolview import model_totals
+from .shapes import reason_kind
 
 #: decision latency buckets (seconds): a grant is placement plus one commit
 DECISION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)

@@ -11,7 +11,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpu_allocator.admin import accounting, actions, poolview
+from gpu_allocator import poolview
+from gpu_allocator.admin import accounting, actions
 from gpu_allocator.admin.charts import utilisation_chart
 from gpu_allocator.admin.samples import Samples
 from gpu_allocator.core.model import AllocationState, Request

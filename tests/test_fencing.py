@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from gpu_allocator.agent import containers
-from gpu_allocator.api.shapes import host_json
+from gpu_allocator.shapes import host_json
 from gpu_allocator.core.fencing import fence
 from gpu_allocator.core.model import AllocationState, Device, Host, HostState, Request
 from gpu_allocator.core.placement import NoFit

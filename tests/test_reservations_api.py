@@ -16,7 +16,7 @@ from tornado.testing import bind_unused_port
 from tornado.web import Application
 
 from gpu_allocator.admin import actions
-from gpu_allocator.api import allocations as api_allocations
+from gpu_allocator.api.base import APIHandler
 from gpu_allocator.api.reservations import ReservationHandler, ReservationsHandler
 from gpu_allocator.core.model import Request
 from gpu_allocator.core.reservations import Conflict
@@ -104,7 +104,7 @@ async def test_extend_into_a_reservation_is_refused(db_url):
 async def api(db_url, monkeypatch):
     """(fetch(token, method, path, body) → (status, json), pool) for a pool with node-a and node-b."""
     pool = await open_pool(db_url, hosts())
-    monkeypatch.setattr(api_allocations.APIHandler, "get_current_user",
+    monkeypatch.setattr(APIHandler, "get_current_user",
                         lambda self: USERS.get(self.request.headers.get("Authorization", "")[6:]))
     service = SimpleNamespace(pool=pool, log=logging.getLogger("test"), hub_auth=None,
                               service_name="gpu-allocator", max_hours=24.0)

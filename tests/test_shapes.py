@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpu_allocator.api.shapes import allocation_json, pool_json
+from gpu_allocator.shapes import allocation_json, pool_json
 from gpu_allocator.core.model import Allocation, Device, Host, Share
 from gpu_allocator.core.state import PoolState
 from gpu_allocator.pool import HostInfo

@@ -1,13 +1,16 @@
 """The hub admin panel of the GPU pool, served by the allocator (a managed
-service with ``display: True``: it is in the hub's *Services* menu), and its
-REST API, metrics and utilisation samples.
+service with ``display: True``: it is in the hub's *Services* menu), its
+metrics and utilisation samples, and the admins' audited actions.
 
 - pages (``{prefix}admin/…``, see admin.pages): the pool map, the queue (with
   priority, cancel and quotas; see admin.queue_actions), usage and accounting, storage, the
   audit log; HubOAuth sign-in, admins only;
-- API (``{prefix}api/v1/…``, see admin.api): revoke, audit, usage (JSON, CSV),
-  utilisation, a paged pool map;
-- ``{prefix}metrics``: Prometheus (gpu_allocator.metrics), scope read:metrics.
+- ``{prefix}metrics``: Prometheus (gpu_allocator.metrics), scope read:metrics;
+- admin.actions and admin.queue_actions: each action with its audit entry, which
+  the pages and the REST API (gpu_allocator.api: revoke, audit, usage/summary,
+  utilisation, pool/hosts, pool/summary, queue/{id}, quotas…) both call.
+
+The panel uses the pool, core and gpu_allocator.shapes, never the REST handlers.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from jupyterhub.services.auth import HubOAuth
 
 from gpuhub.metrics import metrics_route
 
-from . import api, pages, queue_actions
+from ..metrics import AllocatorMetrics
+from . import pages
 from .samples import Samples, sample_forever  # noqa: F401 (app.py starts it)
 
 
@@ -27,8 +31,6 @@ def attach(app) -> None:
     """Give the allocator what the panel needs, once its pool exists: the hub's
     OAuth client, templates, utilisation samples, and metrics (which wrap the
     pool's methods to count)."""
-    from ..metrics import AllocatorMetrics
-
     app.hub_oauth = HubOAuth(cache_max_age=10)
     app.templates = pages.make_env()
     app.samples = Samples()
@@ -59,19 +61,11 @@ def settings(app) -> dict:
 
 
 def routes(prefix: str, service) -> list:
+    """The panel's pages, its OAuth callback and static files, and the metrics."""
     prefix = prefix.rstrip("/") + "/"
-    v1 = prefix + "api/v1"
     admin = prefix + "admin"
     kw = {"service": service}
     out = [
-        (v1 + r"/allocations/([^/]+)/revoke", api.RevokeHandler, kw),
-        (v1 + r"/audit", api.AuditHandler, kw),
-        (v1 + r"/queue/([^/]+)", queue_actions.QueueRequestHandler, kw),
-        (v1 + r"/queue/([^/]+)/cancel", queue_actions.QueueCancelHandler, kw),
-        (v1 + r"/usage/summary", api.UsageHandler, kw),
-        (v1 + r"/utilisation", api.UtilisationHandler, kw),
-        (v1 + r"/pool/hosts", api.PoolHostsHandler, kw),
-        (v1 + r"/pool/summary", api.PoolSummaryHandler, kw),
         (prefix, pages.RootHandler, kw),
         (prefix + "oauth_callback", pages.OAuthCallback, kw),
         (admin + "/?", pages.PoolPage, kw),

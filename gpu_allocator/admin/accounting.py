@@ -114,3 +114,16 @@ async def hub_groups() -> dict[str, list[str]]:
     if not os.environ.get("JUPYTERHUB_API_URL") or not os.environ.get("JUPYTERHUB_API_TOKEN"):
         return {}
     return {g["name"]: list(g.get("users") or []) async for g in hub_api_items("groups")}
+
+
+async def usage_table(app, since: str | None, until: str | None, by: str) -> tuple[list[dict], float, float]:
+    """GPU-hours per user (``by="user"``) or per hub group over the period asked
+    for, with the period: the admin panel's Usage tab, its CSV and
+    ``GET usage/summary``. Raises PeriodError."""
+    start, end = period(since, until)
+    spans = await app.pool.spans(start, end)
+    users = user_hours(spans, start, end, app.pool.units_per_gpu)
+    if by == "group":
+        groups = await hub_groups()
+        return rows(group_hours(users, groups)), start, end
+    return rows(users), start, end

@@ -3,11 +3,12 @@
 hub), signed in with the hub's OAuth (HubOAuthenticated: cookies and XSRF).
 Admins only: anyone else gets a 403 page and no controls. Actions are forms
 (POST with the hub's XSRF token) after a confirmation dialog; each one is also
-an API call (see admin.api) and is written to the audit log.
+an API call (see gpu_allocator.api) and is written to the audit log.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from urllib.parse import urlencode
@@ -20,12 +21,16 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httputil import url_concat
 
-from ..api.allocations import ADMIN_SCOPE
-from . import accounting, actions, poolview
+from .. import poolview
+from ..core.quota import FIELDS
+from ..core.reservations import Conflict
+from ..core.validation import RequestError, parse_booking, parse_limits, parse_user
+from ..scopes import ADMIN_SCOPE, ADMIN_SCOPES
+from ..shapes import queued_json, reason_kind, reservation_json
+from . import accounting, actions, queue_actions
 from .charts import utilisation_chart
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ADMIN_SCOPES = frozenset({"admin:users", ADMIN_SCOPE})
 
 TABS = [
     ("pool", "Pool map", ""),
@@ -80,8 +85,6 @@ class _User:
     """What JupyterHub's page.html reads of ``user``."""
 
     def __init__(self, model: dict):
-        import json
-
         self.name = model["name"]
         self.json_escaped_name = Markup(json.dumps(self.name)[1:-1])
 
@@ -193,20 +196,8 @@ class PoolPage(PageHandler):
         )
 
 
-def reason_kind(reason: str) -> str:
-    """What a request waits for, in one word: quota, reservation or capacity."""
-    r = (reason or "").lower()
-    if "quota" in r:
-        return "quota"
-    if "reserv" in r:
-        return "reservation"
-    return "capacity"
-
-
 def _form_limits(form: dict) -> dict:
-    """The quota form's fields as api.queue.parse_limits takes them (empty: not set)."""
-    from ..core.quota import FIELDS
-
+    """The quota form's fields as core.validation.parse_limits takes them (empty: not set)."""
     out = {}
     for name in FIELDS:
         raw = (form.get(name) or "").strip()
@@ -231,9 +222,6 @@ class QueuePage(PageHandler):
     @web.authenticated
     def get(self):
         self.require_admin()
-        from ..api.shapes import queued_json
-        from ..core.quota import FIELDS
-
         pool = self.pool
         per = pool.units_per_gpu
         rows = []
@@ -261,8 +249,6 @@ class QueueAction(PageHandler):
     @web.authenticated
     async def post(self, request_id, action):
         self.require_admin()
-        from . import queue_actions
-
         reason = actions.clean_reason(self.get_body_argument("reason", ""))
         actor = self.current_user["name"]
         try:
@@ -286,10 +272,6 @@ class QuotaAction(PageHandler):
     @web.authenticated
     async def post(self):
         self.require_admin()
-        from ..api.queue import parse_limits
-        from ..core.validation import RequestError, parse_user
-        from . import queue_actions
-
         kind = self.get_body_argument("kind", "")
         if kind not in ("user", "group"):
             raise web.HTTPError(400, "kind is user or group")
@@ -317,14 +299,12 @@ class UsagePage(PageHandler):
     @web.authenticated
     async def get(self):
         self.require_admin()
-        from .api import usage_table
-
         by = self.get_argument("by", "user")
         by = by if by in ("user", "group") else "user"
         since, until = self.get_argument("since", ""), self.get_argument("until", "")
         error = None
         try:
-            table, start, end = await usage_table(self.service, since or None, until or None, by)
+            table, start, end = await accounting.usage_table(self.service, since or None, until or None, by)
         except accounting.PeriodError as e:
             error, table = str(e), []
             start, end = accounting.period(None, None)
@@ -352,13 +332,11 @@ class UsageCSV(PageHandler):
     @web.authenticated
     async def get(self):
         self.require_admin()
-        from .api import usage_table
-
         by = self.get_argument("by", "user")
         if by not in ("user", "group"):
             raise web.HTTPError(400, "by is user or group")
         try:
-            table, start, end = await usage_table(
+            table, start, end = await accounting.usage_table(
                 self.service, self.get_argument("since", None), self.get_argument("until", None), by)
         except accounting.PeriodError as e:
             raise web.HTTPError(400, str(e)) from None
@@ -376,8 +354,6 @@ class StoragePage(PageHandler):
         if not url:
             error = "the vfolder service is not configured (GPUHUB_VFOLDERS_URL)"
         else:
-            import json
-
             try:
                 resp = await AsyncHTTPClient().fetch(HTTPRequest(
                     url.rstrip("/") + "/storage/hosts",
@@ -431,8 +407,6 @@ class ReservationsPage(PageHandler):
     @web.authenticated
     def get(self):
         self.require_admin()
-        from ..api.reservations import reservation_json
-
         state, now = self.pool.state, time.time()
         rows = []
         for r in self.pool.reservations(now=now):
@@ -456,10 +430,6 @@ class ReservationAction(PageHandler):
     @web.authenticated
     async def post(self, reservation_id=None):
         self.require_admin()
-        from ..api.reservations import parse_booking
-        from ..core.reservations import Conflict
-        from ..core.validation import RequestError, parse_user
-
         actor = self.current_user["name"]
         if reservation_id is not None:
             reason = actions.clean_reason(self.get_body_argument("reason", ""))

@@ -1,5 +1,6 @@
 """Admins' actions on the queue and on quotas, each written with its audit entry
-in one transaction (as admin.actions), and their REST API (admins only):
+in one transaction (as admin.actions). The admin panel's forms and the REST API
+(api.queue, api.quotas; admins only) call them:
 
 - ``PATCH queue/{id}`` ``{"priority": n | null, "reason": "…"}``: change a
   waiting request's own priority (issue #13). Where set, it replaces its user's
@@ -12,7 +13,7 @@ in one transaction (as admin.actions), and their REST API (admins only):
   the queue (state ``cancelled``; the reason is the request's). Audited as
   ``cancel`` of ``request:ID``. (``DELETE allocations/{id}`` does the same
   for the request's owner, unaudited.)
-- quotas: ``PUT``/``DELETE quotas/{user|group}/{name}`` (api.queue) go through
+- quotas: ``PUT``/``DELETE quotas/{user|group}/{name}`` (api.quotas) go through
   :func:`set_quota`, audited as ``quota`` of ``user:NAME`` / ``group:NAME``.
 """
 
@@ -20,12 +21,8 @@ from __future__ import annotations
 
 import time
 
-from tornado import web
-
 from ..core.quota import Limits
 from ..store.ledger import Audit
-from . import actions
-from .api import AdminAPIHandler
 
 
 class NotQueued(LookupError):
@@ -101,34 +98,3 @@ def parse_priority(value, allow_none: bool = False) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or not -1000 <= value <= 1000:
         raise ValueError("priority must be a whole number between -1000 and 1000")
     return value
-
-
-class QueueRequestHandler(AdminAPIHandler):
-    async def patch(self, request_id):
-        data = self.body()
-        try:
-            if "priority" not in data:
-                raise ValueError("priority is required (a whole number, or null for the user's)")
-            priority = parse_priority(data["priority"], allow_none=True)
-            reason = actions.clean_reason(data.get("reason"))
-        except ValueError as e:
-            raise web.HTTPError(400, str(e)) from None
-        try:
-            detail = await set_priority(self.service, self.user_name, request_id, priority, reason)
-        except NotQueued:
-            raise web.HTTPError(404, f"no queued request {request_id}") from None
-        self.send({"id": request_id, **detail})
-
-
-class QueueCancelHandler(AdminAPIHandler):
-    async def post(self, request_id):
-        data = self.body() if self.request.body else {}
-        try:
-            reason = actions.clean_reason(data.get("reason"))
-        except ValueError as e:
-            raise web.HTTPError(400, str(e)) from None
-        try:
-            q = await cancel(self.service, self.user_name, request_id, reason)
-        except NotQueued:
-            raise web.HTTPError(404, f"no queued request {request_id}") from None
-        self.send({"id": q.id, "user": q.req.user, "state": "cancelled", "reason": reason})

@@ -1,37 +1,38 @@
-"""The allocator's REST API: routes under ``{service_prefix}api/v1/``."""
+"""The allocator's REST API: routes under ``{service_prefix}api/v1/``, one module
+per resource, each with its ``default_handlers`` (paths relative to
+``api/v1``), as JupyterHub's apihandlers:
+
+============================  ==========================================
+module                        paths
+============================  ==========================================
+api.pool                      pool, pool/hosts, pool/summary
+api.allocations               allocations, allocations/{id}[/extend|/revoke]
+api.queue                     queue, queue/{id}[/cancel]
+api.estimates                 estimates
+api.quotas                    quota, quotas, quotas/{user|group}/{name}
+api.usage                     usage, usage/summary
+api.utilisation               utilisation
+api.audit                     audit
+api.reservations              reservations, reservations/{id}
+api.hosts                     hosts/{name}/register|heartbeat|drain|undrain
+============================  ==========================================
+
+The admin panel's pages (gpu_allocator.admin) are routed beside these by the app.
+"""
 
 from __future__ import annotations
 
 from gpuhub.api import HealthHandler
 
-from .allocations import AllocationHandler, AllocationsHandler, PoolHandler
-from .estimates import EstimatesHandler
-from .hosts import DrainHandler, HeartbeatHandler, RegisterHandler
-from .queue import ExtendHandler, QueueHandler, QuotaHandler, QuotaRowHandler, QuotasHandler, UsageHandler
-from .reservations import ReservationHandler, ReservationsHandler
+from . import allocations, audit, estimates, hosts, pool, queue, quotas, reservations, usage, utilisation
+
+RESOURCES = (pool, allocations, queue, estimates, quotas, usage, utilisation, audit, reservations, hosts)
 
 
 def routes(prefix: str, service) -> list:
+    """The REST API's route table for tornado, under ``{prefix}api/v1``."""
     api = prefix.rstrip("/") + "/api/v1"
     kw = {"service": service}
-    from ..admin import routes as admin_routes
-
-    # the admin panel's API and pages first (more specific paths, e.g. …/revoke)
-    return admin_routes(prefix, service) + [
-        (api + r"/health", HealthHandler),
-        (api + r"/pool", PoolHandler, kw),
-        (api + r"/allocations", AllocationsHandler, kw),
-        (api + r"/allocations/([^/]+)", AllocationHandler, kw),
-        (api + r"/allocations/([^/]+)/extend", ExtendHandler, kw),
-        (api + r"/queue", QueueHandler, kw),
-        (api + r"/estimates", EstimatesHandler, kw),
-        (api + r"/quota", QuotaHandler, kw),
-        (api + r"/quotas", QuotasHandler, kw),
-        (api + r"/quotas/(user|group)/([^/]+)", QuotaRowHandler, kw),
-        (api + r"/usage", UsageHandler, kw),
-        (api + r"/reservations", ReservationsHandler, kw),
-        (api + r"/reservations/([^/]+)", ReservationHandler, kw),
-        (api + r"/hosts/([^/]+)/register", RegisterHandler, kw),
-        (api + r"/hosts/([^/]+)/heartbeat", HeartbeatHandler, kw),
-        (api + r"/hosts/([^/]+)/(drain|undrain)", DrainHandler, kw),
+    return [(api + r"/health", HealthHandler)] + [
+        (api + path, handler, kw) for module in RESOURCES for path, handler in module.default_handlers
     ]

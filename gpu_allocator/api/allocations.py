@@ -1,52 +1,31 @@
-"""REST handlers for the pool and allocations, under ``{service_prefix}api/v1/``.
+"""REST handlers of allocations, under ``{service_prefix}api/v1/``:
 
-Authentication is JupyterHub's: a hub token checked by HubAuth. Users see and
-change only their own allocations; JupyterHub admins (``admin:users``) and holders
-of ``custom:gpu-allocator:admin`` (the spawner's service token) act for anyone.
+- ``GET allocations`` (admins: ``?user=``): live allocations and waiting
+  requests, in queue order;
+- ``POST allocations``: grant a share, queue it, or (``"dry_run": true``) say
+  whether it would fit;
+- ``GET``/``DELETE allocations/{id}``: an allocation, or a request that waits or
+  waited in the queue; DELETE releases it (or takes it out of the queue);
+- ``POST allocations/{id}/extend`` ``{"hours": h}``: once, if no queued request
+  would start later for it;
+- ``POST allocations/{id}/revoke`` ``{"reason": "…"}`` (admins): end a live
+  share, audited (admin.actions).
 """
 
 from __future__ import annotations
 
 from tornado import web
 
-from gpuhub.api import APIHandler as BaseAPIHandler
-
+from ..admin import actions
 from ..core.model import AllocationState
 from ..core.placement import NoFit
 from ..core.queue import Queued
 from ..core.validation import (
     RequestError, check_capacity, parse_groups, parse_key, parse_request, parse_text,
 )
-from ..pool import KeyConflict, QuotaExceeded
-from .shapes import allocation_json, pool_json, queued_json
-
-ADMIN_SCOPE = "custom:gpu-allocator:admin"
-
-
-class APIHandler(BaseAPIHandler):
-    admin_scopes = frozenset({"admin:users", ADMIN_SCOPE})
-
-    @property
-    def allocator(self):
-        return self.service
-
-    @property
-    def pool(self):
-        return self.service.pool
-
-    def own_allocation_or_404(self, a, allocation_id: str):
-        """Other users' allocation ids are not even confirmed to exist."""
-        if a is None or (a.user != self.user_name and not self.is_admin):
-            raise web.HTTPError(404, f"no allocation {allocation_id}")
-        return a
-
-
-class PoolHandler(APIHandler):
-    def get(self):
-        pool = self.pool
-        body = pool_json(pool.state, pool.info, viewer=None if self.is_admin else self.user_name)
-        body["max_hours"] = self.allocator.max_hours
-        self.send(body)
+from ..pool import ExtendRefused, KeyConflict, QuotaExceeded
+from ..shapes import allocation_json, queued_json
+from .base import AdminAPIHandler, APIHandler
 
 
 class AllocationsHandler(APIHandler):
@@ -158,9 +137,7 @@ class AllocationHandler(APIHandler):
             return
         out = self.allocator.live_json(a)
         if a.state == AllocationState.REVOKED:  # who revoked it and why (the audit log)
-            from ..admin.actions import revoke_reason
-
-            entry = await self.pool.read(revoke_reason, self.pool.ledger, a.id)
+            entry = await self.pool.read(actions.revoke_reason, self.pool.ledger, a.id)
             out["reason"] = ((entry or {}).get("detail") or {}).get("reason", "")
             out["revoked_by"] = (entry or {}).get("actor")
         self.send(out)
@@ -181,3 +158,36 @@ class AllocationHandler(APIHandler):
             self.allocator.log.debug("released %s of %s (by %s)", a.id, a.user, self.user_name)
             a = released
         self.send(allocation_json(a, self.pool.state))
+
+
+class ExtendHandler(APIHandler):
+    async def post(self, allocation_id):
+        a = self.own_allocation_or_404(self.pool.state.allocations.get(allocation_id), allocation_id)
+        hours = self.body().get("hours")
+        if not isinstance(hours, (int, float)) or isinstance(hours, bool) or not hours > 0:
+            raise web.HTTPError(400, "hours must be a number of hours more than 0")
+        try:
+            a = await self.pool.extend(allocation_id, float(hours), self.allocator.max_hours)
+        except ExtendRefused as e:
+            raise web.HTTPError(409, str(e)) from None
+        self.allocator.log.info("extended %s of %s to %g h (by %s)", a.id, a.user, a.max_hours, self.user_name)
+        self.send(self.allocator.live_json(a))
+
+
+class RevokeHandler(AdminAPIHandler):
+    async def post(self, allocation_id):
+        reason = self.reason()
+        done = await actions.revoke(self.service, self.user_name, allocation_id, reason)
+        if done is None:
+            raise web.HTTPError(404, f"no live allocation {allocation_id}")
+        out = allocation_json(done, self.pool.state)
+        out["reason"] = reason
+        self.send(out)
+
+
+default_handlers = [
+    (r"/allocations", AllocationsHandler),
+    (r"/allocations/([^/]+)", AllocationHandler),
+    (r"/allocations/([^/]+)/extend", ExtendHandler),
+    (r"/allocations/([^/]+)/revoke", RevokeHandler),
+]

@@ -25,9 +25,8 @@ from tornado import web
 
 from ..core.model import format_gpus
 from ..core.validation import RequestError, check_capacity, parse_groups, parse_request, parse_user
-from .allocations import APIHandler
-from .queue import quota_json
-from .shapes import iso
+from ..shapes import iso, quota_json
+from .base import APIHandler
 
 MAX_REQUESTS = 200
 CANDIDATE_KEYS = frozenset({"gpus", "cpu", "mem", "max_hours", "gpu_model"})
@@ -99,3 +98,8 @@ def estimates_answer(app, user: str, groups, candidates: list) -> dict:
     out = [answers[i] for i in range(len(parsed))]
     return {"now": iso(now), "user": user, "estimates": out,
             "quota": quota_json(app.pool, user, groups, now)}
+
+
+default_handlers = [
+    (r"/estimates", EstimatesHandler),
+]

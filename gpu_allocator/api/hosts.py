@@ -8,7 +8,8 @@
   placements) until a heartbeat reports none of them any more. A
   heartbeat of a host the allocator does not know, or has marked lost, is a 404:
   the agent registers again.
-- ``POST hosts/{name}/drain`` and ``…/undrain``: admins only.
+- ``POST hosts/{name}/drain`` and ``…/undrain``: admins only, audited
+  (admin.actions).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from tornado import web
 from ..admin import actions
 from ..core.model import Device, Host
 from ..pool import HostConflict
-from .allocations import APIHandler
-from .shapes import allocation_json, host_json
+from ..scopes import AGENT_SCOPE
+from ..shapes import allocation_json, host_json
+from .base import APIHandler
 
-AGENT_SCOPE = "custom:gpu-allocator:agent"
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
@@ -257,12 +258,15 @@ class DrainHandler(HostAPIHandler):
         name = self.host_name(name)
         if not self.is_admin:
             raise web.HTTPError(403, "only admins may drain or undrain a host")
-        data = self.body() if self.request.body else {}
-        try:
-            reason = actions.clean_reason(data.get("reason"))
-        except ValueError as e:
-            raise web.HTTPError(400, str(e)) from None
+        reason = self.reason()
         # with its audit entry, in one transaction
         if not await actions.set_drained(self.allocator, self.user_name, name, action == "drain", reason):
             raise web.HTTPError(404, f"no host {name}")
         self.send(host_json(name, self.pool.state, self.pool.info.get(name), viewer=None))
+
+
+default_handlers = [
+    (r"/hosts/([^/]+)/register", RegisterHandler),
+    (r"/hosts/([^/]+)/heartbeat", HeartbeatHandler),
+    (r"/hosts/([^/]+)/(drain|undrain)", DrainHandler),
+]

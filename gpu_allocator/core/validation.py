@@ -14,11 +14,15 @@ strings (``"0.5"``); no exponents in strings, no ``"1/2"``, no NaN/Infinity.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
+from decimal import Decimal
 from fractions import Fraction
 
 from gpuhub.numbers import NumberError, exact
 
 from .model import HostState, Request, format_gpus, milli
+from .quota import FIELDS as LIMIT_FIELDS
+from .quota import Limits
 from .state import PoolState
 
 #: keys a request may carry
@@ -249,3 +253,84 @@ def parse_groups(value: object) -> tuple[str, ...] | None:
     ):
         raise RequestError("groups must be a list of JupyterHub group names")
     return tuple(sorted(set(value)))
+
+
+def parse_limits(data: dict, per: int) -> Limits:
+    """A quota row (``PUT quotas/{user|group}/{name}``, the admin panel's quota
+    form): each of core.quota.FIELDS, null or absent for not set."""
+    unknown = sorted(set(data) - set(LIMIT_FIELDS))
+    if unknown:
+        raise RequestError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(LIMIT_FIELDS)}")
+    out = {}
+    for name in LIMIT_FIELDS:
+        v = data.get(name)
+        if v is None:
+            out[name] = None
+        elif name == "gpus":
+            out[name] = parse_gpus(v, per, allow_zero=True)
+        elif name in ("sessions", "priority"):
+            if not isinstance(v, int) or isinstance(v, bool) or (name == "sessions" and v < 0):
+                raise RequestError(f"{name} must be a whole number" + (" ≥ 0" if name == "sessions" else ""))
+            out[name] = v
+        else:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or v != v:
+                raise RequestError(f"{name} must be a number ≥ 0")
+            if name == "share" and v <= 0:
+                raise RequestError("share must be more than 0")
+            out[name] = float(v)
+    return Limits(**out)
+
+
+#: keys of a booking (``POST reservations``)
+BOOKING_KEYS = ("host", "gpus", "model", "start", "end", "user", "note")
+
+
+def parse_time(value, name: str) -> float:
+    """Epoch seconds (a number) or ISO 8601 (no zone: UTC)."""
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        if not 0 <= value < 10**11:
+            raise RequestError(f"{name} is out of range")
+        return float(value)
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if t.tzinfo is None:
+                t = t.replace(tzinfo=timezone.utc)
+            return t.timestamp()
+    raise RequestError(f"{name} must be a time: ISO 8601 (e.g. 2026-12-01T09:00:00Z) or epoch seconds")
+
+
+def parse_booking(data: dict, state: PoolState, now: float) -> dict:
+    """The body of ``POST reservations`` (and the admin panel's booking form),
+    checked against the pool: host, model (implied when the host has one), gpus,
+    start, end, note. Raises RequestError."""
+    unknown = sorted(set(data) - set(BOOKING_KEYS))
+    if unknown:
+        raise RequestError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(BOOKING_KEYS)}")
+    host = data.get("host")
+    if not isinstance(host, str) or host not in state.hosts:
+        raise RequestError(f"host must be one of the pool's hosts, got {host!r}"[:200])
+    models = sorted({d.model for d in state.hosts[host].devices})
+    model = data.get("model")
+    if model is None:
+        if len(models) != 1:
+            raise RequestError(f"{host} has several GPU models ({', '.join(models)}): name one in model")
+        model = models[0]
+    if not isinstance(model, str) or model not in models:
+        raise RequestError(f"{host} has no GPU model {model!r}; it has {', '.join(models) or 'none'}"[:300])
+    gpus = data.get("gpus")
+    count = sum(1 for d in state.hosts[host].devices if d.model == model)
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or not 1 <= gpus <= count:
+        raise RequestError(f"gpus must be a whole number from 1 to {count} ({host} has {count} × {model})")
+    if "start" not in data or "end" not in data:
+        raise RequestError("start and end are required")
+    start, end = parse_time(data["start"], "start"), parse_time(data["end"], "end")
+    if end <= start:
+        raise RequestError("end must be after start")
+    if end <= now:
+        raise RequestError("end is in the past")
+    note = parse_text(data.get("note", ""), "note", 1000)
+    return {"host": host, "model": model, "gpus": gpus, "start": start, "end": end, "note": note}

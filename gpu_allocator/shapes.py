@@ -1,4 +1,7 @@
-"""JSON shapes of the REST API (one place, so handlers and clients agree).
+"""JSON shapes of the REST API (one place, so handlers and clients agree), which
+the admin panel's pages show too: imports only core, so that the REST handlers
+(gpu_allocator.api), the admin panel (gpu_allocator.admin) and the metrics can
+all use it.
 
 Amounts are exact on the wire: GPU amounts as decimal strings ("0.5", "2") with
 their integer ``units`` and the pool's ``units_per_gpu`` beside them, CPU cores as
@@ -7,10 +10,13 @@ decimal strings, memory in MB — never floats.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
-from ..core.model import Allocation, format_gpus
-from ..core.state import PoolState
+from .core.model import Allocation, format_gpus
+from .core.quota import WINDOW_S
+from .core.reservations import Reservation
+from .core.state import PoolState
 
 
 def cores(value: float) -> str:
@@ -177,3 +183,50 @@ def queued_json(q, estimate, per_gpu: int, state: str = "queued", ended: float |
         "devices": [],
     }
     return out
+
+
+def reason_kind(reason: str) -> str:
+    """What a request waits for, in one word: quota, reservation or capacity."""
+    r = (reason or "").lower()
+    if "quota" in r:
+        return "quota"
+    if "reserv" in r:
+        return "reservation"
+    return "capacity"
+
+
+def reservation_json(r: Reservation, state=None, now: float | None = None) -> dict:
+    now = time.time() if now is None else now
+    out = {
+        "id": r.id, "user": r.user, "host": r.host, "model": r.model, "gpus": r.gpus,
+        "devices": list(r.devices), "start": iso(r.start), "end": iso(r.end),
+        "state": r.state.value, "active_now": r.active_at(now), "created": iso(r.created),
+        "created_by": r.created_by, "note": r.note, "cancelled": iso(r.ended),
+    }
+    if state is not None:
+        out["indexes"] = [state.devices[u].index for u in r.devices if u in state.devices]
+    return out
+
+
+def quota_json(pool, user: str, groups=None, now: float | None = None) -> dict:
+    """A user's limits (for ``groups``, default: as the spawner last reported
+    them), what they hold and what is left: GET quota, and the spawn form."""
+    per = pool.units_per_gpu
+    now = time.time() if now is None else now
+    groups = tuple(groups) if groups is not None else tuple(pool.groups.get(user, ()))
+    limits = pool.quotas.resolve(user, groups)
+    held = pool.held(user, now)
+    left = {
+        "gpus": None if limits.gpus is None else format_gpus(max(0, limits.gpus - held.units), per),
+        "sessions": None if limits.sessions is None else max(0, limits.sessions - held.sessions),
+        "gpu_hours": None if limits.gpu_hours is None else round(max(0.0, limits.gpu_hours - held.gpu_hours), 3),
+    }
+    return {
+        "user": user,
+        "groups": list(groups),
+        "limits": limits.as_dict(per),
+        "held": {"gpus": format_gpus(held.units, per), "sessions": held.sessions,
+                 "gpu_hours": round(held.gpu_hours, 3)},
+        "left": left,
+        "window_hours": WINDOW_S / 3600,
+    }

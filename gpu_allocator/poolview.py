@@ -1,16 +1,18 @@
-"""What the admin panel shows of the pool, computed from the live PoolState:
-per-model totals with fragmentation, and pages of hosts filtered by model, name,
-user and state (the map stays fast with thousands of hosts: a page renders only
-its hosts; the totals are one pass over the devices)."""
+"""What the admin panel's pool map, the pool API (api.pool) and the metrics show
+of the pool, computed from the live PoolState: per-model totals with
+fragmentation, and pages of hosts filtered by model, name, user and state (the
+map stays fast with thousands of hosts: a page renders only its hosts; the
+totals are one pass over the devices)."""
 
 from __future__ import annotations
 
 import hashlib
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
-from ..core.model import HostState, format_gpus
-from ..core.state import PoolState
+from .core.model import HostState, format_gpus
+from .core.state import PoolState
 
 PER_PAGE = 25
 MAX_PER_PAGE = 200
@@ -95,8 +97,6 @@ class Filters:
 
     def query(self, **override) -> str:
         """The query string of these filters (with ``override``), for links."""
-        from urllib.parse import urlencode
-
         values = {k: getattr(self, k) for k in ("model", "host", "user", "state", "page")}
         values.update(override)
         return urlencode({k: v for k, v in values.items() if v not in ("", None) and
