@@ -56,6 +56,13 @@ class TusBase(Base):
             self.set_header("Tus-Version", TUS_VERSION)
             raise web.HTTPError(412, f"send Tus-Resumable: {TUS_VERSION} (this server speaks tus {TUS_VERSION})")
 
+    async def _finish_upload(self, uid: str) -> None:
+        """Move the complete upload into its vfolder."""
+        try:
+            await self.service.finish_upload(uid)
+        except (Refused, fsops.PathRefused) as e:
+            raise refused_as_http(e) from None
+
 
 class UploadsHandler(TusBase):
     def options(self, vid):
@@ -101,16 +108,13 @@ class UploadsHandler(TusBase):
             return up.id, up.expires_at
 
         uid, expires = await self.transact(create)
+        if length == 0:  # complete already: the empty file is in place when the client hears 201
+            await self._finish_upload(uid)
         self.set_header("Location", f"{self.service.service_prefix}api/v1/vfolders/{vid}/uploads/{uid}")
         self.set_header("Upload-Expires", http_date(expires))
         self.set_header("Upload-Offset", "0")
         self.set_status(201)
         self.finish()
-        if length == 0:
-            try:
-                await self.service.finish_upload(uid)
-            except (Refused, fsops.PathRefused) as e:  # answered already: the upload is gone
-                self.log.warning("empty upload %s not placed: %s", uid, e.message)
 
 
 @web.stream_request_body
@@ -193,10 +197,7 @@ class UploadHandler(TusBase):
         self.set_header("Upload-Offset", str(self.up.offset))
         self.set_header("Upload-Expires", http_date(self.up.expires_at))
         if self.up.offset == self.up.length:
-            try:
-                await self.service.finish_upload(uid)
-            except (Refused, fsops.PathRefused) as e:
-                raise refused_as_http(e) from None
+            await self._finish_upload(uid)
         self.no_content()
 
     async def delete(self, vid, uid):
