@@ -55,6 +55,3 @@ class Store:
         """Submitted at once (before the caller awaits it): a callback that
         cannot await (``on_connection_close``) still orders its write."""
         return asyncio.get_running_loop().run_in_executor(self._thread, self.transaction, fn, *args)
-
-    def close(self) -> None:
-        self._thread.shutdown(wait=True)
