@@ -138,11 +138,7 @@ class VFolderService(HubService):
         self._tasks: list[asyncio.Task] = []
 
     def make_app(self):
-        from gpuhub.metrics import metrics_route
-
-        from .metrics import make_registry
-
-        return self.web_app(routes(self) + [metrics_route(self.service_prefix, self, make_registry(self))])
+        return self.web_app(routes(self))
 
     # --- background ------------------------------------------------------------------
 

@@ -14,23 +14,24 @@ from vfolder_manager.api import RESOURCES, routes
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
-#: every URL pattern under api/v1 → the module that serves it (as before the split)
+#: every URL pattern under the service's prefix → the module that serves it
 PATHS = {
-    "/health": "gpuhub.api",
-    "/vfolders": "vfolders",
-    "/vfolders/([^/]+)": "vfolders",
-    "/vfolders/([^/]+)/(restore|purge)": "vfolders",
-    "/vfolders/([^/]+)/clone": "vfolders",
-    "/vfolders/([^/]+)/shares": "shares",
-    "/invitations": "shares",
-    "/invitations/([^/]+)/(accept|reject)": "shares",
-    "/vfolders/([^/]+)/usage": "quotas",
-    "/quotas/(user|group|vfolder)/([^/]+)": "quotas",
-    "/vfolders/([^/]+)/uploads/?": "uploads",
-    "/vfolders/([^/]+)/uploads/([0-9a-f]{32})": "uploads",
-    "/vfolders/([^/]+)/files/?(.*)": "files",
-    "/storage/hosts": "hosts",
-    "/mounts": "mounts",
+    "api/v1/health": "gpuhub.api",
+    "api/v1/vfolders": "vfolders",
+    "api/v1/vfolders/([^/]+)": "vfolders",
+    "api/v1/vfolders/([^/]+)/(restore|purge)": "vfolders",
+    "api/v1/vfolders/([^/]+)/clone": "vfolders",
+    "api/v1/vfolders/([^/]+)/shares": "shares",
+    "api/v1/invitations": "shares",
+    "api/v1/invitations/([^/]+)/(accept|reject)": "shares",
+    "api/v1/vfolders/([^/]+)/usage": "quotas",
+    "api/v1/quotas/(user|group|vfolder)/([^/]+)": "quotas",
+    "api/v1/vfolders/([^/]+)/uploads/?": "uploads",
+    "api/v1/vfolders/([^/]+)/uploads/([0-9a-f]{32})": "uploads",
+    "api/v1/vfolders/([^/]+)/files/?(.*)": "files",
+    "api/v1/storage/hosts": "hosts",
+    "api/v1/mounts": "mounts",
+    "metrics": "metrics",
 }
 
 
@@ -40,7 +41,7 @@ class _Service:
 
 def test_each_path_is_served_by_one_resource_module():
     table = routes(_Service())
-    prefix = "/services/vfolders/api/v1"
+    prefix = "/services/vfolders/"
     served = {pattern.removeprefix(prefix): handler for pattern, handler, *_ in table}
     assert len(served) == len(table), "a URL pattern is routed twice"
     assert {p: h.__module__.removeprefix("vfolder_manager.api.") for p, h in served.items()} == PATHS
@@ -50,7 +51,15 @@ def test_each_path_is_served_by_one_resource_module():
         assert {h.__module__ for _, h in module.default_handlers} == {module.__name__}
 
 
-def test_no_sql_statement_runs_on_the_event_loop(svc):
+def test_no_sql_statement_runs_on_the_event_loop(svc, monkeypatch):
+    auth = svc.service.hub_auth
+    plain = auth.get_user
+
+    def admin_reads_metrics(handler, sync=True):
+        user = plain(handler, sync)
+        return {**user, "scopes": [*user["scopes"], "read:metrics"]} if user and user["name"] == "admin" else user
+
+    monkeypatch.setattr(auth, "get_user", admin_reads_metrics)
     engine = svc.service.manager.sessions.kw["bind"]
     threads: list[int] = []
     statements = lambda *_: threads.append(threading.get_ident())  # noqa: E731
@@ -93,6 +102,9 @@ def test_no_sql_statement_runs_on_the_event_loop(svc):
         assert svc.call("alice", "DELETE", f"/vfolders/{vid}").status_code == 204
         assert svc.call("admin", "POST", f"/vfolders/{vid}/purge").status_code == 204
         assert svc.call("alice", "GET", "/invitations").status_code == 200
+        r = requests.get(f"http://127.0.0.1:{svc.port}/services/vfolders/metrics", timeout=60,
+                         headers={"Authorization": "token admin"})
+        assert r.status_code == 200 and 'gpuhub_vfolders{state="ready",storage_host="local"} 1.0' in r.text, r.text
     finally:
         event.remove(engine, "before_cursor_execute", statements)
     assert len(threads) > 20

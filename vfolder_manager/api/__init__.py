@@ -12,6 +12,7 @@ module                    URL paths (under ``api/v1``)
 :mod:`.files`             ``vfolders/{id}/files/{path}`` (downloads)
 :mod:`.hosts`             ``storage/hosts``
 :mod:`.mounts`            ``mounts`` (the spawner's)
+:mod:`.metrics`           ``{prefix}metrics`` (Prometheus; outside ``api/v1``)
 ========================  ==========================================================
 
 Shared handler code lives in :mod:`.base`; every database call goes through
@@ -21,8 +22,11 @@ Shared handler code lives in :mod:`.base`; every database call goes through
 from __future__ import annotations
 
 from gpuhub.api import HealthHandler
+from gpuhub.metrics import metrics_route
 
+from ..metrics import make_registry
 from . import files, hosts, mounts, quotas, shares, uploads, vfolders
+from .metrics import VFolderMetricsHandler
 
 RESOURCES = (vfolders, shares, quotas, uploads, files, hosts, mounts)
 
@@ -32,4 +36,4 @@ def routes(service) -> list:
     kw = {"service": service}
     return [(prefix + r"/health", HealthHandler)] + [
         (prefix + pattern, handler, kw) for module in RESOURCES for pattern, handler in module.default_handlers
-    ]
+    ] + [metrics_route(service.service_prefix, service, make_registry(service), VFolderMetricsHandler)]

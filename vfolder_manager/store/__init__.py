@@ -55,3 +55,8 @@ class Store:
         """Submitted at once (before the caller awaits it): a callback that
         cannot await (``on_connection_close``) still orders its write."""
         return asyncio.get_running_loop().run_in_executor(self._thread, self.transaction, fn, *args)
+
+    def call(self, fn: Callable[..., T], *args) -> asyncio.Future[T]:
+        """``fn(*args)`` on the store's thread with no transaction of this
+        store's: for code that opens its own sessions (a metrics scrape)."""
+        return asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
