@@ -24,12 +24,18 @@ class MetricsHandler(APIHandler):
         super().initialize(service)
         self.registry = registry
 
-    def get(self):
+    async def get(self):
         if METRICS_SCOPE not in self.scopes:
             raise web.HTTPError(403, f"metrics need the {METRICS_SCOPE} scope")
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(self.registry))
+        self.finish(await self.exposition())
+
+    async def exposition(self) -> bytes:
+        """The registry in Prometheus' text format, made on the event loop (the
+        collectors read the service's in-memory state). A service whose
+        collectors query a database overrides this to make it off the loop."""
+        return generate_latest(self.registry)
 
 
-def metrics_route(prefix: str, service, registry: CollectorRegistry) -> tuple:
-    return (prefix.rstrip("/") + "/metrics", MetricsHandler, {"service": service, "registry": registry})
+def metrics_route(prefix: str, service, registry: CollectorRegistry, handler=MetricsHandler) -> tuple:
+    return (prefix.rstrip("/") + "/metrics", handler, {"service": service, "registry": registry})

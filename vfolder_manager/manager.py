@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .core.names import InvalidName, check_principal, check_vfolder_name
+from .core.names import InvalidName, check_principal, check_vfolder_name, split_relpath
 from .core.paths import UPLOADS_DIR, vfolder_relpath
 from .core.permissions import (
     Action, Caller, OwnerKind, Permission, Role, ShareState, ShareView, VFolderView,
@@ -22,6 +22,7 @@ from .core.quota import Limit, Usage, over_quota
 from .storage.hosts import StorageHost, default_host
 from .storage import ownership
 from .storage.quota import QuotaBackend, ScanQuota, project_id
+from .store import Store
 from .store.schema import Mount, Quota, Share, Upload, VFolder, VFolderState, utcnow
 
 
@@ -46,6 +47,8 @@ class Manager:
     def __init__(self, sessions: sessionmaker, hosts: dict[str, StorageHost],
                  group_managers: dict | None = None, upload_expiry: float = 86400):
         self.sessions = sessions
+        #: every transaction of the service's event loop runs through it (off the loop)
+        self.store = Store(sessions)
         self.hosts = hosts
         self.group_managers = group_managers or {}
         self.upload_expiry = upload_expiry
@@ -186,10 +189,7 @@ class Manager:
             "cloned_from": vf.cloned_from, "progress": vf.progress,
         }
         if role >= Role.OWNER:
-            model["shares"] = [
-                {"id": s.id, s.kind: s.name, "permission": s.permission, "state": s.state}
-                for s in vf.shares
-            ]
+            model["shares"] = [self.share_json(s) for s in vf.shares]
             model["mounted_in"] = sorted(m.session for m in db.scalars(select(Mount).where(Mount.vfolder_id == vf.id)))
         return model
 
@@ -311,6 +311,10 @@ class Manager:
         return s
 
     @staticmethod
+    def share_json(s: Share) -> dict:
+        return {"id": s.id, s.kind: s.name, "permission": s.permission, "state": s.state}
+
+    @staticmethod
     def _target(body: dict) -> tuple[str, str]:
         if ("user" in body) == ("group" in body):
             raise Refused(400, "name exactly one of \"user\" or \"group\"")
@@ -358,3 +362,56 @@ class Manager:
         with open(self.staging_path(vf, up.id), "xb"):
             pass
         return up
+
+    def upload_target(self, db: Session, uid: str) -> tuple[str, str, str, tuple[str, ...]] | None:
+        """A finished upload's vfolder id, vfolder directory, staging file and
+        path inside the vfolder (None: it is gone)."""
+        up = db.get(Upload, uid)
+        if up is None:
+            return None
+        vf = db.get(VFolder, up.vfolder_id)
+        return vf.id, self.path_of(vf), self.staging_path(vf, uid), split_relpath(up.path)
+
+    def drop_upload(self, db: Session, uid: str, keep_file: bool = False) -> None:
+        """Forget an upload and remove its staging file (``keep_file``: it was
+        moved into the vfolder)."""
+        up = db.get(Upload, uid)
+        if up is None:
+            return
+        vf = db.get(VFolder, up.vfolder_id)
+        if vf is not None and not keep_file:
+            try:
+                os.unlink(self.staging_path(vf, uid))
+            except FileNotFoundError:
+                pass
+        db.delete(up)
+
+    def expire_uploads(self, db: Session) -> int:
+        """Drop the uploads past their expiry; how many."""
+        expired = db.scalars(select(Upload.id).where(Upload.expires_at < utcnow())).all()
+        for uid in expired:
+            self.drop_upload(db, uid)
+        return len(expired)
+
+    # --- background work's rows ---------------------------------------------------------
+
+    def vfolder_ids(self, db: Session) -> list[str]:
+        return list(db.scalars(select(VFolder.id)))
+
+    def scan_target(self, db: Session, vid: str) -> tuple[str, QuotaBackend | None] | None:
+        """The directory of a vfolder whose usage a scan measures, and its quota
+        backend (None: not a ready or trashed vfolder)."""
+        vf = db.get(VFolder, vid)
+        if vf is None or vf.state not in (VFolderState.READY.value, VFolderState.TRASHED.value):
+            return None
+        return self.path_of(vf), self.quotas.get(vf.host)
+
+    def record_usage(self, db: Session, vid: str, usage_bytes: int, usage_files: int) -> None:
+        vf = db.get(VFolder, vid)
+        if vf is not None:
+            vf.usage_bytes, vf.usage_files, vf.usage_at = usage_bytes, usage_files, utcnow()
+
+    def set_progress(self, db: Session, vid: str, text: str) -> None:
+        vf = db.get(VFolder, vid)
+        if vf is not None:
+            vf.progress = text

@@ -12,20 +12,18 @@ import os
 import time
 from datetime import datetime
 
-from sqlalchemy import select
 from traitlets import CaselessStrEnum, Dict, Float, Int, Unicode, default
 
 from gpuhub.service import HubService
 
 from .api import routes
-from .core.names import split_relpath
 from .manager import Manager, Refused
 from .ptools import api as ptools
 from .storage import fsops, stats
 from .storage.hosts import parse_hosts
 from .storage.quota import choose_backend, project_id
 from .store import open_db
-from .store.schema import Upload, VFolder, VFolderState, utcnow
+from .store.schema import VFolder, VFolderState
 
 
 def _data_dir() -> str:
@@ -140,11 +138,7 @@ class VFolderService(HubService):
         self._tasks: list[asyncio.Task] = []
 
     def make_app(self):
-        from gpuhub.metrics import metrics_route
-
-        from .metrics import make_registry
-
-        return self.web_app(routes(self) + [metrics_route(self.service_prefix, self, make_registry(self))])
+        return self.web_app(routes(self))
 
     # --- background ------------------------------------------------------------------
 
@@ -166,12 +160,10 @@ class VFolderService(HubService):
             self._scan_event.set()
 
     async def scan(self, vid: str) -> None:
-        with self.manager.sessions.begin() as db:
-            vf = db.get(VFolder, vid)
-            if vf is None or vf.state not in (VFolderState.READY.value, VFolderState.TRASHED.value):
-                return
-            path = self.manager.path_of(vf)
-            backend = self.manager.quotas.get(vf.host)
+        target = await self.manager.store.run(self.manager.scan_target, vid)
+        if target is None:
+            return
+        path, backend = target
         loop = asyncio.get_running_loop()
 
         def measure():
@@ -186,15 +178,10 @@ class VFolderService(HubService):
             usage_bytes, usage_files = await loop.run_in_executor(None, measure)
         except FileNotFoundError:
             return
-        with self.manager.sessions.begin() as db:
-            vf = db.get(VFolder, vid)
-            if vf is not None:
-                vf.usage_bytes, vf.usage_files, vf.usage_at = usage_bytes, usage_files, utcnow()
+        await self.manager.store.run(self.manager.record_usage, vid, usage_bytes, usage_files)
 
     async def scan_all(self) -> None:
-        with self.manager.sessions.begin() as db:
-            ids = list(db.scalars(select(VFolder.id)))
-        for vid in ids:
+        for vid in await self.manager.store.run(self.manager.vfolder_ids):
             await self.scan(vid)
 
     async def _scan_loop(self):
@@ -242,23 +229,13 @@ class VFolderService(HubService):
             await asyncio.sleep(self.stats_interval)
 
     def cleanup_uploads(self) -> int:
-        n = 0
-        with self.manager.sessions.begin() as db:
-            for up in db.scalars(select(Upload).where(Upload.expires_at < utcnow())).all():
-                vf = db.get(VFolder, up.vfolder_id)
-                if vf is not None:
-                    try:
-                        os.unlink(self.manager.staging_path(vf, up.id))
-                    except FileNotFoundError:
-                        pass
-                db.delete(up)
-                n += 1
-        return n
+        """Remove the expired uploads now (from a thread: a test); how many."""
+        return self.manager.store.transaction(self.manager.expire_uploads)
 
     async def _cleanup_loop(self):
         while True:
             try:
-                n = self.cleanup_uploads()
+                n = await self.manager.store.run(self.manager.expire_uploads)
                 if n:
                     self.log.info("removed %i expired uploads", n)
             except Exception:
@@ -268,36 +245,21 @@ class VFolderService(HubService):
     # --- work the handlers start ------------------------------------------------------
 
     async def finish_upload(self, uid: str) -> None:
-        with self.manager.sessions.begin() as db:
-            up = db.get(Upload, uid)
-            if up is None:
-                return
-            vf = db.get(VFolder, up.vfolder_id)
-            base, staging, parts = self.manager.path_of(vf), self.manager.staging_path(vf, uid), split_relpath(up.path)
-            vid = vf.id
+        target = await self.manager.store.run(self.manager.upload_target, uid)
+        if target is None:
+            return
+        vid, base, staging, parts = target
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(None, fsops.place_file, base, parts, staging)
         except fsops.PathRefused:
-            self.drop_upload(uid)
+            await self.drop_upload(uid)
             raise
-        with self.manager.sessions.begin() as db:
-            up = db.get(Upload, uid)
-            if up is not None:
-                db.delete(up)
+        await self.manager.store.run(self.manager.drop_upload, uid, True)
         self.schedule_scan(vid)
 
-    def drop_upload(self, uid: str) -> None:
-        with self.manager.sessions.begin() as db:
-            up = db.get(Upload, uid)
-            if up is None:
-                return
-            vf = db.get(VFolder, up.vfolder_id)
-            try:
-                os.unlink(self.manager.staging_path(vf, uid))
-            except FileNotFoundError:
-                pass
-            db.delete(up)
+    async def drop_upload(self, uid: str) -> None:
+        await self.manager.store.run(self.manager.drop_upload, uid)
 
     async def remove_tree(self, path: str) -> None:
         loop = asyncio.get_running_loop()
@@ -314,14 +276,18 @@ class VFolderService(HubService):
         loop = asyncio.get_running_loop()
         try:
             total = await loop.run_in_executor(None, lambda: ptools.du(src))
-            self._set_progress(vid, f"copying {total.files} entries, {total.bytes} bytes")
+            await self.manager.store.run(self.manager.set_progress, vid,
+                                         f"copying {total.files} entries, {total.bytes} bytes")
             copying = loop.run_in_executor(None, lambda: ptools.copytree(src, dst))
             while not copying.done():
                 await asyncio.wait([copying], timeout=self.clone_progress_interval)
-                if not copying.done() and os.path.isdir(dst):
-                    done = await loop.run_in_executor(None, lambda: ptools.du(dst))
+                if copying.done():
+                    break
+                done = await loop.run_in_executor(None, lambda: ptools.du(dst) if os.path.isdir(dst) else None)
+                if done is not None:
                     pct = 100.0 * done.bytes / total.bytes if total.bytes else 100.0
-                    self._set_progress(vid, f"{min(pct, 99.9):.1f}% ({done.files} of {total.files} entries)")
+                    await self.manager.store.run(self.manager.set_progress, vid,
+                                                 f"{min(pct, 99.9):.1f}% ({done.files} of {total.files} entries)")
             errors = copying.result()
             failure = None
             if errors:
@@ -335,10 +301,11 @@ class VFolderService(HubService):
             errors = await loop.run_in_executor(None, self.manager.adopt, vid, dst)
             if errors:
                 self.log.warning("clone %s: %i paths kept their ownership, first: %s", vid, len(errors), errors[0])
-        with self.manager.sessions.begin() as db:
+
+        def settle(db) -> bool:
             vf = db.get(VFolder, vid)
             if vf is None:
-                return
+                return False
             if failure:
                 vf.state = VFolderState.FAILED.value
                 vf.progress = f"clone failed: {failure}"
@@ -349,13 +316,10 @@ class VFolderService(HubService):
                     self.log.error("clone %s: could not set its project quota: %s", vid, e)
                 vf.state = VFolderState.READY.value
                 vf.progress = "100%"
-        self.schedule_scan(vid)
+            return True
 
-    def _set_progress(self, vid: str, text: str) -> None:
-        with self.manager.sessions.begin() as db:
-            vf = db.get(VFolder, vid)
-            if vf is not None:
-                vf.progress = text
+        if await self.manager.store.run(settle):
+            self.schedule_scan(vid)
 
     # --- main ----------------------------------------------------------------------------
 

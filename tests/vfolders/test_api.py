@@ -4,6 +4,7 @@ on every endpoint."""
 
 import base64
 import os
+import time
 
 import pytest
 
@@ -27,6 +28,16 @@ def shared_vfolder(svc, name="matrix") -> str:
     r = svc.call("alice", "POST", f"/vfolders/{vid}/shares", json={"group": "bio", "permission": "rw"})
     assert r.status_code == 201 and r.json()["state"] == "accepted"
     return vid
+
+
+def measured(svc, vid) -> dict:
+    """The vfolder once the usage scan its creation asked for has run (a scan
+    changes it in the background: a refused request must not)."""
+    deadline = time.monotonic() + 30
+    while (model := svc.call("admin", "GET", f"/vfolders/{vid}").json())["usage"]["measured"] is None:
+        assert time.monotonic() < deadline, f"vfolder {vid} was not scanned within 30 s of its creation"
+        time.sleep(0.01)
+    return model
 
 
 def tus_create(path):
@@ -59,7 +70,7 @@ def test_permission_matrix(svc, endpoint):
         vid = shared_vfolder(svc, f"m-{endpoint}-{persona}")
         if endpoint in ("restore", "purge"):
             assert svc.call("alice", "DELETE", f"/vfolders/{vid}").status_code == 204
-        before = svc.call("admin", "GET", f"/vfolders/{vid}").json()
+        before = measured(svc, vid)
         method, path, kw = make(vid, who)
         r = svc.call(who, method, path, **kw)
         want = expected[persona]

@@ -60,6 +60,17 @@ def test_small_upload_and_download_with_range(svc):
     assert svc.call("alice", "GET", f"/vfolders/{vf['id']}/files/missing").status_code == 404
 
 
+def test_an_empty_upload_is_complete_when_created(svc):
+    vf = svc.create("alice", "data")
+    r = svc.call("alice", "POST", f"/vfolders/{vf['id']}/uploads/",
+                 headers={**TUS, "Upload-Length": "0", "Upload-Metadata": meta("empty/none.txt")})
+    assert r.status_code == 201 and r.headers["Upload-Offset"] == "0", r.text
+    with open(os.path.join(vpath(svc, vf), "empty/none.txt"), "rb") as f:
+        assert f.read() == b""
+    assert svc.call("alice", "HEAD", r.headers["Location"].split("/api/v1")[1], headers=TUS).status_code == 404
+    assert not os.listdir(svc.tmp / "hosts" / "local" / ".uploads")
+
+
 def test_tus_protocol_errors(svc):
     vid = svc.create("alice", "data")["id"]
     r = svc.call("alice", "OPTIONS", f"/vfolders/{vid}/uploads/")
