@@ -259,6 +259,48 @@ class Sim:
                     best = (k, h, tuple((u, per) for u in idle[:n]))
         return None if best is None else best[1:]
 
+    def _gpus_fit(self, host: str, req: Request, exclude: frozenset[str]) -> bool:
+        """Whether ``req``'s GPUs alone (not its CPU or memory) fit on ``host`` now."""
+        free, model, models, per = self.free, self.model, req.models, self.upg
+        ok = [u for u in self.hosts[host] if (not models or model[u] in models) and u not in exclude]
+        if req.units == 0:
+            return True
+        if req.units < per:
+            return any(free[u] >= req.units for u in ok)
+        return sum(1 for u in ok if free[u] == per) >= req.units // per
+
+    def shortage(self, req: Request, exclude: frozenset[str] = frozenset()) -> str:
+        """Why ``req`` does not fit now, for the one waiting: what is short — GPUs
+        (of its models), CPU cores or memory beside free GPUs — so that a request
+        short of cores never reads as waiting for a GPU. ``exclude``: devices it
+        may not use (others' reservations)."""
+        what = describe(req, self.upg)
+        hosts, _ = self._candidates(req)
+        if self.fit(req, exclude) is not None:  # fits here, not under placement's finer rules
+            return f"waiting for {what} to be free"
+        with_gpus = [h for h in hosts if self._gpus_fit(h, req, exclude)]
+        if not with_gpus:
+            return f"waiting for {what} to be free"
+        c, m = milli(req.cpu), req.mem_mb
+        cpu_short = all(self.cpu[h] < c for h in with_gpus)
+        mem_short = all(self.mem[h] < m for h in with_gpus)
+        beside = "beside it" if req.units else "on any host"
+        most_cpu = max(with_gpus, key=lambda h: self.cpu[h])
+        most_mem = max(with_gpus, key=lambda h: self.mem[h])
+        cores = f"{req.cpu:g} CPU core" + ("" if req.cpu == 1 else "s")
+        memory = f"{format_mb(m)} of memory"
+        have_cpu = f"{max(self.cpu[most_cpu], 0) / 1000:g} cores free ({most_cpu})"
+        have_mem = f"{format_mb(max(self.mem[most_mem], 0))} free ({most_mem})"
+        head = f"{what} is free, but" if req.units else "no host has"
+        if cpu_short and mem_short:
+            return f"waiting for {cores} and {memory}: {head} at most {have_cpu} and {have_mem} {beside}"
+        if cpu_short:
+            return f"waiting for {cores}: {head} at most {have_cpu} {beside}"
+        if mem_short:
+            return f"waiting for {memory}: {head} at most {have_mem} {beside}"
+        return (f"waiting for {cores} and {memory} on one host: where {what} is free, "
+                "a host has either too few cores or too little memory")
+
     def take(self, host: str, shares, cpu_milli: int, mem: int, sign: int = -1) -> None:
         if host not in self.cpu:
             return  # a host that is not up: nothing to give or take
@@ -420,6 +462,13 @@ def order(pending: list[Queued], running: list[tuple[Allocation, float]], quotas
 
 
 # --- admission ------------------------------------------------------------------------
+
+
+def format_mb(mb: int) -> str:
+    """Memory as the form asks for it: "64G", "1.5G", "512M"."""
+    if mb >= 1024:
+        return f"{mb / 1024:.1f}".rstrip("0").rstrip(".") + "G"
+    return f"{mb}M"
 
 
 def describe(req: Request, units_per_gpu: int) -> str:
@@ -637,7 +686,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
             reasons[x.id] = f"waiting behind {depth} requests"
             continue
         if grant is None:
-            reasons.setdefault(x.id, f"waiting for {describe(req, per)} to be free")
+            reasons.setdefault(x.id, sim.shortage(req, rules.exclude(x)))
             waiting.append(x)
             if x.id not in insim:
                 insim.add(x.id)
@@ -763,7 +812,7 @@ def _strict(state, sim: Sim, runs: list[Run], queue: list[Queued], out: Plan, re
         elif why := rules.reason(sim, x):  # only a reservation keeps it out
             reasons[x.id] = why
         if p is None:
-            reasons.setdefault(x.id, f"waiting for {describe(req, per)} to be free")
+            reasons.setdefault(x.id, sim.shortage(req, rules.exclude(x)))
             blocked.append(x)
             continue
         a = Allocation(
