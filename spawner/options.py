@@ -82,7 +82,7 @@ def candidates(pool: dict, defaults: dict, runtimes: list[float]) -> list[dict]:
     the default CPU and memory: the body of POST estimates."""
     return [
         {"gpus": c, "cpu": defaults["cpu"], "mem": defaults["mem"], "max_hours": h, "gpu_model": m or None}
-        for c in _offered(pool) if c != "0"
+        for c in offered(pool) if c != "0"
         for m in _models(pool)
         for h in runtimes
     ]
@@ -215,7 +215,7 @@ def _no_fractions(pool: dict) -> list[str]:
     return [h["name"] for h in _up(pool) if h["devices"] and h.get("fractions") is False]
 
 
-def _offered(pool: dict) -> list[str]:
+def offered(pool: dict) -> list[str]:
     """The preset GPU amounts some host of this pool could ever hold."""
     biggest = max((len(h["devices"]) for h in _up(pool)), default=0)
     fractions = any(h["devices"] and h.get("fractions", True) for h in _up(pool))
@@ -291,7 +291,7 @@ def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: d
     ``estimates`` (``{"runtimes", "requests", "answer"}``: POST estimates' body
     and answer), each GPU choice says when it would start and the user's quota is
     shown; the script redoes both for the run time and model the user picks."""
-    offered = _offered(pool)
+    offered = offered(pool)
     up = _up(pool)
     biggest = max(up, key=lambda h: (len(h["devices"]), float(h["cpus"])), default=None)
     max_gpus = len(biggest["devices"]) if biggest else 0
