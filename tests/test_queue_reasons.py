@@ -4,11 +4,13 @@ GPU to be free" while GPUs were free)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpu_allocator.core.fairshare import FairShare
-from gpu_allocator.core.model import Allocation, Device, Host, Request, Share
+from gpu_allocator.core.model import Allocation, Device, Host, HostState, Request, Share
 from gpu_allocator.core.queue import Queued, format_mb, plan
 from gpu_allocator.core.quota import Quotas
 from gpu_allocator.core.state import PoolState
@@ -119,3 +121,14 @@ def test_the_reason_names_cpu_or_memory_exactly_when_they_are_short(sizes, busy,
     assert ("CPU core" in why) == (no_cores or not no_mem), why
     assert ("memory" in why) == (no_mem or not no_cores), why
     assert "to be free" not in why, why
+
+
+def test_a_drained_host_of_the_model_is_named_as_under_maintenance():
+    state = PoolState.build([host("a", n=2, model="A100"), replace(host("b", n=2, model="L4"), state=HostState.DRAINED)],
+                            units_per_gpu=PER)
+    why = reason_of(state, Request("bob", 10, models=frozenset({"L4"})))
+    assert why == "waiting for 0.5 × L4 to be free; b is under maintenance (drained)", why
+    # a model the drained host does not have: no word of it
+    state.grant(Allocation("r", "alice", "a", 40, 1.0, 1024, 8.0, (Share("a-0", 20), Share("a-1", 20)), created=NOW))
+    why = reason_of(state, Request("bob", 10, models=frozenset({"A100"})), [(state.allocations["r"], NOW + 3600)])
+    assert why == "waiting for 0.5 × A100 to be free", why

@@ -108,3 +108,12 @@ def test_the_stop_reason_of_a_reclaimed_share():
                           "waiting: GPU idle for 60 min.")
     admin = stop_reason({"host": "node-a"}, {"state": "revoked", "revoked_by": "admin", "reason": "maintenance"})
     assert "an administrator (admin) revoked its GPU share: maintenance" in admin
+
+
+def test_a_drained_host_is_shown_under_maintenance():
+    pool = json.loads(json.dumps(POOL))
+    pool["hosts"][0]["state"] = "drained"
+    html = render_form(pool, DEFAULTS)
+    name = pool["hosts"][0]["name"]
+    assert re.search(rf"<li>{name}: \d+ × [^<]+<span class=\"gpuhub-maintenance\">under maintenance</span>", html), html
+    assert f"<li>{name}: " in html and html.count(f"<li>{name}: ") == 1  # not also among the free ones

@@ -61,7 +61,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from .fairshare import FairShare
-from .model import Allocation, Request, Share, format_gpus, milli
+from .model import Allocation, HostState, Request, Share, format_gpus, milli
 from .placement import NoFit, place
 from .quota import Held, Quotas, add, check
 from .state import StateError
@@ -182,7 +182,7 @@ class QueueView:
 class Sim:
     """Free GPU units per device and CPU / memory per up host: cheap to copy."""
 
-    __slots__ = ("upg", "hosts", "model", "host_of", "free", "cpu", "mem", "_for", "_pos")
+    __slots__ = ("upg", "hosts", "model", "host_of", "free", "cpu", "mem", "_for", "_pos", "drained")
 
     def __init__(self, state=None):
         if state is None:
@@ -197,6 +197,9 @@ class Sim:
                 self.model[d.uuid], self.host_of[d.uuid] = d.model, name
                 self.free[d.uuid] = state.free[d.uuid]
             self.cpu[name], self.mem[name] = state.host_room(name)
+        #: hosts under maintenance and their GPU models: what shortage() names
+        self.drained = {n: frozenset(d.model for d in h.devices) for n, h in state.hosts.items()
+                        if h.state == HostState.DRAINED}
         # why: fit() looks only at the hosts a request could use, and after a
         # failed fit only at the hosts whose room grew since. Shared by copies;
         # what it holds (hosts, models) never changes in a Sim or its copies.
@@ -206,7 +209,7 @@ class Sim:
     def copy(self) -> Sim:
         s = Sim()
         s.upg, s.hosts, s.model, s.host_of = self.upg, self.hosts, self.model, self.host_of
-        s._for, s._pos = self._for, self._pos
+        s._for, s._pos, s.drained = self._for, self._pos, self.drained
         s.free, s.cpu, s.mem = dict(self.free), dict(self.cpu), dict(self.mem)
         return s
 
@@ -280,6 +283,12 @@ class Sim:
             return f"waiting for {what} to be free"
         with_gpus = [h for h in hosts if self._gpus_fit(h, req, exclude)]
         if not with_gpus:
+            away = sorted(n for n, models in self.drained.items()
+                          if req.units and (not req.models or models & req.models))
+            if away:
+                return (f"waiting for {what} to be free; {', '.join(away[:3])}"
+                        f"{' and more' if len(away) > 3 else ''} {'is' if len(away) == 1 else 'are'}"
+                        " under maintenance (drained)")
             return f"waiting for {what} to be free"
         c, m = milli(req.cpu), req.mem_mb
         cpu_short = all(self.cpu[h] < c for h in with_gpus)
