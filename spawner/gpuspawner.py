@@ -22,6 +22,7 @@ from traitlets import Bool, Float, Unicode, default
 
 from gpu_allocator.client import AllocatorClient, AllocatorError, default_api_url
 from gpu_allocator.core.validation import SPAWN_KEYS, RequestError
+from gpuhub.numbers import human_minutes
 
 from .gpu_env import describe, gpu_env
 from .options import candidates, check_spawn_keys, clock, form_runtimes, offered, options_from_form, render_form
@@ -554,8 +555,8 @@ def time_limit(name: str, allocation: dict | None, now: float | None = None) -> 
     at = clock(allocation["ends_at"])
     return {
         "label": label, "ends_at": allocation["ends_at"], "clock": at, "minutes": minutes,
-        "extend": extend, "notice": allocation.get("notice"),
-        "text": f"{label} stops at {at} (in {minutes} min); {extend}",
+        "duration": human_minutes(minutes), "extend": extend, "notice": allocation.get("notice"),
+        "text": f"{label} stops at {at} (in {human_minutes(minutes)}); {extend}",
     }
 
 

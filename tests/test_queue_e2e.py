@@ -210,7 +210,7 @@ def test_the_spawn_form_says_when_each_choice_starts_and_home_says_when_the_serv
         ann.wait_ready()
         page.goto(f"{hub.url}/hub/home")
         shown = page.inner_text(".gpuhub-time-limit")
-        assert re.fullmatch(r"Your server stops at \d\d:\d\d \((59|60) min\); extend it once in "
+        assert re.fullmatch(r"Your server stops at \d\d:\d\d \((59 min|1 h)\); extend it once in "
                             r"JupyterLab's GPU panel\.", shown.strip().replace("(in ", "(")), shown
         page.screenshot(path=str(tmp_path / "home-time-limit.png"), full_page=True)
         # the pool full (shares of an hour): every choice waits, with its expected start
