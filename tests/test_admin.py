@@ -127,6 +127,11 @@ def test_admin_sees_the_map_drains_revokes_exports_and_audits(hub):
 
         page.click("#tab-storage")
         expect(page.locator('#gpuhub-storage tr[data-host="local"] .gpuhub-capacity')).to_be_visible()
+        # the tab shows the vfolder service's one figure (df's Use%), which the lab panel shows too
+        shown = page.locator('#gpuhub-storage tr[data-host="local"] .progress').get_attribute("aria-valuenow")
+        (local,) = [h for h in alice.call("GET", "/services/vfolders/api/v1/storage/hosts").json()["hosts"]
+                    if h["name"] == "local"]
+        assert int(shown) == round(local["stats"]["used_percent"]), (shown, local["stats"])
         page.screenshot(path=str(ARTIFACTS / "storage.png"), full_page=True)
         page.click("#tab-queue")
         expect(page.locator("#gpuhub-queue-empty")).to_be_visible()
