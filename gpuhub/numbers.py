@@ -128,3 +128,16 @@ def human_bytes(n: float) -> str:
             return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+def human_minutes(minutes: int) -> str:
+    """A duration as people say it: "42 min", "8 h", "1 h 20 min", "2 days 3 h";
+    one formatter for the hub's pages and the services' messages."""
+    minutes = max(0, int(minutes))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h" + (f" {rest} min" if rest else "")
+    days, hours = divmod(hours, 24)
+    return f"{days} day{'s' if days != 1 else ''}" + (f" {hours} h" if hours else "")

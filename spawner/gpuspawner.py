@@ -22,9 +22,11 @@ from traitlets import Bool, Float, Unicode, default
 
 from gpu_allocator.client import AllocatorClient, AllocatorError, default_api_url
 from gpu_allocator.core.validation import SPAWN_KEYS, RequestError
+from gpuhub.numbers import human_minutes
 
 from .gpu_env import describe, gpu_env
-from .options import candidates, check_spawn_keys, clock, form_runtimes, options_from_form, render_form
+from .options import candidates, check_spawn_keys, clock, form_runtimes, offered, options_from_form, render_form
+from .waiting import alternatives, queue_message, queue_view, sooner
 
 
 class GPUSpawner(Spawner):
@@ -88,6 +90,18 @@ class GPUSpawner(Spawner):
         "for its position and estimated start (shown on the spawn progress page).",
     ).tag(config=True)
 
+    queue_alternatives_seconds = Float(
+        30.0,
+        help="""How often (seconds) a spawn waiting in the queue asks the allocator what
+        would start sooner (a smaller share, another GPU model), for the waiting page.
+
+        One POST estimates per waiting spawn and interval (the allocator caches
+        estimates per shape), e.g. 30. Lower shows new chances sooner at more load on
+        the allocator; the waiting page's position and start times follow every
+        poll (queue_poll_seconds) regardless.
+        """,
+    ).tag(config=True)
+
     queue_max_wait_hours = Float(
         168.0,
         help="How long (hours) a spawn may wait in the queue when the allocator sets no "
@@ -108,6 +122,10 @@ class GPUSpawner(Spawner):
     _server_start_timeout: int | None = None
     #: the validated request of the spawn under way (the allocator's dry-run answer)
     gpu_request: dict | None = None
+
+    #: while the spawn waits in the queue: what the waiting page and the home page
+    #: show (spawner.waiting.queue_view); None otherwise
+    queue_state: dict | None = None
 
     #: why the hub stopped the last server (its share was lost or revoked): shown
     #: to the user on the spawn form and as the first progress event of the
@@ -252,9 +270,14 @@ class GPUSpawner(Spawner):
 
     # --- progress ----------------------------------------------------------------
 
-    def _event(self, progress: int, message: str) -> None:
+    def _event(self, progress: int, message: str, queue: dict | None = None) -> None:
+        """A progress event; ``queue``: while the spawn waits in the queue, what the
+        waiting page shows (spawner.waiting.queue_view), as ``gpuhub_queue``."""
         self.log.info("%s: %s", self._log_name, message)
-        self._events.append({"progress": progress, "message": message})
+        event = {"progress": progress, "message": message}
+        if queue is not None:
+            event["gpuhub_queue"] = queue
+        self._events.append(event)
         self._progress_changed.set()
 
     async def progress(self):
@@ -359,6 +382,8 @@ class GPUSpawner(Spawner):
         the progress page, DELETE of the server) takes it out of the queue."""
         self.allocation = queued  # a stop now cancels the queued request (_release)
         last = None
+        soon: list[dict] = []
+        asked = -float("inf")
         try:
             while True:
                 state = queued.get("state")
@@ -371,10 +396,15 @@ class GPUSpawner(Spawner):
                         f"Your GPU request left the queue ({state}): {why}",
                         reason="queue", status_code=503,
                     )
+                if time.monotonic() - asked >= self.queue_alternatives_seconds:
+                    asked = time.monotonic()
+                    soon = await self._sooner(queued)
+                view = queue_view(queued, soon)
+                self.queue_state = view
                 message = queue_message(queued)
-                if message != last:
-                    self._event(20, message)
-                    last = message
+                if (message, view) != last:
+                    self._event(20, message, queue=view)
+                    last = (message, view)
                 await asyncio.sleep(self.queue_poll_seconds)
                 try:
                     queued = await self.allocator_client.get(queued["id"])
@@ -389,6 +419,31 @@ class GPUSpawner(Spawner):
             if self.allocation and self.allocation.get("state") == "queued":
                 await self._release("the spawn was cancelled while queued")
             raise
+        finally:
+            self.queue_state = None
+
+    async def _sooner(self, queued: dict) -> list[dict]:
+        """What would start sooner than ``queued`` (smaller shares, other models),
+        from the same estimates as the spawn form's; [] when the allocator cannot
+        say (the waiting page then shows none)."""
+        try:
+            pool = self.pool_model or await self.allocator_client.pool()
+            self.pool_model = pool
+        except AllocatorError as e:
+            self.log.warning("%s: no alternatives for the waiting page: %s", self._log_name, e.message)
+            return []
+        requests = alternatives(queued, offered(pool), list(pool.get("models") or []))
+        if not requests:
+            return []
+        try:
+            answer = await self.allocator_client.estimates(
+                user=self.user.name, requests=requests,
+                groups=sorted(g.name for g in getattr(self.user, "groups", ()) or ()),
+            )
+        except AllocatorError as e:
+            self.log.warning("%s: no alternatives for the waiting page: %s", self._log_name, e.message)
+            return []
+        return sooner(queued, requests, answer, time.time())
 
     async def start(self):
         if self.stop_reason:
@@ -500,8 +555,8 @@ def time_limit(name: str, allocation: dict | None, now: float | None = None) -> 
     at = clock(allocation["ends_at"])
     return {
         "label": label, "ends_at": allocation["ends_at"], "clock": at, "minutes": minutes,
-        "extend": extend, "notice": allocation.get("notice"),
-        "text": f"{label} stops at {at} (in {minutes} min); {extend}",
+        "duration": human_minutes(minutes), "extend": extend, "notice": allocation.get("notice"),
+        "text": f"{label} stops at {at} (in {human_minutes(minutes)}); {extend}",
     }
 
 
@@ -531,30 +586,3 @@ def stop_reason(allocation: dict, current: dict) -> str:
         why = f"its GPU share is {state}"
     return (f"Your previous server was stopped: {why}. Its GPUs may be given to others; "
             "unsaved work in that session is lost. Start a new server to continue.")
-
-
-def ordinal(n: int) -> str:
-    if 10 <= n % 100 <= 20:
-        return f"{n}th"
-    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
-
-
-def queue_message(queued: dict) -> str:
-    """"queued: 3rd for 2 × A100, expected start 14:20 (at the latest 15:05)"."""
-    from gpu_allocator.core.queue import describe
-    from gpu_allocator.core.model import Request
-
-    per = queued.get("units_per_gpu") or 20
-    what = describe(Request("-", queued.get("units") or 0, models=frozenset(queued.get("gpu_model") or ())), per)
-    pos = queued.get("position")
-    head = f"queued: {ordinal(pos)} for {what}" if pos else f"queued for {what}"
-    eta, latest = clock(queued.get("eta")), clock(queued.get("eta_latest"))
-    if eta:
-        head += f", expected start {eta}"
-        if latest and latest != eta:
-            head += f" (at the latest {latest})"
-    elif queued.get("reason"):
-        head += f" — {queued['reason']}"
-    if eta and queued.get("reason") and not queued["reason"].startswith("waiting"):
-        head += f" — {queued['reason']}"
-    return head

@@ -82,7 +82,7 @@ def candidates(pool: dict, defaults: dict, runtimes: list[float]) -> list[dict]:
     the default CPU and memory: the body of POST estimates."""
     return [
         {"gpus": c, "cpu": defaults["cpu"], "mem": defaults["mem"], "max_hours": h, "gpu_model": m or None}
-        for c in _offered(pool) if c != "0"
+        for c in offered(pool) if c != "0"
         for m in _models(pool)
         for h in runtimes
     ]
@@ -215,18 +215,18 @@ def _no_fractions(pool: dict) -> list[str]:
     return [h["name"] for h in _up(pool) if h["devices"] and h.get("fractions") is False]
 
 
-def _offered(pool: dict) -> list[str]:
+def offered(pool: dict) -> list[str]:
     """The preset GPU amounts some host of this pool could ever hold."""
     biggest = max((len(h["devices"]) for h in _up(pool)), default=0)
     fractions = any(h["devices"] and h.get("fractions", True) for h in _up(pool))
-    offered = []
+    out = []
     for choice in GPU_CHOICES:
         amount = float(choice)
         if amount < 1 and choice != "0" and ((amount * pool["units_per_gpu"]) % 1 or not fractions):
             continue  # not a multiple of this pool's quantum, or no host enforces fractions
         if amount <= biggest:
-            offered.append(choice)
-    return offered
+            out.append(choice)
+    return out
 
 
 def _free_summary(pool: dict) -> list[str]:
@@ -244,6 +244,13 @@ def _free_summary(pool: dict) -> list[str]:
         )
     if len(hosts) > 12:
         lines.append(f"and {len(hosts) - 12} more hosts")
+    drained = [h for h in pool.get("hosts", []) if h["state"] == "drained" and h["devices"]]
+    for h in drained[:12]:
+        model = h["devices"][0]["model"]
+        lines.append(f"{escape(h['name'])}: {len(h['devices'])} × {escape(model)} "
+                     '<span class="gpuhub-maintenance">under maintenance</span> (takes no new sessions)')
+    if len(drained) > 12:
+        lines.append(f"and {len(drained) - 12} more hosts under maintenance")
     return lines
 
 
@@ -291,7 +298,7 @@ def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: d
     ``estimates`` (``{"runtimes", "requests", "answer"}``: POST estimates' body
     and answer), each GPU choice says when it would start and the user's quota is
     shown; the script redoes both for the run time and model the user picks."""
-    offered = _offered(pool)
+    choices = offered(pool)
     up = _up(pool)
     biggest = max(up, key=lambda h: (len(h["devices"]), float(h["cpus"])), default=None)
     max_gpus = len(biggest["devices"]) if biggest else 0
@@ -305,10 +312,10 @@ def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: d
         selected = " selected" if c == default_gpus else ""
         return f'<option value="{c}"{selected}>{escape(shown)}</option>'
 
-    gpu_options = "\n".join(option(c) for c in offered)
+    gpu_options = "\n".join(option(c) for c in choices)
     starts = "".join(
         f'<li data-gpus="{c}">{c} GPU: <span class="gpuhub-start">{escape(suffix[c])}</span></li>'
-        for c in offered if c in suffix
+        for c in choices if c in suffix
     )
     starts_html = (
         '<p class="help-block form-text">When each share would start (with the model and run time below):</p>'

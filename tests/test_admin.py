@@ -74,6 +74,9 @@ def test_admin_sees_the_map_drains_revokes_exports_and_audits(hub):
         # drain alice's host: bob's new spawn goes elsewhere
         confirm(page, page.locator(f"#host-{host} .gpuhub-drain"), "disk replacement")
         expect(page.locator(f"#host-{host} .gpuhub-state")).to_have_text("drained")
+        # users see the drain: the form marks the host under maintenance
+        form = bob.session.get(hub.url + "/hub/spawn/gpuhub-bob").text
+        assert f'<li>{host}: ' in form and "under maintenance" in form, form[-3000:]
         r = bob.spawn({"gpus": 0.5})
         assert r.status_code in (201, 202), r.text
         bob.wait_ready()
@@ -91,6 +94,11 @@ def test_admin_sees_the_map_drains_revokes_exports_and_audits(hub):
         form = alice.session.get(hub.url + "/hub/spawn/gpuhub-alice")
         assert 'id="gpuhub-stop-reason"' in form.text
         assert "revoked its GPU share" in form.text and "urgent maintenance" in form.text
+        # her JupyterLab URL (an open tab reloading) lands on the hub's page that says
+        # why, who and when, not a bare "Server not running"
+        lab = alice.session.get(hub.url + "/user/gpuhub-alice/lab")
+        assert lab.status_code == 424 and "Your server was stopped" in lab.text, lab.text[-2000:]
+        assert "an administrator (admin) revoked its GPU share" in lab.text and "urgent maintenance" in lab.text
 
         confirm(page, page.locator(f"#host-{host} .gpuhub-undrain"))
         expect(page.locator(f"#host-{host} .gpuhub-state")).to_have_text("up")
@@ -119,6 +127,11 @@ def test_admin_sees_the_map_drains_revokes_exports_and_audits(hub):
 
         page.click("#tab-storage")
         expect(page.locator('#gpuhub-storage tr[data-host="local"] .gpuhub-capacity')).to_be_visible()
+        # the tab shows the vfolder service's one figure (df's Use%), which the lab panel shows too
+        shown = page.locator('#gpuhub-storage tr[data-host="local"] .progress').get_attribute("aria-valuenow")
+        (local,) = [h for h in alice.call("GET", "/services/vfolders/api/v1/storage/hosts").json()["hosts"]
+                    if h["name"] == "local"]
+        assert int(shown) == round(local["stats"]["used_percent"]), (shown, local["stats"])
         page.screenshot(path=str(ARTIFACTS / "storage.png"), full_page=True)
         page.click("#tab-queue")
         expect(page.locator("#gpuhub-queue-empty")).to_be_visible()

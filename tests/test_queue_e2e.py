@@ -79,13 +79,34 @@ def test_a_full_pool_queues_the_spawn_with_position_and_eta_then_it_starts_or_is
         spawning = pool.submit(cat.spawn, WHOLE_A100)
         (mine,) = wait_for(lambda: queued(cat), 30, "cat's queued request")
         browser, page = browser_login(p, hub, "gpuhub-q-cat")
+        # the home page shows the queued server as queued, with its expected start
+        page.goto(f"{hub.url}/hub/home")
+        home = page.locator(".gpuhub-queued")
+        assert "is waiting in the queue for 4 × " in home.inner_text(), home.inner_text()
+        assert "1st in line, expected start " in home.inner_text()
+        page.screenshot(path=str(tmp_path / "home-queued.png"), full_page=True)
+        # the waiting page: place, expected start, at the latest, what it waits for
         page.goto(f"{hub.url}/hub/spawn-pending/gpuhub-q-cat")
-        page.wait_for_function(
-            "document.querySelector('#progress-message').textContent.includes('queued: 1st')",
-            timeout=30_000,
-        )
-        page.click("#stop-server-btn")
+        page.wait_for_selector("#gpuhub-queue:not([hidden])", timeout=30_000)
+        assert page.inner_text("#gpuhub-queue .gpuhub-q-position") == "1st"
+        mine = queued(cat)[0]
+        assert page.inner_text("#gpuhub-queue .gpuhub-q-eta") == page.evaluate("gpuhubClock", mine["eta"])
+        assert page.inner_text("#gpuhub-queue .gpuhub-q-latest") == page.evaluate("gpuhubClock", mine["eta_latest"])
+        reason = page.inner_text("#gpuhub-queue .gpuhub-q-reason")
+        assert mine["reason"].lower() == "waiting for " + reason.lower(), (reason, mine["reason"])
+        assert not page.is_visible(".progress") and not page.is_visible("#stop-server-btn")
+        page.screenshot(path=str(tmp_path / "waiting-page.png"), full_page=True)
+        # leaving asks first: dismissed, she stays in line
+        page.once("dialog", lambda d: d.dismiss())
+        page.click("#gpuhub-leave")
+        assert [q["id"] for q in queued(cat)] == [mine["id"]]
+        # accepted: she leaves the queue and the page says so (not "Server not running")
+        page.once("dialog", lambda d: d.accept())
+        page.click("#gpuhub-leave")
+        page.wait_for_selector("#gpuhub-left:not([hidden])", timeout=30_000)
+        assert "You left the queue" in page.inner_text("#gpuhub-left")
         wait_for(lambda: cat.server() is None, 30, "cat's spawn to stop")
+        page.screenshot(path=str(tmp_path / "left-queue.png"), full_page=True)
         browser.close()
         spawning.result()
     assert queued(cat) == []
@@ -189,7 +210,7 @@ def test_the_spawn_form_says_when_each_choice_starts_and_home_says_when_the_serv
         ann.wait_ready()
         page.goto(f"{hub.url}/hub/home")
         shown = page.inner_text(".gpuhub-time-limit")
-        assert re.fullmatch(r"Your server stops at \d\d:\d\d \((59|60) min\); extend it once in "
+        assert re.fullmatch(r"Your server stops at \d\d:\d\d \((59 min|1 h)\); extend it once in "
                             r"JupyterLab's GPU panel\.", shown.strip().replace("(in ", "(")), shown
         page.screenshot(path=str(tmp_path / "home-time-limit.png"), full_page=True)
         # the pool full (shares of an hour): every choice waits, with its expected start

@@ -108,3 +108,22 @@ def test_the_stop_reason_of_a_reclaimed_share():
                           "waiting: GPU idle for 60 min.")
     admin = stop_reason({"host": "node-a"}, {"state": "revoked", "revoked_by": "admin", "reason": "maintenance"})
     assert "an administrator (admin) revoked its GPU share: maintenance" in admin
+
+
+def test_a_drained_host_is_shown_under_maintenance():
+    pool = json.loads(json.dumps(POOL))
+    pool["hosts"][0]["state"] = "drained"
+    html = render_form(pool, DEFAULTS)
+    name = pool["hosts"][0]["name"]
+    assert re.search(rf"<li>{name}: \d+ × [^<]+<span class=\"gpuhub-maintenance\">under maintenance</span>", html), html
+    assert f"<li>{name}: " in html and html.count(f"<li>{name}: ") == 1  # not also among the free ones
+
+
+def test_long_times_left_read_in_hours_and_days():
+    from gpuhub.numbers import human_minutes
+
+    assert [human_minutes(m) for m in (0, 42, 60, 80, 480, 1440, 1500, 2 * 1440 + 180)] == [
+        "0 min", "42 min", "1 h", "1 h 20 min", "8 h", "1 day", "1 day 1 h", "2 days 3 h"]
+    now = time.time()
+    a = {"id": "a1", "state": "granted", "ends_at": iso(now + 480 * 60 - 5), "extended": False, "notice": None}
+    assert "(in 8 h);" in time_limit("", a, now)["text"]

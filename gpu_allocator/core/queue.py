@@ -61,7 +61,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from .fairshare import FairShare
-from .model import Allocation, Request, Share, format_gpus, milli
+from .model import Allocation, HostState, Request, Share, format_gpus, milli
 from .placement import NoFit, place
 from .quota import Held, Quotas, add, check
 from .state import StateError
@@ -182,7 +182,7 @@ class QueueView:
 class Sim:
     """Free GPU units per device and CPU / memory per up host: cheap to copy."""
 
-    __slots__ = ("upg", "hosts", "model", "host_of", "free", "cpu", "mem", "_for", "_pos")
+    __slots__ = ("upg", "hosts", "model", "host_of", "free", "cpu", "mem", "_for", "_pos", "drained")
 
     def __init__(self, state=None):
         if state is None:
@@ -197,6 +197,9 @@ class Sim:
                 self.model[d.uuid], self.host_of[d.uuid] = d.model, name
                 self.free[d.uuid] = state.free[d.uuid]
             self.cpu[name], self.mem[name] = state.host_room(name)
+        #: hosts under maintenance and their GPU models: what shortage() names
+        self.drained = {n: frozenset(d.model for d in h.devices) for n, h in state.hosts.items()
+                        if h.state == HostState.DRAINED}
         # why: fit() looks only at the hosts a request could use, and after a
         # failed fit only at the hosts whose room grew since. Shared by copies;
         # what it holds (hosts, models) never changes in a Sim or its copies.
@@ -206,7 +209,7 @@ class Sim:
     def copy(self) -> Sim:
         s = Sim()
         s.upg, s.hosts, s.model, s.host_of = self.upg, self.hosts, self.model, self.host_of
-        s._for, s._pos = self._for, self._pos
+        s._for, s._pos, s.drained = self._for, self._pos, self.drained
         s.free, s.cpu, s.mem = dict(self.free), dict(self.cpu), dict(self.mem)
         return s
 
@@ -258,6 +261,54 @@ class Sim:
                 if best is None or k < best[0]:
                     best = (k, h, tuple((u, per) for u in idle[:n]))
         return None if best is None else best[1:]
+
+    def _gpus_fit(self, host: str, req: Request, exclude: frozenset[str]) -> bool:
+        """Whether ``req``'s GPUs alone (not its CPU or memory) fit on ``host`` now."""
+        free, model, models, per = self.free, self.model, req.models, self.upg
+        ok = [u for u in self.hosts[host] if (not models or model[u] in models) and u not in exclude]
+        if req.units == 0:
+            return True
+        if req.units < per:
+            return any(free[u] >= req.units for u in ok)
+        return sum(1 for u in ok if free[u] == per) >= req.units // per
+
+    def shortage(self, req: Request, exclude: frozenset[str] = frozenset()) -> str:
+        """Why ``req`` does not fit now, for the one waiting: what is short — GPUs
+        (of its models), CPU cores or memory beside free GPUs — so that a request
+        short of cores never reads as waiting for a GPU. ``exclude``: devices it
+        may not use (others' reservations)."""
+        what = describe(req, self.upg)
+        hosts, _ = self._candidates(req)
+        if self.fit(req, exclude) is not None:  # fits here, not under placement's finer rules
+            return f"waiting for {what} to be free"
+        with_gpus = [h for h in hosts if self._gpus_fit(h, req, exclude)]
+        if not with_gpus:
+            away = sorted(n for n, models in self.drained.items()
+                          if req.units and (not req.models or models & req.models))
+            if away:
+                return (f"waiting for {what} to be free; {', '.join(away[:3])}"
+                        f"{' and more' if len(away) > 3 else ''} {'is' if len(away) == 1 else 'are'}"
+                        " under maintenance (drained)")
+            return f"waiting for {what} to be free"
+        c, m = milli(req.cpu), req.mem_mb
+        cpu_short = all(self.cpu[h] < c for h in with_gpus)
+        mem_short = all(self.mem[h] < m for h in with_gpus)
+        beside = "beside it" if req.units else "on any host"
+        most_cpu = max(with_gpus, key=lambda h: self.cpu[h])
+        most_mem = max(with_gpus, key=lambda h: self.mem[h])
+        cores = f"{req.cpu:g} CPU core" + ("" if req.cpu == 1 else "s")
+        memory = f"{format_mb(m)} of memory"
+        have_cpu = f"{max(self.cpu[most_cpu], 0) / 1000:g} cores free ({most_cpu})"
+        have_mem = f"{format_mb(max(self.mem[most_mem], 0))} free ({most_mem})"
+        head = f"{what} is free, but" if req.units else "no host has"
+        if cpu_short and mem_short:
+            return f"waiting for {cores} and {memory}: {head} at most {have_cpu} and {have_mem} {beside}"
+        if cpu_short:
+            return f"waiting for {cores}: {head} at most {have_cpu} {beside}"
+        if mem_short:
+            return f"waiting for {memory}: {head} at most {have_mem} {beside}"
+        return (f"waiting for {cores} and {memory} on one host: where {what} is free, "
+                "a host has either too few cores or too little memory")
 
     def take(self, host: str, shares, cpu_milli: int, mem: int, sign: int = -1) -> None:
         if host not in self.cpu:
@@ -420,6 +471,13 @@ def order(pending: list[Queued], running: list[tuple[Allocation, float]], quotas
 
 
 # --- admission ------------------------------------------------------------------------
+
+
+def format_mb(mb: int) -> str:
+    """Memory as the form asks for it: "64G", "1.5G", "512M"."""
+    if mb >= 1024:
+        return f"{mb / 1024:.1f}".rstrip("0").rstrip(".") + "G"
+    return f"{mb}M"
 
 
 def describe(req: Request, units_per_gpu: int) -> str:
@@ -637,7 +695,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
             reasons[x.id] = f"waiting behind {depth} requests"
             continue
         if grant is None:
-            reasons.setdefault(x.id, f"waiting for {describe(req, per)} to be free")
+            reasons.setdefault(x.id, sim.shortage(req, rules.exclude(x)))
             waiting.append(x)
             if x.id not in insim:
                 insim.add(x.id)
@@ -763,7 +821,7 @@ def _strict(state, sim: Sim, runs: list[Run], queue: list[Queued], out: Plan, re
         elif why := rules.reason(sim, x):  # only a reservation keeps it out
             reasons[x.id] = why
         if p is None:
-            reasons.setdefault(x.id, f"waiting for {describe(req, per)} to be free")
+            reasons.setdefault(x.id, sim.shortage(req, rules.exclude(x)))
             blocked.append(x)
             continue
         a = Allocation(

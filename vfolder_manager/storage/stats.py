@@ -147,9 +147,21 @@ def rates(prev: Counters, cur: Counters) -> dict:
     }
 
 
+def used_percent(used: int, free: int) -> float:
+    """How full a disk is, as ``df`` says it (its Use%): used / (used + what users
+    may still write). Blocks reserved for root count in neither, so a disk whose
+    users cannot write any more reads 100%. The one definition that the admin
+    panel's Storage tab and the lab panel both show."""
+    return round(100.0 * used / (used + free), 1) if used + free else 0.0
+
+
 def capacity(path: str) -> dict:
+    """The storage host's disk as ``df`` reports it: size (all blocks), used,
+    free (available to users, ``df``'s Avail) and used_percent (``df``'s Use%)."""
     st = os.statvfs(path)
     total = st.f_blocks * st.f_frsize
     free = st.f_bavail * st.f_frsize
-    return {"capacity_bytes": total, "free_bytes": free, "used_bytes": total - st.f_bfree * st.f_frsize,
+    used = total - st.f_bfree * st.f_frsize
+    return {"capacity_bytes": total, "free_bytes": free, "used_bytes": used,
+            "used_percent": used_percent(used, free),
             "files_total": st.f_files, "files_free": st.f_favail}
