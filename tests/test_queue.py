@@ -583,7 +583,7 @@ async def test_what_delays_nobody_starts_without_a_pass_as_a_pass_would_start_it
     await settle(pool)
     # ordered behind `depth` waiting requests (not simulated, no estimate): it
     # still starts at once where it delays none of them (no cap on admissions) ...
-    pool.queue_depth = 1
+    pool.scheduler.depth = 1
     pool.kick()
     await settle(pool)
     fast = pool.fast_grants
