@@ -246,14 +246,7 @@ class Scheduler:
         if key is not None:
             live.pending_keys[key] = done
         try:
-            await self.commit.commit(ops)
-        except BaseException:
-            for x, a in p.admitted:
-                live.state.release(a.id)
-                live.hub_server.pop(a.id, None)
-            for x, _ in others:
-                self.queue[x.id] = x
-            raise
+            await self._commit_plan(ops, p, {x.id: x for x, _ in others})
         finally:
             if key is not None:
                 live.pending_keys.pop(key, None)
@@ -274,6 +267,18 @@ class Scheduler:
             self.kick()  # something changed while it was computed: estimates again
         # (else the pass that queued it estimated everyone behind it already)
         return q, True
+
+    async def _commit_plan(self, ops: list, p, back: dict[str, Queued]) -> None:
+        """Commit what pass ``p`` decided; if that fails, undo its grants in memory
+        and put ``back`` in the queue the requests it took out."""
+        try:
+            await self.commit.commit(ops)
+        except BaseException:
+            for _, a in p.admitted:
+                self.live.state.release(a.id)
+                self.live.hub_server.pop(a.id, None)
+            self.queue.update(back)
+            raise
 
     def _log_queued(self, q: Queued, est: Estimate | None) -> None:
         self.log.info("queued %s of %s (%s): position %s, start %s, at the latest %s", q.id,
@@ -379,14 +384,7 @@ class Scheduler:
         if not ops:
             self._install_view(p, epoch)
             return []
-        try:
-            await self.commit.commit(ops)
-        except BaseException:
-            for _, a in p.admitted:
-                live.state.release(a.id)
-                live.hub_server.pop(a.id, None)
-            self.queue.update(gone)
-            raise
+        await self._commit_plan(ops, p, gone)
         for q in waits:
             self.queue[q.id] = q
         self._note_plan(p, exclude=set(new))
