@@ -1,6 +1,6 @@
 """The spawn form's cost at site scale: GET pool's body, POST estimates for every
-GPU choice × model × run time the form offers (LivePool.estimate through
-GPUAllocator.start_estimate), and the HTML, in process — on a pool of ``gpus / 8``
+GPU choice × model × run time the form offers (LivePool.start_estimate,
+pool.estimates.Estimator), and the HTML, in process — on a pool of ``gpus / 8``
 hosts, full (every request waits: each estimate is simulated) or with room.
 
     python benchmarks/form_estimates.py [--gpus 10000] [--queued 32] [--fill 1.0]

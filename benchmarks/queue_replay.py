@@ -25,7 +25,7 @@ core.placement.place on a core.state.PoolState).
   (priority → fair share → arrival, backfill: the allocator's defaults). Backfill
   is plan's rule: a request starts now only if the head's simulated start does
   not move and no promised request (one given a first "at the latest") would
-  start after its promise; 32 unpromised waiting requests are simulated.
+  start after its promise; core.queue.DEPTH unpromised waiting requests are simulated.
 - A scheduling pass runs at every second in which something arrives or ends (as
   the live pool kicks one on every submit and release), given the previous
   pass's estimates (as the pool does). The ``expected`` estimate uses the
@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpu_allocator.core.fairshare import FairShare  # noqa: E402
 from gpu_allocator.core.model import Allocation, Device, Host, Request  # noqa: E402
 from gpu_allocator.core.placement import NoFit, place  # noqa: E402
-from gpu_allocator.core.queue import Queued, plan  # noqa: E402
+from gpu_allocator.core.queue import DEPTH, Queued, plan  # noqa: E402
 from gpu_allocator.core.quota import Held, Limits, Quotas  # noqa: E402
 from gpu_allocator.core.state import PoolState  # noqa: E402
 
@@ -155,7 +155,7 @@ def jain(xs):
     return (sum(xs) ** 2) / (len(xs) * s2) if s2 else 1.0
 
 
-def replay(hosts, pods, group_of, policy: str, depth: int = 32):
+def replay(hosts, pods, group_of, policy: str, depth: int = DEPTH):
     knobs = POLICIES[policy]
     state = PoolState.build(hosts, units_per_gpu=PER_GPU)
     for _, _, req, _, _ in pods:  # placement's typical shapes, as the live pool learns them
@@ -298,7 +298,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--groups", type=int, default=8)
-    ap.add_argument("--depth", type=int, default=32)
+    ap.add_argument("--depth", type=int, default=DEPTH)
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--jobs", type=int, default=2, help="policies replayed at once, one process each")

@@ -19,9 +19,8 @@ from gpuhub.service import HubService
 
 from . import admin, loops
 from .api import routes
-from .core.fairshare import FairShare
-from .core.model import Request
-from .core.placement import NoFit, place
+from .shapes import allocation_json, iso
+from .core.queue import DEPTH
 from .core.reclaim import Policies, parse_policies
 from .inventory import discover_nvml, load_inventory, nvml_available
 from .pool import LivePool
@@ -141,7 +140,7 @@ class GPUAllocator(HubService):
     ).tag(config=True)
 
     queue_depth = Int(
-        32,
+        DEPTH,
         help="Waiting requests without a promise that the queue simulates (and estimates) "
         "besides the promised ones (every request's first 'at the latest' start is one, and "
         "no later request may push it past it); an unpromised request behind that many "
@@ -208,7 +207,7 @@ class GPUAllocator(HubService):
         return parse_policies(self.idle_reclaim)
 
     #: per live allocation, its recent (time, utilisation) samples (loops.idle_reclaim)
-    idle_history: dict = {}
+    idle_history = Dict()
 
     estimate_budget = Float(
         0.5,
@@ -227,7 +226,7 @@ class GPUAllocator(HubService):
     ).tag(config=True)
 
     #: POST estimates' recent results: shape → (computed at, (expected, latest))
-    estimate_cache: dict = {}
+    estimate_cache = Dict()
 
     standby_poll = Float(
         0.5, help="Seconds between a standby allocator's tries to take over the database."
@@ -271,8 +270,6 @@ class GPUAllocator(HubService):
     def live_json(self, a) -> dict:
         """A live (or past) allocation as the API sends it, with its run time's end
         and the time-limit notice due (if any)."""
-        from .shapes import allocation_json, iso
-
         out = allocation_json(a, self.pool.state, self.pool.mps_state(a))
         if a.state.value == "granted":
             notice = self.pool.notices.get(a.id) or {}
@@ -281,86 +278,6 @@ class GPUAllocator(HubService):
                 extended=a.id in self.pool.extended,
                 notice=notice.get("message"),
             )
-        return out
-
-    def dry_run(self, req: Request, groups=None) -> dict:
-        """What a request would get now, holding nothing (the spawner's validation):
-        whether it fits now, its quota's verdict, and when it would start."""
-        from .core.model import format_gpus
-
-        per_gpu = self.pool.units_per_gpu
-        out = {
-            "valid": True,
-            "request": {
-                "user": req.user,
-                "gpus": format_gpus(req.units, per_gpu),
-                "units": req.units,
-                "units_per_gpu": per_gpu,
-                "cpu": f"{req.cpu:g}",
-                "mem": f"{req.mem_mb}M",
-                "max_hours": req.max_hours,
-                "gpu_model": sorted(req.models),
-            },
-        }
-        out.update(self.start_estimate(req, groups))
-        return out
-
-    def start_estimate(self, req: Request, groups=None, now: float | None = None,
-                       memo: dict | None = None, deadline: float | None = None) -> dict:
-        """Whether ``req`` fits now, its quota's verdict and when it would start
-        (the queue's estimate, LivePool.estimate); nothing is held or changed. What
-        starts now (it fits, the quota allows it, nobody waits) is not simulated.
-
-        Several requests at once (POST estimates): ``memo`` shares one simulation
-        among requests that differ only in max_hours — a request's own run time
-        does not move its estimated start (it is simulated last, behind every
-        waiting request); a simulation that would end past ``deadline``
-        (time.perf_counter(), judged by the last one's duration) does not run
-        after the first, and that start is not estimated (``estimated``: false)."""
-        import time
-
-        from .shapes import iso
-        from .core.quota import check
-
-        pool = self.pool
-        now = time.time() if now is None else now
-        out = {}
-        try:
-            found = place(pool.state, req)
-            out.update(fits_now=True, host=found.host)
-        except NoFit as e:
-            out.update(fits_now=False, message=str(e))
-        groups = tuple(groups) if groups is not None else pool.groups.get(req.user, ())
-        limits = pool.quotas.resolve(req.user, groups)
-        verdict = check(limits, pool.held(req.user, now), req, pool.units_per_gpu)
-        wait = limits.max_wait_hours if limits.max_wait_hours is not None else (self.max_wait_hours or None)
-        out["quota"] = {"verdict": verdict.verdict, "reason": verdict.reason}
-        starts_now = bool(out["fits_now"] and verdict.ok and not pool.queue)
-        estimated = True
-        if starts_now or verdict.verdict == "hard":
-            expected = latest = now if starts_now else None
-        elif memo is None:
-            expected, latest = pool.estimate(req, now)
-        else:
-            shape = (req.units, req.models, req.cpu, req.mem_mb)
-            if shape not in memo:
-                started = time.perf_counter()
-                # (a call's first always runs; memo[None]: how long its last one took)
-                if None in memo and deadline is not None and started + memo[None] > deadline:
-                    memo[shape] = None
-                else:
-                    memo[shape] = pool.estimate(req, now)
-                    memo[None] = time.perf_counter() - started
-            estimated = memo[shape] is not None
-            expected, latest = memo[shape] or (None, None)
-        out["queue"] = {
-            "starts_now": starts_now,
-            "estimated": estimated,
-            "waiting": len(pool.queue),
-            "eta": iso(expected),
-            "eta_latest": iso(latest),
-            "max_wait_hours": wait,
-        }
         return out
 
     # --- life cycle -------------------------------------------------------------------
@@ -386,12 +303,11 @@ class GPUAllocator(HubService):
         self.lock = await self.own_database()
         loop = asyncio.get_running_loop()
         ledger = await loop.run_in_executor(None, Ledger, self.db_url, self.units_per_gpu)
-        self.pool = LivePool(ledger, self.units_per_gpu, self.log)
-        self.pool.fairshare = FairShare(self.fairshare_half_life_hours * 3600.0)
-        self.pool.queue_depth = self.queue_depth
-        self.pool.max_wait_hours = self.max_wait_hours or None
-        self.idle_history = {}
-        self.estimate_cache = {}
+        self.pool = LivePool(
+            ledger, self.units_per_gpu, self.log,
+            fairshare_half_life_s=self.fairshare_half_life_hours * 3600.0,
+            queue_depth=self.queue_depth, max_wait_hours=self.max_wait_hours or None,
+        )
         await self.pool.load()
         admin.attach(self)  # the admin panel: OAuth, samples, metrics
         await self.load_pool()

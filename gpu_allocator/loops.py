@@ -6,8 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 
 from gpuhub.client import hub_api_items
+
+from .admin.actions import revoke
+from .core.reclaim import Share, decide, share_utilisation
+from .pool.state import when
 
 
 async def check_hosts(app, started: float) -> float | None:
@@ -135,10 +140,6 @@ def record_utilisation(app, now: float) -> None:
     """Append each live share's utilisation from its host's latest heartbeat to its
     history (memory only; a restarted allocator starts over, which only delays a
     reclaim), keeping one sample older than the longest policy window."""
-    from collections import deque
-
-    from .core.reclaim import share_utilisation
-
     pool, history = app.pool, app.idle_history
     live = pool.state.allocations
     for aid in [aid for aid in history if aid not in live]:
@@ -163,10 +164,6 @@ async def idle_reclaim(app, now: float | None = None) -> tuple[list, list]:
     reclaim those idle for ``minutes`` whose notice is old enough: revoked by
     "idle-reclaim" (audited), so the spawner's poll stops the session and tells
     the user why. Returns (warned, reclaimed) allocations."""
-    from .admin.actions import revoke
-    from .core.reclaim import Share, decide
-    from .pool import _when
-
     policies = app.reclaim_policies
     if not policies.enabled:
         return [], []
@@ -192,7 +189,7 @@ async def idle_reclaim(app, now: float | None = None) -> tuple[list, list]:
         at = now + max(p.notice_minutes * 60.0, p.minutes * 60.0 - idle)
         message = (
             f"This session's GPU has been idle (under {p.threshold:.0%} utilisation) for "
-            f"{idle / 60:.0f} min: it will be stopped at {_when(at)} to free the GPU"
+            f"{idle / 60:.0f} min: it will be stopped at {when(at)} to free the GPU"
             f"{' for others who are waiting' if p.only_when_waiting else ''}, unless it uses the GPU "
             "again. Save your work."
         )

@@ -2,28 +2,22 @@
 scope ``read:metrics``; see gpuhub.metrics).
 
 Gauges are read from the live pool at scrape time (a pass over the devices and
-the queue); counters and histograms are fed by wrapping the pool's submit,
-finish, mark_lost and the note of each scheduling pass's grants (so every path
-counts: the REST API, grants from the queue, reconciliation, lost hosts,
-revocations). No per-user labels.
+the queue); counters and histograms are observed by the pool's parts where
+things happen (gpu_allocator.pool.metrics: a decision, a grant, a release, a
+lost host — so every path counts: the REST API, grants from the queue,
+reconciliation, lost hosts, revocations), in the pool's own registry, which
+this module's collector joins. No per-user labels.
 """
 
 from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from .core.model import AllocationState, HostState
-from .core.placement import NoFit
+from .core.model import HostState
 from .poolview import model_totals
 from .shapes import reason_kind
-
-#: decision latency buckets (seconds): a grant is placement plus one commit
-DECISION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
-#: queue wait buckets (seconds): minutes to days
-WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 
 
 #: the gauges read from the pool at scrape time: name, help, labels
@@ -106,78 +100,10 @@ class PoolCollector:
 
 
 class AllocatorMetrics:
+    """The allocator's registry (``GET {prefix}metrics``): the pool's own counters
+    and histograms (pool.metrics.PoolMetrics, observed by the pool's parts where
+    things happen) and the gauges PoolCollector reads from the pool at scrape time."""
+
     def __init__(self, app):
-        self.registry = CollectorRegistry(auto_describe=False)
-        r = self.registry
-        self.decision = Histogram(
-            "gpuhub_allocation_decision_duration_seconds",
-            "Time to answer a request: quota check, placement or queueing, and the commit (refusals too)",
-            buckets=DECISION_BUCKETS, registry=r)
-        self.granted = Counter(
-            "gpuhub_allocations_granted", "Allocations granted", registry=r)
-        self.released = Counter(
-            "gpuhub_allocations_released",
-            "Allocations that ended, by how: released, revoked (by an admin), lost (with their host)",
-            ["reason"], registry=r)
-        self.refused = Counter(
-            "gpuhub_allocations_refused", "Grant requests refused, by reason", ["reason"], registry=r)
-        self.hosts_lost = Counter(
-            "gpuhub_hosts_lost", "GPU hosts marked lost (missed heartbeats)", registry=r)
-        self.queue_wait = Histogram(
-            "gpuhub_queue_wait_duration_seconds",
-            "Time requests that waited in the queue waited before their grant",
-            buckets=WAIT_BUCKETS, registry=r)
-        for reason in ("released", "revoked", "lost"):
-            self.released.labels(reason)
-        self.refused.labels("capacity")
-        self.refused.labels("quota")
-        r.register(PoolCollector(app))
-
-    def instrument(self, pool) -> None:
-        """Count what the pool does, whoever asks it (wraps the instance's methods)."""
-        from .pool import QuotaExceeded
-
-        submit, finish, mark_lost, note_plan = pool.submit, pool.finish, pool.mark_lost, pool._note_plan
-        m = self
-
-        async def timed_submit(req, **kw):
-            t0 = time.perf_counter()
-            try:
-                a, created = await submit(req, **kw)
-            except NoFit:
-                m.decision.observe(time.perf_counter() - t0)
-                m.refused.labels("capacity").inc()
-                raise
-            except QuotaExceeded:
-                m.decision.observe(time.perf_counter() - t0)
-                m.refused.labels("quota").inc()
-                raise
-            if created:
-                m.decision.observe(time.perf_counter() - t0)
-                if not hasattr(a, "req"):  # an Allocation, not a Queued request
-                    m.granted.inc()
-            return a, created
-
-        def counted_note_plan(p, exclude=None):
-            for x, a in p.admitted:
-                if x.id != exclude:  # a request that waited (its own submit's grant did not)
-                    m.granted.inc()
-                    m.queue_wait.observe(max(0.0, a.created - x.submitted))
-            return note_plan(p, exclude)
-
-        async def counted_finish(allocation_id, state=AllocationState.RELEASED, *args, **kw):
-            done = await finish(allocation_id, state, *args, **kw)
-            if done is not None:
-                m.released.labels(AllocationState(state).value).inc()
-            return done
-
-        async def counted_mark_lost(*args, **kw):
-            lost = await mark_lost(*args, **kw)
-            for _, ids in lost:
-                m.hosts_lost.inc()
-                if ids:
-                    m.released.labels("lost").inc(len(ids))
-            return lost
-
-        pool.submit, pool.finish, pool.mark_lost = timed_submit, counted_finish, counted_mark_lost
-        pool._note_plan = counted_note_plan
+        self.registry = app.pool.metrics.registry
+        self.registry.register(PoolCollector(app))

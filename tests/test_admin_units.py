@@ -151,7 +151,6 @@ async def test_metrics_count_what_the_pool_does(db_url):
     pool = await open_pool(db_url, demo_hosts())
     app = app_for(pool)
     m = AllocatorMetrics(app)
-    m.instrument(pool)
     # what the API calls (submit): grants, and a refusal of what does not fit now
     a, _ = await pool.submit(Request("ann", 10, 1.0, 1024, 1.0), queue=False)
     with pytest.raises(NoFit):

@@ -583,7 +583,7 @@ async def test_what_delays_nobody_starts_without_a_pass_as_a_pass_would_start_it
     await settle(pool)
     # ordered behind `depth` waiting requests (not simulated, no estimate): it
     # still starts at once where it delays none of them (no cap on admissions) ...
-    pool.queue_depth = 1
+    pool.scheduler.depth = 1
     pool.kick()
     await settle(pool)
     fast = pool.fast_grants
@@ -708,3 +708,30 @@ def test_the_fast_path_admits_only_what_a_pass_would_admit(sizes, runs, waiting,
         return  # a pass decides
     after = run_plan(state, run, queue + [xq], previous=previous, **kw)
     assert "x" in {x.id for x, _ in after.admitted}, after.estimates.get("x")
+
+
+async def test_each_grant_is_counted_once_and_only_a_wait_is_observed_as_one(db_url):
+    """The pool's counters (pool.metrics, observed where things happen): a grant at
+    once, a grant decided by the pass its request arrived at, and a grant from the
+    queue count one each; only the request that waited observes a queue wait."""
+    pool = await open_pool(db_url, [box("h", 1, "L4"), box("k", 1, "A100")])
+    value = pool.metrics.registry.get_sample_value
+    a, _ = await pool.submit(Request("ann", 20, 1.0, 1024, 1.0, frozenset({"L4"})))  # nobody waits
+    w, _ = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0, frozenset({"L4"})))
+    assert isinstance(w, Queued)
+    # bob waits, so his usage orders the queue: his next request is the pass's to decide
+    b, _ = await pool.submit(Request("bob", 20, 1.0, 1024, 1.0, frozenset({"A100"})))
+    assert b.state == AllocationState.GRANTED
+    assert value("gpuhub_allocations_granted_total") == 2
+    assert value("gpuhub_queue_wait_duration_seconds_count") == 0
+    await pool.finish(a.id)
+    for _ in range(200):
+        if w.id in pool.state.allocations:
+            break
+        await asyncio.sleep(0.01)
+    assert w.id in pool.state.allocations, "the waiting request was not granted"
+    assert value("gpuhub_allocations_granted_total") == 3
+    assert value("gpuhub_queue_wait_duration_seconds_count") == 1
+    assert value("gpuhub_allocations_released_total", {"reason": "released"}) == 1
+    assert value("gpuhub_allocation_decision_duration_seconds_count") == 3
+    pool.close()

@@ -29,13 +29,12 @@ from .samples import Samples, sample_forever  # noqa: F401 (app.py starts it)
 
 def attach(app) -> None:
     """Give the allocator what the panel needs, once its pool exists: the hub's
-    OAuth client, templates, utilisation samples, and metrics (which wrap the
-    pool's methods to count)."""
+    OAuth client, templates, utilisation samples, and metrics (the pool's
+    counters, and gauges read from it)."""
     app.hub_oauth = HubOAuth(cache_max_age=10)
     app.templates = pages.make_env()
     app.samples = Samples()
     app.metrics = AllocatorMetrics(app)
-    app.metrics.instrument(app.pool)
 
 
 def cookie_secret(app) -> bytes:

@@ -76,7 +76,7 @@ class AllocationsHandler(APIHandler):
         if groups is not None and not self.is_admin:
             groups = None  # a user's own word on their groups is not taken
         if dry_run:
-            answer = app.dry_run(req, groups)
+            answer = app.pool.dry_run(req, groups)
             if answer.get("quota", {}).get("verdict") == "hard":
                 raise web.HTTPError(403, answer["quota"]["reason"])
             self.send(answer)

@@ -1,7 +1,7 @@
 """``POST estimates``: when each of several candidate requests would start — the
 spawn form's "starts now" / "expected start 14:20 (at the latest 15:05)" beside
 each GPU choice, in one call. Computed by the queue's own estimate
-(LivePool.estimate, through GPUAllocator.start_estimate); nothing is held or
+(LivePool.start_estimate: pool.estimates.Estimator); nothing is held or
 changed. A user asks for themself; admins and the spawner (admin scope) for
 anyone.
 
@@ -84,7 +84,7 @@ def estimates_answer(app, user: str, groups, candidates: list) -> dict:
         if isinstance(req, RequestError):
             answers[i] = {"error": str(req)}
             continue
-        est = app.start_estimate(req, groups, now, memo, deadline)
+        est = app.pool.start_estimate(req, groups, now, memo, deadline)
         answers[i] = {
             "gpus": format_gpus(req.units, per), "gpu_model": sorted(req.models),
             "max_hours": req.max_hours, "starts_now": est["queue"]["starts_now"],

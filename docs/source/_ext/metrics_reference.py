@@ -17,9 +17,14 @@ from prometheus_client import CollectorRegistry
 
 
 def allocator_registry() -> CollectorRegistry:
-    from gpu_allocator.metrics import AllocatorMetrics
+    """What AllocatorMetrics serves: the pool's counters (PoolMetrics) and the
+    gauges PoolCollector reads at scrape time (described without a pool)."""
+    from gpu_allocator.metrics import PoolCollector
+    from gpu_allocator.pool.metrics import PoolMetrics
 
-    return AllocatorMetrics(None).registry
+    registry = PoolMetrics().registry
+    registry.register(PoolCollector(None))
+    return registry
 
 
 def vfolders_registry() -> CollectorRegistry:

@@ -1,0 +1,105 @@
+"""Accounting of quota use: what each user holds and held (GPUs, sessions,
+GPU-hours in the quotas' window), their decayed usage (fair share), their
+groups and quotas, and how much of their declared run time shares really use
+(the queue's expected starts)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ..core.fairshare import FairShare
+from ..core.model import AllocationState
+from ..core.quota import WINDOW_S, Held, Limits, Quotas
+from ..store.ledger import Finished
+from .state import LiveState
+
+#: how many finished shares the run-time ratio averages
+RATIO_SAMPLES = 500
+
+
+class Usage:
+    """Quota use and fair share, in memory (rebuilt from the ledger at load)."""
+
+    def __init__(self, live: LiveState, fairshare_half_life_s: float | None = None):
+        self.live = live
+        self.quotas = Quotas.empty()
+        self.fairshare = FairShare() if fairshare_half_life_s is None else FairShare(fairshare_half_life_s)
+        #: a user's JupyterHub groups, as the spawner last reported them
+        self.groups: dict[str, tuple[str, ...]] = {}
+        #: shares that ended within the quotas' window, by user (GPU-hours)
+        self.finished: dict[str, list[Finished]] = {}
+        #: why: held() is on every request's path and a user's finished list grows
+        #: with each short session. Per user (that list, its length, the earliest
+        #: start in it, its GPU-hours): valid while it is the same list, of that
+        #: length (account extends it as it appends), and every share in it
+        #: started inside the window (then each counts whole); else recomputed
+        self._finished_hours: dict[str, tuple] = {}
+        #: used / declared run time of finished shares (expected start estimates)
+        self.ratio = 1.0
+        self._ratios: deque = deque(maxlen=RATIO_SAMPLES)
+
+    def since(self, now: float) -> float:
+        """The earliest end of a finished share that still counts (quotas, fair share)."""
+        return now - max(WINDOW_S, 4 * self.fairshare.half_life)
+
+    def load(self, quotas: Quotas, finished: list[Finished]) -> None:
+        """Start over from the ledger's quotas and finished shares."""
+        self.quotas = quotas
+        self.fairshare, self.finished, self._finished_hours = FairShare(self.fairshare.half_life), {}, {}
+        for f in finished:
+            self.account(f)
+
+    def account(self, f: Finished) -> None:
+        per = self.live.units_per_gpu
+        self.fairshare.add(f"user:{f.user}", f.units / per, f.created, f.released)
+        fin = self.finished.setdefault(f.user, [])
+        fin.append(f)
+        memo = self._finished_hours.get(f.user)
+        if memo is not None and memo[0] is fin and memo[1] == len(fin) - 1:
+            self._finished_hours[f.user] = (fin, len(fin), min(memo[2], f.created),
+                                            memo[3] + f.units / per * (f.released - f.created) / 3600.0)
+        if f.max_hours > 0 and f.state == AllocationState.RELEASED.value:
+            self._ratios.append(min(1.0, (f.released - f.created) / (f.max_hours * 3600.0)))
+            if len(self._ratios) >= 5:
+                self.ratio = max(0.05, sum(self._ratios) / len(self._ratios))
+
+    def held(self, user: str, now: float) -> Held:
+        """What the user's quotas count now: GPUs and sessions held, and GPU-hours
+        of the last 7 days (finished shares' use within the window, running
+        shares' whole declared time)."""
+        per = self.live.units_per_gpu
+        start = now - WINDOW_S
+        units = sessions = 0
+        hours = 0.0
+        state = self.live.state
+        live = state.allocations
+        for aid in state.by_user.get(user, ()):
+            a = live[aid]
+            units += a.units
+            sessions += 1
+            hours += a.units / per * a.max_hours
+        fin = self.finished.get(user, ())
+        memo = self._finished_hours.get(user)
+        if memo is not None and memo[0] is fin and memo[1] == len(fin) and memo[2] >= start:
+            return Held(units, sessions, hours + memo[3])
+        kept, done, first = [], 0.0, float("inf")
+        for f in fin:
+            if f.released > start:
+                kept.append(f)
+                done += f.units / per * (f.released - max(f.created, start)) / 3600.0
+                first = min(first, f.created)
+        if user in self.finished:
+            self.finished[user] = kept
+        self._finished_hours[user] = (kept, len(kept), first, done)
+        return Held(units, sessions, hours + done)
+
+    def limits(self, user: str) -> Limits:
+        return self.quotas.resolve(user, self.groups.get(user, ()))
+
+    def set_limits(self, kind: str, name: str, limits: Limits | None) -> None:
+        """Set or (None) remove the quota row of a user or group, in memory."""
+        table = self.quotas.users if kind == "user" else self.quotas.groups
+        if limits is None:
+            table.pop(name, None)
+        else:
+            table[name] = limits
