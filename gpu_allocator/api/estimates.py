@@ -89,12 +89,13 @@ def estimates_answer(app, user: str, groups, candidates: list) -> dict:
             "gpus": format_gpus(req.units, per), "gpu_model": sorted(req.models),
             "max_hours": req.max_hours, "starts_now": est["queue"]["starts_now"],
             "eta": est["queue"]["eta"], "eta_latest": est["queue"]["eta_latest"],
-            "estimated": est["queue"]["estimated"], "quota": est["quota"],
+            "estimated": est["queue"]["estimated"], "quota": est["quota"], "lands": est["lands"],
         }
     if len(cache) > 512:
         cache.clear()
+    # (whether a request starts now depends on who asks and when: never shared)
     cache.update({shape: (now, v) for shape, v in memo.items()
-                  if shape is not None and v is not None and shape not in fresh})
+                  if shape is not None and shape[0] != "now" and v is not None and shape not in fresh})
     out = [answers[i] for i in range(len(parsed))]
     return {"now": iso(now), "user": user, "estimates": out,
             "quota": quota_json(app.pool, user, groups, now)}

@@ -18,6 +18,12 @@ from .state import LiveState
 from .usage import Usage
 
 
+#: a "starts now" left undecided: the call's time budget was spent
+UNDECIDED = object()
+#: how many hosts "lands" names at most ("any of …")
+LANDS_HOSTS = 8
+
+
 class Estimator:
     """Start estimates from simulations of the queue; changes nothing."""
 
@@ -82,6 +88,21 @@ class Estimator:
         out.update(self.start_estimate(req, groups))
         return out
 
+    def where(self, req: Request, landed) -> dict:
+        """Where ``req`` would land: the host and GPU model it starts on now
+        (``landed``, a placement), else the up hosts that could ever hold it
+        ("any of …")."""
+        state = self.live.state
+        if landed is not None:
+            models = sorted({state.devices[s.device_uuid].model for s in landed.shares})
+            return {"host": landed.host, "models": models, "hosts": [landed.host], "more_hosts": 0}
+        hosts = [name for name in state.up_names()
+                 if not req.units or any(not req.models or d.model in req.models for d in state.hosts[name].devices)]
+        models = sorted({d.model for name in hosts for d in state.hosts[name].devices
+                         if not req.models or d.model in req.models})
+        return {"host": None, "models": models, "hosts": hosts[:LANDS_HOSTS],
+                "more_hosts": max(0, len(hosts) - LANDS_HOSTS)}
+
     def start_estimate(self, req: Request, groups=None, now: float | None = None,
                        memo: dict | None = None, deadline: float | None = None) -> dict:
         """Whether ``req`` fits now, its quota's verdict and when it would start
@@ -107,8 +128,29 @@ class Estimator:
         verdict = check(limits, usage.held(req.user, now), req, self.live.units_per_gpu)
         wait = limits.max_wait_hours if limits.max_wait_hours is not None else self.scheduler.max_wait_hours
         out["quota"] = {"verdict": verdict.verdict, "reason": verdict.reason}
-        starts_now = bool(out["fits_now"] and verdict.ok and not waiting)
+        # "starts now" is what submit would do now, decided the same way (with a
+        # pass of its own where requests wait), not a guess from placement alone;
+        # past the call's budget it is not decided (nor claimed)
         estimated = True
+        landed = None
+        if verdict.ok and out["fits_now"]:
+            key = ("now", req.units, req.models, req.cpu, req.mem_mb, req.max_hours)
+            if memo is None:
+                landed = self.scheduler.placement_now(req, groups, now)
+            else:
+                if key not in memo:
+                    started = time.perf_counter()
+                    if waiting and None in memo and deadline is not None and started + memo[None] > deadline:
+                        memo[key] = UNDECIDED
+                    else:
+                        memo[key] = self.scheduler.placement_now(req, groups, now)
+                        if waiting:
+                            memo[None] = time.perf_counter() - started
+                landed = memo[key]
+                if landed is UNDECIDED:
+                    landed, estimated = None, False
+        starts_now = landed is not None
+        out["lands"] = self.where(req, landed)
         if starts_now or verdict.verdict == "hard":
             expected = latest = now if starts_now else None
         elif memo is None:
@@ -123,7 +165,7 @@ class Estimator:
                 else:
                     memo[shape] = self.estimate(req, now)
                     memo[None] = time.perf_counter() - started
-            estimated = memo[shape] is not None
+            estimated = estimated and memo[shape] is not None
             expected, latest = memo[shape] or (None, None)
         out["queue"] = {
             "starts_now": starts_now,

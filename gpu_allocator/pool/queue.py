@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import replace
 
-from ..core.model import Allocation, Request
+from ..core.model import Allocation, Placement, Request
 from ..core.placement import NoFit
 from ..core.queue import DEPTH, Estimate, Queued, QueueView, plan
 from ..core.quota import Limits, check
@@ -132,6 +132,38 @@ class Scheduler:
         if not v.delays_none(found.host, now + q.req.max_hours * 3600.0):
             return None  # it might delay a protected request: the simulation decides
         return found
+
+    def placement_now(self, req: Request, groups: tuple, now: float) -> Placement | None:
+        """Where ``submit(req, queue=False)`` would grant ``req`` at ``now``, holding
+        nothing; None: it would be refused (over a quota, or it waits). The same
+        decisions in the same order as submit's: within quota; nobody waiting, the
+        plain placement under the reservations' rule; else the last pass's view;
+        else a pass of its own, whose grants are undone (the shape statistics
+        frozen meanwhile, so that nothing a placement learns from moves)."""
+        usage, state = self.usage, self.live.state
+        if not check(usage.quotas.resolve(req.user, groups), usage.held(req.user, now), req,
+                     self.live.units_per_gpu).ok:
+            return None
+        if not self.queue:
+            try:
+                return self.bookings.restriction(req, now).place(state, req)
+            except NoFit:
+                return None
+        q = Queued("placement-now", req, now, groups)
+        if not self.orders_queue(req.user):
+            found = self._starts_at_once(q, now)
+            if found is not None:
+                return found
+        frozen, state.shapes.frozen = state.shapes.frozen, True
+        admitted: list = []
+        try:
+            admitted = self._plan([*self.queue.values(), q], now).admitted
+        finally:
+            for _, a in admitted:
+                state.release(a.id)
+            state.shapes.frozen = frozen
+        mine = next((a for x, a in admitted if x.id == q.id), None)
+        return Placement(mine.host, mine.shares) if mine is not None else None
 
     def released(self, a: Allocation) -> None:
         """A live allocation ended (committed, accounted): let the queue move (no
