@@ -38,7 +38,7 @@ $(PROXY): hub_config/proxy/package.json hub_config/proxy/package-lock.json
 LABEXT        := labextension
 LABEXT_PREFIX ?= $(VENV)
 LABEXT_BUILT  := $(LABEXT)/build/gpuhub-labextension/package.json
-LABEXT_SRC    := $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/style/*) $(LABEXT)/package.json $(LABEXT)/tsconfig.json
+LABEXT_SRC    := $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/src/*/*.ts $(LABEXT)/style/* $(LABEXT)/schema/*.json) $(LABEXT)/package.json $(LABEXT)/tsconfig.json
 
 $(LABEXT)/node_modules/.installed: $(LABEXT)/package.json $(LABEXT)/yarn.lock $(VENV)/.installed
 	cd $(LABEXT) && $(abspath $(BIN))/jlpm install --immutable >/dev/null

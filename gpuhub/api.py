@@ -45,18 +45,26 @@ class CachedHubAuth(HubAuth):
         return super().get_user(handler, sync=sync)
 
 
-class JSONHandler(web.RequestHandler):
-    """Errors as JSON; the message of an HTTPError is shown to the caller."""
-
-    def set_default_headers(self):
-        self.set_header("Content-Type", "application/json")
+class JSONErrors:
+    """The one error shape of gpuhub's HTTP APIs (both services and the lab
+    panel's server extension): ``{"error": "…"}`` with the status code. The
+    message of an HTTPError is shown to the caller; an unexpected failure says
+    only where its details are."""
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None))[1]
         message = getattr(exc, "log_message", None) or self._reason
         if status_code >= 500 and not getattr(exc, "log_message", None):
             message = f"internal error ({self._reason}); the service log has the details"
+        self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": message}))
+
+
+class JSONHandler(JSONErrors, web.RequestHandler):
+    """JSON in and out, errors as ``{"error": "…"}``."""
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json")
 
     def send(self, model, status: int = 200) -> None:
         self.set_status(status)

@@ -1,8 +1,8 @@
 """The HTTP client base of gpuhub's services: JSON calls with a JupyterHub token,
 every failure turned into :class:`ServiceError` with the service's own message.
 
-Used by the spawner and the agents (GPU allocator) and by the vfolder service's
-clients.
+Used by the spawner and the agents (GPU allocator), by the vfolder service's
+clients and by the lab panel's server extension (gpuhub.lab).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import os
 from urllib.parse import urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
 
 class ServiceError(Exception):
@@ -36,30 +36,40 @@ class ServiceClient:
         self.token = token
         self.timeout = timeout
 
-    async def call(self, method: str, path: str, body: dict | None = None) -> dict:
+    async def fetch(self, method: str, path: str, body: bytes | None = None,
+                    headers: dict | None = None, timeout: float | None = None,
+                    follow_redirects: bool = True) -> HTTPResponse:
+        """One request with the token; the answer whatever its status (a pass-through
+        such as the lab's tus uploads reads it as is). Only a service that cannot be
+        reached is a :class:`ServiceError` (503)."""
         req = HTTPRequest(
             self.url + path,
             method=method,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-            body=json.dumps(body) if body is not None else None,
-            request_timeout=self.timeout,
+            headers={"Authorization": f"token {self.token}", **(headers or {})},
+            body=body,
+            allow_nonstandard_methods=True,  # a POST without a body
+            request_timeout=timeout or self.timeout,
             connect_timeout=min(self.timeout, 5),
+            follow_redirects=follow_redirects,
         )
         try:
-            resp = await AsyncHTTPClient().fetch(req)
-        except HTTPClientError as e:
-            message, data = str(e), {}
-            if e.response is not None and e.response.body:
-                try:
-                    data = json.loads(e.response.body)
-                    message = data.get("error", message)
-                except (ValueError, AttributeError):
-                    data = {}
-            if e.code == 599:  # tornado: timeout or connection closed
-                raise ServiceError(503, f"{self.what} did not answer: {message}") from None
-            raise ServiceError(e.code, message, data if isinstance(data, dict) else {}) from None
+            return await AsyncHTTPClient().fetch(req, raise_error=False)
+        except HTTPClientError as e:  # tornado: timeout or connection closed (599)
+            raise ServiceError(503, f"{self.what} did not answer: {e}") from None
         except OSError as e:
             raise ServiceError(503, f"{self.what} is not reachable: {e}") from None
+
+    async def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        resp = await self.fetch(method, path, None if body is None else json.dumps(body).encode(),
+                                {"Content-Type": "application/json"})
+        if resp.code >= 400:
+            message, data = f"HTTP {resp.code}: {resp.reason}", {}
+            try:
+                data = json.loads(resp.body) if resp.body else {}
+                message = data.get("error", message)
+            except (ValueError, AttributeError):
+                data = {}
+            raise ServiceError(resp.code, message, data if isinstance(data, dict) else {})
         try:
             return json.loads(resp.body) if resp.body else {}
         except ValueError:

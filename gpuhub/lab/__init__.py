@@ -3,13 +3,17 @@
 left, quotas, queue, vfolders and storage — gathered from the allocator and the
 vfolder service with the single-user server's own hub token.
 
-Handlers live under ``{base_url}gpuhub/`` (see :mod:`gpuhub.lab.handlers`). The
-server loads it through ``etc/jupyter/jupyter_server_config.d/gpuhub.json``,
-which ``pip install`` (setup.py data_files) or ``labextension/install.py`` put
-into the environment.
+Handlers live under ``{base_url}gpuhub/`` (see :mod:`gpuhub.lab.handlers`); its
+configuration is :class:`gpuhub.lab.config.GPUHubLab` (``c.GPUHubLab.…`` in the
+server's config). The server loads it through
+``etc/jupyter/jupyter_server_config.d/gpuhub.json``, which ``pip install``
+(setup.py data_files) or ``labextension/install.py`` put into the environment.
 """
 
 from __future__ import annotations
+
+from .config import GPUHubLab
+from .handlers import setup_handlers
 
 
 def _jupyter_server_extension_points():
@@ -17,9 +21,7 @@ def _jupyter_server_extension_points():
 
 
 def _load_jupyter_server_extension(serverapp):
-    from .handlers import setup_handlers
-
-    setup_handlers(serverapp)
+    setup_handlers(serverapp, GPUHubLab(parent=serverapp))
     track_session_cpu(serverapp)
     serverapp.log.info("gpuhub.lab: the gpuhub panel's API is under %sgpuhub/",
                        serverapp.web_app.settings.get("base_url", "/"))

@@ -9,8 +9,11 @@
   service, so the browser uploads resumably with the session's cookie while the
   server adds its own hub token.
 
-The server calls the services with ``JUPYTERHUB_API_TOKEN`` (the server's token,
-whose scopes ``c.Spawner.server_token_scopes`` widens to the two services).
+The server calls the services through :mod:`gpuhub.client` with its own hub
+token (``GPUHubLab.api_token``, whose scopes ``c.Spawner.server_token_scopes``
+widens to the two services); what it asks and how is configured on
+:class:`gpuhub.lab.config.GPUHubLab`. Errors are the services' own shape,
+``{"error": "…"}`` (:class:`gpuhub.api.JSONErrors`).
 Requests reach these handlers only through jupyter_server's authentication: under
 JupyterHub that is the hub's, so another user's token is refused before any of
 this runs.
@@ -32,10 +35,12 @@ from urllib.parse import quote
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-#: how much history the sparklines get (seconds) and how often a point is kept
-HISTORY_SECONDS = 600
+from ..api import JSONErrors
+from ..client import ServiceClient, ServiceError
+from .config import GPUHubLab
+
+#: how often a point of the sparklines' history is kept (seconds)
 MIN_SAMPLE_GAP = 1.5
 TUS_HEADERS = ("Tus-Resumable", "Upload-Length", "Upload-Offset", "Upload-Metadata",
                "Upload-Defer-Length", "Upload-Concat", "Content-Type")
@@ -44,62 +49,45 @@ TUS_ANSWER_HEADERS = ("Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-
                       "Cache-Control")
 
 
-class ServiceError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-def _join(base: str, path: str) -> str:
-    return base.rstrip("/") + "/" + path.lstrip("/")
-
-
 class Backend:
-    """The two services, as this session's user (the server's own hub token)."""
+    """The two services, as this session's user (the server's own hub token):
+    one :class:`gpuhub.client.ServiceClient` each."""
 
-    def __init__(self, env: dict | None = None):
-        env = os.environ if env is None else env
-        self.env = env
-        self.user = env.get("JUPYTERHUB_USER", "")
-        self.token = env.get("JUPYTERHUB_API_TOKEN", "")
-        self.allocator_url = env.get("GPUHUB_ALLOCATOR_URL", "")
-        self.vfolders_url = env.get("GPUHUB_VFOLDERS_URL", "")
-        self.timeout = float(env.get("GPUHUB_LAB_TIMEOUT", "10"))
+    #: the services' names in the panel's messages, and the trait with each one's URL
+    SERVICES = {"allocator": "allocator_url", "vfolders": "vfolders_url"}
 
-    def _base(self, service: str) -> str:
-        base = self.allocator_url if service == "allocator" else self.vfolders_url
-        if not base:
-            var = "GPUHUB_ALLOCATOR_URL" if service == "allocator" else "GPUHUB_VFOLDERS_URL"
-            raise ServiceError(503, f"{service}: not configured in this session (${var} is empty)")
-        return base
+    def __init__(self, lab: GPUHubLab):
+        self.lab = lab
+        self.user = lab.user
+        self.clients = {
+            name: ServiceClient(getattr(lab, trait), lab.api_token, timeout=lab.request_timeout)
+            for name, trait in self.SERVICES.items() if getattr(lab, trait)
+        }
+        for name, client in self.clients.items():
+            client.what = name
+
+    def client(self, service: str) -> ServiceClient:
+        if service not in self.clients:
+            raise ServiceError(503, f"{service}: not configured in this session "
+                                    f"(c.GPUHubLab.{self.SERVICES[service]} is empty)")
+        return self.clients[service]
 
     async def raw(self, service: str, method: str, path: str, *, body: bytes | None = None,
                   headers: dict | None = None):
         """One request; returns the tornado response, any status (no raise)."""
-        url = _join(self._base(service), path)
-        h = {"Authorization": f"token {self.token}", **(headers or {})}
-        req = HTTPRequest(url, method=method, headers=h, body=body,
-                          allow_nonstandard_methods=True, request_timeout=max(self.timeout, 120)
-                          if method == "PATCH" else self.timeout, follow_redirects=False)
-        try:
-            return await AsyncHTTPClient().fetch(req, raise_error=False)
-        except (OSError, HTTPClientError, asyncio.TimeoutError) as e:
-            raise ServiceError(502, f"{service}: unreachable ({e})") from None
+        timeout = self.lab.upload_timeout if method == "PATCH" else None
+        return await self.client(service).fetch(method, path, body, headers, timeout=timeout,
+                                                follow_redirects=False)
 
     async def json(self, service: str, method: str, path: str, data=None):
-        body = None if data is None else json.dumps(data).encode()
-        r = await self.raw(service, method, path, body=body,
-                           headers={"Content-Type": "application/json"} if body is not None else None)
-        if r.code == 599:
-            raise ServiceError(502, f"{service}: unreachable ({r.error})")
+        """The service's JSON answer; a refusal is a ServiceError whose message names
+        the service ("allocator: …")."""
+        client = self.client(service)
         try:
-            answer = json.loads(r.body) if r.body else {}
-        except ValueError:
-            answer = {"message": r.body[:200].decode(errors="replace")}
-        if r.code >= 400:
-            msg = answer.get("message") or answer.get("error") or r.reason
-            raise ServiceError(r.code, f"{service}: {msg}")
-        return answer
+            return await client.call(method, path, data)
+        except ServiceError as e:
+            message = e.message if e.message.startswith(f"{service} ") else f"{service}: {e.message}"
+            raise ServiceError(e.status, message, e.body) from None
 
 
 # --- what the panel shows ----------------------------------------------------------
@@ -147,8 +135,7 @@ def share_view(allocation: dict | None, env: dict, now: float, max_hours=None) -
     allocator's time-limit ``notice`` and whether *Extend* is offered."""
     out = {
         "allocation": allocation,
-        "env": {k: env.get(k) for k in ("GPUHUB_ALLOCATION", "GPUHUB_GPUS", "GPUHUB_HOST",
-                                        "CUDA_VISIBLE_DEVICES") if env.get(k) is not None},
+        "env": env,
         "ends_at": None, "time_left_s": None, "notice": None,
         "extend": extend_view(allocation, max_hours),
     }
@@ -268,9 +255,10 @@ def nvml_sample(uuids: list[str], pids: set[int]) -> tuple[float, float] | None:
 
 
 class History:
-    """Timestamped points of the last HISTORY_SECONDS, at most one per MIN_SAMPLE_GAP."""
+    """Timestamped points of the last ``seconds``, at most one per MIN_SAMPLE_GAP."""
 
-    def __init__(self):
+    def __init__(self, seconds: float):
+        self.seconds = seconds
         self.points: deque = deque()
 
     def add(self, now: float, *values) -> None:
@@ -278,7 +266,7 @@ class History:
             self.points[-1] = [self.points[-1][0], *values]
         else:
             self.points.append([now, *values])
-        while self.points and now - self.points[0][0] > HISTORY_SECONDS:
+        while self.points and now - self.points[0][0] > self.seconds:
             self.points.popleft()
 
     def json(self) -> list:
@@ -318,15 +306,16 @@ def mount_state(mount_name: str, home: Path, table: dict[str, str] | None = None
 class State:
     """What the server remembers between polls: the sparklines' history."""
 
-    def __init__(self, backend: Backend):
-        self.backend = backend
-        self.gpu = History()
+    def __init__(self, lab: GPUHubLab, backend: Backend | None = None):
+        self.lab = lab
+        self.backend = backend or Backend(lab)
+        self.gpu = History(lab.history_seconds)
         self.storage: dict[str, History] = {}
 
     async def status(self) -> dict:
         now = time.time()
         b = self.backend
-        alloc_id = b.env.get("GPUHUB_ALLOCATION")
+        alloc_id = self.lab.allocation
 
         async def section(coro):
             try:
@@ -348,7 +337,7 @@ class State:
         )
         allocation = share.get("allocation") if "error" not in share else None
         nvml = None
-        if allocation and os.environ.get("GPUHUB_LAB_NVML", "1") == "1":
+        if allocation and self.lab.nvml:
             # NVML and the process tree block: off the event loop
             uuids = [d["uuid"] for d in allocation.get("devices") or ()]
             nvml = await asyncio.get_running_loop().run_in_executor(
@@ -356,7 +345,7 @@ class State:
         out = {
             "user": b.user,
             "now": now,
-            "share": (share_view(allocation, b.env, now, pool.get("max_hours") if "error" not in pool else None)
+            "share": (share_view(allocation, self.lab.session_env(), now, pool.get("max_hours") if "error" not in pool else None)
                       if "error" not in share else share),
             "live": self._live(allocation, pool, now, nvml),
             "quotas": quotas,
@@ -446,7 +435,7 @@ class State:
                 "io_bytes_read", "io_bytes_write", "iops_read", "iops_write", "source", "sampled")}}
             if "error" in stats:
                 entry["error"] = stats["error"]
-            hist = self.storage.setdefault(name, History())
+            hist = self.storage.setdefault(name, History(self.lab.history_seconds))
             if stats.get("io_bytes_read") is not None:
                 hist.add(now, stats.get("io_bytes_read"), stats.get("io_bytes_write"))
             entry["history"] = hist.json()
@@ -457,7 +446,9 @@ class State:
 # --- handlers ------------------------------------------------------------------------------
 
 
-class Base(APIHandler):
+class Base(JSONErrors, APIHandler):
+    """The panel's API handlers: errors as the services answer them, ``{"error": "…"}``."""
+
     def initialize(self, state: State):
         self.state = state
 
@@ -467,7 +458,7 @@ class Base(APIHandler):
 
     def fail(self, e: ServiceError):
         self.set_status(e.status if 400 <= e.status < 600 else 502)
-        self.finish(json.dumps({"message": e.message}))
+        self.finish(json.dumps({"error": e.message}))
 
     def body_json(self) -> dict:
         try:
@@ -496,7 +487,7 @@ class StatusHandler(Base):
 class ExtendHandler(Base):
     @web.authenticated
     async def post(self):
-        alloc_id = self.backend.env.get("GPUHUB_ALLOCATION")
+        alloc_id = self.state.lab.allocation
         if not alloc_id:
             raise web.HTTPError(409, "this session holds no GPU share")
         data = self.body_json()
@@ -548,8 +539,6 @@ class TusHandler(Base):
             r = await self.backend.raw("vfolders", method, path, body=body, headers=headers)
         except ServiceError as e:
             return self.fail(e)
-        if r.code == 599:
-            return self.fail(ServiceError(502, f"vfolders: unreachable ({r.error})"))
         self.set_status(r.code)
         for k in TUS_ANSWER_HEADERS:
             if k in r.headers:
@@ -587,10 +576,10 @@ class TusHandler(Base):
         await self._pass(vid, uid)
 
 
-def setup_handlers(serverapp, backend: Backend | None = None) -> State:
+def setup_handlers(serverapp, lab: GPUHubLab) -> State:
     web_app = serverapp.web_app
     base = web_app.settings["base_url"]
-    state = State(backend or Backend())
+    state = State(lab)
     kw = {"state": state}
     vid = r"([A-Za-z0-9_.-]+)"
     web_app.add_handlers(".*$", [

@@ -1,6 +1,8 @@
 /** Calls to the server extension under {base_url}gpuhub/. */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
+import { errorMessage } from './errors';
+import { IMetrics } from './status';
 
 export async function requestAPI<T>(endPoint: string, init: RequestInit = {}): Promise<T> {
   const settings = ServerConnection.makeSettings();
@@ -21,19 +23,11 @@ export async function requestAPI<T>(endPoint: string, init: RequestInit = {}): P
     }
   }
   if (!response.ok) {
-    const msg = (data && (data.message || data.reason)) || response.statusText;
-    throw new Error(`${response.status}: ${msg}`);
+    throw new Error(errorMessage(response.status, response.statusText, data));
   }
   return data as T;
 }
 
-/** jupyter-resource-usage's metrics of this session (its processes' CPU and memory). */
-export interface IMetrics {
-  rss: number;
-  limits?: { memory?: { rss?: number } };
-  cpu_percent?: number;
-  cpu_count?: number;
-}
 
 export async function sessionMetrics(): Promise<IMetrics | null> {
   const settings = ServerConnection.makeSettings();

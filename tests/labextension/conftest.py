@@ -116,7 +116,7 @@ def service_app(fake: Fake) -> web.Application:
                 raise web.HTTPError(404)
             fake.extend_asked.append(json.loads(self.request.body))
             if fake.extend_refusal:
-                self.send({"status": 409, "message": fake.extend_refusal}, 409)
+                self.send({"error": fake.extend_refusal}, 409)
                 return
             fake.extended = True
             self.send({**ALLOC, "max_hours": ALLOC["max_hours"] + fake.extend_asked[-1]["hours"],
@@ -217,11 +217,11 @@ def jp_server_config(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("GPUHUB_ALLOCATION", ALLOC["id"])
     monkeypatch.setenv("GPUHUB_GPUS", "0.5")
     monkeypatch.setenv("GPUHUB_HOST", "node-a")
-    monkeypatch.setenv("GPUHUB_ALLOCATOR_URL", f"{base}/gpu-allocator/api/v1/")
-    monkeypatch.setenv("GPUHUB_VFOLDERS_URL", f"{base}/vfolders/api/v1/")
-    monkeypatch.setenv("GPUHUB_LAB_NVML", "0")
     monkeypatch.setenv("HOME", str(tmp_path))
-    yield {"ServerApp": {"jpserver_extensions": {"gpuhub.lab": True}}}
+    # the session's facts come from the spawner's environment (above); the rest is config
+    yield {"ServerApp": {"jpserver_extensions": {"gpuhub.lab": True}},
+           "GPUHubLab": {"allocator_url": f"{base}/gpu-allocator/api/v1/",
+                         "vfolders_url": f"{base}/vfolders/api/v1/", "nvml": False}}
     loop.call_soon_threadsafe(holder["server"].stop)
     loop.call_soon_threadsafe(loop.stop)
     t.join(10)

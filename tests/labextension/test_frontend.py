@@ -1,5 +1,7 @@
-"""The panel's TypeScript unit tests (jest: formatting, time-left notices, the
-poller) and its build, run from pytest so that `make test` runs them."""
+"""The panel's TypeScript unit tests (jest, src/__tests__/: formatting, what each
+section view shows for a given model state, the settings, the error shape, the
+model's polling) and its build, run from pytest so that `make test` runs them
+(and fails when a jest test fails)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def need_node_modules():
         pytest.skip("node is not installed")
 
 
-def test_jest_unit_tests_of_formatting_and_polling():
+def test_jest_unit_tests_of_the_views_logic_settings_and_model():
     need_node_modules()
     r = subprocess.run([str(JLPM), "test"], cwd=LABEXT, capture_output=True, text=True, timeout=300,
                        env={**os.environ, "CI": "1"})

@@ -2,7 +2,8 @@
 hub (demo config, proxy, allocator, vfolder service, local-process sessions):
 log in, spawn 0.5 GPU, open the gpuhub panel, see the share, the host and the
 time left; upload a 50 MB file into a vfolder, reload the page midway, choose
-the file again and see it resume and finish; see the storage numbers move.
+the file again and see it resume and finish; see the storage numbers move; hide
+sections through the panel's settings.
 Another user's token is refused by the session's panel API.
 
 Screenshots (light and dark) are left in build/test-artifacts/labextension/
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,17 +43,46 @@ def hub(tmp_path_factory):
     # (other accounts) can read, whatever the venv holds
     prefix = LABEXT / "build" / "test-prefix"
     subprocess.run([sys.executable, str(LABEXT / "install.py"), "--prefix", str(prefix)], check=True)
+    envs = private_server_envs()
     h = Hub(
         tmp_path_factory.mktemp("panelhub"),
         GPUHUB_VFOLDERS_PORT=str(free_port()),
         JUPYTER_PATH=str(prefix / "share" / "jupyter"),
         JUPYTER_CONFIG_PATH=str(prefix / "etc" / "jupyter"),
+        GPUHUB_SERVER_ENVS=str(envs),
     )
     try:
         h.start()
         yield h
     finally:
         h.stop()
+        shutil.rmtree(envs, ignore_errors=True)
+
+
+def private_server_envs() -> Path:
+    """A servers' environment for this checkout's panel alone: the shared one
+    (spawner/serverenv.py, which `make install` built) hard-linked into a
+    directory every account can reach, without its gpuhub parts. The hub
+    (GPUHUB_SERVER_ENVS) then installs this checkout's gpuhub.lab and built
+    extension into the copy (serverenv.install_lab writes new files, never through
+    a link), so the test runs the code under test and leaves the environment
+    that other checkouts' hubs share as it was."""
+    shared = Path(subprocess.run([sys.executable, str(REPO / "spawner" / "serverenv.py"), "path"],
+                                 check=True, capture_output=True, text=True).stdout.strip())
+    if not (shared / "gpuhub-server-env.json").is_file():
+        pytest.fail(f"the servers' environment {shared} is not installed: run make install")
+    root = Path(tempfile.mkdtemp(prefix="gpuhub-panel-server-envs-"))
+    root.chmod(0o755)
+    copy = root / shared.name
+    if subprocess.run(["cp", "-al", str(shared), str(copy)], capture_output=True).returncode != 0:
+        shutil.rmtree(copy, ignore_errors=True)  # another filesystem: a real copy
+        shutil.copytree(shared, copy, symlinks=True)
+    site = next(copy.glob("lib/python3*/site-packages"))
+    for p in (site / "gpuhub", copy / "share" / "jupyter" / "labextensions" / "gpuhub-labextension"):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in (copy / "gpuhub-lab.stamp", copy / "etc" / "jupyter" / "jupyter_server_config.d" / "gpuhub.json"):
+        p.unlink(missing_ok=True)
+    return root
 
 
 def open_panel(page):
@@ -182,10 +214,26 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
         set_theme(api, page, "JupyterLab Dark")
         page.wait_for_timeout(1500)
         shot(page, "dark")
+
+        # the panel's settings (schema/plugin.json): which sections show
+        settings = f"/user/{USER}/lab/api/settings/gpuhub-labextension:plugin"
+        r = api.call("PUT", settings, json={"raw": '{"sections": {"queue": false, "storage": false}}'})
+        assert r.status_code in (200, 204), r.text
+        try:
+            page.reload()
+            open_panel(page)
+            page.wait_for_selector("#gpuhub-panel [data-section=queue]", state="hidden", timeout=30_000)
+            assert not panel.locator("[data-section=storage]").is_visible()
+            assert panel.locator("[data-section=quotas]").is_visible()
+        finally:
+            api.call("PUT", settings, json={"raw": "{}"})  # the account may outlive this hub
         browser.close()
 
     # the session's panel API answers its user, and refuses another user's token
     assert api.call("GET", f"/user/{USER}/gpuhub/status").json()["share"]["allocation"]["id"] == allocation["id"]
+    # the panel's API answers errors in the services' shape (this checkout's gpuhub.lab runs)
+    r = api.call("POST", f"/user/{USER}/gpuhub/vfolders", data="[1]")
+    assert r.status_code == 400 and r.json() == {"error": "send a JSON object"}, r.text
     other = hub.login("gpuhub-panel-other")
     r = other.call("GET", f"/user/{USER}/gpuhub/status", allow_redirects=False)
     assert r.status_code in (403, 404), (r.status_code, r.text[:200])

@@ -130,7 +130,8 @@ def test_extend_refused_by_the_allocator_says_why(fetch, fake):
     with pytest.raises(HTTPClientError) as e:
         fetch("gpuhub", "extend", method="POST", body=json.dumps({"hours": 2}))
     assert e.value.code == 409
-    assert json.loads(e.value.response.body)["message"] == "allocator: extending would delay 2 queued request(s)"
+    # the services' error shape, the service named
+    assert json.loads(e.value.response.body) == {"error": "allocator: extending would delay 2 queued request(s)"}
     assert fake.extend_asked == [{"hours": 2}]
 
 
@@ -180,3 +181,57 @@ def test_mount_state_reads_mountinfo_bind_mounts():
     assert mount_state("my data", home, table) == {"path": "~/vfolders/my data", "mounted": True, "mode": "rw"}
     assert mount_state("refs", home, table)["mode"] == "ro"
     assert mount_state("other", home, table)["mounted"] is False
+
+
+@pytest.mark.parametrize("body", ["[1]", "not json"])
+def test_the_panels_own_refusals_have_the_services_error_shape(fetch, fake, body):
+    with pytest.raises(HTTPClientError) as e:
+        fetch("gpuhub", "vfolders", method="POST", body=body)
+    assert e.value.code == 400
+    assert json.loads(e.value.response.body) == {"error": "send a JSON object"}
+    assert not any(m == "POST" for m, *_ in fake.calls)  # nothing was passed on
+
+
+def test_configuration_is_traits_and_the_sessions_facts_come_from_the_environment(monkeypatch):
+    from traitlets.config import Config
+
+    from gpuhub.lab.config import GPUHubLab
+
+    for k, v in {"GPUHUB_ALLOCATOR_URL": "http://a/api/v1/", "GPUHUB_VFOLDERS_URL": "http://v/api/v1/",
+                 "JUPYTERHUB_USER": "bob", "JUPYTERHUB_API_TOKEN": "t0k", "GPUHUB_ALLOCATION": "a-9",
+                 "GPUHUB_GPUS": "2", "GPUHUB_HOST": "node-b", "CUDA_VISIBLE_DEVICES": ""}.items():
+        monkeypatch.setenv(k, v)
+    lab = GPUHubLab()
+    assert (lab.allocator_url, lab.vfolders_url, lab.user, lab.api_token, lab.allocation) == (
+        "http://a/api/v1/", "http://v/api/v1/", "bob", "t0k", "a-9")
+    assert lab.nvml is True and lab.request_timeout == 10 and lab.history_seconds == 600
+    assert lab.session_env() == {"GPUHUB_ALLOCATION": "a-9", "GPUHUB_GPUS": "2", "GPUHUB_HOST": "node-b",
+                                 "CUDA_VISIBLE_DEVICES": ""}
+    # the server's config wins over the spawner's environment
+    c = Config()
+    c.GPUHubLab.allocator_url = "http://elsewhere/api/v1/"
+    c.GPUHubLab.nvml = False
+    lab = GPUHubLab(config=c)
+    assert lab.allocator_url == "http://elsewhere/api/v1/" and lab.nvml is False
+    assert lab.vfolders_url == "http://v/api/v1/"
+    # every trait says what it is, with an example and why its default
+    for name, trait in lab.traits(config=True).items():
+        assert "Example" in trait.help or "Default" in trait.help, name
+
+
+def test_a_service_without_a_url_is_an_error_that_names_the_setting(monkeypatch):
+    import asyncio
+
+    from gpuhub.client import ServiceError
+    from gpuhub.lab.config import GPUHubLab
+    from gpuhub.lab.handlers import Backend
+
+    monkeypatch.delenv("GPUHUB_VFOLDERS_URL", raising=False)
+    backend = Backend(GPUHubLab(allocator_url="http://127.0.0.1:9/api/v1/", api_token="t"))
+    with pytest.raises(ServiceError) as e:
+        asyncio.run(backend.json("vfolders", "GET", "vfolders"))
+    assert e.value.status == 503 and "c.GPUHubLab.vfolders_url is empty" in e.value.message
+    # nothing listens on port 9: unreachable, said with the service's name
+    with pytest.raises(ServiceError) as e:
+        asyncio.run(backend.json("allocator", "GET", "pool"))
+    assert e.value.status == 503 and e.value.message.startswith("allocator "), e.value.message

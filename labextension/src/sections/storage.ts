@@ -1,0 +1,47 @@
+/** What the "Storage" section shows: each storage host's space and throughput (pure; the view renders it). */
+import { formatBytes, formatRate } from '../format';
+import { IFailed, IStorageHost } from '../status';
+
+export interface IHostRow {
+  name: string;
+  error: string | null;
+  usedFree: string;
+  fraction: number | null;
+  read: string;
+  readHistory: number[];
+  write: string;
+  writeHistory: number[];
+  written: string;
+}
+
+export type StorageContent =
+  | { kind: 'error'; message: string }
+  | { kind: 'empty'; text: string }
+  | { kind: 'hosts'; hosts: IHostRow[] };
+
+export function storageContent(storage: IFailed & { hosts?: IStorageHost[] }): StorageContent {
+  if (storage.error) {
+    return { kind: 'error', message: storage.error };
+  }
+  const hosts = storage.hosts ?? [];
+  if (!hosts.length) {
+    return { kind: 'empty', text: 'No storage hosts.' };
+  }
+  return {
+    kind: 'hosts',
+    hosts: hosts.map(h => {
+      const hist = h.history || [];
+      return {
+        name: h.name,
+        error: h.error ?? null,
+        usedFree: `${formatBytes(h.used_bytes)} / ${formatBytes(h.free_bytes)}`,
+        fraction: h.capacity_bytes ? (h.used_bytes ?? 0) / h.capacity_bytes : null,
+        read: formatRate(h.io_bytes_read),
+        readHistory: hist.map(p => p[1]),
+        write: formatRate(h.io_bytes_write),
+        writeHistory: hist.map(p => p[2]),
+        written: formatBytes(h.write_bytes)
+      };
+    })
+  };
+}
