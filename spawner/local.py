@@ -36,14 +36,23 @@ class LocalGPUSpawner(LocalVFolderMixin, GPUSpawner, LocalProcessSpawner):
 
     create_system_users = Bool(
         False,
-        help="When the hub runs as root and a user has no system account, create one "
-        "(useradd -m). Off by default, as in JupyterHub's LocalAuthenticator.",
+        help="""When the hub runs as root and a user has no system account, create
+        one (``useradd -m``) at the first spawn.
+
+        Default False, as in JupyterHub's LocalAuthenticator: accounts are the
+        site's to make. The demo turns it on, as anyone may log in there.
+        """,
     ).tag(config=True)
 
     unprivileged_home_template = Unicode(
         "data/users/{username}",
-        help="When the hub does not run as root, servers run as the hub's own account "
-        "in this directory ({username} is expanded; relative to the hub's directory).",
+        help="""When the hub does not run as root, servers run as the hub's own
+        account, each user in this directory; ``{username}`` is expanded, and a
+        relative path is relative to the hub's working directory. E.g.
+        ``/srv/gpuhub/users/{username}``.
+
+        Default ``data/users/{username}``, beside the demo's other state.
+        """,
     ).tag(config=True)
 
     @property

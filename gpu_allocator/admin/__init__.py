@@ -29,9 +29,9 @@ def attach(app) -> None:
     pool's methods to count)."""
     from ..metrics import AllocatorMetrics
 
-    app.hub_oauth = HubOAuth(cache_max_age=10)
+    app.hub_oauth = HubOAuth(cache_max_age=10, **app.hub_auth_settings())
     app.templates = pages.make_env()
-    app.samples = Samples()
+    app.samples = Samples(app.sample_interval)
     app.metrics = AllocatorMetrics(app)
     app.metrics.instrument(app.pool)
 

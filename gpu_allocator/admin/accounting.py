@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -108,9 +107,10 @@ def to_csv(kind: str, table: list[dict], start: float, end: float) -> str:
     return buf.getvalue()
 
 
-async def hub_groups() -> dict[str, list[str]]:
+async def hub_groups(app) -> dict[str, list[str]]:
     """Every hub group and its members (the allocator's token needs
     list:groups and read:groups); empty when not run under a hub."""
-    if not os.environ.get("JUPYTERHUB_API_URL") or not os.environ.get("JUPYTERHUB_API_TOKEN"):
+    if not app.under_hub:
         return {}
-    return {g["name"]: list(g.get("users") or []) async for g in hub_api_items("groups")}
+    return {g["name"]: list(g.get("users") or [])
+            async for g in hub_api_items(app.hub_api_url, app.api_token, "groups")}

@@ -71,7 +71,7 @@ async def usage_table(app, since, until, by: str) -> tuple[list[dict], float, fl
     spans = await app.pool.spans(start, end)
     users = accounting.user_hours(spans, start, end, app.pool.units_per_gpu)
     if by == "group":
-        groups = await accounting.hub_groups()
+        groups = await accounting.hub_groups(app)
         return accounting.rows(accounting.group_hours(users, groups)), start, end
     return accounting.rows(users), start, end
 
