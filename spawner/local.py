@@ -25,7 +25,7 @@ from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from traitlets import Bool, Unicode
 
 from .gpuspawner import GPUSpawner
-from .serverenv import blocker, describe_blocker, envs_root
+from .serverenv import DEFAULT_ROOT, blocker, describe_blocker
 from .vfolders import LocalVFolderMixin
 
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -150,7 +150,7 @@ class LocalGPUSpawner(LocalVFolderMixin, GPUSpawner, LocalProcessSpawner):
             remedy = (f"let it in ({fix}) or set c.Spawner.cmd to a Python it can execute"
                       if running else f"let it in ({fix})")
             if running and self.privileged:
-                remedy += f" (as root, 'make install' installs one under {envs_root()})"
+                remedy += f" (as root, 'make install' installs one under {DEFAULT_ROOT})"
             return (f"{head} {who} cannot {what} {path} because {describe_blocker(comp, st)} "
                     f"does not allow it; {remedy}.")
         reason = getattr(e, "strerror", None) or str(e)
