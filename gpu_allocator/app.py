@@ -111,10 +111,10 @@ class GPUAllocator(HubService):
         """,
     ).tag(config=True)
 
-    @validate("heartbeat_interval")
-    def _valid_heartbeat_interval(self, proposal):
+    @validate("heartbeat_interval", "sample_interval")
+    def _valid_interval(self, proposal):
         if not proposal.value > 0:
-            raise TraitError(f"heartbeat_interval must be more than 0 seconds, got {proposal.value}")
+            raise TraitError(f"{proposal.trait.name} must be more than 0 seconds, got {proposal.value}")
         return proposal.value
 
     missed_heartbeats = Int(

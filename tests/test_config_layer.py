@@ -165,3 +165,13 @@ def test_the_demo_config_writes_each_service_its_own_config_file(tmp_path, monke
     vf.load_config_file(services["vfolders"]["command"][-1].split("=", 1)[1])
     assert vf.data_dir == str(data)
     assert vf.storage_hosts == {"local": {"path": str(data / "vfolders"), "default": True}}
+
+
+@pytest.mark.parametrize("trait", ["heartbeat_interval", "sample_interval"])
+def test_an_interval_must_be_more_than_zero(trait):
+    from traitlets import TraitError
+
+    from gpu_allocator.app import GPUAllocator
+
+    with pytest.raises(TraitError, match=f"{trait} must be more than 0 seconds, got 0.0"):
+        GPUAllocator(**{trait: 0})
