@@ -60,8 +60,10 @@ labextension: $(VENV)/.installed $(LABEXT_PREFIX)/.gpuhub-labextension
 ## (KEY: a hash of those versions, so checkouts share it and never clash), with the lab panel
 ## (gpuhub.lab and the built extension). Built once (~40 s), then a no-op; nothing to do
 ## for a hub that does not run as root. See spawner/serverenv.py.
+## (GPUHUB_SERVER_ENVS=DIR make install: another root, which the demo reads too)
+GPUHUB_SERVER_ENVS ?= /opt/gpuhub/server-envs
 server-env: $(VENV)/.installed
-	@$(BIN)/python spawner/serverenv.py install >/dev/null
+	@$(BIN)/python spawner/serverenv.py --root "$(GPUHUB_SERVER_ENVS)" install >/dev/null
 
 
 install: system-deps $(VENV)/.installed $(PROXY) labextension server-env

@@ -1,8 +1,9 @@
 """The allocator service: a tornado app that JupyterHub runs as a managed service.
 
-Run it as ``python -m gpu_allocator`` (or ``gpuhub-allocator``); it reads the
-service environment JupyterHub provides (JUPYTERHUB_SERVICE_URL, …_PREFIX,
-…_API_TOKEN) and its own traitlets config file. It owns its database alone
+Run it as ``python -m gpu_allocator`` (or ``gpuhub-allocator``); its settings
+are traits, from its config file (``--config``) and the command line, where
+JupyterHub's service environment (JUPYTERHUB_SERVICE_URL, …_PREFIX, …_API_TOKEN)
+gives the defaults of where it listens and its token (gpuhub.service). It owns its database alone
 (see :class:`gpuhub.db.WriterLock`): a second allocator started on the same
 database waits as a standby and takes over when the first dies.
 """
@@ -35,164 +36,188 @@ class GPUAllocator(HubService):
     service_name = "gpu-allocator"
     default_url = "http://127.0.0.1:8051"
 
-    data_dir = Unicode(
-        help="Directory for the default SQLite database. Default: $GPUHUB_DATA_DIR or ./data."
-    ).tag(config=True)
-
-    @default("data_dir")
-    def _default_data_dir(self):
-        return os.environ.get("GPUHUB_DATA_DIR", os.path.abspath("data"))
-
     db_url = Unicode(
-        help="SQLAlchemy URL of the allocator's database. Default: SQLite in data_dir "
-        "(the embedded default). For production use PostgreSQL, e.g. "
-        "postgresql+psycopg://gpuhub@db/gpuhub. One allocator owns a database: a second "
-        "one started on it waits as a standby (an advisory lock: flock beside a SQLite "
-        "file, pg_try_advisory_lock on PostgreSQL) and takes over when the first dies."
+        help="""SQLAlchemy URL of the allocator's database: every grant, the queue,
+        quotas, reservations and the audit log.
+
+        For production use PostgreSQL, e.g.
+        ``postgresql+psycopg://gpuhub@db.example/gpuhub``.
+
+        Default: SQLite in data_dir (``gpu_allocator.sqlite``), the embedded
+        default that needs no server. One allocator owns a database: a second one
+        started on it waits as a standby (an advisory lock: flock beside a SQLite
+        file, pg_try_advisory_lock on PostgreSQL) and takes over when the first
+        dies.
+        """,
     ).tag(config=True)
 
     @default("db_url")
     def _default_db_url(self):
-        return os.environ.get("GPUHUB_ALLOCATOR_DB_URL") or (
-            "sqlite:///" + os.path.join(self.data_dir, "gpu_allocator.sqlite")
-        )
+        return "sqlite:///" + os.path.join(self.data_dir, "gpu_allocator.sqlite")
 
     discovery = Unicode(
         "auto",
-        help="Where the pool comes from: 'nvml' (this host's NVIDIA GPUs), 'inventory' "
-        "(the declared inventory_file), 'agents' (only hosts whose agents register), "
-        "or 'auto' (NVML when a GPU is present, else the inventory).",
+        help="""Where the pool comes from.
+
+        - ``nvml``: this host's NVIDIA GPUs;
+        - ``inventory``: the hosts declared in inventory_file;
+        - ``agents``: only the hosts whose GPU host agents register;
+        - ``auto``: NVML when a GPU is present, else the inventory.
+
+        Default ``auto``, so that the demo pools a workstation's GPUs where it
+        has some and the declared (mock) hosts everywhere else.
+        """,
     ).tag(config=True)
 
     inventory_file = Unicode(
-        help="YAML file that declares GPU hosts (see hub_config/gpu_inventory.yaml). "
-        "Default: $GPUHUB_INVENTORY."
-    ).tag(config=True)
+        "",
+        help="""YAML file that declares GPU hosts and their GPUs, e.g.
+        ``hub_config/gpu_inventory.yaml`` (its comments describe the format).
+        Read when discovery is ``inventory`` (or ``auto`` without a GPU).
 
-    @default("inventory_file")
-    def _default_inventory(self):
-        return os.environ.get("GPUHUB_INVENTORY", "")
+        Default: empty, no declared hosts; the demo's jupyterhub_config.py names
+        hub_config/gpu_inventory.yaml.
+        """,
+    ).tag(config=True)
 
     units_per_gpu = Int(
         20,
-        help="The quantum of fractional shares: one GPU is this many units (20 → steps of "
-        "0.05 GPU). Shares are stored as integer units, never as floats.",
+        help="""The quantum of fractional shares: one GPU is this many units.
+
+        20 gives steps of 0.05 GPU (0.5 GPU is 10 units). Shares are stored as
+        integer units, never as floats, so sums never drift. Changing it on a
+        database that holds grants is refused.
+        """,
     ).tag(config=True)
 
     max_hours = Float(
         168.0,
-        help="The longest run time (hours) a request may ask for: the one limit, which "
-        "the spawn form and the hub's REST API learn from the allocator's validation. "
-        "Default 168 (a week).",
-    ).tag(config=True)
+        help="""The longest run time (hours) a request may ask for, e.g. 24.
 
-    @default("max_hours")
-    def _default_max_hours(self):
-        return float(os.environ.get("GPUHUB_MAX_HOURS") or 168.0)
+        This is the one limit: the spawn form and the hub's REST API learn it from
+        the allocator's validation. Default 168 hours (a week), long enough for
+        training runs while a forgotten session still ends.
+        """,
+    ).tag(config=True)
 
     heartbeat_interval = Float(
-        help="Seconds between the heartbeats of GPU host agents (they are told this "
-        "value when they register), and between the allocator's checks for lost hosts. "
-        "Default: $GPUHUB_HEARTBEAT_INTERVAL or 5.",
+        5.0,
+        help="""Seconds between the heartbeats of GPU host agents, e.g. 1 in tests.
+
+        Agents are told this value when they register, and the allocator checks for
+        lost hosts as often. Default 5 seconds: a lost host is noticed within
+        missed_heartbeats × 5 = 15 s, at a few small requests per host per minute.
+        """,
     ).tag(config=True)
 
-    @default("heartbeat_interval")
-    def _default_heartbeat_interval(self):
-        return float(os.environ.get("GPUHUB_HEARTBEAT_INTERVAL") or 5.0)
-
-    @validate("heartbeat_interval")
-    def _valid_heartbeat_interval(self, proposal):
+    @validate("heartbeat_interval", "sample_interval")
+    def _valid_interval(self, proposal):
         if not proposal.value > 0:
-            raise TraitError(f"heartbeat_interval must be more than 0 seconds, got {proposal.value}")
+            raise TraitError(f"{proposal.trait.name} must be more than 0 seconds, got {proposal.value}")
         return proposal.value
 
     missed_heartbeats = Int(
         3,
-        help="An agent's host that sends no heartbeat for this many heartbeat_interval "
-        "is marked lost: its sessions are reported dead and its shares are freed.",
+        help="""How many heartbeat_interval a host's agent may stay silent: after
+        that the host is marked lost, its sessions are reported dead and its shares
+        are freed.
+
+        Default 3, so that one late or lost heartbeat (a busy network) never frees
+        the shares of a host that is alive.
+        """,
     ).tag(config=True)
 
     reconcile_interval = Float(
-        help="Seconds between comparisons of the shares granted for hub servers with the "
-        "servers the hub runs (0: never). Default: $GPUHUB_RECONCILE_INTERVAL or 60.",
-    ).tag(config=True)
+        60.0,
+        help="""Seconds between comparisons of the shares granted for hub servers
+        with the servers the hub runs, e.g. 1 in tests; 0: never.
 
-    @default("reconcile_interval")
-    def _default_reconcile_interval(self):
-        return float(os.environ.get("GPUHUB_RECONCILE_INTERVAL") or 60.0)
+        Needs the hub's REST API (hub_api_url). Default 60 seconds: the shares it
+        frees are already past reconcile_grace, so a minute more costs little.
+        """,
+    ).tag(config=True)
 
     reconcile_grace = Float(
-        help="A share granted for a hub server that the hub does not run (neither "
-        "running nor starting) is released once it is this many seconds old: a grant "
-        "whose answer never reached the spawner (a crash between commit and answer) "
-        "must not stay held forever. Longer than a spawn takes to register. "
-        "Default: $GPUHUB_RECONCILE_GRACE or 300.",
-    ).tag(config=True)
+        300.0,
+        help="""Age (seconds) after which a share granted for a hub server that the
+        hub does not run (neither running nor starting) is released.
 
-    @default("reconcile_grace")
-    def _default_reconcile_grace(self):
-        return float(os.environ.get("GPUHUB_RECONCILE_GRACE") or 300.0)
+        A grant whose answer never reached the spawner (a crash between commit and
+        answer) must not stay held forever. Default 300 seconds: longer than a
+        spawn takes to register with the hub, even one that pulls an image.
+        """,
+    ).tag(config=True)
 
     fairshare_half_life_hours = Float(
         168.0,
-        help="Half-life (hours) of the decayed GPU usage that fair share compares (as "
-        "Slurm's PriorityDecayHalfLife): usage this old counts half. Default a week.",
+        help="""Half-life (hours) of the decayed GPU usage that fair share compares,
+        as Slurm's PriorityDecayHalfLife: usage this old counts half.
+
+        Default 168 hours (a week): last week's heavy user waits behind this
+        week's light ones, and is forgiven within a few weeks.
+        """,
     ).tag(config=True)
 
     queue_depth = Int(
         DEPTH,
-        help="Waiting requests without a promise that the queue simulates (and estimates) "
-        "besides the promised ones (every request's first 'at the latest' start is one, and "
-        "no later request may push it past it); an unpromised request behind that many "
-        "waiting ones gets no estimate, and starts only where it delays none of them. "
-        "It bounds the cost of a scheduling pass (each simulated request is simulated "
-        "again for every start).",
+        help="""How many waiting requests without a promise the queue simulates (and
+        estimates) besides the promised ones.
+
+        Every request's first "at the latest" start is a promise, and no later
+        request may push it past it. An unpromised request behind this many waiting
+        ones gets no estimate, and starts only where it delays none of them. It
+        bounds the cost of a scheduling pass (each simulated request is simulated
+        again for every start). Default 32: more than a team's queue holds at once,
+        while a pass on a pool of thousands of GPUs stays well under a second.
+        """,
     ).tag(config=True)
 
     max_wait_hours = Float(
         0.0,
-        help="How long (hours) a request may wait in the queue where no group or user "
-        "quota sets max_wait_hours; then it is given up (state 'expired'). 0: no limit.",
+        help="""How long (hours) a request may wait in the queue where no group or
+        user quota sets max_wait_hours, e.g. 48; then it is given up (state
+        ``expired``).
+
+        Default 0: no limit, a request waits until it starts or its user cancels
+        it.
+        """,
     ).tag(config=True)
 
     time_limit_interval = Float(
-        help="Seconds between checks of the shares' run times (max_hours): warnings 15 "
-        "and 5 minutes before the end, then the share is ended ('expired') and the "
-        "spawner's poll stops its session. Also the queue's timer (estimates, waits). "
-        "Default: $GPUHUB_TIME_LIMIT_INTERVAL or 30.",
-    ).tag(config=True)
+        30.0,
+        help="""Seconds between checks of the shares' run times (max_hours), e.g. 1 in
+        tests.
 
-    @default("time_limit_interval")
-    def _default_time_limit_interval(self):
-        return float(os.environ.get("GPUHUB_TIME_LIMIT_INTERVAL") or 30.0)
+        A check sends warnings 15 and 5 minutes before a share's end, then ends it
+        (``expired``) and the spawner's poll stops its session. It is also the
+        queue's timer (estimates, waits) and idle reclaim's. Default 30 seconds:
+        a share ends at most half a minute late.
+        """,
+    ).tag(config=True)
 
     idle_reclaim = Dict(
-        help="Idle reclaim (off by default): take back GPU shares whose GPUs stay "
-        "nearly unused. ``{\"default\": POLICY, \"groups\": {\"GROUP\": POLICY}}``, "
-        "a POLICY being ``{\"threshold\": 0.05, \"minutes\": 60, \"only_when_waiting\": true, "
-        "\"notice_minutes\": 10}`` (missing fields take these values) or null (off). A "
-        "share whose utilisation (the highest of its devices', from the host agents' "
-        "heartbeat samples; a fraction sees its whole device's) stayed under "
-        "``threshold`` (0–1) for ``minutes`` is reclaimed — with ``only_when_waiting``, "
-        "only while some request waits in the queue. The session is warned "
-        "``notice_minutes`` before (the time-limit notices' channel: the lab panel "
-        "shows it), then its share is revoked by 'idle-reclaim' (audit log) and the "
-        "hub stops it, telling the user 'reclaimed: GPU idle for N min'. A user in "
-        "several groups with a policy gets the most lenient (off, else the longest "
-        "minutes); a user in none, the default. Hosts without an agent send no "
-        "samples: their shares are never reclaimed. Checked every time_limit_interval. "
-        "Default: $GPUHUB_IDLE_RECLAIM (JSON) or {} (off).",
+        help="""Idle reclaim: take back GPU shares whose GPUs stay nearly unused.
+
+        ``{"default": POLICY, "groups": {"GROUP": POLICY}}``, a POLICY being
+        ``{"threshold": 0.05, "minutes": 60, "only_when_waiting": true,
+        "notice_minutes": 10}`` (missing fields take these values) or null (off).
+
+        A share whose utilisation (the highest of its devices', from the host
+        agents' heartbeat samples; a fraction sees its whole device's) stayed under
+        ``threshold`` (0–1) for ``minutes`` is reclaimed — with
+        ``only_when_waiting``, only while some request waits in the queue. The
+        session is warned ``notice_minutes`` before (the time-limit notices'
+        channel: the lab panel shows it), then its share is revoked by
+        'idle-reclaim' (audit log) and the hub stops it, telling the user
+        'reclaimed: GPU idle for N min'. A user in several groups with a policy gets
+        the most lenient (off, else the longest minutes); a user in none, the
+        default. Hosts without an agent send no samples: their shares are never
+        reclaimed. Checked every time_limit_interval.
+
+        Default ``{}``: off, since taking a session's GPU away is a site's
+        decision.
+        """,
     ).tag(config=True)
-
-    @default("idle_reclaim")
-    def _default_idle_reclaim(self):
-        import json
-
-        raw = os.environ.get("GPUHUB_IDLE_RECLAIM") or "{}"
-        try:
-            return json.loads(raw)
-        except ValueError as e:
-            raise TraitError(f"GPUHUB_IDLE_RECLAIM is not JSON: {e}") from None
 
     @validate("idle_reclaim")
     def _valid_idle_reclaim(self, proposal):
@@ -209,27 +234,64 @@ class GPUAllocator(HubService):
     #: per live allocation, its recent (time, utilisation) samples (loops.idle_reclaim)
     idle_history = Dict()
 
+    sample_interval = Float(
+        60.0,
+        help="""Seconds between the utilisation samples that the admin panel charts
+        (capacity, allocated share and measured utilisation per GPU model), e.g. 1
+        in tests.
+
+        The samples are kept in memory for 7 days. Default 60 seconds: a week is
+        about 10,000 samples, and a day's chart has a point per minute.
+        """,
+    ).tag(config=True)
+
+    vfolders_url = Unicode(
+        "",
+        help="""Base URL of the vfolder service's REST API as the allocator reaches it
+        directly, e.g. ``http://127.0.0.1:8052/services/vfolders/api/v1/``: the admin
+        panel's Storage tab shows its storage hosts. The allocator calls it with
+        its own api_token (it needs access:services!service=vfolders).
+
+        Default: empty, no vfolder service; the Storage tab says so.
+        """,
+    ).tag(config=True)
+
     estimate_budget = Float(
         0.5,
-        help="Seconds one POST estimates (the spawn form's start estimates for each GPU "
-        "choice) may spend simulating the queue; the requests left then are answered "
-        "without an estimate (\"estimated\": false). Each simulation runs on the event "
-        "loop, and on a full pool of thousands of GPUs takes a few hundred ms.",
+        help="""Seconds one POST estimates (the spawn form's start estimates for each
+        GPU choice) may spend simulating the queue; the requests left then are
+        answered without an estimate (``"estimated": false``).
+
+        Each simulation runs on the event loop, and on a full pool of thousands of
+        GPUs takes a few hundred ms. Default 0.5 seconds: the form stays quick,
+        and other requests wait at most that long.
+        """,
     ).tag(config=True)
 
     estimate_cache_seconds = Float(
         30.0,
-        help="How long (seconds) a start estimate computed for POST estimates serves "
-        "every later call for the same shape (GPUs, models, CPU, memory; it does not "
-        "depend on who asks), so that forms loaded one after another on a busy pool "
-        "fill in the shapes the budget left out. 0: never reused.",
+        help="""How long (seconds) a start estimate computed for POST estimates serves
+        every later call for the same shape (GPUs, models, CPU, memory; it does not
+        depend on who asks); 0: never reused.
+
+        Forms loaded one after another on a busy pool so fill in the shapes that
+        the budget left out. Default 30 seconds: long enough to serve a burst of
+        forms, short enough that an estimate shows the queue of the last half
+        minute.
+        """,
     ).tag(config=True)
 
     #: POST estimates' recent results: shape → (computed at, (expected, latest))
     estimate_cache = Dict()
 
     standby_poll = Float(
-        0.5, help="Seconds between a standby allocator's tries to take over the database."
+        0.5,
+        help="""Seconds between a standby allocator's tries to take over the
+        database (see db_url).
+
+        Default 0.5 seconds: a supervised allocator's successor takes over within
+        a second, and a try is one cheap lock call.
+        """,
     ).tag(config=True)
 
     aliases = {

@@ -4,19 +4,15 @@ services' shared client, gpuhub.client)."""
 
 from __future__ import annotations
 
-import os
-
 from gpuhub.client import ServiceClient, ServiceError
 
 #: what the allocator answers when it says no (or cannot be reached)
 AllocatorError = ServiceError
 
 
-def default_api_url() -> str:
-    """$GPUHUB_ALLOCATOR_URL, else the allocator of a hub on this machine."""
-    return os.environ.get(
-        "GPUHUB_ALLOCATOR_URL", "http://127.0.0.1:8051/services/gpu-allocator/api/v1/"
-    )
+#: the allocator of a hub on this machine (the demo's port): the default of the
+#: spawner's and the agents' allocator_url
+DEFAULT_API_URL = "http://127.0.0.1:8051/services/gpu-allocator/api/v1/"
 
 
 class AllocatorClient(ServiceClient):

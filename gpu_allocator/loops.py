@@ -49,12 +49,12 @@ async def watch_heartbeats(app) -> None:
         await asyncio.sleep(delay)
 
 
-async def hub_servers() -> set[tuple[str, str]]:
+async def hub_servers(app) -> set[tuple[str, str]]:
     """(user, server name) of every server the hub runs or is starting, from its
     REST API (the service's token needs list:users and read:servers)."""
     return {
         (user["name"], name)
-        async for user in hub_api_items("users", {"state": "active"})
+        async for user in hub_api_items(app.hub_api_url, app.api_token, "users", {"state": "active"})
         for name in (user.get("servers") or {})
     }
 
@@ -71,7 +71,7 @@ async def reconcile(app, now: float | None = None, servers: set | None = None) -
     if not candidates:
         return []
     if servers is None:
-        servers = await hub_servers()
+        servers = await hub_servers(app)
     released = []
     for a in candidates:
         server = pool.hub_server.get(a.id)
@@ -88,7 +88,7 @@ async def reconcile(app, now: float | None = None, servers: set | None = None) -
 
 
 async def reconcile_forever(app) -> None:
-    if not app.reconcile_interval or "JUPYTERHUB_API_URL" not in os.environ:
+    if not app.reconcile_interval or not app.under_hub:
         return
     while True:
         await asyncio.sleep(app.reconcile_interval)

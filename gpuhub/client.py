@@ -8,7 +8,6 @@ clients and by the lab panel's server extension (gpuhub.lab).
 from __future__ import annotations
 
 import json
-import os
 from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
@@ -76,13 +75,14 @@ class ServiceClient:
             raise ServiceError(502, f"{self.what}'s answer is not JSON") from None
 
 
-async def hub_api_items(path: str, params: dict | None = None, max_pages: int = 1000):
+async def hub_api_items(api_url: str, token: str, path: str, params: dict | None = None,
+                        max_pages: int = 1000):
     """Every item of a paginated JupyterHub REST list (``users``, ``groups``, …),
-    read with the service's own token (JUPYTERHUB_API_URL, JUPYTERHUB_API_TOKEN);
-    at most ``max_pages`` pages of 200. Used by the allocator's reconciliation
-    and its accounting by group."""
-    api = os.environ["JUPYTERHUB_API_URL"].rstrip("/")
-    headers = {"Authorization": f"token {os.environ['JUPYTERHUB_API_TOKEN']}",
+    read from the hub's API at ``api_url`` with a service's own ``token``
+    (HubService.hub_api_url, HubService.api_token); at most ``max_pages`` pages
+    of 200. Used by the allocator's reconciliation and its accounting by group."""
+    api = api_url.rstrip("/")
+    headers = {"Authorization": f"token {token}",
                "Accept": "application/jupyterhub-pagination+json"}
     client = AsyncHTTPClient()
     offset = 0

@@ -2,10 +2,16 @@
 
 - :class:`ServiceApp`: a traitlets application with a config file given on the
   command line and an asyncio main (the allocator, the agents, the vfolder service);
-- :class:`HubService`: a JupyterHub service that serves HTTP — where it listens
-  comes from the environment JupyterHub gives managed services
-  (JUPYTERHUB_SERVICE_URL, …_PREFIX), tokens are checked with HubAuth, and SIGTERM
-  or SIGINT stop it cleanly.
+- :class:`HubService`: a JupyterHub service that serves HTTP, with the settings
+  JupyterHub gives a managed service (where it listens, its URL prefix, the hub's
+  API and the service's own token) as traits; tokens are checked with HubAuth, and
+  SIGTERM or SIGINT stop it cleanly.
+
+Services read their settings only from traitlets: a config file (``--config``)
+and the command line (``--GPUAllocator.heartbeat_interval=5``). The one
+exception is JupyterHub's own mechanism for managed services, its
+``JUPYTERHUB_*`` environment variables, which are read here — in the defaults of
+:class:`HubService`'s traits — and nowhere else in gpuhub's service code.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ class ServiceApp(Application):
     """Base of gpuhub's long-running services; subclasses define start_async()."""
 
     config_file = Unicode(
-        "", help="A traitlets config file (Python) to load, e.g. gpu_allocator_config.py."
+        "",
+        help="""A traitlets config file (Python) to load after the command line.
+
+        For example ``data/gpu_allocator_config.py`` with lines such as
+        ``c.GPUAllocator.heartbeat_interval = 5``. The demo's
+        hub_config/jupyterhub_config.py writes one for each service it runs.
+        Empty (the default): the command line and the traits' defaults only.
+        """,
     ).tag(config=True)
 
     def initialize(self, argv=None):
@@ -49,13 +62,74 @@ class HubService(ServiceApp):
     #: where it listens when JupyterHub does not say (JUPYTERHUB_SERVICE_URL)
     default_url = "http://127.0.0.1:8000"
 
-    ip = Unicode(help="Address to listen on. Default: from $JUPYTERHUB_SERVICE_URL.").tag(
-        config=True
-    )
-    port = Int(help="Port to listen on. Default: from $JUPYTERHUB_SERVICE_URL.").tag(config=True)
+    ip = Unicode(
+        help="""The address the service listens on, e.g. ``0.0.0.0`` so that GPU host
+        agents on other machines reach the allocator directly.
+
+        Default: the host of $JUPYTERHUB_SERVICE_URL, the ``url`` that the hub's
+        ``c.JupyterHub.services`` entry gives a managed service (JupyterHub's
+        mechanism: the hub and its proxy reach the service there), else 127.0.0.1.
+        """,
+    ).tag(config=True)
+
+    port = Int(
+        help="""The TCP port the service listens on, e.g. 8051.
+
+        Default: the port of $JUPYTERHUB_SERVICE_URL (see ``ip``), else the
+        service's own default (8051 for the allocator, 8052 for vfolders).
+        """,
+    ).tag(config=True)
+
     service_prefix = Unicode(
-        help="URL prefix of the service. Default: $JUPYTERHUB_SERVICE_PREFIX or "
-        "/services/NAME/."
+        help="""The URL path under which the service answers, e.g.
+        ``/services/gpu-allocator/``: the proxy forwards this prefix to it.
+
+        Default: $JUPYTERHUB_SERVICE_PREFIX (set by JupyterHub for managed
+        services), else ``/services/NAME/`` as JupyterHub would name it.
+        """,
+    ).tag(config=True)
+
+    hub_api_url = Unicode(
+        help="""The hub's REST API, e.g. ``http://127.0.0.1:8081/hub/api``: where the
+        service checks tokens and reads the hub's users, servers and groups.
+
+        Default: $JUPYTERHUB_API_URL (set by JupyterHub for managed services).
+        Empty: the service does not run under a hub, and what needs the hub's
+        REST API (the allocator's reconciliation with the hub's servers, GPU-hours
+        by group) is off.
+        """,
+    ).tag(config=True)
+
+    api_token = Unicode(
+        help="""The service's own JupyterHub API token: it authenticates the service
+        to the hub (token checks, the hub's REST API) and to the other gpuhub
+        services (the admin panel's storage tab asks the vfolder service).
+
+        Default: $JUPYTERHUB_API_TOKEN. JupyterHub hands a managed service its token
+        through this variable (a secret never belongs on a command line, where
+        every account can read it); set it in a config file only for a service
+        that JupyterHub does not start.
+        """,
+    ).tag(config=True)
+
+    base_url = Unicode(
+        help="""The hub's public URL prefix, e.g. ``/`` or ``/jupyter/``; the admin
+        panel's pages link to the hub's pages under it.
+
+        Default: $JUPYTERHUB_BASE_URL (set by JupyterHub for managed services),
+        else ``/``, JupyterHub's own default.
+        """,
+    ).tag(config=True)
+
+    data_dir = Unicode(
+        help="""The directory of the service's own state when nothing else is
+        configured: its default SQLite database, its cookie secret, and (vfolders)
+        the default storage host. E.g. ``/var/lib/gpuhub``.
+
+        Default: ``data`` under the working directory, as the demo (``make demo``)
+        keeps all its state in the checkout's ``data/``; the demo's
+        jupyterhub_config.py sets it to the hub's data directory.
+        """,
     ).tag(config=True)
 
     @default("ip")
@@ -70,9 +144,39 @@ class HubService(ServiceApp):
     def _default_prefix(self):
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.service_name}/")
 
+    @default("hub_api_url")
+    def _default_hub_api_url(self):
+        return os.environ.get("JUPYTERHUB_API_URL", "")
+
+    @default("api_token")
+    def _default_api_token(self):
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    @default("base_url")
+    def _default_base_url(self):
+        return os.environ.get("JUPYTERHUB_BASE_URL", "/")
+
+    @default("data_dir")
+    def _default_data_dir(self):
+        return os.path.abspath("data")
+
+    @property
+    def under_hub(self) -> bool:
+        """Whether the hub's REST API is known (the service runs under a hub)."""
+        return bool(self.hub_api_url and self.api_token)
+
+    def hub_auth_settings(self) -> dict:
+        """The hub's API, the service's token and the hub's prefix, for JupyterHub's
+        HubAuth and HubOAuth (so that they use the traits, not their own
+        environment reads)."""
+        out = {"api_token": self.api_token, "hub_prefix": self.base_url.rstrip("/") + "/hub/"}
+        if self.hub_api_url:
+            out["api_url"] = self.hub_api_url
+        return out
+
     def initialize(self, argv=None):
         super().initialize(argv)
-        self.hub_auth = CachedHubAuth(cache_max_age=10)
+        self.hub_auth = CachedHubAuth(cache_max_age=10, **self.hub_auth_settings())
 
     def web_app(self, handlers: list, **settings) -> web.Application:
         return web.Application(handlers, default_handler_class=JSONNotFound, **settings)

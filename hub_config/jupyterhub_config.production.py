@@ -6,7 +6,10 @@ Differences from the demo (hub_config/jupyterhub_config.py):
 - GPUs discovered with NVML on the GPU host (or declared in an inventory for
   hosts whose agents are not deployed yet);
 - servers run as the users' existing system accounts; no accounts are created.
-Secrets come from the environment, never from this file.
+Secrets come from the environment, never from this file. The services read
+their settings from their own traitlets config files (``--config=FILE``; each
+setting is documented in its class's help: ``python -m gpu_allocator
+--help-all``), never from environment variables.
 """
 
 import os
@@ -28,7 +31,15 @@ c.Authenticator.allowed_groups = {"datascience"}
 
 # --- the allocator -----------------------------------------------------------------
 # The spawner's token: generate once (openssl rand -hex 32) and keep it in your
-# secret store; the allocator reads its database URL from GPUAllocator.db_url.
+# secret store. The allocator's settings are in its own config file, e.g.
+# /etc/gpuhub/gpu_allocator_config.py (mode 600: it holds the database URL):
+#     c.GPUAllocator.db_url = "postgresql+psycopg://gpuhub:SECRET@db/gpuhub"
+#     c.GPUAllocator.discovery = "auto"  # NVML on a GPU host; else the inventory
+#     c.GPUAllocator.inventory_file = "/etc/gpuhub/gpu_inventory.yaml"
+#     c.GPUAllocator.heartbeat_interval = 5  # hosts missing 3 heartbeats are marked lost
+#     c.GPUAllocator.max_hours = 72  # the longest run time a user may ask for
+#     # idle reclaim, e.g. for students only, while others wait:
+#     c.GPUAllocator.idle_reclaim = {"groups": {"students": {"threshold": 0.05, "minutes": 60}}}
 spawner_token = os.environ["GPUHUB_SPAWNER_TOKEN"]
 c.JupyterHub.services = [
     {
@@ -38,13 +49,9 @@ c.JupyterHub.services = [
         "command": [
             sys.executable, "-m", "gpuhub.supervise", "--",
             sys.executable, "-m", "gpu_allocator",
-            "--db-url", os.environ["GPUHUB_ALLOCATOR_DB_URL"],  # postgresql+psycopg://gpuhub@db/gpuhub
-            "--discovery", "auto",  # NVML on a GPU host; else --inventory FILE
-            "--inventory", "/etc/gpuhub/gpu_inventory.yaml",
+            "--config=/etc/gpuhub/gpu_allocator_config.py",
             "--ip=0.0.0.0",  # agents on the GPU hosts reach it; firewall it to the GPU network
         ],
-        # hosts that miss 3 heartbeats are marked lost and their shares freed
-        "environment": {"GPUHUB_HEARTBEAT_INTERVAL": "5"},
         # the admin panel, in the hub's Services menu (admins only; others get a 403)
         "display": True,
         "oauth_no_confirm": True,
@@ -107,11 +114,10 @@ c.GPUSpawner.allocator_token = spawner_token
 c.GPUSpawner.default_gpus = "0.25"       # preselected in the form
 c.GPUSpawner.default_cpu = 4
 c.GPUSpawner.default_mem = "16G"
-# the longest run time a user may ask for is the allocator's: --GPUAllocator.max_hours=72
+# the longest run time a user may ask for is the allocator's: GPUAllocator.max_hours
 # the home and spawn-pending pages say when a server stops (gpuhub's templates)
 c.JupyterHub.template_paths = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")]
-# idle reclaim is the allocator's, e.g. for students only, while others wait:
-# --GPUAllocator.idle_reclaim='{"groups": {"students": {"threshold": 0.05, "minutes": 60}}}'
+# idle reclaim is the allocator's too: GPUAllocator.idle_reclaim (see above)
 c.Spawner.default_url = "/lab"
 # (for process sessions on the hub host instead: spawner.LocalGPUSpawner, with
 #  c.LocalGPUSpawner.create_system_users = False: accounts come from your directory)
@@ -138,5 +144,5 @@ c.Spawner.default_url = "/lab"
 # for _role in c.JupyterHub.load_roles:
 #     if _role["name"] == "gpu-allocator":
 #         _role["scopes"].append("access:services!service=vfolders")
-# c.JupyterHub.services[0]["environment"]["GPUHUB_VFOLDERS_URL"] = \
-#     "http://127.0.0.1:8052/services/vfolders/api/v1/"
+# and in /etc/gpuhub/gpu_allocator_config.py:
+#     c.GPUAllocator.vfolders_url = "http://127.0.0.1:8052/services/vfolders/api/v1/"

@@ -10,21 +10,105 @@ Start it with `make demo` (or `jupyterhub -f hub_config/jupyterhub_config.py`).
   system account, created on first spawn (demo only: see create_system_users),
   running the servers' environment under /opt/gpuhub/server-envs (`make install`)
 
-Ports come from the environment so that tests can run several hubs side by side.
+This file is the one place that reads the demo's environment variables
+(GPUHUB_PORT, GPUHUB_DATA_DIR, GPUHUB_RUNTIME, GPUHUB_HEARTBEAT_INTERVAL, …) and
+turns them into config: the hub's, and each service's own config file, written
+into the data dir (gpu_allocator_config.py, vfolders_config.py,
+gpuhub_agent_config.py) and named on the service's command line. The services
+themselves read only their config.
+
+A config file can configure the demo without the environment (the tests do):
+set ``c.GPUHubDemo.*`` (below), ``c.GPUAllocator.*``, ``c.VFolderService.*``,
+``c.GPUAgent.*`` or the hub's own settings first, then run this file on the
+same config object::
+
+    demo = "…/hub_config/jupyterhub_config.py"
+    exec(compile(open(demo).read(), demo, "exec"), {"get_config": get_config, "__file__": demo})
+
+(``load_subconfig`` would run it on a fresh config, which cannot see them).
+What is set there wins over the environment.
 """
 
+import json
 import os
 import secrets
 import sys
 from pathlib import Path
 
+from traitlets import CaselessStrEnum, Int, Unicode
+from traitlets.config import Configurable
+
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 here = Path(__file__).resolve().parent
 repo = here.parent
-data_dir = Path(os.environ.get("GPUHUB_DATA_DIR", repo / "data")).resolve()
-data_dir.mkdir(parents=True, exist_ok=True)
 env = os.environ.get
+
+
+class GPUHubDemo(Configurable):
+    """The demo's own settings: ``c.GPUHubDemo.*`` from a config file that loads
+    this one, else the environment variable each names, else the default."""
+
+    data_dir = Unicode(
+        env("GPUHUB_DATA_DIR", str(repo / "data")),
+        help="All the demo's state: the hub's and the services' databases, tokens, "
+        "cookie secrets, and the services' config files. $GPUHUB_DATA_DIR; default "
+        "the checkout's data/.",
+    ).tag(config=True)
+    runtime = CaselessStrEnum(
+        ["auto", "docker", "local"], env("GPUHUB_RUNTIME", "auto"),
+        help="Where sessions run: 'docker' (containers), 'local' (processes) or 'auto': "
+        "Docker when an engine answers and the single-user image is built (`make "
+        "image`), else local. $GPUHUB_RUNTIME; default auto.",
+    ).tag(config=True)
+    local_agent = CaselessStrEnum(
+        ["auto", "1", "0"], env("GPUHUB_LOCAL_AGENT", "auto"),
+        help="Whether this host's GPUs join the pool through its own agent (CUDA MPS "
+        "for fractions): '1', '0', or 'auto' (when NVML finds NVIDIA GPUs). "
+        "$GPUHUB_LOCAL_AGENT; default auto.",
+    ).tag(config=True)
+    local_agent_inventory_host = Unicode(
+        env("GPUHUB_LOCAL_AGENT_INVENTORY_HOST", ""),
+        help="Makes the local agent play this host of the declared inventory instead "
+        "of using NVML, e.g. node-a. $GPUHUB_LOCAL_AGENT_INVENTORY_HOST; default empty.",
+    ).tag(config=True)
+    allocator_port = Int(
+        int(env("GPUHUB_ALLOCATOR_PORT", "8051")),
+        help="Port of the allocator service (the hub and agents reach it directly). "
+        "$GPUHUB_ALLOCATOR_PORT; default 8051.",
+    ).tag(config=True)
+    vfolders_port = Int(
+        int(env("GPUHUB_VFOLDERS_PORT", "8052")),
+        help="Port of the vfolder service. $GPUHUB_VFOLDERS_PORT; default 8052.",
+    ).tag(config=True)
+    server_envs = Unicode(
+        env("GPUHUB_SERVER_ENVS", "/opt/gpuhub/server-envs"),
+        help="Where `make install` put the single-user servers' environment (as root). "
+        "$GPUHUB_SERVER_ENVS; default /opt/gpuhub/server-envs, the Makefile's.",
+    ).tag(config=True)
+
+
+demo = GPUHubDemo(config=c)
+data_dir = Path(demo.data_dir).resolve()
+data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def from_env(section, names: dict) -> None:
+    """section[trait] = parse($VAR) for each VAR: (trait, parse) whose variable is
+    set and whose trait the including config has not set."""
+    for var, (trait, parse) in names.items():
+        if env(var) and trait not in section:
+            section[trait] = parse(env(var))
+
+
+def service_config(name: str, *classes: str) -> str:
+    """Write the sections ``classes`` of this config into the data dir as the
+    service's own config file; return the --config flag that names it."""
+    path = data_dir / f"{name}_config.py"
+    lines = [f"# written by {Path(__file__).name} at each hub start: edit that, not this", ""]
+    lines += [f"c.{cls}.{trait} = {value!r}" for cls in classes for trait, value in c[cls].items()]
+    path.write_text("\n".join(lines) + "\n")
+    return f"--config={path}"
 
 
 def secret(name: str) -> str:
@@ -37,12 +121,12 @@ def secret(name: str) -> str:
 
 
 # --- the hub -----------------------------------------------------------------
-c.JupyterHub.ip = env("GPUHUB_IP", "127.0.0.1")
-c.JupyterHub.port = int(env("GPUHUB_PORT", "8000"))
-c.JupyterHub.hub_port = int(env("GPUHUB_HUB_PORT", "8081"))
+c.JupyterHub.setdefault("ip", env("GPUHUB_IP", "127.0.0.1"))
+c.JupyterHub.setdefault("port", int(env("GPUHUB_PORT", "8000")))
+c.JupyterHub.setdefault("hub_port", int(env("GPUHUB_HUB_PORT", "8081")))
 c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
-c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{env('GPUHUB_PROXY_API_PORT', '8001')}"
+c.ConfigurableHTTPProxy.setdefault("api_url", f"http://127.0.0.1:{env('GPUHUB_PROXY_API_PORT', '8001')}")
 c.ConfigurableHTTPProxy.pid_file = str(data_dir / "jupyterhub-proxy.pid")
 chp = repo / "hub_config" / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
 if chp.exists():
@@ -54,39 +138,43 @@ c.Authenticator.allow_all = True
 c.Authenticator.admin_users = {"admin"}
 
 # --- the allocator, as a managed JupyterHub service --------------------------
-allocator_port = int(env("GPUHUB_ALLOCATOR_PORT", "8051"))
+allocator_port = demo.allocator_port
 spawner_token = secret("gpuhub-spawner-token")
 # GPU host agents (gpuhub-agent) register and heartbeat with this token
 agent_token = secret("gpuhub-agent-token")
+# the allocator's settings (GPUAllocator traits; see their help), written into its
+# config file below, once the vfolder section has added its own
+c.GPUAllocator.setdefault("data_dir", str(data_dir))
+c.GPUAllocator.setdefault("inventory_file", env("GPUHUB_INVENTORY", str(here / "gpu_inventory.yaml")))
+from_env(c.GPUAllocator, {
+    # where agents on other hosts reach it (e.g. 0.0.0.0); the hub and its proxy
+    # keep using 127.0.0.1
+    "GPUHUB_ALLOCATOR_BIND": ("ip", str),
+    "GPUHUB_ALLOCATOR_DB_URL": ("db_url", str),
+    "GPUHUB_HEARTBEAT_INTERVAL": ("heartbeat_interval", float),
+    # shares granted for servers the hub does not run are released after this
+    "GPUHUB_RECONCILE_INTERVAL": ("reconcile_interval", float),
+    "GPUHUB_RECONCILE_GRACE": ("reconcile_grace", float),
+    # seconds between the utilisation samples the admin panel charts
+    "GPUHUB_SAMPLE_INTERVAL": ("sample_interval", float),
+    # run-time limits (warnings, expiry) and the queue's timer pass
+    "GPUHUB_TIME_LIMIT_INTERVAL": ("time_limit_interval", float),
+    "GPUHUB_MAX_HOURS": ("max_hours", float),
+    # idle reclaim (JSON, GPUAllocator.idle_reclaim; empty: off)
+    "GPUHUB_IDLE_RECLAIM": ("idle_reclaim", json.loads),
+})
 c.JupyterHub.services = [
     {
         "name": "gpu-allocator",
         "url": f"http://127.0.0.1:{allocator_port}",
-        # GPUHUB_ALLOCATOR_BIND: where agents on other hosts reach it (e.g. 0.0.0.0);
-        # the hub and its proxy keep using 127.0.0.1
         # gpuhub.supervise starts the allocator again within a second if it dies
-        # (JupyterHub itself would notice only on its 30 s poll)
+        # (JupyterHub itself would notice only on its 30 s poll); its --config
+        # is appended below
         "command": [
             sys.executable, "-m", "gpuhub.supervise", "--",
             sys.executable, "-m", "gpu_allocator",
-            f"--ip={env('GPUHUB_ALLOCATOR_BIND', '127.0.0.1')}",
         ],
-        "environment": {
-            "GPUHUB_DATA_DIR": str(data_dir),
-            "GPUHUB_INVENTORY": env("GPUHUB_INVENTORY", str(here / "gpu_inventory.yaml")),
-            "GPUHUB_HEARTBEAT_INTERVAL": env("GPUHUB_HEARTBEAT_INTERVAL", "5"),
-            # shares granted for servers the hub does not run are released after this
-            "GPUHUB_RECONCILE_INTERVAL": env("GPUHUB_RECONCILE_INTERVAL", "60"),
-            "GPUHUB_RECONCILE_GRACE": env("GPUHUB_RECONCILE_GRACE", "300"),
-            "GPUHUB_ALLOCATOR_DB_URL": env("GPUHUB_ALLOCATOR_DB_URL", ""),
-            # seconds between the utilisation samples the admin panel charts
-            "GPUHUB_SAMPLE_INTERVAL": env("GPUHUB_SAMPLE_INTERVAL", "60"),
-            # run-time limits (warnings, expiry) and the queue's timer pass
-            "GPUHUB_TIME_LIMIT_INTERVAL": env("GPUHUB_TIME_LIMIT_INTERVAL", "30"),
-            # idle reclaim (JSON, GPUAllocator.idle_reclaim; empty: off)
-            "GPUHUB_IDLE_RECLAIM": env("GPUHUB_IDLE_RECLAIM", ""),
-            "PYTHONUNBUFFERED": "1",
-        },
+        "environment": {"PYTHONUNBUFFERED": "1"},
         # the admin panel (/services/gpu-allocator/admin/) is in the Services menu;
         # it signs in with the hub's OAuth and asks for the scopes that make an admin
         # of the pool (a user who lacks them gets neither: a 403 page)
@@ -149,8 +237,8 @@ c.JupyterHub.load_roles.append({
 })
 
 # --- sessions -----------------------------------------------------------------
-# GPUHUB_RUNTIME: "docker" (containers), "local" (processes) or "auto": Docker when
-# an engine answers and the single-user image is built (`make image`), else local.
+# GPUHubDemo.runtime: "docker" (containers), "local" (processes) or "auto": Docker
+# when an engine answers and the single-user image is built (`make image`), else local.
 def pick_runtime(wanted: str) -> str:
     if wanted != "auto":
         return wanted
@@ -164,16 +252,16 @@ def pick_runtime(wanted: str) -> str:
         return "local"
 
 
-runtime = pick_runtime(env("GPUHUB_RUNTIME", "auto"))
+runtime = pick_runtime(demo.runtime)
 print(f"gpuhub: sessions run as {'Docker containers' if runtime == 'docker' else 'local processes'}"
-      f" (GPUHUB_RUNTIME={env('GPUHUB_RUNTIME', 'auto')})", flush=True)
+      f" (GPUHUB_RUNTIME={demo.runtime})", flush=True)
 # --- this host's own agent: fractions enforced on a GPU workstation -------------
 # With NVIDIA GPUs here (or GPUHUB_LOCAL_AGENT=1), the pool comes from an agent for
 # this host, as on any GPU server: it runs the CUDA MPS daemon that enforces
 # fractional shares (and reports when it cannot: then no fractions are offered).
 # GPUHUB_LOCAL_AGENT_INVENTORY_HOST makes it play a host of the declared inventory.
 def local_agent_wanted() -> bool:
-    wanted = env("GPUHUB_LOCAL_AGENT", "auto")
+    wanted = demo.local_agent
     if wanted != "auto":
         return wanted == "1"
     from gpu_allocator.inventory import nvml_available
@@ -182,26 +270,23 @@ def local_agent_wanted() -> bool:
 
 
 if local_agent_wanted():
-    agent_cmd = [
-        sys.executable, "-m", "gpuhub.supervise", "--", sys.executable, "-m", "gpu_allocator.agent",
-        f"--allocator-url=http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/",
-    ]
-    if env("GPUHUB_LOCAL_AGENT_INVENTORY_HOST"):
-        agent_cmd += [f"--inventory={env('GPUHUB_INVENTORY', str(here / 'gpu_inventory.yaml'))}",
-                      f"--inventory-host={env('GPUHUB_LOCAL_AGENT_INVENTORY_HOST')}"]
+    agent = c.GPUAgent
+    agent.setdefault("allocator_url", f"http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/")
+    agent.setdefault("token_file", str(data_dir / "gpuhub-agent-token"))  # kept by secret() above
+    if demo.local_agent_inventory_host:
+        agent.setdefault("inventory_file", c.GPUAllocator.inventory_file)
+        agent.setdefault("inventory_host", demo.local_agent_inventory_host)
+    from_env(agent, {"GPUHUB_AGENT_STATE_DIR": ("state_dir", str)})
     if os.getuid() != 0:  # as root: /var/lib/gpuhub-agent, reachable by the users' sessions
-        agent_cmd.append(f"--state-dir={data_dir / 'agent'}")
+        agent.setdefault("state_dir", str(data_dir / "agent"))
     if runtime == "docker":
-        agent_cmd.append("--docker-url=unix:///var/run/docker.sock")
-    allocator = next(s for s in c.JupyterHub.services if s["name"] == "gpu-allocator")
-    allocator["command"].append("--discovery=agents")
+        agent.setdefault("docker_url", "unix:///var/run/docker.sock")
+    c.GPUAllocator.discovery = "agents"
     c.JupyterHub.services.append({
         "name": "gpuhub-agent-local",
-        "command": agent_cmd,
-        "environment": {"GPUHUB_AGENT_TOKEN": agent_token, "PYTHONUNBUFFERED": "1",
-                        "GPUHUB_DATA_DIR": str(data_dir),
-                        **({"GPUHUB_AGENT_STATE_DIR": env("GPUHUB_AGENT_STATE_DIR")}
-                           if env("GPUHUB_AGENT_STATE_DIR") else {})},
+        "command": [sys.executable, "-m", "gpuhub.supervise", "--", sys.executable, "-m",
+                    "gpu_allocator.agent", service_config("gpuhub_agent", "GPUAgent")],
+        "environment": {"PYTHONUNBUFFERED": "1"},
         "display": False,
     })
     print("gpuhub: this host's GPUs join the pool through its own agent (CUDA MPS for fractions)",
@@ -227,7 +312,7 @@ if runtime == "local":
     # puts under /opt/gpuhub/server-envs (spawner/serverenv.py), not the hub's .venv.
     from spawner.serverenv import server_python
 
-    python = server_python()
+    python = server_python(root=Path(demo.server_envs))
     c.Spawner.cmd = [python, "-m", "jupyterhub.singleuser"]
     if python != sys.executable:
         # nothing of the hub's venv: its bin/ first on PATH, no PYTHONPATH
@@ -240,7 +325,7 @@ c.Spawner.default_url = "/lab"
 # the home and spawn-pending pages say when a server's run time (max_hours) ends
 # (hub_config/templates extend JupyterHub's own; GPUSpawner.time_limit)
 c.JupyterHub.template_paths = [str(here / "templates")]
-c.Spawner.poll_interval = int(env("GPUHUB_POLL_INTERVAL", "30"))
+c.Spawner.setdefault("poll_interval", int(env("GPUHUB_POLL_INTERVAL", "30")))
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 90
 # demo only: make a system account for whoever logs in when the hub runs as root
@@ -253,16 +338,18 @@ c.LocalGPUSpawner.unprivileged_home_template = str(data_dir / "users" / "{userna
 # the allocator's)
 # Storage host: GPUHUB_VFOLDERS_DIR (default: the data dir's vfolders/); in
 # production, an NFS mount of the NAS — see README "vfolders".
-vfolders_port = int(env("GPUHUB_VFOLDERS_PORT", "8052"))
+vfolders_port = demo.vfolders_port
+c.VFolderService.setdefault("data_dir", str(data_dir))
+from_env(c.VFolderService, {
+    "GPUHUB_VFOLDERS_DIR": ("storage_hosts", lambda path: {"local": {"path": os.path.abspath(path), "default": True}}),
+    "GPUHUB_VFOLDERS_DB_URL": ("db_url", str),
+})
 c.JupyterHub.services.append({
     "name": "vfolders",
     "url": f"http://127.0.0.1:{vfolders_port}",
-    "command": [sys.executable, "-m", "gpuhub.supervise", "--", sys.executable, "-m", "vfolder_manager"],
-    "environment": {
-        "GPUHUB_DATA_DIR": str(data_dir),
-        "GPUHUB_VFOLDERS_DIR": env("GPUHUB_VFOLDERS_DIR", str(data_dir / "vfolders")),
-        "PYTHONUNBUFFERED": "1",
-    },
+    "command": [sys.executable, "-m", "gpuhub.supervise", "--", sys.executable, "-m", "vfolder_manager",
+                service_config("vfolders", "VFolderService")],
+    "environment": {"PYTHONUNBUFFERED": "1"},
     "display": False,
 })
 c.JupyterHub.custom_scopes["custom:vfolders:admin"] = {
@@ -276,11 +363,11 @@ for _role in c.JupyterHub.load_roles:
     if _role["name"] in ("gpu-allocator", "prometheus"):
         # the admin panel's storage tab; the vfolder service's metrics
         _role["scopes"].append("access:services!service=vfolders")
+c.GPUAllocator.setdefault("vfolders_url", f"http://127.0.0.1:{vfolders_port}/services/vfolders/api/v1/")
+# the allocator's config file, complete now (the sections above added to it)
 for _service in c.JupyterHub.services:
     if _service["name"] == "gpu-allocator":
-        _service["environment"]["GPUHUB_VFOLDERS_URL"] = (
-            f"http://127.0.0.1:{vfolders_port}/services/vfolders/api/v1/"
-        )
+        _service["command"].append(service_config("gpu_allocator", "GPUAllocator"))
 c.JupyterHub.load_roles.append({
     "name": "vfolders-spawner",
     "scopes": ["custom:vfolders:admin", "access:services!service=vfolders"],

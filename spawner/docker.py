@@ -68,34 +68,58 @@ class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
     """GPU shares for sessions that run as Docker containers."""
 
     docker_endpoints = Dict(
-        help="Docker engine of each GPU host, by host name (as the allocator names it): "
-        '{"url": "unix:///var/run/docker.sock" or "tcp://10.0.0.5:2376", '
-        '"tls": {client_cert, ca_cert, verify: docker.tls.TLSConfig arguments}, '
-        '"ip": address where the hub reaches that host\'s containers, '
-        '"gpu_runtime": true when the NVIDIA container toolkit is installed, '
-        '"mps_pipe_dir": the host\'s CUDA MPS pipe directory, if MPS runs there}. '
-        "Hosts not listed use default_docker_endpoint.",
+        help="""The Docker engine of each GPU host, by host name (as the allocator
+        names it), e.g. ``{"gpu-node-3": {"url": "tcp://10.0.0.5:2376", "ip":
+        "10.0.0.5", "gpu_runtime": true}}``. An entry's keys:
+
+        - ``url``: ``unix:///var/run/docker.sock`` or ``tcp://HOST:PORT``;
+        - ``tls``: docker.tls.TLSConfig arguments (client_cert, ca_cert, verify);
+        - ``ip``: the address where the hub reaches that host's containers;
+        - ``gpu_runtime``: true when the NVIDIA Container Toolkit is installed;
+        - ``mps_pipe_dir``: the host's CUDA MPS pipe directory, if MPS runs there.
+
+        Default: empty: a host's engine is what its agent registered
+        (GPUAgent.docker_url), else default_docker_endpoint; an entry here
+        overrides both, key by key.
+        """,
     ).tag(config=True)
 
     default_docker_endpoint = Dict(
         LOCAL_ENGINE,
-        help="Engine for hosts without an entry in docker_endpoints (and for "
-        "sessions without GPU): the local engine by default.",
+        help="""The engine for hosts without an entry in docker_endpoints and for
+        sessions without a GPU, in docker_endpoints' form.
+
+        Default: the local engine (``unix:///var/run/docker.sock``), the one a
+        single-host hub has.
+        """,
     ).tag(config=True)
 
     docker_api_version = Unicode(
         "auto",
-        help="Docker API version for the engine clients; 'auto' asks each engine once.",
+        help="""Docker API version of the engine clients, e.g. ``1.43``.
+
+        Default ``auto``: ask each engine once, so that hosts with engines of
+        different versions all work.
+        """,
     ).tag(config=True)
 
     home_volume_template = Unicode(
         "gpuhub-home-{username}",
-        help="Docker volume that holds a user's home directory (mounted at notebook_dir).",
+        help="""Name of the Docker volume that holds a user's home directory (mounted
+        at notebook_dir); ``{username}`` is expanded.
+
+        Default ``gpuhub-home-{username}``: a volume per user on each host, kept
+        when the container is removed.
+        """,
     ).tag(config=True)
 
     container_user = Unicode(
         "1000:100",
-        help="uid:gid the session runs as inside the container (never root).",
+        help="""``uid:gid`` the session runs as inside the container, never root.
+
+        Default ``1000:100``: jovyan:users, the account of the Jupyter Docker
+        Stacks images the single-user image follows.
+        """,
     ).tag(config=True)
 
     @default("image")

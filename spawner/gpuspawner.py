@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import os
 import time
 import uuid
 
@@ -20,7 +19,7 @@ from jupyterhub.spawner import SpawnException, Spawner
 from tornado import web
 from traitlets import Bool, Float, Unicode, default
 
-from gpu_allocator.client import AllocatorClient, AllocatorError, default_api_url
+from gpu_allocator.client import DEFAULT_API_URL, AllocatorClient, AllocatorError
 from gpu_allocator.core.validation import SPAWN_KEYS, RequestError
 from gpuhub.numbers import human_minutes
 
@@ -35,59 +34,109 @@ class GPUSpawner(Spawner):
     LocalProcessSpawner)``). Configure it as ``c.GPUSpawner.…``."""
 
     allocator_url = Unicode(
-        help="Base URL of the allocator's REST API as the hub reaches it directly. "
-        "Default: $GPUHUB_ALLOCATOR_URL or http://127.0.0.1:8051/services/gpu-allocator/api/v1/."
-    ).tag(config=True)
+        DEFAULT_API_URL,
+        help="""Base URL of the allocator's REST API as the hub reaches it directly
+        (not through the proxy), e.g.
+        ``http://127.0.0.1:8051/services/gpu-allocator/api/v1/``.
 
-    @default("allocator_url")
-    def _default_allocator_url(self):
-        return default_api_url()
+        Default: the allocator on this machine at the demo's port 8051, where a
+        managed service of the hub listens.
+        """,
+    ).tag(config=True)
 
     allocator_token = Unicode(
-        help="JupyterHub API token the spawner uses with the allocator; it needs the "
-        "custom:gpu-allocator:admin scope. Default: $GPUHUB_ALLOCATOR_TOKEN."
-    ).tag(config=True)
+        "",
+        help="""JupyterHub API token the spawner uses with the allocator: the token
+        of a service (the demo's ``gpuhub-spawner``) whose role has the
+        custom:gpu-allocator:admin scope, as it places and releases shares for
+        any user.
 
-    @default("allocator_token")
-    def _default_allocator_token(self):
-        return os.environ.get("GPUHUB_ALLOCATOR_TOKEN", "")
+        Default: empty; the demo's jupyterhub_config.py sets it to the token it
+        keeps in its data directory. Without one every spawn is refused.
+        """,
+    ).tag(config=True)
 
     allocator_retry_seconds = Float(
         20.0,
-        help="How long (seconds) a spawn keeps retrying while the allocator cannot be "
-        "reached (it restarts within seconds after a crash). Retries carry the same "
-        "idempotency key, so a grant whose answer was lost is answered again, never "
-        "granted twice.",
+        help="""How long (seconds) a spawn keeps retrying while the allocator cannot be
+        reached.
+
+        Retries carry the same idempotency key, so a grant whose answer was lost is
+        answered again, never granted twice. Default 20 seconds: a supervised
+        allocator restarts within seconds after a crash, and a standby takes
+        over within a few.
+        """,
     ).tag(config=True)
 
     mps_timeout = Float(
         60.0,
-        help="How long (seconds) a spawn of a fractional share waits for the CUDA MPS "
-        "daemon of its host to run (the agent starts it when the host gets its first "
-        "fraction). The server starts only once MPS enforces the share's limits; after "
-        "this long the spawn fails with a message that names the host.",
+        help="""How long (seconds) a spawn of a fractional share waits for the CUDA MPS
+        daemon of its host to run (the agent starts it when the host gets its
+        first fraction).
+
+        The server starts only once MPS enforces the share's limits; after this
+        long the spawn fails with a message that names the host. Default 60
+        seconds: several heartbeats of a slow agent, well within JupyterHub's
+        start_timeout.
+        """,
     ).tag(config=True)
 
-    default_gpus = Unicode("0.5", help="GPU share preselected in the form and used when a "
-                           "REST spawn request names none ('0' = no GPU).").tag(config=True)
-    default_cpu = Float(2.0, help="CPU cores when the request names none.").tag(config=True)
-    default_mem = Unicode("4G", help="Memory when the request names none, e.g. '4G'.").tag(config=True)
+    default_gpus = Unicode(
+        "0.5",
+        help="""GPU share preselected in the spawn form and used when a REST spawn
+        request names none, e.g. ``1`` or ``0.25``; ``0``: no GPU.
+
+        Default ``0.5``: half a GPU, enough for most notebooks, and two of them
+        fit on one GPU.
+        """,
+    ).tag(config=True)
+
+    default_cpu = Float(
+        2.0,
+        help="""CPU cores of a session whose request names none, e.g. 4.
+
+        Default 2: a notebook and a data loader.
+        """,
+    ).tag(config=True)
+
+    default_mem = Unicode(
+        "4G",
+        help="""Memory of a session whose request names none, e.g. ``16G`` or
+        ``512M``.
+
+        Default ``4G``.
+        """,
+    ).tag(config=True)
+
     default_max_hours = Float(
         8.0,
-        help="Expected run time (hours) when the request names none. The longest allowed "
-        "is the allocator's GPUAllocator.max_hours (one setting, checked by the allocator).",
+        help="""Expected run time (hours) of a session whose request names none,
+        e.g. 24. The longest allowed is the allocator's GPUAllocator.max_hours (one
+        setting, checked by the allocator).
+
+        Default 8 hours: a working day; the queue's estimates rely on it.
+        """,
     ).tag(config=True)
 
     queue_requests = Bool(
         True,
-        help="A spawn whose GPUs are not free now waits in the allocator's queue (its "
-        "position and estimated start on the progress page). False: now or never (503).",
+        help="""Whether a spawn whose GPUs are not free now waits in the allocator's
+        queue (its position and estimated start show on the progress page).
+
+        False: now or never (503). Default True: the queue's fair share and
+        promises only work for requests that wait in it.
+        """,
     ).tag(config=True)
 
     queue_poll_seconds = Float(
         2.0,
-        help="While a spawn waits in the allocator's queue, how often (seconds) it asks "
-        "for its position and estimated start (shown on the spawn progress page).",
+        help="""While a spawn waits in the allocator's queue, how often (seconds) it
+        asks for its position and estimated start (shown on the spawn progress
+        page).
+
+        Default 2 seconds: a granted share starts its server promptly, at one small
+        request per waiting spawn every two seconds.
+        """,
     ).tag(config=True)
 
     queue_alternatives_seconds = Float(
@@ -104,10 +153,14 @@ class GPUSpawner(Spawner):
 
     queue_max_wait_hours = Float(
         168.0,
-        help="How long (hours) a spawn may wait in the queue when the allocator sets no "
-        "limit for the user's groups (GPUAllocator.max_wait_hours or a quota's "
-        "max_wait_hours). JupyterHub's start_timeout is raised by this much for a spawn "
-        "that waits, and applied by the spawner to the server's own start.",
+        help="""How long (hours) a spawn may wait in the queue when the allocator sets
+        no limit for the user's groups (GPUAllocator.max_wait_hours or a quota's
+        max_wait_hours).
+
+        JupyterHub's start_timeout is raised by this much for a spawn that waits,
+        and applied by the spawner to the server's own start. Default 168 hours
+        (a week), GPUAllocator.max_hours' default.
+        """,
     ).tag(config=True)
 
     def __init__(self, **kwargs):

@@ -25,7 +25,7 @@ from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from traitlets import Bool, Unicode
 
 from .gpuspawner import GPUSpawner
-from .serverenv import blocker, describe_blocker, envs_root
+from .serverenv import DEFAULT_ROOT, blocker, describe_blocker
 from .vfolders import LocalVFolderMixin
 
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -36,14 +36,23 @@ class LocalGPUSpawner(LocalVFolderMixin, GPUSpawner, LocalProcessSpawner):
 
     create_system_users = Bool(
         False,
-        help="When the hub runs as root and a user has no system account, create one "
-        "(useradd -m). Off by default, as in JupyterHub's LocalAuthenticator.",
+        help="""When the hub runs as root and a user has no system account, create
+        one (``useradd -m``) at the first spawn.
+
+        Default False, as in JupyterHub's LocalAuthenticator: accounts are the
+        site's to make. The demo turns it on, as anyone may log in there.
+        """,
     ).tag(config=True)
 
     unprivileged_home_template = Unicode(
         "data/users/{username}",
-        help="When the hub does not run as root, servers run as the hub's own account "
-        "in this directory ({username} is expanded; relative to the hub's directory).",
+        help="""When the hub does not run as root, servers run as the hub's own
+        account, each user in this directory; ``{username}`` is expanded, and a
+        relative path is relative to the hub's working directory. E.g.
+        ``/srv/gpuhub/users/{username}``.
+
+        Default ``data/users/{username}``, beside the demo's other state.
+        """,
     ).tag(config=True)
 
     @property
@@ -141,7 +150,7 @@ class LocalGPUSpawner(LocalVFolderMixin, GPUSpawner, LocalProcessSpawner):
             remedy = (f"let it in ({fix}) or set c.Spawner.cmd to a Python it can execute"
                       if running else f"let it in ({fix})")
             if running and self.privileged:
-                remedy += f" (as root, 'make install' installs one under {envs_root()})"
+                remedy += f" (as root, 'make install' installs one under {DEFAULT_ROOT})"
             return (f"{head} {who} cannot {what} {path} because {describe_blocker(comp, st)} "
                     f"does not allow it; {remedy}.")
         reason = getattr(e, "strerror", None) or str(e)

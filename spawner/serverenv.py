@@ -8,7 +8,7 @@ also installs, as root, a second environment for the servers alone — the hub
 venv's exact versions of JupyterHub, JupyterLab and their dependencies — in a
 world-readable place outside any checkout::
 
-    /opt/gpuhub/server-envs/KEY/      ($GPUHUB_SERVER_ENVS/KEY)
+    /opt/gpuhub/server-envs/KEY/      (ROOT/KEY: --root, or the demo's GPUHUB_SERVER_ENVS)
 
 KEY is a hash of the base interpreter and those pinned versions: checkouts with
 the same dependencies share one environment, different ones never overwrite each
@@ -20,8 +20,8 @@ an interrupted build, are safe. Any environment there may be deleted; the next
 The demo config asks ``server_python()`` which interpreter to run. Run as a
 script (what the Makefile does, without importing the spawners)::
 
-    python spawner/serverenv.py install     # make sure it exists; print its path
-    python spawner/serverenv.py path        # print its path (whether or not it exists)
+    python spawner/serverenv.py [--root ROOT] install  # make sure it exists; print its path
+    python spawner/serverenv.py [--root ROOT] path     # print its path (whether or not it exists)
     python spawner/serverenv.py pins [--wheel W] [REQUIREMENT ...]
         # the closure as name==version lines (default: the servers' ROOTS; the
         # Docker image's build.sh asks for its wheel's requirements and its own)
@@ -53,8 +53,9 @@ class ServerEnvError(Exception):
     """The servers' environment cannot be made; the message says what to do."""
 
 
-def envs_root() -> Path:
-    return Path(os.environ.get("GPUHUB_SERVER_ENVS", "/opt/gpuhub/server-envs"))
+#: where the servers' environments live unless the caller names another root (the
+#: Makefile's and the demo config's GPUHUB_SERVER_ENVS)
+DEFAULT_ROOT = Path("/opt/gpuhub/server-envs")
 
 
 # --- who can reach what ---------------------------------------------------------------
@@ -179,24 +180,25 @@ def env_key(pinned: list[str], base: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def env_dir(pinned: list[str] | None = None) -> Path:
-    return envs_root() / env_key(pins() if pinned is None else pinned, base_python())
+def env_dir(pinned: list[str] | None = None, root: Path = DEFAULT_ROOT) -> Path:
+    return Path(root) / env_key(pins() if pinned is None else pinned, base_python())
 
 
-def find() -> Path | None:
+def find(root: Path = DEFAULT_ROOT) -> Path | None:
     """The servers' environment for the hub's current versions, if it is installed."""
-    target = env_dir()
+    target = env_dir(root=root)
     return target if (target / MARKER).is_file() else None
 
 
 # --- installing -----------------------------------------------------------------------
 
-def install(log=print) -> Path:
+def install(log=print, root: Path = DEFAULT_ROOT) -> Path:
     """Make sure the servers' environment exists (root only); return its path.
     Idempotent; a few hundred milliseconds when it is there already."""
     pinned = pins()
     base = base_python()
-    target = envs_root() / env_key(pinned, base)
+    root = Path(root)
+    target = root / env_key(pinned, base)
     if (target / MARKER).is_file():
         return target
     if os.getuid() != 0:
@@ -209,12 +211,12 @@ def install(log=print) -> Path:
         )
     old_umask = os.umask(0o022)
     try:
-        root = envs_root()
         root.mkdir(parents=True, exist_ok=True)  # mode 0755
         if (b := blocker(root)) is not None:
             raise ServerEnvError(
                 f"every account must reach the servers' environment, but {root} is behind "
-                f"{describe_blocker(*b)}: set GPUHUB_SERVER_ENVS to a directory they can reach"
+                f"{describe_blocker(*b)}: choose a directory they can reach (GPUHUB_SERVER_ENVS for "
+                "make install and the demo)"
             )
         with open(root / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time, across checkouts
@@ -308,7 +310,7 @@ def install_lab(target: Path, log=print) -> None:
 
 # --- what the demo config calls ---------------------------------------------------------
 
-def server_python(log=print) -> str:
+def server_python(log=print, root: Path = DEFAULT_ROOT) -> str:
     """The interpreter for ``c.Spawner.cmd``:
 
     - a hub that does not run as root runs servers as itself: its own interpreter;
@@ -319,13 +321,13 @@ def server_python(log=print) -> str:
     if os.getuid() != 0:
         return sys.executable
     try:
-        env = find()
+        env = find(root)
         if env is None and reachable_by_others(sys.executable):
             log(f"gpuhub: single-user servers run {sys.executable} "
-                f"('make install' would install their own environment under {envs_root()})")
+                f"('make install' would install their own environment under {root})")
             return sys.executable
         if env is None:
-            env = install(log)
+            env = install(log, root)
         install_lab(env, log)
     except ServerEnvError as e:
         # one sentence instead of a traceback, before anything starts
@@ -336,10 +338,13 @@ def server_python(log=print) -> str:
 
 
 def main(argv: list[str]) -> int:
+    root = DEFAULT_ROOT
+    if len(argv) > 2 and argv[1] == "--root":
+        root, argv = Path(argv[2]), [argv[0], *argv[3:]]
     cmd = argv[1] if len(argv) > 1 else "install"
     try:
         if cmd == "path":
-            print(env_dir())
+            print(env_dir(root=root))
         elif cmd == "pins":
             args = argv[2:]
             roots = []
@@ -354,11 +359,11 @@ def main(argv: list[str]) -> int:
             if os.getuid() != 0:
                 return 0  # servers run as the hub's own account: its venv will do
             log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-            target = install(log=log)
+            target = install(log=log, root=root)
             install_lab(target, log=log)
             print(target)
         else:
-            print(f"usage: {argv[0]} install|path|pins [--wheel W] [REQUIREMENT ...]", file=sys.stderr)
+            print(f"usage: {argv[0]} [--root ROOT] install|path|pins [--wheel W] [REQUIREMENT ...]", file=sys.stderr)
             return 2
     except ServerEnvError as e:
         print(f"gpuhub: {e}", file=sys.stderr)

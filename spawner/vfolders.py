@@ -112,22 +112,26 @@ class VFolderMixin(Configurable):
     """Put before GPUSpawner in a spawner's bases; configure as c.VFolderMixin.…"""
 
     vfolders_url = Unicode(
-        help="Base URL of the vfolder service's API as the hub reaches it directly "
-        "(e.g. http://127.0.0.1:8052/services/vfolders/api/v1/). Empty: no vfolders."
-    ).tag(config=True)
+        "",
+        help="""Base URL of the vfolder service's REST API as the hub reaches it
+        directly (not through the proxy), e.g.
+        ``http://127.0.0.1:8052/services/vfolders/api/v1/``.
 
-    @default("vfolders_url")
-    def _default_vfolders_url(self):
-        return os.environ.get("GPUHUB_VFOLDERS_URL", "")
+        Default: empty, no vfolders: the spawn form offers none and sessions mount
+        none.
+        """,
+    ).tag(config=True)
 
     vfolders_token = Unicode(
-        help="JupyterHub API token the spawner uses with the vfolder service; it needs "
-        "custom:vfolders:admin and access:services!service=vfolders. Default: $GPUHUB_VFOLDERS_TOKEN."
-    ).tag(config=True)
+        "",
+        help="""JupyterHub API token the spawner uses with the vfolder service: the
+        token of a service whose role has custom:vfolders:admin and
+        access:services!service=vfolders, as it mounts any user's vfolders (the
+        demo uses its ``gpuhub-spawner`` token).
 
-    @default("vfolders_token")
-    def _default_vfolders_token(self):
-        return os.environ.get("GPUHUB_VFOLDERS_TOKEN", "")
+        Default: empty; the demo's jupyterhub_config.py sets it.
+        """,
+    ).tag(config=True)
 
     vfolder_mounts: list[dict] = []
 

@@ -103,12 +103,11 @@ def box_agent(tmp_path, monkeypatch):
     the agent's log goes where the test captures it at the time."""
     from gpu_allocator.agent.app import GPUAgent
 
-    monkeypatch.setenv("GPUHUB_AGENT_TOKEN", "not-a-real-token")
     inv = tmp_path / "hosts.yaml"
     inv.write_text("hosts:\n  - {name: box-1, cpus: 4, memory: 8G, gpus: [{model: L4, count: 1}]}\n")
 
     def make() -> GPUAgent:
-        agent = GPUAgent()
+        agent = GPUAgent(token="not-a-real-token")
         agent.initialize([
             f"--inventory={inv}", "--inventory-host=box-1", f"--state-dir={tmp_path / 'state'}",
             "--docker-url=tcp://10.1.2.3:2376", "--docker-ip=10.1.2.3",

@@ -78,31 +78,46 @@ def pids_with_env(key: str, value: str, cmd_part: str, not_part: str | None = No
     return found
 
 
-class Hub:
-    """jupyterhub -f hub_config/jupyterhub_config.py, isolated by its env.
+def config_lines(config: dict) -> list[str]:
+    """``{"GPUAllocator": {"heartbeat_interval": 1.0}}`` as config-file lines."""
+    return [f"c.{cls}.{trait} = {value!r}" for cls, traits in config.items()
+            for trait, value in traits.items()]
 
-    By default the checkout under test with this interpreter; ``repo`` and
+
+class Hub:
+    """The demo config (hub_config/jupyterhub_config.py) on free ports in a private
+    data dir, configured through a config file of the test's own that sets
+    ``config`` and then runs the demo config on it.
+
+    ``config`` is {class: {trait: value}} over the defaults here, e.g.
+    ``{"GPUAllocator": {"heartbeat_interval": 1.0}, "GPUHubDemo": {"runtime":
+    "docker"}}`` (GPUHubDemo: the demo's own settings, see the demo config). By
+    default the checkout under test with this interpreter; ``repo`` and
     ``python`` start another checkout's demo config with another interpreter.
-    An ``extra_env`` value of None removes that variable (e.g. PYTHONPATH)."""
+    ``extra_env`` is the hub process's environment (not its config); a value of
+    None removes that variable (e.g. PYTHONPATH)."""
 
     def __init__(self, workdir: Path, repo: Path = REPO, python: str = sys.executable,
-                 **extra_env: str | None):
+                 config: dict | None = None, **extra_env: str | None):
         self.workdir = workdir
-        self.config = Path(repo) / "hub_config" / "jupyterhub_config.py"
+        self.demo_config = Path(repo) / "hub_config" / "jupyterhub_config.py"
+        self.config = workdir / "gpuhub_test_config.py"
         self.python = str(python)
         self.data_dir = workdir / "data"
         self.port = free_port()
         self.allocator_port = free_port()
+        settings = {
+            "GPUHubDemo": {"data_dir": str(self.data_dir), "runtime": "local",
+                           "allocator_port": self.allocator_port, "vfolders_port": free_port()},
+            "JupyterHub": {"port": self.port, "hub_port": free_port()},
+            "ConfigurableHTTPProxy": {"api_url": f"http://127.0.0.1:{free_port()}"},
+            "Spawner": {"poll_interval": 2},
+        }
+        for cls, traits in (config or {}).items():
+            settings[cls] = {**settings.get(cls, {}), **traits}
+        self.settings = settings
         self.env = {
             **os.environ,
-            "GPUHUB_DATA_DIR": str(self.data_dir),
-            "GPUHUB_PORT": str(self.port),
-            "GPUHUB_HUB_PORT": str(free_port()),
-            "GPUHUB_PROXY_API_PORT": str(free_port()),
-            "GPUHUB_ALLOCATOR_PORT": str(self.allocator_port),
-            "GPUHUB_VFOLDERS_PORT": str(free_port()),
-            "GPUHUB_POLL_INTERVAL": "2",
-            "GPUHUB_RUNTIME": "local",
             "PATH": f"{Path(self.python).parent}:{REPO / 'hub_config/proxy/node_modules/.bin'}:{os.environ['PATH']}",
             **extra_env,
         }
@@ -110,8 +125,20 @@ class Hub:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
+    def write_config(self) -> None:
+        demo = str(self.demo_config)
+        self.config.write_text("\n".join([
+            "c = get_config()  # noqa: F821",
+            *config_lines(self.settings),
+            # the demo config on this same config object (load_subconfig would give it a fresh one)
+            f"demo = {demo!r}",
+            'exec(compile(open(demo).read(), demo, "exec"), {"get_config": get_config, "__file__": demo})',
+            "",
+        ]))
+
     def start(self, timeout: float = 60) -> Hub:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.write_config()
         self.log = open(self.workdir / "jupyterhub.log", "ab")
         self.proc = subprocess.Popen(
             [self.python, "-m", "jupyterhub", "-f", str(self.config)],
@@ -144,8 +171,9 @@ class Hub:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        # nothing of this hub may outlive it (servers, proxy, allocator)
-        for pid in pids_with_env("GPUHUB_DATA_DIR", str(self.data_dir), "python"):
+        # nothing of this hub may outlive it (its services and agents: their config
+        # files are in its data dir)
+        for pid in pids_with_cmdline(f"--config={self.data_dir}/", "python"):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -154,6 +182,11 @@ class Hub:
     @property
     def spawner_token(self) -> str:
         return (self.data_dir / "gpuhub-spawner-token").read_text().strip()
+
+    @property
+    def agent_token_file(self) -> Path:
+        """The file that holds the gpuhub-agent service's token (GPUAgent.token_file)."""
+        return self.data_dir / "gpuhub-agent-token"
 
     @property
     def agent_token(self) -> str:
@@ -170,7 +203,8 @@ class Hub:
 
     def allocator_pids(self) -> list[int]:
         """The allocator process itself (not the supervisor that restarts it)."""
-        return pids_with_env("GPUHUB_DATA_DIR", str(self.data_dir), "gpu_allocator", "gpuhub.supervise")
+        return pids_with_cmdline(f"--config={self.data_dir}/gpu_allocator_config.py", "gpu_allocator",
+                                 not_part="gpuhub.supervise")
 
     def admin_allocator(self) -> Client:
         """The allocator as the spawner's service identity (admin scope)."""
@@ -193,6 +227,23 @@ class Hub:
         )
         r.raise_for_status()
         return User(self, name, r.json()["token"], s)
+
+
+def pids_with_cmdline(*parts: str, not_part: str | None = None) -> list[int]:
+    """Processes whose command line contains every one of ``parts`` (and not
+    ``not_part``): how tests find a hub's services (named by their config files
+    in the hub's data dir) to kill."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmdline = (p / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if all(part.encode() in cmdline for part in parts) and not (not_part and not_part.encode() in cmdline):
+            found.append(int(p.name))
+    return found
 
 
 class Client:

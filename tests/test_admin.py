@@ -29,7 +29,7 @@ PANEL = "/services/gpu-allocator/admin/"
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    h = Hub(tmp_path_factory.mktemp("adminhub"), GPUHUB_SAMPLE_INTERVAL="1")
+    h = Hub(tmp_path_factory.mktemp("adminhub"), config={"GPUAllocator": {"sample_interval": 1.0}})
     h.start()
     yield h
     h.stop()
@@ -491,7 +491,7 @@ def write_inventory(path: Path, hosts: int, gpus: int) -> Path:
 def test_pool_map_of_1250_hosts_is_paged(tmp_path_factory):
     work = tmp_path_factory.mktemp("bighub")
     inventory = write_inventory(work / "inventory.yaml", 1250, 8)
-    h = Hub(work, GPUHUB_INVENTORY=str(inventory))
+    h = Hub(work, config={"GPUAllocator": {"inventory_file": str(inventory)}})
     h.start(timeout=120)
     try:
         admin = h.login("admin")

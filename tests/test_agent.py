@@ -179,7 +179,7 @@ async def test_agent_reports_containers_shares_and_its_docker_engine(tmp_path, b
     assert agent.interval == 2.5 and agent.reported_unknown == {"c1"}
     assert json.loads((tmp_path / "state" / "shares.json").read_text()) == ["k1"]
     # a restarted agent remembers what it was told
-    again = GPUAgent()
+    again = GPUAgent(token="not-a-real-token")
     again.initialize([f"--state-dir={tmp_path / 'state'}", "--interval=7"])
     assert again.known == ["k1"] and again.interval == 7.0
     agent.executor.shutdown()
@@ -239,10 +239,12 @@ async def test_mps_missing_binary_is_logged_once(tmp_path, caplog):
 def hub(tmp_path_factory):
     work = tmp_path_factory.mktemp("agenthub")
     (work / "empty.yaml").write_text("hosts: []\n")
-    h = Hub(work, GPUHUB_INVENTORY=str(work / "empty.yaml"), GPUHUB_HEARTBEAT_INTERVAL=str(INTERVAL),
-            # idle reclaim for one group only (test_an_idle_share_…), checked every second
-            GPUHUB_IDLE_RECLAIM=json.dumps({"groups": {"gpuhub-idle": IDLE_POLICY}}),
-            GPUHUB_TIME_LIMIT_INTERVAL="1")
+    h = Hub(work, config={"GPUAllocator": {
+        "inventory_file": str(work / "empty.yaml"), "heartbeat_interval": INTERVAL,
+        # idle reclaim for one group only (test_an_idle_share_…), checked every second
+        "idle_reclaim": {"groups": {"gpuhub-idle": IDLE_POLICY}},
+        "time_limit_interval": 1.0,
+    }})
     h.start()
     yield h
     h.stop()
@@ -477,8 +479,9 @@ def test_agent_process_registers_heartbeats_runs_mps_and_comes_back(hub, tmp_pat
         log = open(tmp_path / "agent.log", "ab")
         return subprocess.Popen(
             [sys.executable, "-m", "gpu_allocator.agent", f"--allocator-url={hub.allocator_api()}",
-             f"--inventory={inventory}", "--inventory-host=agent-box", f"--state-dir={state}"],
-            env={**os.environ, "GPUHUB_AGENT_TOKEN": hub.agent_token}, cwd=REPO,
+             f"--inventory={inventory}", "--inventory-host=agent-box", f"--state-dir={state}",
+             f"--token-file={hub.agent_token_file}"],
+            cwd=REPO,
             stdout=log, stderr=subprocess.STDOUT,
         )
 

@@ -28,7 +28,7 @@ PER_GPU = 20
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     h = Hub(tmp_path_factory.mktemp("allocator-e2e"),
-            GPUHUB_RECONCILE_INTERVAL="1", GPUHUB_RECONCILE_GRACE="3")
+            config={"GPUAllocator": {"reconcile_interval": 1.0, "reconcile_grace": 3.0}})
     h.start()
     yield h
     h.stop()

@@ -25,7 +25,7 @@ import pytest
 
 from hubprocess import ENV_CODE, REPO, Hub
 from spawner import serverenv
-from spawner.serverenv import blocker, envs_root
+from spawner.serverenv import DEFAULT_ROOT, blocker
 
 as_root = pytest.mark.skipif(
     os.getuid() != 0,
@@ -85,7 +85,7 @@ def test_pins_are_the_installed_closure_and_name_a_version_that_does_not_fit(tmp
 def test_install_is_a_no_op_when_present_and_one_build_for_concurrent_installs(monkeypatch):
     top = Path(tempfile.mkdtemp(prefix="gpuhub-envs-"))
     top.chmod(0o755)  # like /opt
-    monkeypatch.setenv("GPUHUB_SERVER_ENVS", str(top / "server-envs"))
+    root = top / "server-envs"
     builds = []
 
     def fake_build(target, base, pinned, log):
@@ -96,40 +96,40 @@ def test_install_is_a_no_op_when_present_and_one_build_for_concurrent_installs(m
 
     monkeypatch.setattr(serverenv, "_build", fake_build)
     try:
-        assert serverenv.find() is None
+        assert serverenv.find(root) is None
         # two checkouts installing at once: one build, both get it
         results = []
-        threads = [threading.Thread(target=lambda: results.append(serverenv.install(log=print)))
+        threads = [threading.Thread(target=lambda: results.append(serverenv.install(log=print, root=root)))
                    for _ in range(2)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         assert len(builds) == 1 and results == [builds[0], builds[0]]
-        assert serverenv.find() == builds[0] == serverenv.env_dir()
-        assert serverenv.install() == builds[0] and len(builds) == 1  # present: nothing to do
+        assert serverenv.find(root) == builds[0] == serverenv.env_dir(root=root)
+        assert builds[0].parent == root
+        assert serverenv.install(root=root) == builds[0] and len(builds) == 1  # present: nothing to do
         assert blocker(builds[0]) is None  # every account can get to it
     finally:
         shutil.rmtree(top)
 
 
 @as_root
-def test_the_servers_environment_must_be_where_every_account_can_reach_it(monkeypatch):
+def test_the_servers_environment_must_be_where_every_account_can_reach_it():
     top = Path(tempfile.mkdtemp(prefix="gpuhub-private-"))  # mode 0700
     try:
-        monkeypatch.setenv("GPUHUB_SERVER_ENVS", str(top / "server-envs"))
         with pytest.raises(serverenv.ServerEnvError, match=f"is behind {top} \\(mode 0700"):
-            serverenv.install()
+            serverenv.install(root=top / "server-envs")
     finally:
         shutil.rmtree(top)
 
 
 @as_root
 def test_a_hub_that_cannot_have_a_servers_environment_refuses_in_one_sentence(monkeypatch):
-    monkeypatch.setattr(serverenv, "find", lambda: None)
+    monkeypatch.setattr(serverenv, "find", lambda root: None)
     monkeypatch.setattr(serverenv, "reachable_by_others", lambda python: False)
 
-    def install(log):
+    def install(log, root):
         raise serverenv.ServerEnvError("the servers' Python must be executable by every account")
 
     monkeypatch.setattr(serverenv, "install", install)
@@ -202,7 +202,7 @@ def test_demo_from_a_private_checkout_spawns_as_the_users_account(private_demo):
     # the situation of issue #9: the hub's own interpreter is out of the accounts' reach
     assert blocker(hub.python)[0] == hub.top
     log = (hub.workdir / "jupyterhub.log").read_text()
-    assert "single-user servers run " in log and str(envs_root()) in log, log[-2000:]
+    assert "single-user servers run " in log and str(DEFAULT_ROOT) in log, log[-2000:]
 
     started = time.monotonic()
     user = hub.login("gpuhub-anywhere")
@@ -216,7 +216,7 @@ def test_demo_from_a_private_checkout_spawns_as_the_users_account(private_demo):
     assert env["USER"] == "gpuhub-anywhere"
     assert env["uid"] == pwd.getpwnam("gpuhub-anywhere").pw_uid != 0
     # the kernel runs the servers' environment, outside the checkout
-    assert Path(env["python"]).is_relative_to(envs_root()), env["python"]
+    assert Path(env["python"]).is_relative_to(DEFAULT_ROOT), env["python"]
     (allocation,) = user.allocations()
     assert allocation["gpus"] == "0.5"
 

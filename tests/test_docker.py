@@ -26,7 +26,7 @@ CODE = (
 
 @pytest.fixture(scope="module")
 def hub(engine, tmp_path_factory):
-    h = Hub(tmp_path_factory.mktemp("dockerhub"), GPUHUB_RUNTIME="docker")
+    h = Hub(tmp_path_factory.mktemp("dockerhub"), config={"GPUHubDemo": {"runtime": "docker"}})
     h.start()
     yield h
     h.stop()

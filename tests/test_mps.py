@@ -6,7 +6,6 @@ daemon is the fake `nvidia-cuda-mps-control` of tests/conftest.py."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -59,7 +58,8 @@ def test_a_pool_without_mps_refuses_fractions_and_the_form_says_why():
 @pytest.fixture
 def hub(tmp_path):
     (tmp_path / "empty.yaml").write_text("hosts: []\n")
-    h = Hub(tmp_path, GPUHUB_INVENTORY=str(tmp_path / "empty.yaml"), GPUHUB_HEARTBEAT_INTERVAL="1")
+    h = Hub(tmp_path, config={"GPUAllocator": {"inventory_file": str(tmp_path / "empty.yaml"),
+                                              "heartbeat_interval": 1.0}})
     h.start()
     yield h
     h.stop()
@@ -84,8 +84,9 @@ def start_agent(hub, tmp_path, name="mps-box"):
     log = open(tmp_path / "agent.log", "ab")
     return state, subprocess.Popen(
         [sys.executable, "-m", "gpu_allocator.agent", f"--allocator-url={hub.allocator_api()}",
-         f"--inventory={inventory}", f"--inventory-host={name}", f"--state-dir={state}"],
-        env={**os.environ, "GPUHUB_AGENT_TOKEN": hub.agent_token}, cwd=REPO,
+         f"--inventory={inventory}", f"--inventory-host={name}", f"--state-dir={state}",
+         f"--token-file={hub.agent_token_file}"],
+        cwd=REPO,
         stdout=log, stderr=subprocess.STDOUT,
     )
 
@@ -146,10 +147,13 @@ def test_a_host_without_mps_gets_no_fraction(hub, tmp_path, monkeypatch):
 
 
 def test_the_demo_runs_an_agent_for_its_own_host(tmp_path, fake_mps):
-    """GPUHUB_LOCAL_AGENT=1 (automatic where NVIDIA GPUs are): the demo's pool comes
+    """GPUHubDemo.local_agent (automatic where NVIDIA GPUs are): the demo's pool comes
     from this host's agent, so fractions wait for MPS as on any GPU server."""
-    h = Hub(tmp_path, GPUHUB_LOCAL_AGENT="1", GPUHUB_LOCAL_AGENT_INVENTORY_HOST="node-a",
-            GPUHUB_AGENT_STATE_DIR=str(tmp_path / "agent"), GPUHUB_HEARTBEAT_INTERVAL="1")
+    h = Hub(tmp_path, config={
+        "GPUHubDemo": {"local_agent": "1", "local_agent_inventory_host": "node-a"},
+        "GPUAgent": {"state_dir": str(tmp_path / "agent")},
+        "GPUAllocator": {"heartbeat_interval": 1.0},
+    })
     h.start()
     try:
         admin = h.admin_allocator()
@@ -171,9 +175,11 @@ def test_a_docker_session_starts_only_once_mps_runs(engine, tmp_path, fake_mps):
     daemon runs, and it gets the MPS pipe variable and the allocation label."""
     from dateutil.parser import isoparse
 
-    h = Hub(tmp_path, GPUHUB_RUNTIME="docker", GPUHUB_LOCAL_AGENT="1",
-            GPUHUB_LOCAL_AGENT_INVENTORY_HOST="node-a", GPUHUB_AGENT_STATE_DIR=str(tmp_path / "agent"),
-            GPUHUB_HEARTBEAT_INTERVAL="1")
+    h = Hub(tmp_path, config={
+        "GPUHubDemo": {"runtime": "docker", "local_agent": "1", "local_agent_inventory_host": "node-a"},
+        "GPUAgent": {"state_dir": str(tmp_path / "agent")},
+        "GPUAllocator": {"heartbeat_interval": 1.0},
+    })
     h.start()
     try:
         admin = h.admin_allocator()

@@ -21,7 +21,7 @@ from hubprocess import API, REPO, Hub, wait_for
 
 pytestmark = pytest.mark.e2e
 
-INTERVAL = 1.0  # heartbeat interval of the test hub (GPUHUB_HEARTBEAT_INTERVAL)
+INTERVAL = 1.0  # heartbeat interval of the test hub (GPUAllocator.heartbeat_interval)
 SLACK = 1.5  # seconds beyond 3 heartbeat intervals that detection may take
 SUBNET = "10.213.7"  # a private /24, cut into one /30 per host
 HOSTS = {1: 1, 2: 1, 3: 4}  # namespace number → GPUs of its host
@@ -78,8 +78,8 @@ class GPUHost:
             ["ip", "netns", "exec", self.name, sys.executable, "-m", "gpu_allocator.agent",
              f"--allocator-url={hub.allocator_api(self.outside_ip)}",
              f"--inventory={inventory}", f"--inventory-host={self.name}",
-             f"--state-dir={self.workdir / self.name}"],
-            env={**os.environ, "GPUHUB_AGENT_TOKEN": hub.agent_token}, cwd=REPO,
+             f"--state-dir={self.workdir / self.name}", f"--token-file={hub.agent_token_file}"],
+            cwd=REPO,
             stdout=log, stderr=subprocess.STDOUT,
         )
 
@@ -114,9 +114,8 @@ def lab(tmp_path_factory):
     hosts = {n: GPUHost(n, work) for n in HOSTS}
     hub = Hub(
         work / "hub",
-        GPUHUB_INVENTORY=str(work / "hub-inventory.yaml"),
-        GPUHUB_HEARTBEAT_INTERVAL=str(INTERVAL),
-        GPUHUB_ALLOCATOR_BIND="0.0.0.0",
+        config={"GPUAllocator": {"inventory_file": str(work / "hub-inventory.yaml"),
+                                 "heartbeat_interval": INTERVAL, "ip": "0.0.0.0"}},
     )
     try:
         for h in hosts.values():

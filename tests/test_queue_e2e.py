@@ -24,7 +24,7 @@ WHOLE_A100 = {"gpus": 4, "gpu_model": A100, "max_hours": 1, "cpu": 1, "mem": "1G
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     # the queue's timer and the run-time checks every second
-    h = Hub(tmp_path_factory.mktemp("queuehub"), GPUHUB_TIME_LIMIT_INTERVAL="1")
+    h = Hub(tmp_path_factory.mktemp("queuehub"), config={"GPUAllocator": {"time_limit_interval": 1.0}})
     h.start()
     yield h
     h.stop()

@@ -54,11 +54,9 @@ async def gpuhub(hub_app, tmp_path):
                 {
                     "name": "gpu-allocator",
                     "url": f"http://127.0.0.1:{port}",
-                    "command": [sys.executable, "-m", "gpu_allocator"],
-                    "environment": {
-                        "GPUHUB_DATA_DIR": str(tmp_path / "allocator"),
-                        "GPUHUB_INVENTORY": str(inventory),
-                    },
+                    "command": [sys.executable, "-m", "gpu_allocator",
+                                f"--GPUAllocator.data_dir={tmp_path / 'allocator'}",
+                                f"--inventory={inventory}"],
                 },
                 {"name": "gpuhub-spawner", "api_token": token},
             ],

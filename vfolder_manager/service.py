@@ -26,10 +26,6 @@ from .store import open_db
 from .store.schema import VFolder, VFolderState
 
 
-def _data_dir() -> str:
-    return os.path.abspath(os.environ.get("GPUHUB_DATA_DIR", "data"))
-
-
 class VFolderService(HubService):
     name = "vfolders"
     description = "gpuhub's vfolder service: named folders on storage hosts, shared and mounted into sessions."
@@ -37,36 +33,53 @@ class VFolderService(HubService):
     default_url = "http://127.0.0.1:8052"
 
     db_url = Unicode(
-        help="SQLAlchemy URL of the service's database (SQLite or PostgreSQL; its Alembic "
-        "version table is vfolders_version). Default: sqlite:///$GPUHUB_DATA_DIR/vfolders.sqlite."
+        help="""SQLAlchemy URL of the service's database (SQLite or PostgreSQL; its
+        Alembic version table is vfolders_version), e.g.
+        ``postgresql+psycopg://gpuhub@db.example/gpuhub``: it may share the
+        allocator's database.
+
+        Default: SQLite in data_dir (``vfolders.sqlite``), the embedded default
+        that needs no server.
+        """,
     ).tag(config=True)
 
     @default("db_url")
     def _default_db_url(self):
-        return os.environ.get("GPUHUB_VFOLDERS_DB_URL") or f"sqlite:///{_data_dir()}/vfolders.sqlite"
+        return f"sqlite:///{os.path.abspath(self.data_dir)}/vfolders.sqlite"
 
     storage_hosts = Dict(
-        help="""Storage hosts by name (default: one host "local" at $GPUHUB_VFOLDERS_DIR): {"nas1": {"path": "/mnt/nas1", "default": true,
-        "groups": ["ml-team"], "quota_backend": "scan"}}. ``path`` is a directory (an NFS
-        mount of the NAS in production); ``groups`` (optional) limits who may create
-        vfolders there; exactly one host is the default. Default: one host "local" at
-        $GPUHUB_DATA_DIR/vfolders.""",
+        help="""Storage hosts by name, e.g. ``{"nas1": {"path": "/mnt/nas1", "default":
+        true, "groups": ["ml-team"], "quota_backend": "scan"}}``.
+
+        ``path`` is a directory (an NFS mount of the NAS in production);
+        ``groups`` (optional) limits who may create vfolders there;
+        ``quota_backend`` (optional) overrides quota_backend for that host;
+        exactly one host is the default.
+
+        Default: one host ``local`` at data_dir/vfolders, so that the demo has
+        vfolders without a NAS.
+        """,
     ).tag(config=True)
 
     @default("storage_hosts")
     def _default_hosts(self):
-        path = os.environ.get("GPUHUB_VFOLDERS_DIR") or os.path.join(_data_dir(), "vfolders")
-        return {"local": {"path": os.path.abspath(path), "default": True}}
+        path = os.path.join(os.path.abspath(self.data_dir), "vfolders")
+        return {"local": {"path": path, "default": True}}
 
     quota_backend = CaselessStrEnum(
         ["scan", "project", "auto"], "scan",
         help="""How vfolder quotas are measured and enforced on storage hosts whose
-        ``quota_backend`` is not set: ``scan`` (usage from background pdu scans, limits
-        enforced by the service), ``project`` (XFS/ext4 project quotas: one project id
-        per vfolder, usage from the quota report, limits enforced by the kernel; the
-        service refuses to start when the filesystem cannot), ``auto`` (project where
-        the filesystem is XFS or ext4 and a probe of the quota tools works, else scan).
-        See storage/quota.py.""",
+        ``quota_backend`` is not set (see storage/quota.py):
+
+        - ``scan``: usage from background pdu scans, limits enforced by the service;
+        - ``project``: XFS/ext4 project quotas: one project id per vfolder, usage
+          from the quota report, limits enforced by the kernel; the service refuses
+          to start when the filesystem cannot;
+        - ``auto``: project where the filesystem is XFS or ext4 and a probe of the
+          quota tools works, else scan.
+
+        Default ``scan``: it works on any filesystem (NFS included) without root.
+        """,
     ).tag(config=True)
 
     vfolder_gid_base = Int(
@@ -75,44 +88,94 @@ class VFolderService(HubService):
         (storage/ownership.py): its directory is SERVICE:GID 2770 with a default
         ACL that keeps files group-writable, and sessions that mount it get GID as
         a supplementary group. 0: the old model, vfolders are mode 0777 (also when
-        the service does not run as root and so cannot give files away).""",
+        the service does not run as root and so cannot give files away).
+
+        Default 1,900,000,000: far above the ids that useradd, LDAP and
+        systemd hand out, and below 2^31, so no group of the system collides.
+        """,
     ).tag(config=True)
 
     group_managers = Dict(
-        help="Group name → the users who may create and manage that group's vfolders. "
-        "A group not listed: any member may create one (and manages what they created).",
+        help="""Group name → the users who may create and manage that group's
+        vfolders, e.g. ``{"ml-team": ["alice", "bob"]}``.
+
+        Default: empty: in any group, any member may create a vfolder (and manages
+        what they created).
+        """,
     ).tag(config=True)
 
     max_upload_bytes = Int(
-        1 << 40, help="The largest upload accepted (tus Tus-Max-Size), in bytes."
+        1 << 40,
+        help="""The largest upload accepted (tus Tus-Max-Size), in bytes, e.g.
+        ``100 * 2**30`` for 100 GiB.
+
+        Default 1 TiB: datasets fit, while a runaway client still stops somewhere.
+        """,
     ).tag(config=True)
 
     upload_expiry = Float(
-        86400.0, help="Seconds after which an unfinished upload expires and its bytes are removed."
+        86400.0,
+        help="""Seconds after which an unfinished upload expires and its bytes are
+        removed, e.g. 3600.
+
+        Default 86400 (a day): a resumable upload survives a night's interruption.
+        """,
     ).tag(config=True)
 
     usage_scan_interval = Float(
-        60.0, help="Seconds between background usage scans of every vfolder (pdu engine)."
+        60.0,
+        help="""Seconds between background usage scans of every vfolder (pdu engine);
+        quotas of the ``scan`` backend are as current as this.
+
+        Default 60 seconds: a scan of a large NAS takes a while, and one a minute
+        keeps it a small part of the storage's load.
+        """,
     ).tag(config=True)
 
     stats_interval = Float(
-        5.0, help="Seconds between samples of the storage hosts' capacity and I/O counters."
+        5.0,
+        help="""Seconds between samples of the storage hosts' capacity and I/O
+        counters (the admin panel's Storage tab, the metrics).
+
+        Default 5 seconds: I/O rates stay readable, at a statvfs and a counter read
+        per host.
+        """,
     ).tag(config=True)
 
     cleanup_interval = Float(
-        60.0, help="Seconds between sweeps for expired uploads."
+        60.0,
+        help="""Seconds between sweeps for expired uploads (upload_expiry).
+
+        Default 60 seconds: expired bytes go within a minute, by a cheap query.
+        """,
     ).tag(config=True)
 
     clone_progress_interval = Float(
-        1.0, help="Seconds between progress updates of a running clone."
+        1.0,
+        help="""Seconds between progress updates of a running clone (its bytes and
+        files copied, shown to the user).
+
+        Default 1 second: a progress bar moves, at one small write per second.
+        """,
     ).tag(config=True)
 
     scan_threads = Int(
-        0, help="Threads of one usage scan (the pdu engine's --threads); 0: chosen by the "
-        "filesystem type as the p-commands do (64 on NFS/FUSE/Lustre, the core count on local "
-        "disks). benchmarks/vfolders_bench.py scan, 100,000 files on the 1 ms simulated NAS: 56 s "
-        "with 8 threads, 5 s with the filesystem's choice (64)."
+        0,
+        help="""Threads of one usage scan (the pdu engine's ``--threads``), e.g. 8.
+
+        Default 0: chosen by the filesystem type as the p-commands do (64 on
+        NFS/FUSE/Lustre, where latency dominates; the core count on local disks).
+        benchmarks/vfolders_bench.py ``scan`` compares the choices on a simulated
+        NAS.
+        """,
     ).tag(config=True)
+
+    aliases = {
+        "config": "VFolderService.config_file",
+        "db-url": "VFolderService.db_url",
+        "port": "VFolderService.port",
+        "ip": "VFolderService.ip",
+    }
 
     def initialize(self, argv=None):
         super().initialize(argv)

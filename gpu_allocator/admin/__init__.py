@@ -31,9 +31,9 @@ def attach(app) -> None:
     """Give the allocator what the panel needs, once its pool exists: the hub's
     OAuth client, templates, utilisation samples, and metrics (the pool's
     counters, and gauges read from it)."""
-    app.hub_oauth = HubOAuth(cache_max_age=10)
+    app.hub_oauth = HubOAuth(cache_max_age=10, **app.hub_auth_settings())
     app.templates = pages.make_env()
-    app.samples = Samples()
+    app.samples = Samples(app.sample_interval)
     app.metrics = AllocatorMetrics(app)
 
 

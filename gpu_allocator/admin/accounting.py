@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -108,12 +107,13 @@ def to_csv(kind: str, table: list[dict], start: float, end: float) -> str:
     return buf.getvalue()
 
 
-async def hub_groups() -> dict[str, list[str]]:
+async def hub_groups(app) -> dict[str, list[str]]:
     """Every hub group and its members (the allocator's token needs
     list:groups and read:groups); empty when not run under a hub."""
-    if not os.environ.get("JUPYTERHUB_API_URL") or not os.environ.get("JUPYTERHUB_API_TOKEN"):
+    if not app.under_hub:
         return {}
-    return {g["name"]: list(g.get("users") or []) async for g in hub_api_items("groups")}
+    return {g["name"]: list(g.get("users") or [])
+            async for g in hub_api_items(app.hub_api_url, app.api_token, "groups")}
 
 
 async def usage_table(app, since: str | None, until: str | None, by: str) -> tuple[list[dict], float, float]:
@@ -124,6 +124,6 @@ async def usage_table(app, since: str | None, until: str | None, by: str) -> tup
     spans = await app.pool.spans(start, end)
     users = user_hours(spans, start, end, app.pool.units_per_gpu)
     if by == "group":
-        groups = await hub_groups()
+        groups = await hub_groups(app)
         return rows(group_hours(users, groups)), start, end
     return rows(users), start, end

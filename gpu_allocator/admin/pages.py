@@ -114,7 +114,7 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
 
     def namespace(self, **ns) -> dict:
         hub = self.hub_auth.hub_prefix  # /hub/
-        base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+        base = self.service.base_url
         prefix = self.service.service_prefix
         user = self.current_user
         return {
@@ -350,14 +350,14 @@ class StoragePage(PageHandler):
     async def get(self):
         self.require_admin()
         hosts, error = [], None
-        url = os.environ.get("GPUHUB_VFOLDERS_URL", "")
+        url = self.service.vfolders_url
         if not url:
-            error = "the vfolder service is not configured (GPUHUB_VFOLDERS_URL)"
+            error = "the vfolder service is not configured (GPUAllocator.vfolders_url)"
         else:
             try:
                 resp = await AsyncHTTPClient().fetch(HTTPRequest(
                     url.rstrip("/") + "/storage/hosts",
-                    headers={"Authorization": f"token {os.environ.get('JUPYTERHUB_API_TOKEN', '')}"},
+                    headers={"Authorization": f"token {self.service.api_token}"},
                     request_timeout=10,
                 ))
                 hosts = json.loads(resp.body)["hosts"]

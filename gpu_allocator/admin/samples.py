@@ -7,7 +7,6 @@ GPU-hours, which must survive restarts, come from the ledger instead)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import deque
 
@@ -16,8 +15,8 @@ WINDOWS = {"24h": 86400.0, "7d": WEEK}
 
 
 class Samples:
-    def __init__(self, interval: float | None = None):
-        self.interval = interval or float(os.environ.get("GPUHUB_SAMPLE_INTERVAL") or 60.0)
+    def __init__(self, interval: float = 60.0):
+        self.interval = interval
         self.ring: deque = deque(maxlen=int(WEEK / self.interval) + 1)
 
     def take(self, state, info: dict, now: float | None = None) -> None:

@@ -29,7 +29,7 @@ from traitlets import CaselessStrEnum, Float, List, Unicode, default
 from gpuhub.service import ServiceApp
 
 from . import containers
-from ..client import AllocatorClient, AllocatorError, default_api_url, fractional
+from ..client import DEFAULT_API_URL, AllocatorClient, AllocatorError, fractional
 from .mps import MPSManager
 from .nvml import NoSampler, NVMLSampler, discover
 
@@ -42,31 +42,44 @@ class GPUAgent(ServiceApp):
 
 
     allocator_url = Unicode(
-        help="Base URL of the allocator's REST API, e.g. "
-        "http://hub.example:8051/services/gpu-allocator/api/v1/. "
-        "Default: $GPUHUB_ALLOCATOR_URL or http://127.0.0.1:8051/services/gpu-allocator/api/v1/."
-    ).tag(config=True)
+        DEFAULT_API_URL,
+        help="""Base URL of the allocator's REST API as this host reaches it, e.g.
+        ``http://hub.example:8051/services/gpu-allocator/api/v1/`` (the
+        allocator's own port, not the proxy's: see GPUAllocator.ip).
 
-    @default("allocator_url")
-    def _default_allocator_url(self):
-        return default_api_url()
+        Default: the allocator of a hub on this machine (the demo's port 8051),
+        as the demo's own agent runs beside its hub.
+        """,
+    ).tag(config=True)
 
     token = Unicode(
-        help="JupyterHub API token of the gpuhub-agent service (scope "
-        "custom:gpu-allocator:agent). Default: $GPUHUB_AGENT_TOKEN, else read from token_file."
+        "",
+        help="""JupyterHub API token of the gpuhub-agent service (scope
+        custom:gpu-allocator:agent), in a config file that only the agent's
+        account can read.
+
+        Default: empty, read from token_file instead, which keeps the secret off
+        the command line (where every account can read it) and out of config
+        files that are shared between hosts.
+        """,
     ).tag(config=True)
 
-    @default("token")
-    def _default_token(self):
-        return os.environ.get("GPUHUB_AGENT_TOKEN", "")
-
     token_file = Unicode(
-        "", help="File that holds the agent's token (used when token is empty)."
+        "",
+        help="""File that holds the agent's token (used when token is empty), e.g.
+        ``/etc/gpuhub/agent-token`` with mode 600. The demo keeps it in its data
+        directory (``data/gpuhub-agent-token``).
+
+        Default: empty; one of token and token_file must be set.
+        """,
     ).tag(config=True)
 
     host_name = Unicode(
-        help="The host's name in the pool. Default: inventory_host when given, else "
-        "this machine's host name."
+        help="""The host's name in the pool, e.g. ``gpu-node-3``: placements, the
+        admin panel and DockerGPUSpawner's docker_endpoints name hosts by it.
+
+        Default: inventory_host when given, else this machine's host name.
+        """,
     ).tag(config=True)
 
     @default("host_name")
@@ -74,49 +87,85 @@ class GPUAgent(ServiceApp):
         return self.inventory_host or socket.gethostname()
 
     inventory_file = Unicode(
-        "", help="Declared (mock) inventory YAML to read the host's GPUs from, instead "
-        "of NVML (hosts without GPUs: demos, tests)."
+        "",
+        help="""A declared (mock) inventory YAML to read the host's GPUs from instead
+        of NVML, e.g. ``hub_config/gpu_inventory.yaml``: hosts without GPUs (demos,
+        tests) play a host of it.
+
+        Default: empty, the host's real GPUs through NVML.
+        """,
     ).tag(config=True)
 
     inventory_host = Unicode(
-        "", help="Which host of inventory_file this agent is. Default: host_name."
+        "",
+        help="""Which host of inventory_file this agent plays, e.g. ``node-a``.
+
+        Default: empty, the host named host_name.
+        """,
     ).tag(config=True)
 
     heartbeat_interval = Float(
         0.0,
-        help="Seconds between heartbeats. 0: the interval the allocator announces "
-        "when the host registers (GPUAllocator.heartbeat_interval; 5 s by default).",
+        help="""Seconds between heartbeats, e.g. 5.
+
+        Default 0: the interval the allocator announces when the host registers
+        (GPUAllocator.heartbeat_interval), so that one setting on the allocator
+        governs every host and its lost-host check.
+        """,
     ).tag(config=True)
 
     sample_interval = Float(
-        0.0, help="Seconds between usage samples (NVML). 0: the heartbeat interval."
+        0.0,
+        help="""Seconds between usage samples (NVML: utilisation, memory, processes),
+        e.g. 10.
+
+        Default 0: the heartbeat interval, so every heartbeat carries a fresh
+        sample.
+        """,
     ).tag(config=True)
 
     max_backoff = Float(
-        30.0, help="Longest wait (seconds) between retries while the allocator is unreachable."
+        30.0,
+        help="""The longest wait (seconds) between retries while the allocator is
+        unreachable; the waits double from 1 second up to this.
+
+        Default 30 seconds: a restarted allocator hears from every host within
+        half a minute, and a down one is not flooded.
+        """,
     ).tag(config=True)
 
     request_timeout = Float(
-        10.0, help="Timeout (seconds) of one call to the allocator."
+        10.0,
+        help="""Timeout (seconds) of one call to the allocator.
+
+        Default 10 seconds: longer than any answer of a healthy allocator, shorter
+        than the lost-host limit (missed heartbeats), so a hung call is retried in
+        time.
+        """,
     ).tag(config=True)
 
     state_dir = Unicode(
-        help="Directory for the agent's state (the shares it was last told about) and the "
-        "MPS pipes and logs. Default: $GPUHUB_AGENT_STATE_DIR, /var/lib/gpuhub-agent as "
-        "root, else ~/.local/state/gpuhub-agent."
+        help="""Directory for the agent's state (the shares it was last told about)
+        and the MPS pipes and logs, e.g. ``/var/lib/gpuhub-agent``.
+
+        Default: /var/lib/gpuhub-agent as root, where the users' sessions can reach
+        the MPS pipes; else ~/.local/state/gpuhub-agent (the XDG state directory).
+        """,
     ).tag(config=True)
 
     @default("state_dir")
     def _default_state_dir(self):
-        if os.environ.get("GPUHUB_AGENT_STATE_DIR"):
-            return os.environ["GPUHUB_AGENT_STATE_DIR"]
         if os.getuid() == 0:
             return "/var/lib/gpuhub-agent"
         return os.path.expanduser("~/.local/state/gpuhub-agent")
 
     mps_dir = Unicode(
-        help="Directory of the CUDA MPS control daemon: CUDA_MPS_PIPE_DIRECTORY is "
-        "mps_dir/pipe, CUDA_MPS_LOG_DIRECTORY mps_dir/log. Default: state_dir/mps."
+        help="""Directory of the CUDA MPS control daemon: CUDA_MPS_PIPE_DIRECTORY is
+        mps_dir/pipe, CUDA_MPS_LOG_DIRECTORY mps_dir/log; sessions with a
+        fractional share get the same pipe directory.
+
+        Default: state_dir/mps.
+        """,
     ).tag(config=True)
 
     @default("mps_dir")
@@ -124,33 +173,54 @@ class GPUAgent(ServiceApp):
         return os.path.join(self.state_dir, "mps")
 
     mps_control = Unicode(
-        "nvidia-cuda-mps-control", help="The MPS control binary (looked up on PATH)."
+        "nvidia-cuda-mps-control",
+        help="""The CUDA MPS control binary, a name looked up on PATH or a path, e.g.
+        ``/usr/local/cuda/bin/nvidia-cuda-mps-control``.
+
+        Default: ``nvidia-cuda-mps-control``, as the NVIDIA driver installs it.
+        Where it is missing, the host offers no fractional shares.
+        """,
     ).tag(config=True)
 
     docker_url = Unicode(
-        "", help="The host's Docker engine as the hub reaches it, e.g. tcp://10.0.0.5:2376 "
-        "(registered for DockerGPUSpawner; empty: no Docker sessions on this host)."
+        "",
+        help="""The host's Docker engine as the hub reaches it, e.g.
+        ``tcp://10.0.0.5:2376``, registered for DockerGPUSpawner.
+
+        Default: empty, no Docker sessions on this host.
+        """,
     ).tag(config=True)
 
     docker_ip = Unicode(
-        help="Address where the hub reaches this host's containers. Default: the "
-        "address this host uses to reach the allocator."
+        help="""Address where the hub reaches this host's containers, e.g.
+        ``10.0.0.5``.
+
+        Default: the address this host uses to reach the allocator, which is the
+        one the hub's network sees.
+        """,
     ).tag(config=True)
 
     gpu_runtime = CaselessStrEnum(
         ["auto", "yes", "no"],
         "auto",
-        help="Whether the Docker engine has the NVIDIA runtime (NVIDIA Container Toolkit): "
-        "'yes', 'no', or 'auto' (ask the engine).",
+        help="""Whether the Docker engine has the NVIDIA runtime (NVIDIA Container
+        Toolkit): ``yes``, ``no``, or ``auto``.
+
+        Default ``auto``: ask the engine, which knows.
+        """,
     ).tag(config=True)
 
     running_sources = List(
         Unicode(),
         ["shares", "docker"],
-        help="Where the allocation ids this host runs come from: 'shares' (what the "
-        "allocator last told the agent, kept in state_dir across restarts; reported when "
-        "the agent registers) and 'docker' (containers labelled gpuhub.allocation, when "
-        "docker_url is set; reported with every heartbeat).",
+        help="""Where the allocation ids this host runs come from: ``shares`` (what
+        the allocator last told the agent, kept in state_dir across restarts;
+        reported when the agent registers) and ``docker`` (containers labelled
+        gpuhub.allocation, when docker_url is set; reported with every heartbeat).
+
+        Default: both, so that the allocator learns of sessions it no longer
+        knows, whichever runtime started them.
+        """,
     ).tag(config=True)
 
     aliases = {
@@ -186,7 +256,7 @@ class GPUAgent(ServiceApp):
         if not self.token and self.token_file:
             self.token = Path(self.token_file).read_text().strip()
         if not self.token:
-            raise SystemExit("no token: set GPUHUB_AGENT_TOKEN or --token-file")
+            raise SystemExit("no token: set GPUAgent.token or --token-file")
         # NVML (and Docker) calls: one worker thread, so a hung driver never
         # blocks the event loop and calls never overlap
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="gpuhub-agent-nvml")

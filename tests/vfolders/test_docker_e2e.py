@@ -1,4 +1,4 @@
-"""vfolders in real Docker sessions: the demo hub with GPUHUB_RUNTIME=docker
+"""vfolders in real Docker sessions: the demo hub with GPUHubDemo.runtime = "docker"
 (DockerGPUSpawner, the locally built gpuhub/singleuser image, the vfolder
 service as a managed service; engine and image from the ``engine`` fixture in
 tests/conftest.py).
@@ -30,7 +30,7 @@ import os
 import pytest
 import requests
 
-from hubprocess import Hub, free_port
+from hubprocess import Hub
 
 pytestmark = pytest.mark.e2e
 V = "/services/vfolders/api/v1"
@@ -39,8 +39,10 @@ V = "/services/vfolders/api/v1"
 @pytest.fixture(scope="module")
 def hub(engine, tmp_path_factory):
     work = tmp_path_factory.mktemp("vfdocker")
-    h = Hub(work, GPUHUB_RUNTIME="docker", GPUHUB_VFOLDERS_PORT=str(free_port()),
-            GPUHUB_LOCAL_AGENT="0", GPUHUB_VFOLDERS_DIR=str(work / "nas"))
+    h = Hub(work, config={
+        "GPUHubDemo": {"runtime": "docker", "local_agent": "0"},
+        "VFolderService": {"storage_hosts": {"local": {"path": str(work / "nas"), "default": True}}},
+    })
     try:
         h.start()
         yield h

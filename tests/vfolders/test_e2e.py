@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from hubprocess import Hub, free_port
+from hubprocess import Hub
 
 pytestmark = pytest.mark.e2e
 V = "/services/vfolders/api/v1"
@@ -17,7 +17,7 @@ V = "/services/vfolders/api/v1"
 def hub(tmp_path_factory):
     if os.getuid() != 0:
         pytest.skip("mounting vfolders into local sessions needs a hub that runs as root")
-    h = Hub(tmp_path_factory.mktemp("vfhub"), GPUHUB_VFOLDERS_PORT=str(free_port()))
+    h = Hub(tmp_path_factory.mktemp("vfhub"))
     try:
         h.start()
         yield h
