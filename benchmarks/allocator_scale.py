@@ -214,7 +214,7 @@ def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float
 
     import requests
 
-    from hubprocess import API, Hub, pids_with_env, wait_for
+    from support import API, Hub, pids_with_env, wait_for
 
     state = filled_state(gpus, live, fill=fill)
     if queued:

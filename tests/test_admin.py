@@ -18,7 +18,7 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
-from hubprocess import API, CHROMIUM, Hub, browser_login
+from support import API, CHROMIUM, Hub, browser_login
 
 pytestmark = pytest.mark.e2e
 
@@ -182,7 +182,7 @@ def test_queue_tab_quotas_priority_cancel_and_metrics(hub):
     for capacity shows its ETA; the admin changes a priority and cancels, each
     confirmed and audited, and the same through the API; the metrics follow the
     queue."""
-    from hubprocess import wait_for
+    from support import wait_for
 
     admin, gina, svc = hub.login("admin"), hub.login("gpuhub-gina"), hub.admin_allocator()
     token = (hub.data_dir / "gpuhub-prometheus-token").read_text().strip()
@@ -340,7 +340,7 @@ def test_reservations_tab_books_marks_the_map_cancels_and_audits(hub):
         confirm(page, page.locator(f'tr[data-reservation="{rid}"] .gpuhub-unreserve'), "room changed")
         expect(page.locator("#gpuhub-reservations-empty")).to_be_visible()
         # the devices are everyone's again: sam's request starts
-        from hubprocess import wait_for
+        from support import wait_for
 
         wait_for(lambda: sam.call("GET", f"{API}/allocations/{waiting}").json()["state"] == "granted", 30,
                  "the request that waited for the reservation to start")

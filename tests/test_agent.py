@@ -17,7 +17,7 @@ import types
 
 import pytest
 import requests
-from hubprocess import API, REPO, Hub, wait_for
+from support import API, REPO, Hub, wait_for
 from test_inventory import FakeNVML, pairs
 
 from gpu_allocator.agent import containers

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from hubprocess import API, Hub, wait_for
+from support import API, Hub, wait_for
 
 pytestmark = pytest.mark.e2e
 

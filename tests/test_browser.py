@@ -10,7 +10,7 @@ import time
 import pytest
 from playwright.sync_api import sync_playwright
 
-from hubprocess import CHROMIUM, CHROMIUM_ARGS, Hub
+from support import CHROMIUM, CHROMIUM_ARGS, Hub
 
 pytestmark = pytest.mark.e2e
 

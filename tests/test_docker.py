@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from hubprocess import Hub
+from support import Hub
 from spawner import DockerGPUSpawner
 
 pytestmark = pytest.mark.e2e

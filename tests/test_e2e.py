@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from hubprocess import API, ENV_CODE, Hub, pids_with_env, wait_for
+from support import API, ENV_CODE, Hub, pids_with_env, wait_for
 
 pytestmark = pytest.mark.e2e
 

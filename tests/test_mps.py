@@ -18,7 +18,7 @@ from gpu_allocator.core.model import Device, Host, Request
 from gpu_allocator.core.placement import NoFit, place
 from gpu_allocator.core.state import PoolState
 from gpu_allocator.core.validation import RequestError, check_capacity
-from hubprocess import API, REPO, Hub, wait_for
+from support import API, REPO, Hub, wait_for
 from spawner.options import render_form
 
 PER_GPU = 20

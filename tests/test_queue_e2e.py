@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from playwright.sync_api import sync_playwright
 
-from hubprocess import API, Hub, browser_login, wait_for
+from support import API, Hub, browser_login, wait_for
 
 pytestmark = pytest.mark.e2e
 

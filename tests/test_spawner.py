@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from jupyterhub.tests.utils import add_user, api_request
 
-from hubprocess import REPO, free_port
+from support import REPO, free_port
 from spawner import LocalGPUSpawner
 from gpu_allocator.client import AllocatorClient
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from hubprocess import CHROMIUM, CHROMIUM_ARGS, Hub, free_port, wait_for
+from support import CHROMIUM, CHROMIUM_ARGS, Hub, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -30,7 +30,7 @@ import os
 import pytest
 import requests
 
-from hubprocess import Hub, free_port
+from support import Hub, free_port
 
 pytestmark = pytest.mark.e2e
 V = "/services/vfolders/api/v1"
