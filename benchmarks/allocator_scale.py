@@ -42,7 +42,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO), str(HERE), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(HERE)]
 
 from placement_speed import decisions_per_second, make_pool, request  # noqa: E402
 
@@ -214,7 +214,7 @@ def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float
 
     import requests
 
-    from support import API, Hub, pids_with_env, wait_for
+    from tests.support import API, Hub, pids_with_env, wait_for
 
     state = filled_state(gpus, live, fill=fill)
     if queued:

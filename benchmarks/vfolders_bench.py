@@ -36,7 +36,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from ptools_bench import timed  # noqa: E402  (one timer for the p-command and GNU runs)
@@ -88,7 +87,7 @@ print("done", r.headers["Upload-Offset"], flush=True)
 
 
 def bench_upload(a: argparse.Namespace) -> None:
-    from support import Hub, free_port, wait_for
+    from tests.support import Hub, free_port, wait_for
 
     work = Path(tempfile.mkdtemp(prefix="vfolders-bench-", dir=a.dir))
     hub = Hub(work / "hub", GPUHUB_VFOLDERS_PORT=str(free_port()), GPUHUB_VFOLDERS_DIR=str(work / "nas"))

@@ -17,19 +17,24 @@ import types
 
 import pytest
 import requests
-from support import API, REPO, Hub, wait_for
-from test_inventory import FakeNVML, pairs
 
 from gpu_allocator.agent import containers
 from gpu_allocator.agent.app import GPUAgent
 from gpu_allocator.agent.mps import MPSManager
 from gpu_allocator.agent.nvml import NoSampler, NVMLSampler, discover
 from gpu_allocator.inventory import discover_nvml_details, mock_uuid, nvml_numa, nvml_topology
+from tests.support import API, DATA, REPO, FakeNVML, pairs, wait_for
 
 INTERVAL = 1.0  # the test hub's heartbeat interval
 #: idle for 6 s: noticed after 3 s, reclaimed after 6 s (and 3 s after the notice)
 IDLE_POLICY = {"threshold": 0.05, "minutes": 0.1, "notice_minutes": 0.05, "only_when_waiting": True}
 MB = 1024**2
+
+#: the host API's hub: no inventory hosts (agents register theirs), heartbeats every
+#: INTERVAL, idle reclaim for one group only (test_an_idle_share_…), checked every second
+pytestmark = pytest.mark.hub(
+    GPUHUB_INVENTORY=str(DATA / "empty-inventory.yaml"), GPUHUB_HEARTBEAT_INTERVAL=str(INTERVAL),
+    GPUHUB_IDLE_RECLAIM=json.dumps({"groups": {"gpuhub-idle": IDLE_POLICY}}), GPUHUB_TIME_LIMIT_INTERVAL="1")
 
 
 # --------------------------------------------------------------------------- NVML
@@ -233,19 +238,6 @@ async def test_mps_missing_binary_is_logged_once(tmp_path, caplog):
 
 
 # --------------------------------------------------------------------------- host API
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    work = tmp_path_factory.mktemp("agenthub")
-    (work / "empty.yaml").write_text("hosts: []\n")
-    h = Hub(work, GPUHUB_INVENTORY=str(work / "empty.yaml"), GPUHUB_HEARTBEAT_INTERVAL=str(INTERVAL),
-            # idle reclaim for one group only (test_an_idle_share_…), checked every second
-            GPUHUB_IDLE_RECLAIM=json.dumps({"groups": {"gpuhub-idle": IDLE_POLICY}}),
-            GPUHUB_TIME_LIMIT_INTERVAL="1")
-    h.start()
-    yield h
-    h.stop()
 
 
 @pytest.fixture

@@ -18,20 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from support import API, Hub, wait_for
+from tests.support import API, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.hub(GPUHUB_RECONCILE_INTERVAL="1", GPUHUB_RECONCILE_GRACE="3")]
 
 PER_GPU = 20
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    h = Hub(tmp_path_factory.mktemp("allocator-e2e"),
-            GPUHUB_RECONCILE_INTERVAL="1", GPUHUB_RECONCILE_GRACE="3")
-    h.start()
-    yield h
-    h.stop()
 
 
 @pytest.fixture(scope="module")

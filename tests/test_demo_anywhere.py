@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ENV_CODE, REPO, Hub
+from tests.support import ENV_CODE, REPO, Hub
 from spawner import serverenv
 from spawner.serverenv import blocker, envs_root
 

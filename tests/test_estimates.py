@@ -4,7 +4,7 @@ budget, per-request errors, the quota; and vfolder space left (pure)."""
 
 from __future__ import annotations
 
-from test_pool import box, open_pool
+from tests.support import box, open_pool
 
 from gpu_allocator.api.estimates import estimates_answer
 from gpu_allocator.app import GPUAllocator

@@ -10,7 +10,7 @@ import logging
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_pool import box, open_pool
+from tests.support import box, open_pool
 
 from gpu_allocator import loops
 from gpu_allocator.admin.actions import read_audit

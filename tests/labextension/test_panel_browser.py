@@ -19,38 +19,30 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from support import CHROMIUM, CHROMIUM_ARGS, Hub, free_port, wait_for
-
-pytestmark = pytest.mark.e2e
+from tests.support import CHROMIUM, CHROMIUM_ARGS, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 LABEXT = REPO / "labextension"
+#: where installed_extension puts the extension for the hub's servers
+PREFIX = LABEXT / "build" / "test-prefix"
+
+pytestmark = [
+    pytest.mark.e2e, pytest.mark.browser,
+    pytest.mark.skipif(os.getuid() != 0, reason="vfolder mounts in local sessions need a hub that runs as root"),
+    pytest.mark.hub(JUPYTER_PATH=str(PREFIX / "share" / "jupyter"), JUPYTER_CONFIG_PATH=str(PREFIX / "etc" / "jupyter")),
+]
 V = "/services/vfolders/api/v1"
 ARTIFACTS = Path(os.environ.get("GPUHUB_TEST_ARTIFACTS", REPO / "build" / "test-artifacts" / "labextension"))
 USER = "gpuhub-panel"
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    if os.getuid() != 0:
-        pytest.skip("vfolder mounts in local sessions need a hub that runs as root")
+@pytest.fixture(scope="module", autouse=True)
+def installed_extension():
+    """The freshly built extension and its server config in a prefix the servers
+    (other accounts) can read, whatever the venv holds; before the hub starts."""
     if not (LABEXT / "build" / "gpuhub-labextension" / "package.json").exists():
         pytest.fail("the extension is not built: run make labextension")
-    # the freshly built extension and its server config in a prefix the servers
-    # (other accounts) can read, whatever the venv holds
-    prefix = LABEXT / "build" / "test-prefix"
-    subprocess.run([sys.executable, str(LABEXT / "install.py"), "--prefix", str(prefix)], check=True)
-    h = Hub(
-        tmp_path_factory.mktemp("panelhub"),
-        GPUHUB_VFOLDERS_PORT=str(free_port()),
-        JUPYTER_PATH=str(prefix / "share" / "jupyter"),
-        JUPYTER_CONFIG_PATH=str(prefix / "etc" / "jupyter"),
-    )
-    try:
-        h.start()
-        yield h
-    finally:
-        h.stop()
+    subprocess.run([sys.executable, str(LABEXT / "install.py"), "--prefix", str(PREFIX)], check=True)
 
 
 def open_panel(page):

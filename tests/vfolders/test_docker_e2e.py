@@ -30,26 +30,24 @@ import os
 import pytest
 import requests
 
-from support import Hub, free_port
-
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # the storage host directory (the NAS) in the hub's work directory
+    pytest.mark.hub(GPUHUB_RUNTIME="docker", GPUHUB_LOCAL_AGENT="0",
+                    GPUHUB_VFOLDERS_DIR=lambda work: str(work / "nas")),
+]
 V = "/services/vfolders/api/v1"
 
 
-@pytest.fixture(scope="module")
-def hub(engine, tmp_path_factory):
-    work = tmp_path_factory.mktemp("vfdocker")
-    h = Hub(work, GPUHUB_RUNTIME="docker", GPUHUB_VFOLDERS_PORT=str(free_port()),
-            GPUHUB_LOCAL_AGENT="0", GPUHUB_VFOLDERS_DIR=str(work / "nas"))
-    try:
-        h.start()
-        yield h
-    finally:
-        h.stop()
-        for c in engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2ddv"}):
-            c.remove(force=True)
-        for v in engine.volumes.list(filters={"name": "gpuhub-home-gpuhub-2ddv"}):
-            v.remove(force=True)
+@pytest.fixture(scope="module", autouse=True)
+def nothing_left_in_the_engine(engine):
+    """The engine runs before the hub starts; the sessions' containers and home
+    volumes go after it stops."""
+    yield
+    for c in engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2ddv"}):
+        c.remove(force=True)
+    for v in engine.volumes.list(filters={"name": "gpuhub-home-gpuhub-2ddv"}):
+        v.remove(force=True)
 
 
 def container_of(engine, user: str):
