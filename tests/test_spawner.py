@@ -21,6 +21,8 @@ from gpu_allocator.client import AllocatorClient
 from spawner import LocalGPUSpawner
 from tests.support import REPO, free_port, until
 
+pytestmark = pytest.mark.e2e  # a MockHub, the allocator process and single-user servers
+
 INVENTORY = REPO / "hub_config" / "gpu_inventory.yaml"
 
 
