@@ -5,7 +5,6 @@ including a real gpuhub-agent process."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -23,7 +22,7 @@ from gpu_allocator.agent.app import GPUAgent
 from gpu_allocator.agent.mps import MPSManager
 from gpu_allocator.agent.nvml import NoSampler, NVMLSampler, discover
 from gpu_allocator.inventory import discover_nvml_details, mock_uuid, nvml_numa, nvml_topology
-from tests.support import API, DATA, REPO, FakeNVML, pairs, wait_for
+from tests.support import API, DATA, REPO, FakeNVML, pairs, until, wait_for
 
 INTERVAL = 1.0  # the test hub's heartbeat interval
 #: idle for 6 s: noticed after 3 s, reclaimed after 6 s (and 3 s after the notice)
@@ -212,8 +211,7 @@ async def test_mps_starts_for_fractions_and_stops_without(tmp_path, fake_mps):
     # a daemon that died is started again; another manager adopts a running one
     assert await mps.ensure(True) is True
     os.kill(int((pipe / "nvidia-cuda-mps-control.pid").read_text()), signal.SIGKILL)
-    await asyncio.sleep(0.1)
-    assert mps.running is False
+    await until(lambda: mps.running is False, 5, "the killed daemon to be seen as gone", 0.01)
     assert await mps.ensure(True) is True
     assert len([c for c in fake_mps.calls() if c.startswith("args=-d")]) == 3
     assert await MPSManager(tmp_path / "mps").ensure(True) is True
