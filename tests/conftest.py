@@ -61,8 +61,9 @@ def hub(request, hubs):
     """A real JupyterHub with the demo's config (support.Hub) for the module's
     tests, with the options of the module's ``hub`` marker; modules with the same
     options share one hub (tests that need a pristine one use ``own_hub``). A
-    module's module-scoped autouse fixtures run before it starts and end after it
-    stops (preparing what the hub needs, cleaning up what it left)."""
+    module's module-scoped autouse fixtures are set up before its hub starts and
+    torn down after the hub is done with the module, after it stops where the
+    module is its last (so they prepare what the hub needs and clean up what it left)."""
     options = hub_options(request.node)
     try:
         yield hubs.get(**options)
@@ -79,6 +80,7 @@ def own_hub(request, tmp_path):
         yield h.start()
     finally:
         h.stop()
+
 
 #: set by `make test` (.ci/postgres starts Debian's PostgreSQL)
 POSTGRES_URL = os.environ.get("GPUHUB_TEST_POSTGRES_URL", "")
