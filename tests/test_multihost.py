@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.support import API, REPO, Hub, wait_for
 
 pytestmark = pytest.mark.e2e
