@@ -18,7 +18,7 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import API, CHROMIUM, browser_login, wait_for
+from tests.support import API, CHROMIUM, Hub, browser_login, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.hub(GPUHUB_SAMPLE_INTERVAL="1")]
 
