@@ -42,9 +42,10 @@ def test_no_test_module_imports_another():
 
 def test_the_check_sees_every_form_of_import():
     assert imports_of_tests("from test_pool import box\nimport tests.test_queue\nfrom tests import test_e2e\n"
-                        "from .test_api import x\n") == [
+                            "from .test_api import x\n") == [
         "test_pool", "test_pool.box", "tests.test_queue", "tests.test_e2e", ".test_api", ".test_api.x"]
-    assert imports_of_tests("from tests.support import box\nimport pytest\nfrom gpu_allocator.pool import LivePool\n") == []
+    assert imports_of_tests("from tests.support import box\nimport pytest\n"
+                            "from gpu_allocator.pool import LivePool\n") == []
 
 
 def test_modules_with_the_same_hub_options_share_one_hub_until_the_last_is_done(monkeypatch, tmp_path):

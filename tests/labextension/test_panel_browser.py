@@ -29,7 +29,8 @@ PREFIX = LABEXT / "build" / "test-prefix"
 pytestmark = [
     pytest.mark.e2e, pytest.mark.browser,
     pytest.mark.skipif(os.getuid() != 0, reason="vfolder mounts in local sessions need a hub that runs as root"),
-    pytest.mark.hub(JUPYTER_PATH=str(PREFIX / "share" / "jupyter"), JUPYTER_CONFIG_PATH=str(PREFIX / "etc" / "jupyter")),
+    pytest.mark.hub(JUPYTER_PATH=str(PREFIX / "share" / "jupyter"),
+                    JUPYTER_CONFIG_PATH=str(PREFIX / "etc" / "jupyter")),
 ]
 V = "/services/vfolders/api/v1"
 ARTIFACTS = Path(os.environ.get("GPUHUB_TEST_ARTIFACTS", REPO / "build" / "test-artifacts" / "labextension"))
