@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PROXY  := hub_config/proxy/node_modules/.bin/configurable-http-proxy
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/hub_config/proxy/node_modules/.bin:$(PATH)
 
-.PHONY: demo test install system-deps server-env image clean labextension docs
+.PHONY: demo test test-fast install system-deps server-env image clean labextension docs
 
 ## Debian packages the tests and the demo need (list: .ci/apt-packages); installed only when missing.
 system-deps:
@@ -100,6 +100,14 @@ test: install docs
 	pg=$$(bash .ci/postgres start) || exit 1; \
 	GPUHUB_TEST_POSTGRES_URL=$$pg $(BIN)/python -m pytest -ra; rc=$$?; \
 	bash .ci/postgres stop; bash .ci/dockerd stop; exit $$rc
+
+## The fast tier, for the edit-test loop: every test that starts no hub, service, agent,
+## Docker engine or browser (pytest markers e2e and browser, tests/conftest.py), in a few
+## minutes; the store tests on SQLite and PostgreSQL, as in make test.
+test-fast: install
+	pg=$$(bash .ci/postgres start) || exit 1; \
+	GPUHUB_TEST_POSTGRES_URL=$$pg $(BIN)/python -m pytest -ra -m "not e2e and not browser"; rc=$$?; \
+	bash .ci/postgres stop; exit $$rc
 
 clean:
 	rm -rf $(VENV) docs/_build hub_config/proxy/node_modules data $(LABEXT)/node_modules $(LABEXT)/build $(LABEXT)/lib

@@ -42,7 +42,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO), str(HERE), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(HERE)]
 
 from placement_speed import decisions_per_second, make_pool, request  # noqa: E402
 
@@ -214,7 +214,7 @@ def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float
 
     import requests
 
-    from hubprocess import API, Hub, pids_with_env, wait_for
+    from tests.support import API, Hub, pids_with_cmdline, wait_for
 
     state = filled_state(gpus, live, fill=fill)
     if queued:
@@ -224,7 +224,8 @@ def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float
     data = work / "data"
     data.mkdir()
     write_state(f"sqlite:///{data / 'gpu_allocator.sqlite'}", state)
-    hub = Hub(work, GPUHUB_INVENTORY=str(work / "inventory.yaml"), GPUHUB_RECONCILE_INTERVAL="0")
+    hub = Hub(work, config={"GPUAllocator": {"inventory_file": str(work / "inventory.yaml"),
+                                             "reconcile_interval": 0.0}})
     hub.start(timeout=180)
     try:
         token = hub.spawner_token
@@ -303,7 +304,7 @@ def rest_run(gpus: int, live: int, seconds: float, threads: int = 8, fill: float
         # CPU per pair of each party: what the load of the machine (shared) does not change much
         parties = {
             "allocator": hub.allocator_pids(),
-            "proxy": pids_with_env("GPUHUB_DATA_DIR", str(hub.data_dir), "configurable-http-proxy"),
+            "proxy": pids_with_cmdline("configurable-http-proxy", f"--port\0{hub.port}\0"),
         }
         cpu0 = {k: cpu_seconds(v) for k, v in parties.items()}
         client_cpu0 = time.process_time()

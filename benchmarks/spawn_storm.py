@@ -43,22 +43,32 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO)]
 
-from hubprocess import Hub  # noqa: E402
+from tests.support import Hub  # noqa: E402
 
-#: what the storm's hub adds to the demo config: the spawner under test and a
-#: larger declared pool (GPUHUB_STORM_SPAWNER is read here only)
-STORM_CONFIG = """\
-import os
-load_subconfig({demo!r})
-if os.environ["GPUHUB_STORM_SPAWNER"] == "plain":
-    c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
-# a class at once: the hub's own default (100) would not limit 50, but be explicit
+#: what the storm's hub sets after the demo config: a class at once (no spawn
+#: limit; long enough time-outs), and for the baseline JupyterHub's own spawner
+AFTER_DEMO = """
 c.JupyterHub.concurrent_spawn_limit = 0
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 300
 """
+PLAIN = 'c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"\n'
+
+
+class StormHub(Hub):
+    """The tests' demo hub (tests.support.Hub), with AFTER_DEMO (and PLAIN for the
+    baseline) appended to its config file."""
+
+    def __init__(self, workdir: Path, plain: bool, **kw):
+        super().__init__(workdir, **kw)
+        self.plain = plain
+
+    def write_config(self) -> None:
+        super().write_config()
+        with open(self.config, "a") as f:
+            f.write(AFTER_DEMO + (PLAIN if self.plain else ""))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -105,11 +115,8 @@ def cpu_seconds(pids: list[int]) -> float:
 def storm(kind: str, names: list[str], work: Path, inventory: Path, fraction: str,
           timeout: float) -> dict:
     """One storm on a hub of its own; returns the figures."""
-    config = work / f"storm_{kind}_config.py"
-    config.write_text(STORM_CONFIG.format(demo=str(REPO / "hub_config" / "jupyterhub_config.py")))
-    hub = Hub(work / kind, GPUHUB_INVENTORY=str(inventory), GPUHUB_STORM_SPAWNER=kind,
-              GPUHUB_RUNTIME="local", GPUHUB_RECONCILE_INTERVAL="0")
-    hub.config = config
+    hub = StormHub(work / kind, plain=kind == "plain", config={
+        "GPUAllocator": {"inventory_file": str(inventory), "reconcile_interval": 0.0}})
     hub.start(timeout=180)
     try:
         users = [hub.login(n) for n in names]

@@ -3,7 +3,7 @@
     python benchmarks/vfolders_bench.py upload [--mb 1024] [--kill-at 0.5]
     python benchmarks/vfolders_bench.py scan   [--files 100000] [--delay-ms 1] [--repeat 3]
 
-upload: the demo hub (tests/hubprocess.py: real JupyterHub, configurable-http-proxy,
+upload: the demo hub (tests/support.py: real JupyterHub, configurable-http-proxy,
         the vfolder service as a managed service) on loopback. A client process
         uploads one file with tus 1.0 (POST, then one streamed PATCH) through the
         hub's proxy: MiB/s. Then the same file again, the client SIGKILLed when it
@@ -36,7 +36,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from ptools_bench import timed  # noqa: E402  (one timer for the p-command and GNU runs)
@@ -88,10 +87,11 @@ print("done", r.headers["Upload-Offset"], flush=True)
 
 
 def bench_upload(a: argparse.Namespace) -> None:
-    from hubprocess import Hub, free_port, wait_for
+    from tests.support import Hub, wait_for
 
     work = Path(tempfile.mkdtemp(prefix="vfolders-bench-", dir=a.dir))
-    hub = Hub(work / "hub", GPUHUB_VFOLDERS_PORT=str(free_port()), GPUHUB_VFOLDERS_DIR=str(work / "nas"))
+    hub = Hub(work / "hub", config={"VFolderService": {
+        "storage_hosts": {"local": {"path": str(work / "nas"), "default": True}}}})
     src = work / "big.bin"
     with open(src, "wb") as f:  # incompressible
         block = os.urandom(MB)

@@ -1,27 +1,86 @@
+"""The tests' shared fixtures; their helpers are in tests/support.py.
+
+Tiers (markers, pyproject.toml): ``e2e`` tests start real processes — a hub, the
+services, an agent, a Docker engine — and ``browser`` tests drive Chromium;
+``make test-fast`` runs the others. A test that uses the ``hub``, ``own_hub`` or
+``engine`` fixture is an e2e test whether or not it says so."""
+
 import os
+import secrets
+import signal
+import stat
+import subprocess
 import sys
+import types
 from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, Hubs, hub_in
 
 #: jp_fetch and friends for the lab panel's server extension (tests/labextension);
 #: plugins may only be named in the top-level conftest
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
-sys.path.insert(0, str(TESTS))
 
 # the proxy and the venv's scripts, also when pytest is run without `make`
 os.environ["PATH"] = os.pathsep.join(
     [str(Path(sys.executable).parent), str(REPO / "hub_config/proxy/node_modules/.bin"), os.environ["PATH"]]
 )
 
+#: fixtures that start processes: their tests are e2e tests
+E2E_FIXTURES = {"hub", "own_hub", "engine"}
 
-import secrets  # noqa: E402
-import signal  # noqa: E402
-import stat  # noqa: E402
-import types  # noqa: E402
 
-import pytest  # noqa: E402
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if E2E_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)
+
+
+def hub_options(node) -> dict:
+    """The options (keyword arguments of support.Hub) of the closest ``hub`` marker:
+    ``pytestmark = pytest.mark.hub(GPUHUB_RUNTIME="docker")``; none: the demo's hub."""
+    marker = node.get_closest_marker("hub")
+    return dict(marker.kwargs) if marker else {}
+
+
+@pytest.fixture(scope="session")
+def hubs(request, tmp_path_factory):
+    """The session's shared hubs (support.Hubs): one per set of options, for the
+    modules whose tests use the ``hub`` fixture."""
+    modules = {item.getparent(pytest.Module) for item in request.session.items if "hub" in item.fixturenames}
+    shared = Hubs(tmp_path_factory.mktemp)
+    shared.expect(hub_options(m) for m in modules)
+    yield shared
+    shared.stop_all()
+
+
+@pytest.fixture(scope="module")
+def hub(request, hubs):
+    """A real JupyterHub with the demo's config (support.Hub) for the module's
+    tests, with the options of the module's ``hub`` marker; modules with the same
+    options share one hub (tests that need a pristine one use ``own_hub``). A
+    module's module-scoped autouse fixtures are set up before its hub starts and
+    torn down after the hub is done with the module, after it stops where the
+    module is its last (so they prepare what the hub needs and clean up what it left)."""
+    options = hub_options(request.node)
+    try:
+        yield hubs.get(**options)
+    finally:
+        hubs.done(**options)
+
+
+@pytest.fixture
+def own_hub(request, tmp_path):
+    """A hub of the test's own in ``tmp_path`` (options: the ``hub`` marker),
+    stopped after the test."""
+    h = hub_in(tmp_path, hub_options(request.node))
+    try:
+        yield h.start()
+    finally:
+        h.stop()
+
 
 #: set by `make test` (.ci/postgres starts Debian's PostgreSQL)
 POSTGRES_URL = os.environ.get("GPUHUB_TEST_POSTGRES_URL", "")
@@ -123,9 +182,7 @@ def box_agent(tmp_path, monkeypatch):
 def engine():
     """A Docker engine (`.ci/dockerd start` when none answers) with the
     gpuhub/singleuser image built from this checkout; a docker-py client."""
-    import subprocess
-
-    import docker
+    import docker  # only the Docker tests need docker-py
 
     subprocess.run(["bash", str(REPO / ".ci/dockerd"), "start"], check=True)
     # the image's pins come from the venv running the tests (a worktree has no .venv)

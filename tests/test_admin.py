@@ -18,21 +18,17 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
-from hubprocess import API, CHROMIUM, Hub, browser_login
+from tests.support import API, CHROMIUM, Hub, browser_login, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.hub(config={"GPUAllocator": {"sample_interval": 1.0}})]
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "admin"
 PANEL = "/services/gpu-allocator/admin/"
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+@pytest.fixture(scope="module", autouse=True)
+def artifacts():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    h = Hub(tmp_path_factory.mktemp("adminhub"), config={"GPUAllocator": {"sample_interval": 1.0}})
-    h.start()
-    yield h
-    h.stop()
 
 
 
@@ -195,8 +191,6 @@ def test_queue_tab_quotas_priority_cancel_and_metrics(hub):
     for capacity shows its ETA; the admin changes a priority and cancels, each
     confirmed and audited, and the same through the API; the metrics follow the
     queue."""
-    from hubprocess import wait_for
-
     admin, gina, svc = hub.login("admin"), hub.login("gpuhub-gina"), hub.admin_allocator()
     token = (hub.data_dir / "gpuhub-prometheus-token").read_text().strip()
     metrics_url = hub.url + "/services/gpu-allocator/metrics"
@@ -353,8 +347,6 @@ def test_reservations_tab_books_marks_the_map_cancels_and_audits(hub):
         confirm(page, page.locator(f'tr[data-reservation="{rid}"] .gpuhub-unreserve'), "room changed")
         expect(page.locator("#gpuhub-reservations-empty")).to_be_visible()
         # the devices are everyone's again: sam's request starts
-        from hubprocess import wait_for
-
         wait_for(lambda: sam.call("GET", f"{API}/allocations/{waiting}").json()["state"] == "granted", 30,
                  "the request that waited for the reservation to start")
         sam.call("DELETE", f"{API}/allocations/{waiting}")

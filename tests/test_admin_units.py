@@ -18,7 +18,7 @@ from gpu_allocator.admin.samples import Samples
 from gpu_allocator.core.model import AllocationState, Request
 from gpu_allocator.core.placement import NoFit
 from gpu_allocator.metrics import AllocatorMetrics
-from test_pool import box, demo_hosts, open_pool, reopen
+from tests.support import box, demo_hosts, open_pool, reopen
 
 H = 3600.0
 

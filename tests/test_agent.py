@@ -5,7 +5,6 @@ including a real gpuhub-agent process."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -17,19 +16,27 @@ import types
 
 import pytest
 import requests
-from hubprocess import API, REPO, Hub, wait_for
-from test_inventory import FakeNVML, pairs
 
 from gpu_allocator.agent import containers
 from gpu_allocator.agent.app import GPUAgent
 from gpu_allocator.agent.mps import MPSManager
 from gpu_allocator.agent.nvml import NoSampler, NVMLSampler, discover
 from gpu_allocator.inventory import discover_nvml_details, mock_uuid, nvml_numa, nvml_topology
+from tests.support import API, DATA, REPO, FakeNVML, pairs, until, wait_for
 
 INTERVAL = 1.0  # the test hub's heartbeat interval
 #: idle for 6 s: noticed after 3 s, reclaimed after 6 s (and 3 s after the notice)
 IDLE_POLICY = {"threshold": 0.05, "minutes": 0.1, "notice_minutes": 0.05, "only_when_waiting": True}
 MB = 1024**2
+
+#: the host API's hub: no inventory hosts (agents register theirs), heartbeats every
+#: INTERVAL, idle reclaim for one group only (test_an_idle_share_…), checked every second
+pytestmark = pytest.mark.hub(config={"GPUAllocator": {
+    "inventory_file": str(DATA / "empty-inventory.yaml"), "heartbeat_interval": INTERVAL,
+    # idle reclaim for one group only (test_an_idle_share_…), checked every second
+    "idle_reclaim": {"groups": {"gpuhub-idle": IDLE_POLICY}},
+    "time_limit_interval": 1.0,
+}})
 
 
 # --------------------------------------------------------------------------- NVML
@@ -207,8 +214,7 @@ async def test_mps_starts_for_fractions_and_stops_without(tmp_path, fake_mps):
     # a daemon that died is started again; another manager adopts a running one
     assert await mps.ensure(True) is True
     os.kill(int((pipe / "nvidia-cuda-mps-control.pid").read_text()), signal.SIGKILL)
-    await asyncio.sleep(0.1)
-    assert mps.running is False
+    await until(lambda: mps.running is False, 5, "the killed daemon to be seen as gone", 0.01)
     assert await mps.ensure(True) is True
     assert len([c for c in fake_mps.calls() if c.startswith("args=-d")]) == 3
     assert await MPSManager(tmp_path / "mps").ensure(True) is True
@@ -233,21 +239,6 @@ async def test_mps_missing_binary_is_logged_once(tmp_path, caplog):
 
 
 # --------------------------------------------------------------------------- host API
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    work = tmp_path_factory.mktemp("agenthub")
-    (work / "empty.yaml").write_text("hosts: []\n")
-    h = Hub(work, config={"GPUAllocator": {
-        "inventory_file": str(work / "empty.yaml"), "heartbeat_interval": INTERVAL,
-        # idle reclaim for one group only (test_an_idle_share_…), checked every second
-        "idle_reclaim": {"groups": {"gpuhub-idle": IDLE_POLICY}},
-        "time_limit_interval": 1.0,
-    }})
-    h.start()
-    yield h
-    h.stop()
 
 
 @pytest.fixture
@@ -435,8 +426,8 @@ def test_an_idle_share_is_noticed_then_reclaimed_while_someone_waits_and_a_busy_
             assert r.status_code == 200, r.text
             if until is not None and until():
                 return
-            time.sleep(0.3)
-        assert until is None, "timed out"
+            time.sleep(0.3)  # the agent's heartbeat period: time passing is what is tested
+        assert until is None, f"no heartbeat in {seconds} s brought what the test waits for"
 
     def state(a):
         return admin.call("GET", f"{API}/allocations/{a['id']}").json()

@@ -18,20 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from hubprocess import API, Hub, wait_for
+from tests.support import API, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.hub(config={"GPUAllocator": {"reconcile_interval": 1.0, "reconcile_grace": 3.0}})]
 
 PER_GPU = 20
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    h = Hub(tmp_path_factory.mktemp("allocator-e2e"),
-            config={"GPUAllocator": {"reconcile_interval": 1.0, "reconcile_grace": 3.0}})
-    h.start()
-    yield h
-    h.stop()
 
 
 @pytest.fixture(scope="module")

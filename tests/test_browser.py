@@ -10,18 +10,10 @@ import time
 import pytest
 from playwright.sync_api import sync_playwright
 
-from hubprocess import CHROMIUM, CHROMIUM_ARGS, Hub
+from tests.support import CHROMIUM, CHROMIUM_ARGS
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    h = Hub(tmp_path_factory.mktemp("browserhub"))
-    h.start()
-    yield h
-    h.stop()
 
 
 def test_login_pick_half_gpu_start_and_land_in_jupyterlab(hub, tmp_path):

@@ -127,7 +127,7 @@ def test_a_service_has_no_setting_from_the_environment(monkeypatch):
 
 
 def test_the_demo_config_writes_each_service_its_own_config_file(tmp_path, monkeypatch):
-    """What a config that runs the demo config sets (tests/hubprocess.py does this)
+    """What a config that runs the demo config sets (tests/support.py does this)
     reaches the services through their config files in the data dir; the demo's
     environment variables fill in only what it leaves unset."""
     from gpu_allocator.app import GPUAllocator

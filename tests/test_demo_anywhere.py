@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from hubprocess import ENV_CODE, REPO, Hub
 from spawner import serverenv
 from spawner.serverenv import DEFAULT_ROOT, blocker
+from tests.support import ENV_CODE, REPO, Hub, wait_for
 
 as_root = pytest.mark.skipif(
     os.getuid() != 0,
@@ -86,14 +86,20 @@ def test_install_is_a_no_op_when_present_and_one_build_for_concurrent_installs(m
     top = Path(tempfile.mkdtemp(prefix="gpuhub-envs-"))
     top.chmod(0o755)  # like /opt
     root = top / "server-envs"
-    builds = []
+    builds, locking = [], []
+    flock = serverenv.fcntl.flock
+
+    def counted_flock(f, how):
+        locking.append(how)
+        return flock(f, how)
 
     def fake_build(target, base, pinned, log):
         builds.append(target)
-        time.sleep(0.3)  # long enough for the other install to wait on the lock
+        wait_for(lambda: len(locking) == 2, 60, "the other install to wait on the lock")
         target.mkdir(parents=True)
         (target / serverenv.MARKER).write_text("{}")
 
+    monkeypatch.setattr(serverenv.fcntl, "flock", counted_flock)
     monkeypatch.setattr(serverenv, "_build", fake_build)
     try:
         assert serverenv.find(root) is None

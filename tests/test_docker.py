@@ -8,10 +8,9 @@ import json
 
 import pytest
 
-from hubprocess import Hub
 from spawner import DockerGPUSpawner
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.hub(config={"GPUHubDemo": {"runtime": "docker"}})]
 
 CODE = (
     "import os, json, pathlib\n"
@@ -24,12 +23,10 @@ CODE = (
 )
 
 
-@pytest.fixture(scope="module")
-def hub(engine, tmp_path_factory):
-    h = Hub(tmp_path_factory.mktemp("dockerhub"), config={"GPUHubDemo": {"runtime": "docker"}})
-    h.start()
-    yield h
-    h.stop()
+@pytest.fixture(scope="module", autouse=True)
+def no_containers_left(engine):
+    """The engine runs before the hub starts; the sessions' containers go after it stops."""
+    yield
     for c in engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2dd"}):
         c.remove(force=True)
 

@@ -13,17 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from hubprocess import API, ENV_CODE, Hub, pids_with_env, wait_for
+from tests.support import API, ENV_CODE, pids_with_env, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    h = Hub(tmp_path_factory.mktemp("hub"))
-    h.start()
-    yield h
-    h.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -4,12 +4,11 @@ budget, per-request errors, the quota; and vfolder space left (pure)."""
 
 from __future__ import annotations
 
-from test_pool import box, open_pool
-
 from gpu_allocator.api.estimates import estimates_answer
 from gpu_allocator.app import GPUAllocator
 from gpu_allocator.core.model import Request
 from gpu_allocator.core.quota import Limits
+from tests.support import box, open_pool
 from vfolder_manager.core.quota import Limit, Usage, bytes_left
 
 NOW = 1_000_000.0

@@ -17,6 +17,7 @@ from gpu_allocator.core.model import AllocationState, Device, Host, HostState, R
 from gpu_allocator.core.placement import NoFit
 from gpu_allocator.pool import LivePool
 from gpu_allocator.store.ledger import Ledger
+from tests.support import until
 
 UPG = 20
 
@@ -99,8 +100,9 @@ async def test_a_heartbeat_reporting_a_stray_fences_and_drain_survives(pool):
     await pool.register_host(host(n=2), running=[])
     view = pool.heartbeat("box", running=["ghost"], usage=None)
     assert view["state"] == HostState.FENCING and view["unknown"] == ["ghost"]
-    await asyncio.sleep(0.05)  # the reason is filled in the background
-    assert "unknown to the allocator" in pool.info["box"].fenced[0]["reason"]
+    # the generic reason is replaced in the background
+    await until(lambda: "unknown to the allocator" in pool.info["box"].fenced[0]["reason"], 5,
+                "the fence's reason to say the allocation is unknown", 0.01)
     # an admin drains and undrains meanwhile: still fencing
     assert await pool.set_drained("box", True)
     assert pool.state.hosts["box"].state == HostState.FENCING

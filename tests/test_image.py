@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # a Docker engine and the image
+
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "gpuhub/singleuser:latest"
 UID = 4242

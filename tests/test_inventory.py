@@ -6,7 +6,6 @@ import os
 import re
 import sys
 import textwrap
-import types
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from gpu_allocator.inventory import (
     mock_uuid,
     nvml_available,
 )
+from tests.support import FakeNVML, pairs
 
 DEMO = Path(__file__).resolve().parents[1] / "hub_config" / "gpu_inventory.yaml"
 NVML_UUID = re.compile(r"^GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -218,57 +218,6 @@ def test_malformed_inventory_names_the_entry(tmp_path, body, where, words):
 
 
 # --------------------------------------------------------------------------- NVML
-
-
-class FakeNVML(types.ModuleType):
-    """Just enough of pynvml: GPUs with an NVLink topology given as linked pairs."""
-
-    NVML_P2P_CAPS_INDEX_NVLINK = 4
-    NVML_P2P_STATUS_OK = 0
-    NVML_P2P_STATUS_NOT_SUPPORTED = 5
-
-    class NVMLError(Exception):
-        pass
-
-    def __init__(self, n: int, links: set[frozenset], broken: set[frozenset] = frozenset(), fail_init=False):
-        super().__init__("pynvml")
-        self.n, self.links, self.broken, self.fail_init = n, links, broken, fail_init
-        self.initialised = 0
-
-    def nvmlInit(self):
-        if self.fail_init:
-            raise self.NVMLError("Driver Not Loaded")
-        self.initialised += 1
-
-    def nvmlShutdown(self):
-        self.initialised -= 1
-
-    def nvmlDeviceGetCount(self):
-        return self.n
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return ("handle", i)
-
-    def nvmlDeviceGetName(self, h):
-        return b"NVIDIA H100 80GB HBM3" if h[1] % 2 else "NVIDIA H100 80GB HBM3"
-
-    def nvmlDeviceGetUUID(self, h):
-        u = f"GPU-00000000-0000-0000-0000-{h[1]:012d}"
-        return u.encode() if h[1] % 2 else u
-
-    def nvmlDeviceGetMemoryInfo(self, h):
-        return types.SimpleNamespace(total=81559 * 1024**2, free=0, used=0)
-
-    def nvmlDeviceGetP2PStatus(self, a, b, cap):
-        assert cap == self.NVML_P2P_CAPS_INDEX_NVLINK
-        pair = frozenset((a[1], b[1]))
-        if pair in self.broken:
-            raise self.NVMLError("Not Supported")
-        return self.NVML_P2P_STATUS_OK if pair in self.links else self.NVML_P2P_STATUS_NOT_SUPPORTED
-
-
-def pairs(*ps):
-    return {frozenset(p) for p in ps}
 
 
 def test_discover_nvml_with_a_fake_driver(monkeypatch):

@@ -17,10 +17,15 @@ from gpu_allocator.core.model import Device, Host, Request
 from gpu_allocator.core.placement import NoFit, place
 from gpu_allocator.core.state import PoolState
 from gpu_allocator.core.validation import RequestError, check_capacity
-from hubprocess import API, REPO, Hub, wait_for
 from spawner.options import render_form
+from tests.support import API, DATA, REPO, Hub, wait_for
 
 PER_GPU = 20
+
+#: own_hub: a hub of each test's own with no inventory hosts (the agents of the test
+#: register theirs), heartbeats every second
+pytestmark = pytest.mark.hub(config={"GPUAllocator": {"inventory_file": str(DATA / "empty-inventory.yaml"),
+                                                  "heartbeat_interval": 1.0}})
 
 
 def host(name, fractions=True, n=2):
@@ -55,16 +60,6 @@ def test_a_pool_without_mps_refuses_fractions_and_the_form_says_why():
     assert "Fractions of a GPU are not offered" in form and "CUDA MPS is not available" in form
 
 
-@pytest.fixture
-def hub(tmp_path):
-    (tmp_path / "empty.yaml").write_text("hosts: []\n")
-    h = Hub(tmp_path, config={"GPUAllocator": {"inventory_file": str(tmp_path / "empty.yaml"),
-                                              "heartbeat_interval": 1.0}})
-    h.start()
-    yield h
-    h.stop()
-
-
 def started_ticks(pid: int) -> int:
     return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19])
 
@@ -91,14 +86,14 @@ def start_agent(hub, tmp_path, name="mps-box"):
     )
 
 
-def test_the_server_starts_only_once_mps_runs_with_its_limits(hub, tmp_path, fake_mps):
-    state, agent = start_agent(hub, tmp_path)
+def test_the_server_starts_only_once_mps_runs_with_its_limits(own_hub, tmp_path, fake_mps):
+    state, agent = start_agent(own_hub, tmp_path)
     try:
-        admin = hub.admin_allocator()
+        admin = own_hub.admin_allocator()
         wait_for(lambda: any(h["name"] == "mps-box" and h["state"] == "up" for h in admin.pool()["hosts"]),
                  30, "the agent to register")
         assert not any(c.startswith("args=-d") for c in fake_mps.calls())  # no fraction yet: no daemon
-        user = hub.login("gpuhub-mps")
+        user = own_hub.login("gpuhub-mps")
         with ThreadPoolExecutor(1) as pool:  # watch the progress as the spawn page does
             spawning = pool.submit(user.spawn, {"gpus": 0.5})
             wait_for(lambda: (user.server() or {}).get("pending") == "spawn", 30, "pending spawn", 0.05)
@@ -126,11 +121,11 @@ def test_the_server_starts_only_once_mps_runs_with_its_limits(hub, tmp_path, fak
         agent.wait(10)
 
 
-def test_a_host_without_mps_gets_no_fraction(hub, tmp_path, monkeypatch):
+def test_a_host_without_mps_gets_no_fraction(own_hub, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no nvidia-cuda-mps-control anywhere
-    _, agent = start_agent(hub, tmp_path, name="plain-box")
+    _, agent = start_agent(own_hub, tmp_path, name="plain-box")
     try:
-        admin = hub.admin_allocator()
+        admin = own_hub.admin_allocator()
         wait_for(lambda: any(h["name"] == "plain-box" for h in admin.pool()["hosts"]), 30, "registration")
         (h,) = [h for h in admin.pool()["hosts"] if h["name"] == "plain-box"]
         assert h["fractions"] is False and h["mps"]["available"] is False
@@ -139,13 +134,14 @@ def test_a_host_without_mps_gets_no_fraction(hub, tmp_path, monkeypatch):
         r = admin.call("POST", API + "/allocations", json={"user": "gpuhub-x", "gpus": "1"})
         assert r.status_code == 201
         admin.call("DELETE", f"{API}/allocations/{r.json()['id']}")
-        page = hub.login("gpuhub-formviewer").session.get(hub.url + "/hub/spawn").content.decode()
+        page = own_hub.login("gpuhub-formviewer").session.get(own_hub.url + "/hub/spawn").content.decode()
         assert "Fractions of a GPU are not offered" in page
     finally:
         agent.kill()
         agent.wait(10)
 
 
+@pytest.mark.e2e
 def test_the_demo_runs_an_agent_for_its_own_host(tmp_path, fake_mps):
     """GPUHubDemo.local_agent (automatic where NVIDIA GPUs are): the demo's pool comes
     from this host's agent, so fractions wait for MPS as on any GPU server."""

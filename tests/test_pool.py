@@ -6,47 +6,20 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from gpu_allocator.core.model import AllocationState, Device, Host, HostState, Request
+from gpu_allocator.core.model import AllocationState, Host, HostState, Request
 from gpu_allocator.core.placement import NoFit
 from gpu_allocator.core.reservations import Conflict
 from gpu_allocator.pool import HostConflict, KeyConflict, LivePool
 from gpu_allocator.store import Ledger, StoreError
 from gpuhub.db import WriterLock
+from tests.support import DATA, PER_GPU, box, demo_hosts, open_pool, reopen
 
-PER_GPU = 20
-DATA = Path(__file__).parent / "data"
-
-
-def box(name: str, n: int = 2, model: str = "H100", island: str = "") -> Host:
-    devices = tuple(Device(name, i, f"GPU-{name}-{i}", model, 81920, island) for i in range(n))
-    return Host(name, devices, 16.0, 65536)
-
-
-def demo_hosts() -> list[Host]:
-    return [box("node-a", 4, "A100", "nv0"), box("node-b", 2, "L4")]
-
-
-async def open_pool(url: str, hosts=None, source="inventory") -> LivePool:
-    loop = asyncio.get_running_loop()
-    ledger = await loop.run_in_executor(None, Ledger, url, PER_GPU)
-    pool = LivePool(ledger, PER_GPU)
-    await pool.load()
-    if hosts is not None:
-        await pool.sync_hosts(hosts, source)
-    return pool
-
-
-async def reopen(pool: LivePool) -> LivePool:
-    pool.close()
-    pool.ledger.close()
-    return await open_pool(pool.ledger.url)
 
 
 def same_state(a: LivePool, b: LivePool) -> None:

@@ -364,17 +364,9 @@ def test_decayed_usage_halves_every_half_life():
 
 import asyncio  # noqa: E402
 
-from test_pool import box, open_pool, reopen  # noqa: E402
-
 from gpu_allocator.core.model import AllocationState  # noqa: E402
 from gpu_allocator.pool import QuotaExceeded  # noqa: E402
-
-
-async def settle(pool):
-    for _ in range(20):
-        await asyncio.sleep(0.01)
-        if not pool._pass_running:
-            return
+from tests.support import box, open_pool, reopen, settle  # noqa: E402
 
 
 async def test_a_request_that_does_not_fit_waits_then_starts_when_capacity_returns(db_url):

@@ -12,22 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from playwright.sync_api import sync_playwright
 
-from hubprocess import API, Hub, browser_login, wait_for
+from tests.support import API, browser_login, wait_for
 
-pytestmark = pytest.mark.e2e
+# the queue's timer and the run-time checks every second
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.hub(config={"GPUAllocator": {"time_limit_interval": 1.0}})]
 
 A100 = "A100-SXM4-80GB"
 VFOLDERS = "/services/vfolders/api/v1"
 WHOLE_A100 = {"gpus": 4, "gpu_model": A100, "max_hours": 1, "cpu": 1, "mem": "1G"}
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    # the queue's timer and the run-time checks every second
-    h = Hub(tmp_path_factory.mktemp("queuehub"), config={"GPUAllocator": {"time_limit_interval": 1.0}})
-    h.start()
-    yield h
-    h.stop()
 
 
 @pytest.fixture(autouse=True)

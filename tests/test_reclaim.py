@@ -10,12 +10,12 @@ import logging
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_pool import box, open_pool
 
 from gpu_allocator import loops
 from gpu_allocator.admin.actions import read_audit
 from gpu_allocator.core.model import AllocationState, Request
 from gpu_allocator.core.reclaim import Policies, Policy, Share, decide, parse_policies, share_utilisation
+from tests.support import box, open_pool
 
 NOW = 1_000_000.0
 P = Policy(threshold=0.05, minutes=60, only_when_waiting=True, notice_minutes=10)

@@ -20,7 +20,7 @@ from gpu_allocator.api.base import APIHandler
 from gpu_allocator.api.reservations import ReservationHandler, ReservationsHandler
 from gpu_allocator.core.model import Request
 from gpu_allocator.core.reservations import Conflict
-from test_pool import box, open_pool, reopen
+from tests.support import box, open_pool, reopen
 
 H = 3600.0
 PER = 20

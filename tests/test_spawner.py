@@ -3,7 +3,6 @@ allocator process as a managed service and a minimal single-user server."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import pwd
@@ -13,29 +12,18 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from jupyterhub.tests.utils import add_user, api_request
 
-from hubprocess import REPO, free_port
-from spawner import LocalGPUSpawner
 from gpu_allocator.client import AllocatorClient
+from spawner import LocalGPUSpawner
+from tests.support import REPO, free_port, until
+
+pytestmark = pytest.mark.e2e  # a MockHub, the allocator process and single-user servers
 
 INVENTORY = REPO / "hub_config" / "gpu_inventory.yaml"
-
-
-async def until(predicate, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        await asyncio.sleep(0.1)
-    raise TimeoutError(what)
 
 
 @pytest.fixture

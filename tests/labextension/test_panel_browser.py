@@ -22,41 +22,41 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from hubprocess import CHROMIUM, CHROMIUM_ARGS, Hub, free_port, wait_for
-
-pytestmark = pytest.mark.e2e
+from tests.support import CHROMIUM, CHROMIUM_ARGS, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 LABEXT = REPO / "labextension"
+#: where installed_extension puts the extension for the hub's servers
+PREFIX = LABEXT / "build" / "test-prefix"
+
+pytestmark = [
+    pytest.mark.e2e, pytest.mark.browser,
+    pytest.mark.skipif(os.getuid() != 0, reason="vfolder mounts in local sessions need a hub that runs as root"),
+    pytest.mark.hub(JUPYTER_PATH=str(PREFIX / "share" / "jupyter"),
+                    JUPYTER_CONFIG_PATH=str(PREFIX / "etc" / "jupyter"),
+                    # this checkout's panel in a servers' environment of its own
+                    GPUHUB_SERVER_ENVS=lambda work: str(private_server_envs())),
+]
 V = "/services/vfolders/api/v1"
 ARTIFACTS = Path(os.environ.get("GPUHUB_TEST_ARTIFACTS", REPO / "build" / "test-artifacts" / "labextension"))
 USER = "gpuhub-panel"
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    if os.getuid() != 0:
-        pytest.skip("vfolder mounts in local sessions need a hub that runs as root")
+@pytest.fixture(scope="module", autouse=True)
+def installed_extension():
+    """The freshly built extension and its server config in a prefix the servers
+    (other accounts) can read, whatever the venv holds; before the hub starts."""
     if not (LABEXT / "build" / "gpuhub-labextension" / "package.json").exists():
         pytest.fail("the extension is not built: run make labextension")
-    # the freshly built extension and its server config in a prefix the servers
-    # (other accounts) can read, whatever the venv holds
-    prefix = LABEXT / "build" / "test-prefix"
-    subprocess.run([sys.executable, str(LABEXT / "install.py"), "--prefix", str(prefix)], check=True)
-    envs = private_server_envs()
-    h = Hub(
-        tmp_path_factory.mktemp("panelhub"),
-        GPUHUB_VFOLDERS_PORT=str(free_port()),
-        JUPYTER_PATH=str(prefix / "share" / "jupyter"),
-        JUPYTER_CONFIG_PATH=str(prefix / "etc" / "jupyter"),
-        GPUHUB_SERVER_ENVS=str(envs),
-    )
-    try:
-        h.start()
-        yield h
-    finally:
-        h.stop()
-        shutil.rmtree(envs, ignore_errors=True)
+    subprocess.run([sys.executable, str(LABEXT / "install.py"), "--prefix", str(PREFIX)], check=True)
+    yield
+    # (after the hub, which the autouse fixture outlives)
+    for root in PRIVATE_ENVS:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+#: the private servers' environments this module made (removed after its hub)
+PRIVATE_ENVS: list[Path] = []
 
 
 def private_server_envs() -> Path:
@@ -73,6 +73,7 @@ def private_server_envs() -> Path:
         pytest.fail(f"the servers' environment {shared} is not installed: run make install")
     root = Path(tempfile.mkdtemp(prefix="gpuhub-panel-server-envs-"))
     root.chmod(0o755)
+    PRIVATE_ENVS.append(root)
     copy = root / shared.name
     if subprocess.run(["cp", "-al", str(shared), str(copy)], capture_output=True).returncode != 0:
         shutil.rmtree(copy, ignore_errors=True)  # another filesystem: a real copy

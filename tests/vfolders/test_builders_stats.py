@@ -4,11 +4,11 @@ changing after a write."""
 
 import os
 import subprocess
-import time
 
 import pytest
 
 from spawner.vfolders import docker_binds, form_block, local_mount_wrapper
+from tests.support import wait_for
 from vfolder_manager.storage import stats
 
 MOUNTS = [{"name": "data", "path": "/srv/nas/ab/abc", "mode": "rw"},
@@ -92,10 +92,7 @@ def test_storage_stats_change_after_a_write(svc):
     def hosts():
         return {h["name"]: h for h in svc.call("alice", "GET", "/storage/hosts").json()["hosts"]}
 
-    deadline = time.monotonic() + 10
-    while hosts()["local"]["stats"] is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    before = hosts()["local"]["stats"]
+    before = wait_for(lambda: hosts()["local"]["stats"], 10, "the storage host's first stats", 0.1)
     assert {"iops_read", "iops_write", "io_bytes_read", "io_bytes_write", "io_usec_read", "io_usec_write",
             "capacity_bytes", "free_bytes"} <= set(before)
     assert "path" not in hosts()["local"]  # users do not learn where the NAS is mounted
@@ -105,10 +102,9 @@ def test_storage_stats_change_after_a_write(svc):
         f.write(os.urandom(32 << 20))
         f.flush()
         os.fsync(f.fileno())
-    deadline = time.monotonic() + 10
-    changed = False
-    while time.monotonic() < deadline and not changed:
-        time.sleep(0.3)
+
+    def changed():
         after = hosts()["local"]["stats"]
-        changed = after["write_bytes"] > before["write_bytes"] or after["used_bytes"] != before["used_bytes"]
-    assert changed, (before, after)
+        return after["write_bytes"] > before["write_bytes"] or after["used_bytes"] != before["used_bytes"]
+
+    wait_for(changed, 10, f"the stats to show the write (before: {before})", 0.3)

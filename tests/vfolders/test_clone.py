@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.support import wait_for
 from vfolder_manager import service as service_module
 from vfolder_manager.ptools.engine import Op, PathError
 from vfolder_manager.storage.ownership import vfolder_gid
@@ -110,10 +111,8 @@ def test_clone_copies_the_tree_and_reports_progress(svc, monkeypatch):
     gid = vfolder_gid(clone["id"], svc.service.vfolder_gid_base)
     assert os.stat(dst_path).st_gid == gid or os.getuid() != 0
     # the clone's usage is scanned when it is ready
-    deadline = time.monotonic() + 10
-    while svc.call("bob", "GET", f"/vfolders/{clone['id']}/usage").json()["files"] != 6:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: svc.call("bob", "GET", f"/vfolders/{clone['id']}/usage").json()["files"] == 6, 10,
+             "the clone's usage scan", 0.05)
     assert svc.call("bob", "GET", f"/vfolders/{clone['id']}/usage").json()["bytes"] >= sum(map(len, files.values()))
     # and it is a copy: changing it leaves the source alone
     os.unlink(os.path.join(dst_path, "d", "b.txt"))

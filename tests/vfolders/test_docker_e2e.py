@@ -30,28 +30,26 @@ import os
 import pytest
 import requests
 
-from hubprocess import Hub
-
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # the storage host directory (the NAS) in the hub's work directory
+    pytest.mark.hub(config=lambda work: {
+        "GPUHubDemo": {"runtime": "docker", "local_agent": "0"},
+        "VFolderService": {"storage_hosts": {"local": {"path": str(work / "nas"), "default": True}}},
+    }),
+]
 V = "/services/vfolders/api/v1"
 
 
-@pytest.fixture(scope="module")
-def hub(engine, tmp_path_factory):
-    work = tmp_path_factory.mktemp("vfdocker")
-    h = Hub(work, config={
-        "GPUHubDemo": {"runtime": "docker", "local_agent": "0"},
-        "VFolderService": {"storage_hosts": {"local": {"path": str(work / "nas"), "default": True}}},
-    })
-    try:
-        h.start()
-        yield h
-    finally:
-        h.stop()
-        for c in engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2ddv"}):
-            c.remove(force=True)
-        for v in engine.volumes.list(filters={"name": "gpuhub-home-gpuhub-2ddv"}):
-            v.remove(force=True)
+@pytest.fixture(scope="module", autouse=True)
+def nothing_left_in_the_engine(engine):
+    """The engine runs before the hub starts; the sessions' containers and home
+    volumes go after it stops."""
+    yield
+    for c in engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2ddv"}):
+        c.remove(force=True)
+    for v in engine.volumes.list(filters={"name": "gpuhub-home-gpuhub-2ddv"}):
+        v.remove(force=True)
 
 
 def container_of(engine, user: str):

@@ -7,22 +7,11 @@ import os
 
 import pytest
 
-from hubprocess import Hub
-
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(os.getuid() != 0, reason="mounting vfolders into local sessions needs a hub that runs as root"),
+]
 V = "/services/vfolders/api/v1"
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    if os.getuid() != 0:
-        pytest.skip("mounting vfolders into local sessions needs a hub that runs as root")
-    h = Hub(tmp_path_factory.mktemp("vfhub"))
-    try:
-        h.start()
-        yield h
-    finally:
-        h.stop()
 
 
 def test_mount_write_read_ro_and_refused_delete(hub):

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from spawner.vfolders import docker_binds, local_mount_wrapper, vfolder_gids
+from tests.support import wait_for
 from vfolder_manager.storage.ownership import default_acl, vfolder_gid
 from vfolder_manager.store.schema import VFolder
 
@@ -76,12 +77,8 @@ def test_clone_joins_its_own_group(svc):
     assert r.returncode == 0, r.stderr
     r = svc.call("alice", "POST", f"/vfolders/{vf['id']}/clone", json={"name": "copy"})
     cid = r.json()["id"]
-    import time
-
-    deadline = time.monotonic() + 20
-    while svc.call("alice", "GET", f"/vfolders/{cid}").json()["state"] != "ready":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: svc.call("alice", "GET", f"/vfolders/{cid}").json()["state"] == "ready", 20,
+             "the clone to be ready", 0.05)
     cgid = vfolder_gid(cid, svc.service.vfolder_gid_base)
     assert cgid != gid
     dst = path_of(svc, cid)

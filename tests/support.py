@@ -1,6 +1,15 @@
-"""A real JupyterHub process (demo config, real configurable-http-proxy, the
-allocator as a managed service) on free ports in a private data dir, plus the
-HTTP helpers tests use to drive it like a user would."""
+"""What the tests share beyond their fixtures (tests/conftest.py): the one place a
+test module imports helpers from (no test module imports another).
+
+- waits that fail loudly: ``wait_for`` (threads, processes) and ``until`` (the
+  event loop), both raising with what they waited for;
+- a real JupyterHub process (demo config, real configurable-http-proxy, the
+  allocator as a managed service) on free ports in a private data dir (``Hub``),
+  the session's shared hubs (``Hubs``), and the HTTP helpers tests use to drive a
+  hub like a user would;
+- the live pool on a database of the test's own (``box``, ``open_pool``, ``reopen``);
+- a fake NVML driver (``FakeNVML``).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +21,24 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import uuid
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import requests
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-REPO = Path(__file__).resolve().parent.parent
+from gpu_allocator.core.model import Device, Host
+from gpu_allocator.pool import LivePool
+from gpu_allocator.store import Ledger
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+#: files the tests read (an old database, an empty inventory)
+DATA = TESTS / "data"
 #: Debian's Chromium, driven by Playwright (never a downloaded browser)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -45,6 +64,9 @@ def free_port() -> int:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Calls ``predicate`` every ``interval`` seconds until it returns something
+    true, and returns that; raises TimeoutError naming ``what`` (and the last
+    answer) after ``timeout`` seconds. A refused connection counts as "not yet"."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -56,6 +78,22 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
             last = e
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+async def until(predicate, timeout: float = 30, what: str = "condition", interval: float = 0.1):
+    """``wait_for`` on the event loop: ``predicate`` may be a coroutine function;
+    the loop runs meanwhile."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = predicate()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(interval)
 
 
 def pids_with_env(key: str, value: str, cmd_part: str, not_part: str | None = None) -> list[int]:
@@ -246,6 +284,61 @@ def pids_with_cmdline(*parts: str, not_part: str | None = None) -> list[int]:
     return found
 
 
+def hub_in(work: Path, options: dict) -> Hub:
+    """A hub (not started) in ``work`` with ``options``, the keyword arguments of
+    ``Hub``; an option may be a function of the work directory (a path in it)."""
+    return Hub(work, **{k: v(work) if callable(v) else v for k, v in options.items()})
+
+
+class Hubs:
+    """The session's hubs, one per set of options (keyword arguments of ``Hub``):
+    the modules that ask for the same options share one hub, started when the
+    first of them needs it and stopped when the last of them is done.
+
+    tests/conftest.py's ``hub`` fixture asks for a module's hub; how many modules
+    will ask for each set of options comes from the collected tests (``expect``),
+    so a hub lives no longer than its last module, and at most until the session ends."""
+
+    def __init__(self, mktemp):
+        #: makes a new, empty work directory from a base name (tmp_path_factory.mktemp)
+        self._mktemp = mktemp
+        self._hubs: dict[str, Hub] = {}
+        self._modules: Counter = Counter()
+
+    @staticmethod
+    def key(options: dict) -> str:
+        # (options may hold dicts: Hub's config=)
+        return repr(sorted(options.items()))
+
+    def expect(self, options_of_modules: Iterable[dict]) -> None:
+        """One set of options for each module that will ask for a hub."""
+        self._modules.update(self.key(o) for o in options_of_modules)
+
+    def get(self, **options) -> Hub:
+        """The running hub for these options (see ``hub_in``), started now if none runs."""
+        key = self.key(options)
+        if key not in self._hubs:
+            h = hub_in(self._mktemp("hub"), options)
+            try:
+                h.start()
+            except BaseException:
+                h.stop()
+                raise
+            self._hubs[key] = h
+        return self._hubs[key]
+
+    def done(self, **options) -> None:
+        """A module that asked for this hub is done; after the last one it stops."""
+        key = self.key(options)
+        self._modules[key] -= 1
+        if self._modules[key] <= 0 and key in self._hubs:
+            self._hubs.pop(key).stop()
+
+    def stop_all(self) -> None:
+        while self._hubs:
+            self._hubs.popitem()[1].stop()
+
+
 class Client:
     """Token-authenticated JSON calls through the proxy."""
 
@@ -369,3 +462,95 @@ def browser_login(p, hub: Hub, name: str, **page_options):
     page.click("#login_submit")
     page.wait_for_load_state()
     return browser, page
+
+
+# --- the live pool on a database of the test's own ------------------------------------
+
+#: allocation units per GPU in the pool tests (a twentieth of a GPU)
+PER_GPU = 20
+
+
+def box(name: str, n: int = 2, model: str = "H100", island: str = "") -> Host:
+    devices = tuple(Device(name, i, f"GPU-{name}-{i}", model, 81920, island) for i in range(n))
+    return Host(name, devices, 16.0, 65536)
+
+
+def demo_hosts() -> list[Host]:
+    return [box("node-a", 4, "A100", "nv0"), box("node-b", 2, "L4")]
+
+
+async def open_pool(url: str, hosts=None, source="inventory") -> LivePool:
+    loop = asyncio.get_running_loop()
+    ledger = await loop.run_in_executor(None, Ledger, url, PER_GPU)
+    pool = LivePool(ledger, PER_GPU)
+    await pool.load()
+    if hosts is not None:
+        await pool.sync_hosts(hosts, source)
+    return pool
+
+
+async def reopen(pool: LivePool) -> LivePool:
+    pool.close()
+    pool.ledger.close()
+    return await open_pool(pool.ledger.url)
+
+
+async def settle(pool: LivePool, timeout: float = 10) -> None:
+    """Until the pool's scheduling passes have run (``kick`` starts one soon;
+    passes never overlap); raises when one still runs after ``timeout`` seconds."""
+    await asyncio.sleep(0)  # a pass kicked by what the test just awaited starts
+    await until(lambda: not pool._pass_running, timeout, "the pool's scheduling passes to end", 0.01)
+
+
+# --- a fake NVML driver ------------------------------------------------------------------
+
+
+class FakeNVML(types.ModuleType):
+    """Just enough of pynvml: GPUs with an NVLink topology given as linked pairs."""
+
+    NVML_P2P_CAPS_INDEX_NVLINK = 4
+    NVML_P2P_STATUS_OK = 0
+    NVML_P2P_STATUS_NOT_SUPPORTED = 5
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, n: int, links: set[frozenset], broken: set[frozenset] = frozenset(), fail_init=False):
+        super().__init__("pynvml")
+        self.n, self.links, self.broken, self.fail_init = n, links, broken, fail_init
+        self.initialised = 0
+
+    def nvmlInit(self):
+        if self.fail_init:
+            raise self.NVMLError("Driver Not Loaded")
+        self.initialised += 1
+
+    def nvmlShutdown(self):
+        self.initialised -= 1
+
+    def nvmlDeviceGetCount(self):
+        return self.n
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return ("handle", i)
+
+    def nvmlDeviceGetName(self, h):
+        return b"NVIDIA H100 80GB HBM3" if h[1] % 2 else "NVIDIA H100 80GB HBM3"
+
+    def nvmlDeviceGetUUID(self, h):
+        u = f"GPU-00000000-0000-0000-0000-{h[1]:012d}"
+        return u.encode() if h[1] % 2 else u
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return types.SimpleNamespace(total=81559 * 1024**2, free=0, used=0)
+
+    def nvmlDeviceGetP2PStatus(self, a, b, cap):
+        assert cap == self.NVML_P2P_CAPS_INDEX_NVLINK
+        pair = frozenset((a[1], b[1]))
+        if pair in self.broken:
+            raise self.NVMLError("Not Supported")
+        return self.NVML_P2P_STATUS_OK if pair in self.links else self.NVML_P2P_STATUS_NOT_SUPPORTED
+
+
+def pairs(*ps):
+    return {frozenset(p) for p in ps}
