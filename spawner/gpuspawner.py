@@ -14,6 +14,7 @@ import asyncio
 import html
 import time
 import uuid
+from urllib.parse import urlsplit
 
 from jupyterhub.spawner import SpawnException, Spawner
 from tornado import web
@@ -262,7 +263,10 @@ class GPUSpawner(Spawner):
         except AllocatorError as e:
             self.log.warning("%s: no start estimates for the form: %s", self._log_name, e.message)
             return None
-        return {"runtimes": runtimes, "requests": requests, "answer": answer}
+        # the form's script asks again when CPU or memory change: GET estimates,
+        # through the hub's proxy, as the user (the allocator's own path)
+        url = urlsplit(self.allocator_url).path + "estimates"
+        return {"runtimes": runtimes, "requests": requests, "answer": answer, "url": url}
 
     def form_images(self) -> list[str]:
         """Images the form offers (runtimes with images override this)."""

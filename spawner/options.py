@@ -92,15 +92,35 @@ def estimate_key(gpus: str, model: str, hours: float) -> str:
     return f"{gpus}|{model}|{float(hours):g}"
 
 
+def where_text(lands: dict | None) -> str:
+    """Where a choice would land (POST estimates' ``lands``): " on node-a (A100)"
+    where it starts now or only one host could hold it, else " on any of node-a,
+    node-b"."""
+    if not lands:
+        return ""
+    models = "/".join(lands.get("models") or ())
+    if lands.get("host"):
+        return f" on {lands['host']}" + (f" ({models})" if models else "")
+    hosts = list(lands.get("hosts") or ())
+    if len(hosts) == 1 and not lands.get("more_hosts"):
+        return f" on {hosts[0]}" + (f" ({models})" if models else "")
+    if not hosts:
+        return ""
+    more = f" and {lands['more_hosts']} more" if lands.get("more_hosts") else ""
+    return f" on any of {', '.join(hosts)}{more}"
+
+
 def estimate_text(e: dict) -> str:
-    """"starts now", "expected start 14:20 (at the latest 15:05)", or why not."""
+    """"starts now on node-a (A100)", "expected start 14:20 (at the latest 15:05)
+    on any of node-a, node-b", or why not."""
     if e.get("error"):
         return e["error"]
     quota = e.get("quota") or {}
     if quota.get("verdict") == "hard":
         return quota.get("reason") or "over your quota"
+    where = where_text(e.get("lands"))
     if e.get("starts_now"):
-        return "starts now"
+        return "starts now" + where
     if e.get("estimated") is False:
         return "start not estimated (the pool is busy: reload the page)"
     eta, latest = clock(e.get("eta")), clock(e.get("eta_latest"))
@@ -109,6 +129,7 @@ def estimate_text(e: dict) -> str:
     text = f"expected start {eta}"
     if latest and latest != eta:
         text += f" (at the latest {latest})"
+    text += where
     if quota.get("verdict") not in (None, "ok") and quota.get("reason"):
         text += f"; {quota['reason']}"
     return text
@@ -118,7 +139,7 @@ def estimate_table(requests: list[dict], answer: dict) -> dict:
     """{estimate_key: the allocator's estimate} for the form's script."""
     table = {}
     for req, e in zip(requests, answer.get("estimates") or ()):
-        keep = {k: e.get(k) for k in ("starts_now", "eta", "eta_latest", "estimated", "error")}
+        keep = {k: e.get(k) for k in ("starts_now", "eta", "eta_latest", "estimated", "error", "lands")}
         keep["quota"] = e.get("quota")
         table[estimate_key(req["gpus"], req["gpu_model"] or "", req["max_hours"])] = keep
     return table
@@ -153,15 +174,24 @@ ESTIMATES_SCRIPT = """
     if (t.toDateString() === now.toDateString()) return hm;
     return t.toLocaleDateString([], {weekday: 'short', day: 'numeric', month: 'short'}) + ' ' + hm;
   }
+  function where(l) {
+    if (!l) return '';
+    var models = (l.models || []).join('/'), hosts = l.hosts || [];
+    if (l.host) return ' on ' + l.host + (models ? ' (' + models + ')' : '');
+    if (hosts.length === 1 && !l.more_hosts) return ' on ' + hosts[0] + (models ? ' (' + models + ')' : '');
+    if (!hosts.length) return '';
+    return ' on any of ' + hosts.join(', ') + (l.more_hosts ? ' and ' + l.more_hosts + ' more' : '');
+  }
   function text(e) {
     if (e.error) return e.error;
     var q = e.quota || {};
     if (q.verdict === 'hard') return q.reason || 'over your quota';
-    if (e.starts_now) return 'starts now';
+    if (e.starts_now) return 'starts now' + where(e.lands);
     if (e.estimated === false) return 'start not estimated (the pool is busy: reload the page)';
     if (!e.eta) return 'cannot start with the GPUs that are up now';
     var s = 'expected start ' + clock(e.eta);
     if (e.eta_latest && clock(e.eta_latest) !== clock(e.eta)) s += ' (at the latest ' + clock(e.eta_latest) + ')';
+    s += where(e.lands);
     if (q.verdict && q.verdict !== 'ok' && q.reason) s += '; ' + q.reason;
     return s;
   }
@@ -184,6 +214,35 @@ ESTIMATES_SCRIPT = """
   }
   hours.addEventListener('input', refresh);
   if (model) model.addEventListener('change', refresh);
+  // CPU and memory change where a share fits: the estimates are asked again for
+  // them (the allocator, as the user: the hub's sign-in), every choice at once
+  var cpu = document.getElementById('gpuhub-cpu'), mem = document.getElementById('gpuhub-mem');
+  var timer = null, asked = 0;
+  function reask() {
+    if (!data.url || !cpu.checkValidity() || !mem.checkValidity() || !cpu.value || !mem.value) return;
+    var keys = Object.keys(data.table), seq = ++asked;
+    var requests = keys.map(function (k) {
+      var p = k.split('|');
+      return {gpus: p[0], gpu_model: p[1] || null, max_hours: parseFloat(p[2]), cpu: cpu.value, mem: mem.value};
+    });
+    document.getElementById('gpuhub-gpus').dataset.estimating = '1';
+    fetch(data.url + '?requests=' + encodeURIComponent(JSON.stringify(requests)), {credentials: 'same-origin'})
+      .then(function (r) { return r.json().then(function (b) { if (!r.ok) throw new Error(b.error || r.status); return b; }); })
+      .then(function (answer) {
+        if (seq !== asked) return;  // an older answer than the fields now say
+        keys.forEach(function (k, i) { data.table[k] = answer.estimates[i]; });
+        refresh();
+      })
+      .catch(function (e) {
+        if (seq !== asked) return;
+        keys.forEach(function (k) { data.table[k] = {error: 'start not estimated (' + e.message + ')'}; });
+        refresh();
+      })
+      .then(function () { if (seq === asked) delete document.getElementById('gpuhub-gpus').dataset.estimating; });
+  }
+  function later() { clearTimeout(timer); timer = setTimeout(reask, 400); }
+  cpu.addEventListener('input', later);
+  mem.addEventListener('input', later);
   refresh();
 })();
 </script>"""
@@ -201,7 +260,7 @@ def _estimates_block(estimates: dict | None, defaults: dict) -> tuple[dict, str]
         gpus, model, hours = key.split("|")
         if model == "" and hours == f"{default_h:g}":
             suffix[gpus] = estimate_text(e)
-    blob = json.dumps({"runtimes": runtimes, "table": table}).replace("</", "<\\/")
+    blob = json.dumps({"runtimes": runtimes, "table": table, "url": estimates.get("url")}).replace("</", "<\\/")
     return suffix, (f'<script type="application/json" id="gpuhub-estimates">{blob}</script>'
                     + ESTIMATES_SCRIPT)
 

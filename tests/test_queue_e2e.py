@@ -193,7 +193,8 @@ def test_the_spawn_form_says_when_each_choice_starts_and_home_says_when_the_serv
         browser, page = browser_login(p, hub, "gpuhub-q-form")
         page.goto(f"{hub.url}/hub/spawn")
         page.wait_for_selector("#gpuhub-gpus")
-        assert page.inner_text("#gpuhub-gpus option[value='0.5']") == "0.5 GPU — starts now"
+        shown = page.inner_text("#gpuhub-gpus option[value='0.5']")
+        assert re.fullmatch(r"0\.5 GPU — starts now on node-[ab] \((A100-SXM4-80GB|L4)\)", shown), shown
         assert page.inner_text("#gpuhub-quota").startswith("GPUs: 0 in use · GPU-hours this week: 0")
         page.screenshot(path=str(tmp_path / "form-with-room.png"), full_page=True)
         # a running server with a time limit: the home page says when it stops
@@ -225,7 +226,7 @@ def test_the_spawn_form_says_when_each_choice_starts_and_home_says_when_the_serv
             browser, page = browser_login(p, hub, "gpuhub-q-form2")
             page.goto(f"{hub.url}/hub/spawn")
             page.wait_for_selector("#gpuhub-gpus")
-            eta = r"expected start \d\d:\d\d( \(at the latest \d\d:\d\d\))?"
+            eta = r"expected start \d\d:\d\d( \(at the latest \d\d:\d\d\))?( on (any of )?node-[ab].*)?"
             shown = page.inner_text("#gpuhub-gpus option[value='0.5']")
             assert re.fullmatch(r"0\.5 GPU — " + eta, shown), shown
             assert page.inner_text("#gpuhub-quota") == "GPUs: 0 in use · GPU-hours this week: 0 of 10"
@@ -244,3 +245,51 @@ def test_the_spawn_form_says_when_each_choice_starts_and_home_says_when_the_serv
             root.call("DELETE", API + "/quotas/user/gpuhub-q-form2")
     ann.stop()
     print(f"screenshots in {tmp_path}")
+
+
+def test_the_form_follows_cpu_and_memory_and_agrees_with_the_api(hub, tmp_path):
+    """Issue #19: "starts now" must hold for every field of the form. A share that
+    fits by GPU but not by CPU cores waits; the form says so as soon as the cores
+    are typed, and agrees with POST estimates; where it lands is named."""
+    admin = hub.admin_allocator()
+    # node-a (32 cores) keeps 2 free; node-b (16 cores) all
+    r = admin.call("POST", API + "/allocations", json={
+        "user": "gpuhub-q-cpuhog", "gpus": "0.25", "gpu_model": A100, "cpu": 30, "mem": "1G",
+        "max_hours": 1, "queue": False})
+    assert r.status_code == 201 and r.json()["host"] == "node-a", r.text
+    fay = hub.login("gpuhub-q-fay")
+    option = "#gpuhub-gpus option[value='0.25']"
+    with sync_playwright() as p:
+        browser, page = browser_login(p, hub, "gpuhub-q-fay")
+        page.goto(f"{hub.url}/hub/spawn")
+        page.wait_for_selector("#gpuhub-gpus")
+        assert page.inner_text(option).startswith("0.25 GPU — starts now on node-"), page.inner_text(option)
+        mem, hours = page.input_value("#gpuhub-mem"), float(page.input_value("#gpuhub-hours"))
+        # 20 cores fit no host now: the choice waits, as the API says
+        page.fill("#gpuhub-cpu", "20")
+        page.wait_for_function(f"!document.querySelector(\"{option}\").textContent.includes('starts now')",
+                               timeout=30_000)
+        shown = page.inner_text(option)
+        (api,) = fay.call("POST", API + "/estimates", json={"requests": [
+            {"gpus": "0.25", "cpu": "20", "mem": mem, "max_hours": hours}]}).json()["estimates"]
+        assert not api["starts_now"] and api["lands"]["host"] is None, api
+        assert shown.startswith("0.25 GPU — expected start "), shown
+        # (node-b has 16 cores: only node-a could ever hold 20)
+        assert shown.endswith(f" on node-a ({A100})") and api["lands"]["hosts"] == ["node-a"], (shown, api)
+        page.screenshot(path=str(tmp_path / "form-20-cores.png"), full_page=True)
+        # back to 2 cores: starts now again, where the API says it lands
+        page.fill("#gpuhub-cpu", "2")
+        page.wait_for_function(f"document.querySelector(\"{option}\").textContent.includes('starts now')",
+                               timeout=30_000)
+        (api,) = fay.call("POST", API + "/estimates", json={"requests": [
+            {"gpus": "0.25", "cpu": "2", "mem": mem, "max_hours": hours}]}).json()["estimates"]
+        assert api["starts_now"], api
+        assert page.inner_text(option) == (f"0.25 GPU — starts now on {api['lands']['host']} "
+                                           f"({'/'.join(api['lands']['models'])})")
+        browser.close()
+    # spawned with 20 cores, it waits, and its reason names the cores, not the GPU
+    spawning = fay.spawn({"gpus": "0.25", "cpu": 20, "mem": mem, "max_hours": hours})
+    assert spawning.status_code == 202, spawning.text
+    (waiting,) = wait_for(lambda: queued(fay), 30, "fay's queued request")
+    assert waiting["reason"].startswith("waiting for 20 CPU cores: 0.25 GPU is free, but at most "), waiting
+    fay.stop()

@@ -127,3 +127,14 @@ def test_long_times_left_read_in_hours_and_days():
     now = time.time()
     a = {"id": "a1", "state": "granted", "ends_at": iso(now + 480 * 60 - 5), "extended": False, "notice": None}
     assert "(in 8 h);" in time_limit("", a, now)["text"]
+
+
+def test_where_a_choice_lands():
+    from spawner.options import where_text
+
+    assert where_text({"host": "node-a", "models": ["A100"], "hosts": ["node-a"]}) == " on node-a (A100)"
+    assert where_text({"host": None, "models": ["L4"], "hosts": ["node-b"], "more_hosts": 0}) == " on node-b (L4)"
+    assert where_text({"host": None, "models": ["A100", "L4"], "hosts": ["a", "b"], "more_hosts": 3}) == (
+        " on any of a, b and 3 more")
+    assert where_text(None) == "" and where_text({"host": None, "hosts": []}) == ""
+    assert estimate_text({"starts_now": True, "lands": {"host": "n", "models": ["L4"]}}) == "starts now on n (L4)"

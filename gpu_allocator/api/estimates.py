@@ -23,6 +23,8 @@ import time
 
 from tornado import web
 
+from gpuhub.numbers import BodyError, loads_json
+
 from ..core.model import format_gpus
 from ..core.validation import RequestError, check_capacity, parse_groups, parse_request, parse_user
 from ..shapes import iso, quota_json
@@ -33,6 +35,33 @@ CANDIDATE_KEYS = frozenset({"gpus", "cpu", "mem", "max_hours", "gpu_model"})
 
 
 class EstimatesHandler(APIHandler):
+    """POST: a token's estimates (the spawner, users, admins). GET: the spawn
+    form's script in the user's browser (the hub's OAuth cookie, as the admin
+    panel signs in), for the user themself: ``?requests=[…]`` (JSON), so that
+    the form's estimates follow every field (CPU and memory too)."""
+
+    def initialize(self, service):
+        super().initialize(service)
+        if self.request.method == "GET":
+            self.hub_auth = service.hub_oauth
+
+    def prepare(self):
+        if self.request.method == "GET" and self.current_user is None:
+            # a browser not signed in to the allocator yet: the hub's OAuth
+            # (no confirmation: the service is the hub's own), then back here
+            self.redirect(self.get_login_url())
+            return
+        super().prepare()
+
+    def get(self):
+        try:
+            candidates = loads_json(self.get_argument("requests", "") or "null")
+            if not isinstance(candidates, list) or not 0 < len(candidates) <= MAX_REQUESTS:
+                raise RequestError(f"requests must be a list of 1 to {MAX_REQUESTS} requests")
+        except (BodyError, RequestError) as e:
+            raise web.HTTPError(400, f"requests: {e}") from None
+        self.send(estimates_answer(self.allocator, self.user_name, None, candidates))
+
     def post(self):
         data = self.body()
         app = self.allocator

@@ -90,14 +90,21 @@ class Estimator:
 
     def where(self, req: Request, landed) -> dict:
         """Where ``req`` would land: the host and GPU model it starts on now
-        (``landed``, a placement), else the up hosts that could ever hold it
-        ("any of …")."""
+        (``landed``, a placement), else the up hosts that could hold it were they
+        empty ("any of …")."""
         state = self.live.state
         if landed is not None:
             models = sorted({state.devices[s.device_uuid].model for s in landed.shares})
             return {"host": landed.host, "models": models, "hosts": [landed.host], "more_hosts": 0}
-        hosts = [name for name in state.up_names()
-                 if not req.units or any(not req.models or d.model in req.models for d in state.hosts[name].devices)]
+        per = self.live.units_per_gpu
+
+        def could_hold(h) -> bool:  # were it empty
+            devices = [d for d in h.devices if not req.models or d.model in req.models]
+            return (h.cpus >= req.cpu and h.memory_mb >= req.mem_mb
+                    and (not req.units or len(devices) >= max(1, req.units // per))
+                    and (req.units >= per or not req.units or h.fractions))
+
+        hosts = [name for name in state.up_names() if could_hold(state.hosts[name])]
         models = sorted({d.model for name in hosts for d in state.hosts[name].devices
                          if not req.models or d.model in req.models})
         return {"host": None, "models": models, "hosts": hosts[:LANDS_HOSTS],
