@@ -186,10 +186,17 @@ export interface IQuotaItem {
   used: string | number | null;
   limit: string | number | null;
   fraction: number | null;
+  /** the server's own words where it has them: GPU-hours "0.04 used + 4
+   * reserved of 40", as the spawn form says them (gpuhub.numbers.gpu_hours_text) */
+  text?: string;
 }
 
-/** "0.5 / 1", "4 / 40", or "4 (no limit)"; GPU-hours to one decimal. */
+/** "0.5 / 1", "4 / 40", or "4 (no limit)"; GPU-hours to one decimal, or the
+ * server's text (used and reserved, each labelled) where it sends one. */
 export function quotaText(q: IQuotaItem): string {
+  if (q.text) {
+    return q.text;
+  }
   const num = (v: string | number | null): string =>
     v === null || v === undefined
       ? '0'
