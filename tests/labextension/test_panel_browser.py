@@ -26,8 +26,10 @@ from tests.support import CHROMIUM, CHROMIUM_ARGS, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 LABEXT = REPO / "labextension"
-#: where installed_extension puts the extension for the hub's servers
-PREFIX = LABEXT / "build" / "test-prefix"
+#: where installed_extension puts the extension for the hub's servers: outside the
+#: checkout, which the servers' accounts may not enter (a clone under /root), one
+#: per checkout
+PREFIX = Path(tempfile.gettempdir()) / f"gpuhub-test-prefix-{hashlib.sha256(str(REPO).encode()).hexdigest()[:12]}"
 
 pytestmark = [
     pytest.mark.e2e, pytest.mark.browser,
@@ -48,6 +50,7 @@ def installed_extension():
     (other accounts) can read, whatever the venv holds; before the hub starts."""
     if not (LABEXT / "build" / "gpuhub-labextension" / "package.json").exists():
         pytest.fail("the extension is not built: run make labextension")
+    PREFIX.mkdir(mode=0o755, exist_ok=True)
     subprocess.run([sys.executable, str(LABEXT / "install.py"), "--prefix", str(PREFIX)], check=True)
     yield
     # (after the hub, which the autouse fixture outlives)
