@@ -173,7 +173,7 @@ ESTIMATES_SCRIPT = """
   var model = document.getElementById('gpuhub-model');
   function clock(iso) {
     var t = new Date(iso), now = new Date();
-    var hm = t.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
+    var hm = t.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'});
     if (t.toDateString() === now.toDateString()) return hm;
     return t.toLocaleDateString([], {weekday: 'short', day: 'numeric', month: 'short'}) + ' ' + hm;
   }
