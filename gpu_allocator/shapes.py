@@ -226,7 +226,11 @@ def quota_json(pool, user: str, groups=None, now: float | None = None) -> dict:
         "groups": list(groups),
         "limits": limits.as_dict(per),
         "held": {"gpus": format_gpus(held.units, per), "sessions": held.sessions,
-                 "gpu_hours": round(held.gpu_hours, 3)},
+                 "gpu_hours": round(held.gpu_hours, 3),
+                 # what the quota counts, in two parts: used so far, and what running
+                 # shares may still use (their declared time left)
+                 "gpu_hours_used": round(held.gpu_hours_used, 3),
+                 "gpu_hours_reserved": round(held.gpu_hours_reserved, 3)},
         "left": left,
         "window_hours": WINDOW_S / 3600,
     }

@@ -141,3 +141,15 @@ def human_minutes(minutes: int) -> str:
         return f"{hours} h" + (f" {rest} min" if rest else "")
     days, hours = divmod(hours, 24)
     return f"{days} day{'s' if days != 1 else ''}" + (f" {hours} h" if hours else "")
+
+
+def gpu_hours_text(used: float, reserved: float, limit: float | None = None) -> str:
+    """GPU-hours as every page shows them, each part labelled: "0.04 used + 4
+    reserved of 40" — used so far, and reserved: what running shares may still use
+    of their declared time (a quota counts both). One formatter for the spawn form
+    and the lab panel."""
+    def num(h: float) -> str:
+        return f"{h:.2g}" if 0 < h < 1 else f"{h:.3g}" if h < 100 else f"{h:.0f}"
+
+    text = f"{num(used)} used" + (f" + {num(reserved)} reserved" if reserved > 0 else "")
+    return text + (f" of {limit:g}" if limit is not None else "")

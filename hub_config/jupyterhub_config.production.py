@@ -65,8 +65,11 @@ c.JupyterHub.custom_scopes = {
     "custom:gpu-allocator:admin": {"description": "Place, list and release GPU shares of any user."},
     "custom:gpu-allocator:agent": {"description": "Register a GPU host and send its heartbeats."},
 }
+# every user may use the allocator (and, below, the vfolder service): JupyterHub's
+# own `user` role plus extra_user_scopes (a redefined `user` role would make
+# JupyterHub ignore extra_user_scopes)
+c.JupyterHub.extra_user_scopes = {"access:services!service=gpu-allocator"}
 c.JupyterHub.load_roles = [
-    {"name": "user", "scopes": ["self", "access:services!service=gpu-allocator"]},
     {
         "name": "gpuhub-spawner",
         "scopes": ["custom:gpu-allocator:admin", "access:services!service=gpu-allocator"],
@@ -131,11 +134,10 @@ c.Spawner.default_url = "/lab"
 # })
 # c.JupyterHub.custom_scopes["custom:vfolders:admin"] = {
 #     "description": "Manage every vfolder: trash, quotas, mounts of any user's session."}
+# c.JupyterHub.extra_user_scopes.add("access:services!service=vfolders")
 # for _role in c.JupyterHub.load_roles:
-#     if _role["name"] in ("user", "gpu-admin"):
-#         _role["scopes"].append("access:services!service=vfolders")
 #     if _role["name"] == "gpu-admin":
-#         _role["scopes"].append("custom:vfolders:admin")
+#         _role["scopes"] += ["access:services!service=vfolders", "custom:vfolders:admin"]
 # c.JupyterHub.load_roles.append({"name": "vfolders-spawner", "services": ["gpuhub-spawner"],
 #     "scopes": ["custom:vfolders:admin", "access:services!service=vfolders"]})
 # c.VFolderMixin.vfolders_url = "http://127.0.0.1:8052/services/vfolders/api/v1/"

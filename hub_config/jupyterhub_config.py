@@ -200,9 +200,9 @@ c.JupyterHub.custom_scopes = {
         "description": "Book GPUs of a host ahead of time for one's own sessions.",
     },
 }
+# every user may read the pool and manage their own shares: JupyterHub's own
+# `user` role plus extra_user_scopes (both services; below, with the lab panel's)
 c.JupyterHub.load_roles = [
-    # every user may read the pool and manage their own shares
-    {"name": "user", "scopes": ["self", "access:services!service=gpu-allocator"]},
     {
         "name": "gpuhub-spawner",
         "scopes": ["custom:gpu-allocator:admin", "access:services!service=gpu-allocator"],
@@ -356,8 +356,6 @@ c.JupyterHub.custom_scopes["custom:vfolders:admin"] = {
     "description": "Manage every vfolder: trash, quotas, mounts of any user's session.",
 }
 for _role in c.JupyterHub.load_roles:
-    if _role["name"] == "user":
-        _role["scopes"].append("access:services!service=vfolders")
     if _role["name"] == "gpu-admin":
         _role["scopes"] += ["custom:vfolders:admin", "access:services!service=vfolders"]
     if _role["name"] in ("gpu-allocator", "prometheus"):
@@ -382,7 +380,8 @@ c.VFolderMixin.vfolders_token = spawner_token
 # The panel's server extension calls both services with the single-user server's
 # own token. That token's scopes replace JupyterHub's defaults, so list them again
 # and add the two services; users get the same service scopes through
-# extra_user_scopes (JupyterHub 6) rather than a redefined `user` role.
+# extra_user_scopes (JupyterHub 6), JupyterHub's `user` role left as it is (a
+# redefined one would make JupyterHub ignore extra_user_scopes).
 _lab_service_scopes = ["access:services!service=gpu-allocator", "access:services!service=vfolders"]
 c.Spawner.server_token_scopes = ["access:servers!server", "users:activity!user", *_lab_service_scopes]
 c.JupyterHub.extra_user_scopes = set(_lab_service_scopes)

@@ -13,6 +13,7 @@ from datetime import datetime
 from html import escape
 
 from gpu_allocator.core.validation import SPAWN_KEYS, RequestError, check_keys
+from gpuhub.numbers import gpu_hours_text
 
 GPU_CHOICES = ("0", "0.25", "0.5", "1", "2", "4")
 
@@ -146,7 +147,8 @@ def estimate_table(requests: list[dict], answer: dict) -> dict:
 
 
 def quota_line(quota: dict | None) -> str:
-    """"GPUs: 1.5 of 4 in use · GPU-hours this week: 12 of 40" (limits where set)."""
+    """"GPUs: 1.5 of 4 in use · GPU-hours this week: 8 used + 4 reserved of 40"
+    (limits where set)."""
     if not quota:
         return ""
     limits, held = quota.get("limits") or {}, quota.get("held") or {}
@@ -154,9 +156,10 @@ def quota_line(quota: dict | None) -> str:
              + " in use"]
     if limits.get("sessions") is not None:
         parts.append(f"sessions: {held.get('sessions', 0)} of {limits['sessions']}")
-    hours = f"{float(held.get('gpu_hours') or 0):.3g}"
-    parts.append(f"GPU-hours this week: {hours}"
-                 + (f" of {float(limits['gpu_hours']):g}" if limits.get("gpu_hours") is not None else ""))
+    limit = float(limits["gpu_hours"]) if limits.get("gpu_hours") is not None else None
+    parts.append("GPU-hours this week: " + gpu_hours_text(
+        float(held.get("gpu_hours_used", held.get("gpu_hours")) or 0), float(held.get("gpu_hours_reserved") or 0),
+        limit))
     return " · ".join(parts)
 
 
@@ -170,7 +173,7 @@ ESTIMATES_SCRIPT = """
   var model = document.getElementById('gpuhub-model');
   function clock(iso) {
     var t = new Date(iso), now = new Date();
-    var hm = t.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
+    var hm = t.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'});
     if (t.toDateString() === now.toDateString()) return hm;
     return t.toLocaleDateString([], {weekday: 'short', day: 'numeric', month: 'short'}) + ' ' + hm;
   }

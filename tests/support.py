@@ -41,6 +41,8 @@ REPO = TESTS.parent
 DATA = TESTS / "data"
 #: Debian's Chromium, driven by Playwright (never a downloaded browser)
 CHROMIUM = "/usr/bin/chromium"
+#: the browser's locale in the tests (the pages show times in it: "14:20")
+LOCALE = "en-GB"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -455,7 +457,8 @@ def browser_login(p, hub: Hub, name: str, **page_options):
     """Chromium (Playwright's sync API ``p``) logged in to ``hub`` as ``name`` through
     the login form; returns (browser, page)."""
     browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    page = browser.new_page(**page_options)
+    # the pages show times in the browser's locale: one with a 24-hour clock
+    page = browser.new_page(**{"locale": LOCALE, **page_options})
     page.goto(hub.url + "/hub/login")
     page.fill("#username_input", name)
     page.fill("#password_input", "anything")

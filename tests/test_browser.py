@@ -10,7 +10,7 @@ import time
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.support import CHROMIUM, CHROMIUM_ARGS
+from tests.support import CHROMIUM, CHROMIUM_ARGS, LOCALE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -20,7 +20,7 @@ def test_login_pick_half_gpu_start_and_land_in_jupyterlab(hub, tmp_path):
     assert os.path.exists(CHROMIUM), "Debian's chromium is installed by make (.ci/apt-packages)"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
+        page = browser.new_page(locale=LOCALE)
         page.goto(hub.url + "/hub/login")
         page.fill("#username_input", "gpuhub-browser")
         page.fill("#password_input", "anything")

@@ -102,8 +102,10 @@ def configurable_classes():
     from spawner.vfolders import VFolderMixin
     from vfolder_manager.service import VFolderService
 
+    from gpuhub.lab.config import GPUHubLab
+
     return [ServiceApp, HubService, GPUAllocator, GPUAgent, VFolderService, GPUSpawner,
-            LocalGPUSpawner, DockerGPUSpawner, VFolderMixin]
+            LocalGPUSpawner, DockerGPUSpawner, VFolderMixin, GPUHubLab]
 
 
 @pytest.mark.parametrize("cls", configurable_classes(), ids=lambda c: c.__name__)
@@ -153,6 +155,11 @@ def test_the_demo_config_writes_each_service_its_own_config_file(tmp_path, monke
     services = {s["name"]: s for s in c.JupyterHub.services}
     assert services["gpu-allocator"]["url"] == "http://127.0.0.1:18051"
     assert not any(k.startswith("GPUHUB_") for s in services.values() for k in s.get("environment", {}))
+    # users reach both services through extra_user_scopes; JupyterHub's `user` role is
+    # not redefined (JupyterHub would ignore extra_user_scopes, and warn so)
+    assert "user" not in {r["name"] for r in c.JupyterHub.load_roles}
+    assert c.JupyterHub.extra_user_scopes >= {"access:services!service=gpu-allocator",
+                                              "access:services!service=vfolders"}
 
     flag = services["gpu-allocator"]["command"][-1]
     assert flag == f"--config={data / 'gpu_allocator_config.py'}"

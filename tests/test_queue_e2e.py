@@ -229,7 +229,7 @@ def test_the_spawn_form_says_when_each_choice_starts_and_home_says_when_the_serv
             eta = r"expected start \d\d:\d\d( \(at the latest \d\d:\d\d\))?( on (any of )?node-[ab].*)?"
             shown = page.inner_text("#gpuhub-gpus option[value='0.5']")
             assert re.fullmatch(r"0\.5 GPU — " + eta, shown), shown
-            assert page.inner_text("#gpuhub-quota") == "GPUs: 0 in use · GPU-hours this week: 0 of 10"
+            assert page.inner_text("#gpuhub-quota") == "GPUs: 0 in use · GPU-hours this week: 0 used of 10"
             four = "#gpuhub-starts li[data-gpus='4'] .gpuhub-start"
             assert page.inner_text(four).startswith("GPU-hours: your limit is 10 GPU-hours")  # 4 × 8 h
             page.fill("#gpuhub-hours", "1.5")  # the script shows those for 2 h (the next computed): 8 GPU-hours fit

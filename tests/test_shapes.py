@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from gpu_allocator.shapes import allocation_json, pool_json
-from gpu_allocator.core.model import Allocation, Device, Host, Share
+import pytest
+
+from gpu_allocator.shapes import allocation_json, pool_json, quota_json
+from gpu_allocator.core.model import Allocation, Device, Host, Request, Share
 from gpu_allocator.core.state import PoolState
 from gpu_allocator.pool import HostInfo
+from tests.support import demo_hosts, open_pool
 
 PER_GPU = 20
 
@@ -75,3 +78,18 @@ def test_a_user_sees_capacity_and_only_their_own_shares_and_usage():
     # a user with no share sees no usage at all
     carol = pool_json(state, info, viewer="carol")["hosts"][0]
     assert carol["usage"]["devices"] == [] and all(not d["shares"] for d in carol["devices"])
+
+
+async def test_gpu_hours_used_and_reserved_one_minute_into_a_share(tmp_path):
+    """Issue #19: a minute into a 0.5 × 8 h share the panel said 4 GPU-hours (the
+    declared time). The quota still counts all 4; shown as used and reserved."""
+    pool = await open_pool(f"sqlite:///{tmp_path / 'p.sqlite'}", demo_hosts())
+    try:
+        a, _ = await pool.grant(Request("ann", 10, 1.0, 1024, 8.0), now=1_000_000.0)
+        held = quota_json(pool, "ann", (), now=1_000_000.0 + 60)["held"]
+        assert held["gpu_hours"] == 4.0  # what the quota counts
+        assert held["gpu_hours_used"] == pytest.approx(0.5 / 60, abs=1e-3)
+        assert held["gpu_hours_reserved"] == pytest.approx(4.0 - 0.5 / 60, abs=1e-3)
+    finally:
+        pool.close()
+        pool.ledger.close()

@@ -51,9 +51,9 @@ def test_estimate_texts():
 def test_quota_line():
     quota = {"limits": {"gpus": "4", "sessions": None, "gpu_hours": 40.0},
              "held": {"gpus": "1.5", "sessions": 1, "gpu_hours": 12.0}}
-    assert quota_line(quota) == "GPUs: 1.5 of 4 in use · GPU-hours this week: 12 of 40"
+    assert quota_line(quota) == "GPUs: 1.5 of 4 in use · GPU-hours this week: 12 used of 40"
     assert quota_line({"limits": {}, "held": {"gpus": "0", "gpu_hours": 0}}) == \
-        "GPUs: 0 in use · GPU-hours this week: 0"
+        "GPUs: 0 in use · GPU-hours this week: 0 used"
     assert quota_line(None) == ""
 
 
@@ -70,7 +70,7 @@ def test_the_form_shows_each_choices_start_the_quota_and_the_data_for_its_script
     later = f"expected start {clock(iso(now + 1200))} (at the latest {clock(iso(now + 4800))})"
     assert f'<option value="4">4 GPU — {later}</option>' in html
     assert f'<li data-gpus="4">4 GPU: <span class="gpuhub-start">{later}</span></li>' in html
-    assert "GPUs: 1.5 of 4 in use · GPU-hours this week: 12 of 40" in html
+    assert "GPUs: 1.5 of 4 in use · GPU-hours this week: 12 used of 40" in html
     data = json.loads(re.search(r'id="gpuhub-estimates">(.*?)</script>', html, re.S).group(1))
     assert data["runtimes"] == runtimes and len(data["table"]) == len(reqs)
     assert data["table"]["4|L4|24"]["eta"] == iso(now + 1200)
@@ -138,3 +138,14 @@ def test_where_a_choice_lands():
         " on any of a, b and 3 more")
     assert where_text(None) == "" and where_text({"host": None, "hosts": []}) == ""
     assert estimate_text({"starts_now": True, "lands": {"host": "n", "models": ["L4"]}}) == "starts now on n (L4)"
+
+
+def test_gpu_hours_used_and_reserved_are_labelled():
+    from gpuhub.numbers import gpu_hours_text
+
+    assert gpu_hours_text(0.0, 0.0) == "0 used"
+    assert gpu_hours_text(0.0417, 3.958, 40) == "0.042 used + 3.96 reserved of 40"
+    assert gpu_hours_text(12.5, 0.0, 40) == "12.5 used of 40"
+    quota = {"limits": {"gpu_hours": "40"}, "held": {"gpus": "0.5", "gpu_hours": 4.0, "gpu_hours_used": 0.042,
+                                                     "gpu_hours_reserved": 3.958}}
+    assert quota_line(quota) == "GPUs: 0.5 in use · GPU-hours this week: 0.042 used + 3.96 reserved of 40"

@@ -19,6 +19,7 @@ from jupyterhub.tests.utils import add_user, api_request
 
 from gpu_allocator.client import AllocatorClient
 from spawner import LocalGPUSpawner
+from spawner.serverenv import server_python
 from tests.support import REPO, free_port, until
 
 pytestmark = pytest.mark.e2e  # a MockHub, the allocator process and single-user servers
@@ -58,7 +59,10 @@ async def gpuhub(hub_app, tmp_path):
             ],
         },
         "GPUSpawner": {"allocator_url": allocator_url, "allocator_token": token},
-        "Spawner": {"cmd": [sys.executable, "-m", "jupyterhub.tests.mocksu"], "poll_interval": 1},
+        # the servers run as the users' accounts, which may not enter this checkout
+        # (a clone under /root): the servers' environment, as the demo runs them
+        "Spawner": {"cmd": [server_python(log=lambda *a: None), "-m", "jupyterhub.tests.mocksu"],
+                    "poll_interval": 1},
         "LocalGPUSpawner": {
             "create_system_users": True,
             "unprivileged_home_template": str(tmp_path / "home" / "{username}"),

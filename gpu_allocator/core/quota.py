@@ -60,6 +60,13 @@ class Held:
     #: GPU-hours of the last 7 days: finished shares' use, and running ones'
     #: whole declared time (what they may still use counts already)
     gpu_hours: float = 0.0
+    #: the part of gpu_hours that running shares have not used yet (their
+    #: declared time left): what people see as "reserved" beside "used"
+    gpu_hours_reserved: float = 0.0
+
+    @property
+    def gpu_hours_used(self) -> float:
+        return max(0.0, self.gpu_hours - self.gpu_hours_reserved)
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ class Usage:
         per = self.live.units_per_gpu
         start = now - WINDOW_S
         units = sessions = 0
-        hours = 0.0
+        hours = reserved = 0.0
         state = self.live.state
         live = state.allocations
         for aid in state.by_user.get(user, ()):
@@ -78,10 +78,12 @@ class Usage:
             units += a.units
             sessions += 1
             hours += a.units / per * a.max_hours
+            used = min(a.max_hours, max(0.0, (now - a.created) / 3600.0))
+            reserved += a.units / per * (a.max_hours - used)
         fin = self.finished.get(user, ())
         memo = self._finished_hours.get(user)
         if memo is not None and memo[0] is fin and memo[1] == len(fin) and memo[2] >= start:
-            return Held(units, sessions, hours + memo[3])
+            return Held(units, sessions, hours + memo[3], reserved)
         kept, done, first = [], 0.0, float("inf")
         for f in fin:
             if f.released > start:
@@ -91,7 +93,7 @@ class Usage:
         if user in self.finished:
             self.finished[user] = kept
         self._finished_hours[user] = (kept, len(kept), first, done)
-        return Held(units, sessions, hours + done)
+        return Held(units, sessions, hours + done, reserved)
 
     def limits(self, user: str) -> Limits:
         return self.quotas.resolve(user, self.groups.get(user, ()))

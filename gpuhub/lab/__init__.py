@@ -27,18 +27,33 @@ def _load_jupyter_server_extension(serverapp):
                        serverapp.web_app.settings.get("base_url", "/"))
 
 
+#: what gpuhub sets in jupyter-resource-usage's ResourceUseDisplay, unless the
+#: site configured it (see track_session_cpu)
+RESOURCE_USE = {
+    # the panel's (and the status bar's) CPU readout
+    "track_cpu_percent": True,
+    # its limit is the share's cores (CPU_LIMIT, which the spawner sets) and the
+    # status bar draws cpu_percent / 100 against it, but its warning compares
+    # cpu_percent (percent) with the limit in cores: "red" at 2% of one core.
+    # Off, so that the readout reads right; the bar still shows the share's use.
+    "cpu_warning_threshold": 0.0,
+}
+
+
 def track_session_cpu(serverapp) -> None:
     """The panel shows the session's CPU from jupyter-resource-usage, which reports
     it only with ResourceUseDisplay.track_cpu_percent (off by default; a
-    jupyter_server_config.d file can only enable extensions, not set this). On
-    unless the site configured it."""
+    jupyter_server_config.d file can only enable extensions, not set this), and
+    its CPU warning mixes units (RESOURCE_USE): gpuhub's settings, each unless
+    the site configured it."""
     section = serverapp.config.ResourceUseDisplay
-    if "track_cpu_percent" in section:
-        return
-    section.track_cpu_percent = True
     display = serverapp.web_app.settings.get("jupyter_resource_usage_display_config")
-    if display is not None:  # jupyter_resource_usage was loaded first
-        display.track_cpu_percent = True
+    for name, value in RESOURCE_USE.items():
+        if name in section:
+            continue
+        section[name] = value
+        if display is not None:  # jupyter_resource_usage was loaded first
+            setattr(display, name, value)
 
 
 # jupyter_server < 2 name

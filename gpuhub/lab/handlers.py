@@ -37,6 +37,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from ..api import JSONErrors
+from ..numbers import gpu_hours_text
 from ..client import ServiceClient, ServiceError
 from .config import GPUHubLab
 
@@ -166,8 +167,13 @@ def quota_view(data: dict) -> dict:
             frac = None if limit in (None, "") or float(limit) == 0 else min(1.0, float(used or 0) / float(limit))
         except (TypeError, ValueError):
             frac = None
-        items.append({"key": key, "name": name, "used": used if used is not None else 0, "limit": limit,
-                      "left": (data.get("left") or {}).get(key), "fraction": frac})
+        item = {"key": key, "name": name, "used": used if used is not None else 0, "limit": limit,
+                "left": (data.get("left") or {}).get(key), "fraction": frac}
+        if key == "gpu_hours":  # used and reserved, each labelled, as the spawn form says them
+            item["text"] = gpu_hours_text(float(held.get("gpu_hours_used", used) or 0),
+                                          float(held.get("gpu_hours_reserved") or 0),
+                                          None if limit in (None, "") else float(limit))
+        items.append(item)
     return {"available": True, "items": items, "groups": data.get("groups") or [],
             "window_hours": window}
 

@@ -186,10 +186,17 @@ export interface IQuotaItem {
   used: string | number | null;
   limit: string | number | null;
   fraction: number | null;
+  /** the server's own words where it has them: GPU-hours "0.04 used + 4
+   * reserved of 40", as the spawn form says them (gpuhub.numbers.gpu_hours_text) */
+  text?: string;
 }
 
-/** "0.5 / 1", "4 / 40", or "4 (no limit)"; GPU-hours to one decimal. */
+/** "0.5 / 1", "4 / 40", or "4 (no limit)"; GPU-hours to one decimal, or the
+ * server's text (used and reserved, each labelled) where it sends one. */
 export function quotaText(q: IQuotaItem): string {
+  if (q.text) {
+    return q.text;
+  }
   const num = (v: string | number | null): string =>
     v === null || v === undefined
       ? '0'
@@ -200,6 +207,12 @@ export function quotaText(q: IQuotaItem): string {
     return `${num(q.used)} (no limit)`;
   }
   return `${num(q.used)} / ${num(q.limit)}`;
+}
+
+/** A time as the hub's pages show it: the browser's locale, hours and minutes
+ * (hub_config/templates/gpuhub_clock.html's gpuhubClock). */
+export function clockTime(t: number): string {
+  return new Date(t * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
 
 /** A queued request of the panel (the server's queue_view). */
@@ -216,7 +229,7 @@ export interface IQueueItem {
 
 /** "#3 · 2 × A100 GPU · starts in about 2 h 5 min (at the latest 14:00)" at now (epoch s). */
 export function queueText(q: IQueueItem, now: number, clock?: (t: number) => string): string {
-  const at = clock ?? ((t: number) => new Date(t * 1000).toLocaleTimeString());
+  const at = clock ?? clockTime;
   const what = `${q.gpus}${q.gpu_model && q.gpu_model.length ? ' × ' + q.gpu_model.join('/') : ''} GPU`;
   const pos = q.position === null || q.position === undefined ? '#?' : `#${q.position}`;
   let eta = 'start unknown';

@@ -22,12 +22,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.support import CHROMIUM, CHROMIUM_ARGS, wait_for
+from tests.support import CHROMIUM, CHROMIUM_ARGS, LOCALE, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 LABEXT = REPO / "labextension"
-#: where installed_extension puts the extension for the hub's servers
-PREFIX = LABEXT / "build" / "test-prefix"
+#: where installed_extension puts the extension for the hub's servers: outside the
+#: checkout, which the servers' accounts may not enter (a clone under /root), one
+#: per checkout
+PREFIX = Path(tempfile.gettempdir()) / f"gpuhub-test-prefix-{hashlib.sha256(str(REPO).encode()).hexdigest()[:12]}"
 
 pytestmark = [
     pytest.mark.e2e, pytest.mark.browser,
@@ -48,6 +50,7 @@ def installed_extension():
     (other accounts) can read, whatever the venv holds; before the hub starts."""
     if not (LABEXT / "build" / "gpuhub-labextension" / "package.json").exists():
         pytest.fail("the extension is not built: run make labextension")
+    PREFIX.mkdir(mode=0o755, exist_ok=True)
     subprocess.run([sys.executable, str(LABEXT / "install.py"), "--prefix", str(PREFIX)], check=True)
     yield
     # (after the hub, which the autouse fixture outlives)
@@ -108,6 +111,47 @@ def shot(page, name: str):
     page.screenshot(path=str(ARTIFACTS / f"{name}-lab.png"))
 
 
+def set_panel_width(page, width: int) -> None:
+    """Drag the handle between the left sidebar and the main area until the
+    sidebar (and so the panel) is ``width`` pixels wide."""
+    stack = page.locator("#jp-left-stack").bounding_box()
+    handles = [h.bounding_box() for h in page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").all()]
+    handle = min((h for h in handles if h and h["height"] > 100),
+                 key=lambda h: abs(h["x"] - (stack["x"] + stack["width"])))
+    x, y = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(stack["x"] + width, y, steps=5)
+    page.mouse.up()
+    wait_for(lambda: abs(page.locator("#gpuhub-panel").bounding_box()["width"] - width) <= 4, 10,
+             f"the panel to be {width} px wide")
+
+
+#: the share section's rows whose value does not keep to its own line beside its
+#: label (wraps, or lies under the label): [(label, value, why)]
+WRAPPED_ROWS = """() => [...document.querySelectorAll('#gpuhub-panel [data-section=share] .gpuhub-row')].map(r => {
+  const label = r.querySelector('.gpuhub-label'), value = r.querySelector('.gpuhub-value');
+  const l = label.getBoundingClientRect(), v = value.getBoundingClientRect();
+  const line = parseFloat(getComputedStyle(label).lineHeight) || l.height;
+  const why = v.height > 1.5 * line ? 'wraps' : v.top >= l.bottom - 1 ? 'under its label'
+    : v.left < l.right ? 'overlaps its label' : '';
+  return [label.textContent, value.textContent, why];
+}).filter(r => r[2])"""
+
+
+def check_widths(page, theme: str) -> None:
+    """At the panel's narrowest (250 px) and a wide (400 px) width: every fact of the
+    share on one line beside its label, nothing wider than the panel; screenshots."""
+    for width in (250, 400):
+        set_panel_width(page, width)
+        page.wait_for_timeout(300)
+        assert page.evaluate(WRAPPED_ROWS) == [], (width, theme)
+        overflow = page.evaluate("() => { const p = document.getElementById('gpuhub-panel');"
+                                 " return p.scrollWidth - p.clientWidth; }")
+        assert overflow <= 0, f"the panel scrolls sideways at {width} px ({theme}): {overflow} px"
+        shot(page, f"{theme}-{width}px")
+
+
 def set_theme(api, page, theme: str):
     """JupyterLab's own theme setting, then a reload to apply it."""
     r = api.call("PUT", f"/user/{USER}/lab/api/settings/@jupyterlab/apputils-extension:themes",
@@ -138,7 +182,7 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1900})
+        page = browser.new_page(viewport={"width": 1400, "height": 1900}, locale=LOCALE)
         page.goto(hub.url + "/hub/login")
         page.fill("#username_input", USER)
         page.fill("#password_input", "anything")
@@ -168,6 +212,7 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
         assert panel.locator("[data-testid=extend], [data-testid=extend-reason]").count() == 1
         written_before = panel.locator("[data-testid=storage-written]").inner_text()
         shot(page, "light")
+        check_widths(page, "light")
 
         # --- a resumable upload, interrupted by a reload -----------------------
         page.evaluate("() => localStorage.setItem('gpuhub:upload-chunk-bytes', String(1024 * 1024))")
@@ -215,6 +260,7 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
         set_theme(api, page, "JupyterLab Dark")
         page.wait_for_timeout(1500)
         shot(page, "dark")
+        check_widths(page, "dark")
 
         # the panel's settings (schema/plugin.json): which sections show
         settings = f"/user/{USER}/lab/api/settings/gpuhub-labextension:plugin"

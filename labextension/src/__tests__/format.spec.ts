@@ -96,6 +96,9 @@ describe('quotas and queue', () => {
     expect(quotaText({ key: 'sessions', name: 'Sessions', used: 1, limit: 2, fraction: 0.5 })).toBe('1 / 2');
     expect(quotaText({ key: 'gpu_hours', name: 'GPU-hours', used: 4.04, limit: 40, fraction: 0.1 })).toBe('4 / 40');
     expect(quotaText({ key: 'gpu_hours', name: 'GPU-hours', used: 2.26, limit: null, fraction: null })).toBe('2.3 (no limit)');
+    expect(
+      quotaText({ key: 'gpu_hours', name: 'GPU-hours', used: 4.04, limit: 40, fraction: 0.1, text: '0.04 used + 4 reserved of 40' })
+    ).toBe('0.04 used + 4 reserved of 40');
   });
 
   it('shows a queued request with position and ETA', () => {

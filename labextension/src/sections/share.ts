@@ -1,5 +1,5 @@
 /** What the "My share" section shows for a status (pure; the view renders it). */
-import { describeShare, formatDuration, formatMB, nvlinkGroups } from '../format';
+import { clockTime, describeShare, formatDuration, formatMB, nvlinkGroups } from '../format';
 import { IShare } from '../status';
 
 /** When less than this is left (seconds), the time left is urgent (red). */
@@ -13,6 +13,8 @@ export type ShareContent =
       headline: string;
       host: string;
       devices: string;
+      /** the devices with their full UUIDs (a tooltip) */
+      devicesTitle: string;
       nvlink: string;
       cpuMemory: string;
       allocation: string;
@@ -35,7 +37,9 @@ export function shareContent(share: IShare): ShareContent {
     kind: 'share',
     headline: describeShare(a.gpus, a.devices),
     host: a.host,
-    devices: a.devices.map(d => `GPU ${d.index ?? '?'} (${d.uuid.slice(0, 12)}…, ${d.fraction})`).join(', '),
+    // short enough for the panel's narrowest width; the UUIDs are in devicesTitle
+    devices: a.devices.map(d => `GPU ${d.index ?? '?'} · ${d.fraction}`).join(', '),
+    devicesTitle: a.devices.map(d => `GPU ${d.index ?? '?'}: ${d.uuid} (${d.fraction})`).join('\n'),
     nvlink: nvlinkGroups(a.devices),
     cpuMemory: `${a.cpu} cores · ${formatMB(parseInt(a.mem, 10))}`,
     allocation: a.id,
@@ -45,11 +49,11 @@ export function shareContent(share: IShare): ShareContent {
   };
 }
 
-/** The time left at `now` (epoch s) for an end at `endsAt`: "7h 59m (until 18:00:00)", urgent under 15 minutes. */
+/** The time left at `now` (epoch s) for an end at `endsAt`: "7h 59m (until 18:00)", urgent under 15 minutes. */
 export function timeLeft(
   endsAt: number | null | undefined,
   now: number,
-  clock: (t: number) => string = t => new Date(t * 1000).toLocaleTimeString()
+  clock: (t: number) => string = clockTime
 ): { text: string; urgent: boolean } {
   if (endsAt === null || endsAt === undefined) {
     return { text: 'no limit', urgent: false };

@@ -53,12 +53,12 @@ export function bar(fraction: number | null, cls = ''): HTMLElement {
 }
 
 export function row(label: string, ...value: Child[]): HTMLElement {
-  return el(
-    'div',
-    { class: 'gpuhub-row' },
-    el('span', { class: 'gpuhub-label' }, label),
-    el('span', { class: 'gpuhub-value' }, ...value)
-  );
+  // a text value is also its title: whole where a narrow panel cuts it
+  const attrs: Attrs = { class: 'gpuhub-value' };
+  if (value.every(v => typeof v === 'string')) {
+    attrs.title = value.join('');
+  }
+  return el('div', { class: 'gpuhub-row' }, el('span', { class: 'gpuhub-label' }, label), el('span', attrs, ...value));
 }
 
 export function errorLine(message: string): HTMLElement {

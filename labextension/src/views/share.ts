@@ -51,11 +51,12 @@ export class ShareView extends SectionView {
     this.body.replaceChildren(
       el('div', { class: 'gpuhub-big', 'data-testid': 'share' }, c.headline),
       row('Host', el('span', { 'data-testid': 'host' }, c.host)),
-      row('Devices', c.devices),
+      row('Devices', el('span', { title: c.devicesTitle }, c.devices)),
       row('NVLink', c.nvlink),
       row('CPU / memory', c.cpuMemory),
       row('Allocation', el('code', {}, c.allocation)),
-      row('Time left', this._clock, extend),
+      row('Time left', this._clock),
+      extend ? el('div', { class: 'gpuhub-actions' }, extend) : '',
       c.notice ? el('div', { class: 'gpuhub-notice', 'data-testid': 'notice', role: 'status' }, c.notice) : '',
       c.extendReason
         ? el('div', { class: 'gpuhub-muted gpuhub-extend-reason', 'data-testid': 'extend-reason' }, c.extendReason)

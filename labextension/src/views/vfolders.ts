@@ -82,7 +82,7 @@ export class VfoldersView extends SectionView {
   }
 
   private _buildForms(): void {
-    const name = el('input', { class: 'jp-mod-styled', placeholder: 'new vfolder name', 'aria-label': 'new vfolder name' }) as HTMLInputElement;
+    const name = el('input', { class: 'jp-mod-styled', placeholder: 'name', 'aria-label': 'new vfolder name' }) as HTMLInputElement;
     const auto = el('input', { type: 'checkbox', 'aria-label': 'mount automatically' }) as HTMLInputElement;
     const create = el(
       'form',
