@@ -437,7 +437,7 @@ class State:
             stats = h.get("stats") or {}
             name = h.get("name")
             entry = {"name": name, **{k: stats.get(k) for k in (
-                "capacity_bytes", "used_bytes", "free_bytes", "read_bytes", "write_bytes",
+                "capacity_bytes", "used_bytes", "free_bytes", "used_percent", "read_bytes", "write_bytes",
                 "io_bytes_read", "io_bytes_write", "iops_read", "iops_write", "source", "sampled")}}
             if "error" in stats:
                 entry["error"] = stats["error"]

@@ -79,6 +79,8 @@ export interface IStorageHost {
   error?: string;
   capacity_bytes?: number | null;
   used_bytes?: number | null;
+  /** how full, as df says it (the vfolder service's one definition, as on the admin page) */
+  used_percent?: number | null;
   free_bytes?: number | null;
   write_bytes?: number | null;
   io_bytes_read?: number | null;

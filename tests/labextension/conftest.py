@@ -145,7 +145,7 @@ def service_app(fake: Fake) -> web.Application:
     class Hosts(H):
         def get(self):
             self.send({"hosts": [{"name": "local", "stats": {
-                "capacity_bytes": 100, "used_bytes": 40, "free_bytes": 60, "read_bytes": 5,
+                "capacity_bytes": 100, "used_bytes": 40, "free_bytes": 60, "used_percent": 40.0, "read_bytes": 5,
                 "write_bytes": 7, "io_bytes_read": 1.5, "io_bytes_write": 2.5}}]})
 
     class Quota(H):

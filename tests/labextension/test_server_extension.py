@@ -64,6 +64,7 @@ def test_status_shows_share_time_left_live_vfolders_storage(fetch, fake):
     assert s["vfolders"]["quota"]["usage"]["bytes"] == 1024
     (host,) = s["storage"]["hosts"]
     assert host["used_bytes"] == 40 and host["io_bytes_write"] == 2.5 and len(host["history"]) == 1
+    assert host["used_percent"] == 40.0  # the vfolder service's one definition, as the admin page shows it
     # every service call carried the server's own token
     assert fake.calls and all(h["Authorization"] == f"token {TOKEN}" for _, _, h, _ in fake.calls)
 

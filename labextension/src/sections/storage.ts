@@ -34,8 +34,11 @@ export function storageContent(storage: IFailed & { hosts?: IStorageHost[] }): S
       return {
         name: h.name,
         error: h.error ?? null,
-        usedFree: `${formatBytes(h.used_bytes)} / ${formatBytes(h.free_bytes)}`,
-        fraction: h.capacity_bytes ? (h.used_bytes ?? 0) / h.capacity_bytes : null,
+        // how full: the vfolder service's used_percent (df's Use%), as the admin page shows it
+        usedFree:
+          `${formatBytes(h.used_bytes)} / ${formatBytes(h.free_bytes)}` +
+          (h.used_percent !== null && h.used_percent !== undefined ? ` (${Math.round(h.used_percent)}%)` : ''),
+        fraction: h.used_percent !== null && h.used_percent !== undefined ? h.used_percent / 100 : null,
         read: formatRate(h.io_bytes_read),
         readHistory: hist.map(p => p[1]),
         write: formatRate(h.io_bytes_write),
