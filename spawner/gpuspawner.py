@@ -253,15 +253,8 @@ class GPUSpawner(Spawner):
         defaults = self.option_defaults
         runtimes = form_runtimes(defaults["max_hours"], float(pool.get("max_hours") or 168))
         requests = candidates(pool, defaults, runtimes)
-        if not requests:
-            return None
-        try:
-            answer = await self.allocator_client.estimates(
-                user=self.user.name, requests=requests,
-                groups=sorted(g.name for g in getattr(self.user, "groups", ()) or ()),
-            )
-        except AllocatorError as e:
-            self.log.warning("%s: no start estimates for the form: %s", self._log_name, e.message)
+        answer = await self._estimates(requests, "start estimates for the form")
+        if answer is None:
             return None
         # the form's script asks again when CPU or memory change: GET estimates,
         # through the hub's proxy, as the user (the allocator's own path)
@@ -490,17 +483,23 @@ class GPUSpawner(Spawner):
             self.log.warning("%s: no alternatives for the waiting page: %s", self._log_name, e.message)
             return []
         requests = alternatives(queued, offered(pool), list(pool.get("models") or []))
+        answer = await self._estimates(requests, "alternatives for the waiting page")
+        return [] if answer is None else sooner(queued, requests, answer, time.time())
+
+    async def _estimates(self, requests: list[dict], what: str) -> dict | None:
+        """POST estimates for this user's ``requests`` (their hub groups for the
+        quotas); None when there are none or the allocator cannot say (logged as
+        no ``what``)."""
         if not requests:
-            return []
+            return None
         try:
-            answer = await self.allocator_client.estimates(
+            return await self.allocator_client.estimates(
                 user=self.user.name, requests=requests,
                 groups=sorted(g.name for g in getattr(self.user, "groups", ()) or ()),
             )
         except AllocatorError as e:
-            self.log.warning("%s: no alternatives for the waiting page: %s", self._log_name, e.message)
-            return []
-        return sooner(queued, requests, answer, time.time())
+            self.log.warning("%s: no %s: %s", self._log_name, what, e.message)
+            return None
 
     async def start(self):
         if self.stop_reason:
