@@ -26,7 +26,7 @@ from gpuhub.numbers import human_minutes
 
 from .gpu_env import describe, gpu_env
 from .options import candidates, check_spawn_keys, clock, form_runtimes, offered, options_from_form, render_form
-from .waiting import alternatives, queue_message, queue_view, sooner
+from .waiting import alternatives, queue_message, sooner, waiting_view
 
 
 class GPUSpawner(Spawner):
@@ -178,7 +178,7 @@ class GPUSpawner(Spawner):
     gpu_request: dict | None = None
 
     #: while the spawn waits in the queue: what the waiting page and the home page
-    #: show (spawner.waiting.queue_view); None otherwise
+    #: show (spawner.waiting.waiting_view); None otherwise
     queue_state: dict | None = None
 
     #: why the hub stopped the last server (its share was lost or revoked): shown
@@ -322,7 +322,7 @@ class GPUSpawner(Spawner):
 
     def _event(self, progress: int, message: str, queue: dict | None = None) -> None:
         """A progress event; ``queue``: while the spawn waits in the queue, what the
-        waiting page shows (spawner.waiting.queue_view), as ``gpuhub_queue``."""
+        waiting page shows (spawner.waiting.waiting_view), as ``gpuhub_queue``."""
         self.log.info("%s: %s", self._log_name, message)
         event = {"progress": progress, "message": message}
         if queue is not None:
@@ -449,7 +449,7 @@ class GPUSpawner(Spawner):
                 if time.monotonic() - asked >= self.queue_alternatives_seconds:
                     asked = time.monotonic()
                     soon = await self._sooner(queued)
-                view = queue_view(queued, soon)
+                view = waiting_view(queued, soon)
                 self.queue_state = view
                 message = queue_message(queued)
                 if (message, view) != last:

@@ -2,7 +2,7 @@
 answers (a queued request's body, POST estimates' answer).
 
 The spawn-pending page (hub_config/templates/spawn_pending.html) and the hub's home
-page read :func:`queue_view`'s dict: from each progress event of a queued spawn
+page read :func:`waiting_view`'s dict: from each progress event of a queued spawn
 (``gpuhub_queue``) and from ``GPUSpawner.queue_state``. Its "would start sooner"
 lines come from the same estimates as the spawn form's (POST estimates), for the
 alternatives :func:`alternatives` lists: smaller shares of the same model, and the
@@ -102,7 +102,7 @@ def sooner(queued: dict, candidates: list[dict], answer: dict, now: float) -> li
     return [f for _, f in found[:MAX_SOONER]]
 
 
-def queue_view(queued: dict, soon: list[dict] = ()) -> dict:
+def waiting_view(queued: dict, soon: list[dict] = ()) -> dict:
     """What the waiting page and the home page show of a queued request: its
     position, expected start, at the latest (ISO times; the browser shows them in
     its own clock), what it waits for, and what would start sooner."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from spawner.waiting import alternatives, ordinal, queue_message, queue_view, share_label, sooner
+from spawner.waiting import alternatives, ordinal, queue_message, share_label, sooner, waiting_view
 
 NOW = 1_800_000_000.0
 
@@ -54,8 +54,8 @@ def test_sooner_leaves_out_what_the_quota_refuses_or_cannot_start():
     assert sooner(QUEUED, cands, answer, NOW) == []
 
 
-def test_queue_view_has_what_the_page_shows():
-    v = queue_view(QUEUED, [{"share": "1 × L4"}])
+def test_waiting_view_has_what_the_page_shows():
+    v = waiting_view(QUEUED, [{"share": "1 × L4"}])
     assert v["share"] == "1 × A100" and v["position_text"] == "3rd"
     assert v["eta"] == QUEUED["eta"] and v["eta_latest"] == QUEUED["eta_latest"]
     assert v["reason"] == "waiting for 1 × A100 to be free" and v["sooner"] == [{"share": "1 × L4"}]
