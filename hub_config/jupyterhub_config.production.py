@@ -142,6 +142,10 @@ c.Spawner.default_url = "/lab"
 #     "scopes": ["custom:vfolders:admin", "access:services!service=vfolders"]})
 # c.VFolderMixin.vfolders_url = "http://127.0.0.1:8052/services/vfolders/api/v1/"
 # c.VFolderMixin.vfolders_token = spawner_token
+# where each session's vfolder mount directory lives on its host (0700 root; only mount
+# points), and how often a running session picks up vfolders made or lost meanwhile
+# c.VFolderMixin.vfolders_session_root = "/run/gpuhub/sessions"
+# c.VFolderMixin.vfolders_refresh_interval = 3.0
 # the admin panel's Storage tab reads the storage hosts with the allocator's token:
 # for _role in c.JupyterHub.load_roles:
 #     if _role["name"] == "gpu-allocator":

@@ -373,6 +373,9 @@ c.JupyterHub.load_roles.append({
 })
 c.VFolderMixin.vfolders_url = f"http://127.0.0.1:{vfolders_port}/services/vfolders/api/v1/"
 c.VFolderMixin.vfolders_token = spawner_token
+# each session's mount directory (spawner/mounts.py), beside the demo's other state, so
+# that two demos (or test hubs) on one machine never share one
+c.VFolderMixin.setdefault("vfolders_session_root", str(data_dir / "sessions"))
 
 # =============================================================================
 # --- the JupyterLab panel (labextension/, server extension gpuhub.lab) --------

@@ -5,15 +5,28 @@ One validation, in the vfolder service: ``POST mounts`` (as the spawner's
 token, custom:vfolders:admin) answers each mount's host path, ro/rw and group id
 (vfolder_manager/storage/ownership.py: each vfolder is SERVICE:GID 2770, and a
 session that mounts it gets GID as a supplementary group), and refuses unknown
-names with a 400. What a runtime creates is built by pure
-functions: :func:`docker_binds` (read-only bind mounts for Docker) and
+names with a 400.
+
+Where the hub runs as root on the session's host (local processes; Docker on an
+engine at a ``unix://`` socket), each session gets a *session directory*
+(spawner/mounts.py) that the hub binds the vfolders into and that the session
+sees at ``~/vfolders`` through mount propagation. While the server runs, the
+hub asks the service every ``vfolders_refresh_interval`` seconds which vfolders
+the user has: one created or accepted during the session is mounted into the
+running session (through an idmapped mount, as the session cannot gain its
+group), and one the user lost (unshared, deleted) leaves it. Elsewhere (a Docker
+engine on another host) each vfolder is a bind of its own, fixed at start, and
+the lab panel says that a restart mounts new ones.
+
+What a runtime creates is built by pure functions: :func:`docker_binds` and
 :func:`local_mount_wrapper` (a command prefix that starts a local server in its
-own mount namespace, binds the vfolders, remounts the read-only ones ``ro`` and
-then drops to the user's account).
+own mount namespace, binds the session directory at ``~/vfolders`` and then
+drops to the user's account).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shlex
@@ -21,11 +34,13 @@ from html import escape
 
 from jupyterhub.spawner import SpawnException
 from tornado import web
-from traitlets import Unicode, default
+from traitlets import Float, Unicode, default
 from traitlets.config import Configurable
 
 from gpuhub.client import ServiceClient, ServiceError
 from gpuhub.numbers import human_bytes
+
+from . import mounts as host_mounts
 
 MOUNT_DIR = "vfolders"
 
@@ -48,34 +63,52 @@ def docker_binds(mounts: list[dict], home: str) -> dict:
     return {m["path"]: {"bind": mount_target(home, m["name"]), "mode": m["mode"]} for m in mounts}
 
 
+def docker_session_bind(session_dir: str, home: str) -> dict:
+    """docker-py ``binds`` for a session directory: at ~/vfolders, ``rslave``, so
+    that what the hub mounts into it later reaches the container."""
+    return {session_dir: {"bind": f"{home.rstrip('/')}/{MOUNT_DIR}", "mode": "rw,rslave"}}
+
+
 def vfolder_gids(mounts: list[dict]) -> list[int]:
     """The groups a session needs to enter its vfolders."""
     return sorted({m["gid"] for m in mounts if m.get("gid") is not None})
 
 
-def local_mount_wrapper(mounts: list[dict], home: str, uid: int, gid: int,
+def local_mount_wrapper(session_dir: str, home: str, uid: int, gid: int,
                         groups: list[int] | None = None) -> list[str]:
-    """A prefix for the server's command line, run as root: a private mount
-    namespace where each vfolder is bound at ~/vfolders/NAME (read-only ones
-    remounted ``ro``, which even root cannot write through), then the command
-    runs as uid:gid with the supplementary ``groups`` (the account's own ones
-    when None; give them plus :func:`vfolder_gids`). The mounts vanish with the
-    session's processes."""
-    lines = ["set -e"]
-    base = f"{home.rstrip('/')}/{MOUNT_DIR}"
-    lines.append(f"mkdir -p {shlex.quote(base)} && chown {uid}:{gid} {shlex.quote(base)}")
-    for m in mounts:
-        dst, src = shlex.quote(mount_target(home, m["name"])), shlex.quote(m["path"])
-        lines.append(f"mkdir -p {dst} && chown {uid}:{gid} {dst}")
-        lines.append(f"mount --bind {src} {dst}")
-        if m["mode"] == "ro":
-            lines.append(f"mount -o remount,bind,ro {dst}")
+    """A prefix for the server's command line, run as root: a mount namespace
+    whose mounts are slaves of the host's, where the session directory (the
+    vfolders the hub bound into it, read-only ones read-only, which even root
+    cannot write through) is bound at ~/vfolders, then the command runs as
+    uid:gid with the supplementary ``groups`` (the account's own ones when None;
+    give them plus :func:`vfolder_gids`). Empty directories that older versions
+    left in ~/vfolders are removed first (a mount covers them anyway). The
+    mounts vanish with the session's processes."""
+    base = shlex.quote(f"{home.rstrip('/')}/{MOUNT_DIR}")
+    lines = [
+        "set -e",
+        f"mkdir -p {base} && chown {uid}:{gid} {base}",
+        f"find {base} -mindepth 1 -maxdepth 1 -type d -empty -delete 2>/dev/null || true",
+        f"mount --rbind {shlex.quote(session_dir)} {base}",
+    ]
     which = "--init-groups" if groups is None else f"--groups={','.join(map(str, groups)) or str(gid)}"
     lines.append(f'exec setpriv --reuid={uid} --regid={gid} {which} -- "$@"')
-    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+    return ["unshare", "--mount", "--propagation", "slave", "--", "/bin/sh", "-c",
             "\n".join(lines), "gpuhub-vfolders"]
 
 
+def live_changes(available: list[dict], seen: set[str], mounted: dict[str, str]) -> tuple[list[str], list[str]]:
+    """What a running session's vfolders should do now: (names to mount, ids to
+    unmount). ``available`` is the service's answer (each vfolder the user may
+    mount: id, name); ``seen`` the ids that were there when the session started
+    or were mounted since (the user chose, at start, whether to mount those);
+    ``mounted`` id → name of what is mounted now. New ones are mounted unless
+    their name is taken in ~/vfolders; those the user lost leave."""
+    ids = {a["id"] for a in available}
+    taken = set(mounted.values())
+    new = [a["name"] for a in available if a["id"] not in seen and a["name"] not in taken]
+    gone = [vid for vid in mounted if vid not in ids]
+    return new, gone
 
 
 def space_left(v: dict) -> str:
@@ -133,10 +166,55 @@ class VFolderMixin(Configurable):
         """,
     ).tag(config=True)
 
+    vfolders_session_root = Unicode(
+        "/run/gpuhub/sessions",
+        help="""Directory on each session's host under which the hub keeps one
+        *session directory* per running server: the vfolders are bound into it
+        and the session sees it at ``~/vfolders`` (spawner/mounts.py). The hub
+        makes it 0700 root and a mount point of its own; e.g.
+        ``/var/lib/gpuhub/sessions``.
+
+        Default ``/run/gpuhub/sessions``: on the tmpfs of ``/run``, so nothing
+        outlives a reboot; only mount points live there, never data.
+        """,
+    ).tag(config=True)
+
+    vfolders_refresh_interval = Float(
+        3.0,
+        help="""Seconds between the hub's checks, while a server runs, of which
+        vfolders its user has: a vfolder created or accepted during the session
+        is then mounted into it at ``~/vfolders/NAME``, and one the user lost
+        (unshared, deleted) is unmounted. 0 turns this off (new vfolders then
+        appear at the next start). Each check is one ``POST mounts`` (dry run) to
+        the vfolder service per running server.
+
+        Default 3: a vfolder made in JupyterLab's panel is there before the
+        panel's next refresh or two; 100 servers make ~33 light requests a
+        second.
+        """,
+    ).tag(config=True)
+
     vfolder_mounts: list[dict] = []
+    _vfolder_watch: asyncio.Task | None = None
+    _vfolders_seen: set = set()
+    _vfolders_live: dict = {}  # vfolder id → mount name, what is in the session directory
 
     def _vfolder_session(self) -> str:
         return f"{self.user.name}/{self.name}"
+
+    # what a runtime says: whether the hub can mount into the session's host, and as what group
+    def live_mounts(self) -> bool:
+        """Whether this session's vfolders go through a session directory that
+        the hub mounts into (the hub is root on the session's host)."""
+        return False
+
+    def session_gids(self) -> tuple[int, set[int]]:
+        """The session's primary group and every group it has."""
+        raise NotImplementedError
+
+    @property
+    def vfolders_session_dir(self) -> str:
+        return host_mounts.session_dir(self.vfolders_session_root, self.user.name, self.name)
 
     async def resolve_vfolders(self, names, dry_run: bool) -> dict:
         client = VFolderClient(self.vfolders_url, self.vfolders_token)
@@ -180,8 +258,17 @@ class VFolderMixin(Configurable):
 
         return form
 
+    def get_env(self):
+        env = super().get_env()
+        if self.vfolders_url:
+            # the lab panel: whether a vfolder made now appears here, or needs a restart
+            live = self.live_mounts() and self.vfolders_refresh_interval > 0
+            env["GPUHUB_VFOLDERS_LIVE"] = "1" if live else "0"
+        return env
+
     async def start(self):
         self.vfolder_mounts = []
+        self._stop_watching()
         if self.vfolders_url:
             try:
                 answer = await self.resolve_vfolders(self.user_options.get("vfolders"), dry_run=False)
@@ -189,21 +276,102 @@ class VFolderMixin(Configurable):
                 raise SpawnException(f"vfolders: {e.message}", reason="vfolders",
                                      status_code=400 if e.status == 400 else 503) from None
             self.vfolder_mounts = answer["mounts"]
-            self.vfolders_resolved()
+            self._vfolders_seen = {a["id"] for a in answer.get("available", [])}
+            self._vfolders_live = {}
             if self.vfolder_mounts:
                 self._event(50, "mounting vfolders: " + ", ".join(
                     f"{m['name']} ({m['mode']}{': ' + m['reason'] if m.get('reason') else ''})"
                     for m in self.vfolder_mounts))
         try:
-            return await super().start()
+            if self.vfolders_url:
+                await self.vfolders_resolved()
+            result = await super().start()
         except BaseException:
             await self._release_vfolders()
             raise
+        self._start_watching()
+        return result
 
-    def vfolders_resolved(self) -> None:
+    async def vfolders_resolved(self) -> None:
         """Runtimes prepare their mounts here (self.vfolder_mounts is set)."""
 
+    # --- the session directory (live mounts) ----------------------------------------------
+
+    async def mount_session_dir(self) -> None:
+        """A fresh session directory with the vfolders chosen at start (the
+        runtime calls this once the session's host is known)."""
+        path = self.vfolders_session_dir
+
+        def mount():
+            host_mounts.make_session_dir(self.vfolders_session_root, path)
+            for m in self.vfolder_mounts:
+                host_mounts.add(path, m["name"], m["path"], m["mode"] == "ro")
+                self._vfolders_live[m["id"]] = m["name"]
+
+        try:
+            await asyncio.to_thread(mount)
+        except OSError as e:
+            raise SpawnException(f"vfolders: could not mount them on this host: {e}",
+                                 reason="vfolders", status_code=500) from None
+
+    def _mount_later(self, m: dict) -> None:
+        """A vfolder that arrived during the session: through an idmapped mount
+        when the session lacks its group."""
+        primary, groups = self.session_gids()
+        gids = (m["gid"], primary) if m.get("gid") is not None and m["gid"] not in groups else None
+        host_mounts.add(self.vfolders_session_dir, m["name"], m["path"], m["mode"] == "ro", gids)
+
+    async def sync_vfolders(self) -> None:
+        """One check (see vfolders_refresh_interval): mount what is new, unmount
+        what the user lost, and tell the service what the session mounts now."""
+        answer = await self.resolve_vfolders(None, dry_run=True)
+        new, gone = live_changes(answer.get("available", []), self._vfolders_seen, self._vfolders_live)
+        if not new and not gone:
+            return
+        for vid in gone:
+            name = self._vfolders_live.pop(vid)
+            await asyncio.to_thread(host_mounts.drop, self.vfolders_session_dir, name)
+            self.log.info("%s: unmounted vfolder %s (no longer the user's)", self._log_name, name)
+        keep = sorted(set(self._vfolders_live.values()) | set(new))
+        answer = await self.resolve_vfolders(keep, dry_run=False)  # recorded: deleting them is refused now
+        for m in answer["mounts"]:
+            self._vfolders_seen.add(m["id"])
+            if m["id"] in self._vfolders_live or m["name"] not in new:
+                continue
+            try:
+                await asyncio.to_thread(self._mount_later, m)
+            except OSError as e:
+                self.log.error("%s: could not mount vfolder %s into the running session: %s",
+                               self._log_name, m["name"], e)
+                continue
+            self._vfolders_live[m["id"]] = m["name"]
+            self.log.info("%s: mounted vfolder %s (%s) into the running session",
+                          self._log_name, m["name"], m["mode"])
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.vfolders_refresh_interval)
+            try:
+                await self.sync_vfolders()
+            except ServiceError as e:
+                self.log.debug("%s: vfolder check skipped: %s", self._log_name, e.message)
+            except Exception:
+                self.log.exception("%s: vfolder check failed", self._log_name)
+
+    def _start_watching(self) -> None:
+        if self.vfolders_url and self.live_mounts() and self.vfolders_refresh_interval > 0:
+            self._vfolder_watch = asyncio.ensure_future(self._watch())
+
+    def _stop_watching(self) -> None:
+        task, self._vfolder_watch = self._vfolder_watch, None
+        if task is not None:
+            task.cancel()
+
     async def _release_vfolders(self) -> None:
+        self._stop_watching()
+        if self.live_mounts():
+            await asyncio.to_thread(host_mounts.remove_session_dir, self.vfolders_session_dir)
+            self._vfolders_live = {}
         if not self.vfolders_url:
             return
         try:
@@ -213,8 +381,29 @@ class VFolderMixin(Configurable):
             self.log.warning("could not release the vfolder mounts of %s: %s", self._log_name, e.message)
 
     async def stop(self, now=False):
+        self._stop_watching()
         await super().stop(now=now)
         await self._release_vfolders()
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None and (self._vfolder_watch is not None or self._vfolders_live):
+            await self._release_vfolders()  # the server died (or lost its share)
+        elif status is None and self._vfolder_watch is None and self._vfolders_live:
+            self._start_watching()  # a restarted hub: the state says what is mounted
+        return status
+
+    def load_state(self, state):
+        super().load_state(state)
+        live = state.get("gpuhub_vfolders") or {}
+        self._vfolders_seen = set(live.get("seen", ()))
+        self._vfolders_live = dict(live.get("mounted", {}))
+
+    def get_state(self):
+        state = super().get_state()
+        if self._vfolders_live or self._vfolders_seen:
+            state["gpuhub_vfolders"] = {"seen": sorted(self._vfolders_seen), "mounted": self._vfolders_live}
+        return state
 
 
 class LocalVFolderMixin(VFolderMixin):
@@ -222,8 +411,15 @@ class LocalVFolderMixin(VFolderMixin):
     :func:`local_mount_wrapper` and drops privileges there instead of in the
     pre-exec hook."""
 
+    def live_mounts(self) -> bool:
+        return bool(self.vfolders_url) and os.getuid() == 0
+
+    def session_gids(self) -> tuple[int, set[int]]:
+        pw = pwd.getpwnam(self.user.name)
+        return pw.pw_gid, set(os.getgrouplist(pw.pw_name, pw.pw_gid)) | set(vfolder_gids(self.vfolder_mounts))
+
     def _wrapped(self) -> bool:
-        return bool(self.vfolder_mounts) and os.getuid() == 0
+        return self.live_mounts()
 
     async def start(self):
         original = list(self.cmd)
@@ -232,12 +428,14 @@ class LocalVFolderMixin(VFolderMixin):
         finally:
             self.cmd = original  # the wrapper is for this start only
 
-    def vfolders_resolved(self) -> None:
+    async def vfolders_resolved(self) -> None:
         if self._wrapped():
+            await self.mount_session_dir()
             pw = pwd.getpwnam(self.user.name)
             extra = vfolder_gids(self.vfolder_mounts)
             groups = sorted(set(os.getgrouplist(pw.pw_name, pw.pw_gid)) | set(extra)) if extra else None
-            self.cmd = local_mount_wrapper(self.vfolder_mounts, pw.pw_dir, pw.pw_uid, pw.pw_gid, groups) + list(self.cmd)
+            self.cmd = local_mount_wrapper(self.vfolders_session_dir, pw.pw_dir, pw.pw_uid, pw.pw_gid,
+                                           groups) + list(self.cmd)
 
     def make_preexec_fn(self, name):
         if not self._wrapped():
@@ -251,10 +449,30 @@ class LocalVFolderMixin(VFolderMixin):
 
 
 class DockerVFolderMixin(VFolderMixin):
+    """Docker: with an engine on the hub's own host (a ``unix://`` socket) and a
+    hub that runs as root, the session directory is bound at ~/vfolders
+    (``rslave``); otherwise each vfolder is a bind of its own, fixed at start."""
+
+    def live_mounts(self) -> bool:
+        return (bool(self.vfolders_url) and os.getuid() == 0
+                and str(self.endpoint.get("url", "")).startswith("unix://"))
+
+    def session_gids(self) -> tuple[int, set[int]]:
+        primary = int(self.container_user.partition(":")[2] or 0)
+        return primary, {primary} | set(vfolder_gids(self.vfolder_mounts))
+
+    async def create_object(self):
+        if self.live_mounts():  # the allocation, and so the engine, is known by now
+            await self.mount_session_dir()
+        return await super().create_object()
+
     @property
     def volume_binds(self):
         binds = super().volume_binds
-        binds.update(docker_binds(self.vfolder_mounts, self.notebook_dir))
+        if self.live_mounts():
+            binds.update(docker_session_bind(self.vfolders_session_dir, self.notebook_dir))
+        else:
+            binds.update(docker_binds(self.vfolder_mounts, self.notebook_dir))
         return binds
 
     def vfolder_host_config(self) -> dict:

@@ -174,6 +174,21 @@ class GPUHubLab(Configurable):
     def _default_gpus(self):
         return _env("GPUHUB_GPUS")
 
+    vfolders_live = Bool(
+        help="""Whether a vfolder created or accepted during this session is
+        mounted into it (the hub mounts it at ``~/vfolders/NAME`` within seconds);
+        when False, the panel says that restarting the server mounts it.
+
+        Default: ``$GPUHUB_VFOLDERS_LIVE`` (``1`` or ``0``), set by gpuhub's
+        spawner, which knows whether it can mount into this session's host; True
+        when unset.
+        """,
+    ).tag(config=True)
+
+    @default("vfolders_live")
+    def _default_vfolders_live(self):
+        return _env("GPUHUB_VFOLDERS_LIVE") != "0"
+
     host = Unicode(
         None,
         allow_none=True,

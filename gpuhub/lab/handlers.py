@@ -301,12 +301,15 @@ def mounts(mountinfo: str | None = None) -> dict[str, str]:
     return out
 
 
-def mount_state(mount_name: str, home: Path, table: dict[str, str] | None = None) -> dict:
-    """Whether ~/vfolders/NAME is mounted in this session, and ro or rw."""
+def mount_state(mount_name: str, home: Path, table: dict[str, str] | None = None,
+                live: bool = True) -> dict:
+    """Whether ~/vfolders/NAME is mounted in this session, and ro or rw; ``live``:
+    whether a vfolder made during the session is mounted into it (the spawner's
+    GPUHUB_VFOLDERS_LIVE), else a restart is what mounts it."""
     table = mounts() if table is None else table
     path = str(home / "vfolders" / mount_name)
     mode = table.get(path) or table.get(os.path.realpath(path))
-    return {"path": f"~/vfolders/{mount_name}", "mounted": mode is not None, "mode": mode}
+    return {"path": f"~/vfolders/{mount_name}", "mounted": mode is not None, "mode": mode, "live": live}
 
 
 class State:
@@ -420,7 +423,7 @@ class State:
                 "id": vf.get("id"), "name": vf.get("name"), "mount_name": name,
                 "owner": vf.get("owner"), "access": vf.get("access"), "state": vf.get("state"),
                 "usage": vf.get("usage"), "quota": vf.get("quota"), "over_quota": vf.get("over_quota"),
-                "shares": vf.get("shares"), "here": mount_state(name, home, table),
+                "shares": vf.get("shares"), "here": mount_state(name, home, table, self.lab.vfolders_live),
             })
         return {
             "items": items,

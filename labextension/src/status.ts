@@ -54,7 +54,7 @@ export interface IVfolder {
   usage?: { bytes?: number | null } | null;
   quota?: { bytes?: number | null } | null;
   over_quota?: boolean;
-  here?: { path?: string; mounted?: boolean; mode?: string | null };
+  here?: { path?: string; mounted?: boolean; mode?: string | null; live?: boolean };
 }
 
 export interface IInvitation {

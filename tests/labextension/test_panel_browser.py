@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,19 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
         written_before = panel.locator("[data-testid=storage-written]").inner_text()
         shot(page, "light")
         check_widths(page, "light")
+
+        # --- a vfolder made in the panel is mounted in this running session (#19 item 2)
+        panel.locator("input[aria-label='new vfolder name']").fill("fresh")
+        panel.locator(".gpuhub-create button[type=submit]").click()
+        page.wait_for_selector("#gpuhub-panel [data-vfolder=fresh]")
+        wait_for(lambda: "~/vfolders/fresh (rw)" in panel.locator("[data-vfolder=fresh]").inner_text(),
+                 60, "the panel to show fresh mounted here", interval=0.5)
+        shot(page, "light-fresh-mounted")
+        with ThreadPoolExecutor(1) as other_thread:  # run_code has its own event loop; playwright's runs here
+            out = other_thread.submit(
+                api.run_code, "import os\np = os.path.expanduser('~/vfolders/fresh/note.txt')\n"
+                "open(p, 'w').write('made in the panel')\nprint(open(p).read())").result()
+        assert out.strip() == "made in the panel", out
 
         # --- a resumable upload, interrupted by a reload -----------------------
         page.evaluate("() => localStorage.setItem('gpuhub:upload-chunk-bytes', String(1024 * 1024))")

@@ -59,7 +59,8 @@ def test_status_shows_share_time_left_live_vfolders_storage(fetch, fake):
     assert queue["items"][0]["eta"] == 1893499200.0 and queue["items"][0]["eta_latest"] == 1893506400.0
     assert queue["items"][1]["eta"] is None and "quota" in queue["items"][1]["reason"]
     (vf,) = s["vfolders"]["items"]
-    assert vf["name"] == "data" and vf["here"] == {"path": "~/vfolders/data", "mounted": False, "mode": None}
+    assert vf["name"] == "data" and vf["here"] == {"path": "~/vfolders/data", "mounted": False, "mode": None,
+                                                "live": True}
     assert s["vfolders"]["invitations"][0]["id"] == "s9"
     assert s["vfolders"]["quota"]["usage"]["bytes"] == 1024
     (host,) = s["storage"]["hosts"]
@@ -179,9 +180,12 @@ def test_mount_state_reads_mountinfo_bind_mounts():
         "37 35 98:0 /v/2 /home/a/vfolders/refs ro,relatime - ext4 /dev/root rw\n"
     )
     home = Path("/home/a")
-    assert mount_state("my data", home, table) == {"path": "~/vfolders/my data", "mounted": True, "mode": "rw"}
+    assert mount_state("my data", home, table) == {
+        "path": "~/vfolders/my data", "mounted": True, "mode": "rw", "live": True}
     assert mount_state("refs", home, table)["mode"] == "ro"
     assert mount_state("other", home, table)["mounted"] is False
+    # where the hub cannot mount into the running session, the panel says a restart does
+    assert mount_state("other", home, table, live=False)["live"] is False
 
 
 @pytest.mark.parametrize("body", ["[1]", "not json"])

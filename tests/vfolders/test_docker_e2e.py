@@ -30,6 +30,8 @@ import os
 import pytest
 import requests
 
+from tests.support import wait_for
+
 pytestmark = [
     pytest.mark.e2e,
     # the storage host directory (the NAS) in the hub's work directory
@@ -109,8 +111,9 @@ def test_docker_sessions_mount_rw_and_ro_and_keep_files_across_hosts(hub, engine
     paths = {name: m["path"] for name, m in mounts.items()}
     # the container's user gets each vfolder's group (storage/ownership.py)
     assert sorted(host_config["GroupAdd"]) == sorted(str(m["gid"]) for m in mounts.values())
-    assert f"{paths['data']}:/home/jovyan/vfolders/data:rw" in binds, binds
-    assert f"{paths['refs']}:/home/jovyan/vfolders/refs:ro" in binds, binds
+    # the session directory at ~/vfolders (rslave), the vfolders bound into it by the hub
+    (vbind,) = [b for b in binds if ":/home/jovyan/vfolders:" in b]
+    assert vbind.endswith(":/home/jovyan/vfolders:rw,rslave"), binds
     out = json.loads(alice.run_code(PROBE))
     assert out["uid"] == 1000 and out["listing"] == ["data", "refs"], out
     assert out["ro_write"] == "EROFS", out  # a ro share cannot be written, whatever the file modes
@@ -138,9 +141,24 @@ def test_docker_sessions_mount_rw_and_ro_and_keep_files_across_hosts(hub, engine
         "print(mounted, open(p).read())\n"
         "open(p, 'a').write(', and session 2')\n"
     )
-    # only what this session asked for is mounted (refs' empty mount point stays in the home volume)
+    # only what this session asked for is mounted, and no empty mount point is left for refs
     assert out.strip() == "['/home/jovyan/vfolders/data'] from session 1", out
+    assert alice.run_code("import os\nprint(sorted(os.listdir(os.path.expanduser('~/vfolders'))))").strip() \
+        == "['data']"
+
+    # made during the session: it appears in the running container, writable by its
+    # user (an idmapped mount: the container never got this vfolder's group)
+    later = alice.call("POST", V + "/vfolders", json={"name": "later"}).json()
+    seen = wait_for(lambda: "later" in alice.run_code(
+        "import os\nprint(os.listdir(os.path.expanduser('~/vfolders')))"), timeout=60,
+        what="the new vfolder in the running container")
+    assert seen
+    out = alice.run_code("import os\np = os.path.expanduser('~/vfolders/later/new.txt')\n"
+                         "open(p, 'w').write('made live')\nprint(os.getgroups())\n")
+    r = alice.call("GET", V + f"/vfolders/{later['id']}/files/new.txt")
+    assert r.status_code == 200 and r.text == "made live", (r.text, out)
     alice.stop()
+    assert alice.call("DELETE", V + f"/vfolders/{later['id']}").status_code == 204
     # the service sees both sessions' bytes (a download through the API)
     r = alice.call("GET", V + f"/vfolders/{data['id']}/files/sub/hello.txt")
     assert r.status_code == 200 and r.text == "from session 1, and session 2", r.text

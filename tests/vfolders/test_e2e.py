@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+from tests.support import wait_for
+
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(os.getuid() != 0, reason="mounting vfolders into local sessions needs a hub that runs as root"),
@@ -58,6 +60,43 @@ def test_mount_write_read_ro_and_refused_delete(hub):
     assert out.strip() == "False from session 1", out
     alice.stop()
     assert alice.call("DELETE", V + f"/vfolders/{data['id']}").status_code == 204
+
+
+def test_vfolders_made_or_lost_during_a_session_come_and_go(hub):
+    """#19 item 2: a vfolder created, or an invitation accepted, during a
+    session appears in the running session (mount propagation from the hub's
+    session directory; an idmapped mount, as the running server cannot gain the
+    vfolder's group), writable; one the user loses leaves; empty directories
+    that an older version left in ~/vfolders are not shown."""
+    alice, bob = hub.login("gpuhub-vfe"), hub.login("gpuhub-vff")
+    assert alice.spawn({"gpus": "0"}).status_code in (201, 202)  # creates the account
+    alice.wait_ready()
+    alice.stop()
+    home = os.path.expanduser("~gpuhub-vfe")
+    os.makedirs(os.path.join(home, "vfolders", "ghost"), exist_ok=True)  # an old empty mount point
+    assert alice.spawn({"gpus": "0"}).status_code in (201, 202)
+    alice.wait_ready()
+    listing = "import os\nprint(sorted(os.listdir(os.path.expanduser('~/vfolders'))))"
+    assert alice.run_code(listing).strip() == "[]"
+
+    mine = alice.call("POST", V + "/vfolders", json={"name": "mine"}).json()
+    wait_for(lambda: "mine" in alice.run_code(listing), timeout=60, what="mine in the running session")
+    out = alice.run_code("import os\nopen(os.path.expanduser('~/vfolders/mine/a.txt'), 'w').write('live')\n"
+                         "print(os.getgroups())")
+    r = alice.call("GET", V + f"/vfolders/{mine['id']}/files/a.txt")
+    assert r.status_code == 200 and r.text == "live", (r.text, out)
+
+    theirs = bob.call("POST", V + "/vfolders", json={"name": "theirs"}).json()
+    s = bob.call("POST", V + f"/vfolders/{theirs['id']}/shares", json={"user": alice.name, "permission": "ro"})
+    assert alice.call("POST", V + f"/invitations/{s.json()['id']}/accept").status_code == 200
+    wait_for(lambda: "theirs" in alice.run_code(listing), timeout=60, what="the accepted share")
+    out = alice.run_code("import errno, os\ntry:\n    open(os.path.expanduser('~/vfolders/theirs/x'), 'w')\n"
+                         "except OSError as e:\n    print(errno.errorcode[e.errno])")
+    assert out.strip() == "EROFS", out
+    # bob takes it back: it leaves alice's running session
+    assert bob.call("DELETE", V + f"/vfolders/{theirs['id']}/shares?user={alice.name}").status_code == 204
+    wait_for(lambda: "theirs" not in alice.run_code(listing), timeout=60, what="the unshared vfolder to leave")
+    alice.stop()
 
 
 def test_rw_share_between_two_system_accounts(hub):

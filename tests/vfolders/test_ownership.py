@@ -97,7 +97,7 @@ def test_builders_carry_the_groups():
               {"name": "b", "path": "/n/b", "mode": "ro", "gid": 1900000003},
               {"name": "c", "path": "/n/c", "mode": "rw", "gid": None}]
     assert vfolder_gids(mounts) == [1900000003, 1900000007]
-    script = local_mount_wrapper(mounts, "/home/x", 1001, 1001, [1001, 27, 1900000003, 1900000007])[7]
+    script = local_mount_wrapper("/run/s/@x/@", "/home/x", 1001, 1001, [1001, 27, 1900000003, 1900000007])[7]
     assert script.strip().endswith(
         'exec setpriv --reuid=1001 --regid=1001 --groups=1001,27,1900000003,1900000007 -- "$@"')
     assert "gid" not in str(docker_binds(mounts, "/home/j"))

@@ -242,6 +242,21 @@ describe('vfolders', () => {
     });
   });
 
+  it('says that a restart mounts a vfolder where the hub cannot mount into the running session', () => {
+    const content = (live: boolean) =>
+      vfoldersContent(
+        {
+          items: [vf({ here: { path: '~/vfolders/data', mounted: false, mode: null, live } })],
+          invitations: [],
+          invitations_error: null,
+          quota: null
+        },
+        'alice'
+      );
+    expect(content(false).items[0].mount).toBe('not mounted here: restart your server to mount it at ~/vfolders/data');
+    expect(content(true).items[0].mount).toBe('not mounted here (~/vfolders/data)');
+  });
+
   it('invites to create one when there is none; a failed section shows its error', () => {
     const c = vfoldersContent({ items: [], invitations: [] }, 'alice');
     expect(c.kind === 'vfolders' && c.empty).toBe('No vfolders yet: create one below.');

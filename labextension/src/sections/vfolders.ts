@@ -49,7 +49,11 @@ export function vfoldersContent(v: IVfolders, user: string): VfoldersContent {
         name: vf.name,
         access: vf.access,
         from: vf.owner !== user ? ` from ${vf.owner}` : '',
-        mount: here.mounted ? `${here.path} (${here.mode})` : `not mounted here (${here.path})`,
+        mount: here.mounted
+          ? `${here.path} (${here.mode})`
+          : here.live === false
+            ? `not mounted here: restart your server to mount it at ${here.path}`
+            : `not mounted here (${here.path})`,
         usage: u.text + (vf.over_quota ? ' — over quota' : ''),
         fraction: u.fraction
       };
