@@ -30,6 +30,7 @@ import ctypes
 import errno
 import os
 import subprocess
+import threading
 import time
 from urllib.parse import quote
 
@@ -76,6 +77,7 @@ def gid_map(disk: int, seen: int) -> list[tuple[int, int, int]]:
 # --- the edge: syscalls and mount(8) -------------------------------------------------------
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_root_lock = threading.Lock()  # one hub: sessions start and stop in threads at once
 
 
 def _check(result: int, what: str, path: str) -> int:
@@ -154,22 +156,40 @@ def unmount(path: str) -> None:
 
 def make_session_dir(root: str, path: str) -> None:
     """A fresh session directory: ``root`` 0700 and a private mount of its own
-    (so that nothing in it propagates to the host's other mounts), the session
-    directory 0755 and a shared mount of its own. What an earlier run left there
-    (a hub killed with its sessions) is unmounted and removed first."""
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    os.chmod(root, 0o700)
-    if not is_mount_point(root):
-        _mount("--bind", root, root)
-        _mount("--make-private", root)
-    remove_session_dir(path)
-    os.makedirs(path, mode=0o755)
-    os.chmod(os.path.dirname(path), 0o755)
-    _mount("--bind", path, path)
-    _mount("--make-shared", path)
+    while any session directory exists (so that nothing in it propagates to the
+    host's other mounts), the session directory 0755 and a shared mount of its
+    own. What an earlier run left there (a hub killed with its sessions) is
+    unmounted and removed first."""
+    with _root_lock:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        os.chmod(root, 0o700)
+        if not is_mount_point(root):
+            _mount("--bind", root, root)
+            _mount("--make-private", root)
+        _remove(path)
+        os.makedirs(path, mode=0o755)
+        os.chmod(os.path.dirname(path), 0o755)
+        _mount("--bind", path, path)
+        _mount("--make-shared", path)
 
 
-def remove_session_dir(path: str) -> None:
+def remove_session_dir(path: str, root: str | None = None) -> None:
+    """Unmount and remove a session directory; and ``root``'s own mount when
+    no session directory is left in it."""
+    with _root_lock:
+        _remove(path)
+        if root is not None and is_mount_point(root) and not any(
+                os.listdir(os.path.join(root, d)) for d in os.listdir(root)
+                if os.path.isdir(os.path.join(root, d))):
+            for d in os.listdir(root):
+                try:
+                    os.rmdir(os.path.join(root, d))
+                except OSError:
+                    pass
+            unmount(root)
+
+
+def _remove(path: str) -> None:
     if not os.path.lexists(path):
         return
     unmount(path)

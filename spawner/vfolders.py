@@ -32,9 +32,10 @@ import pwd
 import shlex
 from html import escape
 
+from docker import errors as docker_errors
 from jupyterhub.spawner import SpawnException
 from tornado import web
-from traitlets import Float, Unicode, default
+from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Configurable
 
 from gpuhub.client import ServiceClient, ServiceError
@@ -75,23 +76,27 @@ def vfolder_gids(mounts: list[dict]) -> list[int]:
 
 
 def local_mount_wrapper(session_dir: str, home: str, uid: int, gid: int,
-                        groups: list[int] | None = None) -> list[str]:
+                        groups: list[int] | None = None, home_source: str | None = None) -> list[str]:
     """A prefix for the server's command line, run as root: a mount namespace
     whose mounts are slaves of the host's, where the session directory (the
     vfolders the hub bound into it, read-only ones read-only, which even root
     cannot write through) is bound at ~/vfolders, then the command runs as
     uid:gid with the supplementary ``groups`` (the account's own ones when None;
-    give them plus :func:`vfolder_gids`). Empty directories that older versions
+    give them plus :func:`vfolder_gids`). ``home_source``: the user's home
+    vfolder, bound over ``home`` first. Empty directories that older versions
     left in ~/vfolders are removed first (a mount covers them anyway). The
     mounts vanish with the session's processes."""
     base = shlex.quote(f"{home.rstrip('/')}/{MOUNT_DIR}")
-    lines = [
-        "set -e",
+    lines = ["set -e"]
+    if home_source:
+        lines.append(f"mount --bind {shlex.quote(home_source)} {shlex.quote(home)}")
+    lines += [
         f"mkdir -p {base} && chown {uid}:{gid} {base}",
         f"find {base} -mindepth 1 -maxdepth 1 -type d -empty -delete 2>/dev/null || true",
         f"mount --rbind {shlex.quote(session_dir)} {base}",
     ]
     which = "--init-groups" if groups is None else f"--groups={','.join(map(str, groups)) or str(gid)}"
+    lines.append(f"cd {shlex.quote(home)}")  # the home as mounted, not the directory below it
     lines.append(f'exec setpriv --reuid={uid} --regid={gid} {which} -- "$@"')
     return ["unshare", "--mount", "--propagation", "slave", "--", "/bin/sh", "-c",
             "\n".join(lines), "gpuhub-vfolders"]
@@ -194,7 +199,26 @@ class VFolderMixin(Configurable):
         """,
     ).tag(config=True)
 
+    home_vfolder = Bool(
+        True,
+        help="""Whether each session's home directory is the user's *home vfolder*
+        on the vfolder service (made on first use, listed with ``"kind":
+        "home"``, counted in the user's storage quota), so that what a session
+        writes in ``~`` is there in the next session on any host. At its first
+        use, the user's older per-host home (the Docker volume
+        ``DockerGPUSpawner.home_volume_template`` on the session's engine, or
+        the local account's home directory) is copied in once, and left as it
+        was.
+
+        Default True, as Backend.AI keeps homes on the NAS. Turn it off where
+        homes live elsewhere already (NFS automounts of /home): sessions then use
+        the local home, or the Docker volume. Local sessions need a hub that
+        runs as root for it.
+        """,
+    ).tag(config=True)
+
     vfolder_mounts: list[dict] = []
+    home_mount: dict | None = None
     _vfolder_watch: asyncio.Task | None = None
     _vfolders_seen: set = set()
     _vfolders_live: dict = {}  # vfolder id → mount name, what is in the session directory
@@ -216,11 +240,61 @@ class VFolderMixin(Configurable):
     def vfolders_session_dir(self) -> str:
         return host_mounts.session_dir(self.vfolders_session_root, self.user.name, self.name)
 
+    def uses_home(self) -> bool:
+        """Whether this runtime mounts the home vfolder at the session's home."""
+        return False
+
+    @property
+    def session_mounts(self) -> list[dict]:
+        """Every vfolder the session gets at start: the chosen ones and the home."""
+        return self.vfolder_mounts + ([self.home_mount] if self.home_mount else [])
+
     async def resolve_vfolders(self, names, dry_run: bool) -> dict:
         client = VFolderClient(self.vfolders_url, self.vfolders_token)
         body = {"user": self.user.name, "groups": [g.name for g in self.user.groups],
                 "session": self._vfolder_session(), "vfolders": names, "dry_run": dry_run}
+        if not dry_run and self.home_vfolder and self.uses_home():
+            body["home"] = True
         return await client.call("POST", "mounts", body)
+
+    # --- the home vfolder's first content -----------------------------------------------
+
+    async def old_home(self) -> tuple[str, int] | None:
+        """The runtime's per-host home of this user, if there is one with
+        content: (what it is, for the log and the record; its size in bytes)."""
+        return None
+
+    async def copy_old_home(self, target: str) -> None:
+        """Copy the per-host home into ``target`` (the home vfolder's directory)."""
+        raise NotImplementedError
+
+    async def migrate_home(self) -> None:
+        """At the home vfolder's first use: copy the older per-host home in (with
+        progress), leave the old one as it was, and have the service record it
+        (and give the files the vfolder's group), so that it never happens twice."""
+        home = self.home_mount
+        if not home or home.get("migrated_from") is not None:
+            return
+        old = await self.old_home()
+        if old is None:
+            source = "nothing"
+        else:
+            source, size = old
+            self._event(45, f"copying your home ({source}, {human_bytes(size)}) into your home "
+                            "vfolder, once; the old one stays as it was")
+            started = asyncio.get_running_loop().time()
+            await self.copy_old_home(home["path"])
+            self.log.info("%s: copied %s (%s) into the home vfolder %s in %.1f s; the old home is "
+                          "left untouched", self._log_name, source, human_bytes(size), home["id"],
+                          asyncio.get_running_loop().time() - started)
+        try:
+            await VFolderClient(self.vfolders_url, self.vfolders_token).call(
+                "PUT", "mounts/home", {"user": self.user.name, "migrated_from": source})
+        except ServiceError as e:
+            if e.status != 409:  # 409: another server of the user recorded it meanwhile
+                raise SpawnException(f"vfolders: could not record the home's copy: {e.message}",
+                                     reason="vfolders", status_code=503) from None
+        home["migrated_from"] = source
 
     async def apply_gpu_options(self, user_options: dict) -> None:
         """The GPU checks see the options without ``vfolders``; the vfolder
@@ -267,7 +341,7 @@ class VFolderMixin(Configurable):
         return env
 
     async def start(self):
-        self.vfolder_mounts = []
+        self.vfolder_mounts, self.home_mount = [], None
         self._stop_watching()
         if self.vfolders_url:
             try:
@@ -276,6 +350,7 @@ class VFolderMixin(Configurable):
                 raise SpawnException(f"vfolders: {e.message}", reason="vfolders",
                                      status_code=400 if e.status == 400 else 503) from None
             self.vfolder_mounts = answer["mounts"]
+            self.home_mount = answer.get("home")
             self._vfolders_seen = {a["id"] for a in answer.get("available", [])}
             self._vfolders_live = {}
             if self.vfolder_mounts:
@@ -334,6 +409,8 @@ class VFolderMixin(Configurable):
             self.log.info("%s: unmounted vfolder %s (no longer the user's)", self._log_name, name)
         keep = sorted(set(self._vfolders_live.values()) | set(new))
         answer = await self.resolve_vfolders(keep, dry_run=False)  # recorded: deleting them is refused now
+        if answer.get("home"):
+            self.home_mount = answer["home"]
         for m in answer["mounts"]:
             self._vfolders_seen.add(m["id"])
             if m["id"] in self._vfolders_live or m["name"] not in new:
@@ -370,7 +447,8 @@ class VFolderMixin(Configurable):
     async def _release_vfolders(self) -> None:
         self._stop_watching()
         if self.live_mounts():
-            await asyncio.to_thread(host_mounts.remove_session_dir, self.vfolders_session_dir)
+            await asyncio.to_thread(host_mounts.remove_session_dir, self.vfolders_session_dir,
+                                    self.vfolders_session_root)
             self._vfolders_live = {}
         if not self.vfolders_url:
             return
@@ -416,7 +494,43 @@ class LocalVFolderMixin(VFolderMixin):
 
     def session_gids(self) -> tuple[int, set[int]]:
         pw = pwd.getpwnam(self.user.name)
-        return pw.pw_gid, set(os.getgrouplist(pw.pw_name, pw.pw_gid)) | set(vfolder_gids(self.vfolder_mounts))
+        return pw.pw_gid, set(os.getgrouplist(pw.pw_name, pw.pw_gid)) | set(vfolder_gids(self.session_mounts))
+
+    def uses_home(self) -> bool:
+        return self.live_mounts()
+
+    async def old_home(self) -> tuple[str, int] | None:
+        home = pwd.getpwnam(self.user.name).pw_dir
+
+        def size() -> tuple[int, int]:
+            total = files = 0
+            for entry in os.listdir(home) if os.path.isdir(home) else ():
+                if entry == MOUNT_DIR:
+                    continue
+                path = os.path.join(home, entry)
+                walk = [(path, [], [])] if not os.path.isdir(path) or os.path.islink(path) else os.walk(path)
+                for root, _, names in walk:
+                    for n in names or [""]:
+                        try:
+                            total += os.lstat(os.path.join(root, n) if n else root).st_size
+                            files += 1
+                        except OSError:
+                            pass
+            return total, files
+
+        total, files = await asyncio.to_thread(size)
+        return (f"{home} on {os.uname().nodename}", total) if files else None
+
+    async def copy_old_home(self, target: str) -> None:
+        home = pwd.getpwnam(self.user.name).pw_dir
+        entries = [os.path.join(home, e) for e in sorted(os.listdir(home)) if e != MOUNT_DIR]
+        proc = await asyncio.create_subprocess_exec(
+            "cp", "-a", "--", *entries, target + "/",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        if proc.returncode:
+            raise SpawnException(f"could not copy your home {home} into your home vfolder: "
+                                 f"{out.decode(errors='replace').strip()[-500:]}", reason="vfolders")
 
     def _wrapped(self) -> bool:
         return self.live_mounts()
@@ -430,12 +544,13 @@ class LocalVFolderMixin(VFolderMixin):
 
     async def vfolders_resolved(self) -> None:
         if self._wrapped():
+            await self.migrate_home()
             await self.mount_session_dir()
             pw = pwd.getpwnam(self.user.name)
-            extra = vfolder_gids(self.vfolder_mounts)
+            extra = vfolder_gids(self.session_mounts)
             groups = sorted(set(os.getgrouplist(pw.pw_name, pw.pw_gid)) | set(extra)) if extra else None
-            self.cmd = local_mount_wrapper(self.vfolders_session_dir, pw.pw_dir, pw.pw_uid, pw.pw_gid,
-                                           groups) + list(self.cmd)
+            self.cmd = local_mount_wrapper(self.vfolders_session_dir, pw.pw_dir, pw.pw_uid, pw.pw_gid, groups,
+                                           (self.home_mount or {}).get("path")) + list(self.cmd)
 
     def make_preexec_fn(self, name):
         if not self._wrapped():
@@ -459,16 +574,59 @@ class DockerVFolderMixin(VFolderMixin):
 
     def session_gids(self) -> tuple[int, set[int]]:
         primary = int(self.container_user.partition(":")[2] or 0)
-        return primary, {primary} | set(vfolder_gids(self.vfolder_mounts))
+        return primary, {primary} | set(vfolder_gids(self.session_mounts))
+
+    def uses_home(self) -> bool:
+        return bool(self.vfolders_url)  # a bind from the NAS path, as every vfolder's
+
+    @property
+    def home_volume(self) -> str:
+        return self.format_volume_name(self.home_volume_template, self)  # as DockerSpawner names it
+
+    async def old_home(self) -> tuple[str, int] | None:
+        try:
+            await self.docker("inspect_volume", self.home_volume)
+        except docker_errors.NotFound:
+            return None
+        out = await self._in_helper(["du", "-sb", "/from"], {self.home_volume: {"bind": "/from", "mode": "ro"}})
+        size = int(out.split()[0]) if out.split() and out.split()[0].isdigit() else 0
+        host = (self.allocation or {}).get("host") or self.endpoint.get("url")
+        return f"Docker volume {self.home_volume} on {host}", size
+
+    async def copy_old_home(self, target: str) -> None:
+        await self._in_helper(["sh", "-c", "cd /from && cp -a . /to/"],
+                              {self.home_volume: {"bind": "/from", "mode": "ro"}, target: {"bind": "/to", "mode": "rw"}})
+
+    async def _in_helper(self, command: list[str], binds: dict) -> str:
+        """Run ``command`` as root in a short-lived container of the session's image
+        on the session's engine, without network; its output."""
+        host_config = await self.docker("create_host_config", binds=binds, network_mode="none")
+        c = await self.docker("create_container", self.image, command=command, user="0",
+                              host_config=host_config, labels={"gpuhub.helper": "home-copy"})
+        try:
+            await self.docker("start", c["Id"])
+            result = await self.docker("wait", c["Id"])
+            logs = (await self.docker("logs", c["Id"])).decode(errors="replace")
+        finally:
+            await self.docker("remove_container", c["Id"], force=True)
+        if result.get("StatusCode"):
+            raise SpawnException(f"could not copy your home volume {self.home_volume} into your home "
+                                 f"vfolder: {logs.strip()[-500:]}", reason="vfolders")
+        return logs
 
     async def create_object(self):
-        if self.live_mounts():  # the allocation, and so the engine, is known by now
+        # the allocation, and so the engine, is known by now
+        await self.migrate_home()
+        if self.live_mounts():
             await self.mount_session_dir()
         return await super().create_object()
 
     @property
     def volume_binds(self):
         binds = super().volume_binds
+        if self.home_mount:  # the home vfolder instead of the per-host home volume
+            binds = {k: v for k, v in binds.items() if v.get("bind") != self.notebook_dir}
+            binds[self.home_mount["path"]] = {"bind": self.notebook_dir, "mode": "rw"}
         if self.live_mounts():
             binds.update(docker_session_bind(self.vfolders_session_dir, self.notebook_dir))
         else:
@@ -478,5 +636,5 @@ class DockerVFolderMixin(VFolderMixin):
     def vfolder_host_config(self) -> dict:
         """docker-py host_config for the vfolders: their groups (``group_add``), so
         the container's user (DockerGPUSpawner.container_user) may enter them."""
-        gids = vfolder_gids(self.vfolder_mounts)
+        gids = vfolder_gids(self.session_mounts)
         return {"group_add": [str(g) for g in gids]} if gids else {}

@@ -23,7 +23,7 @@ from .storage.hosts import StorageHost, default_host
 from .storage import ownership
 from .storage.quota import QuotaBackend, ScanQuota, project_id
 from .store import Store
-from .store.schema import Mount, Quota, Share, Upload, VFolder, VFolderState, utcnow
+from .store.schema import Mount, Quota, Share, Upload, VFolder, VFolderKind, VFolderState, utcnow
 
 
 class Refused(Exception):
@@ -186,7 +186,7 @@ class Manager:
                       "measured": vf.usage_at.isoformat() + "Z" if vf.usage_at else None},
             "quota": {"bytes": vf.quota_bytes, "files": vf.quota_files},
             "over_quota": self.over_quota(db, vf),
-            "cloned_from": vf.cloned_from, "progress": vf.progress,
+            "cloned_from": vf.cloned_from, "progress": vf.progress, "kind": vf.kind,
         }
         if role >= Role.OWNER:
             model["shares"] = [self.share_json(s) for s in vf.shares]
@@ -196,7 +196,8 @@ class Manager:
     # --- create, change, delete ------------------------------------------------------
 
     def create(self, db: Session, caller: Caller, name, group=None, host=None, auto_mount=False,
-               state: str = VFolderState.READY.value, cloned_from: str | None = None) -> VFolder:
+               state: str = VFolderState.READY.value, cloned_from: str | None = None,
+               vfolder_kind: str = VFolderKind.VFOLDER.value) -> VFolder:
         try:
             name = check_vfolder_name(name)
             if group is not None:
@@ -223,7 +224,7 @@ class Manager:
         self._check_name_free(db, kind, owner, name)
         vf = VFolder(id=self._free_id(db), name=name, owner_kind=kind, owner=owner, creator=caller.name,
                      host=h.name, auto_mount=auto_mount, state=state, cloned_from=cloned_from,
-                     usage_bytes=0, usage_files=0)
+                     usage_bytes=0, usage_files=0, kind=vfolder_kind)
         path = os.path.join(h.path, str(vfolder_relpath(vf.id)))
         os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
         if state == VFolderState.READY.value:
@@ -244,6 +245,27 @@ class Manager:
                 raise
         return vf
 
+    def home(self, db: Session, user: str) -> tuple[VFolder, bool]:
+        """The user's home vfolder, made now if it is the first use: (vfolder,
+        made now). It is called ``home`` (``home-2``… where the user already has a
+        vfolder of that name), on the default storage host, and counts against
+        the user's storage quota like any of theirs."""
+        vf = db.scalars(select(VFolder).where(
+            VFolder.owner_kind == "user", VFolder.owner == user, VFolder.kind == VFolderKind.HOME.value,
+            VFolder.state != VFolderState.TRASHED.value)).first()
+        if vf is not None:
+            return vf, False
+        taken = set(db.scalars(select(VFolder.name).where(
+            VFolder.owner_kind == "user", VFolder.owner == user, VFolder.state != VFolderState.TRASHED.value)))
+        name = next(n for n in ("home", *(f"home-{i}" for i in range(2, 1000))) if n not in taken)
+        return self.create(db, Caller(user, frozenset()), name, vfolder_kind=VFolderKind.HOME.value), True
+
+    @staticmethod
+    def refuse_for_home(vf: VFolder, what: str) -> None:
+        if vf.kind == VFolderKind.HOME.value:
+            raise Refused(400, f"{vf.name!r} is your home folder (mounted at ~ in every session); it cannot be "
+                          f"{what}. Clone it (POST vfolders/{{id}}/clone) or copy files into another vfolder.")
+
     def _check_name_free(self, db: Session, kind: str, owner: str, name: str, but: str | None = None):
         clash = db.scalars(select(VFolder).where(
             VFolder.owner_kind == kind, VFolder.owner == owner, VFolder.name == name,
@@ -252,6 +274,7 @@ class Manager:
             raise Refused(409, f"{kind} {owner} already has a vfolder named {name!r}; pick another name")
 
     def update(self, db: Session, vf: VFolder, body: dict) -> None:
+        self.refuse_for_home(vf, "renamed or auto-mounted")
         unknown = set(body) - {"name", "auto_mount"}
         if unknown:
             raise Refused(400, f"unknown fields {sorted(unknown)}; PATCH takes name and auto_mount")
@@ -271,6 +294,7 @@ class Manager:
         return sorted(m.session for m in db.scalars(select(Mount).where(Mount.vfolder_id == vf.id)))
 
     def trash(self, db: Session, vf: VFolder) -> None:
+        self.refuse_for_home(vf, "deleted")
         sessions = self.mounted_in(db, vf)
         if sessions:
             raise Refused(409, f"vfolder {vf.name!r} is mounted in the running session(s) "
@@ -288,6 +312,7 @@ class Manager:
     # --- shares ---------------------------------------------------------------------
 
     def share(self, db: Session, vf: VFolder, caller: Caller, body: dict) -> Share:
+        self.refuse_for_home(vf, "shared")
         unknown = set(body) - {"user", "group", "permission"}
         if unknown:
             raise Refused(400, f"unknown fields {sorted(unknown)}; a share is {{\"user\" or \"group\", \"permission\"}}")

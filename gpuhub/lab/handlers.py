@@ -419,11 +419,16 @@ class State:
         items = []
         for vf in vfolders.get("vfolders") or ():
             name = vf.get("mount_name") or vf.get("name")
+            if vf.get("kind") == "home":  # mounted at ~ itself
+                mode = table.get(str(home)) or table.get(os.path.realpath(home))
+                here = {"path": "~", "mounted": mode is not None, "mode": mode, "live": self.lab.vfolders_live}
+            else:
+                here = mount_state(name, home, table, self.lab.vfolders_live)
             items.append({
                 "id": vf.get("id"), "name": vf.get("name"), "mount_name": name,
                 "owner": vf.get("owner"), "access": vf.get("access"), "state": vf.get("state"),
                 "usage": vf.get("usage"), "quota": vf.get("quota"), "over_quota": vf.get("over_quota"),
-                "shares": vf.get("shares"), "here": mount_state(name, home, table, self.lab.vfolders_live),
+                "shares": vf.get("shares"), "here": here, "kind": vf.get("kind"),
             })
         return {
             "items": items,

@@ -48,6 +48,7 @@ export interface IVfolder {
   id: string;
   name: string;
   mount_name?: string;
+  kind?: string;
   owner: string;
   access: string;
   state: string;

@@ -41,6 +41,13 @@ def test_local_wrapper_shape():
     assert script.strip().endswith('exec setpriv --reuid=1001 --regid=1001 --init-groups -- "$@"')
 
 
+def test_local_wrapper_binds_the_home_vfolder_first():
+    argv = local_mount_wrapper("/run/s/@alice/@", "/home/alice", 1001, 1001, None, "/srv/nas/ho/home1")
+    lines = argv[7].split("\n")
+    assert lines[1] == "mount --bind /srv/nas/ho/home1 /home/alice"  # before ~/vfolders is made in it
+    assert lines.index("cd /home/alice") == len(lines) - 2  # the mounted home, not the one below
+
+
 def test_docker_session_bind():
     assert docker_session_bind("/run/s/@a/@", "/home/jovyan") == {
         "/run/s/@a/@": {"bind": "/home/jovyan/vfolders", "mode": "rw,rslave"}}
@@ -75,9 +82,9 @@ def test_local_wrapper_really_read_only(tmp_path):
         assert (rw / "f").read_text() == "ok\n" and not (ro / "f").exists()
         assert not host_mounts.is_mount_point(str(home / "vfolders"))
     finally:
-        host_mounts.remove_session_dir(sd)
-        host_mounts.unmount(str(root))
+        host_mounts.remove_session_dir(sd, str(root))
     assert not os.path.exists(sd) and not host_mounts.is_mount_point(sd)
+    assert not host_mounts.is_mount_point(str(root))  # the last one gone: the root's own mount too
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="mount namespaces need root")
@@ -114,8 +121,7 @@ def test_a_vfolder_mounted_later_reaches_the_running_session(open_tmp):
         flag.unlink()
         out, _ = proc.communicate(timeout=15)
     finally:
-        host_mounts.remove_session_dir(sd)
-        host_mounts.unmount(str(root))
+        host_mounts.remove_session_dir(sd, str(root))
     lines = out.split()
     assert lines[:4] == ["from", "before", "wrote", "65534"], out  # no vfolder group in the session
     assert os.stat(vf / "mine.txt").st_gid == gid  # on disk: the vfolder's group

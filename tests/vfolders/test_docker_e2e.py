@@ -97,6 +97,13 @@ def test_docker_sessions_mount_rw_and_ro_and_keep_files_across_hosts(hub, engine
     s = bob.call("POST", V + f"/vfolders/{refs['id']}/shares", json={"user": "gpuhub-dva", "permission": "ro"})
     assert alice.call("POST", V + f"/invitations/{s.json()['id']}/accept").status_code == 200
 
+    # an older per-host home: the Docker volume of DockerGPUSpawner.home_volume_template
+    volume = "gpuhub-home-gpuhub-2ddva"
+    engine.volumes.create(volume)
+    engine.containers.run("gpuhub/singleuser:latest", ["sh", "-c", "echo old home > /home/jovyan/old.txt"],
+                          volumes={volume: {"bind": "/home/jovyan", "mode": "rw"}}, user="1000:100",
+                          network_mode="none", remove=True)
+
     # session 1 on node-a
     r = alice.spawn({"gpus": "1", "gpu_model": "A100-SXM4-80GB", "cpu": 0.5, "mem": "512M",
                      "vfolders": ["data", "refs"]})
@@ -110,7 +117,9 @@ def test_docker_sessions_mount_rw_and_ro_and_keep_files_across_hosts(hub, engine
                                      "dry_run": True}).json()["mounts"]}
     paths = {name: m["path"] for name, m in mounts.items()}
     # the container's user gets each vfolder's group (storage/ownership.py)
-    assert sorted(host_config["GroupAdd"]) == sorted(str(m["gid"]) for m in mounts.values())
+    # (and the home vfolder's group: one more)
+    groups = set(host_config["GroupAdd"])
+    assert {str(m["gid"]) for m in mounts.values()} < groups and len(groups) == len(mounts) + 1, groups
     # the session directory at ~/vfolders (rslave), the vfolders bound into it by the hub
     (vbind,) = [b for b in binds if ":/home/jovyan/vfolders:" in b]
     assert vbind.endswith(":/home/jovyan/vfolders:rw,rslave"), binds
@@ -127,7 +136,15 @@ def test_docker_sessions_mount_rw_and_ro_and_keep_files_across_hosts(hub, engine
 
     r = alice.call("DELETE", V + f"/vfolders/{data['id']}")
     assert r.status_code == 409 and "running session" in r.json()["error"], r.text
+    # the home is the home vfolder, filled once from the old volume (#20 item 1)
+    out = alice.run_code("import os\nprint(open(os.path.expanduser('~/old.txt')).read().strip())\n"
+                         "open(os.path.expanduser('~/x.txt'), 'w').write('home on node-a')\n")
+    assert out.strip() == "old home", out
+    assert not any(b.startswith(volume + ":") for b in binds), binds  # not the per-host volume
     alice.stop()
+    engine.containers.run("gpuhub/singleuser:latest", ["sh", "-c", "echo changed > /home/jovyan/old.txt"],
+                          volumes={volume: {"bind": "/home/jovyan", "mode": "rw"}}, user="1000:100",
+                          network_mode="none", remove=True)
 
     # session 2 on node-b: the file is there, and still writable by the same user
     r = alice.spawn({"gpus": "1", "gpu_model": "L4", "cpu": 0.5, "mem": "512M", "vfolders": ["data"]})
@@ -143,6 +160,9 @@ def test_docker_sessions_mount_rw_and_ro_and_keep_files_across_hosts(hub, engine
     )
     # only what this session asked for is mounted, and no empty mount point is left for refs
     assert out.strip() == "['/home/jovyan/vfolders/data'] from session 1", out
+    out = alice.run_code("import os\nh = os.path.expanduser('~')\n"
+                         "print(open(h + '/x.txt').read(), '|', open(h + '/old.txt').read().strip())")
+    assert out.strip() == "home on node-a | old home", out  # there on node-b; copied once, not twice
     assert alice.run_code("import os\nprint(sorted(os.listdir(os.path.expanduser('~/vfolders'))))").strip() \
         == "['data']"
 
@@ -163,3 +183,6 @@ def test_docker_sessions_mount_rw_and_ro_and_keep_files_across_hosts(hub, engine
     r = alice.call("GET", V + f"/vfolders/{data['id']}/files/sub/hello.txt")
     assert r.status_code == 200 and r.text == "from session 1, and session 2", r.text
     assert alice.call("DELETE", V + f"/vfolders/{data['id']}").status_code == 204
+    (home,) = [v for v in alice.call("GET", V + "/vfolders").json()["vfolders"] if v["kind"] == "home"]
+    r = alice.call("GET", V + f"/vfolders/{home['id']}/files/x.txt")
+    assert r.status_code == 200 and r.text == "home on node-a"

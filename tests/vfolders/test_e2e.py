@@ -4,6 +4,7 @@ session and read in the next; ro really is read-only inside the session;
 deleting a mounted vfolder is refused."""
 
 import os
+import subprocess
 
 import pytest
 
@@ -97,6 +98,46 @@ def test_vfolders_made_or_lost_during_a_session_come_and_go(hub):
     assert bob.call("DELETE", V + f"/vfolders/{theirs['id']}/shares?user={alice.name}").status_code == 204
     wait_for(lambda: "theirs" not in alice.run_code(listing), timeout=60, what="the unshared vfolder to leave")
     alice.stop()
+
+
+def test_home_follows_the_user_across_hosts_and_is_filled_once(hub):
+    """#20 item 1: the session's home is the user's home vfolder. A file written
+    in ~ in a session on node-a is there in the next session on node-b; the
+    vfolder API lists the home (``kind: home``) and its download is what was
+    written. The account's older local home was copied in at the first use,
+    once: a later change to it is not copied again, and it is left as it was."""
+    name = "gpuhub-vfhome"
+    if subprocess.run(["id", name], capture_output=True).returncode:
+        subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True)
+    old_home = os.path.expanduser(f"~{name}")
+    with open(os.path.join(old_home, "old.txt"), "w") as f:
+        f.write("from the old home")
+    os.makedirs(os.path.join(old_home, "vfolders", "stale"), exist_ok=True)  # a mount point: not copied
+    u = hub.login(name)
+    r = u.spawn({"gpus": "1", "gpu_model": "A100-SXM4-80GB"})
+    assert r.status_code in (201, 202), r.text
+    u.wait_ready()
+    assert u.allocations()[0]["host"] == "node-a"
+    out = u.run_code("import os\nhome = os.path.expanduser('~')\n"
+                     "print(open(os.path.join(home, 'old.txt')).read(), sorted(os.listdir(home + '/vfolders')))\n"
+                     "open(os.path.join(home, 'x.txt'), 'w').write('written on node-a')\n")
+    assert out.strip() == "from the old home []", out
+    u.stop()
+    with open(os.path.join(old_home, "old.txt"), "w") as f:
+        f.write("changed later")  # not copied again
+    r = u.spawn({"gpus": "1", "gpu_model": "L4"})
+    assert r.status_code in (201, 202), r.text
+    u.wait_ready()
+    assert u.allocations()[0]["host"] == "node-b"
+    out = u.run_code("import os\nhome = os.path.expanduser('~')\n"
+                     "print(open(home + '/x.txt').read(), '|', open(home + '/old.txt').read())")
+    assert out.strip() == "written on node-a | from the old home", out
+    u.stop()
+    (home,) = [v for v in u.call("GET", V + "/vfolders").json()["vfolders"] if v["kind"] == "home"]
+    r = u.call("GET", V + f"/vfolders/{home['id']}/files/x.txt")
+    assert r.status_code == 200 and r.text == "written on node-a"
+    assert open(os.path.join(old_home, "old.txt")).read() == "changed later"  # left as it was
+    assert "copied" in hub.log_tail(200000) and "into the home vfolder" in hub.log_tail(200000)
 
 
 def test_rw_share_between_two_system_accounts(hub):

@@ -31,6 +31,7 @@ PATHS = {
     "api/v1/vfolders/([^/]+)/files/?(.*)": "files",
     "api/v1/storage/hosts": "hosts",
     "api/v1/mounts": "mounts",
+    "api/v1/mounts/home": "mounts",
     "metrics": "metrics",
 }
 

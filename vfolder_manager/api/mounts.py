@@ -1,17 +1,22 @@
 """Mounts (``mounts``): the spawner's one question, which of a user's vfolders
-to mount where, read-only or not (POST, recorded per session), and that a
-session ended (DELETE). Admins only (the spawner's token)."""
+to mount where, read-only or not (POST, recorded per session; with ``"home":
+true`` also the user's home vfolder, made on first use), that a session ended
+(DELETE), and that a home got its first content from an older per-host home
+(``mounts/home``, PUT, once). Admins only (the spawner's token)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from sqlalchemy import select
 from tornado import web
 
+from ..manager import Refused
 from ..core.mounts import MountSpec, mount_mode, mount_names, select_mounts
 from ..core.names import InvalidName, check_principal
 from ..core.permissions import Caller
 from ..core.quota import Usage, bytes_left
-from ..store.schema import Mount, VFolderState
+from ..store.schema import Mount, VFolderKind, VFolderState
 from .base import Base
 
 
@@ -24,7 +29,9 @@ class MountsHandler(Base):
     async def post(self):
         self.require_admin()
         body = self.body()
-        self.check_fields(body, {"user", "groups", "session", "vfolders", "dry_run"}, "")
+        self.check_fields(body, {"user", "groups", "session", "vfolders", "dry_run", "home"}, "")
+        if not isinstance(body.get("home", False), bool):
+            raise web.HTTPError(400, "home must be true or false")
         try:
             user = check_principal(body.get("user"), "user")
             groups = body.get("groups") or []
@@ -39,8 +46,13 @@ class MountsHandler(Base):
         caller = Caller(user, groups)
 
         def choose(db):
+            home = None
+            if body.get("home") and not body.get("dry_run"):
+                vf, made = self.manager.home(db, user)
+                home = {"id": vf.id, "name": vf.name, "path": self.manager.path_of(vf),
+                        "gid": self.manager.gid_of(vf), "made": made, "migrated_from": vf.migrated_from}
             rows = [(vf, r) for vf, r in self.manager.accessible(db, caller)
-                    if vf.state == VFolderState.READY.value]
+                    if vf.state == VFolderState.READY.value and vf.kind != VFolderKind.HOME.value]
             names = mount_names([(vf.id, vf.name, vf.owner_kind, vf.owner) for vf, _ in rows], user)
             try:
                 chosen = select_mounts(body.get("vfolders"), names,
@@ -68,11 +80,16 @@ class MountsHandler(Base):
                 db.flush()
                 for m in mounts:
                     db.add(Mount(session=session, vfolder_id=m.id, user=user, mode="ro" if m.read_only else "rw"))
-            return mounts, available
+                if home is not None:
+                    db.add(Mount(session=session, vfolder_id=home["id"], user=user, mode="rw"))
+            return mounts, available, home
 
-        mounts, available = await self.transact(choose)
-        self.send({"session": session, "mounts": [m.json() for m in mounts],
-                   "available": sorted(available, key=lambda a: a["name"])})
+        mounts, available, home = await self.transact(choose)
+        answer = {"session": session, "mounts": [m.json() for m in mounts],
+                  "available": sorted(available, key=lambda a: a["name"])}
+        if home is not None:
+            answer["home"] = home
+        self.send(answer)
 
     async def delete(self):
         self.require_admin()
@@ -80,6 +97,37 @@ class MountsHandler(Base):
         self.no_content()
 
 
+class HomeHandler(Base):
+    async def put(self):
+        """``{"user", "migrated_from"}``: the spawner copied an older home (a
+        per-host Docker volume, a local home directory; "nothing" when there was
+        none) into the user's home vfolder. Its files join the vfolder's group
+        (storage/ownership.py) and the copy is recorded, so it never happens
+        twice; 409 when it already happened."""
+        self.require_admin()
+        body = self.body()
+        self.check_fields(body, {"user", "migrated_from"}, "")
+        try:
+            user = check_principal(body.get("user"), "user")
+        except InvalidName as e:
+            raise web.HTTPError(400, str(e)) from None
+        source = body.get("migrated_from")
+        if not isinstance(source, str) or not source or len(source) > 1000:
+            raise web.HTTPError(400, "migrated_from must say what was copied (or \"nothing\")")
+
+        def record(db):
+            vf, _ = self.manager.home(db, user)
+            if vf.migrated_from is not None:
+                raise Refused(409, f"{user}'s home was already filled from {vf.migrated_from}")
+            vf.migrated_from = source
+            return vf.id, self.manager.path_of(vf)
+
+        vid, path = await self.transact(record)
+        errors = await asyncio.to_thread(self.manager.adopt, vid, path)
+        self.send({"id": vid, "migrated_from": source, "errors": [str(e) for e in errors[:20]]})
+
+
 default_handlers = [
     (r"/mounts", MountsHandler),
+    (r"/mounts/home", HomeHandler),
 ]

@@ -21,6 +21,11 @@ class VFolderState(str, enum.Enum):
     FAILED = "failed"  # a clone that failed
 
 
+class VFolderKind(str, enum.Enum):
+    VFOLDER = "vfolder"
+    HOME = "home"  # a user's home: made on first use, mounted at ~, never shared or deleted
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -44,6 +49,10 @@ class VFolder(Base):
     usage_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     cloned_from: Mapped[str | None] = mapped_column(String(32), nullable=True)
     progress: Mapped[str | None] = mapped_column(Text, nullable=True)  # clone progress / error
+    kind: Mapped[str] = mapped_column(String(8), default=VFolderKind.VFOLDER.value,
+                                      server_default=VFolderKind.VFOLDER.value)
+    #: a home: where its first content was copied from (a per-host home), or "nothing"; None: not yet
+    migrated_from: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     shares: Mapped[list[Share]] = relationship(
         back_populates="vfolder", cascade="all, delete-orphan", lazy="selectin"

@@ -268,10 +268,12 @@ describe('vfolders', () => {
       vf({ id: 'own' }),
       vf({ id: 'ro', access: 'ro' }),
       vf({ id: 'rw', access: 'rw' }),
-      vf({ id: 'new', state: 'creating' })
+      vf({ id: 'new', state: 'creating' }),
+      vf({ id: 'home', kind: 'home' })
     ];
+    // the home vfolder takes uploads but is never shared
     expect(shareable(items).map(v => v.id)).toEqual(['own', 'new']);
-    expect(uploadable(items).map(v => v.id)).toEqual(['own', 'rw']);
+    expect(uploadable(items).map(v => v.id)).toEqual(['own', 'rw', 'home']);
   });
 
   it('shows an upload running, interrupted by a reload, failed or done', () => {

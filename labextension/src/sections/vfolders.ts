@@ -68,7 +68,8 @@ export function vfoldersContent(v: IVfolders, user: string): VfoldersContent {
 
 /** The vfolders the user may share (owner or admin). */
 export function shareable(items: IVfolder[]): IVfolder[] {
-  return items.filter(v => v.access === 'owner' || v.access === 'admin');
+  // a home vfolder is never shared (the service refuses it)
+  return items.filter(v => (v.access === 'owner' || v.access === 'admin') && v.kind !== 'home');
 }
 
 /** The vfolders the user may upload into (writable and ready). */
