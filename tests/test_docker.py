@@ -65,11 +65,17 @@ def test_sessions_do_not_share_files(hub, engine):
     a.run_code("open('/home/jovyan/secret.txt', 'w').write('a')")
     listing = b.run_code("import os; print(sorted(os.listdir('/home/jovyan')))")
     assert "secret.txt" not in listing
-    mounts = {
-        u.name: [m["Name"] for m in engine.containers.get(f"jupyter-{u.name.replace('-', '-2d')}").attrs["Mounts"]]
+    homes = {
+        u.name: [(m["Type"], m["Source"]) for m in engine.containers.get(
+            f"jupyter-{u.name.replace('-', '-2d')}").attrs["Mounts"] if m["Destination"] == "/home/jovyan"]
         for u in (a, b)
     }
-    assert mounts == {"gpuhub-da": ["gpuhub-home-gpuhub-2dda"], "gpuhub-db": ["gpuhub-home-gpuhub-2ddb"]}  # escaped names
+    # each user's own home vfolder (a bind from the storage host), not a per-host volume
+    (ha,), (hb,) = homes["gpuhub-da"], homes["gpuhub-db"]
+    assert ha[0] == hb[0] == "bind" and ha[1] != hb[1], homes
+    (home,) = [v for v in a.call("GET", "/services/vfolders/api/v1/vfolders").json()["vfolders"]
+               if v["kind"] == "home"]
+    assert ha[1].endswith(home["id"])
     for u in (a, b):
         u.stop()
 
