@@ -284,3 +284,29 @@ def test_a_request_does_not_see_every_pool_as_a_restriction(tmp_path):
             ledger.close()
 
     asyncio.run(go())
+
+
+def test_the_admin_map_and_get_pool_show_a_hosts_pools(tmp_path):
+    from gpu_allocator import poolview
+    from gpu_allocator.shapes import pool_json
+
+    async def go():
+        pools = parse_pools(CONFIG)
+        pool = await open_pool(f"sqlite:///{tmp_path / 'pool.sqlite'}",
+                               [host("a"), host("b", pools=("lab", "team-a"))], pools=pools)
+        try:
+            page = poolview.host_page(pool.state, pool.info, poolview.Filters())
+            assert {h["name"]: h["pools"] for h in page.hosts} == {"a": ["default"], "b": ["lab", "team-a"]}
+            admin = pool_json(pool.state, pool.info, viewer=None, pools=pools)
+            assert admin["pools"][2] == {"name": "team-a", "description": "team A's H100s", "hosts": ["b"],
+                                         "groups": ["team-a"], "users": []}
+            mine = pool_json(pool.state, pool.info, viewer="bob", pools=pools,
+                             open_to=pool.open_pools("bob", ()))
+            assert [(p["name"], p["open"]) for p in mine["pools"]] == [
+                ("default", True), ("lab", False), ("team-a", False)]
+            assert "groups" not in mine["pools"][0]
+        finally:
+            pool.close()
+            pool.ledger.close()
+
+    asyncio.run(go())
