@@ -310,3 +310,13 @@ def test_the_admin_map_and_get_pool_show_a_hosts_pools(tmp_path):
             pool.ledger.close()
 
     asyncio.run(go())
+
+
+def test_an_agents_registration_names_its_pools():
+    from gpu_allocator.api.hosts import BadBody, parse_host
+
+    body = {"host": {"cpus": 8, "memory_mb": 1024, "devices": [], "pools": ["team-a"]}}
+    assert parse_host("n", body).pools == ("team-a",)
+    assert parse_host("n", {"host": {"cpus": 8, "memory_mb": 1024}}).pools == ("default",)
+    with pytest.raises(BadBody, match="host.pools must be a list of pool names"):
+        parse_host("n", {"host": {"cpus": 8, "memory_mb": 1024, "pools": {"a": 1}}})

@@ -11,8 +11,8 @@ Body: ``{"user"?, "groups"? (admins only), "requests": [{"gpus", "cpu"?, "mem"?,
 "eta_latest", "estimated", "quota": {"verdict", "reason"}} or {"error": "…"} per
 request, in order], "quota": GET quota's body, "pools": [{"name", "description"}:
 the host pools open to the user]}``. Every estimate counts only hosts in pools
-open to the user (a ``pool`` not open to them: that request's ``error``). Requests that differ only in
-max_hours share one simulation, and a shape's estimate (it does not depend on
+open to the user (a ``pool`` not open to them: that request's ``error``).
+Requests that differ only in max_hours share one simulation, and a shape's estimate (it does not depend on
 who asks) serves every caller for GPUAllocator.estimate_cache_seconds; past
 GPUAllocator.estimate_budget seconds the rest are answered with ``"estimated":
 false`` (requests for any model first). A candidate that this pool can never hold
