@@ -21,6 +21,7 @@ from gpuhub.service import HubService
 from . import admin, loops
 from .api import routes
 from .shapes import allocation_json, iso
+from .core.pools import Pool, PoolError, check_hosts, parse_pools
 from .core.queue import DEPTH
 from .core.reclaim import Policies, parse_policies
 from .inventory import discover_nvml, load_inventory, nvml_available
@@ -79,6 +80,47 @@ class GPUAllocator(HubService):
         hub_config/gpu_inventory.yaml.
         """,
     ).tag(config=True)
+
+    pools = Dict(
+        {"default": {"groups": ["*"]}},
+        help="""Host pools (as Backend.AI's scaling groups or Slurm's partitions):
+        named sets of hosts, each open to some JupyterHub groups. A request lands
+        only on a host in a pool open to its user; a user may also name one pool
+        (``"pool": "team-a"`` in the request, a choice on the spawn form when more
+        than one is open to them) and is refused (400, naming the pools open to
+        them) when it is not open to them. A request that fits only in pools
+        closed to its user waits in the queue, and its reason says so.
+
+        ``{NAME: {"groups": [GROUP, …], "users": [USER, …], "description": TEXT}}``;
+        ``"*"`` in groups opens a pool to everyone. Hosts join pools in the
+        inventory file (``pools: [team-a]`` on a host) or by their agent's
+        ``GPUAgent.pools``; a host that names none is in ``default``, and every
+        pool a host names must be configured here. Example::
+
+            c.GPUAllocator.pools = {
+                "default": {"groups": ["*"]},
+                "team-a": {"groups": ["team-a"], "description": "team A's 8 × H100"},
+            }
+
+        Default ``{"default": {"groups": ["*"]}}``: one pool open to everyone, so
+        a site that configures no pools behaves as if there were none. A
+        configuration that leaves ``default`` out gets it open to everyone; to
+        close it, configure it with ``"groups": []``.
+        """,
+    ).tag(config=True)
+
+    @validate("pools")
+    def _valid_pools(self, proposal):
+        try:
+            parse_pools(proposal.value)
+        except PoolError as e:
+            raise TraitError(f"GPUAllocator.pools: {e}") from None
+        return proposal.value
+
+    @property
+    def pool_specs(self) -> dict[str, Pool]:
+        """``pools``, checked, with ``default`` (core.pools.parse_pools)."""
+        return parse_pools(self.pools)
 
     units_per_gpu = Int(
         20,
@@ -321,6 +363,10 @@ class GPUAllocator(HubService):
             hosts = await loop.run_in_executor(None, load_inventory, self.inventory_file)
         else:
             raise SystemExit(f"unknown discovery mode {self.discovery!r}")
+        try:
+            check_hosts(self.pool.usage.pools, [(h.name, h.pools) for h in hosts])
+        except PoolError as e:
+            raise SystemExit(f"{self.inventory_file or mode}: {e}") from None
         await self.pool.sync_hosts(hosts, mode)
         summary = ", ".join(
             f"{h.name} ({len(h.devices)} × {h.devices[0].model if h.devices else '-'})"
@@ -369,6 +415,7 @@ class GPUAllocator(HubService):
             ledger, self.units_per_gpu, self.log,
             fairshare_half_life_s=self.fairshare_half_life_hours * 3600.0,
             queue_depth=self.queue_depth, max_wait_hours=self.max_wait_hours or None,
+            pools=self.pool_specs,
         )
         await self.pool.load()
         admin.attach(self)  # the admin panel: OAuth, samples, metrics

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from .core.model import Device, Host
+from .core.pools import PoolError, parse_host_pools
 from .core.validation import RequestError, parse_mem
 
 _MOCK_NAMESPACE = uuid.UUID("6f1e5d0c-52a4-4c4e-9d8f-677075687562")
@@ -86,12 +87,17 @@ def load_inventory(path: str | os.PathLike) -> list[Host]:
             cpus = 0.0
         if not cpus > 0:
             raise InventoryError(f"{where}: cpus must be a positive number, got {entry.get('cpus')!r}")
+        try:
+            pools = parse_host_pools(entry.get("pools"), f"{where}.pools")
+        except PoolError as e:
+            raise InventoryError(str(e)) from None
         hosts.append(
             Host(
                 name=name,
                 devices=tuple(devices),
                 cpus=cpus,
                 memory_mb=_mem(entry.get("memory", "16G"), where),
+                pools=pools,
             )
         )
     return hosts

@@ -167,6 +167,7 @@ def host_page(state: PoolState, info: dict, f: Filters, now: float | None = None
             "last_heartbeat": beat,
             "heartbeat_age": (now - beat) if beat else None,
             "models": sorted({d.model for d in h.devices}),
+            "pools": list(h.pools),
             "islands": islands,
             "allocations": [
                 {"id": a.id, "user": a.user, "server": a.server, "gpus": format_gpus(a.units, per),

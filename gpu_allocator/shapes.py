@@ -114,6 +114,7 @@ def host_json(name: str, state: PoolState, info, *, viewer: str | None) -> dict:
         "devices": devices,
         "source": info.source if info else "inventory",
         "fractions": h.fractions,
+        "pools": list(h.pools),
         "topology": details.get("topology"),
         "numa": details.get("numa"),
         "usage": _usage_for(info.usage if info else None, mine),
@@ -131,18 +132,32 @@ def host_json(name: str, state: PoolState, info, *, viewer: str | None) -> dict:
     return out
 
 
-def pool_json(state: PoolState, info: dict, *, viewer: str | None) -> dict:
+def pool_json(state: PoolState, info: dict, *, viewer: str | None, pools: dict | None = None,
+              open_to: frozenset[str] | None = None) -> dict:
     """The pool as ``viewer`` may see it: capacity for everyone; other users'
     shares, agents' process samples, Docker endpoints and unknown allocations
-    only for admins (``viewer=None``)."""
+    only for admins (``viewer=None``). ``pools``: the host pools
+    (core.pools.Pool by name), with who may use them for admins and, for a
+    user, whether each is ``open`` to them (``open_to``)."""
+    hosts = [host_json(name, state, info.get(name), viewer=viewer) for name in sorted(state.hosts)]
+    members: dict[str, list[str]] = {}
+    for h in hosts:
+        for p in h["pools"]:
+            members.setdefault(p, []).append(h["name"])
+    listed = []
+    for name, p in (pools or {}).items():
+        entry = {"name": name, "description": p.description, "hosts": members.get(name, [])}
+        if viewer is None:
+            entry.update(groups=sorted(p.groups), users=sorted(p.users))
+        else:
+            entry["open"] = open_to is None or name in open_to
+        listed.append(entry)
     return {
         "units_per_gpu": state.units_per_gpu,
         "quantum": format_gpus(1, state.units_per_gpu),
         "models": state.models(),
-        "hosts": [
-            host_json(name, state, info.get(name), viewer=viewer)
-            for name in sorted(state.hosts)
-        ],
+        "hosts": hosts,
+        "pools": listed,
     }
 
 
@@ -171,6 +186,7 @@ def queued_json(q, estimate, per_gpu: int, state: str = "queued", ended: float |
         "mem": f"{req.mem_mb}M",
         "max_hours": req.max_hours,
         "gpu_model": sorted(req.models),
+        "pool": req.pool,
         "groups": list(q.groups),
         "submitted": iso(q.submitted),
         "position": estimate.position if estimate else None,

@@ -365,7 +365,9 @@ class GPUSpawner(Spawner):
             "mem": req["mem"],
             "max_hours": req["max_hours"],
             "gpu_model": req.get("gpu_model") or None,
-            # the allocator's quotas and fair share are per JupyterHub group
+            # the host pool the user picked (None: any open to them)
+            "pool": req.get("pool") or None,
+            # the allocator's quotas, fair share and host pools are per JupyterHub group
             "groups": sorted(g.name for g in getattr(self.user, "groups", ()) or ()),
             "queue": self.queue_requests,
         }

@@ -48,6 +48,8 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict:
     options = {"gpus": gpus, "cpu": first("cpu"), "mem": first("mem"), "max_hours": first("max_hours")}
     if first("gpu_model"):
         options["gpu_model"] = first("gpu_model")
+    if first("pool"):
+        options["pool"] = first("pool")
     if first("image"):
         options["image"] = first("image")
     return options
@@ -354,12 +356,33 @@ def _model_field(models: list[str]) -> str:
 </div>"""
 
 
+def _pool_field(pools: list[dict]) -> str:
+    """A choice of host pool, only for a user with more than one open to them
+    (POST estimates' ``pools``); "any" lets the allocator choose among them."""
+    if len(pools) < 2:
+        return ""
+    options = "".join(
+        f'<option value="{escape(p["name"])}">{escape(p["name"])}'
+        f'{" — " + escape(p["description"]) if p.get("description") else ""}</option>'
+        for p in pools
+    )
+    return f"""
+<div class="form-group mb-3">
+  <label class="form-label" for="gpuhub-pool">Host pool</label>
+  <select class="form-control form-select" name="pool" id="gpuhub-pool">
+    <option value="">any open to you</option>{options}
+  </select>
+</div>"""
+
+
 def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: dict | None = None) -> str:
     """The spawn page's form, built from what the pool can hold and has free now
     (and the images an admin configured, where the runtime has images). With
     ``estimates`` (``{"runtimes", "requests", "answer"}``: POST estimates' body
     and answer), each GPU choice says when it would start and the user's quota is
-    shown; the script redoes both for the run time and model the user picks."""
+    shown; the script redoes both for the run time and model the user picks. A
+    user with more than one host pool open to them (the estimates' ``pools``)
+    picks one or "any"."""
     choices = offered(pool)
     up = _up(pool)
     biggest = max(up, key=lambda h: (len(h["devices"]), float(h["cpus"])), default=None)
@@ -407,6 +430,7 @@ def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: d
   <ul class="gpuhub-free">{free_lines}</ul>
 </div>
 {_model_field(list(pool.get("models") or []))}
+{_pool_field(list(((estimates or {}).get("answer") or {}).get("pools") or []))}
 <div class="form-group mb-3">
   <label class="form-label" for="gpuhub-cpu">CPU cores</label>
   <input class="form-control" type="number" name="cpu" id="gpuhub-cpu" min="0.1" step="0.1"

@@ -482,10 +482,12 @@ def demo_hosts() -> list[Host]:
     return [box("node-a", 4, "A100", "nv0"), box("node-b", 2, "L4")]
 
 
-async def open_pool(url: str, hosts=None, source="inventory") -> LivePool:
+async def open_pool(url: str, hosts=None, source="inventory", pools=None) -> LivePool:
+    """A LivePool on the database ``url`` (``pools``: core.pools.parse_pools's
+    host pools; None: default only)."""
     loop = asyncio.get_running_loop()
     ledger = await loop.run_in_executor(None, Ledger, url, PER_GPU)
-    pool = LivePool(ledger, PER_GPU)
+    pool = LivePool(ledger, PER_GPU, pools=pools)
     await pool.load()
     if hosts is not None:
         await pool.sync_hosts(hosts, source)
@@ -495,7 +497,7 @@ async def open_pool(url: str, hosts=None, source="inventory") -> LivePool:
 async def reopen(pool: LivePool) -> LivePool:
     pool.close()
     pool.ledger.close()
-    return await open_pool(pool.ledger.url)
+    return await open_pool(pool.ledger.url, pools=pool.pools)
 
 
 async def settle(pool: LivePool, timeout: float = 10) -> None:

@@ -149,3 +149,23 @@ def test_gpu_hours_used_and_reserved_are_labelled():
     quota = {"limits": {"gpu_hours": "40"}, "held": {"gpus": "0.5", "gpu_hours": 4.0, "gpu_hours_used": 0.042,
                                                      "gpu_hours_reserved": 3.958}}
     assert quota_line(quota) == "GPUs: 0.5 in use · GPU-hours this week: 0.042 used + 3.96 reserved of 40"
+
+
+def test_a_pool_choice_only_with_more_than_one_open_pool():
+    """The form offers a host pool only to a user with several open to them
+    (POST estimates' ``pools``); the choice reaches the spawn's options."""
+    from spawner.options import options_from_form
+
+    reqs = candidates(POOL, DEFAULTS, [8.0])
+    ests = [{"starts_now": True, "estimated": True, "quota": {"verdict": "ok", "reason": ""}} for _ in reqs]
+    one = {"estimates": ests, "pools": [{"name": "default", "description": ""}]}
+    html = render_form(POOL, DEFAULTS, [], {"runtimes": [8.0], "requests": reqs, "answer": one})
+    assert 'name="pool"' not in html
+    two = {**one, "pools": [{"name": "default", "description": ""},
+                            {"name": "team-a", "description": "team A's H100s"}]}
+    html = render_form(POOL, DEFAULTS, [], {"runtimes": [8.0], "requests": reqs, "answer": two})
+    assert '<select class="form-control form-select" name="pool" id="gpuhub-pool">' in html
+    assert '<option value="">any open to you</option>' in html
+    assert '<option value="team-a">team-a — team A&#x27;s H100s</option>' in html
+    assert options_from_form({"gpus": ["1"], "pool": ["team-a"]})["pool"] == "team-a"
+    assert "pool" not in options_from_form({"gpus": ["1"], "pool": [""]})

@@ -104,6 +104,20 @@ class GPUAgent(ServiceApp):
         """,
     ).tag(config=True)
 
+    pools = List(
+        Unicode(),
+        [],
+        help="""The host pools this host is in, e.g. ``["team-a"]``: only users in
+        the groups the allocator's ``GPUAllocator.pools`` opens those pools to
+        get shares here. Each name must be configured there (else the
+        registration is refused with a 400 naming the configured pools).
+
+        Default: empty, the pools inventory_file declares for the host, else
+        ``default`` (open to everyone unless configured otherwise), so that an
+        agent of a site without pools needs no setting.
+        """,
+    ).tag(config=True)
+
     heartbeat_interval = Float(
         0.0,
         help="""Seconds between heartbeats, e.g. 5.
@@ -363,6 +377,7 @@ class GPUAgent(ServiceApp):
                     for d in h.devices
                 ],
                 **self.details,
+                "pools": list(self.pools) or list(h.pools),
             },
             "docker": self.docker,
             "mps": self.mps_report(),

@@ -3,7 +3,8 @@
 - ``GET allocations`` (admins: ``?user=``): live allocations and waiting
   requests, in queue order;
 - ``POST allocations``: grant a share, queue it, or (``"dry_run": true``) say
-  whether it would fit;
+  whether it would fit; only on hosts in pools open to the user (``"pool"``:
+  one of them; a pool not open to them is a 400 naming those that are);
 - ``GET``/``DELETE allocations/{id}``: an allocation, or a request that waits or
   waited in the queue; DELETE releases it (or takes it out of the queue);
 - ``POST allocations/{id}/extend`` ``{"hours": h}``: once, if no queued request
@@ -19,6 +20,7 @@ from tornado import web
 from ..admin import actions
 from ..core.model import AllocationState
 from ..core.placement import NoFit
+from ..core.pools import PoolError
 from ..core.queue import Queued
 from ..core.validation import (
     RequestError, check_capacity, parse_groups, parse_key, parse_request, parse_text,
@@ -76,7 +78,10 @@ class AllocationsHandler(APIHandler):
         if groups is not None and not self.is_admin:
             groups = None  # a user's own word on their groups is not taken
         if dry_run:
-            answer = app.pool.dry_run(req, groups)
+            try:
+                answer = app.pool.dry_run(req, groups)
+            except PoolError as e:
+                raise web.HTTPError(400, str(e)) from None
             if answer.get("quota", {}).get("verdict") == "hard":
                 raise web.HTTPError(403, answer["quota"]["reason"])
             self.send(answer)
@@ -88,6 +93,8 @@ class AllocationsHandler(APIHandler):
             )
         except QuotaExceeded as e:
             raise web.HTTPError(403, str(e)) from None
+        except PoolError as e:  # a host pool not open to the user: never granted
+            raise web.HTTPError(400, str(e)) from None
         except NoFit as e:
             raise web.HTTPError(409, str(e)) from None
         except KeyConflict as e:

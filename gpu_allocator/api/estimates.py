@@ -6,11 +6,13 @@ changed. A user asks for themself; admins and the spawner (admin scope) for
 anyone.
 
 Body: ``{"user"?, "groups"? (admins only), "requests": [{"gpus", "cpu"?, "mem"?,
-"max_hours"?, "gpu_model"?}, …]}`` (at most MAX_REQUESTS). Answer: ``{"now",
-"user", "estimates": [{"gpus", "gpu_model", "max_hours", "starts_now", "eta",
+"max_hours"?, "gpu_model"?, "pool"?}, …]}`` (at most MAX_REQUESTS). Answer: ``{"now",
+"user", "estimates": [{"gpus", "gpu_model", "pool", "max_hours", "starts_now", "eta",
 "eta_latest", "estimated", "quota": {"verdict", "reason"}} or {"error": "…"} per
-request, in order], "quota": GET quota's body}``. Requests that differ only in
-max_hours share one simulation, and a shape's estimate (it does not depend on
+request, in order], "quota": GET quota's body, "pools": [{"name", "description"}:
+the host pools open to the user]}``. Every estimate counts only hosts in pools
+open to the user (a ``pool`` not open to them: that request's ``error``).
+Requests that differ only in max_hours share one simulation, and a shape's estimate (it does not depend on
 who asks) serves every caller for GPUAllocator.estimate_cache_seconds; past
 GPUAllocator.estimate_budget seconds the rest are answered with ``"estimated":
 false`` (requests for any model first). A candidate that this pool can never hold
@@ -26,12 +28,13 @@ from tornado import web
 from gpuhub.numbers import BodyError, loads_json
 
 from ..core.model import format_gpus
+from ..core.pools import PoolError
 from ..core.validation import RequestError, check_capacity, parse_groups, parse_request, parse_user
 from ..shapes import iso, quota_json
 from .base import APIHandler
 
 MAX_REQUESTS = 200
-CANDIDATE_KEYS = frozenset({"gpus", "cpu", "mem", "max_hours", "gpu_model"})
+CANDIDATE_KEYS = frozenset({"gpus", "cpu", "mem", "max_hours", "gpu_model", "pool"})
 
 
 class EstimatesHandler(APIHandler):
@@ -113,9 +116,13 @@ def estimates_answer(app, user: str, groups, candidates: list) -> dict:
         if isinstance(req, RequestError):
             answers[i] = {"error": str(req)}
             continue
-        est = app.pool.start_estimate(req, groups, now, memo, deadline)
+        try:
+            est = app.pool.start_estimate(req, groups, now, memo, deadline)
+        except PoolError as e:  # a pool not open to the user
+            answers[i] = {"error": str(e)}
+            continue
         answers[i] = {
-            "gpus": format_gpus(req.units, per), "gpu_model": sorted(req.models),
+            "gpus": format_gpus(req.units, per), "gpu_model": sorted(req.models), "pool": req.pool,
             "max_hours": req.max_hours, "starts_now": est["queue"]["starts_now"],
             "eta": est["queue"]["eta"], "eta_latest": est["queue"]["eta_latest"],
             "estimated": est["queue"]["estimated"], "quota": est["quota"], "lands": est["lands"],
@@ -127,7 +134,11 @@ def estimates_answer(app, user: str, groups, candidates: list) -> dict:
                   if shape is not None and shape[0] != "now" and v is not None and shape not in fresh})
     out = [answers[i] for i in range(len(parsed))]
     return {"now": iso(now), "user": user, "estimates": out,
-            "quota": quota_json(app.pool, user, groups, now)}
+            "quota": quota_json(app.pool, user, groups, now),
+            # the host pools open to the user (the spawn form offers a choice
+            # when there are several)
+            "pools": [{"name": p.name, "description": p.description}
+                      for p in app.pool.pools.values() if p.name in app.pool.open_pools(user, groups)]}
 
 
 default_handlers = [

@@ -7,7 +7,9 @@
   ``fenced``: why): the agent stops those, and the host is ``fencing`` (no new
   placements) until a heartbeat reports none of them any more. A
   heartbeat of a host the allocator does not know, or has marked lost, is a 404:
-  the agent registers again.
+  the agent registers again. A registration may put the host in host pools
+  (``host.pools``); one that names a pool the allocator's ``pools`` does not
+  configure is a 400.
 - ``POST hosts/{name}/drain`` and ``…/undrain``: admins only, audited
   (admin.actions).
 """
@@ -23,6 +25,7 @@ from tornado import web
 
 from ..admin import actions
 from ..core.model import Device, Host
+from ..core.pools import PoolError, check_hosts, parse_host_pools
 from ..pool import HostConflict
 from ..scopes import AGENT_SCOPE
 from ..shapes import allocation_json, host_json
@@ -96,7 +99,11 @@ def parse_host(name: str, data: dict) -> Host:
                 island=_str(d.get("island") or "", f"{where}.island", empty=True),
             )
         )
-    return Host(name=name, devices=tuple(devices), cpus=cpus, memory_mb=memory_mb)
+    try:  # the host pools its agent puts it in (GPUAgent.pools; checked against the allocator's)
+        pools = parse_host_pools(h.get("pools"), "host.pools")
+    except PoolError as e:
+        raise BadBody(str(e)) from None
+    return Host(name=name, devices=tuple(devices), cpus=cpus, memory_mb=memory_mb, pools=pools)
 
 
 def parse_mps(data: dict) -> dict | None:
@@ -213,7 +220,8 @@ class RegisterHandler(HostAPIHandler):
             docker = parse_docker(data)
             details = parse_details(data)
             mps = parse_mps(data)
-        except BadBody as e:
+            check_hosts(self.pool.usage.pools, [(name, host.pools)])
+        except (BadBody, PoolError) as e:
             raise web.HTTPError(400, str(e)) from None
         try:
             view = await self.pool.register_host(

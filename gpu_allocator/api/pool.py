@@ -1,8 +1,9 @@
 """REST handlers of the pool, under ``{service_prefix}api/v1/``:
 
-- ``GET pool``: every host with its devices and free capacity; other users'
-  shares, agents' process samples, Docker endpoints and unknown allocations
-  only for admins;
+- ``GET pool``: every host with its devices, free capacity and host pools, and
+  the pools (who may use them for admins; for a user, which are open to them);
+  other users' shares, agents' process samples, Docker endpoints and unknown
+  allocations only for admins;
 - ``GET pool/hosts?page=&per_page=&model=&host=&user=&state=`` (admins): a page
   of the pool map (poolview.host_page);
 - ``GET pool/summary`` (admins): per-model totals with fragmentation, hosts by
@@ -19,7 +20,9 @@ from .base import AdminAPIHandler, APIHandler
 class PoolHandler(APIHandler):
     def get(self):
         pool = self.pool
-        body = pool_json(pool.state, pool.info, viewer=None if self.is_admin else self.user_name)
+        viewer = None if self.is_admin else self.user_name
+        body = pool_json(pool.state, pool.info, viewer=viewer, pools=pool.pools,
+                         open_to=None if viewer is None else pool.open_pools(viewer))
         body["max_hours"] = self.allocator.max_hours
         self.send(body)
 

@@ -81,6 +81,9 @@ class Host:
     #: whether fractional shares are enforced here (the agent runs CUDA MPS);
     #: False: only whole GPUs are placed on this host
     fractions: bool = True
+    #: the host pools it is in, sorted (core.pools; a host that names none is in
+    #: "default")
+    pools: tuple[str, ...] = ("default",)
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,8 @@ class Share:
 
 @dataclass(frozen=True)
 class Request:
-    """What a user asks for: GPU units, CPU cores, memory, a run time, and the
-    GPU models they accept (empty: any)."""
+    """What a user asks for: GPU units, CPU cores, memory, a run time, the
+    GPU models they accept (empty: any), and the host pools it may use."""
 
     user: str
     units: int
@@ -102,6 +105,12 @@ class Request:
     mem_mb: int = 1024
     max_hours: float = 8.0
     models: frozenset[str] = frozenset()
+    #: the host pool the user asked for (None: any open to them)
+    pool: str | None = None
+    #: the host pools it may land in, resolved from its user's groups and
+    #: ``pool`` where it enters the allocator (core.pools.request_pools);
+    #: None: any host (no pools configured, or a caller inside the allocator)
+    pools: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

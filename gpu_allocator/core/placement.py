@@ -18,7 +18,9 @@ Policy (fragmentation gradient descent, Weng et al., ATC '23, on gpuhub's units)
   is left over stays as well connected as possible), and for 2 or more GPUs a
   host that can give an all-NVLink set beats one that cannot;
 - the host must have the CPU cores and memory the request asks for; a request
-  that names GPU models gets only devices of those models.
+  that names GPU models gets only devices of those models, and one with
+  ``pools`` only hosts in one of them (core.pools: classes are per set of
+  host pools, so the filter costs a look-up per class).
 
 Cost: hosts are grouped by PoolState's classes (free units per device, CPU and
 memory ranks, topology kind); one representative per class is scored — the
@@ -42,6 +44,7 @@ from bisect import bisect_right
 from dataclasses import replace
 
 from .model import Allocation, Placement, Request, Share, format_gpus, milli
+from .pools import closed_text, may_use
 from .state import PoolState
 from .topology import choose
 
@@ -135,13 +138,20 @@ def _device(state: PoolState, host: str, model: str, free: int):
 def _levels(state: PoolState, req: Request):
     """Candidate (class, option) pairs in groups, the tightest group first: a
     fraction by the free units of the device it would take, whole GPUs by the
-    idle devices of the host, CPU-only by the host's free GPU units."""
+    idle devices of the host, CPU-only by the host's free GPU units; only
+    classes of hosts in a pool the request may use (``req.pools``)."""
     per = state.units_per_gpu
     units, models = req.units, req.models
+    allowed = req.pools
+    if allowed is not None:  # only classes of hosts in a pool open to the request
+        kinds = state.kind_pools
+        ok = {k for k, names in kinds.items() if not allowed.isdisjoint(names)}
+        if len(ok) == len(kinds):
+            allowed = None  # every host is open to it: nothing to filter
     if units == 0:
         by_total = state.class_total
         for t in sorted(by_total):
-            yield [(c, None) for c in by_total[t].values()]
+            yield [(c, None) for c in by_total[t].values() if allowed is None or c.kind in ok]
         return
     if units < per:
         index, low = state.class_levels, units
@@ -160,9 +170,12 @@ def _levels(state: PoolState, req: Request):
             opt = (m, f)
             if fraction:
                 # no MPS there: a fraction would be an unenforced promise
-                group += [(c, opt) for c in at.values() if fractions_ok[c.kind]]
-            else:
+                group += [(c, opt) for c in at.values() if fractions_ok[c.kind]
+                          and (allowed is None or c.kind in ok)]
+            elif allowed is None:
                 group += [(c, opt) for c in at.values()]
+            else:
+                group += [(c, opt) for c in at.values() if c.kind in ok]
         yield group
 
 
@@ -357,6 +370,10 @@ def describe_shortage(state: PoolState, req: Request) -> str:
     per_gpu = state.units_per_gpu
     parts = []
     up = state.up_names()
+    closed = 0
+    if req.pools is not None:  # the hosts it may not use are not its business
+        mine = [n for n in up if may_use(state.hosts[n].pools, req.pools)]
+        closed, up = len(up) - len(mine), mine
     lines = state.shortage_lines
     if len(lines) > 10_000:
         lines.clear()
@@ -380,4 +397,9 @@ def describe_shortage(state: PoolState, req: Request) -> str:
         parts.append(f"and {len(up) - 20} more hosts")
     models = f" of {' or '.join(sorted(req.models))}" if req.models else ""
     asked = f"{format_gpus(req.units, per_gpu)} GPU{models}, {req.cpu:g} CPU, {req.mem_mb}M"
-    return f"Not enough free resources for {asked} right now. Free: " + ("; ".join(parts) or "nothing")
+    where = ""
+    if req.pools is not None:
+        where = f" in {closed_text(req.pools) if req.pools else 'no pool'} (open to you)"
+        if closed:
+            where += f"; {closed} other host(s) are in pools not open to you"
+    return f"Not enough free resources for {asked} right now{where}. Free: " + ("; ".join(parts) or "nothing")

@@ -54,7 +54,7 @@ host with a simple tightest-fit rule; the start *now* uses the real placement
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import count, repeat
 from operator import attrgetter
@@ -63,6 +63,7 @@ from typing import NamedTuple
 from .fairshare import FairShare
 from .model import Allocation, HostState, Request, Share, format_gpus, milli
 from .placement import NoFit, place
+from .pools import closed_text, may_use
 from .quota import Held, Quotas, add, check
 from .state import StateError
 
@@ -182,7 +183,7 @@ class QueueView:
 class Sim:
     """Free GPU units per device and CPU / memory per up host: cheap to copy."""
 
-    __slots__ = ("upg", "hosts", "model", "host_of", "free", "cpu", "mem", "_for", "_pos", "drained")
+    __slots__ = ("upg", "hosts", "model", "host_of", "free", "cpu", "mem", "_for", "_pos", "drained", "pools")
 
     def __init__(self, state=None):
         if state is None:
@@ -190,9 +191,12 @@ class Sim:
         self.upg = state.units_per_gpu
         self.hosts = {}
         self.model, self.host_of, self.free, self.cpu, self.mem = {}, {}, {}, {}, {}
+        #: the host pools of each up host (core.pools)
+        self.pools = {}
         for name in state.up_names():
             h = state.hosts[name]
             self.hosts[name] = tuple(d.uuid for d in h.devices)
+            self.pools[name] = h.pools
             for d in h.devices:
                 self.model[d.uuid], self.host_of[d.uuid] = d.model, name
                 self.free[d.uuid] = state.free[d.uuid]
@@ -208,19 +212,21 @@ class Sim:
 
     def copy(self) -> Sim:
         s = Sim()
-        s.upg, s.hosts, s.model, s.host_of = self.upg, self.hosts, self.model, self.host_of
+        s.upg, s.hosts, s.model, s.host_of, s.pools = self.upg, self.hosts, self.model, self.host_of, self.pools
         s._for, s._pos, s.drained = self._for, self._pos, self.drained
         s.free, s.cpu, s.mem = dict(self.free), dict(self.cpu), dict(self.mem)
         return s
 
     def _candidates(self, req: Request) -> tuple[tuple[str, ...], frozenset]:
-        """The up hosts ``req`` could ever use here, in host order (and as a set)."""
-        key = (req.units == 0, req.models)
+        """The up hosts ``req`` could ever use here (its models, its pools), in
+        host order (and as a set)."""
+        key = (req.units == 0, req.models, req.pools)
         found = self._for.get(key)
         if found is None:
-            models = req.models
+            models, allowed = req.models, req.pools
             hosts = tuple(h for h, devs in self.hosts.items()
-                          if req.units == 0 or (devs and (not models or any(self.model[u] in models for u in devs))))
+                          if (req.units == 0 or (devs and (not models or any(self.model[u] in models for u in devs))))
+                          and may_use(self.pools[h], allowed))
             found = self._for[key] = (hosts, frozenset(hosts))
         return found
 
@@ -281,6 +287,12 @@ class Sim:
         hosts, _ = self._candidates(req)
         if self.fit(req, exclude) is not None:  # fits here, not under placement's finer rules
             return f"waiting for {what} to be free"
+        if req.pools is not None:
+            closed = self.closed_fit(req, exclude)
+            if closed:
+                mine = closed_text(req.pools) if req.pools else "no pool"
+                return (f"waiting for {what} to be free in {mine} (open to you); it would fit now "
+                        f"in {closed_text(closed)}, which {'is' if len(closed) == 1 else 'are'} not open to you")
         with_gpus = [h for h in hosts if self._gpus_fit(h, req, exclude)]
         if not with_gpus:
             away = sorted(n for n, models in self.drained.items()
@@ -309,6 +321,16 @@ class Sim:
             return f"waiting for {memory}: {head} at most {have_mem} {beside}"
         return (f"waiting for {cores} and {memory} on one host: where {what} is free, "
                 "a host has either too few cores or too little memory")
+
+    def closed_fit(self, req: Request, exclude: frozenset[str] = frozenset()) -> frozenset[str]:
+        """The pools not open to ``req`` (not in ``req.pools``) of the hosts where
+        it would fit now; empty when it fits nowhere else either."""
+        if req.pools is None:
+            return frozenset()
+        found = self.fit(replace(req, pools=None), exclude)
+        if found is None:
+            return frozenset()
+        return frozenset(self.pools[found[0]]) - req.pools
 
     def take(self, host: str, shares, cpu_milli: int, mem: int, sign: int = -1) -> None:
         if host not in self.cpu:

@@ -15,7 +15,8 @@ the database committed it. Indexes kept here:
   (a request for n whole GPUs looks only at hosts with at least n);
 - ``classes[key]``: up hosts grouped by what placement scores them on — the
   free units of their devices (with models), their CPU and memory left as
-  ranks against the typical request shapes, and their topology kind; hosts of
+  ranks against the typical request shapes, and their topology kind (which
+  includes their host pools); hosts of
   one class score the same, so placement scores one representative per class
   (the first by name that has room) instead of every host;
 - ``shapes``: the decayed histogram of granted request shapes that gives
@@ -130,6 +131,9 @@ class PoolState:
         self.kind_matrix: dict[int, tuple] = {}
         #: whether hosts of a kind enforce fractional shares (CUDA MPS)
         self.kind_fractions: dict[int, bool] = {}
+        #: the host pools of the hosts of a kind (the kind includes them, so
+        #: every class is in one set of pools: placement filters classes by it)
+        self.kind_pools: dict[int, frozenset[str]] = {}
         self._up_names: list[str] | None = None  # sorted names of up hosts (cache)
         #: per host, bumped whenever anything placement looks at changes
         self.host_version: dict[str, int] = defaultdict(int)
@@ -224,11 +228,12 @@ class PoolState:
         self.mem_used.setdefault(host.name, 0)
         self.hosts[host.name] = host
         kind = (tuple(d.island for d in host.devices), tuple(d.index for d in host.devices), host.topology,
-                host.fractions)
+                host.fractions, host.pools)
         kid = self._kinds.setdefault(kind, len(self._kinds))
         if kid not in self.kind_matrix:
             m = host_matrix(*kind[:3])
             self.kind_fractions[kid] = host.fractions
+            self.kind_pools[kid] = frozenset(host.pools)
             self.kind_matrix[kid] = (m, is_uniform(m), m[0][1] if len(m) > 1 else 0)
         self.host_kind[host.name] = kid
         self._up_names = None

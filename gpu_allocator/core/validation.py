@@ -21,6 +21,7 @@ from fractions import Fraction
 from gpuhub.numbers import NumberError, exact
 
 from .model import HostState, Request, format_gpus, milli
+from .pools import PoolError, check_name
 from .quota import FIELDS as LIMIT_FIELDS
 from .quota import Limits
 from .state import PoolState
@@ -30,10 +31,12 @@ REQUEST_KEYS = frozenset(
     {"user", "server", "gpus", "cpu", "mem", "max_hours", "gpu_model", "key", "dry_run",
      # the queue: the user's hub groups (trusted from admins: the spawner), and
      # "queue": false for "now or never" (409 instead of waiting)
-     "groups", "queue"}
+     "groups", "queue",
+     # the host pool to land in (core.pools; absent: any open to the user)
+     "pool"}
 )
 #: of those, what a user sets in a spawn (the spawner adds user, server and key)
-SPAWN_KEYS = frozenset({"gpus", "cpu", "mem", "max_hours", "gpu_model"})
+SPAWN_KEYS = frozenset({"gpus", "cpu", "mem", "max_hours", "gpu_model", "pool"})
 
 _MEM_RE = re.compile(r"^\s*(\d{1,15}(?:\.\d{1,9})?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _MEM_FACTORS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -186,7 +189,20 @@ def parse_request(data: dict, *, user: str, units_per_gpu: int, max_hours: float
         mem_mb=parse_mem(merged["mem"]),
         max_hours=parse_hours(merged["max_hours"], max_hours),
         models=parse_models(merged.get("gpu_model")),
+        pool=parse_pool(merged.get("pool")),
     )
+
+
+def parse_pool(value: object) -> str | None:
+    """``"pool"``: the name of a host pool (None or "": any open to the user).
+    Whether it is open to the user is decided where the request enters the
+    pool (pool.usage.Usage.resolve_pools), with their groups."""
+    if value is None or value == "":
+        return None
+    try:
+        return check_name(value, "pool")
+    except PoolError as e:
+        raise RequestError(str(e)) from None
 
 
 def _capacity(state: PoolState, models: frozenset[str]) -> tuple:

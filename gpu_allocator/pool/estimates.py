@@ -9,6 +9,7 @@ import time
 
 from ..core.model import Allocation, Request, format_gpus
 from ..core.placement import NoFit, place
+from ..core.pools import may_use
 from ..core.queue import Queued, Sim, run_of, scaled_running
 from ..core.quota import check
 from ..core.reservations import iso
@@ -83,6 +84,7 @@ class Estimator:
                 "mem": f"{req.mem_mb}M",
                 "max_hours": req.max_hours,
                 "gpu_model": sorted(req.models),
+                "pool": req.pool,
             },
         }
         out.update(self.start_estimate(req, groups))
@@ -90,8 +92,8 @@ class Estimator:
 
     def where(self, req: Request, landed) -> dict:
         """Where ``req`` would land: the host and GPU model it starts on now
-        (``landed``, a placement), else the up hosts that could hold it were they
-        empty ("any of …")."""
+        (``landed``, a placement), else the up hosts in its pools that could hold
+        it were they empty ("any of …")."""
         state = self.live.state
         if landed is not None:
             models = sorted({state.devices[s.device_uuid].model for s in landed.shares})
@@ -100,7 +102,7 @@ class Estimator:
 
         def could_hold(h) -> bool:  # were it empty
             devices = [d for d in h.devices if not req.models or d.model in req.models]
-            return (h.cpus >= req.cpu and h.memory_mb >= req.mem_mb
+            return (h.cpus >= req.cpu and h.memory_mb >= req.mem_mb and may_use(h.pools, req.pools)
                     and (not req.units or len(devices) >= max(1, req.units // per))
                     and (req.units >= per or not req.units or h.fractions))
 
@@ -124,13 +126,14 @@ class Estimator:
         after the first, and that start is not estimated (``estimated``: false)."""
         now = time.time() if now is None else now
         usage, waiting = self.usage, self.scheduler.queue
+        groups = tuple(groups) if groups is not None else usage.groups.get(req.user, ())
+        req = usage.resolve_pools(req, groups)  # as submit does (PoolError: not open to them)
         out = {}
         try:
             found = place(self.live.state, req)
             out.update(fits_now=True, host=found.host)
         except NoFit as e:
             out.update(fits_now=False, message=str(e))
-        groups = tuple(groups) if groups is not None else usage.groups.get(req.user, ())
         limits = usage.quotas.resolve(req.user, groups)
         verdict = check(limits, usage.held(req.user, now), req, self.live.units_per_gpu)
         wait = limits.max_wait_hours if limits.max_wait_hours is not None else self.scheduler.max_wait_hours
@@ -141,7 +144,7 @@ class Estimator:
         estimated = True
         landed = None
         if verdict.ok and out["fits_now"]:
-            key = ("now", req.units, req.models, req.cpu, req.mem_mb, req.max_hours)
+            key = ("now", req.units, req.models, req.cpu, req.mem_mb, req.max_hours, req.pools)
             if memo is None:
                 landed = self.scheduler.placement_now(req, groups, now)
             else:
@@ -163,7 +166,7 @@ class Estimator:
         elif memo is None:
             expected, latest = self.estimate(req, now)
         else:
-            shape = (req.units, req.models, req.cpu, req.mem_mb)
+            shape = (req.units, req.models, req.cpu, req.mem_mb, req.pools)
             if shape not in memo:
                 started = time.perf_counter()
                 # (a call's first always runs; memo[None]: how long its last one took)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from ..core.fencing import fence
 from ..core.model import Allocation, AllocationState, Host, HostState
+from ..core.pools import DEFAULT
 from ..core.topology import score_matrix
 from ..store.ledger import DeleteHost, Finish, HostRecord, PutHost, SetHost
 from .commit import GroupCommit
@@ -30,14 +31,25 @@ FENCE_LOG = 50
 
 
 def with_details(host: Host, details: dict | None) -> Host:
-    """The host as its agent described it: the link-score matrix of its topology
-    (placement prefers well-connected sets of devices; without it, the islands),
-    and whether it can enforce fractional shares (CUDA MPS)."""
+    """The host as its agent (or the inventory) described it: the link-score
+    matrix of its topology (placement prefers well-connected sets of devices;
+    without it, the islands), whether it can enforce fractional shares (CUDA
+    MPS), and its host pools (``details["pools"]``, where it names some)."""
     details = details or {}
     matrix = score_matrix(details.get("topology"), len(host.devices))
     if matrix is not None:
         host = replace(host, topology=matrix)
+    if details.get("pools"):
+        host = replace(host, pools=tuple(sorted(details["pools"])))
     return replace(host, fractions=details.get("mps_available", True) is not False)
+
+
+def pools_details(host: Host, details: dict | None) -> dict | None:
+    """``details`` with the host's pools, as the ledger keeps them (a host in
+    "default" only keeps none)."""
+    if host.pools == (DEFAULT,):
+        return details
+    return {**(details or {}), "pools": list(host.pools)}
 
 
 @dataclass
@@ -95,7 +107,7 @@ class Hosts:
             drained = rec.drained if rec else False
             h = replace(h, state=HostState.DRAINED if drained else HostState.UP)
             self._check_devices(h)
-            ops.append(PutHost(h, source, drained=drained))
+            ops.append(PutHost(h, source, drained=drained, details=pools_details(h, None)))
             put.append((h, drained))
         for name in lost:
             state.set_host_state(name, HostState.LOST)
@@ -200,6 +212,7 @@ class Hosts:
         state, unknown = fence(held, running, drained=drained)
         if mps is not None:
             details = {**(details or {}), "mps_available": mps["available"]}
+        details = pools_details(host, details)
         host = with_details(replace(host, state=state), details)
         await self.commit.commit([PutHost(host, "agent", drained, now, docker, details)])
         self._check_devices(host)  # (a concurrent registration may have won)

@@ -47,18 +47,23 @@ class LivePool:
 
     def __init__(self, ledger: Ledger, units_per_gpu: int, log: logging.Logger | None = None, *,
                  fairshare_half_life_s: float | None = None, queue_depth: int = DEPTH,
-                 max_wait_hours: float | None = None, metrics: PoolMetrics | None = None):
+                 max_wait_hours: float | None = None, metrics: PoolMetrics | None = None,
+                 pools: dict | None = None):
         """``fairshare_half_life_s``: of the decayed usage fair share compares (None:
         core.fairshare's default); ``queue_depth``: waiting requests protected from
         backfill (core.queue.DEPTH); ``max_wait_hours``: the longest wait where no
         quota sets one (None: none); ``metrics``: the counters the parts observe
-        (None: a PoolMetrics of the pool's own)."""
+        (None: a PoolMetrics of the pool's own); ``pools``: the host pools and
+        who may use them (core.pools.parse_pools; None: "default" only, open to
+        everyone)."""
         self.ledger = ledger
         self.log = log or logging.getLogger("gpu-allocator")
         self.metrics = metrics if metrics is not None else PoolMetrics()
         self.live_state = LiveState(units_per_gpu)
         self.writer = GroupCommit(ledger)
         self.usage = Usage(self.live_state, fairshare_half_life_s)
+        if pools is not None:
+            self.usage.pools = dict(pools)
         self.bookings = Reservations(self.live_state, self.writer, self.log, changed=self.kick)
         self.grants = Grants(self.live_state, self.writer, self.usage, self.bookings, self.metrics,
                              ended=self._ended)
@@ -121,6 +126,8 @@ class LivePool:
     # usage
     quotas = _part("usage", "quotas")
     groups = _part("usage", "groups")
+    pools = _part("usage", "pools")
+    open_pools = _part("usage", "open_pools")
     fairshare = _part("usage", "fairshare")
     finished = _part("usage", "finished")
     ratio = _part("usage", "ratio")

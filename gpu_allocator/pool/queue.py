@@ -66,9 +66,12 @@ class Scheduler:
     async def load(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         loaded = await self.commit.read(self.commit.ledger.load_queue, self.usage.since(now))
-        self.queue = {q.id: q for q in loaded.queued}
         for q in loaded.queued:
             self.usage.groups.setdefault(q.req.user, q.groups)
+        # the host pools each may land in, as the pools are configured now (a
+        # pool named that closed since: none, and its reason says so)
+        self.queue = {q.id: replace(q, req=self.usage.resolve_pools(q.req, q.groups, strict=False))
+                      for q in loaded.queued}
         self.usage.load(loaded.quotas, loaded.finished)
         self.estimates = {}
         self.kick()
@@ -135,7 +138,8 @@ class Scheduler:
 
     def placement_now(self, req: Request, groups: tuple, now: float) -> Placement | None:
         """Where ``submit(req, queue=False)`` would grant ``req`` at ``now``, holding
-        nothing; None: it would be refused (over a quota, or it waits). The same
+        nothing (``req``'s pools resolved as submit does: Usage.resolve_pools);
+        None: it would be refused (over a quota, or it waits). The same
         decisions in the same order as submit's: within quota; nobody waiting, the
         plain placement under the reservations' rule; else the last pass's view;
         else a pass of its own, whose grants are undone (the shape statistics
@@ -188,8 +192,10 @@ class Scheduler:
         key: str | None = None, queue: bool = True, now: float | None = None,
     ) -> tuple[Allocation | Queued, bool]:
         """Grant ``req`` now, or queue it: (allocation or queued request, created).
-        A retried ``key`` gets what it got before (created False). Raises
-        QuotaExceeded (a hard limit), KeyConflict, NoFit (only with queue=False).
+        A retried ``key`` gets what it got before (created False). It lands only
+        in the host pools open to its user (Usage.resolve_pools). Raises
+        QuotaExceeded (a hard limit), KeyConflict, NoFit (only with queue=False),
+        core.pools.PoolError (it named a pool not open to its user).
         Each answer is timed, and each grant and refusal counted."""
         m = self.metrics
         t0 = time.perf_counter()
@@ -217,6 +223,7 @@ class Scheduler:
         if groups is not None:
             usage.groups[req.user] = tuple(sorted(groups))
         groups = usage.groups.get(req.user, ())
+        req = usage.resolve_pools(req, groups)  # PoolError: a pool not open to them
         if key is not None:
             await live.key_settled(key)
             found = live.by_key(key) or self.by_request_key(key)

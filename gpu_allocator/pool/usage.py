@@ -1,14 +1,16 @@
 """Accounting of quota use: what each user holds and held (GPUs, sessions,
 GPU-hours in the quotas' window), their decayed usage (fair share), their
-groups and quotas, and how much of their declared run time shares really use
+groups, quotas and the host pools open to them, and how much of their declared run time shares really use
 (the queue's expected starts)."""
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 from ..core.fairshare import FairShare
-from ..core.model import AllocationState
+from ..core.model import AllocationState, Request
+from ..core.pools import DEFAULT, OPEN_DEFAULT, Pool, open_pools, request_pools
 from ..core.quota import WINDOW_S, Held, Limits, Quotas
 from ..store.ledger import Finished
 from .state import LiveState
@@ -26,6 +28,8 @@ class Usage:
         self.fairshare = FairShare() if fairshare_half_life_s is None else FairShare(fairshare_half_life_s)
         #: a user's JupyterHub groups, as the spawner last reported them
         self.groups: dict[str, tuple[str, ...]] = {}
+        #: the host pools and who may use them (GPUAllocator.pools, core.pools)
+        self.pools: dict[str, Pool] = {DEFAULT: OPEN_DEFAULT}
         #: shares that ended within the quotas' window, by user (GPU-hours)
         self.finished: dict[str, list[Finished]] = {}
         #: why: held() is on every request's path and a user's finished list grows
@@ -94,6 +98,23 @@ class Usage:
             self.finished[user] = kept
         self._finished_hours[user] = (kept, len(kept), first, done)
         return Held(units, sessions, hours + done, reserved)
+
+    def open_pools(self, user: str, groups=None) -> frozenset[str]:
+        """The host pools open to ``user`` (``groups``: theirs; None: as the
+        spawner last reported them)."""
+        return open_pools(self.pools, user, self.groups.get(user, ()) if groups is None else groups)
+
+    def resolve_pools(self, req: Request, groups=None, *, strict: bool = True) -> Request:
+        """``req`` with the host pools it may land in (``Request.pools``): the one
+        place a request's pools are decided, from its user's ``groups`` (None: as
+        last reported) and the pool it named. None where every pool is open to
+        it and it named none (placement then filters nothing). Raises PoolError
+        (``strict``) when it named a pool not open to its user."""
+        groups = self.groups.get(req.user, ()) if groups is None else groups
+        allowed = request_pools(self.pools, req.user, groups, req.pool, strict=strict)
+        if req.pool is None and len(allowed) == len(self.pools):
+            allowed = None
+        return req if allowed == req.pools else replace(req, pools=allowed)
 
     def limits(self, user: str) -> Limits:
         return self.quotas.resolve(user, self.groups.get(user, ()))

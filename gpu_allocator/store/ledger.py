@@ -217,7 +217,7 @@ def _allocation(row, shares: tuple[Share, ...]) -> Allocation:
 
 
 def _queued(r) -> Queued:
-    req = Request(r.user, r.units, r.cpu, r.mem_mb, r.max_hours, frozenset(r.models or ()))
+    req = Request(r.user, r.units, r.cpu, r.mem_mb, r.max_hours, frozenset(r.models or ()), pool=r.pool)
     return Queued(r.id, req, r.submitted_at, tuple(r.groups or ()), r.server, r.hub_server,
                   r.idem_key, r.first_eta, r.first_latest, r.priority)
 
@@ -436,7 +436,7 @@ class Ledger:
                         id=q.id, user=req.user, groups=list(q.groups), server=q.server,
                         hub_server=q.hub_server, idem_key=q.key, units=req.units, cpu=req.cpu,
                         mem_mb=req.mem_mb, max_hours=req.max_hours, models=sorted(req.models),
-                        state="queued", submitted_at=q.submitted, ended_at=None, reason=None,
+                        pool=req.pool, state="queued", submitted_at=q.submitted, ended_at=None, reason=None,
                         first_eta=q.first_eta, first_latest=q.first_latest, priority=q.priority,
                     ))
                 elif isinstance(op, EndRequest):

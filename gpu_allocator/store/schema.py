@@ -120,6 +120,8 @@ class RequestRow(Base):
     mem_mb: Mapped[int] = mapped_column(Integer)
     max_hours: Mapped[float] = mapped_column(Float)
     models: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    #: the host pool it named (NULL: any open to its user; core.pools)
+    pool: Mapped[str | None] = mapped_column(String(63), nullable=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
     submitted_at: Mapped[float] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -1,0 +1,322 @@
+"""Host pools per group (issue #20 item 4): the configuration's checks, who may
+use which pool, and — hypothesis over random pools, groups and requests — that
+no share placed or admitted by the queue ever lands on a host in a pool closed
+to its user; the inventory's and the live pool's pools (a named pool refused,
+a queued request's reason, the pool kept across a restart). POST estimates'
+``starts_now`` with pools: tests/test_starts_now.py; through a real hub:
+tests/test_pools_e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpu_allocator.core.fairshare import FairShare
+from gpu_allocator.core.model import Allocation, Device, Host, Request
+from gpu_allocator.core.placement import NoFit, place
+from gpu_allocator.core.pools import (
+    DEFAULT, PoolError, check_hosts, open_pools, parse_host_pools, parse_pools, request_pools,
+)
+from gpu_allocator.core.queue import Queued, plan
+from gpu_allocator.core.quota import Quotas
+from gpu_allocator.core.state import PoolState
+from gpu_allocator.core.validation import RequestError, parse_request
+from gpu_allocator.inventory import InventoryError, load_inventory
+from gpu_allocator.pool import LivePool
+from gpu_allocator.store import Ledger
+
+from .support import open_pool, reopen, settle
+
+PER = 20
+NOW = 1_000_000.0
+CONFIG = {"default": {"groups": ["*"]}, "team-a": {"groups": ["team-a"], "description": "team A's H100s"},
+          "lab": {"groups": [], "users": ["dave"]}}
+
+
+def host(name: str, pools=(DEFAULT,), n: int = 2, model: str = "H100", cpus: float = 16.0) -> Host:
+    return Host(name, tuple(Device(name, i, f"{name}-{i}", model, 81920) for i in range(n)), cpus, 65536,
+                pools=tuple(sorted(pools)))
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def test_default_is_added_open_to_everyone():
+    pools = parse_pools({"team-a": {"groups": ["team-a"]}})
+    assert list(pools) == ["default", "team-a"]
+    assert open_pools(pools, "bob", ()) == {"default"}
+    assert open_pools(pools, "bob", ("team-a",)) == {"default", "team-a"}
+
+
+def test_default_can_be_closed():
+    pools = parse_pools({"default": {"groups": []}, "team-a": {"groups": ["team-a"]}})
+    assert open_pools(pools, "bob", ()) == frozenset()
+
+
+def test_users_and_everyone():
+    pools = parse_pools(CONFIG)
+    assert open_pools(pools, "dave", ()) == {"default", "lab"}
+    assert open_pools(parse_pools({"x": {"groups": ["*"]}}), "bob", ()) == {"default", "x"}
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"team a": {}}, "pool name"),
+    ({"t": {"group": ["a"]}}, "unknown key(s) group; allowed: groups, users, description"),
+    ({"t": {"groups": "team-a"}}, "groups must be a list of names"),
+    ({"t": {"users": [1]}}, "users must be a list of names"),
+    ({"t": {"description": 3}}, "description must be text"),
+    ({"t": ["team-a"]}, "must be a mapping"),
+    (["t"], "pools must be a mapping"),
+])
+def test_malformed_configuration_is_refused_naming_the_entry(config, words):
+    with pytest.raises(PoolError, match=None) as e:
+        parse_pools(config)
+    assert words in str(e.value)
+
+
+def test_allocator_trait_is_checked():
+    from traitlets import TraitError
+
+    from gpu_allocator.app import GPUAllocator
+
+    app = GPUAllocator(pools={"team-a": {"groups": ["team-a"]}})
+    assert list(app.pool_specs) == ["default", "team-a"]
+    with pytest.raises(TraitError, match="GPUAllocator.pools: pools\\['t'\\]: unknown key"):
+        GPUAllocator(pools={"t": {"groupz": []}})
+
+
+def test_a_named_pool_not_open_is_refused_naming_the_open_ones():
+    pools = parse_pools(CONFIG)
+    assert request_pools(pools, "bob", ("team-a",), "team-a") == {"team-a"}
+    assert request_pools(pools, "bob", (), None) == {"default"}
+    with pytest.raises(PoolError, match="pool 'team-a' is not open to bob; open to bob: default"):
+        request_pools(pools, "bob", (), "team-a")
+    with pytest.raises(PoolError, match="no pool 'gpu9' is not open"):
+        request_pools(pools, "bob", (), "gpu9")
+    assert request_pools(pools, "bob", (), "team-a", strict=False) == frozenset()
+
+
+def test_request_names_a_pool():
+    req = parse_request({"gpus": 1, "pool": "team-a"}, user="bob", units_per_gpu=PER, max_hours=8)
+    assert req.pool == "team-a" and req.pools is None
+    assert parse_request({"gpus": 1, "pool": ""}, user="bob", units_per_gpu=PER, max_hours=8).pool is None
+    with pytest.raises(RequestError, match="pool must be a pool name"):
+        parse_request({"gpus": 1, "pool": "../x"}, user="bob", units_per_gpu=PER, max_hours=8)
+
+
+def test_host_pools_and_their_check():
+    assert parse_host_pools(None, "h") == ("default",)
+    assert parse_host_pools(["b", "a", "a"], "h") == ("a", "b")
+    with pytest.raises(PoolError, match="h\\[0\\] must be a pool name"):
+        parse_host_pools([""], "h")
+    with pytest.raises(PoolError, match="host x: pool\\(s\\) gpu9 not configured; GPUAllocator.pools has "
+                                        "default, lab, team-a"):
+        check_hosts(parse_pools(CONFIG), [("x", ("gpu9",))])
+
+
+def test_inventory_puts_hosts_in_pools(tmp_path):
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("hosts:\n"
+                   "  - {name: a, cpus: 8, memory: 16G, gpus: [{model: L4, count: 1}]}\n"
+                   "  - {name: b, cpus: 8, memory: 16G, pools: [team-a, lab], gpus: [{model: L4, count: 1}]}\n")
+    a, b = load_inventory(inv)
+    assert a.pools == ("default",) and b.pools == ("lab", "team-a")
+    inv.write_text("hosts:\n  - {name: b, cpus: 8, pools: {x: 1}, gpus: [{model: L4}]}\n")
+    with pytest.raises(InventoryError, match="hosts\\[0\\].pools must be a list of pool names"):
+        load_inventory(inv)
+
+
+# --- placement and the queue never use a closed pool --------------------------------------
+
+NAMES = ("default", "team-a", "lab")
+host_st = st.tuples(st.integers(1, 4), st.sampled_from(["H100", "L4"]), st.sampled_from([4.0, 16.0]),
+                    st.lists(st.sampled_from(NAMES), max_size=2))
+req_st = st.tuples(st.sampled_from([0, 5, 10, 20, 40]), st.sampled_from([1.0, 8.0]),
+                   st.sampled_from(["bob", "carol", "dave"]), st.sampled_from([None, *NAMES]))
+groups_st = st.fixed_dictionaries({u: st.sampled_from([(), ("team-a",), ("x",)]) for u in ("bob", "carol", "dave")})
+
+
+def resolved(pools, groups, user, units, cpu, named):
+    """The request as the allocator resolves it (Usage.resolve_pools); None: refused."""
+    try:
+        allowed = request_pools(pools, user, groups[user], named)
+    except PoolError:
+        return None
+    return Request(user, units, cpu, 1024, 1.0, pool=named, pools=allowed)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(host_st, min_size=1, max_size=5), st.lists(req_st, min_size=1, max_size=12), groups_st,
+       st.dictionaries(st.sampled_from(["team-a", "lab"]),
+                       st.fixed_dictionaries({"groups": st.lists(st.sampled_from(["*", "team-a", "x"]), max_size=2)}),
+                       max_size=2))
+def test_no_share_lands_in_a_pool_closed_to_its_user(hosts, reqs, groups, config):
+    pools = parse_pools(config)
+    hs = [host(f"h{i}", pools=[p for p in ps if p in pools] or [DEFAULT], n=n, model=m, cpus=c)
+          for i, (n, m, c, ps) in enumerate(hosts)]
+    state = PoolState.build(hs, units_per_gpu=PER)
+    every = PoolState.build(hs, units_per_gpu=PER)  # the same pool, pools ignored
+    pending = []
+    for k, (units, cpu, user, named) in enumerate(reqs):
+        r = resolved(pools, groups, user, units, cpu, named)
+        if r is None:
+            assert named is not None and named not in open_pools(pools, user, groups[user])
+            continue
+        allowed = r.pools
+        try:
+            p = place(state, r)
+        except NoFit:
+            # then no host in its pools has room: it does not fit in the same pool
+            # restricted to those hosts either
+            sub = PoolState.build([replace(h, state=h.state) for h in hs if set(h.pools) & allowed],
+                                  units_per_gpu=PER)
+            for a in state.allocations.values():
+                if a.host in sub.hosts:
+                    sub.grant(a)
+            with pytest.raises(NoFit):
+                place(sub, replace(r, pools=None))
+        else:
+            assert set(state.hosts[p.host].pools) & allowed, (p.host, allowed)
+            if named is not None:
+                assert named in state.hosts[p.host].pools
+            a = Allocation(f"a{k}", user, p.host, units, cpu, 1024, 1.0, p.shares)
+            state.grant(a)
+            every.grant(a)
+        pending.append(Queued(f"q{k}", r, NOW + k, groups[user]))
+    # the queue: what a pass admits is in its user's pools; a waiting request's
+    # reason names the closed pools it would fit in now
+    p = plan(every, [], pending, now=NOW + 100, quotas=Quotas.empty(), fairshare=FairShare(), held={})
+    by_id = {q.id: q for q in pending}
+    for x, a in p.admitted:
+        assert set(every.hosts[a.host].pools) & x.req.pools, (a.host, x.req.pools)
+    for qid, est in p.estimates.items():
+        if "not open to you" in est.reason:
+            q = by_id[qid]
+            closed = {n for n in NAMES if n in est.reason.split("it would fit now in ")[1]}
+            assert closed and not closed & q.req.pools, est.reason
+    every.check_indexes()
+
+
+def test_a_class_is_in_one_set_of_pools():
+    """Hosts alike but in different pools are in different classes, so that
+    placement's filter by class is exact."""
+    state = PoolState.build([host("a"), host("b", pools=("team-a",))], units_per_gpu=PER)
+    assert state.host_class["a"] != state.host_class["b"]
+    assert place(state, Request("bob", 20, pools=frozenset({"team-a"}))).host == "b"
+    assert place(state, Request("bob", 20, pools=frozenset({"default"}))).host == "a"
+    with pytest.raises(NoFit, match="right now in pool lab \\(open to you\\); 2 other host\\(s\\) are in pools "
+                                    "not open to you"):
+        place(state, Request("bob", 20, pools=frozenset({"lab"})))
+
+
+def test_queued_reason_names_the_closed_pool():
+    state = PoolState.build([host("a", pools=("team-a",))], units_per_gpu=PER)
+    q = Queued("x", Request("bob", 20, pools=frozenset({"default"})), NOW)
+    p = plan(state, [], [q], now=NOW, quotas=Quotas.empty(), fairshare=FairShare(), held={})
+    assert not p.admitted
+    assert p.estimates["x"].reason == ("waiting for 1 GPU to be free in pool default (open to you); it would fit "
+                                       "now in pool team-a, which is not open to you")
+    assert p.estimates["x"].latest is None  # nothing in its pools will ever hold it
+
+
+# --- the live pool -------------------------------------------------------------------------
+
+
+def test_live_pool_refuses_queues_and_keeps_the_named_pool(tmp_path):
+    async def go():
+        url = f"sqlite:///{tmp_path / 'pool.sqlite'}"
+        pool = await open_pool(url, [host("a"), host("b", pools=("team-a",))], pools=parse_pools(CONFIG))
+        try:
+            with pytest.raises(PoolError, match="open to bob: default"):
+                await pool.submit(Request("bob", 20, pool="team-a"), groups=[], now=NOW)
+            got, _ = await pool.submit(Request("bob", 40), groups=[], now=NOW)
+            assert got.host == "a"
+            # a second 2-GPU share: b is idle, but closed to bob: he waits
+            q, _ = await pool.submit(Request("bob", 40), groups=[], now=NOW + 1)
+            assert isinstance(q, Queued)
+            assert "it would fit now in pool team-a, which is not open to you" in pool.estimates[q.id].reason
+            # carol (team-a) names team-a: she lands on b at once
+            mine, _ = await pool.submit(Request("carol", 20, pool="team-a"), groups=["team-a"], now=NOW + 2)
+            assert mine.host == "b"
+            waiting, _ = await pool.submit(Request("carol", 40, pool="team-a"), groups=["team-a"], now=NOW + 3)
+            assert isinstance(waiting, Queued) and waiting.req.pools == {"team-a"}
+            await settle(pool)
+            pool = await reopen(pool)
+            kept = pool.queue[waiting.id]
+            assert kept.req.pool == "team-a" and kept.req.pools == {"team-a"}
+            assert pool.queue[q.id].req.pools is None or pool.queue[q.id].req.pools == {"default"}
+        finally:
+            pool.close()
+            pool.ledger.close()
+
+    asyncio.run(go())
+
+
+def test_a_host_keeps_its_pools_across_a_restart(tmp_path):
+    async def go():
+        url = f"sqlite:///{tmp_path / 'pool.sqlite'}"
+        pool = await open_pool(url, [host("b", pools=("lab", "team-a"))], pools=parse_pools(CONFIG))
+        pool = await reopen(pool)
+        try:
+            assert pool.state.hosts["b"].pools == ("lab", "team-a")
+        finally:
+            pool.close()
+            pool.ledger.close()
+
+    asyncio.run(go())
+
+
+def test_a_request_does_not_see_every_pool_as_a_restriction(tmp_path):
+    """Where every pool is open to a user and they name none, Request.pools is None
+    (placement filters nothing: the cost of a site without pools is unchanged)."""
+    async def go():
+        ledger = Ledger(f"sqlite:///{tmp_path / 'pool.sqlite'}", PER)
+        pool = LivePool(ledger, PER)
+        try:
+            assert pool.usage.resolve_pools(Request("bob", 20), ()).pools is None
+            assert pool.usage.resolve_pools(Request("bob", 20, pool="default"), ()).pools == {"default"}
+        finally:
+            pool.close()
+            ledger.close()
+
+    asyncio.run(go())
+
+
+def test_the_admin_map_and_get_pool_show_a_hosts_pools(tmp_path):
+    from gpu_allocator import poolview
+    from gpu_allocator.shapes import pool_json
+
+    async def go():
+        pools = parse_pools(CONFIG)
+        pool = await open_pool(f"sqlite:///{tmp_path / 'pool.sqlite'}",
+                               [host("a"), host("b", pools=("lab", "team-a"))], pools=pools)
+        try:
+            page = poolview.host_page(pool.state, pool.info, poolview.Filters())
+            assert {h["name"]: h["pools"] for h in page.hosts} == {"a": ["default"], "b": ["lab", "team-a"]}
+            admin = pool_json(pool.state, pool.info, viewer=None, pools=pools)
+            assert admin["pools"][2] == {"name": "team-a", "description": "team A's H100s", "hosts": ["b"],
+                                         "groups": ["team-a"], "users": []}
+            mine = pool_json(pool.state, pool.info, viewer="bob", pools=pools,
+                             open_to=pool.open_pools("bob", ()))
+            assert [(p["name"], p["open"]) for p in mine["pools"]] == [
+                ("default", True), ("lab", False), ("team-a", False)]
+            assert "groups" not in mine["pools"][0]
+        finally:
+            pool.close()
+            pool.ledger.close()
+
+    asyncio.run(go())
+
+
+def test_an_agents_registration_names_its_pools():
+    from gpu_allocator.api.hosts import BadBody, parse_host
+
+    body = {"host": {"cpus": 8, "memory_mb": 1024, "devices": [], "pools": ["team-a"]}}
+    assert parse_host("n", body).pools == ("team-a",)
+    assert parse_host("n", {"host": {"cpus": 8, "memory_mb": 1024}}).pools == ("default",)
+    with pytest.raises(BadBody, match="host.pools must be a list of pool names"):
+        parse_host("n", {"host": {"cpus": 8, "memory_mb": 1024, "pools": {"a": 1}}})
