@@ -23,50 +23,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
 import time
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from traitlets import Float, Unicode, default
-from traitlets.config import Application
+from traitlets import Float, default
 
 from gpuhub.client import hub_api_items
-
-#: the signals by which JupyterHub stops a managed service (SIGINT, then SIGTERM)
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+from gpuhub.service import HubService
 
 
-class GPUHubShutdown(Application):
-    """Stops the users' servers when the hub stops this service (see the module)."""
+class GPUHubShutdown(HubService):
+    """Stops the users' servers when the hub stops this service (see the module).
+    A HubService without a REST API of its own: it reads the hub's
+    (``hub_api_url``, ``api_token``), and listens on no port."""
 
     name = "gpuhub-shutdown"
+    service_name = "gpuhub-shutdown"
     description = "Stops the users' servers while the hub's other services still run."
-
-    hub_api_url = Unicode(
-        help="""The hub's REST API, e.g. ``http://127.0.0.1:8081/hub/api``.
-
-        Default: $JUPYTERHUB_API_URL, which the hub gives its managed services.
-        """,
-    ).tag(config=True)
-
-    @default("hub_api_url")
-    def _default_hub_api_url(self):
-        return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
-
-    api_token = Unicode(
-        help="""The service's token with the hub: its role needs the scopes
-        ``list:users``, ``read:servers`` and ``servers`` (to stop any user's server).
-
-        Default: $JUPYTERHUB_API_TOKEN, the token the hub makes for a managed
-        service at each start.
-        """,
-    ).tag(config=True)
-
-    @default("api_token")
-    def _default_api_token(self):
-        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
     timeout = Float(
         50.0,
@@ -77,8 +51,8 @@ class GPUHubShutdown(Application):
         releases them).
 
         JupyterHub sends a managed service SIGINT, SIGTERM 30 seconds later and
-        SIGKILL 30 seconds after that; this service ignores all but the first
-        signal, so it must finish before the SIGKILL: keep it under 60. Default
+        SIGKILL 30 seconds after that; this service goes on through all but the
+        last, so it must finish before the SIGKILL: keep it under 60. Default
         50 seconds: a local server stops in about one, a container in a few, and
         a spawn leaving the queue in about one.
         """,
@@ -107,20 +81,6 @@ class GPUHubShutdown(Application):
     @default("log_datefmt")
     def _default_log_datefmt(self):
         return "%Y-%m-%d %H:%M:%S"
-
-    config_file = Unicode(
-        "",
-        help="""A traitlets config file (Python) to load after the command line,
-        with lines such as ``c.GPUHubShutdown.timeout = 30``. The demo's
-        hub_config/jupyterhub_config.py writes one into its data directory.
-        Empty (the default): the command line and the traits' defaults only.
-        """,
-    ).tag(config=True)
-
-    def initialize(self, argv=None):
-        super().initialize(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
 
     # --- the hub's REST API ------------------------------------------------------
 
@@ -173,14 +133,13 @@ class GPUHubShutdown(Application):
             self.log.info("all servers stopped in %.1f s", time.monotonic() - started)
         return active
 
-    def start(self):
-        # wait for the hub to stop this service; every later signal (JupyterHub's
-        # SIGTERM after 30 s) stays blocked: the stop under way finishes
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    async def start_async(self) -> None:
         self.log.info("ready: stops the users' servers when the hub shuts down")
-        signum = signal.sigwait(STOP_SIGNALS)
-        self.log.info("the hub is shutting down (%s)", signal.Signals(signum).name)
-        asyncio.run(self.stop_servers())
+        # JupyterHub's SIGINT; its SIGTERM 30 s later only sets the event again,
+        # and the stop under way goes on
+        await self.wait_for_signal()
+        self.log.info("the hub is shutting down")
+        await self.stop_servers()
 
 
 def _label(user: str, server: str) -> str:
