@@ -23,6 +23,8 @@ c.JupyterHub.ssl_cert = "/etc/gpuhub/tls/hub.crt"
 c.JupyterHub.ssl_key = "/etc/gpuhub/tls/hub.key"
 c.JupyterHub.db_url = os.environ["JUPYTERHUB_DB_URL"]  # postgresql+psycopg://hub@db/jupyterhub
 c.JupyterHub.cookie_secret_file = "/var/lib/gpuhub/jupyterhub_cookie_secret"
+# configurable-http-proxy, removing only routes that exist (gpuhub/proxy.py)
+c.JupyterHub.proxy_class = "gpuhub.proxy.GPUHubProxy"
 
 # --- login: your site's authenticator (PAM shown; OAuthenticator, LDAP, ... work too)
 c.JupyterHub.authenticator_class = "pam"
@@ -42,6 +44,10 @@ c.Authenticator.allowed_groups = {"datascience"}
 #     c.GPUAllocator.idle_reclaim = {"groups": {"students": {"threshold": 0.05, "minutes": 60}}}
 spawner_token = os.environ["GPUHUB_SPAWNER_TOKEN"]
 c.JupyterHub.services = [
+    # first: on the hub's shutdown it stops the users' servers while the allocator
+    # still runs, so that their shares are released (gpuhub/shutdown.py); drop it
+    # together with c.JupyterHub.cleanup_servers = False
+    {"name": "gpuhub-shutdown", "command": [sys.executable, "-m", "gpuhub.shutdown"], "display": False},
     {
         "name": "gpu-allocator",
         "url": "http://127.0.0.1:8051",
@@ -80,6 +86,8 @@ c.JupyterHub.load_roles = [
         "scopes": ["custom:gpu-allocator:agent", "access:services!service=gpu-allocator"],
         "services": ["gpuhub-agent"],
     },
+    {"name": "gpuhub-shutdown", "scopes": ["list:users", "read:servers", "servers"],
+     "services": ["gpuhub-shutdown"]},
     {
         "name": "gpu-admin",
         "scopes": ["custom:gpu-allocator:admin", "access:services!service=gpu-allocator"],

@@ -128,6 +128,9 @@ c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
 c.ConfigurableHTTPProxy.setdefault("api_url", f"http://127.0.0.1:{env('GPUHUB_PROXY_API_PORT', '8001')}")
 c.ConfigurableHTTPProxy.pid_file = str(data_dir / "jupyterhub-proxy.pid")
+# configurable-http-proxy, removing only routes that exist (a spawn that left the
+# queue never had one: gpuhub/proxy.py)
+c.JupyterHub.proxy_class = "gpuhub.proxy.GPUHubProxy"
 chp = repo / "hub_config" / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
 if chp.exists():
     c.ConfigurableHTTPProxy.command = [str(chp)]
@@ -394,3 +397,23 @@ c.Spawner.environment.update({
     "GPUHUB_VFOLDERS_URL": c.VFolderMixin.vfolders_url,
 })
 
+
+# =============================================================================
+# --- a clean stop (gpuhub/shutdown.py) ------------------------------------------
+# JupyterHub stops its managed services before the users' servers, which then
+# could not give their GPU shares and vfolder mounts back. The gpuhub-shutdown
+# service, first in the list, is the first the hub stops: it stops every server
+# (and spawn waiting in the queue) through the hub's API, while the allocator
+# and the vfolder service still run. Only where the hub stops the servers at all.
+if c.JupyterHub.get("cleanup_servers", True):
+    c.JupyterHub.services.insert(0, {
+        "name": "gpuhub-shutdown",
+        "command": [sys.executable, "-m", "gpuhub.shutdown", service_config("gpuhub_shutdown", "GPUHubShutdown")],
+        "environment": {"PYTHONUNBUFFERED": "1"},
+        "display": False,
+    })
+    c.JupyterHub.load_roles.append({
+        "name": "gpuhub-shutdown",
+        "scopes": ["list:users", "read:servers", "servers"],
+        "services": ["gpuhub-shutdown"],
+    })
