@@ -12,12 +12,35 @@ server's config). The server loads it through
 
 from __future__ import annotations
 
+import logging
+
 from .config import GPUHubLab
 from .handlers import setup_handlers
 
 
 def _jupyter_server_extension_points():
     return [{"module": "gpuhub.lab"}]
+
+
+class TemplatePathShimNotice(logging.Filter):
+    """Drops one notice that every session logged and no one can act on:
+    JupyterHub's single-user extension (jupyterhub/singleuser/extension.py)
+    always adds its templates to ``NotebookApp.extra_template_paths`` (for the
+    classic notebook, which the servers do not run), and JupyterLab's config
+    shim (notebook_shim) then warns that "'extra_template_paths' was found in
+    both NotebookApp and ServerApp" (or "has moved from NotebookApp") at every
+    start. Every other message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.getMessage())
+        return not (message.startswith("'extra_template_paths' ") and "NotebookApp" in message)
+
+
+def _link_jupyter_server_extension(serverapp):
+    # extensions are linked in name order: gpuhub.lab before jupyterhub and jupyterlab,
+    # so the filter is in place when LabApp's shim reads the config (its logger is
+    # the application's, named after its class)
+    logging.getLogger("LabApp").addFilter(TemplatePathShimNotice())
 
 
 def _load_jupyter_server_extension(serverapp):

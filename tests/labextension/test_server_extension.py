@@ -240,3 +240,21 @@ def test_a_service_without_a_url_is_an_error_that_names_the_setting(monkeypatch)
     with pytest.raises(ServiceError) as e:
         asyncio.run(backend.json("allocator", "GET", "pool"))
     assert e.value.status == 503 and e.value.message.startswith("allocator "), e.value.message
+
+
+def test_the_template_path_notice_alone_is_dropped():
+    """#19 item 8: the one unactionable notice JupyterLab logged at every start."""
+    import logging
+
+    from gpuhub.lab import TemplatePathShimNotice
+
+    def record(msg):
+        return logging.LogRecord("LabApp", logging.WARNING, __file__, 1, msg, None, None)
+
+    f = TemplatePathShimNotice()
+    assert not f.filter(record("'extra_template_paths' has moved from NotebookApp to ServerApp. "
+                               "This config will be passed to ServerApp."))
+    assert not f.filter(record("'extra_template_paths' was found in both NotebookApp and ServerApp. "
+                               "This is likely a recent change."))
+    assert f.filter(record("'token' has moved from NotebookApp to ServerApp."))
+    assert f.filter(record("something else"))

@@ -137,7 +137,11 @@ def test_home_follows_the_user_across_hosts_and_is_filled_once(hub):
     r = u.call("GET", V + f"/vfolders/{home['id']}/files/x.txt")
     assert r.status_code == 200 and r.text == "written on node-a"
     assert open(os.path.join(old_home, "old.txt")).read() == "changed later"  # left as it was
-    assert "copied" in hub.log_tail(200000) and "into the home vfolder" in hub.log_tail(200000)
+    log = hub.log_tail(200000)
+    assert "copied" in log and "into the home vfolder" in log
+    # the servers' output is in the hub's log: JupyterLab started (twice) without the
+    # template-path notice (#19 item 8)
+    assert "Jupyter Server" in log and "extra_template_paths" not in log
 
 
 def test_rw_share_between_two_system_accounts(hub):
