@@ -191,7 +191,7 @@ if [ -n "$CODE_SERVER_DIR" ]; then
     printf '#!/bin/sh\nexec %s/code-server/bin/node %s/code-server/node_modules/code-server/out/node/entry.js "$@"\n' \
         "$PREFIX" "$PREFIX" >"$ROOT$PREFIX/code-server/bin/code-server"
     ln -sfn ../code-server/bin/code-server "$ROOT$PREFIX/bin/code-server"
-    chroot "$ROOT" "$PREFIX/bin/code-server" --version | head -1 | sed 's/^/  in the chroot: code-server /'
+    chroot "$ROOT" env HOME=/tmp "$PREFIX/bin/code-server" --version | tail -1 | sed 's/^/  in the chroot: code-server /'
 fi
 # an arbitrary uid gets a writable home; docs, caches and the apt lists are dropped
 install -d -m 1777 "$ROOT/home/jovyan"
