@@ -61,10 +61,12 @@ labextension: $(VENV)/.installed $(LABEXT_PREFIX)/.gpuhub-labextension
 ## (KEY: a hash of those versions, so checkouts share it and never clash), with the lab panel
 ## (gpuhub.lab and the built extension). Built once (~40 s), then a no-op; nothing to do
 ## for a hub that does not run as root. See spawner/serverenv.py.
+## Beside it, once: code-server (VS Code in the sessions) from npm, ~0.4 GB, 1-4 min to build
+## its native modules, in ROOT/code-server-VERSION-nodeN (spawner/codeserver.py).
 ## (GPUHUB_SERVER_ENVS=DIR make install: another root, which the demo reads too)
 GPUHUB_SERVER_ENVS ?= /opt/gpuhub/server-envs
 server-env: $(VENV)/.installed
-	@$(BIN)/python spawner/serverenv.py --root "$(GPUHUB_SERVER_ENVS)" install >/dev/null
+	@$(BIN)/python spawner/serverenv.py --root "$(GPUHUB_SERVER_ENVS)" install --with-code-server >/dev/null
 
 
 install: system-deps $(VENV)/.installed $(PROXY) labextension server-env

@@ -20,7 +20,8 @@ an interrupted build, are safe. Any environment there may be deleted; the next
 The demo config asks ``server_python()`` which interpreter to run. Run as a
 script (what the Makefile does, without importing the spawners)::
 
-    python spawner/serverenv.py [--root ROOT] install  # make sure it exists; print its path
+    python spawner/serverenv.py [--root ROOT] install [--with-code-server]
+        # make sure it exists (and code-server beside it: spawner/codeserver.py); print its path
     python spawner/serverenv.py [--root ROOT] path     # print its path (whether or not it exists)
     python spawner/serverenv.py pins [--wheel W] [REQUIREMENT ...]
         # the closure as name==version lines (default: the servers' ROOTS; the
@@ -43,9 +44,11 @@ import time
 from pathlib import Path
 
 #: what the servers need; everything else comes from these packages' dependencies
-ROOTS = ("jupyterhub", "jupyterlab", "jupyter-resource-usage", "pip")
+#: (jupyter-server-proxy and tensorboard: the apps in the session, gpuhub/apps.py)
+ROOTS = ("jupyterhub", "jupyterlab", "jupyter-resource-usage", "jupyter-server-proxy", "tensorboard", "pip")
 #: bump when the layout of an environment changes, so that old ones are not reused
-FORMAT = 1
+#: (2: the apps' entry points and bin/code-server)
+FORMAT = 2
 MARKER = "gpuhub-server-env.json"
 
 
@@ -277,16 +280,49 @@ def _tree_hash(*roots: Path) -> str:
     return h.hexdigest()[:16]
 
 
+#: the ``gpuhub`` package's entry points that the servers' environment needs (it has
+#: the package as a plain copy, without pip's metadata): the apps in the session
+APPS_DIST = "gpuhub_apps-0.dist-info"
+
+
+def _entry_points_text() -> str:
+    group = "jupyter_serverproxy_servers"
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: what pyproject.toml says
+        return f"[{group}]\nvscode = gpuhub.apps:vscode\ntensorboard = gpuhub.apps:tensorboard\n"
+    eps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
+    return f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps[group].items())
+
+
+def install_apps(target: Path, log=print, root: Path | None = None) -> None:
+    """VS Code in the servers' environment: ``bin/code-server`` links to the
+    code-server that spawner/codeserver.py installed under the environments' root
+    (``root``, default: the environment's parent), if it did. Idempotent."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        import codeserver
+    finally:
+        sys.path.pop(0)
+    launcher = codeserver.find(Path(root) if root else target.parent)
+    link = target / "bin" / "code-server"
+    if launcher is None or (link.is_symlink() and os.readlink(link) == str(launcher)):
+        return
+    link.unlink(missing_ok=True)
+    link.symlink_to(launcher)
+    log(f"gpuhub: VS Code (code-server {codeserver.VERSION}) linked into the servers' environment {target}")
+
+
 def install_lab(target: Path, log=print) -> None:
     """The lab panel in the servers' environment: the ``gpuhub`` package (its
-    jupyter_server extension ``gpuhub.lab`` and the code it shares; pure Python)
-    and the prebuilt JupyterLab extension (``make labextension``). Refreshed when
+    jupyter_server extension ``gpuhub.lab``, the apps in the session and the code
+    they share; pure Python) with the apps' entry points, and the prebuilt
+    JupyterLab extension (``make labextension``) when it is built. Refreshed when
     they changed (the last checkout to install wins); world-readable."""
     built = REPO / "labextension" / "build"
-    if not (built / "gpuhub-labextension" / "package.json").exists():
-        return  # not built (no node here): servers run without the panel
+    has_panel = (built / "gpuhub-labextension" / "package.json").exists()
     stamp = target / "gpuhub-lab.stamp"
-    digest = _tree_hash(REPO / "gpuhub", built)
+    digest = _tree_hash(REPO / "gpuhub", *([built] if has_panel else [])) + _entry_points_text()
     if stamp.is_file() and stamp.read_text() == digest:
         return
     site = Path(subprocess.run(
@@ -297,15 +333,21 @@ def install_lab(target: Path, log=print) -> None:
     try:
         shutil.rmtree(site / "gpuhub", ignore_errors=True)
         shutil.copytree(REPO / "gpuhub", site / "gpuhub", ignore=shutil.ignore_patterns("__pycache__"))
-        subprocess.run([sys.executable, str(REPO / "labextension" / "install.py"), "--prefix", str(target)],
-                       check=True, stdout=subprocess.DEVNULL)
-        for p in [site / "gpuhub", *(site / "gpuhub").rglob("*")]:
+        dist = site / APPS_DIST  # how jupyter-server-proxy finds gpuhub.apps
+        dist.mkdir(exist_ok=True)
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: gpuhub-apps\nVersion: 0\n")
+        (dist / "entry_points.txt").write_text(_entry_points_text())
+        if has_panel:
+            subprocess.run([sys.executable, str(REPO / "labextension" / "install.py"), "--prefix", str(target)],
+                           check=True, stdout=subprocess.DEVNULL)
+        for p in [site / "gpuhub", *(site / "gpuhub").rglob("*"), dist, *dist.iterdir()]:
             p.chmod(0o755 if p.is_dir() else 0o644)
         stamp.write_text(digest)
         stamp.chmod(0o644)
     finally:
         os.umask(old_umask)
-    log(f"gpuhub: the lab panel installed in the servers' environment {target}")
+    log(f"gpuhub: the lab panel{'' if has_panel else ' (not built: server side only)'} and the apps "
+        f"installed in the servers' environment {target}")
 
 
 # --- what the demo config calls ---------------------------------------------------------
@@ -329,6 +371,7 @@ def server_python(log=print, root: Path = DEFAULT_ROOT) -> str:
         if env is None:
             env = install(log, root)
         install_lab(env, log)
+        install_apps(env, log, root)
     except ServerEnvError as e:
         # one sentence instead of a traceback, before anything starts
         raise SystemExit(f"gpuhub: cannot start: {e}") from None
@@ -361,6 +404,14 @@ def main(argv: list[str]) -> int:
             log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
             target = install(log=log, root=root)
             install_lab(target, log=log)
+            if "--with-code-server" in argv[2:]:
+                import codeserver  # (beside this file, on sys.path when run as a script)
+
+                try:
+                    codeserver.install(log=log, root=root)
+                except codeserver.CodeServerError as e:  # the sessions run without VS Code
+                    log(f"gpuhub: warning: {e}")
+            install_apps(target, log=log, root=root)
             print(target)
         else:
             print(f"usage: {argv[0]} [--root ROOT] install|path|pins [--wheel W] [REQUIREMENT ...]", file=sys.stderr)

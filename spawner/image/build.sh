@@ -13,6 +13,9 @@
 #      the resulting bare rootfs too, for a week)
 #   6. in the chroot: python3 -m venv --without-pip /opt/gpuhub, then install the wheelhouse
 #      offline (pip run from its own wheel), strip docs/caches
+#      and VS Code: a copy of the code-server that `make install` built on the host
+#      (spawner/codeserver.py; its own node, native modules built against bookworm's glibc) in
+#      /opt/gpuhub/code-server, linked as /opt/gpuhub/bin/code-server (gpuhub/apps.py finds it there)
 #   7. one `docker import` of the finished rootfs with ENV/USER/WORKDIR/ENTRYPOINT/CMD/LABEL
 #
 # Everything is built in the chroot before the import (not `docker run` + `docker commit`):
@@ -102,6 +105,15 @@ grep -qx 'jupyterhub==6.1.1' "$WORK/pins.txt" || die "the host venv must have ju
 log "  $(wc -l <"$WORK/pins.txt") packages: $(grep -i -E '^(jupyterhub|jupyterlab|jupyter.server)==' "$WORK/pins.txt" | tr '\n' ' ')"
 done_step
 
+# VS Code in the sessions: code-server as `make install` built it on the host (none: no VS Code)
+CODE_SERVER_DIR=$(dirname "$(dirname "$("$VENV/bin/python" "$REPO/spawner/codeserver.py" --root "${GPUHUB_SERVER_ENVS:-/opt/gpuhub/server-envs}" path)")")
+if [ -f "$CODE_SERVER_DIR/gpuhub-code-server.json" ]; then
+    log "  code-server: $CODE_SERVER_DIR"
+else
+    log "  no code-server in $CODE_SERVER_DIR ('make install' builds it): the image has no VS Code"
+    CODE_SERVER_DIR=
+fi
+
 # -- 3. skip when an image with the same inputs exists ---------------------------------------------
 # The wheel's RECORD lists a sha256 of every file in it (minus WHEEL, which names the setuptools
 # version that built it, and RECORD itself), so the key does not depend on zip timestamps.
@@ -113,7 +125,8 @@ lines = z.read(record).decode().splitlines()
 print("\n".join(sorted(l for l in lines if not l.split(",")[0].endswith((".dist-info/WHEEL", ".dist-info/RECORD")))))
 ' "$WHEEL")
 INPUTS=$({ cat "$SELF"; echo "--"; cat "$WORK/pins.txt"; echo "--"; echo "$wheel_files"; echo "--";
-           echo "$SUITE $MIRROR $DEBS $PREFIX"; } | sha256sum | cut -c1-16)
+           echo "$SUITE $MIRROR $DEBS $PREFIX";
+           [ -z "$CODE_SERVER_DIR" ] || cat "$CODE_SERVER_DIR/gpuhub-code-server.json"; } | sha256sum | cut -c1-16)
 have=$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$IMAGE" 2>/dev/null || true)
 if [ "$have" = "$INPUTS" ] && [ "${GPUHUB_IMAGE_FORCE:-0}" != 1 ]; then
     log "$IMAGE is up to date (inputs $INPUTS): nothing to build ($(docker image inspect -f '{{.Size}}' "$IMAGE" | numfmt --to=iec) image)"
@@ -172,6 +185,14 @@ chroot "$ROOT" env -i PATH="$IMG_PATH" HOME=/root LANG=C.UTF-8 \
     -r /tmp/wheels/pins.txt "/tmp/wheels/$(basename "$WHEEL")"
 chroot "$ROOT" "$PREFIX/bin/python" -c 'import jupyterhub, jupyterlab, spawner; print("  in the chroot: jupyterhub", jupyterhub.__version__, "jupyterlab", jupyterlab.__version__)'
 [ -x "$ROOT$PREFIX/bin/jupyterhub-singleuser" ] || die "jupyterhub-singleuser is missing from $PREFIX/bin"
+if [ -n "$CODE_SERVER_DIR" ]; then
+    cp -a "$CODE_SERVER_DIR" "$ROOT$PREFIX/code-server"
+    # its launcher names the host's paths: the image's instead
+    printf '#!/bin/sh\nexec %s/code-server/bin/node %s/code-server/node_modules/code-server/out/node/entry.js "$@"\n' \
+        "$PREFIX" "$PREFIX" >"$ROOT$PREFIX/code-server/bin/code-server"
+    ln -sfn ../code-server/bin/code-server "$ROOT$PREFIX/bin/code-server"
+    chroot "$ROOT" env HOME=/tmp "$PREFIX/bin/code-server" --version | tail -1 | sed 's/^/  in the chroot: code-server /'
+fi
 # an arbitrary uid gets a writable home; docs, caches and the apt lists are dropped
 install -d -m 1777 "$ROOT/home/jovyan"
 rm -rf "$ROOT"/tmp/* "$ROOT"/root/.cache "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/*.bin \
