@@ -20,8 +20,8 @@ system-deps:
 	fi
 
 # editable_mode=lenient: setuptools' supported mode (compat, a static path, is deprecated
-# and printed a banner at every install); its import-hook finder costs each console
-# script ~8 ms of start-up (measured 2026-12-07: `python -X importtime -c "import gpuhub"`)
+# and printed a banner at every install); its import-hook finder adds a few milliseconds
+# to each console script's start-up (see `python -X importtime -c "import gpuhub"`)
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
