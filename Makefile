@@ -25,7 +25,10 @@ system-deps:
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[test,docs]' --config-settings editable_mode=lenient
+	@# (its one notice, "Editable installation… folders with the same name as your package",
+	@# is what we want: the checkout is the package)
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e '.[test,docs]' \
+	  --config-settings editable_mode=lenient
 	touch $@
 
 $(PROXY): hub_config/proxy/package.json hub_config/proxy/package-lock.json
