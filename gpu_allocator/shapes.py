@@ -248,5 +248,11 @@ def quota_json(pool, user: str, groups=None, now: float | None = None) -> dict:
                  "gpu_hours_used": round(held.gpu_hours_used, 3),
                  "gpu_hours_reserved": round(held.gpu_hours_reserved, 3)},
         "left": left,
+        # one line per server (named servers each hold their own share and time limit)
+        "servers": sorted(({"server": a.server, "allocation": a.id, "gpus": format_gpus(a.units, per),
+                            "host": a.host, "max_hours": a.max_hours,
+                            "ends_at": iso(pool.ends_at(a))}
+                           for a in pool.state.allocations.values() if a.user == user),
+                          key=lambda line: line["server"]),
         "window_hours": WINDOW_S / 3600,
     }

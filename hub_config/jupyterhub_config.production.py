@@ -112,6 +112,14 @@ if os.environ.get("GPUHUB_PROMETHEUS_TOKEN"):
 # Containers on the host the allocator chose; each agent registers its engine
 # (--docker-url). Entries here override what agents register.
 c.JupyterHub.spawner_class = "spawner.DockerGPUSpawner"
+# named servers, each with its own share and time limit; at most two running at once
+# per user, one for the group "students"
+c.JupyterHub.allow_named_servers = True
+c.GPUSpawner.named_server_limit = 2
+c.Spawner.group_overrides = {
+    "10-students-one-named-server": {"groups": ["students"],
+                                     "spawner_override": {"named_server_limit": 1}},
+}
 c.DockerGPUSpawner.allowed_images = ["gpuhub/singleuser:latest", "registry.example.com/ds/pytorch:2.5"]
 c.DockerGPUSpawner.docker_endpoints = {
     "gpu-07": {"url": "tcp://10.0.0.7:2376", "ip": "10.0.0.7", "gpu_runtime": True,

@@ -298,6 +298,9 @@ if local_agent_wanted():
 c.JupyterHub.spawner_class = (
     "spawner.DockerGPUSpawner" if runtime == "docker" else "spawner.LocalGPUSpawner"
 )
+# named servers: e.g. "edit" without a GPU beside "train" with one, each with its own
+# share and time limit (GPUSpawner.named_server_limit: how many run at once)
+c.JupyterHub.setdefault("allow_named_servers", True)
 c.GPUSpawner.allocator_url = f"http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/"
 c.GPUSpawner.allocator_token = spawner_token
 c.GPUSpawner.default_gpus = "0.5"

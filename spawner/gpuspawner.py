@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from jupyterhub.spawner import SpawnException, Spawner
 from tornado import web
-from traitlets import Bool, Float, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 
 from gpu_allocator.client import DEFAULT_API_URL, AllocatorClient, AllocatorError
 from gpu_allocator.core.validation import SPAWN_KEYS, RequestError
@@ -42,6 +42,22 @@ class GPUSpawner(Spawner):
 
         Default: the allocator on this machine at the demo's port 8051, where a
         managed service of the hub listens.
+        """,
+    ).tag(config=True)
+
+    named_server_limit = Integer(
+        2,
+        help="""The most named servers (JupyterHub's ``allow_named_servers``) a user
+        may run at once, pending ones included; the default server does not
+        count. A spawn over it is refused with a 400 that names the running ones.
+        0: no limit of its own (the allocator's sessions quota still counts every
+        server that holds a GPU share). Per group through JupyterHub's
+        ``c.Spawner.group_overrides``, e.g. ``{"students": {"groups":
+        ["students"], "spawner_override": {"named_server_limit": 1}}}``.
+
+        Default 2: a CPU server to edit in and a GPU server to train on, at the
+        same time. (JupyterHub's own ``named_server_limit_per_user`` limits how
+        many named servers exist, running or not.)
         """,
     ).tag(config=True)
 
@@ -289,6 +305,13 @@ class GPUSpawner(Spawner):
             check_spawn_keys(user_options, self.extra_option_keys)
         except RequestError as e:
             raise web.HTTPError(400, str(e), reason="Invalid spawn options") from None
+        running = other_named_servers(self.user, self.name)
+        if self.name and self.named_server_limit and len(running) >= self.named_server_limit:
+            raise web.HTTPError(
+                400, f"{self.user.name} already runs {len(running)} named server"
+                f"{'s' if len(running) != 1 else ''} ({', '.join(running)}), the most allowed at once "
+                f"({self.named_server_limit}); stop one on the hub's home page first",
+                reason="Invalid spawn options")
         try:
             checked = await self.allocator_client.check(
                 user=self.user.name, **self.gpu_options(user_options),
@@ -593,6 +616,13 @@ class GPUSpawner(Spawner):
         except Exception as e:  # the host may be unreachable: it is dead to us anyway
             self.log.warning("%s: could not stop the session cleanly: %s", self._log_name, e)
         return 1
+
+
+def other_named_servers(user, name: str) -> list[str]:
+    """The user's named servers other than ``name`` that run or are starting
+    (waiting in the queue counts)."""
+    return sorted(n for n, sp in getattr(user, "spawners", {}).items()
+                  if n and n != name and getattr(sp, "active", False))
 
 
 def time_limit(name: str, allocation: dict | None, now: float | None = None) -> dict | None:

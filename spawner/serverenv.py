@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 #: what the servers need; everything else comes from these packages' dependencies
-#: (jupyter-server-proxy and tensorboard: the apps in the session, gpuhub/apps.py)
+#: (jupyter-server-proxy and tensorboard: the apps in the session, gpuhub/lab/apps.py)
 ROOTS = ("jupyterhub", "jupyterlab", "jupyter-resource-usage", "jupyter-server-proxy", "tensorboard", "pip")
 #: bump when the layout of an environment changes, so that old ones are not reused
 #: (2: the apps' entry points and bin/code-server)
@@ -290,7 +290,7 @@ def _entry_points_text() -> str:
     try:
         import tomllib
     except ImportError:  # Python 3.10: what pyproject.toml says
-        return f"[{group}]\nvscode = gpuhub.apps:vscode\ntensorboard = gpuhub.apps:tensorboard\n"
+        return f"[{group}]\nvscode = gpuhub.lab.apps:vscode\ntensorboard = gpuhub.lab.apps:tensorboard\n"
     eps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
     return f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps[group].items())
 
@@ -333,7 +333,7 @@ def install_lab(target: Path, log=print) -> None:
     try:
         shutil.rmtree(site / "gpuhub", ignore_errors=True)
         shutil.copytree(REPO / "gpuhub", site / "gpuhub", ignore=shutil.ignore_patterns("__pycache__"))
-        dist = site / APPS_DIST  # how jupyter-server-proxy finds gpuhub.apps
+        dist = site / APPS_DIST  # how jupyter-server-proxy finds gpuhub.lab.apps
         dist.mkdir(exist_ok=True)
         (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: gpuhub-apps\nVersion: 0\n")
         (dist / "entry_points.txt").write_text(_entry_points_text())

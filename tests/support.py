@@ -367,33 +367,37 @@ class User(Client):
         super().__init__(hub.url, token)
         self.hub, self.name, self.token, self.session = hub, name, token, session
 
-    def spawn(self, options: dict | None = None) -> requests.Response:
-        return self.call("POST", f"/hub/api/users/{self.name}/server", json=options or {})
+    def _server_url(self, name: str = "") -> str:
+        """JupyterHub's REST path of the default server, or of the named one."""
+        return f"/hub/api/users/{self.name}/servers/{name}" if name else f"/hub/api/users/{self.name}/server"
+
+    def spawn(self, options: dict | None = None, name: str = "") -> requests.Response:
+        return self.call("POST", self._server_url(name), json=options or {})
 
     def model(self) -> dict:
         r = self.call("GET", f"/hub/api/users/{self.name}")
         r.raise_for_status()
         return r.json()
 
-    def server(self) -> dict | None:
-        return self.model()["servers"].get("")
+    def server(self, name: str = "") -> dict | None:
+        return self.model()["servers"].get(name)
 
-    def wait_ready(self, timeout: float = 90) -> dict:
+    def wait_ready(self, timeout: float = 90, name: str = "") -> dict:
         def ready():
-            s = self.server()
+            s = self.server(name)
             if s is None:
-                raise RuntimeError(f"server of {self.name} is gone: {self.hub.log_tail()}")
+                raise RuntimeError(f"server {name!r} of {self.name} is gone: {self.hub.log_tail()}")
             return s if s["ready"] else None
 
-        return wait_for(ready, timeout, f"{self.name}'s server", interval=0.3)
+        return wait_for(ready, timeout, f"{self.name}'s server {name!r}", interval=0.3)
 
-    def wait_stopped(self, timeout: float = 60) -> None:
-        wait_for(lambda: self.server() is None, timeout, f"{self.name}'s server to stop", 0.3)
+    def wait_stopped(self, timeout: float = 60, name: str = "") -> None:
+        wait_for(lambda: self.server(name) is None, timeout, f"{self.name}'s server {name!r} to stop", 0.3)
 
-    def stop(self) -> None:
-        r = self.call("DELETE", f"/hub/api/users/{self.name}/server")
+    def stop(self, name: str = "") -> None:
+        r = self.call("DELETE", self._server_url(name))
         assert r.status_code in (202, 204), r.text
-        self.wait_stopped()
+        self.wait_stopped(name=name)
 
     def progress(self) -> list[dict]:
         """JupyterHub's spawn progress stream (what the spawn page shows)."""

@@ -1,4 +1,4 @@
-"""Apps in the session (gpuhub/apps.py): VS Code and TensorBoard behind the
+"""Apps in the session (gpuhub/lab/apps.py): VS Code and TensorBoard behind the
 single-user server's proxy (jupyter-server-proxy), through the real hub (demo
 config, local-process sessions as the users' own accounts).
 
