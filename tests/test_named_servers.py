@@ -34,6 +34,9 @@ def test_two_named_servers_with_their_own_shares(hub):
     assert u.server("train")["ready"]
     u.stop("train")
     assert u.allocations() == []
+    # (the hub's proxy runs with the listener for reset websocket clients: #19 item 8)
+    log = hub.log_tail(100000)
+    assert "client-reset listener" in log and "Uncaught Exception" not in log
 
 
 class _Spawner:

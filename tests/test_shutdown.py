@@ -104,3 +104,4 @@ def test_leaving_the_queue_removes_no_route_that_was_never_added(hub):
         assert "404 DELETE /api/routes" not in text, text
     finally:
         alice.stop()
+
