@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PROXY  := hub_config/proxy/node_modules/.bin/configurable-http-proxy
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/hub_config/proxy/node_modules/.bin:$(PATH)
 
-.PHONY: demo test test-fast install system-deps server-env image clean labextension docs
+.PHONY: demo test test-fast install system-deps server-env image clean labextension docs dist
 
 ## Debian packages the tests and the demo need (list: .ci/apt-packages); installed only when missing.
 system-deps:
@@ -77,6 +77,13 @@ install: system-deps $(VENV)/.installed $(PROXY) labextension server-env
 	@# .pyc files every p-command start recompiles its modules (~90 ms here) when the
 	@# environment sets PYTHONDONTWRITEBYTECODE
 	@$(BIN)/python -m compileall -q gpuhub gpu_allocator spawner vfolder_manager >/dev/null
+
+## dist/: the sdist and a wheel with the prebuilt JupyterLab panel, its server-extension
+## config and the compiled p-command core (the wheel is built from the sdist, as pip would).
+dist: $(VENV)/.installed labextension
+	@rm -rf dist && mkdir -p build && echo "gpuhub: building the sdist and the wheel (log: build/dist.log)"
+	@$(BIN)/python -m build --outdir dist . >build/dist.log 2>&1 || { tail -n 30 build/dist.log; exit 1; }
+	@ls -l dist
 
 ## The single-user image gpuhub/singleuser:latest, built locally (no registry needed).
 image: install

@@ -218,6 +218,11 @@ class Hub:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # nor its sessions' mount directories (spawner/mounts.py), where a test left a
+        # server running when the hub stopped (the servers outlive a hub, as in production)
+        if os.getuid() == 0 and (self.data_dir / "sessions").exists():
+            subprocess.run(["umount", "--recursive", "--lazy", str(self.data_dir / "sessions")],
+                           capture_output=True)
 
     @property
     def spawner_token(self) -> str:
