@@ -133,6 +133,25 @@ c.GPUSpawner.allocator_token = spawner_token
 c.GPUSpawner.default_gpus = "0.25"       # preselected in the form
 c.GPUSpawner.default_cpu = 4
 c.GPUSpawner.default_mem = "16G"
+# Profiles per hub group (docs: "Offer profiles per group"): first on the spawn form,
+# by slug in the REST API ({"profile": "pytorch-small", "gpus": "0.25"}); each group
+# sees those naming it (no "groups": everyone). allow_custom = False leaves only
+# profiles; a group may keep free choices through JupyterHub's group_overrides.
+# c.GPUSpawner.profiles = [
+#     {"slug": "pytorch-small", "display_name": "PyTorch, a fraction of a GPU",
+#      "description": "Notebooks and small models", "image": "registry.example.com/ds/pytorch:2.5",
+#      "choices": ["0.25", "0.5"], "cpu": 4, "mem": "16G", "max_hours": 8,
+#      "vfolders": ["datasets"], "environment": {"OMP_NUM_THREADS": "4"},
+#      "groups": ["datascience"], "overrides": ["max_hours"], "default": True},
+#     {"slug": "train-a100", "display_name": "Training, whole A100s", "gpus": "1",
+#      "gpu_model": "A100-SXM4-80GB", "cpu": 16, "mem": "64G", "max_hours": 48,
+#      "groups": ["training"], "overrides": ["gpus", "max_hours"]},
+# ]
+# c.GPUSpawner.allow_custom = False
+# c.Spawner.group_overrides = {
+#     "1-gpu-admins": {"groups": ["gpu-admins"], "spawner_override": {"allow_custom": True}},
+# }
+# c.GPUSpawner.gpu_choices = ["0", "0.25", "0.5", "1", "2", "4", "8"]  # the free choice's amounts
 # the longest run time a user may ask for is the allocator's: GPUAllocator.max_hours
 # the home and spawn-pending pages say when a server stops (gpuhub's templates)
 c.JupyterHub.template_paths = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")]

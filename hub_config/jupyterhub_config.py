@@ -304,6 +304,24 @@ c.JupyterHub.setdefault("allow_named_servers", True)
 c.GPUSpawner.allocator_url = f"http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/"
 c.GPUSpawner.allocator_token = spawner_token
 c.GPUSpawner.default_gpus = "0.5"
+# profiles per hub group (GPUSpawner.profiles; spawner/profiles.py): the demo's group
+# "ml" (alice and bob) sees two, first on the spawn form, plus free choices
+# (GPUSpawner.allow_custom); everyone else gets the free form. Checked here, so a
+# mistake stops the hub at start with a message naming it.
+c.JupyterHub.setdefault("load_groups", {"ml": {"users": ["alice", "bob"]}})
+c.GPUSpawner.setdefault("profiles", [
+    {"slug": "ml-notebook", "display_name": "Notebook, a fraction of a GPU",
+     "description": "A quarter or half of a GPU for exploring data and small models.",
+     "choices": ["0.25", "0.5"], "cpu": 2, "mem": "8G", "max_hours": 8,
+     "environment": {"OMP_NUM_THREADS": "2"}, "groups": ["ml"], "overrides": ["max_hours"], "default": True},
+    {"slug": "ml-train", "display_name": "Training, whole GPUs",
+     "description": "One GPU or more, for a day; pick how many.",
+     "gpus": "1", "cpu": 4, "mem": "16G", "max_hours": 24, "groups": ["ml"], "overrides": ["gpus", "max_hours"],
+     **({"image": "gpuhub/singleuser:latest"} if runtime == "docker" else {})},
+])
+from spawner.profiles import parse_profiles  # noqa: E402
+
+parse_profiles(c.GPUSpawner.profiles, images=runtime == "docker")
 if runtime == "local":
     # what local servers inherit from the hub: LocalProcessSpawner's own list, plus
     # JUPYTER_PATH / JUPYTER_CONFIG_PATH (extra extension dirs, as the tests use for a

@@ -222,7 +222,7 @@ class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
         # would hide /opt/gpuhub/bin (tini: "exec jupyterhub-singleuser failed:
         # Permission denied", from a /root/... entry); the image's ENV applies instead
         for key in HOST_ONLY_ENV:
-            if key not in self.environment:
+            if key not in self.environment and key not in self.profile_environment:
                 env.pop(key, None)
         env.update(docker_gpu_config(self.allocation, self.endpoint)["env"])
         return env
@@ -255,6 +255,28 @@ class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
         await super().apply_gpu_options(user_options)
         if user_options.get("image"):
             await self.check_allowed(user_options["image"])  # 400 unless allowed_images has it
+
+    async def check_allowed(self, image):
+        """A profile's own image is the admin's choice: allowed even where
+        allowed_images does not list it; any other as allowed_images says."""
+        profile = self.resolved.profile if self.resolved else None
+        if profile is not None and profile.settings.get("image") == image:
+            return image
+        return await super().check_allowed(image)
+
+    #: the image configured (or set by Spawner.group_overrides) before any spawn
+    #: picked one: DockerSpawner keeps a picked image in self.image
+    _configured_image: str | None = None
+
+    async def apply_spawn_options(self, user_options: dict) -> None:
+        if self._configured_image is not None:
+            self.image = self._configured_image  # a new spawn starts from it, not the last pick
+        await super().apply_spawn_options(user_options)
+
+    async def start(self):
+        if self._configured_image is None:
+            self._configured_image = self.image
+        return await super().start()
 
     async def get_ip_and_port(self):
         return self.endpoint.get("ip", "127.0.0.1"), self.port

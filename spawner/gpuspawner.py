@@ -18,14 +18,18 @@ from urllib.parse import urlsplit
 
 from jupyterhub.spawner import SpawnException, Spawner
 from tornado import web
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 
 from gpu_allocator.client import DEFAULT_API_URL, AllocatorClient, AllocatorError
 from gpu_allocator.core.validation import SPAWN_KEYS, RequestError
 from gpuhub.numbers import human_minutes
 
 from .gpu_env import describe, gpu_env
-from .options import candidates, check_spawn_keys, clock, form_runtimes, offered, options_from_form, render_form
+from .options import (
+    DEFAULT_GPU_CHOICES, candidates, check_spawn_keys, clock, form_runtimes, offered, options_from_form,
+    render_form,
+)
+from .profiles import CUSTOM, Profile, ProfileError, Resolved, parse_gpu_choices, parse_profiles, resolve, visible
 from .waiting import alternatives, queue_message, sooner, waiting_view
 
 
@@ -180,6 +184,87 @@ class GPUSpawner(Spawner):
         """,
     ).tag(config=True)
 
+    profiles = List(
+        Dict(),
+        help="""Profiles: named spawn choices offered per hub group, first on the
+        spawn form (as radio cards) and by name in the REST API
+        (``{"profile": "pytorch-small", "gpus": "0.25"}``), as KubeSpawner's
+        profile_list and Backend.AI's session templates. Each is a dict:
+
+        - ``slug`` (required): its name in requests, lower-case letters, digits
+          and ``-``, e.g. ``"pytorch-small"`` (``"custom"`` is the free choice's);
+        - ``display_name``, ``description``: what the form's card says;
+        - ``groups``: the hub groups that see it, e.g. ``["ml"]``; empty or absent:
+          everyone. A user outside them can neither see nor name it;
+        - what the session gets: ``gpus`` (an amount, e.g. ``"0.5"``; ``"0"`` no
+          GPU) or ``choices`` (amounts the user picks from, e.g. ``["0.25",
+          "0.5"]``), ``gpu_model`` (a model or a list of them), ``cpu`` (cores),
+          ``mem`` (e.g. ``"16G"``), ``max_hours``, ``pool`` (a host pool),
+          ``image`` (DockerGPUSpawner only; allowed even if not in
+          allowed_images), ``vfolders`` (names of the user's vfolders to mount,
+          instead of the auto-mount ones), ``environment`` (variables, e.g.
+          ``{"OMP_NUM_THREADS": "4"}``). What it leaves out is the spawner's
+          default (default_gpus, default_cpu, …);
+        - ``overrides``: which of those fields a user may change, e.g. ``["gpus",
+          "max_hours"]``; any other in a request is a 400 naming what may change.
+          Default: none;
+        - ``default``: true for the profile preselected (the first visible one
+          with it, else the first visible); also what a request without
+          ``profile`` gets where allow_custom is False.
+
+        Checked when the hub loads it (spawner/profiles.py): a mistake stops the
+        spawner with a message naming the profile and the field. Amounts are
+        checked against the pool by the allocator at spawn, as every request's.
+
+        Default: empty, no profiles: the form offers free choices only.
+        JupyterHub's ``Spawner.group_overrides`` may set it (and allow_custom)
+        per group too; the form applies them before it renders.
+        """,
+    ).tag(config=True)
+
+    allow_custom = Bool(
+        True,
+        help="""Whether users may make free choices of GPU share, CPU, memory and run
+        time beside the profiles: the form's card "custom", and a REST request
+        with ``"profile": "custom"`` or without ``profile``.
+
+        False: only profiles (a request without ``profile`` gets the user's
+        default profile; ``"custom"`` is a 400 naming the profiles open to them).
+        Per group with ``Spawner.group_overrides``, e.g. ``{"1-staff": {"groups":
+        ["staff"], "spawner_override": {"allow_custom": True}}}``. Without
+        profiles, free choices are always allowed. Default True: a hub without
+        profiles works as before.
+        """,
+    ).tag(config=True)
+
+    gpu_choices = List(
+        Unicode(),
+        list(DEFAULT_GPU_CHOICES),
+        help="""The GPU amounts the form's free choice offers, as text, e.g. ``["0",
+        "0.5", "1", "2"]`` (``"0"``: no GPU); the form shows those some host of the
+        pool could hold, and "custom…" for any other amount. REST requests are not
+        limited to them (the allocator checks every amount).
+
+        Default ``["0", "0.25", "0.5", "1", "2", "4"]``: no GPU, the common
+        fractions, and whole GPUs up to a 4-GPU host.
+        """,
+    ).tag(config=True)
+
+    @validate("gpu_choices")
+    def _check_gpu_choices(self, proposal):
+        try:
+            return list(parse_gpu_choices(proposal["value"]))
+        except ProfileError as e:
+            raise TraitError(f"GPUSpawner.{e}") from None
+
+    @validate("profiles")
+    def _check_profiles(self, proposal):
+        try:
+            parse_profiles(proposal["value"], images="image" in self.extra_option_keys)
+        except ProfileError as e:
+            raise TraitError(f"GPUSpawner.{e}") from None
+        return proposal["value"]
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._events: list[dict] = []
@@ -192,6 +277,10 @@ class GPUSpawner(Spawner):
     _server_start_timeout: int | None = None
     #: the validated request of the spawn under way (the allocator's dry-run answer)
     gpu_request: dict | None = None
+    #: the spawn under way, resolved (spawner.profiles.resolve): its profile, options
+    #: and environment; ``requested_options``: what the user asked for
+    resolved: Resolved | None = None
+    requested_options: dict | None = None
 
     #: while the spawn waits in the queue: what the waiting page and the home page
     #: show (spawner.waiting.waiting_view); None otherwise
@@ -247,9 +336,46 @@ class GPUSpawner(Spawner):
             ) from None
         return self.pool_model
 
+    # --- profiles --------------------------------------------------------------------
+
+    @property
+    def group_names(self) -> list[str]:
+        return sorted(g.name for g in getattr(self.user, "groups", ()) or ())
+
+    def all_profiles(self) -> tuple[Profile, ...]:
+        """c.GPUSpawner.profiles, parsed (checked when set)."""
+        return parse_profiles(self.profiles, images="image" in self.extra_option_keys)
+
+    def visible_profiles(self) -> list[Profile]:
+        """The profiles this user's hub groups see."""
+        return visible(self.all_profiles(), self.group_names)
+
+    def resolve_options(self, user_options: dict) -> Resolved:
+        """The spawn request (form or REST) → its profile and the session's
+        options; a 400 for a profile not offered to the user or an override it
+        does not allow."""
+        try:
+            return resolve(user_options, self.all_profiles(), self.group_names, user=self.user.name,
+                           allow_custom=self.allow_custom,
+                           known_keys=SPAWN_KEYS | self.extra_option_keys | {"vfolders"})
+        except RequestError as e:
+            raise web.HTTPError(400, str(e), reason="Invalid spawn options") from None
+
+    def form_may_set(self, options: dict, name: str) -> bool:
+        """Whether the form's own field ``name`` (e.g. the vfolder checkboxes)
+        belongs in ``options``: with free choices, or a profile that lets the user
+        change it."""
+        slug = options.get("profile")
+        if slug in (None, "", CUSTOM):
+            return True
+        return any(p.slug == slug and p.may_change(name) for p in self.visible_profiles())
+
     @default("options_form")
     def _default_options_form(self):
         async def form(spawner):
+            # Spawner.group_overrides are applied before a spawn; the form shows their
+            # profiles and choices too
+            await spawner.apply_group_overrides()
             pool = await spawner.fetch_pool()
             notice = ""
             if spawner.stop_reason:
@@ -257,25 +383,35 @@ class GPUSpawner(Spawner):
                     '<div class="alert alert-warning" role="alert" id="gpuhub-stop-reason">'
                     f"{html.escape(spawner.stop_reason)}</div>\n"
                 )
-            estimates = await spawner.fetch_estimates(pool)
-            return notice + render_form(pool, spawner.option_defaults, spawner.form_images(), estimates)
+            shown = spawner.visible_profiles()
+            custom = spawner.allow_custom or not spawner.profiles
+            estimates = await spawner.fetch_estimates(pool, shown, custom)
+            return notice + render_form(pool, spawner.option_defaults, spawner.form_images(), estimates,
+                                        shown, custom, spawner.gpu_choices)
 
         return form
 
-    async def fetch_estimates(self, pool: dict) -> dict | None:
-        """When each GPU choice of the form would start for this user, and their
-        quota (one POST estimates); None when the allocator cannot say (the form
-        renders without them)."""
+    async def fetch_estimates(self, pool: dict, profiles: list[Profile] = (), custom: bool = True) -> dict | None:
+        """When each GPU choice of the form (``custom``) and each of the user's
+        ``profiles`` would start for this user, and their quota (one POST
+        estimates); None when the allocator cannot say (the form renders
+        without them)."""
         defaults = self.option_defaults
         runtimes = form_runtimes(defaults["max_hours"], float(pool.get("max_hours") or 168))
-        requests = candidates(pool, defaults, runtimes)
-        answer = await self._estimates(requests, "start estimates for the form")
+        requests = candidates(pool, defaults, runtimes, self.gpu_choices) if custom else []
+        mine = [p for p in profiles if float(p.settings.get("gpus", defaults["gpus"])) > 0]
+        extra = [self.gpu_options(p.settings) | {"gpu_model": p.settings.get("gpu_model") or None}
+                 for p in mine]
+        answer = await self._estimates(requests + extra, "start estimates for the form")
         if answer is None:
             return None
+        ests = list(answer.get("estimates") or ())
+        answer = {**answer, "estimates": ests[:len(requests)]}
         # the form's script asks again when CPU or memory change: GET estimates,
         # through the hub's proxy, as the user (the allocator's own path)
         url = urlsplit(self.allocator_url).path + "estimates"
-        return {"runtimes": runtimes, "requests": requests, "answer": answer, "url": url}
+        return {"runtimes": runtimes, "requests": requests, "answer": answer, "url": url,
+                "profiles": {p.slug: e for p, e in zip(mine, ests[len(requests):])}}
 
     def form_images(self) -> list[str]:
         """Images the form offers (runtimes with images override this)."""
@@ -289,7 +425,20 @@ class GPUSpawner(Spawner):
 
     @default("apply_user_options")
     def _default_apply_user_options(self):
-        return type(self).apply_gpu_options
+        return type(self).apply_spawn_options
+
+    async def apply_spawn_options(self, user_options: dict) -> None:
+        """The spawn request (form or REST): its profile resolved (a 400 for one not
+        offered or an override not allowed), then the session's options checked
+        as every request's (apply_gpu_options: the allocator's dry run, the
+        vfolder service, the runtime's images). The spawn then reads the
+        session's options from ``user_options``; the database keeps what the
+        user asked for (JupyterHub reuses it for a spawn without options)."""
+        self.requested_options = {k: v for k, v in (user_options or {}).items() if k != "summary"} \
+            if isinstance(user_options, dict) else user_options
+        self.resolved = self.resolve_options(user_options)
+        self.user_options = {**self.resolved.options, "profile": self.resolved.slug}
+        await self.apply_gpu_options(dict(self.resolved.options))
 
     def gpu_options(self, user_options: dict) -> dict:
         """The GPU request of a spawn: the user's options over the defaults."""
@@ -368,8 +517,8 @@ class GPUSpawner(Spawner):
 
     # --- life cycle ----------------------------------------------------------------
 
-    def profile(self, req: dict) -> str:
-        """One line for JupyterHub's admin page (its Profile column)."""
+    def summary(self, req: dict) -> str:
+        """What the session got, in one line (``user_options["summary"]``)."""
         gpu = "no GPU" if not req["units"] else f"{req['gpus']} GPU"
         models = f" {'/'.join(req['gpu_model'])}" if req.get("gpu_model") else ""
         return f"{gpu}{models} · {req['cpu']} CPU · {req['mem']} · {req['max_hours']:g}h"
@@ -507,7 +656,7 @@ class GPUSpawner(Spawner):
         except AllocatorError as e:
             self.log.warning("%s: no alternatives for the waiting page: %s", self._log_name, e.message)
             return []
-        requests = alternatives(queued, offered(pool), list(pool.get("models") or []))
+        requests = alternatives(queued, offered(pool, self.gpu_choices), list(pool.get("models") or []))
         answer = await self._estimates(requests, "alternatives for the waiting page")
         return [] if answer is None else sooner(queued, requests, answer, time.time())
 
@@ -533,7 +682,7 @@ class GPUSpawner(Spawner):
         await self._release("left over from an earlier server")
         req, self.gpu_request = self.gpu_request, None
         if req is None:  # apply_user_options was replaced by the admin's own hook
-            await self.apply_gpu_options(self.user_options)
+            await self.apply_spawn_options(self.user_options)
             req, self.gpu_request = self.gpu_request, None
         self.allocation = await self._allocate(req) if req["units"] else None
         if self.allocation:
@@ -544,8 +693,14 @@ class GPUSpawner(Spawner):
                 raise
         if self.allocation:
             await self.allocation_ready()
-        self.user_options["profile"] = self.profile(req)
-        self.orm_spawner.user_options = dict(self.user_options)
+        # user_options: "profile" is the profile's slug ("custom": free choices; the
+        # Profile column of JupyterHub's admin page), "summary" what the session
+        # got; the database keeps the request as asked (plus both), so that a spawn
+        # that reuses it resolves the profile again
+        resolved = self.resolved or Resolved(None, dict(self.user_options), {})
+        self.user_options = {**self.user_options, "profile": resolved.slug, "summary": self.summary(req)}
+        self.orm_spawner.user_options = {**(self.requested_options or {}), "profile": resolved.slug,
+                                         "summary": self.user_options["summary"]}
         self._event(60, "starting server")
         try:
             if self._server_start_timeout and self.start_timeout > self._server_start_timeout:
@@ -557,8 +712,14 @@ class GPUSpawner(Spawner):
             await self._release("spawn failed")
             raise
 
+    @property
+    def profile_environment(self) -> dict:
+        """The environment of the spawn's profile (over Spawner.environment)."""
+        return dict(self.resolved.environment) if self.resolved else {}
+
     def get_env(self):
         env = super().get_env()
+        env.update(self.profile_environment)
         env.update(gpu_env(self.allocation))
         return env
 

@@ -15,33 +15,49 @@ from html import escape
 from gpu_allocator.core.validation import SPAWN_KEYS, RequestError, check_keys
 from gpuhub.numbers import gpu_hours_text
 
-GPU_CHOICES = ("0", "0.25", "0.5", "1", "2", "4")
+from .profiles import CUSTOM, FIELDS, RECORDED, Profile, default_profile, facts
+
+#: the GPU amounts the form offers for free choices by default
+#: (GPUSpawner.gpu_choices configures them)
+DEFAULT_GPU_CHOICES = ("0", "0.25", "0.5", "1", "2", "4")
 
 #: run times (hours) the form's estimates are computed for, besides the default: the
 #: script shows those of the smallest one ≥ what the user typed
 FORM_RUNTIMES = (1.0, 2.0, 4.0, 8.0, 24.0, 72.0)
 
 __all__ = [
-    "FORM_RUNTIMES", "GPU_CHOICES", "SPAWN_KEYS", "candidates", "check_spawn_keys", "clock",
+    "DEFAULT_GPU_CHOICES", "FORM_RUNTIMES", "SPAWN_KEYS", "candidates", "check_spawn_keys", "clock",
     "estimate_text", "form_runtimes", "options_from_form", "quota_line", "render_form",
 ]
 
 
 def check_spawn_keys(options: object, extra_keys: frozenset[str] = frozenset()) -> dict:
     """user_options must be an object with known keys (the runtime's own, like
-    "image", are in ``extra_keys``)."""
+    "image", are in ``extra_keys``; ``profile`` and ``summary``, the spawner's
+    record of a spawn, come back when JupyterHub reuses the last options)."""
     if not isinstance(options, dict):
         raise RequestError("spawn options must be a JSON object")
-    check_keys({k: v for k, v in options.items() if k != "profile"}, SPAWN_KEYS | extra_keys)
+    check_keys({k: v for k, v in options.items() if k not in RECORDED}, SPAWN_KEYS | extra_keys)
     return options
 
 
 def options_from_form(formdata: dict[str, list[str]]) -> dict:
-    """Form fields → user_options (strings stay strings; validation comes later)."""
+    """Form fields → user_options (strings stay strings; validation comes later).
+    A picked profile sends ``{"profile": SLUG}`` and the fields of its card
+    (``SLUG--FIELD``); the free choice, the form's own fields."""
 
     def first(key: str) -> str:
         return (formdata.get(key) or [""])[0].strip()
 
+    profile = first("profile")
+    if profile and profile != CUSTOM:
+        options = {"profile": profile}
+        prefix = f"{profile}--"
+        for key in formdata:
+            name = key[len(prefix):]
+            if key.startswith(prefix) and name in FIELDS and name != "vfolders" and first(key):
+                options[name] = first(key)
+        return options
     gpus = first("gpus")
     if gpus == "custom":
         gpus = first("gpus_custom")
@@ -52,6 +68,8 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict:
         options["pool"] = first("pool")
     if first("image"):
         options["image"] = first("image")
+    if profile == CUSTOM:
+        options["profile"] = CUSTOM
     return options
 
 
@@ -80,12 +98,13 @@ def _models(pool: dict) -> list[str]:
     return [""] + models if len(models) > 1 else [""]
 
 
-def candidates(pool: dict, defaults: dict, runtimes: list[float]) -> list[dict]:
+def candidates(pool: dict, defaults: dict, runtimes: list[float],
+               choices=DEFAULT_GPU_CHOICES) -> list[dict]:
     """One request per GPU choice of the form × GPU model ("" any) × run time, with
     the default CPU and memory: the body of POST estimates."""
     return [
         {"gpus": c, "cpu": defaults["cpu"], "mem": defaults["mem"], "max_hours": h, "gpu_model": m or None}
-        for c in offered(pool) if c != "0"
+        for c in offered(pool, choices) if c != "0"
         for m in _models(pool)
         for h in runtimes
     ]
@@ -279,14 +298,15 @@ def _no_fractions(pool: dict) -> list[str]:
     return [h["name"] for h in _up(pool) if h["devices"] and h.get("fractions") is False]
 
 
-def offered(pool: dict) -> list[str]:
-    """The preset GPU amounts some host of this pool could ever hold."""
+def offered(pool: dict, choices=DEFAULT_GPU_CHOICES) -> list[str]:
+    """Of the preset GPU amounts ``choices`` (GPUSpawner.gpu_choices), those some
+    host of this pool could ever hold."""
     biggest = max((len(h["devices"]) for h in _up(pool)), default=0)
     fractions = any(h["devices"] and h.get("fractions", True) for h in _up(pool))
     out = []
-    for choice in GPU_CHOICES:
+    for choice in choices:
         amount = float(choice)
-        if amount < 1 and choice != "0" and ((amount * pool["units_per_gpu"]) % 1 or not fractions):
+        if 0 < amount < 1 and ((amount * pool["units_per_gpu"]) % 1 or not fractions):
             continue  # not a multiple of this pool's quantum, or no host enforces fractions
         if amount <= biggest:
             out.append(choice)
@@ -375,15 +395,35 @@ def _pool_field(pools: list[dict]) -> str:
 </div>"""
 
 
-def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: dict | None = None) -> str:
+def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: dict | None = None,
+                profiles: list[Profile] = (), allow_custom: bool = True,
+                choices=DEFAULT_GPU_CHOICES) -> str:
     """The spawn page's form, built from what the pool can hold and has free now
     (and the images an admin configured, where the runtime has images). With
     ``estimates`` (``{"runtimes", "requests", "answer"}``: POST estimates' body
     and answer), each GPU choice says when it would start and the user's quota is
     shown; the script redoes both for the run time and model the user picks. A
     user with more than one host pool open to them (the estimates' ``pools``)
-    picks one or "any"."""
-    choices = offered(pool)
+    picks one or "any".
+
+    ``profiles`` (those the user's groups see) come first, as radio cards, each
+    with the fields its ``overrides`` let the user change and when it would
+    start (the estimates' ``profiles``); the free choice (``choices``: the GPU
+    amounts offered) is the card "custom" where ``allow_custom``."""
+    if not profiles:
+        if not allow_custom:
+            return ('<div class="alert alert-warning" role="alert" id="gpuhub-no-profile">No profile is '
+                    "offered to you, and free choices are not allowed here: ask an admin to offer one "
+                    "to your groups.</div>")
+        return _custom_form(pool, defaults, images, estimates, choices)
+    return _profiles_form(pool, defaults, images, estimates, list(profiles), allow_custom, choices)
+
+
+def _custom_form(pool: dict, defaults: dict, images: list[str], estimates: dict | None, choices,
+                 summary: bool = True) -> str:
+    """The free choice: GPU share, model, pool, CPU, memory, run time (and the
+    quota and what is free now, unless ``summary`` is False)."""
+    choices = offered(pool, choices)
     up = _up(pool)
     biggest = max(up, key=lambda h: (len(h["devices"]), float(h["cpus"])), default=None)
     max_gpus = len(biggest["devices"]) if biggest else 0
@@ -406,9 +446,6 @@ def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: d
         '<p class="help-block form-text">When each share would start (with the model and run time below):</p>'
         f'<ul class="gpuhub-starts" id="gpuhub-starts">{starts}</ul>'
     ) if starts else ""
-    quota = quota_line(((estimates or {}).get("answer") or {}).get("quota"))
-    quota_html = f'<p class="help-block form-text gpuhub-quota" id="gpuhub-quota">{escape(quota)}</p>' if quota else ""
-    free_lines = "".join(f"<li>{line}</li>" for line in _free_summary(pool)) or "<li>nothing</li>"
     max_cpu = biggest["cpus"] if biggest else "1"
     max_hours = pool.get("max_hours", 168)
     return f"""
@@ -424,10 +461,7 @@ def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: d
          min="{quantum}" max="{max_gpus}" step="{quantum}" style="display: none"
          placeholder="a multiple of {quantum} below 1, or a whole number up to {max_gpus}">
   {starts_html}
-  {quota_html}
-  {_fraction_note(pool)}
-  <p class="help-block form-text">Free right now:</p>
-  <ul class="gpuhub-free">{free_lines}</ul>
+  {_summary_html(pool, estimates) if summary else ""}
 </div>
 {_model_field(list(pool.get("models") or []))}
 {_pool_field(list(((estimates or {}).get("answer") or {}).get("pools") or []))}
@@ -447,4 +481,155 @@ def render_form(pool: dict, defaults: dict, images: list[str] = (), estimates: d
          max="{max_hours}" value="{escape(str(defaults['max_hours']))}">
 </div>
 {script}
+"""
+
+
+def _summary_html(pool: dict, estimates: dict | None) -> str:
+    """The user's quota, the fraction note and what is free now."""
+    quota = quota_line(((estimates or {}).get("answer") or {}).get("quota"))
+    quota_html = f'<p class="help-block form-text gpuhub-quota" id="gpuhub-quota">{escape(quota)}</p>' if quota else ""
+    free_lines = "".join(f"<li>{line}</li>" for line in _free_summary(pool)) or "<li>nothing</li>"
+    return f"""{quota_html}
+  {_fraction_note(pool)}
+  <p class="help-block form-text">Free right now:</p>
+  <ul class="gpuhub-free">{free_lines}</ul>"""
+
+
+# --- profiles ----------------------------------------------------------------------------
+
+PROFILES_STYLE = """
+<style>
+  .gpuhub-profile { cursor: pointer; margin-bottom: .5rem; display: block; }
+  .gpuhub-profile .card-body { padding: .75rem 1rem; }
+  .gpuhub-profile.gpuhub-picked { border-color: #f37626; box-shadow: 0 0 0 1px #f37626; }
+  .gpuhub-profile-name { font-weight: 600; margin-left: .25rem; }
+  .gpuhub-profile-facts, .gpuhub-profile .gpuhub-start { color: #6c757d; font-size: .9em; margin: .15rem 0 0; }
+  .gpuhub-profile-description { margin: .25rem 0 0; }
+  .gpuhub-profile-fields { display: flex; flex-wrap: wrap; gap: .5rem 1rem; margin-top: .5rem; }
+  .gpuhub-profile-fields label { font-size: .9em; }
+  .gpuhub-profile-fields .form-control { width: auto; display: inline-block; }
+</style>"""
+
+#: shows the picked card's fields and the free choice's only with it; the vfolder
+#: checkboxes (spawner.vfolders) only where the pick lets the user choose them
+PROFILES_SCRIPT = """
+<script>
+(function () {
+  function sync() {
+    var picked = document.querySelector('input[name=profile]:checked');
+    var slug = picked ? picked.value : 'custom';
+    var card = picked ? picked.closest('.gpuhub-profile') : null;
+    document.querySelectorAll('.gpuhub-profile').forEach(function (c) {
+      var on = c.dataset.slug === slug;
+      c.classList.toggle('gpuhub-picked', on);
+      c.querySelectorAll('.gpuhub-profile-fields input, .gpuhub-profile-fields select').forEach(
+        function (el) { el.disabled = !on; });
+    });
+    var custom = document.getElementById('gpuhub-custom');
+    if (custom) {
+      custom.style.display = slug === 'custom' ? '' : 'none';
+      custom.querySelectorAll('input, select').forEach(function (el) { el.disabled = slug !== 'custom'; });
+    }
+    var open = slug === 'custom' || (card && card.dataset.vfoldersOverride === '1');
+    document.querySelectorAll('.gpuhub-vfolders').forEach(function (block) {
+      block.style.display = open ? '' : 'none';
+      block.querySelectorAll('input').forEach(function (el) { el.disabled = !open; });
+      if (open && card && card.dataset.vfolders) {
+        var names = JSON.parse(card.dataset.vfolders);
+        block.querySelectorAll('input[type=checkbox]').forEach(function (el) {
+          el.checked = names.indexOf(el.value) >= 0; });
+      }
+    });
+  }
+  document.addEventListener('change', function (e) { if (e.target.name === 'profile') sync(); });
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', sync); else sync();
+})();
+</script>"""
+
+
+def _field(profile: Profile, name: str, pool: dict, images: list[str], value) -> str:
+    """An input for a field the profile lets the user change (``SLUG--FIELD``)."""
+    fid = f"gpuhub-{profile.slug}--{name}"
+    attrs = f'name="{escape(profile.slug)}--{name}" id="{escape(fid)}"'
+    shown = "" if value is None else str(value)
+    label = {"gpus": "GPU share", "gpu_model": "GPU model", "cpu": "CPU cores", "mem": "Memory",
+             "max_hours": "Run time (hours)", "pool": "Host pool", "image": "Image"}[name]
+
+    def select(options: list[tuple[str, str]]) -> str:
+        opts = "".join(f'<option value="{escape(v)}"{" selected" if v == shown else ""}>{escape(t)}</option>'
+                       for v, t in options)
+        return f'<select class="form-control form-select form-select-sm" {attrs}>{opts}</select>'
+
+    if name == "gpus" and profile.choices and "gpus" not in profile.overrides:
+        control = select([(c, "none" if c == "0" else f"{c} GPU") for c in profile.choices])
+    elif name == "gpu_model":
+        control = select([("", "any")] + [(m, m) for m in pool.get("models") or ()])
+    elif name == "image" and images:
+        control = select([(i, i) for i in images] if shown in images else [(shown, shown)] + [(i, i) for i in images])
+    elif name in ("gpus", "cpu", "max_hours"):
+        step = {"gpus": pool.get("quantum", "0.05"), "cpu": "0.1", "max_hours": "0.25"}[name]
+        control = (f'<input class="form-control form-control-sm" type="number" min="0" step="{step}" '
+                   f'{attrs} value="{escape(shown)}">')
+    else:
+        control = f'<input class="form-control form-control-sm" type="text" {attrs} value="{escape(shown)}">'
+    return f'<label for="{escape(fid)}">{label} {control}</label>'
+
+
+def _profile_card(profile: Profile, pool: dict, defaults: dict, images: list[str], checked: bool,
+                  start: str | None) -> str:
+    s = {**defaults, **profile.settings}
+    fields = [name for name in FIELDS if name != "vfolders" and profile.may_change(name)]
+    inputs = "".join(_field(profile, name, pool, images, s.get(name)) for name in fields)
+    extra = []
+    if profile.settings.get("image"):
+        extra.append(f"image {profile.settings['image']}")
+    if profile.settings.get("vfolders"):
+        extra.append("vfolders: " + ", ".join(profile.settings["vfolders"]))
+    data = ""
+    if profile.may_change("vfolders"):
+        data += ' data-vfolders-override="1"'
+        if "vfolders" in profile.settings:
+            data += f' data-vfolders="{escape(json.dumps(profile.settings["vfolders"]))}"'
+    rid = f"gpuhub-profile-{profile.slug}"
+    return f"""
+<label class="card gpuhub-profile{' gpuhub-picked' if checked else ''}" for="{rid}" data-slug="{escape(profile.slug)}"{data}>
+  <div class="card-body">
+    <input class="form-check-input" type="radio" name="profile" id="{rid}" value="{escape(profile.slug)}"{' checked' if checked else ''}>
+    <span class="gpuhub-profile-name">{escape(profile.display_name)}</span>
+    {f'<p class="gpuhub-profile-description">{escape(profile.description)}</p>' if profile.description else ''}
+    <p class="gpuhub-profile-facts">{escape(" · ".join([facts(profile, defaults), *extra]))}</p>
+    {f'<p class="gpuhub-start">{escape(start)}</p>' if start else ''}
+    {f'<div class="gpuhub-profile-fields">{inputs}</div>' if inputs else ''}
+  </div>
+</label>"""
+
+
+def _profiles_form(pool: dict, defaults: dict, images: list[str], estimates: dict | None,
+                   profiles: list[Profile], allow_custom: bool, choices) -> str:
+    picked = default_profile(profiles)
+    starts = (estimates or {}).get("profiles") or {}
+    cards = "".join(
+        _profile_card(p, pool, defaults, list(images), p is picked,
+                      estimate_text(starts[p.slug]) if p.slug in starts else None)
+        for p in profiles)
+    custom = ""
+    if allow_custom:
+        cards += f"""
+<label class="card gpuhub-profile" for="gpuhub-profile-custom" data-slug="{CUSTOM}" data-vfolders-override="1">
+  <div class="card-body">
+    <input class="form-check-input" type="radio" name="profile" id="gpuhub-profile-custom" value="{CUSTOM}">
+    <span class="gpuhub-profile-name">Custom</span>
+    <p class="gpuhub-profile-facts">Pick the GPU share, CPU, memory and run time yourself.</p>
+  </div>
+</label>"""
+        custom = (f'<div class="gpuhub-custom" id="gpuhub-custom" style="display: none">'
+                  f'{_custom_form(pool, defaults, images, estimates, choices, summary=False)}</div>')
+    return f"""{PROFILES_STYLE}
+<fieldset class="form-group mb-3 gpuhub-profiles" id="gpuhub-profiles">
+  <legend class="form-label fs-6">Profile</legend>
+  {cards}
+  {_summary_html(pool, estimates)}
+</fieldset>
+{custom}
+{PROFILES_SCRIPT}
 """

@@ -312,7 +312,7 @@ class VFolderMixin(Configurable):
 
     def options_from_form(self, formdata):
         options = super().options_from_form(formdata)
-        if formdata.get("vfolders_form"):
+        if formdata.get("vfolders_form") and self.form_may_set(options, "vfolders"):
             options["vfolders"] = [v for v in formdata.get("vfolders", []) if v]
         return options
 

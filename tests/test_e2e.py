@@ -66,8 +66,10 @@ def test_login_spawn_half_gpu_env_and_stop(hub):
         # a root hub runs the server as the user's own account, never as root
         assert env["uid"] != 0 and env["USER"] == "gpuhub-alice"
 
-    # JupyterHub's admin page shows user_options.profile
-    assert alice.server()["user_options"]["profile"].startswith("0.5 GPU")
+    # JupyterHub's admin page shows user_options.profile (the profile's slug; "custom":
+    # free choices), and user_options.summary says what the session got
+    options = alice.server()["user_options"]
+    assert options["profile"] == "custom" and options["summary"].startswith("0.5 GPU"), options
 
     alice.stop()
     assert alice.allocations() == []

@@ -119,7 +119,8 @@ async def test_spawn_puts_the_share_into_env_state_and_progress(gpuhub):
     assert messages[0] == "requesting 0.5 GPU"
     assert messages[1].startswith("allocated 0.5 × A100-SXM4-80GB (GPU-")
     assert messages[2] == "starting server"
-    assert spawner.orm_spawner.user_options["profile"] == "0.5 GPU A100-SXM4-80GB · 1 CPU · 1024M · 8h"
+    assert spawner.orm_spawner.user_options["summary"] == "0.5 GPU A100-SXM4-80GB · 1 CPU · 1024M · 8h"
+    assert spawner.orm_spawner.user_options["profile"] == "custom"  # free choices (no profiles here)
 
     r = await api_request(gpuhub, "users", "gpuhub-mock-a", "server", method="delete")
     assert r.status_code in (202, 204)

@@ -286,8 +286,9 @@ def test_parse_hours_fractional_limit():
 def test_check_keys_accepts_the_spawn_keys():
     from spawner.options import check_spawn_keys
 
-    # "profile" is what the spawner itself writes into user_options
-    check_spawn_keys({"gpus": 1, "cpu": 1, "mem": "1G", "max_hours": 1, "profile": "x"})
+    # "profile" and "summary" are the spawner's record in user_options (JupyterHub
+    # reuses the last options for a spawn without any)
+    check_spawn_keys({"gpus": 1, "cpu": 1, "mem": "1G", "max_hours": 1, "profile": "x", "summary": "y"})
     check_keys({"gpus": 1, "cpu": 1, "mem": "1G", "max_hours": 1, "gpu_model": "L4"}, SPAWN_KEYS)
     check_keys({}, SPAWN_KEYS)
 
