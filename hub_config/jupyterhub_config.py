@@ -343,6 +343,7 @@ if runtime == "slurm":
                      f"(GPUHUB_SLURM_NODE) in {c.GPUAllocator.inventory_file}")
         cluster = SlurmCluster(data_dir / "slurm", nodes).start()
         slurm_conf = str(cluster.conf)
+        c.SlurmGPUSpawner.setdefault("job_output", f"{cluster.run}/jobs/%u-%j.log")
         if not inventory_named:
             inventory = yaml.safe_load(Path(c.GPUAllocator.inventory_file).read_text())
             hosts = [{**h, "owner": "slurm"} for h in inventory["hosts"] if h["name"] == nodes[0].name]

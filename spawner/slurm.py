@@ -217,13 +217,16 @@ class SlurmRuntime(Spawner):
     ).tag(config=True)
 
     job_output = Unicode(
-        "/tmp/gpuhub-slurm-%j.log",
+        "/tmp/gpuhub-slurm-%u-%j.log",
         help="""Where a server's job writes its output on the compute node (sbatch
         ``--output``; Slurm's patterns: ``%j`` job id, ``%u`` user, ``%x`` job
         name), e.g. ``/scratch/%u/gpuhub-%j.log``.
 
-        Default ``/tmp/gpuhub-slurm-%j.log``: a folder every account can write on
-        every node (the user's home may not exist on the node yet).
+        Default ``/tmp/gpuhub-slurm-%u-%j.log``: a folder every account can write
+        on every node (the user's home may not exist on the node yet), one file
+        per user and job (job ids start again in a new cluster: another
+        user's old file must not be in the way). The demo's own cluster puts
+        them in its runtime folder, removed with it.
         """,
     ).tag(config=True)
 

@@ -258,6 +258,9 @@ class SlurmCluster:
         spool = self.run / "spool"
         spool.mkdir(exist_ok=True)
         os.chmod(spool, 0o755)
+        jobs = self.run / "jobs"  # the jobs' output (SlurmGPUSpawner.job_output)
+        jobs.mkdir(exist_ok=True)
+        os.chmod(jobs, 0o1777)
         for n in self.nodes:
             dev = self.run / "dev" / n.name
             dev.mkdir(parents=True, exist_ok=True)

@@ -177,3 +177,4 @@ def test_quota_refusal_submits_nothing(hub, slurm):
         assert slurm.jobs("gpuhub-gpuhub-sf") == []
     finally:
         admin.call("DELETE", API + "/quotas/user/gpuhub-sf")
+
