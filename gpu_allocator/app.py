@@ -190,6 +190,42 @@ class GPUAllocator(HubService):
         """,
     ).tag(config=True)
 
+    slurm_conf = Unicode(
+        "",
+        help="""Path of the slurm.conf of the Slurm cluster whose jobs the allocator
+        mirrors as external allocations (hosts with ``owner: slurm`` in the
+        inventory), e.g. ``/etc/slurm/slurm.conf``; the allocator runs ``squeue``
+        with it (SLURM_CONF) to free the mirrors of jobs that ended.
+
+        Default empty: the ``squeue`` on the PATH with Slurm's own default
+        configuration. Reconciliation runs only while there are mirrors.
+        """,
+    ).tag(config=True)
+
+    slurm_reconcile_interval = Float(
+        30.0,
+        help="""Seconds between comparisons of the Slurm jobs mirrored as external
+        allocations with ``squeue``, e.g. 2 in tests; 0: never.
+
+        A job cancelled outside gpuhub (``scancel``), past its time limit or on a
+        failed node then frees its mirror within this long, even when the hub
+        is down. Default 30 seconds: one cheap ``squeue`` per interval, only
+        while mirrors exist; the hub's spawners notice their own jobs ending at
+        every poll anyway.
+        """,
+    ).tag(config=True)
+
+    slurm_reconcile_grace = Float(
+        10.0,
+        help="""Age (seconds) a mirror of a Slurm job must have before the
+        reconciliation may free it for being absent from ``squeue``.
+
+        A spawner records a job's mirror right after the job starts running; a
+        listing taken just before must not free it. Default 10 seconds, well
+        above the time between a job starting and its mirror being recorded.
+        """,
+    ).tag(config=True)
+
     fairshare_half_life_hours = Float(
         168.0,
         help="""Half-life (hours) of the decayed GPU usage that fair share compares,
@@ -427,6 +463,7 @@ class GPUAllocator(HubService):
         tasks = [
             asyncio.create_task(loops.watch_heartbeats(self)),
             asyncio.create_task(loops.reconcile_forever(self)),
+            asyncio.create_task(loops.reconcile_slurm_forever(self)),
             asyncio.create_task(loops.watch_lock(self)),
             asyncio.create_task(admin.sample_forever(self)),
             asyncio.create_task(loops.time_limits_forever(self)),

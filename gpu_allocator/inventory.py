@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from .core.model import Device, Host
+from .core.external import EXTERNAL_OWNERS
+from .core.model import Device, Host, HostState
 from .core.pools import PoolError, parse_host_pools
 from .core.validation import RequestError, parse_mem
 
@@ -91,6 +92,11 @@ def load_inventory(path: str | os.PathLike) -> list[Host]:
             pools = parse_host_pools(entry.get("pools"), f"{where}.pools")
         except PoolError as e:
             raise InventoryError(str(e)) from None
+        owner = entry.get("owner")
+        if owner not in (None, *EXTERNAL_OWNERS):
+            raise InventoryError(
+                f"{where}.owner: {owner!r} is not a scheduler gpuhub mirrors; one of {', '.join(EXTERNAL_OWNERS)}"
+            )
         hosts.append(
             Host(
                 name=name,
@@ -98,6 +104,8 @@ def load_inventory(path: str | os.PathLike) -> list[Host]:
                 cpus=cpus,
                 memory_mb=_mem(entry.get("memory", "16G"), where),
                 pools=pools,
+                # owned by another scheduler: the allocator only mirrors its jobs
+                state=HostState.EXTERNAL if owner else HostState.UP,
             )
         )
     return hosts

@@ -9,8 +9,10 @@ import time
 from collections import deque
 
 from gpuhub.client import hub_api_items
+from gpuhub.slurm import HOLDING, SQUEUE_FORMAT, parse_squeue
 
 from .admin.actions import revoke
+from .core.external import stale
 from .core.reclaim import Share, decide, share_utilisation
 from .pool.state import when
 
@@ -96,6 +98,60 @@ async def reconcile_forever(app) -> None:
             await reconcile(app)
         except Exception as e:
             app.log.warning("reconciling shares with the hub failed: %s", e)
+
+
+# --- external allocations: Slurm ------------------------------------------------------
+
+
+async def squeue(slurm_conf: str, timeout: float = 30) -> str:
+    """``squeue``'s listing of every job (gpuhub.slurm.SQUEUE_FORMAT); raises
+    RuntimeError when Slurm does not answer (then nothing is released)."""
+    env = {**os.environ, "SLURM_CONF": slurm_conf} if slurm_conf else None
+    proc = await asyncio.create_subprocess_exec(
+        "squeue", "-h", "-o", SQUEUE_FORMAT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        raise RuntimeError(f"squeue did not answer within {timeout:g} s") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"squeue failed (exit {proc.returncode}): {err.decode(errors='replace').strip()}")
+    return out.decode(errors="replace")
+
+
+async def reconcile_slurm(app, listing: str | None = None, taken_at: float | None = None) -> list[str]:
+    """Free the mirrors of Slurm jobs that no longer hold their GPUs (cancelled
+    outside gpuhub, past their time limit, their node failed): compared with
+    ``squeue`` (``listing``: its output, taken at ``taken_at``). Returns the
+    released ids."""
+    pool = app.pool
+    mirrors = [a for a in pool.live() if a.source == "slurm"]
+    if not mirrors:
+        return []
+    if listing is None:
+        taken_at = time.time()
+        listing = await squeue(app.slurm_conf)
+    taken_at = time.time() if taken_at is None else taken_at
+    holding = {line.job_id for line in parse_squeue(listing) if line.state in HOLDING}
+    released = []
+    for a in stale(mirrors, "slurm", holding, taken_at, app.slurm_reconcile_grace):
+        if await pool.finish(a.id) is not None:
+            released.append(a.id)
+            app.log.warning("released %s of %s: its Slurm job %s no longer runs (squeue)", a.id, a.user, a.job)
+    return released
+
+
+async def reconcile_slurm_forever(app) -> None:
+    if not app.slurm_reconcile_interval:
+        return
+    while True:
+        await asyncio.sleep(app.slurm_reconcile_interval)
+        try:
+            await reconcile_slurm(app)
+        except Exception as e:
+            app.log.warning("reconciling external allocations with Slurm failed: %s", e)
 
 
 async def watch_lock(app, interval: float = 5.0) -> None:

@@ -57,6 +57,10 @@ def allocation_json(a: Allocation, state: PoolState, mps: dict | None = None) ->
         "released": a.released,
         "devices": out,
         "mps": mps,
+        # "gpuhub": placed by the allocator; "slurm": mirrored from that
+        # scheduler's job (core.external)
+        "source": a.source or "gpuhub",
+        "job": a.job or None,
     }
 
 
@@ -87,7 +91,9 @@ def host_json(name: str, state: PoolState, info, *, viewer: str | None) -> dict:
         for s in a.shares:
             shares_by_device.setdefault(s.device_uuid, []).append(
                 {"allocation": a.id, "user": a.user, "units": s.units,
-                 "fraction": format_gpus(s.units, per_gpu)}
+                 "fraction": format_gpus(s.units, per_gpu),
+                 # an external allocation's scheduler and job (core.external)
+                 "source": a.source or "gpuhub", "job": a.job or None}
             )
     devices = [
         {

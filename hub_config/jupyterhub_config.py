@@ -56,10 +56,28 @@ class GPUHubDemo(Configurable):
         "the checkout's data/.",
     ).tag(config=True)
     runtime = CaselessStrEnum(
-        ["auto", "docker", "local"], env("GPUHUB_RUNTIME", "auto"),
-        help="Where sessions run: 'docker' (containers), 'local' (processes) or 'auto': "
-        "Docker when an engine answers and the single-user image is built (`make "
-        "image`), else local. $GPUHUB_RUNTIME; default auto.",
+        ["auto", "docker", "local", "slurm"], env("GPUHUB_RUNTIME", "auto"),
+        help="Where sessions run: 'docker' (containers), 'local' (processes), 'slurm' "
+        "(one Slurm batch job per server: a cluster of the demo's own, or "
+        "slurm_conf's) or 'auto': Docker when an engine answers and the single-user "
+        "image is built (`make image`), else local. $GPUHUB_RUNTIME; default auto.",
+    ).tag(config=True)
+    slurm_conf = Unicode(
+        env("GPUHUB_SLURM_CONF", ""),
+        help="With runtime 'slurm': the slurm.conf of a site's cluster to submit to, "
+        "e.g. /etc/slurm/slurm.conf (then the inventory, GPUHUB_INVENTORY, must list "
+        "its GPU nodes with `owner: slurm`). $GPUHUB_SLURM_CONF; default empty: the "
+        "demo starts a one-node cluster of its own (munge, slurmctld, slurmd; root "
+        "only) with its config at $GPUHUB_DATA_DIR/slurm/slurm.conf, and stops it "
+        "with the hub.",
+    ).tag(config=True)
+    slurm_node = Unicode(
+        env("GPUHUB_SLURM_NODE", ""),
+        help="With runtime 'slurm' and no slurm_conf: the inventory host the demo's "
+        "own cluster runs as its one Slurm node, e.g. node-b. $GPUHUB_SLURM_NODE; "
+        "default empty: the inventory's first host (node-a, 4 × A100, in the mock "
+        "inventory). One node, as one machine runs one slurmd outside network "
+        "namespaces.",
     ).tag(config=True)
     local_agent = CaselessStrEnum(
         ["auto", "1", "0"], env("GPUHUB_LOCAL_AGENT", "auto"),
@@ -148,6 +166,8 @@ agent_token = secret("gpuhub-agent-token")
 # the allocator's settings (GPUAllocator traits; see their help), written into its
 # config file below, once the vfolder section has added its own
 c.GPUAllocator.setdefault("data_dir", str(data_dir))
+# (the Slurm runtime writes an inventory of its own cluster unless one is named)
+inventory_named = "inventory_file" in c.GPUAllocator or bool(env("GPUHUB_INVENTORY"))
 c.GPUAllocator.setdefault("inventory_file", env("GPUHUB_INVENTORY", str(here / "gpu_inventory.yaml")))
 from_env(c.GPUAllocator, {
     # where agents on other hosts reach it (e.g. 0.0.0.0); the hub and its proxy
@@ -256,7 +276,8 @@ def pick_runtime(wanted: str) -> str:
 
 
 runtime = pick_runtime(demo.runtime)
-print(f"gpuhub: sessions run as {'Docker containers' if runtime == 'docker' else 'local processes'}"
+print(f"gpuhub: sessions run as "
+      f"{ {'docker': 'Docker containers', 'slurm': 'Slurm batch jobs'}.get(runtime, 'local processes')}"
       f" (GPUHUB_RUNTIME={demo.runtime})", flush=True)
 # --- this host's own agent: fractions enforced on a GPU workstation -------------
 # With NVIDIA GPUs here (or GPUHUB_LOCAL_AGENT=1), the pool comes from an agent for
@@ -295,15 +316,15 @@ if local_agent_wanted():
     print("gpuhub: this host's GPUs join the pool through its own agent (CUDA MPS for fractions)",
           flush=True)
 
-c.JupyterHub.spawner_class = (
-    "spawner.DockerGPUSpawner" if runtime == "docker" else "spawner.LocalGPUSpawner"
-)
-# named servers: e.g. "edit" without a GPU beside "train" with one, each with its own
-# share and time limit (GPUSpawner.named_server_limit: how many run at once)
-c.JupyterHub.setdefault("allow_named_servers", True)
+c.JupyterHub.spawner_class = {
+    "docker": "spawner.DockerGPUSpawner", "slurm": "spawner.SlurmGPUSpawner",
+}.get(runtime, "spawner.LocalGPUSpawner")
 c.GPUSpawner.allocator_url = f"http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/"
 c.GPUSpawner.allocator_token = spawner_token
 c.GPUSpawner.default_gpus = "0.5"
+# named servers: e.g. "edit" without a GPU beside "train" with one, each with its own
+# share and time limit (GPUSpawner.named_server_limit: how many run at once)
+c.JupyterHub.setdefault("allow_named_servers", True)
 # profiles per hub group (GPUSpawner.profiles; spawner/profiles.py): the demo's group
 # "ml" (alice and bob) sees two, first on the spawn form, plus free choices
 # (GPUSpawner.allow_custom); everyone else gets the free form. Checked here, so a
@@ -322,7 +343,44 @@ c.GPUSpawner.setdefault("profiles", [
 from spawner.profiles import parse_profiles  # noqa: E402
 
 parse_profiles(c.GPUSpawner.profiles, images=runtime == "docker")
-if runtime == "local":
+if runtime == "slurm":
+    # Slurm decides where sessions run (spawner/slurm.py): the allocator checks
+    # requests and quotas before a job is submitted and mirrors what Slurm granted.
+    # Without GPUHUB_SLURM_CONF, a one-node cluster of the demo's own
+    # (spawner/slurm_cluster.py) plays one host of the inventory; the allocator's
+    # inventory is then that host, owned by Slurm (`owner: slurm`).
+    import atexit
+
+    import yaml
+
+    slurm_conf = demo.slurm_conf
+    if not slurm_conf:
+        from spawner.slurm_cluster import SlurmCluster, nodes_from_inventory
+
+        nodes = nodes_from_inventory(c.GPUAllocator.inventory_file)
+        nodes = [n for n in nodes if n.name == demo.slurm_node] if demo.slurm_node else nodes[:1]
+        if not nodes:
+            sys.exit(f"gpuhub: no inventory host {demo.slurm_node!r} for the Slurm cluster "
+                     f"(GPUHUB_SLURM_NODE) in {c.GPUAllocator.inventory_file}")
+        cluster = SlurmCluster(data_dir / "slurm", nodes).start()
+        slurm_conf = str(cluster.conf)
+        c.SlurmGPUSpawner.setdefault("job_output", f"{cluster.run}/jobs/%u-%j.log")
+        if not inventory_named:
+            inventory = yaml.safe_load(Path(c.GPUAllocator.inventory_file).read_text())
+            hosts = [{**h, "owner": "slurm"} for h in inventory["hosts"] if h["name"] == nodes[0].name]
+            slurm_inventory = data_dir / "slurm" / "inventory.yaml"
+            slurm_inventory.write_text(yaml.safe_dump({"hosts": hosts}))
+            c.GPUAllocator.inventory_file = str(slurm_inventory)
+        # a hub that leaves its servers running on exit leaves their cluster running too
+        if c.JupyterHub.get("cleanup_servers", True):
+            atexit.register(cluster.stop)
+        print(f"gpuhub: a Slurm cluster of the demo's own runs {nodes[0].name}: SLURM_CONF={slurm_conf}",
+              flush=True)
+    c.SlurmGPUSpawner.slurm_conf = slurm_conf
+    c.GPUAllocator.setdefault("slurm_conf", slurm_conf)
+    from_env(c.GPUAllocator, {"GPUHUB_SLURM_RECONCILE_INTERVAL": ("slurm_reconcile_interval", float)})
+    c.SlurmGPUSpawner.create_system_users = True
+if runtime in ("local", "slurm"):
     # what local servers inherit from the hub: LocalProcessSpawner's own list, plus
     # JUPYTER_PATH / JUPYTER_CONFIG_PATH (extra extension dirs, as the tests use for a
     # freshly built panel); containers keep DockerSpawner's empty list (the hub's

@@ -7,5 +7,6 @@ spawner class that combines it with a way to run servers.
 from .docker import DockerGPUSpawner
 from .gpuspawner import GPUSpawner
 from .local import LocalGPUSpawner
+from .slurm import SlurmGPUSpawner
 
-__all__ = ["DockerGPUSpawner", "GPUSpawner", "LocalGPUSpawner"]
+__all__ = ["DockerGPUSpawner", "GPUSpawner", "LocalGPUSpawner", "SlurmGPUSpawner"]

@@ -272,6 +272,14 @@ class GPUSpawner(Spawner):
 
     # --- state -----------------------------------------------------------------
 
+    #: the runtime's own scheduler places the share (Slurm: spawner.slurm): start()
+    #: asks the allocator for none (its dry run has validated the request and the
+    #: quota); the runtime records what that scheduler granted as an external
+    #: allocation, in ``allocation``, which stop and poll then treat as any share
+    places_itself: bool = False
+    #: the validated request of the server being started (runtimes read it)
+    spawn_request: dict | None = None
+
     allocation: dict | None = None
     #: JupyterHub's start_timeout as configured (the server's own start)
     _server_start_timeout: int | None = None
@@ -684,7 +692,8 @@ class GPUSpawner(Spawner):
         if req is None:  # apply_user_options was replaced by the admin's own hook
             await self.apply_spawn_options(self.user_options)
             req, self.gpu_request = self.gpu_request, None
-        self.allocation = await self._allocate(req) if req["units"] else None
+        self.spawn_request = req
+        self.allocation = await self._allocate(req) if req["units"] and not self.places_itself else None
         if self.allocation:
             try:
                 await self._wait_for_mps()
@@ -703,7 +712,8 @@ class GPUSpawner(Spawner):
                                          "summary": self.user_options["summary"]}
         self._event(60, "starting server")
         try:
-            if self._server_start_timeout and self.start_timeout > self._server_start_timeout:
+            if (self._server_start_timeout and self.start_timeout > self._server_start_timeout
+                    and not self.places_itself):
                 # the hub's timeout was raised for the wait in the queue: the server's
                 # own start keeps the configured one
                 return await asyncio.wait_for(super().start(), self._server_start_timeout)

@@ -568,3 +568,55 @@ class FakeNVML(types.ModuleType):
 
 def pairs(*ps):
     return {frozenset(p) for p in ps}
+
+
+# --- a real Slurm cluster (the demo's own: spawner/slurm_cluster.py) -----------------------
+
+
+def slurm_unavailable() -> str | None:
+    """Why the Slurm tests cannot run here (None: they can)."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return "a Slurm cluster of the tests' own needs root (munged, slurmd starting jobs as the users)"
+    missing = [t for t in ("munged", "slurmctld", "slurmd", "sbatch") if shutil.which(t) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed (apt-get install slurmctld slurmd slurm-client munge)"
+    return None
+
+
+class Slurm:
+    """Slurm's commands against the cluster whose slurm.conf is ``conf`` (what a
+    site's admin would type)."""
+
+    def __init__(self, conf: Path):
+        self.conf = Path(conf)
+        self.env = {**os.environ, "SLURM_CONF": str(conf)}
+
+    def run(self, *cmd: str, check: bool = True, stdin: str | None = None) -> str:
+        r = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=30, input=stdin)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr}")
+        return r.stdout
+
+    def jobs(self, name: str | None = None, states: str = "all") -> list:
+        """squeue's jobs (gpuhub.slurm.QueueLine), all states by default (the
+        cluster keeps ended jobs for MinJobAge=300 s)."""
+        from gpuhub.slurm import SQUEUE_FORMAT, parse_squeue
+
+        args = ["squeue", "-h", "-t", states, "-o", SQUEUE_FORMAT] + (["-n", name] if name else [])
+        return parse_squeue(self.run(*args))
+
+    def job(self, job_id: str):
+        """scontrol show job -d (gpuhub.slurm.JobInfo)."""
+        from gpuhub.slurm import parse_job
+
+        return parse_job(self.run("scontrol", "show", "job", "-d", job_id))
+
+    def sbatch(self, *args: str, script: str = "#!/bin/sh\nexec sleep 600\n") -> str:
+        """Submit a job as root (outside gpuhub); its id."""
+        return self.run("sbatch", "--parsable", "--mem=256M", "--output=/dev/null", *args,
+                        stdin=script).strip().split(";")[0]
+
+    def scancel(self, job_id: str) -> None:
+        self.run("scancel", job_id)

@@ -15,6 +15,7 @@ api.utilisation               utilisation
 api.audit                     audit
 api.reservations              reservations, reservations/{id}
 api.hosts                     hosts/{name}/register|heartbeat|drain|undrain
+api.external                  external
 ============================  ==========================================
 
 The admin panel's pages (gpu_allocator.admin) are routed beside these by the app.
@@ -24,9 +25,11 @@ from __future__ import annotations
 
 from gpuhub.api import HealthHandler
 
-from . import allocations, audit, estimates, hosts, pool, queue, quotas, reservations, usage, utilisation
+from . import (
+    allocations, audit, estimates, external, hosts, pool, queue, quotas, reservations, usage, utilisation,
+)
 
-RESOURCES = (pool, allocations, queue, estimates, quotas, usage, utilisation, audit, reservations, hosts)
+RESOURCES = (pool, allocations, queue, estimates, quotas, usage, utilisation, audit, reservations, hosts, external)
 
 
 def routes(prefix: str, service) -> list:

@@ -27,6 +27,10 @@ class HostState(str, enum.Enum):
     DRAINED = "drained"
     FENCING = "fencing"
     LOST = "lost"
+    #: owned by another scheduler (Slurm: the inventory's ``owner: slurm``): that
+    #: scheduler picks its GPUs, the allocator only mirrors what it granted
+    #: (external allocations, core.external) and never places its own shares there
+    EXTERNAL = "external"
 
     def __str__(self) -> str:
         return self.value
@@ -74,6 +78,7 @@ class Host:
     devices: tuple[Device, ...]
     cpus: float
     memory_mb: int
+    #: EXTERNAL: owned by another scheduler (never placed on)
     state: HostState = HostState.UP
     #: pairwise link scores between device indexes (higher: better linked),
     #: from the agent's NVML topology (see core.topology); None: islands only
@@ -131,6 +136,10 @@ class Allocation:
     #: the client's idempotency key: a retried request gets this allocation back
     key: str | None = None
     released: float | None = None
+    #: an external allocation's scheduler ("slurm") and its job id there; empty
+    #: for the allocator's own shares
+    source: str = ""
+    job: str = ""
 
 
 @dataclass(frozen=True)

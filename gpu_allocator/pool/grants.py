@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from ..core import external
 from ..core.model import Allocation, AllocationState, Request
 from ..store.ledger import Finish, Finished, Insert
 from .commit import GroupCommit
@@ -87,6 +88,33 @@ class Grants:
             if key is not None:
                 live.pending_keys.pop(key, None)
             done.set_result(None)
+        return a, True
+
+    async def record_external(self, grant, user: str, *, cpu: float, mem_mb: int, max_hours: float,
+                              server: str = "", hub_server: str | None = None,
+                              now: float | None = None) -> tuple[Allocation, bool]:
+        """Mirror what another scheduler granted (core.external.Grant) as a live
+        allocation; (allocation, created): a job already mirrored gets its
+        mirror back. Raises RequestError (not its host, no such devices) or
+        StateError (the devices are not free here: a mirror that is stale)."""
+        state = self.live.state
+        existing = external.mirrored(state, grant.source, grant.job)
+        if existing is not None:
+            return existing, False
+        shares = external.shares_of(state, grant)
+        a = Allocation(
+            id=secrets.token_hex(8), user=user, host=grant.host, units=sum(s.units for s in shares),
+            cpu=cpu, mem_mb=mem_mb, max_hours=max_hours, shares=shares, server=server,
+            created=time.time() if now is None else now, source=grant.source, job=grant.job,
+        )
+        state.grant(a)  # takes capacity: before the commit (StateError: nothing changed)
+        self.live.hub_server[a.id] = hub_server
+        try:
+            await self.commit.commit([Insert(a, hub_server)])
+        except BaseException:
+            state.release(a.id)
+            self.live.hub_server.pop(a.id, None)
+            raise
         return a, True
 
     async def finish(self, allocation_id: str, state: AllocationState = AllocationState.RELEASED,

@@ -105,7 +105,8 @@ class Hosts:
             if rec is not None and rec.source == "agent" and source != "agent":
                 continue
             drained = rec.drained if rec else False
-            h = replace(h, state=HostState.DRAINED if drained else HostState.UP)
+            if h.state != HostState.EXTERNAL:  # another scheduler's host stays its own
+                h = replace(h, state=HostState.DRAINED if drained else HostState.UP)
             self._check_devices(h)
             ops.append(PutHost(h, source, drained=drained, details=pools_details(h, None)))
             put.append((h, drained))

@@ -136,6 +136,7 @@ class LivePool:
     # grants
     grant = _part("grants", "grant")
     finish = _part("grants", "finish")
+    record_external = _part("grants", "record_external")
     get = _part("grants", "get")
     spans = _part("grants", "spans")
     # the queue

@@ -213,6 +213,8 @@ def _allocation(row, shares: tuple[Share, ...]) -> Allocation:
         created=row.created_at,
         key=row.idem_key,
         released=row.released_at,
+        source=row.source or "",
+        job=row.external_id or "",
     )
 
 
@@ -403,6 +405,7 @@ class Ledger:
                             "max_hours": a.max_hours, "state": a.state.value,
                             "created_at": a.created, "released_at": None,
                             "idem_key": a.key, "hub_server": op.hub_server, "models": None,
+                            "source": a.source or None, "external_id": a.job or None,
                         }
                     )
                     shares.extend(

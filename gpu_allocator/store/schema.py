@@ -75,6 +75,10 @@ class AllocationRow(Base):
     models: Mapped[list | None] = mapped_column(JSON, nullable=True)
     #: the user extended its run time once (max_hours is the extended one)
     extended: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    #: an external allocation's scheduler ("slurm"; NULL: the allocator's own share)
+    source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: its job id in that scheduler
+    external_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     shares: Mapped[list[ShareRow]] = relationship(
         back_populates="allocation", cascade="all, delete-orphan", order_by="ShareRow.id"
     )

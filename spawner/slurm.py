@@ -1,0 +1,546 @@
+"""The Slurm runtime: each server is one Slurm batch job, and Slurm decides.
+
+Whoever owns the nodes decides: Slurm picks the node and the GPUs. gpuhub checks
+the request and the user's quota before it submits (the allocator's dry run, in
+GPUSpawner.apply_gpu_options: a refusal is a 400 and nothing is submitted),
+shows Slurm's reason and start estimate while the job waits, and mirrors what
+Slurm granted into the allocator as an *external allocation* once it runs
+(``POST external``: the node and the GRES indices of ``scontrol show job -d``),
+so the pool map, GPU-hours and quotas see it.
+
+- start: ``sbatch --parsable`` (as root: ``--uid``/``--gid`` of the user's
+  account, as the local runtime runs servers as the users) of a script that
+  execs the servers' Python (spawner/serverenv.py); the job's environment is
+  the server's (``--export=ALL`` of sbatch's own, which holds it);
+- pending: ``squeue --start`` every slurm_poll_seconds, its reason and start
+  estimate on the progress page;
+- running: ``scontrol show job -d`` → node, GRES indices → ``POST external``;
+  the server's address is the node's NodeAddr and the port gpuhub picked;
+- stop: ``scancel``, then the mirror is released (GPUSpawner.stop);
+- poll: a job that Slurm ended (scancel outside gpuhub, its time limit, a failed
+  node) ends the server, with the reason for the user (``stop_reason``);
+- the job id is in the spawner's state: a restarted hub finds its jobs again,
+  and a job left behind by a hub that crashed while one was pending is
+  cancelled before the next is submitted (never two jobs for one server).
+
+What batchspawner 1.3.0 would have given (templated scripts, a poll by
+``squeue``) is a few lines here; nothing of it is kept: its job scripts and
+state do not fit the GPU life cycle (dry run before submitting, the mirror after
+the job runs), and its tests fake ``sbatch``. The pure builders (``gres_args``,
+``sbatch_args``, ``batch_script``) are tested without a cluster
+(tests/test_slurm_unit.py); the rest against a real one (tests/test_slurm_e2e.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import pwd
+import re
+import shlex
+import shutil
+import time
+
+from jupyterhub.spawner import SpawnException, Spawner
+from jupyterhub.utils import random_port
+from traitlets import Bool, Float, Int, List, Unicode
+
+from gpu_allocator.client import AllocatorError
+from gpuhub.slurm import SQUEUE_FORMAT, JobInfo, SlurmOutputError, parse_job, parse_squeue, pending_message
+
+from .gpu_env import describe
+from .gpuspawner import GPUSpawner
+from .slurm_cluster import gres_type
+
+_SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+class SlurmError(RuntimeError):
+    """A Slurm command failed; the message has its stderr."""
+
+
+# --- what is submitted: pure builders ---------------------------------------------------
+
+
+def job_name(user: str, server: str = "") -> str:
+    """``gpuhub-USER`` or ``gpuhub-USER-SERVER``: how a server's job is found
+    in ``squeue`` (and cancelled when a crash left it behind)."""
+    return f"gpuhub-{user}" + (f"-{server}" if server else "")
+
+
+def time_limit(max_hours: float) -> str:
+    """sbatch's ``--time`` in whole minutes (rounded up) from max_hours."""
+    return str(max(1, math.ceil(float(max_hours) * 60 - 1e-9)))
+
+
+def gres_args(request: dict, units_per_gpu: int, shards_per_gpu: int) -> list[str]:
+    """``--gres`` for a share: whole GPUs as ``gpu[:type]:N`` (a type when one
+    model is asked for), a fraction as ``shard:K`` of the node's shards_per_gpu
+    per GPU; [] for no GPU. Raises ValueError for a fraction the cluster
+    cannot express (no shards, or not a whole number of them)."""
+    units = int(request.get("units") or 0)
+    if units <= 0:
+        return []
+    models = list(request.get("gpu_model") or [])
+    if units % units_per_gpu == 0:
+        n = units // units_per_gpu
+        typed = f"{gres_type(models[0])}:" if len(models) == 1 else ""
+        return [f"--gres=gpu:{typed}{n}"]
+    if units > units_per_gpu:
+        raise ValueError("more than one GPU must be a whole number of GPUs")
+    if not shards_per_gpu:
+        raise ValueError("this Slurm cluster declares no shards: ask for whole GPUs")
+    shards, rest = divmod(units * shards_per_gpu, units_per_gpu)
+    if rest or not shards:
+        step = units_per_gpu / shards_per_gpu / units_per_gpu
+        raise ValueError(f"a fraction on Slurm must be a multiple of {step:g} GPU "
+                         f"(1 of the {shards_per_gpu} shards of a GPU)")
+    return [f"--gres=shard:{shards}"]
+
+
+def sbatch_args(request: dict, *, user: str, server: str, units_per_gpu: int, shards_per_gpu: int,
+                partition: str = "", workdir: str = "", output: str = "",
+                account: tuple[int, int] | None = None, extra: list[str] = ()) -> list[str]:
+    """The arguments of ``sbatch`` for one server (the script comes on stdin):
+    its name, GRES, CPUs, memory and time limit from the validated request
+    (the allocator's dry run: ``units``, ``cpu``, ``mem`` in M, ``max_hours``)."""
+    args = ["--parsable", f"--job-name={job_name(user, server)}", "--nodes=1", "--ntasks=1",
+            f"--cpus-per-task={max(1, math.ceil(float(request.get('cpu') or 1)))}",
+            f"--mem={request.get('mem') or '1024M'}", f"--time={time_limit(request.get('max_hours') or 8)}",
+            "--export=ALL"]
+    args += gres_args(request, units_per_gpu, shards_per_gpu)
+    if partition:
+        args.append(f"--partition={partition}")
+    if workdir:
+        args.append(f"--chdir={workdir}")
+    if output:
+        args.append(f"--output={output}")
+    if account is not None:
+        args += [f"--uid={account[0]}", f"--gid={account[1]}"]
+    return [*args, *extra]
+
+
+def batch_script(cmd: list[str]) -> str:
+    """The job's script: it replaces itself with the server (exec), so that the
+    job ends when the server does and scancel's signal reaches it."""
+    return "\n".join([
+        "#!/bin/bash",
+        "# a gpuhub single-user server (spawner/slurm.py)",
+        # the GPUs Slurm gave the job, for the session's panel and logs
+        'export GPUHUB_SLURM_JOB="$SLURM_JOB_ID" GPUHUB_HOST="$SLURMD_NODENAME"',
+        f"exec {shlex.join(cmd)}",
+        "",
+    ])
+
+
+def mirror_body(job: JobInfo, request: dict, *, user: str, server: str, units_per_gpu: int,
+                shards_per_gpu: int) -> dict | None:
+    """The allocator's ``POST external`` body for a running job: its node, the
+    GPU indices it holds and the units on each (whole GPUs, or its shards'
+    share of one); None when it holds no GPU."""
+    uses = job.gres.get(job.node) or next(iter(job.gres.values()), [])
+    gpus = [u for u in uses if u.name == "gpu" and u.indexes]
+    shards = [u for u in uses if u.name == "shard" and u.indexes]
+    if gpus:
+        indexes = sorted({i for u in gpus for i in u.indexes})
+        units_each = units_per_gpu
+    elif shards and shards_per_gpu:
+        indexes = sorted({i for u in shards for i in u.indexes})
+        count = sum(u.count for u in shards)
+        units_each = max(1, count * units_per_gpu // (shards_per_gpu * len(indexes)))
+    else:
+        return None
+    return {
+        "source": "slurm", "job": job.job_id, "host": job.node, "devices": indexes, "units_each": units_each,
+        "user": user, "server": server, "cpu": request.get("cpu"), "mem": request.get("mem"),
+        "max_hours": request.get("max_hours"),
+    }
+
+
+def end_reason(job: JobInfo | None, job_id: str) -> str:
+    """Why a server's job is no longer running, for the user (stop_reason)."""
+    if job is None:
+        why = f"its Slurm job {job_id} is gone from Slurm (it ended a while ago)"
+    elif job.state == "CANCELLED":
+        why = f"its Slurm job {job_id} was cancelled (scancel, outside gpuhub)"
+    elif job.state == "TIMEOUT":
+        why = f"its Slurm job {job_id} reached its time limit ({job.time_limit})"
+    elif job.state in ("NODE_FAIL", "BOOT_FAIL"):
+        why = f"the node {job.node or '?'} of its Slurm job {job_id} failed"
+    elif job.state == "PREEMPTED":
+        why = f"its Slurm job {job_id} was preempted by a job of higher priority"
+    elif job.state == "OUT_OF_MEMORY":
+        why = f"its Slurm job {job_id} ran out of memory"
+    else:
+        why = f"its Slurm job {job_id} ended ({job.state}, exit code {job.exit_code or '?'})"
+    return (f"Your previous server was stopped: {why}. Its GPUs are free for others; "
+            "unsaved work in that session is lost. Start a new server to continue.")
+
+
+# --- the runtime -----------------------------------------------------------------------------
+
+
+class SlurmRuntime(Spawner):
+    """Servers as Slurm batch jobs (the runtime; SlurmGPUSpawner adds the GPU
+    life cycle). Configure it as ``c.SlurmGPUSpawner.…``."""
+
+    slurm_conf = Unicode(
+        "",
+        help="""Path of the cluster's slurm.conf, given to every Slurm command as
+        SLURM_CONF, e.g. ``/etc/slurm/slurm.conf``.
+
+        Default empty: Slurm's own default (what ``sbatch`` on the hub's PATH
+        uses). The demo sets it to its own cluster's
+        (``$GPUHUB_DATA_DIR/slurm/slurm.conf``) or to ``$GPUHUB_SLURM_CONF``.
+        """,
+    ).tag(config=True)
+
+    partition = Unicode(
+        "",
+        help="""The Slurm partition servers are submitted to, e.g. ``gpu``.
+
+        Default empty: the cluster's default partition.
+        """,
+    ).tag(config=True)
+
+    shards_per_gpu = Int(
+        10,
+        help="""How many ``shard`` GRES each GPU of the cluster has (gres.conf's
+        ``Name=shard Count=`` divided by the node's GPUs), e.g. 10: a fraction of
+        0.5 GPU is submitted as ``--gres=shard:5``. 0: the cluster has no
+        shards, and only whole GPUs are offered.
+
+        Default 10, the demo cluster's (spawner/slurm_cluster.py): fractions in
+        steps of 0.1 GPU. Shards share a GPU without fencing its memory.
+        """,
+    ).tag(config=True)
+
+    job_output = Unicode(
+        "/tmp/gpuhub-slurm-%u-%j.log",
+        help="""Where a server's job writes its output on the compute node (sbatch
+        ``--output``; Slurm's patterns: ``%j`` job id, ``%u`` user, ``%x`` job
+        name), e.g. ``/scratch/%u/gpuhub-%j.log``.
+
+        Default ``/tmp/gpuhub-slurm-%u-%j.log``: a folder every account can write
+        on every node (the user's home may not exist on the node yet), one file
+        per user and job (job ids start again in a new cluster: another
+        user's old file must not be in the way). The demo's own cluster puts
+        them in its runtime folder, removed with it.
+        """,
+    ).tag(config=True)
+
+    sbatch_extra_args = List(
+        Unicode(),
+        help="""Further sbatch arguments for every server's job, e.g.
+        ``["--account=physics", "--qos=interactive"]``.
+
+        Default none.
+        """,
+    ).tag(config=True)
+
+    slurm_poll_seconds = Float(
+        2.0,
+        help="""While a server's job waits in Slurm's queue, how often (seconds)
+        the spawner asks ``squeue --start`` for its reason and estimate (shown on
+        the progress page).
+
+        Default 2 seconds: a job that starts is seen within one scheduling pass,
+        at one small query per waiting spawn.
+        """,
+    ).tag(config=True)
+
+    slurm_command_timeout = Float(
+        30.0,
+        help="""How long (seconds) a Slurm command (sbatch, squeue, scontrol,
+        scancel) may take before it counts as failed.
+
+        Default 30 seconds: Slurm's own MessageTimeout is 10 s, and a busy
+        controller answers within a few.
+        """,
+    ).tag(config=True)
+
+    server_ip = Unicode(
+        "0.0.0.0",
+        help="""The address the server binds on its compute node, e.g.
+        ``0.0.0.0``; the hub reaches it at the node's NodeAddr.
+
+        Default ``0.0.0.0``: the hub is on another machine than the node on a
+        real cluster, and the node's own address is not known before Slurm
+        picks it. The server authenticates every request with the hub.
+        """,
+    ).tag(config=True)
+
+    create_system_users = Bool(
+        False,
+        help="""When the hub runs as root and a user has no system account, create
+        one (``useradd -m``) before the first job, as LocalGPUSpawner's.
+
+        Default False: a cluster's accounts are the site's to make (and must exist
+        on every node); the demo turns it on for its one-machine cluster.
+        """,
+    ).tag(config=True)
+
+    #: the server's Slurm job id (in the spawner's state) and its node
+    job_id: str | None = None
+    job_node: str | None = None
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.job_id = state.get("slurm_job_id")
+        self.job_node = state.get("slurm_node")
+
+    def get_state(self):
+        state = super().get_state()
+        if self.job_id:
+            state["slurm_job_id"] = self.job_id
+            state["slurm_node"] = self.job_node
+        return state
+
+    def clear_state(self):
+        super().clear_state()
+        self.job_id = self.job_node = None
+
+    # --- Slurm's commands -----------------------------------------------------------------
+
+    def slurm_env(self, base: dict | None = None) -> dict:
+        env = dict(os.environ if base is None else base)
+        if self.slurm_conf:
+            env["SLURM_CONF"] = self.slurm_conf
+        return env
+
+    async def slurm(self, *cmd: str, stdin: str | None = None, env: dict | None = None,
+                    check: bool = True) -> tuple[int, str, str]:
+        """Run a Slurm command; (exit code, stdout, stderr). ``check``: raise
+        SlurmError unless it exits 0."""
+        exe = shutil.which(cmd[0], path=os.environ.get("PATH")) or cmd[0]
+        proc = await asyncio.create_subprocess_exec(
+            exe, *cmd[1:], env=self.slurm_env(env),
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None),
+                                              self.slurm_command_timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            raise SlurmError(f"{cmd[0]} did not answer within {self.slurm_command_timeout:g} s") from None
+        rc, text, errors = proc.returncode, out.decode(errors="replace"), err.decode(errors="replace").strip()
+        if check and rc != 0:
+            raise SlurmError(f"{' '.join(cmd[:2])} failed (exit {rc}): {errors}")
+        return rc, text, errors
+
+    async def job(self, job_id: str) -> JobInfo | None:
+        """``scontrol show job -d``; None when Slurm no longer knows the job.
+        Raises SlurmError when Slurm does not answer."""
+        rc, out, err = await self.slurm("scontrol", "show", "job", "-d", job_id, check=False)
+        if rc != 0:
+            if "Invalid job id" in err:
+                return None
+            raise SlurmError(f"scontrol show job {job_id} failed (exit {rc}): {err}")
+        return parse_job(out)
+
+    async def node_address(self, node: str) -> str:
+        _, out, _ = await self.slurm("scontrol", "show", "node", node)
+        m = re.search(r"NodeAddr=(\S+)", out)
+        return m.group(1) if m else node
+
+    # --- accounts ----------------------------------------------------------------------------
+
+    async def account(self) -> tuple[int, int, str] | None:
+        """(uid, gid, home) of the user's account when the hub is root (jobs run
+        as it); None otherwise (jobs run as the hub's account)."""
+        if os.getuid() != 0:
+            return None
+        name = self.user.name
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            if not self.create_system_users:
+                raise SpawnException(
+                    f"There is no system account for {name!r}; ask an admin to create it on the hub "
+                    "and every Slurm node (or enable SlurmGPUSpawner.create_system_users).",
+                    reason="no-account", status_code=500) from None
+            if not _SAFE_NAME.match(name):
+                raise SpawnException(f"{name!r} is not a valid system account name", reason="no-account") from None
+            proc = await asyncio.create_subprocess_exec("useradd", "-m", "-s", "/bin/bash", name,
+                                                        stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.STDOUT)
+            out, _ = await proc.communicate()
+            if proc.returncode not in (0, 9):
+                raise SpawnException(f"could not create system account {name!r}: {out.decode().strip()}",
+                                     reason="no-account", status_code=500) from None
+            pw = pwd.getpwnam(name)
+        return pw.pw_uid, pw.pw_gid, pw.pw_dir
+
+    # --- life cycle ------------------------------------------------------------------------------
+
+    def progress_event(self, progress: int, message: str) -> None:
+        """A progress event (SlurmGPUSpawner: on the spawn page)."""
+        self.log.info("%s: %s", self._log_name, message)
+
+    def save_state(self) -> None:
+        """Write the job id into the hub's database now (JupyterHub writes the
+        state only once start returns): a hub that crashes while the job waits
+        finds it on restart."""
+        try:
+            self.orm_spawner.state = self.get_state()
+            self.db.commit()
+        except Exception as e:  # never fail a spawn over it
+            self.log.warning("%s: could not save the Slurm job id early: %s", self._log_name, e)
+
+    async def cancel_leftovers(self, name: str) -> None:
+        """Jobs of this server left behind (a hub that crashed while one
+        waited, before its id was saved): cancelled, never a second job."""
+        rc, out, _ = await self.slurm("squeue", "-h", "-n", name, "-o", SQUEUE_FORMAT, check=False)
+        left = [line.job_id for line in parse_squeue(out)] if rc == 0 else []
+        if left:
+            self.log.warning("%s: cancelling Slurm job(s) %s left behind", self._log_name, ", ".join(left))
+            await self.slurm("scancel", *left, check=False)
+
+    async def submit(self, request: dict) -> str:
+        account = await self.account()
+        self.port = random_port()
+        self.ip = self.server_ip
+        env = self.get_env()
+        home = account[2] if account else os.getcwd()
+        if account:
+            name = self.user.name
+            env.update(USER=name, LOGNAME=name, HOME=home, SHELL="/bin/bash")
+        # Slurm sets the job's GPUs; the hub's notion of "none yet" must not win
+        for key in ("CUDA_VISIBLE_DEVICES", "GPUHUB_ALLOCATION", "GPUHUB_HOST"):
+            env.pop(key, None)
+        env["GPUHUB_GPUS"] = str(request.get("gpus") or "0")
+        env = {**{k: v for k, v in os.environ.items() if k == "PATH" or k.startswith("LC_") or k == "LANG"},
+               **env}
+        try:
+            args = sbatch_args(
+                request, user=self.user.name, server=self.name,
+                units_per_gpu=int(request.get("units_per_gpu") or 20), shards_per_gpu=self.shards_per_gpu,
+                partition=self.partition, workdir=home, output=self.job_output,
+                account=account[:2] if account else None, extra=list(self.sbatch_extra_args),
+            )
+        except ValueError as e:
+            raise SpawnException(str(e), reason="invalid", status_code=400) from None
+        await self.cancel_leftovers(job_name(self.user.name, self.name))
+        script = batch_script([*self.cmd, *self.get_args()])
+        try:
+            _, out, _ = await self.slurm("sbatch", *args, stdin=script, env=env)
+        except SlurmError as e:
+            raise SpawnException(f"Slurm refused the job: {e}", reason="slurm", status_code=503) from None
+        job_id = out.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise SpawnException(f"sbatch answered {out.strip()!r}, not a job id", reason="slurm", status_code=503)
+        return job_id
+
+    async def wait_running(self, job_id: str) -> JobInfo:
+        """Until the job runs: Slurm's reason and start estimate as progress
+        events (when they change). Raises SpawnException if it ends first."""
+        shown = None
+        while True:
+            rc, out, _ = await self.slurm("squeue", "--start", "-h", "-j", job_id, "-o", SQUEUE_FORMAT, check=False)
+            lines = parse_squeue(out) if rc == 0 else []
+            if lines and lines[0].state == "PENDING":
+                message = pending_message(lines[0], time.time())
+                if message != shown:
+                    self.progress_event(20, f"Slurm job {job_id}: {message}")
+                    shown = message
+            else:
+                info = await self.job(job_id)
+                if info is None or not (info.holding or info.waiting):
+                    raise SpawnException(end_reason(info, job_id).replace("Your previous server was stopped",
+                                                                          "Your server could not start"),
+                                         reason="slurm", status_code=503)
+                if info.holding:
+                    return info
+            await asyncio.sleep(self.slurm_poll_seconds)
+
+    async def start(self):
+        request = getattr(self, "spawn_request", None) or {}
+        self.job_id = await self.submit(request)
+        self.job_node = None
+        self.save_state()
+        self.progress_event(15, f"submitted Slurm job {self.job_id} ({job_name(self.user.name, self.name)})")
+        try:
+            info = await self.wait_running(self.job_id)
+            self.job_node = info.node
+            await self.job_started(info, request)
+            address = await self.node_address(info.node)
+        except BaseException:
+            await self.cancel_job("the spawn failed or was cancelled")
+            raise
+        return address, self.port
+
+    async def job_started(self, info: JobInfo, request: dict) -> None:
+        """The job runs (SlurmGPUSpawner mirrors its GPUs here)."""
+        self.progress_event(50, f"Slurm job {info.job_id} runs on {info.node}")
+
+    async def cancel_job(self, why: str) -> None:
+        job_id, self.job_id = self.job_id, None
+        if not job_id:
+            return
+        self.log.info("%s: scancel %s (%s)", self._log_name, job_id, why)
+        try:
+            await self.slurm("scancel", job_id)
+            deadline = time.monotonic() + self.slurm_command_timeout
+            while time.monotonic() < deadline:
+                info = await self.job(job_id)
+                if info is None or not (info.holding or info.waiting):
+                    return
+                await asyncio.sleep(0.5)
+            self.log.warning("%s: Slurm job %s still ends after %g s", self._log_name, job_id,
+                             self.slurm_command_timeout)
+        except SlurmError as e:
+            self.job_id = job_id  # keep it: a later stop tries again
+            self.log.error("%s: could not cancel Slurm job %s: %s", self._log_name, job_id, e)
+
+    async def stop(self, now=False):
+        await self.cancel_job("server stopped")
+
+    async def poll(self):
+        """None while the job runs (or Slurm cannot say); else 1, with the reason
+        for the user in ``stop_reason``."""
+        if not self.job_id:
+            return 0
+        try:
+            info = await self.job(self.job_id)
+        except (SlurmError, SlurmOutputError) as e:
+            self.log.warning("%s: cannot ask Slurm about job %s (%s); assuming it runs",
+                             self._log_name, self.job_id, e)
+            return None
+        if info is not None and (info.holding or info.waiting):
+            return None
+        self.stop_reason = end_reason(info, self.job_id)
+        self.log.warning("%s: Slurm job %s ended (%s)", self._log_name, self.job_id,
+                         info.state if info else "unknown to Slurm")
+        self.job_id = None
+        return 1
+
+
+class SlurmGPUSpawner(GPUSpawner, SlurmRuntime):
+    """GPU shares on a Slurm cluster: Slurm places them, the allocator validates
+    before and mirrors after (see the module docstring)."""
+
+    places_itself = True
+
+    def progress_event(self, progress: int, message: str) -> None:
+        self._event(progress, message)
+
+    async def job_started(self, info: JobInfo, request: dict) -> None:
+        uses = ", ".join(f"{u.name}{':' + u.type if u.type else ''}:{u.count}(IDX:{','.join(map(str, u.indexes))})"
+                         for u in info.gres.get(info.node, []))
+        self._event(45, f"Slurm job {info.job_id} runs on {info.node}" + (f" with {uses}" if uses else ""))
+        body = mirror_body(info, request, user=self.user.name, server=self.name,
+                           units_per_gpu=int(request.get("units_per_gpu") or 20),
+                           shards_per_gpu=self.shards_per_gpu)
+        if body is None:
+            return
+        try:
+            self.allocation = await self.allocator_client.call("POST", "external", body)
+        except AllocatorError as e:
+            # the job runs whatever the mirror says: Slurm decides; the pool map
+            # lacks it until the allocator is back (logged, not fatal)
+            self.log.error("%s: could not mirror Slurm job %s into the allocator: %s",
+                           self._log_name, info.job_id, e.message)
+            return
+        self._event(50, f"allocated {describe(self.allocation)} (Slurm job {info.job_id})")

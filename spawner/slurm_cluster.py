@@ -1,0 +1,374 @@
+"""A real one-node Slurm cluster for the demo and the tests: munge, slurmctld
+and slurmd, with GPU GRES on character-device files (``mknod … c 195 N``: no
+GPU needed) for one host of gpuhub's inventory.
+
+``GPUHUB_RUNTIME=slurm make demo`` starts one (hub_config/jupyterhub_config.py)
+unless ``GPUHUB_SLURM_CONF`` names a site's cluster; the tests start the same
+way. Root only (munged runs as ``munge``, slurmd starts jobs as the users).
+
+Where its files live:
+
+- ``DATA/`` (``$GPUHUB_DATA_DIR/slurm``): ``slurm.conf``, ``gres.conf``, the
+  controller's state, the logs and the pid files;
+- ``/run/gpuhub-slurm/TAG/`` (TAG: a hash of DATA): what other accounts must
+  reach — munged's socket (munge runs as ``munge``), slurmd's spool (batch
+  scripts run as the users) and the device files. A data dir under a private
+  folder (0700) works.
+
+Ports are picked free when the config is written; a cluster whose controller
+still runs is reused (``start`` is idempotent). The pure builders
+(``slurm_conf``, ``gres_conf``) are unit-tested; ``python -m
+spawner.slurm_cluster start|stop|status DATA [--inventory FILE --host NAME]``
+drives it from a shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: where the parts other accounts must reach live (one folder per cluster)
+RUNTIME_ROOT = Path("/run/gpuhub-slurm")
+#: shards per GPU the demo cluster declares (a fraction of 0.5 → 5 shards)
+SHARDS_PER_GPU = 10
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot start; the message says which daemon and its log."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One Slurm node: a gpuhub host's name, CPUs, memory and GPUs by model
+    (in device-index order)."""
+
+    name: str
+    cpus: int
+    memory_mb: int
+    gpus: tuple[tuple[str, int], ...]  # (model, count), device-index order
+    addr: str = "127.0.0.1"
+
+
+def gres_type(model: str) -> str:
+    """A GPU model as a Slurm GRES type: ``A100-SXM4-80GB`` → ``a100_sxm4_80gb``
+    (lower case, letters, digits and ``_``)."""
+    return re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_") or "gpu"
+
+
+def node_gres(node: Node, shards_per_gpu: int = SHARDS_PER_GPU) -> str:
+    """``gpu:a100:4,shard:40`` (slurm.conf's Gres= of the node)."""
+    parts = [f"gpu:{gres_type(m)}:{n}" for m, n in node.gpus]
+    total = sum(n for _, n in node.gpus)
+    if shards_per_gpu and total:
+        parts.append(f"shard:{total * shards_per_gpu}")
+    return ",".join(parts)
+
+
+def slurm_conf(name: str, nodes: list[Node], data: Path, run: Path, ports: tuple[int, int],
+               shards_per_gpu: int = SHARDS_PER_GPU) -> str:
+    """The cluster's slurm.conf: its own ports, state, spool, pid and log paths;
+    linuxproc process tracking and no task plugin (no cgroups needed), the
+    cons_tres selector with memory as a resource, GRES gpu and shard."""
+    ctld_port, slurmd_port = ports
+    lines = [
+        f"# written by gpuhub (spawner/slurm_cluster.py) for {data}",
+        f"ClusterName={name}",
+        "SlurmctldHost=localhost(127.0.0.1)",
+        f"SlurmctldPort={ctld_port}",
+        f"SlurmdPort={slurmd_port}",
+        "AuthType=auth/munge",
+        f"AuthInfo=socket={run / 'munge' / 'munge.socket'}",
+        "CredType=cred/munge",
+        "SlurmUser=root",
+        "SlurmdUser=root",
+        f"StateSaveLocation={data / 'state'}",
+        f"SlurmdSpoolDir={run / 'spool'}/slurmd-%n",
+        f"SlurmctldPidFile={data / 'slurmctld.pid'}",
+        f"SlurmdPidFile={data}/slurmd-%n.pid",
+        f"SlurmctldLogFile={data / 'log' / 'slurmctld.log'}",
+        f"SlurmdLogFile={data}/log/slurmd-%n.log",
+        "ProctrackType=proctrack/linuxproc",
+        "TaskPlugin=task/none",
+        "SelectType=select/cons_tres",
+        "SelectTypeParameters=CR_Core_Memory",
+        "GresTypes=gpu,shard",
+        # the node's CPUs and memory are gpuhub's inventory's, not this machine's
+        "SlurmdParameters=config_overrides",
+        "DefMemPerCPU=512",
+        "MpiDefault=none",
+        "ReturnToService=2",
+        "SchedulerType=sched/backfill",
+        "SchedulerParameters=sched_interval=2,bf_interval=2",
+        "JobAcctGatherType=jobacct_gather/none",
+        "AccountingStorageType=accounting_storage/none",
+        "MessageTimeout=10",
+        "SlurmdTimeout=30",
+        "InactiveLimit=0",
+        "MinJobAge=300",
+        "KillWait=5",
+    ]
+    for n in nodes:
+        lines.append(
+            f"NodeName={n.name} NodeHostname={socket.gethostname()} NodeAddr={n.addr} CPUs={n.cpus} "
+            f"RealMemory={n.memory_mb} Gres={node_gres(n, shards_per_gpu)} State=UNKNOWN"
+        )
+    lines.append(f"PartitionName=gpu Nodes={','.join(n.name for n in nodes)} Default=YES "
+                 "MaxTime=INFINITE State=UP")
+    return "\n".join(lines) + "\n"
+
+
+def gres_conf(nodes: list[Node], dev: Path, shards_per_gpu: int = SHARDS_PER_GPU) -> str:
+    """gres.conf: each node's GPUs as the device files ``dev/NODE/nvidiaI``."""
+    lines = []
+    for n in nodes:
+        index = 0
+        for model, count in n.gpus:
+            files = f"{dev / n.name}/nvidia[{index}-{index + count - 1}]" if count > 1 else \
+                f"{dev / n.name}/nvidia{index}"
+            lines.append(f"NodeName={n.name} Name=gpu Type={gres_type(model)} File={files}")
+            index += count
+        if shards_per_gpu and index:
+            lines.append(f"NodeName={n.name} Name=shard Count={index * shards_per_gpu}")
+    return "\n".join(lines) + "\n"
+
+
+def nodes_from_inventory(path: str | os.PathLike, names: list[str] | None = None) -> list[Node]:
+    """The inventory's hosts (``names``: only those) as Slurm nodes."""
+    from gpu_allocator.inventory import load_inventory
+
+    out = []
+    for h in load_inventory(path):
+        if names and h.name not in names:
+            continue
+        gpus: list[tuple[str, int]] = []
+        for d in h.devices:
+            if gpus and gpus[-1][0] == d.model:
+                gpus[-1] = (d.model, gpus[-1][1] + 1)
+            else:
+                gpus.append((d.model, 1))
+        out.append(Node(h.name, max(1, int(h.cpus)), h.memory_mb, tuple(gpus)))
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class SlurmCluster:
+    """A one-machine Slurm cluster in ``data`` (see the module docstring)."""
+
+    def __init__(self, data: str | os.PathLike, nodes: list[Node] | None = None,
+                 shards_per_gpu: int = SHARDS_PER_GPU, runtime_root: Path = RUNTIME_ROOT):
+        self.data = Path(data).resolve()
+        self.nodes = list(nodes or [])
+        self.shards_per_gpu = shards_per_gpu
+        tag = hashlib.sha256(str(self.data).encode()).hexdigest()[:10]
+        self.name = f"gpuhub{tag[:6]}"
+        self.run = runtime_root / tag
+        self.conf = self.data / "slurm.conf"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment Slurm's commands need to reach this cluster."""
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    @property
+    def munge_socket(self) -> Path:
+        return self.run / "munge" / "munge.socket"
+
+    def node_names(self) -> list[str]:
+        """The nodes of the written config (a cluster started earlier)."""
+        if not self.conf.exists():
+            return [n.name for n in self.nodes]
+        return re.findall(r"^NodeName=(\S+)", self.conf.read_text(), re.M)
+
+    def running(self) -> bool:
+        return _alive(self.data / "slurmctld.pid") is not None and \
+            _alive(self.run / "munge" / "munged.pid") is not None
+
+    # --- start -----------------------------------------------------------------------
+
+    def start(self, timeout: float = 60) -> SlurmCluster:
+        """Start munged, slurmctld and one slurmd per node, and wait until every
+        node is idle (or busy with jobs of an earlier start); a cluster that
+        runs already is kept as it is."""
+        if os.geteuid() != 0:
+            raise ClusterError("a Slurm cluster of the demo's own needs root (munged runs as munge, "
+                               "slurmd starts jobs as the users); set GPUHUB_SLURM_CONF to use a site's")
+        for tool in ("munged", "slurmctld", "slurmd", "sinfo"):
+            if shutil.which(tool) is None:
+                raise ClusterError(f"{tool} is not installed: apt-get install slurmctld slurmd slurm-client munge")
+        if self.running():
+            self._wait_nodes(timeout)
+            return self
+        self.stop()  # whatever half of an earlier one is left
+        if not self.nodes:
+            raise ClusterError(f"no nodes to run in {self.data}")
+        for sub in ("state", "log"):
+            (self.data / sub).mkdir(parents=True, exist_ok=True)
+        self._make_runtime_dir()
+        self.conf.write_text(slurm_conf(self.name, self.nodes, self.data, self.run,
+                                        (_free_port(), _free_port()), self.shards_per_gpu))
+        (self.data / "gres.conf").write_text(gres_conf(self.nodes, self.run / "dev", self.shards_per_gpu))
+        self._start_munge()
+        self._daemon(["slurmctld", "-f", str(self.conf)], "slurmctld", self.data / "log" / "slurmctld.log")
+        for n in self.nodes:
+            self._daemon(["slurmd", "-f", str(self.conf), "-N", n.name], f"slurmd of {n.name}",
+                         self.data / "log" / f"slurmd-{n.name}.log")
+        self._wait_nodes(timeout)
+        return self
+
+    def _make_runtime_dir(self) -> None:
+        self.run.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run.parent, 0o755)
+        os.chmod(self.run, 0o755)
+        munge = self.run / "munge"
+        key_dir = munge / "key"
+        key_dir.mkdir(parents=True, exist_ok=True)
+        shutil.chown(munge, "munge", "munge")
+        shutil.chown(key_dir, "munge", "munge")
+        os.chmod(munge, 0o755)  # munged: the socket's folder must be searchable by all
+        os.chmod(key_dir, 0o700)
+        key = key_dir / "munge.key"
+        if not key.exists():
+            key.write_bytes(os.urandom(1024))
+        shutil.chown(key, "munge", "munge")
+        os.chmod(key, 0o400)
+        spool = self.run / "spool"
+        spool.mkdir(exist_ok=True)
+        os.chmod(spool, 0o755)
+        jobs = self.run / "jobs"  # the jobs' output (SlurmGPUSpawner.job_output)
+        jobs.mkdir(exist_ok=True)
+        os.chmod(jobs, 0o1777)
+        for n in self.nodes:
+            dev = self.run / "dev" / n.name
+            dev.mkdir(parents=True, exist_ok=True)
+            for i in range(sum(c for _, c in n.gpus)):
+                path = dev / f"nvidia{i}"
+                if not path.exists():
+                    os.mknod(path, 0o666 | 0o020000, os.makedev(195, i))
+
+    def _start_munge(self) -> None:
+        m = self.run / "munge"
+        cmd = ["runuser", "-u", "munge", "--", "munged", f"--socket={self.munge_socket}",
+               f"--key-file={m / 'key' / 'munge.key'}", f"--pid-file={m / 'munged.pid'}",
+               f"--log-file={m / 'munged.log'}", f"--seed-file={m / 'munged.seed'}"]
+        self._daemon(cmd, "munged", m / "munged.log")
+
+    def _daemon(self, cmd: list[str], what: str, log: Path) -> None:
+        r = subprocess.run(cmd, env=self.env, capture_output=True, text=True, start_new_session=True,
+                           stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            raise ClusterError(f"{what} did not start ({' '.join(cmd)}: exit {r.returncode}): "
+                               f"{r.stderr.strip()} {tail}")
+
+    def sinfo(self) -> dict[str, str]:
+        """{node: state} as ``sinfo`` says (idle, mix, alloc, down, …)."""
+        r = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], env=self.env, capture_output=True,
+                           text=True, timeout=15)
+        if r.returncode != 0:
+            return {}
+        return dict(line.split()[:2] for line in r.stdout.splitlines() if len(line.split()) >= 2)
+
+    def _wait_nodes(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            states = self.sinfo()
+            names = self.node_names()
+            if names and all(states.get(n, "").rstrip("*~#") in ("idle", "mix", "alloc") for n in names):
+                return
+            time.sleep(0.5)
+        raise ClusterError(f"the Slurm nodes did not come up within {timeout:g} s ({states}); "
+                           f"see {self.data / 'log'}")
+
+    # --- stop -----------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 30) -> None:
+        """Cancel every job, stop the daemons, remove the runtime folder. Safe to
+        call on a cluster that is not (or half) running."""
+        if _alive(self.data / "slurmctld.pid") and self.conf.exists():
+            subprocess.run(["scancel", "--full", "--state=PENDING"], env=self.env, capture_output=True, timeout=15)
+            subprocess.run(["scancel", "--full", "--state=RUNNING"], env=self.env, capture_output=True, timeout=15)
+            deadline = time.monotonic() + timeout / 2
+            while time.monotonic() < deadline:
+                r = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%T"], env=self.env,
+                                   capture_output=True, text=True, timeout=15)
+                live = [s for s in r.stdout.split() if s not in ("COMPLETED", "CANCELLED", "FAILED",
+                                                                 "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+                                                                 "PREEMPTED", "BOOT_FAIL", "DEADLINE")]
+                if r.returncode != 0 or not live:
+                    break
+                time.sleep(0.5)
+        pidfiles = sorted(self.data.glob("slurmd-*.pid")) + [self.data / "slurmctld.pid",
+                                                             self.run / "munge" / "munged.pid"]
+        for pidfile in pidfiles:
+            pid = _alive(pidfile)
+            if pid is None:
+                continue
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout / 3
+            while time.monotonic() < deadline and _alive(pidfile) == pid:
+                time.sleep(0.1)
+            if _alive(pidfile) == pid:
+                os.kill(pid, signal.SIGKILL)
+            pidfile.unlink(missing_ok=True)
+        # job steps outlive slurmd; none of this cluster's may outlive it
+        for p in Path("/proc").iterdir():
+            if not p.name.isdigit():
+                continue
+            try:
+                cmd = (p / "cmdline").read_bytes()
+            except OSError:
+                continue
+            try:
+                if cmd.startswith(b"slurmstepd") and f"SLURM_CONF={self.conf}".encode() in (p / "environ").read_bytes():
+                    os.kill(int(p.name), signal.SIGKILL)
+            except OSError:
+                continue
+        shutil.rmtree(self.run, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m spawner.slurm_cluster", description=__doc__.split("\n\n")[0])
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("data", help="the cluster's folder (the demo's: $GPUHUB_DATA_DIR/slurm)")
+    p.add_argument("--inventory", help="gpuhub inventory (YAML) whose hosts become nodes (start)")
+    p.add_argument("--host", action="append", help="only this inventory host (repeatable)")
+    args = p.parse_args(argv)
+    nodes = nodes_from_inventory(args.inventory, args.host) if args.inventory else []
+    cluster = SlurmCluster(args.data, nodes)
+    if args.action == "start":
+        cluster.start()
+        print(f"SLURM_CONF={cluster.conf}")
+    elif args.action == "stop":
+        cluster.stop()
+    else:
+        print("running" if cluster.running() else "stopped", cluster.sinfo())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The Slurm runtime on a real Slurm: the demo with ``GPUHubDemo.runtime =
+"slurm"`` starts its own one-node cluster (munged, slurmctld, slurmd with GPU
+GRES on device files: node-a, 4 × A100, 40 shards) and SlurmGPUSpawner submits
+each server as a batch job. One hub and one cluster for the module.
+
+Needs root and Debian's slurmctld, slurmd, slurm-client and munge; skipped
+otherwise, with the reason."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from spawner.slurm_cluster import SlurmCluster
+from tests.support import API, ENV_CODE, Slurm, slurm_unavailable, wait_for
+
+_reason = slurm_unavailable()
+if _reason:
+    pytest.skip(_reason, allow_module_level=True)
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.hub(config={
+        "GPUHubDemo": {"runtime": "slurm"},
+        # the allocator frees mirrors of jobs gone from squeue within seconds
+        "GPUAllocator": {"slurm_reconcile_interval": 1.0, "slurm_reconcile_grace": 2.0},
+    }),
+]
+
+NODE = "node-a"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster_stopped():
+    """Whatever happens, the module's cluster does not outlive it (the hub stops
+    it at exit; this makes sure, after the hub is done)."""
+    started = []
+    yield started
+    for data in started:
+        SlurmCluster(data).stop()
+
+
+@pytest.fixture(scope="module")
+def slurm(hub, cluster_stopped) -> Slurm:
+    cluster_stopped.append(hub.data_dir / "slurm")
+    return Slurm(hub.data_dir / "slurm" / "slurm.conf")
+
+
+@pytest.fixture(autouse=True)
+def nothing_left(hub, slurm):
+    """Every test leaves no allocation and no running job behind."""
+    yield
+    admin = hub.admin_allocator()
+    leftovers = admin.allocations()
+    for a in leftovers:
+        admin.call("DELETE", f"{API}/allocations/{a['id']}")
+    running = slurm.jobs(states="PENDING,RUNNING")
+    for j in running:
+        slurm.scancel(j.job_id)
+    assert not leftovers, f"allocations leaked by the test: {leftovers}"
+    assert not running, f"jobs left by the test: {running}"
+
+
+def device_shares(pool: dict) -> dict[int, list]:
+    (host,) = [h for h in pool["hosts"] if h["name"] == NODE]
+    return {d["index"]: d["shares"] for d in host["devices"] if d["shares"]}
+
+
+def spawn_ready(user, options: dict, timeout: float = 90) -> float:
+    started = time.monotonic()
+    r = user.spawn(options)
+    assert r.status_code in (201, 202), r.text
+    user.wait_ready(timeout)
+    return time.monotonic() - started
+
+
+def test_one_gpu_is_one_running_job_mirrored_then_stop_cancels_and_frees(hub, slurm):
+    alice = hub.login("gpuhub-sa")
+    assert hub.admin_allocator().pool()["hosts"][0]["state"] == "external"
+    seconds = spawn_ready(alice, {"gpus": 1})
+    (job,) = slurm.jobs("gpuhub-gpuhub-sa", "RUNNING")
+    info = slurm.job(job.job_id)
+    (gres,) = info.gres[NODE]
+    assert (gres.name, gres.type, gres.count) == ("gpu", "a100_sxm4_80gb", 1) and info.node == NODE
+    (allocation,) = alice.allocations()
+    assert allocation["source"] == "slurm" and allocation["job"] == job.job_id and allocation["host"] == NODE
+    assert [d["index"] for d in allocation["devices"]] == list(gres.indexes)
+    shares = device_shares(hub.admin_allocator().pool())
+    assert shares == {gres.indexes[0]: [{
+        "allocation": allocation["id"], "user": "gpuhub-sa", "units": 20, "fraction": "1",
+        "source": "slurm", "job": job.job_id}]}
+    env = json.loads(alice.run_code(ENV_CODE))
+    assert env["CUDA_VISIBLE_DEVICES"] == str(gres.indexes[0])  # Slurm's, by index
+    assert env["USER"] == "gpuhub-sa" and env["uid"] != 0
+    print(f"spawn-to-ready of a 1-GPU JupyterLab under Slurm: {seconds:.1f}s")
+
+    alice.stop()
+    assert slurm.job(job.job_id).state in ("CANCELLED", "COMPLETED")
+    assert alice.allocations() == [] and device_shares(hub.admin_allocator().pool()) == {}
+
+
+def test_fraction_runs_as_a_shard_job_on_one_gpu(hub, slurm):
+    bea = hub.login("gpuhub-sb")
+    spawn_ready(bea, {"gpus": 0.5})
+    (job,) = slurm.jobs("gpuhub-gpuhub-sb", "RUNNING")
+    (gres,) = slurm.job(job.job_id).gres[NODE]
+    assert (gres.name, gres.count, len(gres.indexes)) == ("shard", 5, 1)
+    env = json.loads(bea.run_code(ENV_CODE))
+    assert env["CUDA_VISIBLE_DEVICES"] == str(gres.indexes[0])
+    (allocation,) = bea.allocations()
+    assert allocation["gpus"] == "0.5" and allocation["devices"][0]["index"] == gres.indexes[0]
+    bea.stop()
+
+
+def test_a_spawn_waits_with_slurms_reason_and_starts_when_a_job_ends(hub, slurm):
+    filler = slurm.sbatch("--gres=gpu:4", "--job-name=filler")
+    wait_for(lambda: slurm.job(filler).state == "RUNNING", 30, "the job that takes every GPU")
+    cleo = hub.login("gpuhub-sc")
+    with ThreadPoolExecutor(1) as ex:
+        r = cleo.spawn({"gpus": 1})
+        assert r.status_code == 202, r.text
+        watching = ex.submit(cleo.progress)
+        wait_for(lambda: [j for j in slurm.jobs("gpuhub-gpuhub-sc", "PENDING") if j.reason == "Resources"],
+                 30, "the server's job to wait for Resources")
+        assert cleo.allocations() == []  # nothing mirrored while Slurm has granted nothing
+        time.sleep(3)  # a progress poll or two with the reason
+        slurm.scancel(filler)
+        events = watching.result(timeout=90)
+    messages = [e["message"] for e in events]
+    waiting = [m for m in messages if "waiting in Slurm's queue (Resources" in m]
+    assert waiting, messages
+    assert any(m.startswith("allocated 1 × A100-SXM4-80GB") for m in messages), messages
+    cleo.wait_ready()
+    cleo.stop()
+
+
+def test_scancel_outside_gpuhub_stops_the_server_and_frees_the_mirror(hub, slurm):
+    dan = hub.login("gpuhub-sd")
+    spawn_ready(dan, {"gpus": 1})
+    (job,) = slurm.jobs("gpuhub-gpuhub-sd", "RUNNING")
+    assert dan.allocations()
+    slurm.scancel(job.job_id)
+    dan.wait_stopped(30)
+    wait_for(lambda: dan.allocations() == [], 10, "the mirror to be freed")
+    form = dan.session.get(hub.url + "/hub/spawn").text
+    assert f"its Slurm job {job.job_id} was cancelled" in form
+
+
+def test_reconcile_frees_the_mirror_of_a_job_gone_from_squeue(hub, slurm):
+    """Without the hub's spawner: the allocator's own timer compares its mirrors
+    with squeue."""
+    job = slurm.sbatch("--gres=gpu:2")
+    wait_for(lambda: slurm.job(job).state == "RUNNING", 30, "the job to run")
+    (gres,) = slurm.job(job).gres[NODE]
+    admin = hub.admin_allocator()
+    body = {"source": "slurm", "job": job, "host": NODE, "devices": list(gres.indexes), "user": "gpuhub-se"}
+    r = admin.call("POST", API + "/external", json=body)
+    assert r.status_code == 201, r.text
+    assert admin.call("POST", API + "/external", json=body).json()["id"] == r.json()["id"]  # never twice
+    assert admin.call("GET", API + "/external").json()["allocations"][0]["job"] == job
+    slurm.scancel(job)
+    wait_for(lambda: admin.allocations() == [], 15, "the reconciliation to free the mirror")
+
+
+def test_quota_refusal_submits_nothing(hub, slurm):
+    admin = hub.admin_allocator()
+    r = admin.call("PUT", API + "/quotas/user/gpuhub-sf", json={"gpus": "1"})
+    assert r.status_code == 200, r.text
+    try:
+        fay = hub.login("gpuhub-sf")
+        r = fay.spawn({"gpus": 2})
+        assert r.status_code == 400, r.text
+        assert fay.server() is None
+        assert slurm.jobs("gpuhub-gpuhub-sf") == []
+    finally:
+        admin.call("DELETE", API + "/quotas/user/gpuhub-sf")
+

@@ -1,0 +1,198 @@
+"""The Slurm runtime's pure parts, without a cluster: what is submitted (sbatch
+arguments, the script, GRES for a share), what Slurm's tools print read back
+(real outputs of Slurm 22.05), the demo cluster's config, and external
+allocations in the allocator (core.external, the live pool, the ledger)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gpu_allocator.core.external import Grant, shares_of, stale
+from gpu_allocator.core.model import HostState
+from gpu_allocator.core.state import StateError
+from gpu_allocator.core.validation import RequestError
+from gpu_allocator.inventory import InventoryError, load_inventory
+from gpuhub.slurm import SlurmOutputError, parse_index_list, parse_job, parse_squeue, pending_message
+from spawner.slurm import batch_script, end_reason, gres_args, job_name, mirror_body, sbatch_args, time_limit
+from spawner.slurm_cluster import Node, gres_conf, node_gres, slurm_conf
+from tests.support import box, open_pool, reopen
+
+#: scontrol show job -d of a 2-GPU job, as Slurm 22.05 printed it here
+SHOW_JOB = """\
+JobId=1 JobName=gpuhub-proto
+   UserId=gpuhub-proto(1093) GroupId=gpuhub-proto(1093) MCS_label=N/A
+   Priority=1 Nice=0 Account=(null) QOS=(null)
+   JobState=RUNNING Reason=None Dependency=(null)
+   RunTime=00:00:02 TimeLimit=01:00:00 TimeMin=N/A
+   SubmitTime=2026-12-07T17:13:41 EligibleTime=2026-12-07T17:13:41
+   StartTime=2026-12-07T17:13:41 EndTime=2026-12-07T18:13:41 Deadline=N/A
+   NodeList=node-a
+   ReqNodeList=(null) ExcNodeList=(null)
+   JOB_GRES=gpu:a100:2
+     Nodes=node-a CPU_IDs=0 Mem=4096 GRES=gpu:a100:2(IDX:0-1)
+   ExitCode=0:0
+"""
+SHOW_SHARD = SHOW_JOB.replace("JOB_GRES=gpu:a100:2", "JOB_GRES=shard:5").replace(
+    "GRES=gpu:a100:2(IDX:0-1)", "GRES=shard:5(IDX:2)")
+PENDING = """\
+JobId=2 JobName=s5
+   JobState=PENDING Reason=Resources Dependency=(null)
+   StartTime=Unknown EndTime=Unknown Deadline=N/A
+   NodeList=(null)
+"""
+
+REQUEST = {"gpus": "1", "units": 20, "units_per_gpu": 20, "cpu": "2", "mem": "4096M", "max_hours": 1.5,
+           "gpu_model": []}
+
+
+def test_index_lists():
+    assert parse_index_list("0-1,3") == [0, 1, 3]
+    assert parse_index_list("N/A") == []
+    with pytest.raises(SlurmOutputError):
+        parse_index_list("3-1")
+
+
+def test_scontrol_show_job_reads_node_and_gres():
+    job = parse_job(SHOW_JOB)
+    assert (job.job_id, job.state, job.node, job.user, job.holding) == ("1", "RUNNING", "node-a", "gpuhub-proto", True)
+    (gres,) = job.gres["node-a"]
+    assert (gres.name, gres.type, gres.count, gres.indexes) == ("gpu", "a100", 2, (0, 1))
+    (shard,) = parse_job(SHOW_SHARD).gres["node-a"]
+    assert (shard.name, shard.type, shard.count, shard.indexes) == ("shard", "", 5, (2,))
+    pending = parse_job(PENDING)
+    assert pending.waiting and pending.node == "" and pending.start is None and pending.gres == {}
+
+
+def test_squeue_lines_and_the_pending_message():
+    (line,) = parse_squeue("7|PENDING|Resources|2030-01-01T10:00:00||gpuhub-a\n")
+    assert (line.job_id, line.state, line.reason, line.nodes, line.name) == ("7", "PENDING", "Resources", "", "gpuhub-a")
+    text = pending_message(line, line.start - 600)
+    assert text.startswith("waiting in Slurm's queue (Resources: the GPUs it needs are in use)")
+    assert "at 10:00 (in 10 min)" in text
+    (unknown,) = parse_squeue("8|PENDING|Priority|N/A||x\n")
+    assert "no start estimate yet" in pending_message(unknown, 0)
+
+
+def test_gres_for_whole_gpus_typed_and_fractions_as_shards():
+    assert gres_args({**REQUEST, "units": 0}, 20, 10) == []
+    assert gres_args({**REQUEST, "units": 40}, 20, 10) == ["--gres=gpu:2"]
+    assert gres_args({**REQUEST, "gpu_model": ["A100-SXM4-80GB"]}, 20, 10) == ["--gres=gpu:a100_sxm4_80gb:1"]
+    assert gres_args({**REQUEST, "units": 10}, 20, 10) == ["--gres=shard:5"]
+    with pytest.raises(ValueError, match="multiple of 0.1 GPU"):
+        gres_args({**REQUEST, "units": 1}, 20, 10)
+    with pytest.raises(ValueError, match="no shards"):
+        gres_args({**REQUEST, "units": 10}, 20, 0)
+
+
+def test_sbatch_arguments_and_script():
+    args = sbatch_args(REQUEST, user="ann", server="gpu", units_per_gpu=20, shards_per_gpu=10,
+                       partition="gpu", workdir="/home/ann", output="/tmp/%j.log", account=(1001, 1001),
+                       extra=["--qos=interactive"])
+    assert args == ["--parsable", "--job-name=gpuhub-ann-gpu", "--nodes=1", "--ntasks=1", "--cpus-per-task=2",
+                    "--mem=4096M", "--time=90", "--export=ALL", "--gres=gpu:1", "--partition=gpu",
+                    "--chdir=/home/ann", "--output=/tmp/%j.log", "--uid=1001", "--gid=1001", "--qos=interactive"]
+    assert job_name("ann") == "gpuhub-ann" and time_limit(0.01) == "1" and time_limit(8) == "480"
+    script = batch_script(["/opt/env/bin/python", "-m", "jupyterhub.singleuser", "--arg=a b"])
+    assert script.startswith("#!/bin/bash\n")
+    assert "exec /opt/env/bin/python -m jupyterhub.singleuser '--arg=a b'\n" in script
+
+
+def test_the_mirror_of_a_running_job():
+    body = mirror_body(parse_job(SHOW_JOB), REQUEST, user="ann", server="", units_per_gpu=20, shards_per_gpu=10)
+    assert body["source"] == "slurm" and body["job"] == "1" and body["host"] == "node-a"
+    assert (body["devices"], body["units_each"]) == ([0, 1], 20)
+    shard = mirror_body(parse_job(SHOW_SHARD), REQUEST, user="ann", server="", units_per_gpu=20, shards_per_gpu=10)
+    assert (shard["devices"], shard["units_each"]) == ([2], 10)
+    assert mirror_body(parse_job(PENDING), REQUEST, user="a", server="", units_per_gpu=20, shards_per_gpu=10) is None
+
+
+def test_end_reasons_name_the_job_and_why():
+    job = parse_job(SHOW_JOB.replace("JobState=RUNNING", "JobState=TIMEOUT"))
+    assert "reached its time limit (01:00:00)" in end_reason(job, "1")
+    assert "was cancelled (scancel" in end_reason(parse_job(SHOW_JOB.replace("RUNNING", "CANCELLED")), "1")
+    assert "gone from Slurm" in end_reason(None, "9")
+
+
+def test_demo_cluster_config(tmp_path):
+    node = Node("node-a", 32, 262144, (("A100-SXM4-80GB", 4),))
+    assert node_gres(node) == "gpu:a100_sxm4_80gb:4,shard:40"
+    conf = slurm_conf("c", [node], tmp_path / "data", tmp_path / "run", (7001, 7002))
+    for line in ("ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "SelectType=select/cons_tres",
+                 "GresTypes=gpu,shard", "SlurmctldPort=7001", "SlurmdPort=7002",
+                 f"AuthInfo=socket={tmp_path}/run/munge/munge.socket", f"StateSaveLocation={tmp_path}/data/state"):
+        assert line in conf.splitlines()
+    assert "NodeName=node-a " in conf and "Gres=gpu:a100_sxm4_80gb:4,shard:40" in conf
+    assert gres_conf([node], tmp_path / "dev").splitlines() == [
+        f"NodeName=node-a Name=gpu Type=a100_sxm4_80gb File={tmp_path}/dev/node-a/nvidia[0-3]",
+        "NodeName=node-a Name=shard Count=40",
+    ]
+
+
+def test_inventory_owner(tmp_path):
+    inv = tmp_path / "i.yaml"
+    inv.write_text("hosts:\n  - {name: n, cpus: 4, memory: 8G, owner: slurm, gpus: [{model: L4, count: 2}]}\n")
+    (host,) = load_inventory(inv)
+    assert host.state == HostState.EXTERNAL
+    inv.write_text("hosts:\n  - {name: n, cpus: 4, memory: 8G, owner: kubernetes}\n")
+    with pytest.raises(InventoryError, match="not a scheduler gpuhub mirrors"):
+        load_inventory(inv)
+
+
+def test_shares_of_a_grant_are_checked():
+    from gpu_allocator.core.state import PoolState
+    from dataclasses import replace
+
+    state = PoolState.build([replace(box("s", 4), state=HostState.EXTERNAL), box("own", 2)], units_per_gpu=20)
+    shares = shares_of(state, Grant("slurm", "5", "s", (1, 0), 20))
+    assert [s.device_uuid for s in shares] == ["GPU-s-0", "GPU-s-1"]
+    for grant, words in [(Grant("slurm", "5", "own", (0,), 20), "gpuhub decides there"),
+                         (Grant("slurm", "5", "s", (7,), 20), "no GPU with index 7"),
+                         (Grant("slurm", "5", "s", (0, 0), 20), "listed twice"),
+                         (Grant("pbs", "5", "s", (0,), 20), "source must be"),
+                         (Grant("slurm", "5", "s", (0,), 21), "units_each")]:
+        with pytest.raises(RequestError, match=words):
+            shares_of(state, grant)
+
+
+def test_stale_mirrors_respect_the_grace():
+    from gpu_allocator.core.model import Allocation
+
+    old = Allocation("a", "u", "s", 20, 1, 1024, 8, source="slurm", job="1", created=100.0)
+    new = Allocation("b", "u", "s", 20, 1, 1024, 8, source="slurm", job="2", created=195.0)
+    own = Allocation("c", "u", "s", 20, 1, 1024, 8, created=0.0)
+    assert stale([old, new, own], "slurm", set(), taken_at=200.0, grace=10) == [old]
+    assert stale([old, new, own], "slurm", {"1"}, taken_at=200.0, grace=10) == []
+
+
+def test_live_pool_mirrors_once_never_places_there_and_keeps_it(tmp_path):
+    from dataclasses import replace
+
+    from gpu_allocator.core.model import Request
+    from gpu_allocator.core.placement import NoFit
+
+    async def go():
+        pool = await open_pool(f"sqlite:///{tmp_path / 'p.sqlite'}",
+                               [replace(box("s", 2), state=HostState.EXTERNAL)])
+        with pytest.raises(NoFit):  # the allocator never places its own share on Slurm's host
+            await pool.grant(Request("u", 20))
+        a, created = await pool.record_external(Grant("slurm", "42", "s", (1,), 20), "u", cpu=2, mem_mb=1024,
+                                                max_hours=1)
+        again, created_again = await pool.record_external(Grant("slurm", "42", "s", (1,), 20), "u", cpu=2,
+                                                          mem_mb=1024, max_hours=1)
+        assert created and not created_again and again.id == a.id
+        with pytest.raises(StateError):  # another job on the same GPU: a stale mirror here
+            await pool.record_external(Grant("slurm", "43", "s", (1,), 20), "v", cpu=1, mem_mb=1, max_hours=1)
+        spans = await pool.spans(0, a.created + 3600, now=a.created + 1800)
+        assert spans == [("u", 20, 2, a.created, a.created + 1800)]  # GPU-hours count it
+        pool = await reopen(pool)
+        (kept,) = pool.live()
+        assert (kept.source, kept.job, kept.host, kept.shares) == ("slurm", "42", "s", a.shares)
+        assert pool.state.hosts["s"].state == HostState.EXTERNAL
+        await pool.finish(kept.id)
+        assert pool.live() == []
+        pool.close()
+        pool.ledger.close()
+
+    asyncio.run(go())
