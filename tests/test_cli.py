@@ -72,6 +72,16 @@ def test_help_on_every_level_and_usage_errors_exit_2(capsys):
     assert "not a size" in capsys.readouterr().err
 
 
+def test_the_reference_page_shows_every_command():
+    """docs/source/reference/cli.md is generated from every_command's parsers."""
+    from gpuhub.cli import every_command
+
+    paths = [" ".join(path) for path, _ in every_command()]
+    assert paths == ["", "login", "logout", "status", "vfolder", "vfolder ls", "vfolder create", "vfolder rm",
+                     "vfolder share", "vfolder upload", "vfolder download"]
+    assert "{gpuhub-cli}" in (REPO / "docs" / "source" / "reference" / "cli.md").read_text()
+
+
 def test_no_service_imports_the_command_line():
     """The CLI reads GPUHUB_* variables (tests/test_config_layer.py excludes it as a
     client): that stays true only while no service code depends on it."""

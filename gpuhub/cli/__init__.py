@@ -455,3 +455,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"{PROG}: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
         return 1
+
+
+def every_command(parser: argparse.ArgumentParser | None = None, path: tuple[str, ...] = ()):
+    """(words after ``gpuhub``, parser) of the command and every subcommand, in
+    order: the CLI reference (docs/source/_ext/cli_reference.py) prints each one's
+    ``--help``."""
+    parser = parser or build_parser()
+    yield path, parser
+    for action in parser._actions:  # argparse keeps subcommands only here
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from every_command(sub, path + (name,))
