@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import json
 import os
 import signal
@@ -70,6 +71,25 @@ def test_help_on_every_level_and_usage_errors_exit_2(capsys):
     assert "one of the arguments --ro --rw is required" in capsys.readouterr().err
     assert main(["vfolder", "upload", "data", "f", "--limit-rate", "fast"]) == 2
     assert "not a size" in capsys.readouterr().err
+
+
+def test_progress_is_a_bar_on_a_terminal_and_a_line_per_tenth_elsewhere():
+    from gpuhub.cli.transfer import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    total = 100 << 20
+    for stream in (Terminal(), io.StringIO()):
+        p = Progress("up", total, stream=stream)
+        for done in range(0, total + 1, 1 << 20):
+            p.update(done, final=done == total)
+        text = stream.getvalue()
+        if isinstance(stream, Terminal):
+            assert text.startswith("\rup  [") and "100.0%  100.0 MiB of 100.0 MiB" in text and text.endswith("\n")
+        else:
+            assert [line.split(" (")[0] for line in text.splitlines()] == [f"up: {p}%" for p in range(0, 101, 10)]
 
 
 def test_the_reference_page_shows_every_command():
