@@ -2,7 +2,8 @@
 every failure turned into :class:`ServiceError` with the service's own message.
 
 Used by the spawner and the agents (GPU allocator), by the vfolder service's
-clients and by the lab panel's server extension (gpuhub.lab).
+clients, by the lab panel's server extension (gpuhub.lab) and by the ``gpuhub``
+command line (gpuhub.cli).
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ class ServiceClient:
 
     async def fetch(self, method: str, path: str, body: bytes | None = None,
                     headers: dict | None = None, timeout: float | None = None,
-                    follow_redirects: bool = True) -> HTTPResponse:
+                    follow_redirects: bool = True, **streaming) -> HTTPResponse:
         """One request with the token; the answer whatever its status (a pass-through
         such as the lab's tus uploads reads it as is). Only a service that cannot be
-        reached is a :class:`ServiceError` (503)."""
+        reached is a :class:`ServiceError` (503). ``streaming``: tornado's
+        ``body_producer``, ``streaming_callback`` or ``header_callback`` (the
+        command line's uploads and downloads, which never hold a file in memory)."""
         req = HTTPRequest(
             self.url + path,
             method=method,
@@ -50,6 +53,7 @@ class ServiceClient:
             request_timeout=timeout or self.timeout,
             connect_timeout=min(self.timeout, 5),
             follow_redirects=follow_redirects,
+            **streaming,
         )
         try:
             return await AsyncHTTPClient().fetch(req, raise_error=False)

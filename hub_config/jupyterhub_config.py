@@ -432,7 +432,13 @@ c.JupyterHub.services.append({
     "command": [sys.executable, "-m", "gpuhub.supervise", "--", sys.executable, "-m", "vfolder_manager",
                 service_config("vfolders", "VFolderService")],
     "environment": {"PYTHONUNBUFFERED": "1"},
-    "display": False,
+    # the Data page (/services/vfolders/data/) is in every user's Services menu,
+    # as "Data" (info.display_name; hub_config/templates/page.html shows it); it
+    # signs in with the hub's OAuth, with the user's groups (their group vfolders)
+    "display": True,
+    "info": {"display_name": "Data"},
+    "oauth_no_confirm": True,
+    "oauth_client_allowed_scopes": ["read:users:groups!user"],
 })
 c.JupyterHub.custom_scopes["custom:vfolders:admin"] = {
     "description": "Manage every vfolder: trash, quotas, mounts of any user's session.",

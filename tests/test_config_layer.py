@@ -2,9 +2,10 @@
 
 - no service code reads a GPUHUB_* environment variable (the single-user
   server's environment, which the spawner *writes*, is the product's interface
-  to a session, not config; the lab server extension, gpuhub/lab, is a separate
-  part); JupyterHub's own service variables (JUPYTERHUB_*) are read in one place,
-  gpuhub/service.py's trait defaults;
+  to a session, not config; the lab server extension, gpuhub/lab, and the
+  ``gpuhub`` command line, gpuhub/cli, a client, are separate parts); JupyterHub's
+  own service variables (JUPYTERHUB_*) are read in one place, gpuhub/service.py's
+  trait defaults;
 - every configurable trait says what it is (a help text);
 - the demo config turns its settings into each service's own config file.
 """
@@ -20,8 +21,11 @@ from traitlets.config.loader import PyFileConfigLoader
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("gpu_allocator", "gpuhub", "spawner", "vfolder_manager")
-#: a part that is configured its own way (the lab server extension)
-EXCLUDED = (REPO / "gpuhub" / "lab",)
+#: parts that are configured their own way: the lab server extension (by the
+#: session's environment), and the ``gpuhub`` command line, a client on the user's
+#: machine whose settings are its flags, GPUHUB_URL/GPUHUB_TOKEN and its login file
+#: (gpuhub/cli/settings.py; no service imports it, tests/test_cli.py checks that)
+EXCLUDED = (REPO / "gpuhub" / "lab", REPO / "gpuhub" / "cli")
 #: where JupyterHub's service environment (JUPYTERHUB_*) may be read
 JUPYTERHUB_ENV_READER = REPO / "gpuhub" / "service.py"
 

@@ -1,5 +1,6 @@
 """``python -m vfolder_manager``: the vfolder service, a JupyterHub managed
-service (tornado, HubAuth) under ``/services/vfolders/api/v1/``.
+service (tornado, HubAuth) under ``/services/vfolders/api/v1/``, and the hub's
+Data page under ``/services/vfolders/data/`` (vfolder_manager.data; HubOAuth).
 
 Background work (never on a request's hot path): usage scans with the ptools
 ``du`` engine, storage statistics, cleanup of expired uploads, clones (``pcp``
@@ -16,6 +17,7 @@ from traitlets import CaselessStrEnum, Dict, Float, Int, Unicode, default
 
 from gpuhub.service import HubService
 
+from . import data
 from .api import routes
 from .manager import Manager, Refused
 from .ptools import api as ptools
@@ -201,7 +203,10 @@ class VFolderService(HubService):
         self._tasks: list[asyncio.Task] = []
 
     def make_app(self):
-        return self.web_app(routes(self))
+        if not self.under_hub:  # the Data page signs in with the hub's OAuth
+            return self.web_app(routes(self))
+        data.attach(self)
+        return self.web_app(routes(self) + data.routes(self), **data.settings(self))
 
     # --- background ------------------------------------------------------------------
 

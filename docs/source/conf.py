@@ -1,10 +1,11 @@
 """Sphinx configuration of gpuhub's documentation (``make docs``).
 
-Pages are MyST Markdown; the theme is JupyterHub's (pydata-sphinx-theme). Three
+Pages are MyST Markdown; the theme is JupyterHub's (pydata-sphinx-theme). Four
 references are generated, not written: the configuration from the traitlets
 (autodoc-traits), the REST APIs from their OpenAPI specs (sphinxcontrib-openapi;
-tests/test_openapi.py checks the specs against the route tables), and the
-Prometheus metrics from the services' registries (``_ext/metrics_reference.py``).
+tests/test_openapi.py checks the specs against the route tables), the
+Prometheus metrics from the services' registries (``_ext/metrics_reference.py``),
+and the ``gpuhub`` command line from its argparse parser (``_ext/cli_reference.py``).
 """
 
 import os
@@ -26,6 +27,7 @@ extensions = [
     "autodoc_traits",
     "sphinxcontrib.openapi",
     "metrics_reference",
+    "cli_reference",
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}

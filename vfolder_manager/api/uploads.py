@@ -65,6 +65,10 @@ class TusBase(Base):
 
 
 class UploadsHandler(TusBase):
+    def upload_location(self, vid: str, uid: str) -> str:
+        """Where the new upload answers (the Data page's uploads answer under its own path)."""
+        return f"{self.service.service_prefix}api/v1/vfolders/{vid}/uploads/{uid}"
+
     def options(self, vid):
         self.tus_headers()
         self.set_header("Tus-Version", TUS_VERSION)
@@ -110,7 +114,7 @@ class UploadsHandler(TusBase):
         uid, expires = await self.transact(create)
         if length == 0:  # complete already: the empty file is in place when the client hears 201
             await self._finish_upload(uid)
-        self.set_header("Location", f"{self.service.service_prefix}api/v1/vfolders/{vid}/uploads/{uid}")
+        self.set_header("Location", self.upload_location(vid, uid))
         self.set_header("Upload-Expires", http_date(expires))
         self.set_header("Upload-Offset", "0")
         self.set_status(201)

@@ -1,0 +1,5 @@
+"""``python -m gpuhub.cli``: the same as the ``gpuhub`` command."""
+
+from . import main
+
+raise SystemExit(main())

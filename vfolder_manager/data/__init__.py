@@ -1,0 +1,72 @@
+"""The hub's Data page, served by the vfolder service (a managed service with
+``display: True``: it is in the hub's *Services* menu, named by the demo's
+``info.display_name``): every user's vfolders with their space and quota, their
+invitations, create, share and trash, resumable uploads from the browser (tus,
+with tus-js-client, the library of the lab panel) whose progress survives a
+reload, and downloads. No server of the user needs to run.
+
+- pages (``{prefix}data/…``, see data.pages): HubOAuth sign-in (the service's
+  own OAuth client), server-rendered from JupyterHub's ``page.html``; actions are
+  forms with the hub's XSRF token, each one call of the manager, as the REST API
+  makes it;
+- ``{prefix}data/uploads/…`` and ``{prefix}data/files/…``: the REST API's own tus
+  and download handlers, signed in with the page's OAuth cookie (and, for what
+  changes anything, its XSRF token in ``X-XSRFToken``) instead of a token.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from jupyterhub.services.auth import HubOAuth
+
+from ..api.base import VID
+from . import pages
+
+
+def attach(service) -> None:
+    """Give the service what the page needs: the hub's OAuth client and templates."""
+    service.hub_oauth = HubOAuth(cache_max_age=10, **service.hub_auth_settings())
+    service.templates = pages.make_env()
+
+
+def cookie_secret(service) -> bytes:
+    """Kept in the data dir (mode 600), so sign-ins survive a restart."""
+    path = os.path.join(service.data_dir, "vfolders-cookie-secret")
+    try:
+        with open(path, "rb") as f:
+            value = f.read().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    os.makedirs(service.data_dir, exist_ok=True)
+    value = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(value)
+    return value
+
+
+def settings(service) -> dict:
+    return {"cookie_secret": cookie_secret(service)}
+
+
+def routes(service) -> list:
+    prefix = service.service_prefix.rstrip("/") + "/"
+    data = prefix + "data"
+    kw = {"service": service}
+    return [
+        (prefix, pages.RootRedirect, kw),
+        (prefix + "oauth_callback", pages.OAuthCallback, kw),
+        (data + "/?", pages.DataPage, kw),
+        (data + f"/vfolders/{VID}/?", pages.VFolderPage, kw),
+        (data + "/create", pages.CreateAction, kw),
+        (data + f"/vfolders/{VID}/(share|unshare|trash)", pages.VFolderAction, kw),
+        (data + r"/invitations/([^/]+)/(accept|reject)", pages.InvitationAction, kw),
+        (data + f"/uploads/{VID}/?", pages.DataUploads, kw),
+        (data + f"/uploads/{VID}/([0-9a-f]{{32}})", pages.DataUpload, kw),
+        (data + f"/files/{VID}/?(.*)", pages.DataFiles, kw),
+        (data + r"/static/(.*)", pages.StaticHandler, {"path": os.path.join(pages.HERE, "static")}),
+    ]

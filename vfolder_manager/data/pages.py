@@ -1,0 +1,329 @@
+"""The Data page's handlers: server-rendered HTML that extends JupyterHub's own
+``page.html`` (its navigation bar, Bootstrap 5, stylesheet and light/dark
+toggle, served by the hub), signed in with the hub's OAuth (HubOAuthenticated:
+cookies and XSRF). Each user sees and changes only what the REST API would let
+their token see and change: the same manager calls, the same permission checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import time
+from urllib.parse import quote, urlencode
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader
+from jupyterhub._data import DATA_FILES_PATH
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from markupsafe import Markup
+from tornado import web
+
+from gpuhub.numbers import human_bytes
+
+from ..api.files import FilesHandler
+from ..api.uploads import UploadHandler, UploadsHandler
+from ..core.mounts import mount_names
+from ..core.names import InvalidName, split_relpath
+from ..core.permissions import Action, Caller, Role
+from ..manager import Refused
+from ..storage import fsops
+from ..store.schema import Quota
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: the most entries a folder listing shows (the rest: download the folder)
+MAX_ENTRIES = 500
+
+
+def make_env() -> Environment:
+    env = Environment(
+        loader=ChoiceLoader([
+            FileSystemLoader(os.path.join(HERE, "templates")),
+            FileSystemLoader(os.path.join(DATA_FILES_PATH, "templates")),
+        ]),
+        autoescape=True,
+    )
+
+    def nbytes(n):
+        return "—" if n is None else human_bytes(n)
+
+    def when(t):
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "—"
+
+    env.filters.update(nbytes=nbytes, when=when, urlpath=lambda p: quote(p))
+    return env
+
+
+class _User:
+    """What JupyterHub's page.html reads of ``user``."""
+
+    def __init__(self, model: dict):
+        self.name = model["name"]
+        self.json_escaped_name = Markup(json.dumps(self.name)[1:-1])
+
+
+class PageHandler(HubOAuthenticated, web.RequestHandler):
+    def initialize(self, service):
+        self.service = service
+        self.hub_auth = service.hub_oauth
+
+    @property
+    def manager(self):
+        return self.service.manager
+
+    @property
+    def caller(self) -> Caller:
+        user = self.current_user
+        # the page acts for its user only: an admin uses the admin panel or the API
+        return Caller(user["name"], frozenset(user.get("groups") or ()), False)
+
+    async def transact(self, fn, *args):
+        return await self.manager.store.run(fn, *args)
+
+    @property
+    def data_url(self) -> str:
+        return self.service.service_prefix + "data/"
+
+    def namespace(self, **ns) -> dict:
+        hub = self.hub_auth.hub_prefix  # /hub/
+        user = self.current_user
+        xsrf = self.xsrf_token
+        return {
+            "static_url": lambda path, include_version=True: f"{hub}static/{path}",
+            "data_static": lambda path: f"{self.data_url}static/{path}",
+            "base_url": hub,
+            "prefix": self.service.base_url,
+            "logo_url": hub + "home",
+            "user": _User(user) if user else None,
+            "admin_access": False,
+            "no_spawner_check": True,
+            "xsrf_token": xsrf.decode() if isinstance(xsrf, bytes) else xsrf,
+            "logout_url": hub + "logout",
+            "login_url": hub + "login",
+            "parsed_scopes": set((user or {}).get("scopes") or ()),
+            "services": [{"name": "Data", "href": self.data_url}],
+            "announcement": None,
+            "version_hash": None,
+            "data_url": self.data_url,
+            "flash": self.get_argument("done", ""),
+            "error": self.get_argument("error", ""),
+            **ns,
+        }
+
+    def render_page(self, template: str, **ns) -> None:
+        self.finish(self.service.templates.get_template(template).render(**self.namespace(**ns)))
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        if status_code >= 500 and not getattr(exc, "log_message", None):
+            message = "internal error; the vfolder service's log has the details"
+        try:
+            self.render_page("data/error.html", status_code=status_code, message=message,
+                             reason=self._reason)
+        except Exception:
+            self.finish(f"<h1>{status_code}</h1><p>{message}</p>")
+
+    def back(self, done: str = "", error: str = "", vid: str | None = None) -> None:
+        url = self.data_url + (f"vfolders/{vid}/" if vid else "")
+        query = {k: v for k, v in (("done", done), ("error", error)) if v}
+        self.redirect(url + ("?" + urlencode(query) if query else ""))
+
+
+class RootRedirect(PageHandler):
+    """The service's own URL (the Services menu's link): the Data page."""
+
+    def get(self):
+        self.redirect(self.data_url)
+
+
+def _usage_pct(model: dict) -> float | None:
+    limit = (model.get("quota") or {}).get("bytes")
+    if not limit:
+        return None
+    return min(100.0, 100.0 * model["usage"]["bytes"] / limit)
+
+
+class DataPage(PageHandler):
+    @web.authenticated
+    async def get(self):
+        caller = self.caller
+
+        def read(db):
+            rows = self.manager.accessible(db, caller)
+            names = mount_names([(vf.id, vf.name, vf.owner_kind, vf.owner) for vf, _ in rows], caller.name)
+            vfolders = []
+            for vf, role in rows:
+                model = self.manager.json(db, vf, role, caller)
+                model["mount_name"] = names[vf.id]
+                model["used_pct"] = _usage_pct(model)
+                vfolders.append(model)
+            vfolders.sort(key=lambda v: (v["kind"] != "home", v["owner"] != caller.name, v["mount_name"]))
+            q = db.get(Quota, ("user", caller.name))
+            used = self.manager.owner_usage(db, "user", caller.name)
+            storage = {"bytes": used.bytes, "files": used.files,
+                       "limit": q.max_bytes if q else None, "limit_files": q.max_files if q else None}
+            storage["pct"] = min(100.0, 100.0 * used.bytes / q.max_bytes) if q and q.max_bytes else None
+            return vfolders, self.manager.invitations(db, caller), storage
+
+        vfolders, invitations, storage = await self.transact(read)
+        self.render_page("data/index.html", title="Data", vfolders=vfolders, invitations=invitations,
+                         storage=storage)
+
+
+def list_folder(base: str, parts: tuple[str, ...]) -> tuple[list[dict], bool]:
+    """The entries of a folder in a vfolder (links shown, never followed);
+    whether the listing was cut at MAX_ENTRIES."""
+    fd, st = fsops.open_entry(base, parts)
+    try:
+        if not stat.S_ISDIR(st.st_mode):
+            raise fsops.PathRefused(400, "not a folder: download it instead")
+        out = []
+        with os.scandir(fd) as it:
+            for entry in it:
+                try:
+                    est = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                kind = "dir" if stat.S_ISDIR(est.st_mode) else "file" if stat.S_ISREG(est.st_mode) else "other"
+                out.append({"name": entry.name, "kind": kind, "size": est.st_size if kind == "file" else None,
+                            "mtime": est.st_mtime})
+    finally:
+        os.close(fd)
+    out.sort(key=lambda e: (e["kind"] != "dir", e["name"].lower()))
+    return out[:MAX_ENTRIES], len(out) > MAX_ENTRIES
+
+
+class VFolderPage(PageHandler):
+    @web.authenticated
+    async def get(self, vid):
+        caller = self.caller
+        try:
+            parts = split_relpath(self.get_argument("path", ""))
+        except InvalidName as e:
+            raise web.HTTPError(400, str(e)) from None
+
+        def read(db):
+            vf, role = self.manager.get(db, vid, caller, Action.READ)
+            model = self.manager.json(db, vf, role, caller)
+            model["used_pct"] = _usage_pct(model)
+            model["mount_name"] = mount_names([(vf.id, vf.name, vf.owner_kind, vf.owner)], caller.name)[vf.id]
+            return model, self.manager.path_of(vf), role
+
+        try:
+            model, base, role = await self.transact(read)
+        except Refused as e:
+            raise web.HTTPError(e.status, e.message) from None
+        try:
+            entries, cut = await asyncio.get_running_loop().run_in_executor(None, list_folder, base, parts)
+        except fsops.PathRefused as e:
+            raise web.HTTPError(e.status, e.message) from None
+        path = "/".join(parts)
+        crumbs = [(p, "/".join(parts[: i + 1])) for i, p in enumerate(parts)]
+        self.render_page("data/vfolder.html", title=model["mount_name"], v=model, entries=entries, cut=cut,
+                         path=path, crumbs=crumbs, writable=role >= Role.RW and model["state"] == "ready",
+                         manages=role >= Role.OWNER)
+
+
+class CreateAction(PageHandler):
+    @web.authenticated
+    async def post(self):
+        caller = self.caller
+        name = self.get_body_argument("name", "").strip()
+
+        def create(db):
+            vf = self.manager.create(db, caller, name)
+            return vf.id
+
+        try:
+            vid = await self.transact(create)
+        except Refused as e:
+            return self.back(error=f"Could not create {name!r}: {e.message}")
+        self.service.schedule_scan(vid)
+        self.back(done=f"Created vfolder {name}.", vid=vid)
+
+
+class VFolderAction(PageHandler):
+    @web.authenticated
+    async def post(self, vid, action):
+        caller = self.caller
+        user = self.get_body_argument("user", "").strip()
+        permission = self.get_body_argument("permission", "ro")
+
+        def act(db):
+            vf, _ = self.manager.get(db, vid, caller, Action.MANAGE)
+            if action == "share":
+                self.manager.share(db, vf, caller, {"user": user, "permission": permission})
+                return f"Invited {user} to {vf.name} ({permission}); they accept on their Data page."
+            if action == "unshare":
+                self.manager.unshare(db, vf, {"user": user})
+                return f"{user} no longer shares {vf.name}."
+            self.manager.trash(db, vf)
+            return f"Moved {vf.name} to the trash (an administrator can restore it)."
+
+        try:
+            message = await self.transact(act)
+        except Refused as e:
+            return self.back(error=e.message, vid=None if action == "trash" and e.status == 404 else vid)
+        self.back(done=message, vid=None if action == "trash" else vid)
+
+
+class InvitationAction(PageHandler):
+    @web.authenticated
+    async def post(self, sid, answer):
+        caller = self.caller
+
+        def act(db):
+            s = self.manager.answer(db, caller, sid, answer == "accept")
+            return s.vfolder.name, s.vfolder.owner
+
+        try:
+            name, owner = await self.transact(act)
+        except Refused as e:
+            return self.back(error=e.message)
+        self.back(done=f"{'Accepted' if answer == 'accept' else 'Declined'} {owner}'s vfolder {name}.")
+
+
+# --- the REST API's handlers, signed in with the page's cookie ----------------------------
+
+
+class CookieAuth:
+    """The Data page's own tus and download endpoints: the REST API's handlers,
+    authenticated by the page's OAuth cookie instead of a token. What changes
+    anything (tus POST, PATCH, DELETE) also needs the page's XSRF token in
+    ``X-XSRFToken``: HubOAuth accepts the cookie only with it."""
+
+    def initialize(self, service):
+        super().initialize(service)
+        self.hub_auth = service.hub_oauth
+
+    def check_xsrf_cookie(self):
+        return self.hub_auth.check_xsrf_cookie(self)
+
+    def prepare(self):
+        if self.current_user is None:
+            raise web.HTTPError(403, "not signed in (or the page is old): reload the Data page")
+        return super().prepare()
+
+
+class DataUploads(CookieAuth, UploadsHandler):
+    def upload_location(self, vid: str, uid: str) -> str:
+        return f"{self.service.service_prefix}data/uploads/{vid}/{uid}"
+
+
+class DataUpload(CookieAuth, UploadHandler):
+    pass
+
+
+class DataFiles(CookieAuth, FilesHandler):
+    pass
+
+
+class OAuthCallback(HubOAuthCallbackHandler):
+    def initialize(self, service):
+        self.hub_auth = service.hub_oauth
+
+
+class StaticHandler(web.StaticFileHandler):
+    pass
