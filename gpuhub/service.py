@@ -17,6 +17,7 @@ exception is JupyterHub's own mechanism for managed services, its
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from urllib.parse import urlparse
@@ -52,6 +53,24 @@ class ServiceApp(Application):
 
     def start(self):
         asyncio.run(self.start_async())
+
+
+class InfoLogging(Application):
+    """Log at INFO, with timestamps like JupyterHub's (for the agent and the
+    shutdown service, whose few lines are what an admin reads; mix in before
+    the Application)."""
+
+    @default("log_level")
+    def _default_log_level(self):
+        return logging.INFO
+
+    @default("log_format")
+    def _default_log_format(self):
+        return "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s] %(message)s"
+
+    @default("log_datefmt")
+    def _default_log_datefmt(self):
+        return "%Y-%m-%d %H:%M:%S"
 
 
 class HubService(ServiceApp):

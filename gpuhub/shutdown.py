@@ -30,10 +30,10 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Float, default
 
 from gpuhub.client import hub_api_items
-from gpuhub.service import HubService
+from gpuhub.service import HubService, InfoLogging
 
 
-class GPUHubShutdown(HubService):
+class GPUHubShutdown(InfoLogging, HubService):
     """Stops the users' servers when the hub stops this service (see the module).
     A HubService without a REST API of its own: it reads the hub's
     (``hub_api_url``, ``api_token``), and listens on no port."""
@@ -69,18 +69,6 @@ class GPUHubShutdown(HubService):
     ).tag(config=True)
 
     aliases = {"config": "GPUHubShutdown.config_file", "log-level": "Application.log_level"}
-
-    @default("log_level")
-    def _default_log_level(self):
-        return logging.INFO
-
-    @default("log_format")
-    def _default_log_format(self):
-        return "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s] %(message)s"
-
-    @default("log_datefmt")
-    def _default_log_datefmt(self):
-        return "%Y-%m-%d %H:%M:%S"
 
     # --- the hub's REST API ------------------------------------------------------
 

@@ -16,9 +16,10 @@ The panel uses the pool, core and gpu_allocator.shapes, never the REST handlers.
 from __future__ import annotations
 
 import os
-import secrets
 
 from jupyterhub.services.auth import HubOAuth
+
+from gpuhub.pages import cookie_secret
 
 from gpuhub.metrics import metrics_route
 
@@ -37,26 +38,8 @@ def attach(app) -> None:
     app.metrics = AllocatorMetrics(app)
 
 
-def cookie_secret(app) -> bytes:
-    """Kept in the data dir (mode 600), so sign-ins survive a restart."""
-    path = os.path.join(app.data_dir, "gpu-allocator-cookie-secret")
-    try:
-        with open(path, "rb") as f:
-            value = f.read().strip()
-        if value:
-            return value
-    except FileNotFoundError:
-        pass
-    os.makedirs(app.data_dir, exist_ok=True)
-    value = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(value)
-    return value
-
-
 def settings(app) -> dict:
-    return {"cookie_secret": cookie_secret(app)}
+    return {"cookie_secret": cookie_secret(app.data_dir, "gpu-allocator-cookie-secret")}
 
 
 def routes(prefix: str, service) -> list:

@@ -15,11 +15,12 @@ from urllib.parse import urlencode
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader
 from jupyterhub._data import DATA_FILES_PATH
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
-from markupsafe import Markup
+from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httputil import url_concat
+
+from gpuhub.pages import PageUser, ServicePage
 
 from .. import poolview
 from ..core.quota import FIELDS
@@ -81,19 +82,7 @@ def make_env() -> Environment:
     return env
 
 
-class _User:
-    """What JupyterHub's page.html reads of ``user``."""
-
-    def __init__(self, model: dict):
-        self.name = model["name"]
-        self.json_escaped_name = Markup(json.dumps(self.name)[1:-1])
-
-
-class PageHandler(HubOAuthenticated, web.RequestHandler):
-    def initialize(self, service):
-        self.service = service
-        self.hub_auth = service.hub_oauth
-
+class PageHandler(ServicePage):
     @property
     def pool(self):
         return self.service.pool
@@ -123,7 +112,7 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
             "base_url": hub,
             "prefix": base,
             "logo_url": hub + "home",
-            "user": _User(user) if user else None,
+            "user": PageUser(user) if user else None,
             "admin_access": False,
             "no_spawner_check": True,
             "xsrf_token": self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token,

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from traitlets import CaselessStrEnum, Float, List, Unicode, default
 
-from gpuhub.service import ServiceApp
+from gpuhub.service import InfoLogging, ServiceApp
 
 from . import containers
 from ..client import DEFAULT_API_URL, AllocatorClient, AllocatorError, fractional
@@ -34,7 +34,7 @@ from .mps import MPSManager
 from .nvml import NoSampler, NVMLSampler, discover
 
 
-class GPUAgent(ServiceApp):
+class GPUAgent(InfoLogging, ServiceApp):
     """Registers this GPU host with the gpuhub allocator and keeps it alive."""
 
     name = "gpuhub-agent"
@@ -252,18 +252,6 @@ class GPUAgent(ServiceApp):
         "gpu-runtime": "GPUAgent.gpu_runtime",
         "log-level": "Application.log_level",
     }
-
-    @default("log_level")
-    def _default_log_level(self):
-        return logging.INFO
-
-    @default("log_format")
-    def _default_log_format(self):
-        return "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s] %(message)s"
-
-    @default("log_datefmt")
-    def _default_log_datefmt(self):
-        return "%Y-%m-%d %H:%M:%S"
 
     def initialize(self, argv=None):
         super().initialize(argv)

@@ -17,9 +17,10 @@ reload, and downloads. No server of the user needs to run.
 from __future__ import annotations
 
 import os
-import secrets
 
 from jupyterhub.services.auth import HubOAuth
+
+from gpuhub.pages import cookie_secret
 
 from ..api.base import VID
 from . import pages
@@ -31,26 +32,8 @@ def attach(service) -> None:
     service.templates = pages.make_env()
 
 
-def cookie_secret(service) -> bytes:
-    """Kept in the data dir (mode 600), so sign-ins survive a restart."""
-    path = os.path.join(service.data_dir, "vfolders-cookie-secret")
-    try:
-        with open(path, "rb") as f:
-            value = f.read().strip()
-        if value:
-            return value
-    except FileNotFoundError:
-        pass
-    os.makedirs(service.data_dir, exist_ok=True)
-    value = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(value)
-    return value
-
-
 def settings(service) -> dict:
-    return {"cookie_secret": cookie_secret(service)}
+    return {"cookie_secret": cookie_secret(service.data_dir, "vfolders-cookie-secret")}
 
 
 def routes(service) -> list:

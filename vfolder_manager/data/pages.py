@@ -16,11 +16,11 @@ from urllib.parse import quote, urlencode
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader
 from jupyterhub._data import DATA_FILES_PATH
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
-from markupsafe import Markup
+from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 
 from gpuhub.numbers import human_bytes
+from gpuhub.pages import PageUser, ServicePage
 
 from ..api.files import FilesHandler
 from ..api.uploads import UploadHandler, UploadsHandler
@@ -55,19 +55,7 @@ def make_env() -> Environment:
     return env
 
 
-class _User:
-    """What JupyterHub's page.html reads of ``user``."""
-
-    def __init__(self, model: dict):
-        self.name = model["name"]
-        self.json_escaped_name = Markup(json.dumps(self.name)[1:-1])
-
-
-class PageHandler(HubOAuthenticated, web.RequestHandler):
-    def initialize(self, service):
-        self.service = service
-        self.hub_auth = service.hub_oauth
-
+class PageHandler(ServicePage):
     @property
     def manager(self):
         return self.service.manager
@@ -95,7 +83,7 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
             "base_url": hub,
             "prefix": self.service.base_url,
             "logo_url": hub + "home",
-            "user": _User(user) if user else None,
+            "user": PageUser(user) if user else None,
             "admin_access": False,
             "no_spawner_check": True,
             "xsrf_token": xsrf.decode() if isinstance(xsrf, bytes) else xsrf,
