@@ -6,7 +6,9 @@ Differences from the demo (hub_config/jupyterhub_config.py):
 - GPUs discovered with NVML on the GPU host (or declared in an inventory for
   hosts whose agents are not deployed yet);
 - servers run as the users' existing system accounts; no accounts are created.
-Secrets come from the environment, never from this file. The services read
+Secrets come from the environment, never from this file: as a service,
+hub_config/systemd/gpuhub-hub.service reads them from /etc/gpuhub/hub.env
+(hub_config/systemd/hub.env.example; docs: "Run the hub as a service"). The services read
 their settings from their own traitlets config files (``--config=FILE``; each
 setting is documented in its class's help: ``python -m gpu_allocator
 --help-all``), never from environment variables.
