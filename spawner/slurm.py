@@ -11,7 +11,12 @@ so the pool map, GPU-hours and quotas see it.
 - start: ``sbatch --parsable`` (as root: ``--uid``/``--gid`` of the user's
   account, as the local runtime runs servers as the users) of a script that
   execs the servers' Python (spawner/serverenv.py); the job's environment is
-  the server's (``--export=ALL`` of sbatch's own, which holds it);
+  the server's (``--export=ALL`` of sbatch's own, which holds it). With
+  vfolders (SlurmVFolderMixin, spawner/vfolders.py) the job is submitted as
+  root instead, and its script mounts the home vfolder at ~ and the chosen
+  vfolders at ~/vfolders on the node, then drops to the user's account
+  (:func:`spawner.vfolders.node_mount_wrapper`): a job that runs as the user
+  cannot mount;
 - pending: ``squeue --start`` every slurm_poll_seconds, its reason and start
   estimate on the progress page;
 - running: ``scontrol show job -d`` → node, GRES indices → ``POST external``;
@@ -52,6 +57,7 @@ from gpuhub.slurm import SQUEUE_FORMAT, JobInfo, SlurmOutputError, parse_job, pa
 from .gpu_env import describe
 from .gpuspawner import GPUSpawner
 from .slurm_cluster import gres_type
+from .vfolders import SlurmVFolderMixin
 
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
@@ -398,6 +404,11 @@ class SlurmRuntime(Spawner):
             self.log.warning("%s: cancelling Slurm job(s) %s left behind", self._log_name, ", ".join(left))
             await self.slurm("scancel", *left, check=False)
 
+    def job_runs_as_root(self) -> bool:
+        """Whether the job is submitted as root, without ``--uid`` (its script
+        drops to the user's account itself: SlurmVFolderMixin's mounts)."""
+        return False
+
     async def submit(self, request: dict) -> str:
         account = await self.account()
         self.port = random_port()
@@ -418,7 +429,8 @@ class SlurmRuntime(Spawner):
                 request, user=self.user.name, server=self.name,
                 units_per_gpu=int(request.get("units_per_gpu") or 20), shards_per_gpu=self.shards_per_gpu,
                 partition=self.partition, workdir=home, output=self.job_output,
-                account=account[:2] if account else None, extra=list(self.sbatch_extra_args),
+                account=account[:2] if account and not self.job_runs_as_root() else None,
+                extra=list(self.sbatch_extra_args),
             )
         except ValueError as e:
             raise SpawnException(str(e), reason="invalid", status_code=400) from None
@@ -517,7 +529,7 @@ class SlurmRuntime(Spawner):
         return 1
 
 
-class SlurmGPUSpawner(GPUSpawner, SlurmRuntime):
+class SlurmGPUSpawner(SlurmVFolderMixin, GPUSpawner, SlurmRuntime):
     """GPU shares on a Slurm cluster: Slurm places them, the allocator validates
     before and mirrors after (see the module docstring)."""
 

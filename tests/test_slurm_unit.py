@@ -196,3 +196,42 @@ def test_live_pool_mirrors_once_never_places_there_and_keeps_it(tmp_path):
         pool.ledger.close()
 
     asyncio.run(go())
+
+
+def test_node_mount_wrapper_mounts_home_and_vfolders_then_drops_to_the_user(tmp_path):
+    """The job script's prefix (SlurmVFolderMixin), run for real as root here
+    (no Slurm needed): the home source over the home, each vfolder at
+    ~/vfolders/NAME (read-only ones read-only), a tmpfs under them, the command
+    as the account; a storage path missing on the node fails with a message."""
+    import os
+    import subprocess
+
+    from spawner.vfolders import node_mount_wrapper
+
+    wrapper = node_mount_wrapper("/home/ann", 1001, 1001, [1001, 5000],
+                                 [{"name": "data", "path": "/v/a b", "mode": "ro"}], "/v/home")
+    assert wrapper[:5] == ["unshare", "--mount", "--propagation", "slave", "--"]
+    assert "mount --bind '/v/a b' /home/ann/vfolders/data\nmount -o remount,bind,ro /home/ann/vfolders/data" \
+        in wrapper[7]
+    assert wrapper[7].endswith('exec setpriv --reuid=1001 --regid=1001 --groups=1001,5000 -- "$@"')
+    if os.geteuid() != 0:
+        pytest.skip("running the wrapper needs root")
+    home, source, ro, rw = (tmp_path / n for n in ("home", "homevf", "ro", "rw"))
+    for d in (home, source, ro, rw):
+        d.mkdir()
+        d.chmod(0o777)
+    (ro / "r.txt").write_text("read me\n")
+    nobody = 65534
+    mounts = [{"name": "ro", "path": str(ro), "mode": "ro"}, {"name": "rw", "path": str(rw), "mode": "rw"}]
+    script = ("echo from-job > x.txt; echo w > vfolders/rw/w.txt; ls vfolders; cat vfolders/ro/r.txt; "
+              "id -u; touch vfolders/ro/no 2>/dev/null || echo ro-refused")
+    out = subprocess.run([*node_mount_wrapper(str(home), nobody, nobody, [nobody], mounts, str(source)),
+                          "sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ro", "rw", "read", "me", str(nobody), "ro-refused"]
+    assert (source / "x.txt").read_text() == "from-job\n" and (rw / "w.txt").read_text() == "w\n"
+    assert not (home / "x.txt").exists() and sorted(os.listdir(source)) == ["vfolders", "x.txt"]
+    assert os.listdir(source / "vfolders") == []  # only a mount point in the home vfolder
+    missing = subprocess.run([*node_mount_wrapper(str(home), nobody, nobody, [nobody], [], str(tmp_path / "gone")),
+                              "true"], capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 1 and "the vfolder root must be mounted at the same path on every node" in missing.stderr
