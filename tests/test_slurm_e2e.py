@@ -96,6 +96,11 @@ def test_one_gpu_is_one_running_job_mirrored_then_stop_cancels_and_frees(hub, sl
     env = json.loads(alice.run_code(ENV_CODE))
     assert env["CUDA_VISIBLE_DEVICES"] == str(gres.indexes[0])  # Slurm's, by index
     assert env["USER"] == "gpuhub-sa" and env["uid"] != 0
+    # the job's script waited for the mirror: the session knows its allocation,
+    # and so does the lab panel, which reads GPUHUB_ALLOCATION
+    assert env["GPUHUB_ALLOCATION"] == allocation["id"]
+    r = alice.call("GET", "/user/gpuhub-sa/gpuhub/status")
+    assert r.status_code == 200 and r.json()["share"]["allocation"]["id"] == allocation["id"], r.text[:500]
     print(f"spawn-to-ready of a 1-GPU JupyterLab under Slurm: {seconds:.1f}s")
 
     alice.stop()

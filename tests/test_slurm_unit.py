@@ -97,6 +97,50 @@ def test_sbatch_arguments_and_script():
     script = batch_script(["/opt/env/bin/python", "-m", "jupyterhub.singleuser", "--arg=a b"])
     assert script.startswith("#!/bin/bash\n")
     assert "exec /opt/env/bin/python -m jupyterhub.singleuser '--arg=a b'\n" in script
+    assert "GPUHUB_ALLOCATION" not in script  # no Python given: no wait for the mirror
+
+
+def test_the_batch_script_exports_the_mirrors_id_found_with_the_servers_token(tmp_path):
+    """GPUHUB_ALLOCATION in a Slurm session: the script asks the allocator (a
+    stand-in HTTP server here) for the user's allocations until the one of
+    SLURM_JOB_ID is there, and exports its id; a session without GPUs never waits."""
+    import http.server
+    import json as json_
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    asked = []
+
+    class Allocator(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append((self.path, self.headers.get("Authorization")))
+            found = [{"id": "a-7", "source": "slurm", "job": "42"}] if len(asked) > 1 else []
+            body = json_.dumps({"allocations": [{"id": "x", "source": "slurm", "job": "4"}, *found]}).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Allocator)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        script = batch_script(["sh", "-c", 'echo "allocation=${GPUHUB_ALLOCATION-unset}"'], sys.executable, 10)
+        env = {**os.environ, "SLURM_JOB_ID": "42", "JUPYTERHUB_API_TOKEN": "t0k",
+               "GPUHUB_ALLOCATOR_URL": f"http://127.0.0.1:{server.server_port}/api/v1/"}
+        env.pop("GPUHUB_ALLOCATION", None)
+        run = subprocess.run(["bash", "-c", script], env={**env, "GPUHUB_GPUS": "1"}, capture_output=True,
+                             text=True, timeout=30)
+        assert run.stdout.strip() == "allocation=a-7", run.stderr
+        assert asked[0] == ("/api/v1/allocations", "token t0k") and len(asked) == 2
+        run = subprocess.run(["bash", "-c", script], env={**env, "GPUHUB_GPUS": "0"}, capture_output=True,
+                             text=True, timeout=30)
+        assert run.stdout.strip() == "allocation=unset" and len(asked) == 2
+    finally:
+        server.shutdown()
 
 
 def test_the_mirror_of_a_running_job():
