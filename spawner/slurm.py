@@ -11,7 +11,12 @@ so the pool map, GPU-hours and quotas see it.
 - start: ``sbatch --parsable`` (as root: ``--uid``/``--gid`` of the user's
   account, as the local runtime runs servers as the users) of a script that
   execs the servers' Python (spawner/serverenv.py); the job's environment is
-  the server's (``--export=ALL`` of sbatch's own, which holds it);
+  the server's (``--export=ALL`` of sbatch's own, which holds it). With
+  vfolders (SlurmVFolderMixin, spawner/vfolders.py) the job is submitted as
+  root instead, and its script mounts the home vfolder at ~ and the chosen
+  vfolders at ~/vfolders on the node, then drops to the user's account
+  (:func:`spawner.vfolders.node_mount_wrapper`): a job that runs as the user
+  cannot mount;
 - pending: ``squeue --start`` every slurm_poll_seconds, its reason and start
   estimate on the progress page;
 - running: ``scontrol show job -d`` → node, GRES indices → ``POST external``;
@@ -52,6 +57,7 @@ from gpuhub.slurm import SQUEUE_FORMAT, JobInfo, SlurmOutputError, parse_job, pa
 from .gpu_env import describe
 from .gpuspawner import GPUSpawner
 from .slurm_cluster import gres_type
+from .vfolders import SlurmVFolderMixin
 
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
@@ -121,17 +127,51 @@ def sbatch_args(request: dict, *, user: str, server: str, units_per_gpu: int, sh
     return [*args, *extra]
 
 
-def batch_script(cmd: list[str]) -> str:
+#: run by the job's script before the server (the servers' Python, stdlib only):
+#: the id of the allocator's mirror of this job, which the spawner records right
+#: after Slurm starts it, asked as the user with the server's own hub token
+FIND_ALLOCATION = """\
+import json, os, sys, time, urllib.request
+url, job = os.environ.get("GPUHUB_ALLOCATOR_URL", ""), os.environ.get("SLURM_JOB_ID", "")
+headers = {"Authorization": "token " + os.environ.get("JUPYTERHUB_API_TOKEN", "")}
+deadline = time.monotonic() + float(sys.argv[1])
+while url and job and time.monotonic() < deadline:
+    try:
+        req = urllib.request.Request(url.rstrip("/") + "/allocations", headers=headers)
+        with urllib.request.urlopen(req, timeout=5) as r:
+            for a in json.load(r).get("allocations", []):
+                if a.get("source") == "slurm" and str(a.get("job")) == job:
+                    print(a["id"])
+                    sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.5)
+"""
+
+
+def batch_script(cmd: list[str], python: str | None = None, allocation_wait: float = 60) -> str:
     """The job's script: it replaces itself with the server (exec), so that the
-    job ends when the server does and scancel's signal reaches it."""
-    return "\n".join([
+    job ends when the server does and scancel's signal reaches it. Before
+    that, when the session has GPUs and ``python`` is given, it waits (at most
+    ``allocation_wait`` seconds) for the allocator's mirror of the job and
+    exports its id as ``GPUHUB_ALLOCATION`` (the lab panel's share, the
+    kernels' environment); without one in time the server starts without it."""
+    lines = [
         "#!/bin/bash",
         "# a gpuhub single-user server (spawner/slurm.py)",
         # the GPUs Slurm gave the job, for the session's panel and logs
         'export GPUHUB_SLURM_JOB="$SLURM_JOB_ID" GPUHUB_HOST="$SLURMD_NODENAME"',
-        f"exec {shlex.join(cmd)}",
-        "",
-    ])
+    ]
+    if python:
+        find = f"{shlex.quote(python)} -c {shlex.quote(FIND_ALLOCATION)} {allocation_wait:g}"
+        lines += [
+            'if [ "${GPUHUB_GPUS:-0}" != "0" ] && [ -z "${GPUHUB_ALLOCATION:-}" ]; then',
+            f'    GPUHUB_ALLOCATION="$({find} || true)"',
+            '    if [ -n "$GPUHUB_ALLOCATION" ]; then export GPUHUB_ALLOCATION; else unset GPUHUB_ALLOCATION; fi',
+            "fi",
+        ]
+    lines += [f"exec {shlex.join(cmd)}", ""]
+    return "\n".join(lines)
 
 
 def mirror_body(job: JobInfo, request: dict, *, user: str, server: str, units_per_gpu: int,
@@ -271,6 +311,19 @@ class SlurmRuntime(Spawner):
         """,
     ).tag(config=True)
 
+    allocation_wait = Float(
+        60.0,
+        help="""How long (seconds) a GPU session's job script waits, before it
+        starts the server, for the allocator's mirror of the job, whose id it
+        exports as ``GPUHUB_ALLOCATION`` (the lab panel's share). The spawner
+        records the mirror once it sees the job run (within
+        slurm_poll_seconds); without one in time the server starts without it.
+
+        Default 60 seconds: far more than a poll, short of the hub's start
+        timeout; 0 turns the wait off.
+        """,
+    ).tag(config=True)
+
     create_system_users = Bool(
         False,
         help="""When the hub runs as root and a user has no system account, create
@@ -398,6 +451,11 @@ class SlurmRuntime(Spawner):
             self.log.warning("%s: cancelling Slurm job(s) %s left behind", self._log_name, ", ".join(left))
             await self.slurm("scancel", *left, check=False)
 
+    def job_runs_as_root(self) -> bool:
+        """Whether the job is submitted as root, without ``--uid`` (its script
+        drops to the user's account itself: SlurmVFolderMixin's mounts)."""
+        return False
+
     async def submit(self, request: dict) -> str:
         account = await self.account()
         self.port = random_port()
@@ -418,12 +476,15 @@ class SlurmRuntime(Spawner):
                 request, user=self.user.name, server=self.name,
                 units_per_gpu=int(request.get("units_per_gpu") or 20), shards_per_gpu=self.shards_per_gpu,
                 partition=self.partition, workdir=home, output=self.job_output,
-                account=account[:2] if account else None, extra=list(self.sbatch_extra_args),
+                account=account[:2] if account and not self.job_runs_as_root() else None,
+                extra=list(self.sbatch_extra_args),
             )
         except ValueError as e:
             raise SpawnException(str(e), reason="invalid", status_code=400) from None
         await self.cancel_leftovers(job_name(self.user.name, self.name))
-        script = batch_script([*self.cmd, *self.get_args()])
+        python = next((c for c in self.cmd if os.path.basename(c).startswith("python")), None)
+        script = batch_script([*self.cmd, *self.get_args()], python if self.allocation_wait > 0 else None,
+                              self.allocation_wait)
         try:
             _, out, _ = await self.slurm("sbatch", *args, stdin=script, env=env)
         except SlurmError as e:
@@ -517,7 +578,7 @@ class SlurmRuntime(Spawner):
         return 1
 
 
-class SlurmGPUSpawner(GPUSpawner, SlurmRuntime):
+class SlurmGPUSpawner(SlurmVFolderMixin, GPUSpawner, SlurmRuntime):
     """GPU shares on a Slurm cluster: Slurm places them, the allocator validates
     before and mirrors after (see the module docstring)."""
 

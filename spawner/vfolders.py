@@ -102,6 +102,41 @@ def local_mount_wrapper(session_dir: str, home: str, uid: int, gid: int,
             "\n".join(lines), "gpuhub-vfolders"]
 
 
+def node_mount_wrapper(home: str, uid: int, gid: int, groups: list[int], mounts: list[dict],
+                       home_source: str | None = None) -> list[str]:
+    """A prefix for the server's command line on a node the hub does not run on
+    (a Slurm job that starts as root): the same namespace as
+    :func:`local_mount_wrapper`, but the node builds the mounts itself, from the
+    storage paths the vfolder service answered (the vfolder root must be at the
+    same path on every node). ``home_source`` is bound over ``home``; a small
+    tmpfs covers ``~/vfolders`` (so nothing is written into the home vfolder
+    but its mount point) and each vfolder is bound at ``~/vfolders/NAME``,
+    read-only ones remounted read-only before anything runs as the user. A
+    path missing on the node fails the job with a message that says so. Then
+    the command runs as uid:gid with ``groups`` (the account's and the
+    vfolders' groups, :func:`vfolder_gids`). Nothing is mounted into the running
+    session later."""
+    def need(path: str) -> str:
+        q = shlex.quote(path)
+        return (f"[ -d {q} ] || {{ echo {shlex.quote(f'gpuhub: {path} is not on this node: the vfolder root must be mounted at the same path on every node')} >&2; exit 1; }}")
+
+    base = f"{home.rstrip('/')}/{MOUNT_DIR}"
+    lines = ["set -e"]
+    if home_source:
+        lines += [need(home_source), f"mount --bind {shlex.quote(home_source)} {shlex.quote(home)}"]
+    lines += [f"mkdir -p {shlex.quote(base)} && chown {uid}:{gid} {shlex.quote(base)}",
+              f"mount -t tmpfs -o mode=0755,size=1m gpuhub-vfolders {shlex.quote(base)}"]
+    for m in mounts:
+        target = shlex.quote(mount_target(home, m["name"]))
+        lines += [need(m["path"]), f"mkdir {target}", f"mount --bind {shlex.quote(m['path'])} {target}"]
+        if m.get("mode") == "ro":
+            lines.append(f"mount -o remount,bind,ro {target}")
+    lines.append(f"cd {shlex.quote(home)}")
+    lines.append(f'exec setpriv --reuid={uid} --regid={gid} --groups={",".join(map(str, groups)) or gid} -- "$@"')
+    return ["unshare", "--mount", "--propagation", "slave", "--", "/bin/sh", "-c",
+            "\n".join(lines), "gpuhub-vfolders"]
+
+
 def live_changes(available: list[dict], seen: set[str], mounted: dict[str, str]) -> tuple[list[str], list[str]]:
     """What a running session's vfolders should do now: (names to mount, ids to
     unmount). ``available`` is the service's answer (each vfolder the user may
@@ -638,3 +673,38 @@ class DockerVFolderMixin(VFolderMixin):
         the container's user (DockerGPUSpawner.container_user) may enter them."""
         gids = vfolder_gids(self.session_mounts)
         return {"group_add": [str(g) for g in gids]} if gids else {}
+
+
+class SlurmVFolderMixin(LocalVFolderMixin):
+    """Slurm jobs (spawner/slurm.py): the hub is not on the node, so it cannot
+    mount into the session. With vfolders and a hub that runs as root, the job
+    is submitted as root (no ``--uid``) and its script starts with
+    :func:`node_mount_wrapper`, which mounts the home vfolder and the chosen
+    vfolders from their storage paths on the node and then drops to the user's
+    account (Slurm runs a job as the submitting account, and a job that runs as
+    the user cannot mount). No live mounts: a vfolder made during the session
+    appears at the next start (``GPUHUB_VFOLDERS_LIVE=0``, the panel says so).
+    The user's older home, copied into the home vfolder at its first use, is
+    the account's home as the hub sees it (one shared ``/home`` on a cluster)."""
+
+    def live_mounts(self) -> bool:
+        return False
+
+    def _wrapped(self) -> bool:
+        return bool(self.vfolders_url) and os.getuid() == 0
+
+    def uses_home(self) -> bool:
+        return self._wrapped()
+
+    def job_runs_as_root(self) -> bool:
+        return self._wrapped()
+
+    async def vfolders_resolved(self) -> None:
+        if not self._wrapped():
+            return
+        uid, gid, home = await self.account()  # made first where the hub makes accounts
+        await self.migrate_home()
+        pw = pwd.getpwuid(uid)
+        groups = sorted(set(os.getgrouplist(pw.pw_name, gid)) | set(vfolder_gids(self.session_mounts)))
+        self.cmd = node_mount_wrapper(home, uid, gid, groups, self.vfolder_mounts,
+                                      (self.home_mount or {}).get("path")) + list(self.cmd)

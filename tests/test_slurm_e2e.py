@@ -31,6 +31,7 @@ pytestmark = [
 ]
 
 NODE = "node-a"
+V = "/services/vfolders/api/v1"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -95,6 +96,11 @@ def test_one_gpu_is_one_running_job_mirrored_then_stop_cancels_and_frees(hub, sl
     env = json.loads(alice.run_code(ENV_CODE))
     assert env["CUDA_VISIBLE_DEVICES"] == str(gres.indexes[0])  # Slurm's, by index
     assert env["USER"] == "gpuhub-sa" and env["uid"] != 0
+    # the job's script waited for the mirror: the session knows its allocation,
+    # and so does the lab panel, which reads GPUHUB_ALLOCATION
+    assert env["GPUHUB_ALLOCATION"] == allocation["id"]
+    r = alice.call("GET", "/user/gpuhub-sa/gpuhub/status")
+    assert r.status_code == 200 and r.json()["share"]["allocation"]["id"] == allocation["id"], r.text[:500]
     print(f"spawn-to-ready of a 1-GPU JupyterLab under Slurm: {seconds:.1f}s")
 
     alice.stop()
@@ -178,3 +184,29 @@ def test_quota_refusal_submits_nothing(hub, slurm):
     finally:
         admin.call("DELETE", API + "/quotas/user/gpuhub-sf")
 
+
+
+def test_home_and_vfolders_are_mounted_in_the_job_from_the_storage_paths(hub, slurm):
+    """#22: the job's script mounts the user's home vfolder at ~ and a chosen
+    vfolder at ~/vfolders/NAME on the node (submitted as root, it drops to the
+    user's account itself); what the session writes is in the vfolders."""
+    gil = hub.login("gpuhub-sg")
+    r = gil.call("POST", V + "/vfolders", json={"name": "data"})
+    assert r.status_code == 201, r.text
+    data = r.json()
+    spawn_ready(gil, {"gpus": 1, "vfolders": ["data"]})
+    (job,) = slurm.jobs("gpuhub-gpuhub-sg", "RUNNING")
+    out = json.loads(gil.run_code(
+        "import os, json\nh = os.path.expanduser('~')\n"
+        "open(h + '/x.txt', 'w').write('written in Slurm job ' + os.environ['GPUHUB_SLURM_JOB'])\n"
+        "open(h + '/vfolders/data/y.txt', 'w').write('in data')\n"
+        "print(json.dumps({'listing': sorted(os.listdir(h + '/vfolders')), 'uid': os.getuid(), "
+        "'groups': os.getgroups(), 'live': os.environ.get('GPUHUB_VFOLDERS_LIVE'), 'cwd': os.getcwd()}))"))
+    assert out["listing"] == ["data"] and out["uid"] != 0 and out["live"] == "0", out
+    (home,) = [v for v in gil.call("GET", V + "/vfolders").json()["vfolders"] if v["kind"] == "home"]
+    r = gil.call("GET", V + f"/vfolders/{home['id']}/files/x.txt")
+    assert r.status_code == 200 and r.text == f"written in Slurm job {job.job_id}", r.text
+    r = gil.call("GET", V + f"/vfolders/{data['id']}/files/y.txt")
+    assert r.status_code == 200 and r.text == "in data", r.text
+    gil.stop()
+    assert gil.call("DELETE", V + f"/vfolders/{data['id']}").status_code == 204  # no session holds it

@@ -97,6 +97,50 @@ def test_sbatch_arguments_and_script():
     script = batch_script(["/opt/env/bin/python", "-m", "jupyterhub.singleuser", "--arg=a b"])
     assert script.startswith("#!/bin/bash\n")
     assert "exec /opt/env/bin/python -m jupyterhub.singleuser '--arg=a b'\n" in script
+    assert "GPUHUB_ALLOCATION" not in script  # no Python given: no wait for the mirror
+
+
+def test_the_batch_script_exports_the_mirrors_id_found_with_the_servers_token(tmp_path):
+    """GPUHUB_ALLOCATION in a Slurm session: the script asks the allocator (a
+    stand-in HTTP server here) for the user's allocations until the one of
+    SLURM_JOB_ID is there, and exports its id; a session without GPUs never waits."""
+    import http.server
+    import json as json_
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    asked = []
+
+    class Allocator(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append((self.path, self.headers.get("Authorization")))
+            found = [{"id": "a-7", "source": "slurm", "job": "42"}] if len(asked) > 1 else []
+            body = json_.dumps({"allocations": [{"id": "x", "source": "slurm", "job": "4"}, *found]}).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Allocator)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        script = batch_script(["sh", "-c", 'echo "allocation=${GPUHUB_ALLOCATION-unset}"'], sys.executable, 10)
+        env = {**os.environ, "SLURM_JOB_ID": "42", "JUPYTERHUB_API_TOKEN": "t0k",
+               "GPUHUB_ALLOCATOR_URL": f"http://127.0.0.1:{server.server_port}/api/v1/"}
+        env.pop("GPUHUB_ALLOCATION", None)
+        run = subprocess.run(["bash", "-c", script], env={**env, "GPUHUB_GPUS": "1"}, capture_output=True,
+                             text=True, timeout=30)
+        assert run.stdout.strip() == "allocation=a-7", run.stderr
+        assert asked[0] == ("/api/v1/allocations", "token t0k") and len(asked) == 2
+        run = subprocess.run(["bash", "-c", script], env={**env, "GPUHUB_GPUS": "0"}, capture_output=True,
+                             text=True, timeout=30)
+        assert run.stdout.strip() == "allocation=unset" and len(asked) == 2
+    finally:
+        server.shutdown()
 
 
 def test_the_mirror_of_a_running_job():
@@ -196,3 +240,42 @@ def test_live_pool_mirrors_once_never_places_there_and_keeps_it(tmp_path):
         pool.ledger.close()
 
     asyncio.run(go())
+
+
+def test_node_mount_wrapper_mounts_home_and_vfolders_then_drops_to_the_user(tmp_path):
+    """The job script's prefix (SlurmVFolderMixin), run for real as root here
+    (no Slurm needed): the home source over the home, each vfolder at
+    ~/vfolders/NAME (read-only ones read-only), a tmpfs under them, the command
+    as the account; a storage path missing on the node fails with a message."""
+    import os
+    import subprocess
+
+    from spawner.vfolders import node_mount_wrapper
+
+    wrapper = node_mount_wrapper("/home/ann", 1001, 1001, [1001, 5000],
+                                 [{"name": "data", "path": "/v/a b", "mode": "ro"}], "/v/home")
+    assert wrapper[:5] == ["unshare", "--mount", "--propagation", "slave", "--"]
+    assert "mount --bind '/v/a b' /home/ann/vfolders/data\nmount -o remount,bind,ro /home/ann/vfolders/data" \
+        in wrapper[7]
+    assert wrapper[7].endswith('exec setpriv --reuid=1001 --regid=1001 --groups=1001,5000 -- "$@"')
+    if os.geteuid() != 0:
+        pytest.skip("running the wrapper needs root")
+    home, source, ro, rw = (tmp_path / n for n in ("home", "homevf", "ro", "rw"))
+    for d in (home, source, ro, rw):
+        d.mkdir()
+        d.chmod(0o777)
+    (ro / "r.txt").write_text("read me\n")
+    nobody = 65534
+    mounts = [{"name": "ro", "path": str(ro), "mode": "ro"}, {"name": "rw", "path": str(rw), "mode": "rw"}]
+    script = ("echo from-job > x.txt; echo w > vfolders/rw/w.txt; ls vfolders; cat vfolders/ro/r.txt; "
+              "id -u; touch vfolders/ro/no 2>/dev/null || echo ro-refused")
+    out = subprocess.run([*node_mount_wrapper(str(home), nobody, nobody, [nobody], mounts, str(source)),
+                          "sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ro", "rw", "read", "me", str(nobody), "ro-refused"]
+    assert (source / "x.txt").read_text() == "from-job\n" and (rw / "w.txt").read_text() == "w\n"
+    assert not (home / "x.txt").exists() and sorted(os.listdir(source)) == ["vfolders", "x.txt"]
+    assert os.listdir(source / "vfolders") == []  # only a mount point in the home vfolder
+    missing = subprocess.run([*node_mount_wrapper(str(home), nobody, nobody, [nobody], [], str(tmp_path / "gone")),
+                              "true"], capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 1 and "the vfolder root must be mounted at the same path on every node" in missing.stderr
