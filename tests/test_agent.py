@@ -139,12 +139,15 @@ def test_sampling_per_device_and_process():
     assert samples == [
         {"uuid": "GPU-00000000-0000-0000-0000-000000000000", "utilization_gpu": 0,
          "memory_used_mb": 1000,
-         "processes": [{"pid": 101, "memory_mb": 512}, {"pid": 102, "memory_mb": None}]},
+         # a driver without per-process utilisation: unknown (None), and said so
+         "processes": [{"pid": 101, "memory_mb": 512, "sm_util": None},
+                       {"pid": 102, "memory_mb": None, "sm_util": None}],
+         "process_utilization": False},
         {"uuid": "GPU-00000000-0000-0000-0000-000000000001", "utilization_gpu": 10,
-         "memory_used_mb": 1001, "processes": []},
+         "memory_used_mb": 1001, "processes": [], "process_utilization": False},
         # a failing per-process query does not lose the device's other numbers
         {"uuid": "GPU-00000000-0000-0000-0000-000000000002", "utilization_gpu": 20,
-         "memory_used_mb": 1002, "processes": []},
+         "memory_used_mb": 1002, "processes": [], "process_utilization": False},
     ]
     assert NoSampler().sample() == []
 

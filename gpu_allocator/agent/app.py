@@ -24,11 +24,11 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
 
-from traitlets import CaselessStrEnum, Float, List, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Float, List, Unicode, default
 
 from gpuhub.service import InfoLogging, ServiceApp
 
-from . import containers
+from . import containers, owners
 from ..client import DEFAULT_API_URL, AllocatorClient, AllocatorError, fractional
 from .mps import MPSManager
 from .nvml import NoSampler, NVMLSampler, discover
@@ -237,6 +237,22 @@ class GPUAgent(InfoLogging, ServiceApp):
         """,
     ).tag(config=True)
 
+    per_allocation_use = Bool(
+        True,
+        help="""Report each allocation's own GPU use (utilisation and memory of its
+        processes) with every heartbeat: NVML's host pids are mapped to
+        allocations through ``/proc/PID/cgroup`` (a Docker container's
+        ``gpuhub.allocation`` label, a ``gpuhub-ID`` cgroup) or, for local
+        sessions, GPUHUB_ALLOCATION in ``/proc/PID/environ`` (readable by root
+        only: run the agent as root). The lab panel and idle reclaim judge a
+        fraction by this figure instead of its whole device's.
+
+        Default True; False sends only the per-device samples (the panel then
+        matches the session's own pids, and idle reclaim judges a fraction by
+        its whole device).
+        """,
+    ).tag(config=True)
+
     aliases = {
         "config": "GPUAgent.config_file",
         "allocator-url": "GPUAgent.allocator_url",
@@ -269,6 +285,10 @@ class GPUAgent(InfoLogging, ServiceApp):
         #: allocations fenced so far (their stop logged once)
         self.fenced: set[str] = set()
         self.samples: list[dict] | None = None
+        #: allocation id → its own use in the latest sample (agent.owners)
+        self.use: dict[str, dict] | None = None
+        #: the shares the allocator holds here: allocation id → (user, device uuids)
+        self.holds: dict[str, tuple[str, list[str]]] = {}
         self.state = "unregistered"
         self.interval = self.heartbeat_interval or 5.0
         self.stopping = asyncio.Event()
@@ -384,6 +404,8 @@ class GPUAgent(InfoLogging, ServiceApp):
     async def heartbeat_body(self) -> dict:
         return {
             "devices": self.samples or [],
+            # each allocation's own use: its processes' (agent.owners)
+            **({"allocations": self.use} if self.use is not None else {}),
             "running": await self.running(registering=False),
             "mps": self.mps_report(),
         }
@@ -398,6 +420,8 @@ class GPUAgent(InfoLogging, ServiceApp):
         if not self.heartbeat_interval and answer.get("heartbeat_interval"):
             self.interval = float(answer["heartbeat_interval"])
         shares = answer.get("shares") or []
+        self.holds = {a["id"]: (a.get("user") or "", [d.get("uuid") for d in a.get("devices") or ()])
+                      for a in shares}
         known = [a["id"] for a in shares]
         if known != self.known:
             self.known = known
@@ -452,7 +476,31 @@ class GPUAgent(InfoLogging, ServiceApp):
             except Exception as e:
                 self.samples = None
                 self.log.warning("sampling the GPUs failed: %s", e)
+            try:
+                self.use = await self.blocking(self.attribute, self.samples, timeout=max(interval, 15.0))
+            except Exception as e:
+                self.use = None
+                self.log.warning("telling whose GPU processes are failed: %s", e)
             await self.sleep(interval)
+
+    def attribute(self, samples: list[dict] | None) -> dict[str, dict] | None:
+        """Each allocation's own use in ``samples`` (None: not reported — the
+        option is off, or there is no NVML sample). Blocking: reads /proc and
+        asks the Docker engine for its gpuhub containers."""
+        if not self.per_allocation_use or not samples:
+            return None
+        ids: dict[str, str] = {}
+        if self.docker_url and any(d.get("processes") for d in samples):
+            try:
+                ids = containers.allocation_containers(self.docker_url)
+            except Exception as e:
+                self.log.warning("cannot list the containers of %s: %s", self.docker_url, e)
+        users = {aid: user for aid, (user, _) in self.holds.items()}
+        holds = {aid: devices for aid, (_, devices) in self.holds.items()}
+        holds.update({aid: holds.get(aid, []) for aid in ids.values()})
+        pids = {p["pid"] for d in samples for p in d.get("processes") or ()}
+        found = {pid: owners.read_owner(pid, ids, users) for pid in pids}
+        return owners.allocation_use(samples, found, holds)
 
     async def sleep(self, seconds: float) -> None:
         try:

@@ -43,3 +43,14 @@ def stop_allocation(url: str, allocation_id: str, label: str = LABEL, timeout: i
         return stopped
     finally:
         client.close()
+
+
+def allocation_containers(url: str, label: str = LABEL) -> dict[str, str]:
+    """The engine's gpuhub containers: full container id → allocation id (its
+    label), to tell whose a GPU process is (agent.owners)."""
+    client = _client(url)
+    try:
+        containers = client.containers.list(filters={"label": label})
+        return {c.id: c.labels[label] for c in containers if c.labels.get(label)}
+    finally:
+        client.close()

@@ -8,6 +8,8 @@ NVML thread, never on the event loop.
 
 from __future__ import annotations
 
+import time
+
 from ..inventory import as_text, discover_nvml_details, load_inventory, nvml_call
 from ..core.model import Host
 
@@ -35,6 +37,8 @@ class NVMLSampler:
         self.pynvml = pynvml
         self.handles: list[tuple[str, object]] = []
         self.open = False
+        #: when the last per-process utilisation was read (NVML's µs timestamps)
+        self.since = 0
 
     def start(self) -> None:
         nv = self.pynvml
@@ -50,13 +54,35 @@ class NVMLSampler:
             self.open = False
             self.pynvml.nvmlShutdown()
 
+    def process_utilization(self, h, since: int) -> dict[int, int] | None:
+        """SM utilisation (%) per pid since ``since`` (µs); {} when NVML has no
+        sample since then (NOT_FOUND: nothing ran), None when the driver cannot
+        tell (no per-process accounting)."""
+        nv = self.pynvml
+        fn = getattr(nv, "nvmlDeviceGetProcessUtilization", None)
+        if fn is None:
+            return None
+        try:
+            rows = fn(h, since) or []
+        except nv.NVMLError as e:
+            if getattr(e, "value", None) == getattr(nv, "NVML_ERROR_NOT_FOUND", 6) or str(e) == "Not Found":
+                return {}
+            return None
+        out: dict[int, int] = {}
+        for r in rows:
+            out[int(r.pid)] = max(out.get(int(r.pid), 0), int(r.smUtil))
+        return out
+
     def sample(self) -> list[dict]:
         nv = self.pynvml
         out = []
+        now = int(time.time() * 1e6)
+        since, self.since = self.since or now - 10_000_000, now
         for uuid, h in self.handles:
             rates = nvml_call(nv, "nvmlDeviceGetUtilizationRates", h)
             memory = nvml_call(nv, "nvmlDeviceGetMemoryInfo", h)
             processes = nvml_call(nv, "nvmlDeviceGetComputeRunningProcesses", h) or []
+            sm = self.process_utilization(h, since)
             out.append(
                 {
                     "uuid": uuid,
@@ -69,9 +95,13 @@ class NVMLSampler:
                             "memory_mb": p.usedGpuMemory // MB
                             if isinstance(getattr(p, "usedGpuMemory", None), int)
                             else None,
+                            # SM utilisation (%) since the last sample; None: unknown
+                            "sm_util": None if sm is None else sm.get(int(p.pid), 0),
                         }
                         for p in processes
                     ],
+                    # whether the driver tells utilisation per process
+                    "process_utilization": sm is not None,
                 }
             )
         return out
