@@ -20,7 +20,7 @@ from gpuhub.service import HubService
 
 from . import admin, loops
 from .api import routes
-from .shapes import allocation_json, iso
+from .shapes import allocation_json, allocation_use, iso
 from .core.pools import Pool, PoolError, check_hosts, parse_pools
 from .core.queue import DEPTH
 from .core.reclaim import Policies, parse_policies
@@ -421,6 +421,8 @@ class GPUAllocator(HubService):
                 ends_at=iso(self.pool.ends_at(a)),
                 extended=a.id in self.pool.extended,
                 notice=notice.get("message"),
+                # its own processes' GPU use, as its host's agent last reported it
+                use=allocation_use(self.pool.info, a),
             )
         return out
 

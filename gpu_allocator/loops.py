@@ -13,7 +13,7 @@ from gpuhub.slurm import HOLDING, SQUEUE_FORMAT, parse_squeue
 
 from .admin.actions import revoke
 from .core.external import stale
-from .core.reclaim import Share, decide, share_utilisation
+from .core.reclaim import Share, allocation_utilisation, decide
 from .pool.state import when
 
 
@@ -209,7 +209,7 @@ def record_utilisation(app, now: float) -> None:
         h = history.setdefault(a.id, deque())
         if h and h[-1][0] >= usage["at"]:
             continue  # no heartbeat since the last pass
-        h.append((usage["at"], share_utilisation([s.device_uuid for s in a.shares], usage.get("devices") or ())))
+        h.append((usage["at"], allocation_utilisation(a.id, [s.device_uuid for s in a.shares], usage)))
         while len(h) > 1 and h[1][0] <= now - keep:
             h.popleft()
 

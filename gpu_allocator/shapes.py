@@ -64,6 +64,15 @@ def allocation_json(a: Allocation, state: PoolState, mps: dict | None = None) ->
     }
 
 
+def allocation_use(info: dict, a) -> dict | None:
+    """An allocation's own GPU use as its host's agent last reported it (its
+    processes' utilisation and memory, ``sampled_at`` epoch seconds); None when
+    the agent reports none. ``info``: the pool's host records."""
+    rec = info.get(a.host) if a.host else None
+    usage = rec.usage if rec is not None else None
+    return ((usage or {}).get("allocations") or {}).get(a.id)
+
+
 def _usage_for(usage: dict | None, devices: set[str] | None) -> dict | None:
     """An agent's samples as a viewer may see them: admins (devices None) all of
     it; users only the devices they hold a share of, without process ids."""
@@ -71,7 +80,7 @@ def _usage_for(usage: dict | None, devices: set[str] | None) -> dict | None:
         return None
     if devices is None:
         return usage
-    mine = [
+    mine = [  # not "allocations": each share carries its own ("use")
         {k: d.get(k) for k in ("uuid", "utilization_gpu", "memory_used_mb")}
         for d in usage.get("devices") or ()
         if d.get("uuid") in devices
@@ -93,7 +102,9 @@ def host_json(name: str, state: PoolState, info, *, viewer: str | None) -> dict:
                 {"allocation": a.id, "user": a.user, "units": s.units,
                  "fraction": format_gpus(s.units, per_gpu),
                  # an external allocation's scheduler and job (core.external)
-                 "source": a.source or "gpuhub", "job": a.job or None}
+                 "source": a.source or "gpuhub", "job": a.job or None,
+                 # its own processes' use, as the agent last reported it
+                 "use": allocation_use({name: info} if info else {}, a)}
             )
     devices = [
         {

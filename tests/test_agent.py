@@ -351,6 +351,41 @@ def test_register_heartbeat_and_pool_view(hub, hosts):
     assert r.status_code == 409 and "already registered by host 'api-1'" in r.json()["error"]
 
 
+def test_each_allocations_own_use_is_kept_and_shown_to_its_owner(hub, hosts):
+    """A heartbeat's ``allocations`` (each allocation's own processes' use, from
+    the agent's cgroup mapping): the allocator keeps the latest per allocation,
+    GET allocations/{id} and the pool view's share entries show it (a user sees
+    only their own), and a malformed figure is a 400."""
+    hosts("api-use", n=1)
+    admin, agent = hub.admin_allocator(), hub.agent_client()
+    a = admin.call("POST", API + "/allocations", json={"user": "gpuhub-use-a", "gpus": 0.5}).json()
+    b = admin.call("POST", API + "/allocations", json={"user": "gpuhub-use-b", "gpus": 0.5}).json()
+    assert a["host"] == b["host"] == "api-use" and a["devices"][0]["uuid"] == b["devices"][0]["uuid"]
+    uuid = a["devices"][0]["uuid"]
+    assert admin.call("GET", f"{API}/allocations/{a['id']}").json()["use"] is None  # nothing reported yet
+
+    def own(util, mem):
+        return {"utilization_gpu": util, "memory_used_mb": mem, "processes": 1, "complete": True,
+                "devices": [{"uuid": uuid, "utilization_gpu": util, "memory_used_mb": mem, "processes": 1}]}
+
+    before = time.time()
+    r = agent.call("POST", f"{API}/hosts/api-use/heartbeat", json={
+        "running": [a["id"], b["id"]],
+        "devices": [{"uuid": uuid, "utilization_gpu": 90, "memory_used_mb": 20000, "processes": []}],
+        "allocations": {a["id"]: own(85.0, 15000.0), b["id"]: own(0.0, 512.0)}})
+    assert r.status_code == 200, r.text
+    use = admin.call("GET", f"{API}/allocations/{b['id']}").json()["use"]
+    assert (use["utilization_gpu"], use["memory_used_mb"], use["complete"]) == (0.0, 512.0, True)
+    assert before <= use["sampled_at"] <= time.time()
+    assert hub.login("gpuhub-use-a").call("GET", f"{API}/allocations/{a['id']}").json()["use"]["utilization_gpu"] == 85
+    (dev,) = host_of(hub.login("gpuhub-use-b"), "api-use")["devices"]
+    assert [(s["allocation"], s["use"]["memory_used_mb"]) for s in dev["shares"]] == [(b["id"], 512.0)]
+    assert "allocations" not in host_of(hub.login("gpuhub-use-b"), "api-use")["usage"]
+    r = agent.call("POST", f"{API}/hosts/api-use/heartbeat", json={
+        "running": [a["id"]], "allocations": {a["id"]: {"utilization_gpu": "lots"}}})
+    assert r.status_code == 400 and "utilization_gpu" in r.json()["error"]
+
+
 def test_drain_keeps_running_shares_and_refuses_new_ones(hub, hosts):
     hosts("api-drain", n=1)
     admin, agent = hub.admin_allocator(), hub.agent_client()

@@ -163,3 +163,42 @@ async def test_nobody_waiting_keeps_an_idle_share_and_a_busy_again_share_loses_i
     await loops.idle_reclaim(app, now=NOW + 42 * 60 + 1)
     assert not pool.notices[a.id].get("message") and a.id in pool.state.allocations
     pool.close()
+
+
+async def test_a_fraction_is_judged_by_its_own_processes_where_the_agent_tells(db_url):
+    """Two fractions of one device: the device computes (the busy fraction's
+    processes) while the idle fraction's own processes do nothing. With the
+    agent's per-allocation figure the idle one is noticed and reclaimed, the
+    busy one kept; an agent that could not attribute every process there leaves
+    the idle one judged by its whole device (kept)."""
+    pool = await agent_pool(db_url)
+    app = app_for(pool, {"default": {"minutes": 10, "notice_minutes": 2}})
+    idle, _ = await pool.submit(Request("ann", 10, 1.0, 1024, 8.0), now=NOW)
+    busy, _ = await pool.submit(Request("bob", 10, 1.0, 1024, 8.0), now=NOW)
+    assert idle.shares[0].device_uuid == busy.shares[0].device_uuid  # fractions, packed
+    dev = idle.shares[0].device_uuid
+    waiting, _ = await pool.submit(Request("cat", 40, 1.0, 1024, 8.0), now=NOW)
+    assert waiting.id in pool.queue
+
+    def beat(t, complete=True):
+        usage = {"at": t, "devices": [{"uuid": dev, "utilization_gpu": 85}],
+                 "allocations": {idle.id: {"utilization_gpu": 0.0, "memory_used_mb": 900.0, "complete": complete},
+                                 busy.id: {"utilization_gpu": 85.0, "memory_used_mb": 9000.0, "complete": complete}}}
+        pool.heartbeat("gpu-1", running=[idle.id, busy.id], usage=usage, now=t)
+
+    for minute in range(0, 15):  # not every process attributed: the device's figure, busy
+        beat(NOW + minute * 60, complete=False)
+        warned, reclaimed = await loops.idle_reclaim(app, now=NOW + minute * 60 + 1)
+        assert not warned and not reclaimed
+    reclaimed_at = None
+    for minute in range(15, 40):
+        beat(NOW + minute * 60)
+        warned, reclaimed = await loops.idle_reclaim(app, now=NOW + minute * 60 + 1)
+        assert busy.id not in [a.id for a in warned + reclaimed]
+        if reclaimed:
+            assert [a.id for a in reclaimed] == [idle.id]
+            reclaimed_at = minute
+            break
+    assert reclaimed_at == 25  # 10 minutes of its own idleness
+    assert busy.id in pool.state.allocations
+    pool.close()

@@ -149,8 +149,9 @@ def parse_details(data: dict) -> dict | None:
 def parse_usage(data: dict, now: float) -> dict | None:
     """The per-device samples of a heartbeat, normalised."""
     devices = data.get("devices")
+    own = parse_allocation_use(data, now)
     if devices is None:
-        return None
+        return {"at": now, "devices": [], **own} if own else None
     if not isinstance(devices, list):
         raise BadBody("devices must be a list of per-device samples")
     out = []
@@ -180,7 +181,41 @@ def parse_usage(data: dict, now: float) -> dict | None:
                 "processes": procs,
             }
         )
-    return {"at": now, "devices": out}
+    return {"at": now, "devices": out, **own}
+
+
+def parse_allocation_use(data: dict, now: float) -> dict:
+    """A heartbeat's ``allocations``: each allocation's own use (its processes'
+    utilisation and memory, agent.owners), normalised to ``{"allocations": {id:
+    use}}`` with ``sampled_at``; {} when the agent sends none."""
+    body = data.get("allocations")
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise BadBody("allocations must be an object {allocation id: use}")
+    out = {}
+    for aid, use in body.items():
+        where = f"allocations[{aid!r}]"
+        _str(aid, "an allocation id")
+        if not isinstance(use, dict):
+            raise BadBody(f"{where} must be an object with utilization_gpu and memory_used_mb")
+        rows = use.get("devices") or []
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise BadBody(f"{where}.devices must be a list of objects")
+        out[aid] = {
+            "utilization_gpu": _num(use.get("utilization_gpu"), f"{where}.utilization_gpu"),
+            "memory_used_mb": _num(use.get("memory_used_mb"), f"{where}.memory_used_mb"),
+            "processes": _int(use.get("processes", 0), f"{where}.processes"),
+            "complete": bool(use.get("complete", True)),
+            "devices": [
+                {"uuid": _str(r.get("uuid"), f"{where}.devices[{i}].uuid"),
+                 "utilization_gpu": _num(r.get("utilization_gpu"), f"{where}.devices[{i}].utilization_gpu"),
+                 "memory_used_mb": _num(r.get("memory_used_mb"), f"{where}.devices[{i}].memory_used_mb")}
+                for i, r in enumerate(rows)
+            ],
+            "sampled_at": now,
+        }
+    return {"allocations": out}
 
 
 class HostAPIHandler(APIHandler):

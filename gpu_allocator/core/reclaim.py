@@ -1,10 +1,13 @@
 """Idle reclaim: which GPU shares to warn and which to take back because their GPUs
 stayed (nearly) unused — pure decisions over plain data.
 
-A share's utilisation comes from its host agent's per-device samples (the
-heartbeats): the highest utilisation of its devices. A fraction shares its device
-with others, so its figure is the device's — an upper bound: a fraction is seen
-idle only when the whole device is, never reclaimed for someone else's idleness.
+A share's utilisation comes from its host agent's heartbeats. Where the agent
+reports the allocation's own use (its processes' utilisation, agent.owners) and
+could attribute every process on the share's devices (``complete``), that is the
+figure: a fraction is judged by its own processes. Else it is the highest
+utilisation of its devices — for a fraction, which shares its device, an upper
+bound: it is seen idle only when the whole device is, never reclaimed for
+someone else's idleness.
 
 Per share, the policy of its user's groups applies (the most lenient one when
 several groups have one: off beats on, else the longest ``minutes``), else the
@@ -107,6 +110,17 @@ def share_utilisation(device_uuids, samples: list[dict]) -> float | None:
     if not values or any(v is None for v in values):
         return None
     return max(values) / 100.0
+
+
+def allocation_utilisation(allocation_id: str, device_uuids, usage: dict) -> float | None:
+    """A share's utilisation (0–1) in one heartbeat (``usage``: the host's latest,
+    with ``devices`` and, where the agent tells, ``allocations``): its own
+    processes' when the agent attributed every process on its devices, else its
+    devices' (share_utilisation)."""
+    own = (usage.get("allocations") or {}).get(allocation_id)
+    if own and own.get("complete", True) and own.get("utilization_gpu") is not None:
+        return float(own["utilization_gpu"]) / 100.0
+    return share_utilisation(device_uuids, usage.get("devices") or ())
 
 
 @dataclass(frozen=True)
