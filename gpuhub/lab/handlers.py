@@ -216,6 +216,14 @@ def simulated_sample(allocation_id: str, now: float, limit_mb: float) -> tuple[f
     return round(max(0.0, min(100.0, util)), 1), round(max(0.0, mem))
 
 
+def own_use(allocation: dict | None) -> dict | None:
+    """The share's own GPU use as its host's agent reports it (GET
+    allocations/{id} ``use``: its processes', told apart by the agent through
+    their cgroups, so right in a container too); None where no agent reports it."""
+    use = (allocation or {}).get("use")
+    return use if isinstance(use, dict) and use.get("memory_used_mb") is not None else None
+
+
 def session_pids() -> set[int]:
     """This server and everything it started (kernels, terminals)."""
     try:
@@ -346,7 +354,9 @@ class State:
         )
         allocation = share.get("allocation") if "error" not in share else None
         nvml = None
-        if allocation and self.lab.nvml:
+        if allocation and self.lab.nvml and not own_use(allocation):
+            # the fallback where no agent reports the share's own use: this
+            # session's pids (right for a local session, not in a container)
             # NVML and the process tree block: off the event loop
             uuids = [d["uuid"] for d in allocation.get("devices") or ()]
             nvml = await asyncio.get_running_loop().run_in_executor(
@@ -389,7 +399,11 @@ class State:
         host = None
         if "error" not in pool:
             host = next((h for h in pool.get("hosts") or () if h.get("name") == allocation.get("host")), None)
-        if sample is not None:
+        use = own_use(allocation)
+        if use is not None:
+            sample = (float(use.get("utilization_gpu") or 0), float(use.get("memory_used_mb") or 0))
+            source, label = "share", "this session's processes (the host agent's samples)"
+        elif sample is not None:
             source, label = "nvml", "this session's processes (NVML)"
         else:
             usage = (host or {}).get("usage") or {}

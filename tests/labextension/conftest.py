@@ -36,6 +36,8 @@ class Fake:
         self.calls: list[tuple[str, str, dict, bytes]] = []
         self.pool_usage = None
         self.pool_source = "inventory"
+        #: the share's own use as its host's agent reports it (GET allocations/{id} "use")
+        self.use = None
         self.down: set[str] = set()
         self.vfolders = [{
             "id": "vf1", "name": "data", "mount_name": "data", "owner": "alice", "access": "owner",
@@ -96,7 +98,8 @@ def service_app(fake: Fake) -> web.Application:
                 return
             ends = fake.ends_at or datetime.fromtimestamp(
                 ALLOC["created"] + ALLOC["max_hours"] * 3600, timezone.utc).isoformat()
-            self.send({**ALLOC, "ends_at": ends, "extended": fake.extended, "notice": fake.notice})
+            self.send({**ALLOC, "ends_at": ends, "extended": fake.extended, "notice": fake.notice,
+                       **({"use": fake.use} if fake.use is not None else {})})
 
     class Queue(H):
         def get(self):

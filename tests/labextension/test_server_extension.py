@@ -78,6 +78,30 @@ def test_agent_samples_are_used_when_the_host_has_them(fetch, fake):
     assert live["source"] == "agent" and live["utilization_gpu"] == 37 and live["memory_used_mb"] == 1000
 
 
+def test_the_shares_own_use_from_the_agent_beats_pids_and_the_whole_device(fetch, fake, monkeypatch):
+    """Where the host's agent reports the share's own use (its processes, told
+    apart by their cgroups: right in a container, where the session's pids are
+    not NVML's), the panel shows it, not the whole device's, and does not match
+    pids itself."""
+    from gpuhub.lab import handlers
+
+    def no_pid_matching(*a):
+        raise AssertionError("the session's pids were matched although the agent reports the share's use")
+
+    monkeypatch.setattr(handlers, "nvml_sample", no_pid_matching)
+    fake.pool_source = "agent"
+    fake.pool_usage = {"at": 1, "devices": [{"uuid": "GPU-aaaa", "utilization_gpu": 90, "memory_used_mb": 30000}]}
+    fake.use = {"utilization_gpu": 12.0, "memory_used_mb": 512.0, "sampled_at": 1.0, "complete": True}
+    live = get_status(fetch)["live"]
+    assert live["source"] == "share" and "this session's processes" in live["label"]
+    assert live["utilization_gpu"] == 12.0 and live["memory_used_mb"] == 512.0
+    # no agent figure: the whole device's samples, as before
+    fake.use = None
+    monkeypatch.setattr(handlers, "nvml_sample", lambda uuids, pids: None)
+    live = get_status(fetch)["live"]
+    assert live["source"] == "agent" and live["utilization_gpu"] == 90
+
+
 def test_a_service_down_is_an_error_in_its_section_only(fetch, fake):
     fake.down.add("vfolders")
     s = get_status(fetch)
