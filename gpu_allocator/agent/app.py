@@ -3,7 +3,9 @@
 At start it discovers the host's GPUs (NVML: UUID, model, memory, pairwise
 topology, NVLink, NUMA/CPU affinity — or a declared mock inventory) and
 registers the host; then it sends a heartbeat every interval with the latest
-per-device and per-process samples and the allocation ids the host runs. The
+per-device and per-process samples, each allocation's own use (its processes',
+told apart through /proc/PID/cgroup: agent.owners) and the allocation ids the
+host runs. The
 allocator answers with what it holds on the host: the agent keeps the CUDA MPS
 control daemon running while a device carries a fractional share, and logs
 allocations it runs that the allocator no longer knows. A 404 (the host was
