@@ -10,7 +10,14 @@ import pytest
 
 from spawner import DockerGPUSpawner
 
-pytestmark = [pytest.mark.e2e, pytest.mark.hub(config={"GPUHubDemo": {"runtime": "docker"}})]
+#: a profile with an image of its own (#20 item 3), for the group "imagers" only
+TAGGED = "gpuhub/singleuser:profile-test"
+pytestmark = [pytest.mark.e2e, pytest.mark.hub(config={
+    "GPUHubDemo": {"runtime": "docker"},
+    "GPUSpawner": {"profiles": [{"slug": "tagged", "display_name": "Tagged image", "gpus": "0", "cpu": 0.5,
+                                 "mem": "512M", "image": TAGGED, "groups": ["imagers"]}]},
+    "JupyterHub": {"load_groups": {"imagers": {"users": ["gpuhub-dimg"]}}},
+})]
 
 CODE = (
     "import os, json, pathlib\n"
@@ -78,6 +85,28 @@ def test_sessions_do_not_share_files(hub, engine):
     assert ha[1].endswith(home["id"])
     for u in (a, b):
         u.stop()
+
+
+def test_a_profiles_image_is_what_the_container_runs(hub, engine):
+    """The profile's image (another tag of the single-user image), not the
+    spawner's configured one; the next free spawn is back on the configured one."""
+    engine.images.get("gpuhub/singleuser:latest").tag(TAGGED)
+    try:
+        u = hub.login("gpuhub-dimg")
+        r = u.spawn({"profile": "tagged"})
+        assert r.status_code in (201, 202), r.text
+        u.wait_ready(timeout=120)
+        (c,) = engine.containers.list(filters={"name": "jupyter-gpuhub-2ddimg"})
+        assert c.attrs["Config"]["Image"] == TAGGED
+        u.stop()
+        r = u.spawn({"profile": "custom", "gpus": "0", "cpu": 0.5, "mem": "512M"})
+        assert r.status_code in (201, 202), r.text
+        u.wait_ready(timeout=120)
+        (c,) = engine.containers.list(filters={"name": "jupyter-gpuhub-2ddimg"})
+        assert c.attrs["Config"]["Image"] == "gpuhub/singleuser:latest"
+        u.stop()
+    finally:
+        engine.images.remove(TAGGED, noprune=True)
 
 
 def test_each_host_has_its_own_engine_client_and_worker():
