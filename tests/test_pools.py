@@ -473,3 +473,19 @@ def test_pool_quotas_in_the_live_pool(tmp_path):
             pool.ledger.close()
 
     asyncio.run(go())
+
+
+def test_a_request_whose_models_are_only_in_a_pool_over_quota_waits_for_the_quota():
+    """Hosts it could never use (other models) do not keep it "within quota":
+    the only hosts with its model are in team-a, over bob's quota there."""
+    state = PoolState.build([host("a", model="L4"), host("b", pools=("team-a",))], units_per_gpu=PER)
+    h100 = frozenset({"H100"})
+    held = {"bob": add(Held(), Request("bob", 20), PER, ("team-a",))}
+    q = Queued("x", Request("bob", 20, models=h100), NOW, ("team-a",))
+    p = plan(state, [], [q], now=NOW, quotas=team_a_quota(20), fairshare=FairShare(), held=dict(held))
+    assert not p.admitted
+    assert p.estimates["x"].reason == "over your quota in pool team-a: GPU quota: 1 of 1 GPUs in use"
+    # any model: it lands on a (default), kept off team-a
+    q = Queued("y", Request("bob", 20), NOW, ("team-a",))
+    p = plan(state, [], [q], now=NOW, quotas=team_a_quota(20), fairshare=FairShare(), held=dict(held))
+    assert [a.host for _, a in p.admitted] == ["a"]

@@ -64,7 +64,7 @@ from .fairshare import FairShare
 from .model import Allocation, HostState, Request, Share, format_gpus, milli
 from .placement import NoFit, place
 from .pools import closed_text, may_use
-from .quota import OK, Decision, Held, Quotas, add, check, pool_decision, within_pools
+from .quota import Decision, Held, Quotas, add, check, pool_decision, within_pools
 from .state import StateError
 
 #: waiting requests whose estimated start later ones must not delay
@@ -664,7 +664,6 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
     simulation, start and alternative choice of the pass follows it."""
     per = state.units_per_gpu
     out = Plan()
-    every = every_pool(state) if quotas.pools else frozenset()
     ordering = Ordering(pending, running, quotas, fairshare, now, per, groups_of) if fair else None
     key = ordering.key if fair else ARRIVAL
     queue = sorted(pending, key=key)
@@ -673,14 +672,14 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
     rules = Rules(restrict, now) if restrict is not None else NO_RULES
     reasons: dict[str, str] = {}
     if not backfill:
-        return _strict(state, sim, runs, queue, out, reasons, now, quotas, held, ratio, depth, running, rules,
-                       every)
+        return _strict(state, sim, runs, queue, out, reasons, now, quotas, held, ratio, depth, running, rules)
     promised = {x.id: x.first_latest for x in queue if x.first_latest is not None}
     tails = [queue]
     if previous:  # the previous pass's order, new requests behind in fair order
         tails.append(sorted(queue, key=lambda x: previous[x.id].position if x.id in previous else 1 << 30))
     order, base, insim = _arrange(sim, runs, [], tails, depth, now, rules=rules)
     waiting: list[Queued] = []  # walked, still waiting (in order)
+    shapes: dict = {}  # the hosts' pools each shape could use (pool quotas)
     stale = False
     i = 0
     while i < len(order):
@@ -693,7 +692,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         beyond = len(waiting) >= depth and x.id not in promised
         h = held.get(req.user, Held())
         # its quotas against what its user holds now, as this pass's grants left it
-        verdict, y = within_quota(quotas, x, h, per, every)
+        verdict, y = within_quota(quotas, x, h, per, state, shapes)
         if y is not x:  # kept off the pools over its user's quota, for this pass
             order[i - 1] = x = y
             req = x.req
@@ -755,26 +754,41 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
     return _estimates(out, sim, base, order, waiting, reasons, running, ratio, now, rules=rules)
 
 
-def every_pool(state) -> frozenset[str]:
-    """The pools of the hosts of ``state``: where a request whose ``pools`` is
-    None (every pool open to it) may land."""
-    return frozenset(p for h in state.hosts.values() for p in h.pools)
+def host_pools_for(state, req: Request, cache: dict | None = None) -> list[tuple[str, ...]]:
+    """The distinct pool sets of the up hosts ``req`` could land on, whatever
+    is free: a device of its models (any host for a CPU-only request) and a
+    pool open to it (core.quota.pool_decision). ``cache``: one pass's, by shape."""
+    if cache is not None:
+        key = (req.units == 0, req.models, req.pools)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = host_pools_for(state, req)
+        return found
+    out = set()
+    models, units = req.models, req.units
+    for name in state.up_names():
+        h = state.hosts[name]
+        if h.pools in out or not may_use(h.pools, req.pools):
+            continue
+        if units == 0 or any(not models or d.model in models for d in h.devices):
+            out.add(h.pools)
+    return sorted(out)
 
 
-def within_quota(quotas: Quotas, x: Queued, held: Held, per: int,
-                 every: frozenset[str]) -> tuple[Decision, Queued]:
+def within_quota(quotas: Quotas, x: Queued, held: Held, per: int, state,
+                 cache: dict | None = None) -> tuple[Decision, Queued]:
     """``x``'s quotas against ``held`` (what its user holds now): the verdict
     (core.quota.check, then per host pool: core.quota.pool_decision over the
-    pools it may use, ``every`` where it may use all) and ``x`` kept off the
-    pools over its user's quota (``Request.closed_pools``; an ok verdict's
-    reason then says why, for a request that fits only there). The one place a
-    pass, submit and placement_now decide quotas."""
+    hosts it could use in ``state``) and ``x`` kept off the pools over its
+    user's quota (``Request.closed_pools``; an ok verdict's reason then says
+    why, for a request that fits only there). The one place a pass, submit and
+    placement_now decide quotas."""
     req = x.req
     verdict = check(quotas.resolve(req.user, x.groups), held, req, per)
     if not verdict.ok or not quotas.pools:
         return verdict, x
     verdict, closed = pool_decision(quotas, req.user, x.groups, held, req, per,
-                                    every if req.pools is None else req.pools)
+                                    host_pools_for(state, req, cache))
     if not verdict.ok:
         return verdict, x
     kept = within_pools(req, closed)
@@ -845,10 +859,11 @@ def _try_start(state, sim: Sim, runs: list[Run], x: Queued, found, rest: list[Qu
 
 def _strict(state, sim: Sim, runs: list[Run], queue: list[Queued], out: Plan, reasons: dict,
             now: float, quotas: Quotas, held: dict, ratio: float, depth: int, running,
-            rules: Rules = NO_RULES, every: frozenset[str] = frozenset()) -> Plan:
+            rules: Rules = NO_RULES) -> Plan:
     """backfill=False: requests start in order until one must wait; the ``depth``
     requests from there on are simulated, those behind are not."""
     per = state.units_per_gpu
+    shapes: dict = {}
     blocked: list[Queued] = []
     cut = len(queue)
     for n, x in enumerate(queue):
@@ -856,7 +871,7 @@ def _strict(state, sim: Sim, runs: list[Run], queue: list[Queued], out: Plan, re
             cut = n
             break
         h = held.get(x.req.user, Held())
-        verdict, x = within_quota(quotas, x, h, per, every)
+        verdict, x = within_quota(quotas, x, h, per, state, shapes)
         req = x.req
         if not verdict.ok:
             if verdict.verdict == "hard":

@@ -24,8 +24,9 @@ pool's default). A share counts in every pool its host is in
 (``Held.pools``). :func:`pool_decision` gives the pools a request may not land
 in now (``Request.closed_pools``): a host is closed to it when one of its
 pools' quota does not allow it; the request waits ("over your quota in pool
-team-a: …") when every pool it may use is closed, and is refused (hard) when
-each is closed by a limit the request alone exceeds.
+team-a: …") when every host it could use (its models, its open pools) is
+closed, and is refused (hard) when each is closed by a limit the request
+alone exceeds.
 """
 
 from __future__ import annotations
@@ -194,18 +195,19 @@ NOTHING = Held()
 
 
 def pool_decision(quotas: Quotas, user: str, groups, held: Held, req: Request, units_per_gpu: int,
-                  candidates: Iterable[str]) -> tuple[Decision, frozenset[str]]:
-    """The pools among ``candidates`` (those ``req`` may land in) whose quota
-    does not allow ``req`` now, and the verdict: ok while one candidate is left
-    (the request then must not land on a host in a closed pool:
-    ``Request.closed_pools``); else wait, or hard where each is closed by a
-    limit the request alone exceeds. The reason names each closed pool ("over
-    your quota in pool team-a: …"), an ok one's too."""
+                  hosts: Iterable[Iterable[str]]) -> tuple[Decision, frozenset[str]]:
+    """The pools whose quota does not allow ``req`` now (every pool with quota
+    rows is looked at: a share counts in each pool of its host), and the
+    verdict. ``hosts``: the pools of each host ``req`` could land on (its
+    models, the pools open to it), whatever is free. A host in a closed pool is
+    closed to it (``Request.closed_pools``): ok while one such host is not
+    closed, else wait, or hard where each closed pool there is closed by a
+    limit the request alone exceeds. The reason names the closed pools of those
+    hosts ("over your quota in pool team-a: …"), an ok verdict's too."""
     if not quotas.pools:
         return OK, frozenset()
     closed: dict[str, Decision] = {}
-    candidates = sorted(set(candidates))
-    for p in candidates:
+    for p in sorted(quotas.pools):
         limits = quotas.resolve_pool(p, user, groups)
         if limits is None:
             continue
@@ -214,11 +216,14 @@ def pool_decision(quotas: Quotas, user: str, groups, held: Held, req: Request, u
             closed[p] = d
     if not closed:
         return OK, frozenset()
+    hosts = [frozenset(h) for h in hosts]
+    near = set().union(*hosts) & closed.keys() if hosts else set()
+    mine = {p: d for p, d in closed.items() if p in near} or closed
     reason = "; ".join(f"over your quota in pool {p}: {d.reason.removeprefix('over your ')}"
-                       for p, d in closed.items())
-    if len(closed) < len(candidates):  # ok, with why it is kept out of the closed ones
+                       for p, d in mine.items())
+    if not hosts or any(h.isdisjoint(closed) for h in hosts):  # ok: kept out of the closed ones
         return Decision("ok", reason), frozenset(closed)
-    verdict = "hard" if all(d.verdict == "hard" for d in closed.values()) else "wait"
+    verdict = "hard" if all(d.verdict == "hard" for d in mine.values()) else "wait"
     return Decision(verdict, reason), frozenset(closed)
 
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from ..core.model import Allocation, Placement, Request
 from ..core.placement import NoFit
-from ..core.queue import DEPTH, Estimate, Queued, QueueView, every_pool, plan, within_quota
+from ..core.queue import DEPTH, Estimate, Queued, QueueView, plan, within_quota
 from ..core.quota import Decision, Limits
 from ..store.ledger import EndRequest, Enqueue, Insert, PutQuota, SetPriority
 from .commit import GroupCommit
@@ -97,9 +97,8 @@ class Scheduler:
         the host pools over its user's quota (``Request.closed_pools``: to place
         it, never to store it)."""
         usage = self.usage
-        every = every_pool(self.live.state) if usage.quotas.pools else frozenset()
         verdict, q = within_quota(usage.quotas, Queued("", req, now, tuple(groups)),
-                                  usage.held(req.user, now), self.live.units_per_gpu, every)
+                                  usage.held(req.user, now), self.live.units_per_gpu, self.live.state)
         return verdict, q.req
 
     def _current_view(self) -> QueueView | None:
