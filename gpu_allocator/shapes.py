@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 
 from .core.model import Allocation, format_gpus
-from .core.quota import WINDOW_S
+from .core.quota import POOL_FIELDS, WINDOW_S, Held
 from .core.reservations import Reservation
 from .core.state import PoolState
 
@@ -249,11 +249,20 @@ def quota_json(pool, user: str, groups=None, now: float | None = None) -> dict:
     groups = tuple(groups) if groups is not None else tuple(pool.groups.get(user, ()))
     limits = pool.quotas.resolve(user, groups)
     held = pool.held(user, now)
-    left = {
-        "gpus": None if limits.gpus is None else format_gpus(max(0, limits.gpus - held.units), per),
-        "sessions": None if limits.sessions is None else max(0, limits.sessions - held.sessions),
-        "gpu_hours": None if limits.gpu_hours is None else round(max(0.0, limits.gpu_hours - held.gpu_hours), 3),
-    }
+    left = _left(limits, held, per)
+    # per host pool with a limit that applies to the user: that limit, what they
+    # hold there (a share counts in every pool of its host) and what is left
+    in_pools = {}
+    for name in sorted(pool.quotas.pools):
+        mine = pool.quotas.resolve_pool(name, user, groups)
+        if mine is None:
+            continue
+        h = held.pools.get(name) or Held()
+        d = mine.as_dict(per)
+        in_pools[name] = {"limits": {f: d[f] for f in POOL_FIELDS},
+                          "held": {"gpus": format_gpus(h.units, per), "sessions": h.sessions,
+                                   "gpu_hours": round(h.gpu_hours, 3)},
+                          "left": _left(mine, h, per)}
     return {
         "user": user,
         "groups": list(groups),
@@ -272,4 +281,13 @@ def quota_json(pool, user: str, groups=None, now: float | None = None) -> dict:
                            for a in pool.state.allocations.values() if a.user == user),
                           key=lambda line: line["server"]),
         "window_hours": WINDOW_S / 3600,
+        "pools": in_pools,
+    }
+
+
+def _left(limits, held, per: int) -> dict:
+    return {
+        "gpus": None if limits.gpus is None else format_gpus(max(0, limits.gpus - held.units), per),
+        "sessions": None if limits.sessions is None else max(0, limits.sessions - held.sessions),
+        "gpu_hours": None if limits.gpu_hours is None else round(max(0.0, limits.gpu_hours - held.gpu_hours), 3),
     }

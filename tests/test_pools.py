@@ -2,9 +2,12 @@
 use which pool, and — hypothesis over random pools, groups and requests — that
 no share placed or admitted by the queue ever lands on a host in a pool closed
 to its user; the inventory's and the live pool's pools (a named pool refused,
-a queued request's reason, the pool kept across a restart). POST estimates'
-``starts_now`` with pools: tests/test_starts_now.py; through a real hub:
-tests/test_pools_e2e.py."""
+a queued request's reason, the pool kept across a restart); quotas per pool:
+a request lands only in pools whose quota allows it, counted exactly within a
+pass (hypothesis: no share ever takes a user over a pool's quota), the
+reason of one whose pools are all over quota, GET quota's and the REST's
+rows per pool. POST estimates' ``starts_now`` with pools and pool quotas:
+tests/test_starts_now.py; through a real hub: tests/test_pools_e2e.py."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from gpu_allocator.core.pools import (
     DEFAULT, PoolError, check_hosts, open_pools, parse_host_pools, parse_pools, request_pools,
 )
 from gpu_allocator.core.queue import Queued, plan
-from gpu_allocator.core.quota import Quotas
+from gpu_allocator.core.quota import Held, Limits, Quotas, add
 from gpu_allocator.core.state import PoolState
 from gpu_allocator.core.validation import RequestError, parse_request
 from gpu_allocator.inventory import InventoryError, load_inventory
@@ -149,12 +152,42 @@ def resolved(pools, groups, user, units, cpu, named):
     return Request(user, units, cpu, 1024, 1.0, pool=named, pools=allowed)
 
 
+#: quotas per pool: {pool: (its default's gpus, sessions)} and bob's own row in one pool
+pool_quota_st = st.tuples(
+    st.dictionaries(st.sampled_from(NAMES), st.tuples(st.sampled_from([None, 0, 10, 20, 40]),
+                                                      st.sampled_from([None, 1, 2])), max_size=2),
+    st.none() | st.tuples(st.sampled_from(NAMES), st.sampled_from([5, 20, 60]), st.sampled_from([None, 1, 3])))
+
+
+def pool_quotas(spec) -> Quotas:
+    defaults, bobs = spec
+    q = Quotas.empty()
+    for name, (gpus, sessions) in defaults.items():
+        q.in_pool(name).default = Limits(gpus=gpus, sessions=sessions)
+    if bobs is not None:
+        name, gpus, sessions = bobs
+        q.in_pool(name).users["bob"] = Limits(gpus=gpus, sessions=sessions)
+    return q
+
+
+def held_in(state, user: str) -> Held:
+    """What ``user`` holds in ``state``, per pool too (as Usage.held counts it)."""
+    h = Held()
+    for a in state.allocations.values():
+        if a.user == user:
+            h = add(h, Request(user, a.units, a.cpu, a.mem_mb, a.max_hours), PER, state.hosts[a.host].pools)
+    return h
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(host_st, min_size=1, max_size=5), st.lists(req_st, min_size=1, max_size=12), groups_st,
        st.dictionaries(st.sampled_from(["team-a", "lab"]),
                        st.fixed_dictionaries({"groups": st.lists(st.sampled_from(["*", "team-a", "x"]), max_size=2)}),
-                       max_size=2))
-def test_no_share_lands_in_a_pool_closed_to_its_user(hosts, reqs, groups, config):
+                       max_size=2), pool_quota_st)
+def test_no_share_lands_in_a_pool_closed_to_its_user(hosts, reqs, groups, config, quota_spec):
+    """… nor takes its user over a quota of a pool its host is in: counted per
+    pool as the pass admits, every admitted share leaves each pool's quota kept
+    (or, where a user was over it already, adds nothing there)."""
     pools = parse_pools(config)
     hs = [host(f"h{i}", pools=[p for p in ps if p in pools] or [DEFAULT], n=n, model=m, cpus=c)
           for i, (n, m, c, ps) in enumerate(hosts)]
@@ -189,10 +222,29 @@ def test_no_share_lands_in_a_pool_closed_to_its_user(hosts, reqs, groups, config
         pending.append(Queued(f"q{k}", r, NOW + k, groups[user]))
     # the queue: what a pass admits is in its user's pools; a waiting request's
     # reason names the closed pools it would fit in now
-    p = plan(every, [], pending, now=NOW + 100, quotas=Quotas.empty(), fairshare=FairShare(), held={})
+    quotas = pool_quotas(quota_spec)
+    users = ("bob", "carol", "dave")
+    before = {u: held_in(every, u) for u in users}
+    p = plan(every, [], pending, now=NOW + 100, quotas=quotas, fairshare=FairShare(),
+             held={u: held_in(every, u) for u in users})
     by_id = {q.id: q for q in pending}
     for x, a in p.admitted:
         assert set(every.hosts[a.host].pools) & x.req.pools, (a.host, x.req.pools)
+    for u in users:  # per pool, what each holds after the pass is within its quota there
+        after = held_in(every, u)
+        for name in quotas.pools:
+            limits = quotas.resolve_pool(name, u, groups[u])
+            if limits is None:
+                continue
+            was, now_ = before[u].pools.get(name, Held()), after.pools.get(name, Held())
+            if now_ == was:
+                continue  # nothing admitted there
+            assert limits.gpus is None or now_.units <= limits.gpus, (u, name, limits, was, now_)
+            assert limits.sessions is None or now_.sessions <= limits.sessions, (u, name, limits, was, now_)
+    for qid, est in p.estimates.items():  # a reason naming a pool's quota names one over it
+        if est.reason.startswith("over your quota in pool "):
+            name = est.reason.split()[5].rstrip(":")
+            assert quotas.resolve_pool(name, by_id[qid].req.user, groups[by_id[qid].req.user]) is not None
     for qid, est in p.estimates.items():
         if "not open to you" in est.reason:
             q = by_id[qid]
@@ -320,3 +372,120 @@ def test_an_agents_registration_names_its_pools():
     assert parse_host("n", {"host": {"cpus": 8, "memory_mb": 1024}}).pools == ("default",)
     with pytest.raises(BadBody, match="host.pools must be a list of pool names"):
         parse_host("n", {"host": {"cpus": 8, "memory_mb": 1024, "pools": {"a": 1}}})
+
+
+# --- quotas per pool ----------------------------------------------------------------------
+
+
+def two_pools():
+    return PoolState.build([host("a"), host("b", pools=("team-a",))], units_per_gpu=PER)
+
+
+def team_a_quota(gpus: int) -> Quotas:
+    q = Quotas.empty()
+    q.in_pool("team-a").groups["team-a"] = Limits(gpus=gpus)
+    return q
+
+
+def test_a_pass_counts_a_pool_quota_as_it_admits():
+    """Two requests that may land only in team-a, a quota of 1 GPU there: the
+    pass admits one; the other waits, its reason naming the pool's quota."""
+    state = two_pools()
+    both = frozenset({"team-a"})
+    pending = [Queued(f"q{k}", Request("bob", 20, pools=both), NOW + k, ("team-a",)) for k in range(2)]
+    p = plan(state, [], pending, now=NOW + 10, quotas=team_a_quota(20), fairshare=FairShare(), held={})
+    assert [x.id for x, _ in p.admitted] == ["q0"]
+    assert p.estimates["q1"].reason == "over your quota in pool team-a: GPU quota: 1 of 1 GPUs in use"
+    assert p.estimates["q1"].latest is None  # over a quota: it reserves nothing
+
+
+def test_a_request_lands_only_in_a_pool_whose_quota_allows_it():
+    """bob holds team-a's quota: a request that may use either pool lands in
+    default; with the default pool full it waits, its reason naming team-a's quota."""
+    state = two_pools()
+    state.grant(Allocation("held", "bob", "b", 20, 1.0, 1024, 1.0, place(state, Request("bob", 20,
+                                                                                         pools=frozenset({"team-a"}))).shares))
+    held = {"bob": held_in(state, "bob")}
+    assert held["bob"].pools == {"team-a": Held(20, 1, 1.0)}
+    anywhere = Queued("x", Request("bob", 20), NOW, ("team-a",))
+    p = plan(state, [], [anywhere], now=NOW, quotas=team_a_quota(20), fairshare=FairShare(), held=dict(held))
+    assert [a.host for _, a in p.admitted] == ["a"]
+    # (the pass granted it in state) the default pool full: it would fit only in
+    # team-a, over bob's quota there
+    state.grant(Allocation("full", "carol", "a", 20, 1.0, 1024, 1.0,
+                           place(state, Request("carol", 20, pools=frozenset({"default"}))).shares))
+    again = Queued("y", Request("bob", 20), NOW, ("team-a",))
+    p = plan(state, [], [again], now=NOW, quotas=team_a_quota(20), fairshare=FairShare(), held=dict(held))
+    assert not p.admitted
+    assert p.estimates["y"].reason == "over your quota in pool team-a: GPU quota: 1 of 1 GPUs in use"
+    # placement alone, kept off team-a, says why
+    with pytest.raises(NoFit, match="not in pool team-a \\(over your quota there\\)"):
+        place(state, Request("bob", 20, closed_pools=frozenset({"team-a"})))
+
+
+def test_a_request_alone_over_every_pools_quota_is_refused():
+    state = two_pools()
+    q = Queued("x", Request("bob", 40, pools=frozenset({"team-a"})), NOW, ("team-a",))
+    p = plan(state, [], [q], now=NOW, quotas=team_a_quota(20), fairshare=FairShare(), held={})
+    assert p.refused == {"x": "over your quota in pool team-a: gpus: your limit is 1 GPUs at once; "
+                              "this request asks for 2"}
+
+
+def test_pool_quotas_in_the_live_pool(tmp_path):
+    """set_quota(pool=…): submit keeps bob off a pool over his quota, a request
+    that may use only that pool waits with the reason, GET quota shows what he
+    holds there, and the row survives a restart (the ledger's pool column)."""
+    from gpu_allocator.pool import QuotaExceeded
+    from gpu_allocator.shapes import quota_json
+
+    async def go():
+        url = f"sqlite:///{tmp_path / 'pool.sqlite'}"
+        pool = await open_pool(url, [host("a"), host("b", pools=("team-a",))], pools=parse_pools(CONFIG))
+        try:
+            await pool.set_quota("user", "bob", Limits(gpus=20, sessions=1), pool="team-a")
+            first, _ = await pool.submit(Request("bob", 20, pool="team-a"), groups=["team-a"], now=NOW)
+            assert first.host == "b"
+            second, _ = await pool.submit(Request("bob", 20), groups=["team-a"], now=NOW + 1)
+            assert second.host == "a"  # b has room, but team-a is over bob's quota
+            with pytest.raises(QuotaExceeded, match="over your quota in pool team-a: gpus: your limit is 1"):
+                await pool.submit(Request("bob", 40, pool="team-a"), groups=["team-a"], now=NOW + 2)
+            q, _ = await pool.submit(Request("bob", 20, pool="team-a"), groups=["team-a"], now=NOW + 3)
+            assert isinstance(q, Queued)
+            assert pool.estimates[q.id].reason == ("over your quota in pool team-a: GPU quota: 1 of 1 GPUs in use")
+            est = pool.start_estimate(Request("bob", 20, pool="team-a"), ("team-a",), NOW + 3)
+            assert not est["queue"]["starts_now"] and est["quota"]["verdict"] == "wait"
+            j = quota_json(pool, "bob", now=NOW + 4)
+            assert j["pools"] == {"team-a": {"limits": {"gpus": "1", "sessions": 1, "gpu_hours": None},
+                                             "held": {"gpus": "1", "sessions": 1, "gpu_hours": 8.0},
+                                             "left": {"gpus": "0", "sessions": 0, "gpu_hours": None}}}
+            assert j["held"]["gpus"] == "2"
+            await settle(pool)
+            pool = await reopen(pool)
+            assert pool.quotas.pools["team-a"].users["bob"] == Limits(gpus=20, sessions=1)
+            assert pool.quotas.users == {}
+            await pool.finish(first.id, now=NOW + 5)
+            await settle(pool)
+            assert q.id not in pool.queue  # the quota room came back: granted
+            await pool.set_quota("user", "bob", None, pool="team-a")
+            assert pool.quotas.pools == {}
+        finally:
+            pool.close()
+            pool.ledger.close()
+
+    asyncio.run(go())
+
+
+def test_a_request_whose_models_are_only_in_a_pool_over_quota_waits_for_the_quota():
+    """Hosts it could never use (other models) do not keep it "within quota":
+    the only hosts with its model are in team-a, over bob's quota there."""
+    state = PoolState.build([host("a", model="L4"), host("b", pools=("team-a",))], units_per_gpu=PER)
+    h100 = frozenset({"H100"})
+    held = {"bob": add(Held(), Request("bob", 20), PER, ("team-a",))}
+    q = Queued("x", Request("bob", 20, models=h100), NOW, ("team-a",))
+    p = plan(state, [], [q], now=NOW, quotas=team_a_quota(20), fairshare=FairShare(), held=dict(held))
+    assert not p.admitted
+    assert p.estimates["x"].reason == "over your quota in pool team-a: GPU quota: 1 of 1 GPUs in use"
+    # any model: it lands on a (default), kept off team-a
+    q = Queued("y", Request("bob", 20), NOW, ("team-a",))
+    p = plan(state, [], [q], now=NOW, quotas=team_a_quota(20), fairshare=FairShare(), held=dict(held))
+    assert [a.host for _, a in p.admitted] == ["a"]

@@ -3,7 +3,8 @@ inventory where node-a is in the pool team-a, open only to the hub group
 team-a (JupyterHub.load_groups), and node-b in default. A user outside
 team-a asking for an A100 queues, though node-a is idle, and the queue says
 why; a member of team-a lands there; naming a closed pool is a 400 naming the
-open ones; GET pool shows each host's pools and which are open."""
+open ones; GET pool shows each host's pools and which are open; a quota per
+pool set through REST makes another A100 of ann's wait, and says why."""
 
 from __future__ import annotations
 
@@ -61,6 +62,20 @@ def test_a_user_outside_the_pools_groups_queues_rather_than_landing_on_its_host(
         # still waiting, still not on node-a
         assert bob.call("GET", API + "/allocations").json()["queued"]
         assert not admin.allocations("gpuhub-p-bob")
+
+        # a quota per pool, through REST: ann may hold 1 GPU in team-a, and holds it;
+        # another A100 (only team-a has them) would wait, and says why
+        r = admin.call("PUT", API + "/quotas/user/gpuhub-p-ann?pool=team-a", json={"gpus": 1})
+        assert r.status_code == 200 and r.json()["pool"] == "team-a", r.text
+        assert admin.call("GET", API + "/quotas").json()["pools"]["team-a"]["users"]["gpuhub-p-ann"]["gpus"] == "1"
+        est = ann.call("POST", API + "/estimates", json={"requests": [{"gpus": 1, "gpu_model": A100}]}).json()
+        assert est["estimates"][0]["starts_now"] is False, est
+        assert est["estimates"][0]["quota"]["verdict"] == "wait", est
+        assert est["estimates"][0]["quota"]["reason"].startswith("over your quota in pool team-a: "), est
+        assert est["quota"]["pools"]["team-a"]["held"]["gpus"] == "1", est["quota"]
+        r = admin.call("PUT", API + "/quotas/user/gpuhub-p-ann?pool=gpu9", json={"gpus": 1})
+        assert r.status_code == 400 and "no pool 'gpu9'" in r.text, r.text
+        assert admin.call("DELETE", API + "/quotas/user/gpuhub-p-ann?pool=team-a").status_code == 204
     finally:
         for q in admin.call("GET", API + "/queue").json()["queued"]:
             admin.call("DELETE", f"{API}/allocations/{q['id']}")

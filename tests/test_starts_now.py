@@ -2,8 +2,10 @@
 ``starts_now`` (LivePool.start_estimate) equals whether the same request with
 ``"queue": false`` is granted at once, over random pools: hosts (in host pools
 open to some groups, issue #20), running shares, waiting requests, a
-reservation and a quota, the user's groups and the pool they name; where it
-lands is where it is granted, and never on a host in a pool closed to them."""
+reservation and a quota, a quota per pool (with a share of bob's that may
+count against it), the user's groups and the pool they name; where it lands is
+where it is granted, never on a host in a pool closed to them, and never takes
+bob over a pool's quota."""
 
 from __future__ import annotations
 
@@ -47,7 +49,20 @@ def request(user: str, r, pool: str | None = None) -> Request:
     return Request(user, units, cpu, mem, hours, frozenset(models), pool=pool)
 
 
-async def scenario(url: str, sizes, running, waiting, booking, quota, mine, who=((), None)) -> None:
+#: a quota of bob's in one pool (gpus, sessions), and whether he holds a share first
+pool_quota_st = st.none() | st.tuples(st.sampled_from(["default", "team-a"]), st.sampled_from([None, 0, PER // 4, PER]),
+                                      st.sampled_from([None, 1, 2]), st.booleans())
+
+
+def in_pool(pool: LivePool, user: str, name: str) -> tuple[int, int]:
+    """(units, sessions) ``user`` holds on hosts in pool ``name``."""
+    mine = [a for a in pool.state.allocations.values()
+            if a.user == user and name in pool.state.hosts[a.host].pools]
+    return sum(a.units for a in mine), len(mine)
+
+
+async def scenario(url: str, sizes, running, waiting, booking, quota, mine, who=((), None),
+                   pool_quota=None) -> None:
     ledger = await asyncio.get_running_loop().run_in_executor(None, Ledger, url, PER)
     pool = LivePool(ledger, PER, pools=POOLS)
     groups, named = who
@@ -79,6 +94,16 @@ async def scenario(url: str, sizes, running, waiting, booking, quota, mine, who=
                 pass
         if quota is not None:
             await pool.set_quota("user", "bob", Limits(gpus=quota))
+        if pool_quota is not None:
+            name, gpus, sessions, holds = pool_quota
+            if holds:  # a share of bob's first, anywhere open to him: it may count in the pool
+                try:
+                    await pool.submit(Request("bob", PER // 4, 1.0, 1024, 1.0), groups=list(groups), queue=False,
+                                      now=NOW - 30)
+                except (NoFit, QuotaExceeded):
+                    pass
+            await pool.set_quota("user", "bob", Limits(gpus=gpus, sessions=sessions), pool=name)
+            before = in_pool(pool, "bob", name)
         req = request("bob", mine, named)
         opened = open_pools(POOLS, "bob", groups)
         try:
@@ -100,6 +125,11 @@ async def scenario(url: str, sizes, running, waiting, booking, quota, mine, who=
             assert set(est["lands"]["models"]) == models
             # never in a pool closed to bob, and in the one he named
             assert set(pool.state.hosts[got.host].pools) & (opened if named is None else {named}), got.host
+            if pool_quota is not None and name in pool.state.hosts[got.host].pools:
+                # never over bob's quota in a pool it counts in
+                units, sessions_ = in_pool(pool, "bob", name)
+                assert gpus is None or units <= gpus, (got, before, pool_quota)
+                assert sessions is None or sessions_ <= sessions, (got, before, pool_quota)
         else:
             assert est["lands"]["host"] is None
         for name in est["lands"]["hosts"]:  # "any of …" names only hosts he may use
@@ -115,8 +145,9 @@ async def scenario(url: str, sizes, running, waiting, booking, quota, mine, who=
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hosts_st, st.lists(req_st, max_size=5), st.lists(req_st, max_size=3),
        st.none() | st.tuples(st.integers(0, 2), st.integers(1, 2)),
-       st.none() | st.sampled_from([PER // 4, PER]), req_st, who_st)
-def test_starts_now_is_what_a_request_without_queueing_gets(sizes, running, waiting, booking, quota, mine, who):
+       st.none() | st.sampled_from([PER // 4, PER]), req_st, who_st, pool_quota_st)
+def test_starts_now_is_what_a_request_without_queueing_gets(sizes, running, waiting, booking, quota, mine, who,
+                                                            pool_quota):
     with tempfile.TemporaryDirectory() as d:
         asyncio.run(scenario(f"sqlite:///{Path(d) / 'pool.sqlite'}", sizes, running, waiting, booking, quota, mine,
-                             who))
+                             who, pool_quota))

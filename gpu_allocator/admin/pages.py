@@ -23,7 +23,7 @@ from tornado.httputil import url_concat
 from gpuhub.pages import PageUser, ServicePage
 
 from .. import poolview
-from ..core.quota import FIELDS
+from ..core.quota import FIELDS, POOL_FIELDS, Limits
 from ..core.reservations import Conflict
 from ..core.validation import RequestError, parse_booking, parse_limits, parse_user
 from ..scopes import ADMIN_SCOPE, ADMIN_SCOPES
@@ -227,10 +227,16 @@ class QueuePage(PageHandler):
             j["submitted_t"] = q.submitted
             rows.append(j)
         quotas = pool.quotas
-        table = [("user", n, v.as_dict(per)) for n, v in sorted(quotas.users.items())]
-        table += [("group", n, v.as_dict(per)) for n, v in sorted(quotas.groups.items())]
+        table = [("user", n, "", v.as_dict(per)) for n, v in sorted(quotas.users.items())]
+        table += [("group", n, "", v.as_dict(per)) for n, v in sorted(quotas.groups.items())]
+        for p, rows in sorted(quotas.pools.items()):  # per host pool: gpus, sessions, GPU-hours there
+            table += [("user", n, p, v.as_dict(per)) for n, v in sorted(rows.users.items())]
+            table += [("group", n, p, v.as_dict(per)) for n, v in sorted(rows.groups.items())]
+            if rows.default != Limits():
+                table.append(("default", "*", p, rows.default.as_dict(per)))
         self.render_page("admin/queue.html", active="queue", title="Queue", queued=rows,
                          quotas=table, fields=FIELDS, default=quotas.default.as_dict(per),
+                         pools=sorted(pool.pools),
                          ratio=pool.ratio)
 
 
@@ -262,26 +268,35 @@ class QuotaAction(PageHandler):
     async def post(self):
         self.require_admin()
         kind = self.get_body_argument("kind", "")
-        if kind not in ("user", "group"):
-            raise web.HTTPError(400, "kind is user or group")
-        try:
-            name = parse_user(self.get_body_argument("name", "").strip())
-        except RequestError as e:
-            raise web.HTTPError(400, str(e).replace("user", kind, 1)) from None
+        # a host pool's row ("": over every pool): gpus, sessions, GPU-hours there
+        in_pool = self.get_body_argument("pool", "").strip()
+        if in_pool and in_pool not in self.pool.pools:
+            raise web.HTTPError(400, f"no pool {in_pool!r}; GPUAllocator.pools has {', '.join(self.pool.pools)}")
+        if kind not in ("user", "group") and not (kind == "default" and in_pool):
+            raise web.HTTPError(400, "kind is user or group (default: only with a pool)")
+        if kind == "default":
+            name = "*"
+        else:
+            try:
+                name = parse_user(self.get_body_argument("name", "").strip())
+            except RequestError as e:
+                raise web.HTTPError(400, str(e).replace("user", kind, 1)) from None
         reason = actions.clean_reason(self.get_body_argument("reason", ""))
         actor = self.current_user["name"]
+        where = f" in pool {in_pool}" if in_pool else ""
         if self.get_body_argument("remove", ""):
-            await queue_actions.set_quota(self.service, actor, kind, name, None, reason)
-            self.back(f"Quota of {kind} {name} removed.")
+            await queue_actions.set_quota(self.service, actor, kind, name, None, reason, pool=in_pool)
+            self.back(f"Quota of {kind} {name}{where} removed.")
             return
         form = {k: self.get_body_argument(k, "") for k in ("gpus", "sessions", "gpu_hours", "priority",
                                                             "share", "max_wait_hours")}
         try:
-            limits = parse_limits(_form_limits(form), self.pool.units_per_gpu)
+            limits = parse_limits(_form_limits(form), self.pool.units_per_gpu,
+                                  POOL_FIELDS if in_pool else FIELDS)
         except RequestError as e:
-            raise web.HTTPError(400, str(e)) from None
-        await queue_actions.set_quota(self.service, actor, kind, name, limits, reason)
-        self.back(f"Quota of {kind} {name} set.")
+            raise web.HTTPError(400, str(e) + (" (in a pool)" if in_pool else "")) from None
+        await queue_actions.set_quota(self.service, actor, kind, name, limits, reason, pool=in_pool)
+        self.back(f"Quota of {kind} {name}{where} set.")
 
 
 class UsagePage(PageHandler):

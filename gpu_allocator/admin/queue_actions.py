@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 
-from ..core.quota import Limits
+from ..core.quota import Limits, Quotas
 from ..store.ledger import Audit
 
 
@@ -35,17 +35,26 @@ def _limits_detail(limits: Limits | None, per: int) -> dict | None:
     return {k: v for k, v in limits.as_dict(per).items() if v is not None}
 
 
-async def set_quota(app, actor: str, kind: str, name: str, limits: Limits | None, reason: str = "") -> None:
-    """Set (or, with None, remove) the quota row of a user or group, audited."""
-    pool = app.pool
-    per = pool.units_per_gpu
-    table = pool.quotas.users if kind == "user" else pool.quotas.groups
-    detail = {"limits": _limits_detail(limits, per), "previous": _limits_detail(table.get(name), per)}
+async def set_quota(app, actor: str, kind: str, name: str, limits: Limits | None, reason: str = "",
+                    pool: str = "") -> None:
+    """Set (or, with None, remove) the quota row of a user or group — over every
+    host pool, or in ``pool`` (there kind "default" too) — audited (target
+    ``kind:name``, ``kind:name@pool`` for a pool's row)."""
+    live = app.pool
+    per = live.units_per_gpu
+    rows = live.quotas.pools.get(pool, Quotas.empty()) if pool else live.quotas
+    if kind == "default":
+        previous = rows.default if rows.default != Limits() else None
+    else:
+        previous = (rows.users if kind == "user" else rows.groups).get(name)
+    detail = {"limits": _limits_detail(limits, per), "previous": _limits_detail(previous, per)}
+    if pool:
+        detail["pool"] = pool
     if reason:
         detail["reason"] = reason
-    entry = Audit(time.time(), actor, "quota", f"{kind}:{name}", detail)
-    await pool.set_quota(kind, name, limits, extra=(entry,))
-    app.log.info("quota of %s %s set by %s: %s", kind, name, actor, limits)
+    entry = Audit(time.time(), actor, "quota", f"{kind}:{name}" + (f"@{pool}" if pool else ""), detail)
+    await live.set_quota(kind, name, limits, extra=(entry,), pool=pool)
+    app.log.info("quota of %s %s%s set by %s: %s", kind, name, f" in pool {pool}" if pool else "", actor, limits)
 
 
 async def set_priority(app, actor: str, request_id: str, priority: int | None, reason: str = "") -> dict:

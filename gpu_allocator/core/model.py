@@ -116,6 +116,9 @@ class Request:
     #: ``pool`` where it enters the allocator (core.pools.request_pools);
     #: None: any host (no pools configured, or a caller inside the allocator)
     pools: frozenset[str] | None = None
+    #: pools it may not land in now: its user is over their quota there
+    #: (core.quota.pool_decision; decided where it is placed, never stored)
+    closed_pools: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

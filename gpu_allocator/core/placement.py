@@ -139,15 +139,17 @@ def _levels(state: PoolState, req: Request):
     """Candidate (class, option) pairs in groups, the tightest group first: a
     fraction by the free units of the device it would take, whole GPUs by the
     idle devices of the host, CPU-only by the host's free GPU units; only
-    classes of hosts in a pool the request may use (``req.pools``)."""
+    classes of hosts in a pool the request may use (``req.pools``, not
+    ``req.closed_pools``)."""
     per = state.units_per_gpu
     units, models = req.units, req.models
     allowed = req.pools
-    if allowed is not None:  # only classes of hosts in a pool open to the request
+    if allowed is not None or req.closed_pools:
+        # only classes of hosts in a pool open to the request, none in a pool
+        # over its user's quota (core.quota.pool_decision)
         kinds = state.kind_pools
-        ok = {k for k, names in kinds.items() if not allowed.isdisjoint(names)}
-        if len(ok) == len(kinds):
-            allowed = None  # every host is open to it: nothing to filter
+        ok = {k for k, names in kinds.items() if may_use(names, allowed, req.closed_pools)}
+        allowed = None if len(ok) == len(kinds) else frozenset(ok)  # all: nothing to filter
     if units == 0:
         by_total = state.class_total
         for t in sorted(by_total):
@@ -371,8 +373,8 @@ def describe_shortage(state: PoolState, req: Request) -> str:
     parts = []
     up = state.up_names()
     closed = 0
-    if req.pools is not None:  # the hosts it may not use are not its business
-        mine = [n for n in up if may_use(state.hosts[n].pools, req.pools)]
+    if req.pools is not None or req.closed_pools:  # the hosts it may not use are not its business
+        mine = [n for n in up if may_use(state.hosts[n].pools, req.pools, req.closed_pools)]
         closed, up = len(up) - len(mine), mine
     lines = state.shortage_lines
     if len(lines) > 10_000:
@@ -400,6 +402,9 @@ def describe_shortage(state: PoolState, req: Request) -> str:
     where = ""
     if req.pools is not None:
         where = f" in {closed_text(req.pools) if req.pools else 'no pool'} (open to you)"
-        if closed:
+        if closed and not req.closed_pools:
             where += f"; {closed} other host(s) are in pools not open to you"
+    if req.closed_pools:
+        where += (f"{';' if where else ''} not in {closed_text(req.closed_pools)} (over your quota there)"
+                  + (f"; {closed} other host(s) are in pools not open to you or over your quota" if closed else ""))
     return f"Not enough free resources for {asked} right now{where}. Free: " + ("; ".join(parts) or "nothing")

@@ -147,10 +147,12 @@ def request_pools(pools: Mapping[str, Pool], user: str, groups: Iterable[str], a
                     f"{', '.join(sorted(mine)) or 'none'}")
 
 
-def may_use(host_pools: Iterable[str], allowed: frozenset[str] | None) -> bool:
+def may_use(host_pools: Iterable[str], allowed: frozenset[str] | None,
+            closed: frozenset[str] = frozenset()) -> bool:
     """Whether a host in ``host_pools`` may take a request allowed ``allowed``
-    (None: any host)."""
-    return allowed is None or not allowed.isdisjoint(host_pools)
+    (None: any host) and kept out of ``closed`` (pools over its user's quota:
+    a host in one of them is closed, as a share counts in each of its pools)."""
+    return (allowed is None or not allowed.isdisjoint(host_pools)) and closed.isdisjoint(host_pools)
 
 
 def closed_text(closed: Iterable[str]) -> str:

@@ -64,7 +64,7 @@ from .fairshare import FairShare
 from .model import Allocation, HostState, Request, Share, format_gpus, milli
 from .placement import NoFit, place
 from .pools import closed_text, may_use
-from .quota import Held, Quotas, add, check
+from .quota import Decision, Held, Quotas, add, check, pool_decision, within_pools
 from .state import StateError
 
 #: waiting requests whose estimated start later ones must not delay
@@ -220,13 +220,13 @@ class Sim:
     def _candidates(self, req: Request) -> tuple[tuple[str, ...], frozenset]:
         """The up hosts ``req`` could ever use here (its models, its pools), in
         host order (and as a set)."""
-        key = (req.units == 0, req.models, req.pools)
+        key = (req.units == 0, req.models, req.pools, req.closed_pools)
         found = self._for.get(key)
         if found is None:
-            models, allowed = req.models, req.pools
+            models, allowed, closed = req.models, req.pools, req.closed_pools
             hosts = tuple(h for h, devs in self.hosts.items()
                           if (req.units == 0 or (devs and (not models or any(self.model[u] in models for u in devs))))
-                          and may_use(self.pools[h], allowed))
+                          and may_use(self.pools[h], allowed, closed))
             found = self._for[key] = (hosts, frozenset(hosts))
         return found
 
@@ -679,6 +679,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         tails.append(sorted(queue, key=lambda x: previous[x.id].position if x.id in previous else 1 << 30))
     order, base, insim = _arrange(sim, runs, [], tails, depth, now, rules=rules)
     waiting: list[Queued] = []  # walked, still waiting (in order)
+    shapes: dict = {}  # the hosts' pools each shape could use (pool quotas)
     stale = False
     i = 0
     while i < len(order):
@@ -689,9 +690,12 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         # cost stays bounded), so it has no estimate; it still starts now if it
         # delays none of the simulated requests (no per-pass cap on admissions)
         beyond = len(waiting) >= depth and x.id not in promised
-        limits = quotas.resolve(req.user, x.groups)
         h = held.get(req.user, Held())
-        verdict = check(limits, h, req, per)
+        # its quotas against what its user holds now, as this pass's grants left it
+        verdict, y = within_quota(quotas, x, h, per, state, shapes)
+        if y is not x:  # kept off the pools over its user's quota, for this pass
+            order[i - 1] = x = y
+            req = x.req
         if not verdict.ok:  # it reserves nothing
             if verdict.verdict == "hard":
                 out.refused[x.id] = verdict.reason
@@ -717,6 +721,9 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
             reasons[x.id] = f"waiting behind {depth} requests"
             continue
         if grant is None:
+            if req.closed_pools and found is None and x.id not in reasons and \
+                    sim.fit(replace(req, closed_pools=frozenset()), rules.exclude(x)) is not None:
+                reasons[x.id] = verdict.reason  # it would fit now, in a pool over its quota
             reasons.setdefault(x.id, sim.shortage(req, rules.exclude(x)))
             waiting.append(x)
             if x.id not in insim:
@@ -727,7 +734,7 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
         state.grant(a)
         sim.take(mine.host, mine.shares, mine.cpu, mine.mem)
         runs.append(mine)
-        held[req.user] = add(h, req, per)
+        held[req.user] = add(h, req, per, state.hosts[a.host].pools)
         out.admitted.append((x, a))
         insim.discard(x.id)
         base = after
@@ -745,6 +752,47 @@ def plan(state, running: list[tuple[Allocation, float]], pending: list[Queued], 
     # simulated starts keeps the rule (LivePool's fast path)
     out.protected = [y.id for y in order if y.id in insim]
     return _estimates(out, sim, base, order, waiting, reasons, running, ratio, now, rules=rules)
+
+
+def host_pools_for(state, req: Request, cache: dict | None = None) -> list[tuple[str, ...]]:
+    """The distinct pool sets of the up hosts ``req`` could land on, whatever
+    is free: a device of its models (any host for a CPU-only request) and a
+    pool open to it (core.quota.pool_decision). ``cache``: one pass's, by shape."""
+    if cache is not None:
+        key = (req.units == 0, req.models, req.pools)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = host_pools_for(state, req)
+        return found
+    out = set()
+    models, units = req.models, req.units
+    for name in state.up_names():
+        h = state.hosts[name]
+        if h.pools in out or not may_use(h.pools, req.pools):
+            continue
+        if units == 0 or any(not models or d.model in models for d in h.devices):
+            out.add(h.pools)
+    return sorted(out)
+
+
+def within_quota(quotas: Quotas, x: Queued, held: Held, per: int, state,
+                 cache: dict | None = None) -> tuple[Decision, Queued]:
+    """``x``'s quotas against ``held`` (what its user holds now): the verdict
+    (core.quota.check, then per host pool: core.quota.pool_decision over the
+    hosts it could use in ``state``) and ``x`` kept off the pools over its
+    user's quota (``Request.closed_pools``; an ok verdict's reason then says
+    why, for a request that fits only there). The one place a pass, submit and
+    placement_now decide quotas."""
+    req = x.req
+    verdict = check(quotas.resolve(req.user, x.groups), held, req, per)
+    if not verdict.ok or not quotas.pools:
+        return verdict, x
+    verdict, closed = pool_decision(quotas, req.user, x.groups, held, req, per,
+                                    host_pools_for(state, req, cache))
+    if not verdict.ok:
+        return verdict, x
+    kept = within_pools(req, closed)
+    return verdict, x if kept is req else replace(x, req=kept)
 
 
 def _arrange(sim: Sim, runs: list[Run], fixed: list[Queued], tails: list[list[Queued]], room: int,
@@ -815,15 +863,16 @@ def _strict(state, sim: Sim, runs: list[Run], queue: list[Queued], out: Plan, re
     """backfill=False: requests start in order until one must wait; the ``depth``
     requests from there on are simulated, those behind are not."""
     per = state.units_per_gpu
+    shapes: dict = {}
     blocked: list[Queued] = []
     cut = len(queue)
     for n, x in enumerate(queue):
         if len(blocked) >= depth:
             cut = n
             break
+        h = held.get(x.req.user, Held())
+        verdict, x = within_quota(quotas, x, h, per, state, shapes)
         req = x.req
-        h = held.get(req.user, Held())
-        verdict = check(quotas.resolve(req.user, x.groups), h, req, per)
         if not verdict.ok:
             if verdict.verdict == "hard":
                 out.refused[x.id] = verdict.reason
@@ -855,7 +904,7 @@ def _strict(state, sim: Sim, runs: list[Run], queue: list[Queued], out: Plan, re
         shares = tuple((s.device_uuid, s.units) for s in p.shares)
         sim.take(p.host, shares, milli(req.cpu), req.mem_mb)
         runs.append(Run(now + req.max_hours * 3600.0, p.host, shares, milli(req.cpu), req.mem_mb))
-        held[req.user] = add(h, req, per)
+        held[req.user] = add(h, req, per, state.hosts[p.host].pools)
         out.admitted.append((x, a))
     base = dict(zip((b.id for b in blocked), rules.simulate(sim, runs, blocked, now)))
     return _estimates(out, sim, base, queue[:cut], blocked, reasons, running, ratio, now,

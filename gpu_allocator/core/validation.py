@@ -271,12 +271,15 @@ def parse_groups(value: object) -> tuple[str, ...] | None:
     return tuple(sorted(set(value)))
 
 
-def parse_limits(data: dict, per: int) -> Limits:
+def parse_limits(data: dict, per: int, allowed: tuple[str, ...] = LIMIT_FIELDS) -> Limits:
     """A quota row (``PUT quotas/{user|group}/{name}``, the admin panel's quota
-    form): each of core.quota.FIELDS, null or absent for not set."""
-    unknown = sorted(set(data) - set(LIMIT_FIELDS))
+    form): each of ``allowed`` (core.quota.FIELDS; a pool's row:
+    core.quota.POOL_FIELDS), null or absent for not set."""
+    if not isinstance(data, dict):
+        raise RequestError("a quota row must be a JSON object")
+    unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise RequestError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(LIMIT_FIELDS)}")
+        raise RequestError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
     out = {}
     for name in LIMIT_FIELDS:
         v = data.get(name)

@@ -11,7 +11,6 @@ from ..core.model import Allocation, Request, format_gpus
 from ..core.placement import NoFit, place
 from ..core.pools import may_use
 from ..core.queue import Queued, Sim, run_of, scaled_running
-from ..core.quota import check
 from ..core.reservations import iso
 from .queue import Scheduler
 from .reservations import Reservations
@@ -135,7 +134,7 @@ class Estimator:
         except NoFit as e:
             out.update(fits_now=False, message=str(e))
         limits = usage.quotas.resolve(req.user, groups)
-        verdict = check(limits, usage.held(req.user, now), req, self.live.units_per_gpu)
+        verdict, _ = self.scheduler.quota_verdict(req, groups, now)  # its pools' quotas too
         wait = limits.max_wait_hours if limits.max_wait_hours is not None else self.scheduler.max_wait_hours
         out["quota"] = {"verdict": verdict.verdict, "reason": verdict.reason}
         # "starts now" is what submit would do now, decided the same way (with a

@@ -18,8 +18,8 @@ from dataclasses import replace
 
 from ..core.model import Allocation, Placement, Request
 from ..core.placement import NoFit
-from ..core.queue import DEPTH, Estimate, Queued, QueueView, plan
-from ..core.quota import Limits, check
+from ..core.queue import DEPTH, Estimate, Queued, QueueView, plan, within_quota
+from ..core.quota import Decision, Limits
 from ..store.ledger import EndRequest, Enqueue, Insert, PutQuota, SetPriority
 from .commit import GroupCommit
 from .errors import KeyConflict, QuotaExceeded
@@ -91,6 +91,16 @@ class Scheduler:
             restrict=self.bookings.restriction if self.bookings.reserved else None,
         )
 
+    def quota_verdict(self, req: Request, groups: tuple, now: float) -> tuple[Decision, Request]:
+        """``req``'s quotas against what its user holds at ``now``, as a pass
+        decides them (core.queue.within_quota): the verdict, and ``req`` kept off
+        the host pools over its user's quota (``Request.closed_pools``: to place
+        it, never to store it)."""
+        usage = self.usage
+        verdict, q = within_quota(usage.quotas, Queued("", req, now, tuple(groups)),
+                                  usage.held(req.user, now), self.live.units_per_gpu, self.live.state)
+        return verdict, q.req
+
     def _current_view(self) -> QueueView | None:
         v = self._view
         return v if v is not None and v.hosts_version == self.live.state.hosts_version else None
@@ -144,18 +154,18 @@ class Scheduler:
         plain placement under the reservations' rule; else the last pass's view;
         else a pass of its own, whose grants are undone (the shape statistics
         frozen meanwhile, so that nothing a placement learns from moves)."""
-        usage, state = self.usage, self.live.state
-        if not check(usage.quotas.resolve(req.user, groups), usage.held(req.user, now), req,
-                     self.live.units_per_gpu).ok:
+        state = self.live.state
+        verdict, placed = self.quota_verdict(req, groups, now)
+        if not verdict.ok:
             return None
         if not self.queue:
             try:
-                return self.bookings.restriction(req, now).place(state, req)
+                return self.bookings.restriction(placed, now).place(state, placed)
             except NoFit:
                 return None
         q = Queued("placement-now", req, now, groups)
         if not self.orders_queue(req.user):
-            found = self._starts_at_once(q, now)
+            found = self._starts_at_once(replace(q, req=placed), now)
             if found is not None:
                 return found
         frozen, state.shapes.frozen = state.shapes.frozen, True
@@ -232,20 +242,20 @@ class Scheduler:
                 if owner != req.user:
                     raise KeyConflict(f"the key {key!r} belongs to another user's request")
                 return found, False
-        limits = usage.quotas.resolve(req.user, groups)
-        verdict = check(limits, usage.held(req.user, now), req, live.units_per_gpu)
+        # (placed: kept off the pools over its user's quota; q keeps req as asked)
+        verdict, placed = self.quota_verdict(req, groups, now)
         if verdict.verdict == "hard":
             raise QuotaExceeded(verdict.reason)
         if verdict.ok and not self.queue:
             try:  # nobody waits: the plain grant (group commit, no pass)
-                return await self.grants.grant(req, server=server, hub_server=hub_server, key=key, now=now)
+                return await self.grants.grant(placed, server=server, hub_server=hub_server, key=key, now=now)
             except NoFit:
                 if not queue:
                     raise
         q = Queued(secrets.token_hex(8), req, now, groups, server, hub_server, key)
         if verdict.ok and not self.orders_queue(req.user):
             # (a user whose usage orders waiting requests changes their order: a pass)
-            found = self._starts_at_once(q, now)
+            found = self._starts_at_once(replace(q, req=placed), now)
             if found is not None:  # delays nobody: granted as the pass would, without one
                 self.fast_grants += 1
                 return await self.grants.record(req, found, server=server, hub_server=hub_server,
@@ -297,7 +307,8 @@ class Scheduler:
         if mine is not None:
             return mine, True
         if not queue:
-            self.bookings.restriction(req, now).place(live.state, req)  # NoFit: why it does not fit
+            _, placed = self.quota_verdict(req, q.groups, now)
+            self.bookings.restriction(placed, now).place(live.state, placed)  # NoFit: why it does not fit
             raise NoFit(f"{est.reason if est else 'it does not fit now'}: {len(self.queue)} request(s) wait")
         if est is not None:
             self.estimates[q.id] = est
@@ -486,9 +497,11 @@ class Scheduler:
         self.kick()
         return q
 
-    async def set_quota(self, kind: str, name: str, limits: Limits | None, extra: tuple = ()) -> None:
-        """Set or (None) remove the quota row of a user or group (``extra``: ledger
-        operations written in the same transaction, an audit entry)."""
-        await self.commit.commit([PutQuota(kind, name, limits), *extra])
-        self.usage.set_limits(kind, name, limits)
+    async def set_quota(self, kind: str, name: str, limits: Limits | None, extra: tuple = (),
+                        pool: str = "") -> None:
+        """Set or (None) remove the quota row of a user or group, over every pool
+        or in ``pool`` (there also kind "default"; ``extra``: ledger operations
+        written in the same transaction, an audit entry)."""
+        await self.commit.commit([PutQuota(kind, name, limits, pool), *extra])
+        self.usage.set_limits(kind, name, limits, pool)
         self.kick()

@@ -87,7 +87,7 @@ class Usage:
         fin = self.finished.get(user, ())
         memo = self._finished_hours.get(user)
         if memo is not None and memo[0] is fin and memo[1] == len(fin) and memo[2] >= start:
-            return Held(units, sessions, hours + memo[3], reserved)
+            return self._in_pools(Held(units, sessions, hours + memo[3], reserved), user, now)
         kept, done, first = [], 0.0, float("inf")
         for f in fin:
             if f.released > start:
@@ -97,7 +97,37 @@ class Usage:
         if user in self.finished:
             self.finished[user] = kept
         self._finished_hours[user] = (kept, len(kept), first, done)
-        return Held(units, sessions, hours + done, reserved)
+        return self._in_pools(Held(units, sessions, hours + done, reserved), user, now)
+
+    def _in_pools(self, held: Held, user: str, now: float) -> Held:
+        """``held`` with what the user holds in each host pool (``Held.pools``),
+        where quotas per pool exist: a share counts in every pool of its host,
+        finished ones in the pools their host is in now (a host gone: none)."""
+        if not self.quotas.pools:
+            return held
+        per = self.live.units_per_gpu
+        start = now - WINDOW_S
+        state = self.live.state
+        hosts = state.hosts
+        sums: dict[str, list] = {}
+        for aid in state.by_user.get(user, ()):
+            a = state.allocations[aid]
+            host = hosts.get(a.host)
+            used = min(a.max_hours, max(0.0, (now - a.created) / 3600.0))
+            for p in host.pools if host is not None else ():
+                s = sums.setdefault(p, [0, 0, 0.0, 0.0])
+                s[0] += a.units
+                s[1] += 1
+                s[2] += a.units / per * a.max_hours
+                s[3] += a.units / per * (a.max_hours - used)
+        for f in self.finished.get(user, ()):
+            host = hosts.get(f.host)
+            if f.released <= start or host is None:
+                continue
+            for p in host.pools:
+                s = sums.setdefault(p, [0, 0, 0.0, 0.0])
+                s[2] += f.units / per * (f.released - max(f.created, start)) / 3600.0
+        return replace(held, pools={p: Held(*s) for p, s in sums.items()})
 
     def open_pools(self, user: str, groups=None) -> frozenset[str]:
         """The host pools open to ``user`` (``groups``: theirs; None: as the
@@ -119,10 +149,17 @@ class Usage:
     def limits(self, user: str) -> Limits:
         return self.quotas.resolve(user, self.groups.get(user, ()))
 
-    def set_limits(self, kind: str, name: str, limits: Limits | None) -> None:
-        """Set or (None) remove the quota row of a user or group, in memory."""
-        table = self.quotas.users if kind == "user" else self.quotas.groups
-        if limits is None:
-            table.pop(name, None)
+    def set_limits(self, kind: str, name: str, limits: Limits | None, pool: str = "") -> None:
+        """Set or (None) remove the quota row of a user or group (over every
+        pool, or in ``pool``; there also kind "default"), in memory."""
+        rows = self.quotas.in_pool(pool) if pool else self.quotas
+        if kind == "default":
+            rows.default = Limits() if limits is None else limits
         else:
-            table[name] = limits
+            table = rows.users if kind == "user" else rows.groups
+            if limits is None:
+                table.pop(name, None)
+            else:
+                table[name] = limits
+        if pool and not (rows.users or rows.groups or rows.default != Limits()):
+            del self.quotas.pools[pool]  # none left: nothing per pool to count

@@ -126,9 +126,11 @@ class SetPriority:
 class PutQuota:
     """Set (limits) or remove (None) the quota row of a user or group."""
 
-    kind: str  # "user" | "group"
+    kind: str  # "user" | "group" | "default" (only with a pool)
     name: str
     limits: Limits | None
+    #: the host pool the row limits ("": every pool together, core.quota)
+    pool: str = ""
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,8 @@ class Finished:
     released: float
     max_hours: float
     state: str
+    #: the host it ran on (its pools: per-pool GPU-hours quotas)
+    host: str = ""
 
 
 @dataclass
@@ -339,7 +343,11 @@ class Ledger:
                 out.queued.append(_queued(r))
             for q in s.execute(select(QuotaRow)).scalars():
                 limits = Limits(**{f: getattr(q, f) for f in QUOTA_FIELDS})
-                (out.quotas.users if q.kind == "user" else out.quotas.groups)[q.name] = limits
+                rows = out.quotas.in_pool(q.pool) if q.pool else out.quotas
+                if q.kind == "default":
+                    rows.default = limits
+                else:
+                    (rows.users if q.kind == "user" else rows.groups)[q.name] = limits
             out.finished = self._finished(s, since, None)
         return out
 
@@ -352,7 +360,7 @@ class Ledger:
         if user is not None:
             q = q.where(AllocationRow.user == user)
         return [
-            Finished(r.id, r.user, r.units, r.cpu, r.created_at, r.released_at, r.max_hours, r.state)
+            Finished(r.id, r.user, r.units, r.cpu, r.created_at, r.released_at, r.max_hours, r.state, r.host)
             for r in s.execute(q.order_by(AllocationRow.released_at)).scalars()
         ]
 
@@ -456,10 +464,10 @@ class Ledger:
                     )
                 elif isinstance(op, PutQuota):
                     conn.execute(delete(QuotaRow.__table__).where(
-                        QuotaRow.kind == op.kind, QuotaRow.name == op.name))
+                        QuotaRow.kind == op.kind, QuotaRow.name == op.name, QuotaRow.pool == op.pool))
                     if op.limits is not None:
                         conn.execute(insert(QuotaRow.__table__).values(
-                            kind=op.kind, name=op.name,
+                            kind=op.kind, name=op.name, pool=op.pool,
                             **{f: getattr(op.limits, f) for f in QUOTA_FIELDS}))
                 elif isinstance(op, Extend):
                     conn.execute(

@@ -137,12 +137,15 @@ class RequestRow(Base):
 
 
 class QuotaRow(Base):
-    """Limits and queue policy of one user (kind "user") or group ("group");
-    NULL: not set (see core.quota)."""
+    """Limits and queue policy of one user (kind "user") or group ("group"),
+    over every pool (``pool`` ""), or limits in one host pool (``pool``: its
+    name; kind "default" too, name "*": every user's there); NULL: not set (see
+    core.quota)."""
 
     __tablename__ = "quotas"
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(63), primary_key=True, default="", server_default="")
     gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)  # units
     sessions: Mapped[int | None] = mapped_column(Integer, nullable=True)
     gpu_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
