@@ -86,9 +86,16 @@ class Host:
     #: whether fractional shares are enforced here (the agent runs CUDA MPS);
     #: False: only whole GPUs are placed on this host
     fractions: bool = True
-    #: the host pools it is in, sorted (core.pools; a host that names none is in
-    #: "default")
+    #: the host pools it is in, sorted, each once (core.pools; a host that names
+    #: none is in "default")
     pools: tuple[str, ...] = ("default",)
+
+    def __post_init__(self):
+        # each pool once, whoever built the host: a share counts once in each of
+        # its host's pools (core.quota.add)
+        unique = tuple(sorted(set(self.pools)))
+        if unique != self.pools:
+            object.__setattr__(self, "pools", unique)
 
 
 @dataclass(frozen=True)
