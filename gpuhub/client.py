@@ -31,10 +31,21 @@ class ServiceClient:
     #: what the service is called in messages ("the GPU allocator")
     what = "the service"
 
-    def __init__(self, url: str, token: str, timeout: float = 20.0):
+    def __init__(self, url: str, token: str, timeout: float = 20.0, ca_file: str = "",
+                 cert_file: str = "", key_file: str = ""):
+        """``ca_file``: the CA that signed an https service's certificate (else the
+        system's trusted CAs); ``cert_file`` and ``key_file``: this client's own
+        certificate, for a service that asks for one (mutual TLS: the allocator's
+        port for agents, GPUAllocator.agent_tls_port). The server's name and chain
+        are always verified."""
         self.url = url.rstrip("/") + "/"
         self.token = token
         self.timeout = timeout
+        self.ssl_context = None
+        if self.url.startswith("https:") or ca_file or cert_file:
+            from .certs import client_context
+
+            self.ssl_context = client_context(ca_file, cert_file, key_file)
 
     async def fetch(self, method: str, path: str, body: bytes | None = None,
                     headers: dict | None = None, timeout: float | None = None,
@@ -53,6 +64,7 @@ class ServiceClient:
             request_timeout=timeout or self.timeout,
             connect_timeout=min(self.timeout, 5),
             follow_redirects=follow_redirects,
+            **({"ssl_options": self.ssl_context} if self.ssl_context else {}),
             **streaming,
         )
         try:
