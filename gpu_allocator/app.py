@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from traitlets import Dict, Float, Int, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, default, validate
 
 from gpuhub.db import WriterLock
 from gpuhub.service import HubService
@@ -372,6 +372,104 @@ class GPUAllocator(HubService):
         """,
     ).tag(config=True)
 
+    # --- the port for agents on other hosts: TLS ---------------------------------------
+
+    agent_tls_port = Int(
+        0,
+        help="""A second port, served over TLS, where GPU host agents on other
+        machines reach the allocator, e.g. 8443; the hub and the proxy keep
+        talking to it over plain HTTP on ``ip``/``port``, which then stay on
+        loopback (127.0.0.1, the default). The same REST API answers on both, with
+        the same token checks; on this port a client must also complete a TLS
+        handshake with the certificate agent_tls_cert, and (see
+        agent_tls_require_client_cert) present its own certificate signed by
+        agent_tls_ca. Agents then use ``https://HUB:8443/services/gpu-allocator/api/v1/``
+        with GPUAgent.ca_file, cert_file and key_file (gpuhub-certs makes them all;
+        docs: "Add a GPU host").
+
+        Default 0: no TLS port; agents on other machines reach ``port`` over plain
+        HTTP, which needs ``ip`` = ``0.0.0.0`` (the demo and the tests within one
+        machine).
+        """,
+    ).tag(config=True)
+
+    agent_tls_ip = Unicode(
+        "0.0.0.0",
+        help="""The address of agent_tls_port, e.g. ``10.0.0.2`` (the hub host's address
+        on the GPU hosts' network).
+
+        Default ``0.0.0.0``: every address, as agents on other machines must reach
+        it; the TLS handshake and client certificates keep others out.
+        """,
+    ).tag(config=True)
+
+    agent_tls_cert = Unicode(
+        "",
+        help="""The allocator's certificate (PEM) on agent_tls_port, e.g.
+        ``/etc/gpuhub/tls/allocator.crt`` from ``gpuhub-certs issue DIR allocator
+        --dns hub.example --ip 10.0.0.2``: its names and addresses must include
+        the ones in the agents' allocator_url, which they verify.
+
+        Default: empty; required when agent_tls_port is set.
+        """,
+    ).tag(config=True)
+
+    agent_tls_key = Unicode(
+        "",
+        help="""The private key (PEM) of agent_tls_cert, e.g.
+        ``/etc/gpuhub/tls/allocator.key`` (mode 600, readable by the hub's account).
+
+        Default: empty; required when agent_tls_port is set.
+        """,
+    ).tag(config=True)
+
+    agent_tls_ca = Unicode(
+        "",
+        help="""The site CA (PEM) that signed the agents' own certificates, e.g.
+        ``/etc/gpuhub/tls/ca.crt`` from ``gpuhub-certs init``: a client certificate
+        signed by another CA is refused in the handshake.
+
+        Default: empty; required while agent_tls_require_client_cert is True.
+        """,
+    ).tag(config=True)
+
+    agent_tls_require_client_cert = Bool(
+        True,
+        help="""Whether a client of agent_tls_port must present a certificate signed by
+        agent_tls_ca (mutual TLS), in addition to its token. False: a certificate is
+        checked when presented, and clients without one get in on their token alone.
+
+        Default True: a stolen agent token is of no use off a GPU host that has
+        its certificate.
+        """,
+    ).tag(config=True)
+
+    def agent_tls_context(self):
+        """The TLS context of agent_tls_port (SystemExit naming what is missing)."""
+        from gpuhub.certs import server_context
+
+        missing = [t for t in ("agent_tls_cert", "agent_tls_key") if not getattr(self, t)]
+        if self.agent_tls_require_client_cert and not self.agent_tls_ca:
+            missing.append("agent_tls_ca (or agent_tls_require_client_cert = False)")
+        if missing:
+            raise SystemExit(f"agent_tls_port is set but not {', '.join(missing)}")
+        try:
+            return server_context(self.agent_tls_cert, self.agent_tls_key, self.agent_tls_ca,
+                                  self.agent_tls_require_client_cert)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"agent_tls_port: cannot load its certificate, key or CA: {e}") from None
+
+    def listen_for_agents(self, app) -> None:
+        """agent_tls_port, when set: the same application over TLS (no X-Forwarded
+        headers trusted: no proxy is in front of it)."""
+        if not self.agent_tls_port:
+            return
+        app.listen(self.agent_tls_port, self.agent_tls_ip, ssl_options=self.agent_tls)
+        self.log.info("gpu-allocator listening for agents on https://%s:%i%s (%s)", self.agent_tls_ip,
+                      self.agent_tls_port, self.service_prefix,
+                      "client certificates of the site CA required" if self.agent_tls_require_client_cert
+                      else "client certificates optional")
+
     aliases = {
         "config": "GPUAllocator.config_file",
         "db-url": "GPUAllocator.db_url",
@@ -446,6 +544,8 @@ class GPUAllocator(HubService):
         return lock
 
     async def start_async(self) -> None:
+        # a TLS port for agents that cannot serve stops the allocator before it takes the database
+        self.agent_tls = self.agent_tls_context() if self.agent_tls_port else None
         self.lock = await self.own_database()
         loop = asyncio.get_running_loop()
         ledger = await loop.run_in_executor(None, Ledger, self.db_url, self.units_per_gpu)
@@ -472,8 +572,10 @@ class GPUAllocator(HubService):
             asyncio.create_task(loops.idle_reclaim_forever(self)),
         ]
         # the REST API (api/v1/…) and the admin panel's pages and metrics
-        self.listen(self.web_app(routes(self.service_prefix, self) + admin.routes(self.service_prefix, self),
-                                 **admin.settings(self)))
+        app = self.web_app(routes(self.service_prefix, self) + admin.routes(self.service_prefix, self),
+                           **admin.settings(self))
+        self.listen(app)
+        self.listen_for_agents(app)
         await self.wait_for_signal()
         for t in tasks:
             t.cancel()
