@@ -76,6 +76,40 @@ class GPUAgent(InfoLogging, ServiceApp):
         """,
     ).tag(config=True)
 
+    ca_file = Unicode(
+        "",
+        help="""The site CA (PEM) that signed the allocator's certificate, e.g.
+        ``/etc/gpuhub/tls/ca.crt`` from ``gpuhub-certs init``: with an ``https://``
+        allocator_url (the allocator's TLS port for agents,
+        GPUAllocator.agent_tls_port) the agent verifies the allocator's chain and
+        name against it and refuses any other server.
+
+        Default: empty, the system's trusted CAs (an allocator with a certificate
+        of a public CA); with an ``http://`` allocator_url no TLS at all.
+        """,
+    ).tag(config=True)
+
+    cert_file = Unicode(
+        "",
+        help="""The agent's own certificate (PEM), signed by the site CA, presented
+        to the allocator's TLS port (mutual TLS, in addition to the token), e.g.
+        ``/etc/gpuhub/tls/agent.crt`` from ``gpuhub-certs issue DIR gpu-07``.
+
+        Default: empty, no client certificate: an allocator that requires one
+        (GPUAllocator.agent_tls_require_client_cert, its default) refuses the
+        agent in the handshake.
+        """,
+    ).tag(config=True)
+
+    key_file = Unicode(
+        "",
+        help="""The private key (PEM) of cert_file, e.g. ``/etc/gpuhub/tls/agent.key``
+        (mode 600, root's).
+
+        Default: empty, the key is in cert_file itself.
+        """,
+    ).tag(config=True)
+
     host_name = Unicode(
         help="""The host's name in the pool, e.g. ``gpu-node-3``: placements, the
         admin panel and DockerGPUSpawner's docker_endpoints name hosts by it.
@@ -259,6 +293,9 @@ class GPUAgent(InfoLogging, ServiceApp):
         "config": "GPUAgent.config_file",
         "allocator-url": "GPUAgent.allocator_url",
         "token-file": "GPUAgent.token_file",
+        "ca-file": "GPUAgent.ca_file",
+        "cert-file": "GPUAgent.cert_file",
+        "key-file": "GPUAgent.key_file",
         "host-name": "GPUAgent.host_name",
         "inventory": "GPUAgent.inventory_file",
         "inventory-host": "GPUAgent.inventory_host",
@@ -280,7 +317,11 @@ class GPUAgent(InfoLogging, ServiceApp):
         # NVML (and Docker) calls: one worker thread, so a hung driver never
         # blocks the event loop and calls never overlap
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="gpuhub-agent-nvml")
-        self.client = AllocatorClient(self.allocator_url, self.token, self.request_timeout)
+        try:
+            self.client = AllocatorClient(self.allocator_url, self.token, self.request_timeout,
+                                          self.ca_file, self.cert_file, self.key_file)
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            raise SystemExit(f"cannot load the TLS files (ca_file, cert_file, key_file): {e}") from None
         self.mps = MPSManager(self.mps_dir, self.mps_control, log=self.log)
         self.known: list[str] = self._load_known()
         self.reported_unknown: set[str] = set()
