@@ -1,5 +1,9 @@
 """Several GPU hosts, each an agent in its own network namespace (``ip netns`` +
-veth), registered with one real JupyterHub + allocator over the veth links: a
+veth), registered with one real JupyterHub + allocator over the veth links — over
+TLS: the allocator's port for agents (GPUAllocator.agent_tls_port) with
+certificates from gpuhub-certs, each agent presenting its own (mutual TLS), while
+the hub talks to the allocator on loopback; plain HTTP, a certificate of another
+CA and no certificate are refused from a host's namespace. A
 spawn lands on the host the allocator chose; killing a host's namespace marks it
 lost within 3 heartbeats and frees its shares; the agent restarting brings it
 back; a drained host keeps its shares and takes no new ones.
@@ -18,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import API, REPO, Hub, wait_for
+from tests.support import API, REPO, Hub, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -51,12 +55,22 @@ if _reason:
     pytest.skip(_reason, allow_module_level=True)
 
 
+def certs(*args) -> None:
+    """gpuhub-certs, as a site runs it."""
+    subprocess.run([sys.executable, "-m", "gpuhub.certs", *map(str, args)], cwd=REPO, check=True,
+                   capture_output=True)
+
+
 class GPUHost:
     """Namespace gpuhub-t-N linked to the host by a veth pair with a /30, and the
-    gpuhub-agent running inside it."""
+    gpuhub-agent running inside it, reaching the allocator's TLS port for agents
+    (``tls_port``) with the site CA and its own certificate in ``tls``."""
+
+    tls_port = 0
 
     def __init__(self, n: int, workdir: Path):
         self.n = n
+        self.tls = workdir / "tls"
         self.name = f"gpuhub-t-{n}"
         self.outside, self.inside = f"ghub-t{n}-o", f"ghub-t{n}-i"
         self.outside_ip, self.inside_ip = f"{SUBNET}.{4 * n + 1}", f"{SUBNET}.{4 * n + 2}"
@@ -77,12 +91,18 @@ class GPUHost:
         log = open(self.workdir / f"{self.name}-agent.log", "ab")
         self.agent = subprocess.Popen(
             ["ip", "netns", "exec", self.name, sys.executable, "-m", "gpu_allocator.agent",
-             f"--allocator-url={hub.allocator_api(self.outside_ip)}",
+             f"--allocator-url={self.allocator_url()}",
+             f"--ca-file={self.tls / 'ca.crt'}", f"--cert-file={self.tls / (self.name + '.crt')}",
+             f"--key-file={self.tls / (self.name + '.key')}",
              f"--inventory={inventory}", f"--inventory-host={self.name}",
              f"--state-dir={self.workdir / self.name}", f"--token-file={hub.agent_token_file}"],
             cwd=REPO,
             stdout=log, stderr=subprocess.STDOUT,
         )
+
+    def allocator_url(self, scheme: str = "https", port: int = 0) -> str:
+        """The allocator's API as this host reaches it (its TLS port for agents)."""
+        return f"{scheme}://{self.outside_ip}:{port or self.tls_port}{API}/"
 
     def kill(self) -> None:
         """The host dies: its agent is killed and its network is gone."""
@@ -102,9 +122,21 @@ class GPUHost:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """The hub (allocator listening on every address, 1 s heartbeats, no declared
-    hosts) and three GPU hosts with their agents."""
+    """The hub (the allocator on loopback, its TLS port for agents on every address,
+    1 s heartbeats, no declared hosts) and three GPU hosts with their agents; the
+    site CA and every certificate from gpuhub-certs, and another CA's."""
     work = tmp_path_factory.mktemp("multihost")
+    tls = work / "tls"
+    began = time.monotonic()
+    certs("init", tls)
+    certs("issue", tls, "allocator", "--role", "allocator",
+          *[f"--ip={SUBNET}.{4 * n + 1}" for n in HOSTS])  # each host reaches it at its veth's far end
+    for n in HOSTS:
+        certs("issue", tls, f"gpuhub-t-{n}", "--role", "agent")
+    certs("init", work / "other-ca")
+    certs("issue", work / "other-ca", "gpuhub-t-1")
+    print(f"gpuhub-certs: a CA and {len(HOSTS) + 1} certificates in {time.monotonic() - began:.2f}s")
+    GPUHost.tls_port = free_port()
     (work / "hub-inventory.yaml").write_text("hosts: []\n")
     inventory = work / "agents.yaml"
     inventory.write_text(yaml.safe_dump({"hosts": [
@@ -116,7 +148,11 @@ def lab(tmp_path_factory):
     hub = Hub(
         work / "hub",
         config={"GPUAllocator": {"inventory_file": str(work / "hub-inventory.yaml"),
-                                 "heartbeat_interval": INTERVAL, "ip": "0.0.0.0"}},
+                                 "heartbeat_interval": INTERVAL,
+                                 "agent_tls_port": GPUHost.tls_port,
+                                 "agent_tls_cert": str(tls / "allocator.crt"),
+                                 "agent_tls_key": str(tls / "allocator.key"),
+                                 "agent_tls_ca": str(tls / "ca.crt")}},
     )
     try:
         for h in hosts.values():
@@ -169,6 +205,62 @@ def test_agents_register_over_their_veth_links(lab):
     wait_for(lambda: all(pool_hosts(hub)[name]["last_heartbeat"] > first[name] for name in want),
              2 * INTERVAL, "a new heartbeat from every host")
     assert states(hub) == want
+
+
+#: run in a host's namespace: each client of the allocator (gpuhub.client, the one
+#: the agents use) asks for the pool; what it got, as JSON
+PROBE = """
+import asyncio, json, sys
+from gpuhub.client import ServiceClient, ServiceError
+cases = json.loads(sys.argv[1])
+async def main():
+    out = {}
+    for name, (url, token, tls) in cases.items():
+        try:
+            await ServiceClient(url, token, 5, *tls).call("GET", "pool")
+            out[name] = [200, "ok"]
+        except ServiceError as e:
+            out[name] = [e.status, e.message]
+    print(json.dumps(out))
+asyncio.run(main())
+"""
+
+
+def test_the_allocator_refuses_agents_without_tls_or_a_site_certificate(lab):
+    """From a GPU host's namespace, with the agents' own token: only TLS with a
+    certificate of the site CA gets an answer from the allocator; the hub's plain
+    port is on loopback, out of reach."""
+    hub, hosts, _ = lab
+    h = hosts[1]
+    tls, other = h.tls, h.workdir / "other-ca"
+    site = [str(tls / "ca.crt"), str(tls / f"{h.name}.crt"), str(tls / f"{h.name}.key")]
+    token = hub.agent_token
+    cases = {
+        "site certificate": [h.allocator_url(), token, site],
+        "plain HTTP to the TLS port": [h.allocator_url("http"), token, []],
+        "another CA's certificate": [h.allocator_url(), token,
+                                     [str(tls / "ca.crt"), str(other / "gpuhub-t-1.crt"),
+                                      str(other / "gpuhub-t-1.key")]],
+        "no client certificate": [h.allocator_url(), token, [str(tls / "ca.crt")]],
+        "a server of another CA": [h.allocator_url(), token, [str(other / "ca.crt"), *site[1:]]],
+        "the hub's plain port": [h.allocator_url("http", hub.allocator_port), token, []],
+    }
+    began = time.monotonic()
+    r = subprocess.run(["ip", "netns", "exec", h.name, sys.executable, "-c", PROBE, json.dumps(cases)],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    print(f"6 clients from {h.name} in {time.monotonic() - began:.2f}s")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    for name, (status, message) in got.items():
+        print(f"  {name}: {status} {message}")
+    # the agents' token passes the allocator's check (a 403 is the scope's answer:
+    # agents may not read the pool) only over TLS with the site's certificate
+    assert got.pop("site certificate")[0] in (200, 403)
+    assert {name: status for name, (status, _) in got.items()} == {name: 503 for name in got}
+    assert "CERTIFICATE_VERIFY_FAILED" in got["a server of another CA"][1]
+    assert "Connection refused" in got["the hub's plain port"][1]
+    # and the hub itself still reaches the allocator on loopback (through its proxy)
+    assert hub.admin_allocator().pool()["hosts"]
 
 
 def test_spawn_lands_on_the_chosen_host_and_host_loss_frees_it(lab):
