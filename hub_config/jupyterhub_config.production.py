@@ -42,6 +42,13 @@ c.Authenticator.allowed_groups = {"datascience"}
 #     c.GPUAllocator.inventory_file = "/etc/gpuhub/gpu_inventory.yaml"
 #     c.GPUAllocator.heartbeat_interval = 5  # hosts missing 3 heartbeats are marked lost
 #     c.GPUAllocator.max_hours = 72  # the longest run time a user may ask for
+#     # the GPU hosts' agents reach it over TLS on its own port, each with its own
+#     # certificate of the site CA (gpuhub-certs; docs: "Add a GPU host"); the hub
+#     # and the proxy keep talking to it on 127.0.0.1:8051
+#     c.GPUAllocator.agent_tls_port = 8443  # firewall it to the GPU network
+#     c.GPUAllocator.agent_tls_cert = "/etc/gpuhub/tls/allocator.crt"
+#     c.GPUAllocator.agent_tls_key = "/etc/gpuhub/tls/allocator.key"  # mode 600
+#     c.GPUAllocator.agent_tls_ca = "/etc/gpuhub/tls/ca.crt"
 #     # idle reclaim, e.g. for students only, while others wait:
 #     c.GPUAllocator.idle_reclaim = {"groups": {"students": {"threshold": 0.05, "minutes": 60}}}
 spawner_token = os.environ["GPUHUB_SPAWNER_TOKEN"]
@@ -58,7 +65,8 @@ c.JupyterHub.services = [
             sys.executable, "-m", "gpuhub.supervise", "--",
             sys.executable, "-m", "gpu_allocator",
             "--config=/etc/gpuhub/gpu_allocator_config.py",
-            "--ip=0.0.0.0",  # agents on the GPU hosts reach it; firewall it to the GPU network
+            # on 127.0.0.1:8051 (the url above) for the hub and the proxy; the agents
+            # reach it on its TLS port (agent_tls_port in its config file, above)
         ],
         # the admin panel, in the hub's Services menu (admins only; others get a 403)
         "display": True,
@@ -66,7 +74,8 @@ c.JupyterHub.services = [
         "oauth_client_allowed_scopes": ["custom:gpu-allocator:admin", "admin:users"],
     },
     {"name": "gpuhub-spawner", "api_token": spawner_token, "display": False},
-    # the GPU host agents (gpuhub-agent --token-file ...) use this token
+    # the GPU host agents (gpuhub-agent --token-file ...) use this token, over TLS
+    # with their own certificates
     {"name": "gpuhub-agent", "api_token": os.environ["GPUHUB_AGENT_TOKEN"], "display": False},
 ]
 c.JupyterHub.custom_scopes = {

@@ -183,7 +183,7 @@ def test_the_example_environment_files_give_what_is_read():
     env = parse_env_file(UNITS / "agent.env.example")
     assert set(env) == set(re.findall(r"\$\{?(\w+)", agent)) == {"GPUHUB_AGENT_ARGS"}
     options = [w.split("=", 1)[0].lstrip("-") for w in env["GPUHUB_AGENT_ARGS"].split()]
-    assert options == ["allocator-url", "host-name", "docker-url"]
+    assert options == ["allocator-url", "ca-file", "cert-file", "key-file", "host-name", "docker-url"]
     assert set(options) <= set(GPUAgent.aliases)
 
 
