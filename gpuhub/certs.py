@@ -246,6 +246,25 @@ def client_context(ca_file: str = "", cert_file: str = "", key_file: str = "") -
     return ctx
 
 
+def docker_api(url: str, tls: dict | None, version: str = "auto", **kw):
+    """A docker.APIClient for the engine at ``url``, over TLS with ``tls``
+    (docker.tls.TLSConfig arguments: client_cert, ca_cert, verify) when given.
+    With TLS, the CA checked is the one given: requests would let
+    $REQUESTS_CA_BUNDLE override it (psf/requests#3829), so the client ignores
+    the environment — and asks the engine for its API version only then."""
+    import docker
+
+    if not tls:
+        return docker.APIClient(base_url=url, version=version, **kw)
+    auto = version in (None, "auto")
+    api = docker.APIClient(base_url=url, tls=docker.tls.TLSConfig(**tls),
+                           version=docker.constants.MINIMUM_DOCKER_API_VERSION if auto else version, **kw)
+    api.trust_env = False
+    if auto:
+        api._version = api.version(api_version=False)["ApiVersion"]
+    return api
+
+
 # --- the command line ---------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,6 +138,13 @@ c.DockerGPUSpawner.docker_endpoints = {
                "tls": {"client_cert": ("/etc/gpuhub/tls/client.crt", "/etc/gpuhub/tls/client.key"),
                        "ca_cert": "/etc/gpuhub/tls/ca.crt", "verify": True}},
 }
+# every engine an agent registers (tcp://…:2376, dockerd --tlsverify with the site CA)
+# is reached with the hub's client certificate (gpuhub-certs issue DIR hub-docker-client
+# --role docker-client); an entry above with its own "tls" keeps that
+c.DockerGPUSpawner.docker_tls = {
+    "client_cert": ("/etc/gpuhub/tls/client.crt", "/etc/gpuhub/tls/client.key"),
+    "ca_cert": "/etc/gpuhub/tls/ca.crt", "verify": "/etc/gpuhub/tls/ca.crt",
+}
 c.JupyterHub.hub_connect_ip = "10.0.0.2"  # containers on other hosts reach the hub here
 c.GPUSpawner.allocator_url = "http://127.0.0.1:8051/services/gpu-allocator/api/v1/"
 c.GPUSpawner.allocator_token = spawner_token

@@ -25,6 +25,7 @@ from traitlets import Dict, Unicode, default
 
 from gpu_allocator.agent.containers import LABEL as ALLOCATION_LABEL
 from gpu_allocator.client import fractional
+from gpuhub.certs import docker_api
 
 from .gpuspawner import GPUSpawner
 from .vfolders import DockerVFolderMixin
@@ -91,6 +92,22 @@ class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
 
         Default: the local engine (``unix:///var/run/docker.sock``), the one a
         single-host hub has.
+        """,
+    ).tag(config=True)
+
+    docker_tls = Dict(
+        help="""The hub's TLS client settings (docker.tls.TLSConfig arguments) for
+        every ``tcp://`` engine whose entry has no ``tls`` of its own — those the
+        GPU hosts' agents register — e.g. ``{"client_cert":
+        ("/etc/gpuhub/tls/client.crt", "/etc/gpuhub/tls/client.key"), "ca_cert":
+        "/etc/gpuhub/tls/ca.crt", "verify": "/etc/gpuhub/tls/ca.crt"}`` (from
+        gpuhub-certs issue DIR hub-docker-client --role docker-client; the engines
+        run with ``--tlsverify`` and the site CA, and their certificates name the
+        address in their URL; docs: "Add a GPU host").
+
+        Default: empty, ``tcp://`` engines without a ``tls`` entry are reached
+        over plain TCP (a test network; Docker's convention is 2375 for that and
+        2376 for TLS).
         """,
     ).tag(config=True)
 
@@ -186,10 +203,8 @@ class DockerGPUSpawner(DockerVFolderMixin, GPUSpawner, DockerSpawner):
         url = endpoint["url"]
         cls = DockerGPUSpawner
         if url not in cls._clients:
-            tls = docker.tls.TLSConfig(**endpoint["tls"]) if endpoint.get("tls") else None
-            cls._clients[url] = docker.APIClient(
-                base_url=url, tls=tls, version=self.docker_api_version
-            )
+            settings = endpoint.get("tls") or (self.docker_tls if url.startswith("tcp://") else None)
+            cls._clients[url] = docker_api(url, settings, self.docker_api_version)
         return cls._clients[url]
 
     @property

@@ -241,6 +241,25 @@ class GPUAgent(InfoLogging, ServiceApp):
         """,
     ).tag(config=True)
 
+    docker_tls = Bool(
+        help="""Whether the agent reaches its Docker engine (docker_url, a
+        ``tcp://`` URL) over TLS with this host's certificate: the engine's
+        certificate is verified against ca_file and the agent presents cert_file
+        and key_file, as an engine started with ``--tlsverify`` and the site CA
+        requires of every client (gpuhub-certs issue DIR gpu-07-docker --role
+        docker makes the engine's; docs: "Add a GPU host"). The hub reaches the
+        same engine with its own client certificate
+        (DockerGPUSpawner.docker_tls).
+
+        Default: True when docker_url is ``tcp://…`` and cert_file is set, else
+        False (the local socket, ``unix:///var/run/docker.sock``, needs no TLS).
+        """,
+    ).tag(config=True)
+
+    @default("docker_tls")
+    def _default_docker_tls(self):
+        return self.docker_url.startswith("tcp://") and bool(self.cert_file)
+
     docker_ip = Unicode(
         help="""Address where the hub reaches this host's containers, e.g.
         ``10.0.0.5``.
@@ -304,6 +323,7 @@ class GPUAgent(InfoLogging, ServiceApp):
         "mps-dir": "GPUAgent.mps_dir",
         "docker-url": "GPUAgent.docker_url",
         "docker-ip": "GPUAgent.docker_ip",
+        "docker-tls": "GPUAgent.docker_tls",
         "gpu-runtime": "GPUAgent.gpu_runtime",
         "log-level": "Application.log_level",
     }
@@ -322,6 +342,8 @@ class GPUAgent(InfoLogging, ServiceApp):
                                           self.ca_file, self.cert_file, self.key_file)
         except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
             raise SystemExit(f"cannot load the TLS files (ca_file, cert_file, key_file): {e}") from None
+        if self.docker_url and self.docker_tls:
+            containers.configure_tls(self.docker_url, self.ca_file, self.cert_file, self.key_file)
         self.mps = MPSManager(self.mps_dir, self.mps_control, log=self.log)
         self.known: list[str] = self._load_known()
         self.reported_unknown: set[str] = set()

@@ -6,10 +6,28 @@ from __future__ import annotations
 LABEL = "gpuhub.allocation"
 
 
+#: engine URL → docker.tls.TLSConfig arguments (client_cert, ca_cert, verify) for
+#: an engine reached over TLS (GPUAgent.docker_tls); set once by the agent
+TLS: dict[str, dict] = {}
+
+
+def configure_tls(url: str, ca_file: str, cert_file: str, key_file: str) -> None:
+    """Reach the engine at ``url`` over TLS: its certificate verified against
+    ``ca_file`` (the site CA), this host's own certificate presented (an engine
+    with ``tlsverify`` asks every client for one)."""
+    TLS[url] = {"ca_cert": ca_file or None, "verify": ca_file or True,
+                "client_cert": (cert_file, key_file or cert_file) if cert_file else None}
+
+
 def _client(url: str):
     import docker
 
-    return docker.DockerClient(base_url=url, timeout=10)
+    from gpuhub.certs import docker_api
+
+    # a DockerClient is its APIClient (.api) and methods over it: built around ours
+    client = docker.DockerClient.__new__(docker.DockerClient)
+    client.api = docker_api(url, TLS.get(url), timeout=10)
+    return client
 
 
 def running_allocations(url: str, label: str = LABEL) -> list[str]:
