@@ -1,6 +1,6 @@
-"""A real one-node Slurm cluster for the demo and the tests: munge, slurmctld
-and slurmd, with GPU GRES on character-device files (``mknod … c 195 N``: no
-GPU needed) for one host of gpuhub's inventory.
+"""A real Slurm cluster on one machine for the demo and the tests: munge,
+slurmctld and slurmd, with GPU GRES on character-device files (``mknod … c 195
+N``: no GPU needed) for hosts of gpuhub's inventory (the demo: one).
 
 ``GPUHUB_RUNTIME=slurm make demo`` starts one (hub_config/jupyterhub_config.py)
 unless ``GPUHUB_SLURM_CONF`` names a site's cluster; the tests start the same
