@@ -114,7 +114,7 @@ def sbatch_args(request: dict, *, user: str, server: str, units_per_gpu: int, sh
     args = ["--parsable", f"--job-name={job_name(user, server)}", "--nodes=1", "--ntasks=1",
             f"--cpus-per-task={max(1, math.ceil(float(request.get('cpu') or 1)))}",
             f"--mem={request.get('mem') or '1024M'}", f"--time={time_limit(request.get('max_hours') or 8)}",
-            "--export=ALL"]
+            "--export=ALL", "--no-requeue"]  # a server whose node failed ends, never restarts elsewhere
     args += gres_args(request, units_per_gpu, shards_per_gpu)
     if partition:
         args.append(f"--partition={partition}")

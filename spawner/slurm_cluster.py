@@ -1,6 +1,6 @@
-"""A real one-node Slurm cluster for the demo and the tests: munge, slurmctld
-and slurmd, with GPU GRES on character-device files (``mknod … c 195 N``: no
-GPU needed) for one host of gpuhub's inventory.
+"""A real Slurm cluster on one machine for the demo and the tests: munge,
+slurmctld and slurmd, with GPU GRES on character-device files (``mknod … c 195
+N``: no GPU needed) for hosts of gpuhub's inventory (the demo: one).
 
 ``GPUHUB_RUNTIME=slurm make demo`` starts one (hub_config/jupyterhub_config.py)
 unless ``GPUHUB_SLURM_CONF`` names a site's cluster; the tests start the same
@@ -14,6 +14,15 @@ Where its files live:
   reach — munged's socket (munge runs as ``munge``), slurmd's spool (batch
   scripts run as the users) and the device files. A data dir under a private
   folder (0700) works.
+
+Several nodes on one machine: each node with a ``netns`` runs its slurmd in
+that network namespace (``nsenter --net=… slurmd -N NAME``), linked to the
+machine by a veth pair with a /30 (``netns_nodes`` assigns them): NodeAddr is
+the namespace's end, the controller listens on the machine's end of the first
+node's link, and every namespace routes to it by default. munged's socket is
+a file, so one munged serves every namespace. ``kill_node`` (every process of
+the namespace, ``kill -9``) and ``link_down`` make a node die; ``stop`` deletes
+the namespaces it made (listed in ``DATA/netns``).
 
 Ports are picked free when the config is written; a cluster whose controller
 still runs is reused (``start`` is idempotent). The pure builders
@@ -57,6 +66,30 @@ class Node:
     memory_mb: int
     gpus: tuple[tuple[str, int], ...]  # (model, count), device-index order
     addr: str = "127.0.0.1"
+    #: the network namespace its slurmd runs in ("": the machine's); ``addr`` is
+    #: then the namespace's end of its veth link and ``gateway`` the machine's
+    netns: str = ""
+    gateway: str = ""
+
+    @property
+    def veth(self) -> tuple[str, str]:
+        """The veth pair's (machine's end, namespace's end) names."""
+        return f"{self.netns}-o", f"{self.netns}-i"
+
+
+def netns_nodes(nodes: list[Node], prefix: str, subnet: str) -> list[Node]:
+    """``nodes``, each in a network namespace of its own: ``PREFIXi`` (i from 1)
+    with the /30 ``SUBNET.4i`` (``subnet``: the first three octets of a private
+    /24), the namespace's end at ``.4i+2``, the machine's at ``.4i+1``. Names of
+    at most 13 characters (veth names are ``NS-o``/``NS-i``, 15 at most)."""
+    out = []
+    for i, n in enumerate(nodes, 1):
+        ns = f"{prefix}{i}"
+        if len(ns) > 13:
+            raise ValueError(f"network namespace name {ns!r} is longer than 13 characters")
+        out.append(Node(n.name, n.cpus, n.memory_mb, n.gpus, addr=f"{subnet}.{4 * i + 2}",
+                        netns=ns, gateway=f"{subnet}.{4 * i + 1}"))
+    return out
 
 
 def gres_type(model: str) -> str:
@@ -74,16 +107,24 @@ def node_gres(node: Node, shards_per_gpu: int = SHARDS_PER_GPU) -> str:
     return ",".join(parts)
 
 
+def controller_addr(nodes: list[Node]) -> str:
+    """Where slurmd and the commands reach slurmctld: the machine's end of the
+    first namespaced node's link, else loopback."""
+    return next((n.gateway for n in nodes if n.netns), "127.0.0.1")
+
+
 def slurm_conf(name: str, nodes: list[Node], data: Path, run: Path, ports: tuple[int, int],
-               shards_per_gpu: int = SHARDS_PER_GPU) -> str:
+               shards_per_gpu: int = SHARDS_PER_GPU, slurmd_timeout: int = 30) -> str:
     """The cluster's slurm.conf: its own ports, state, spool, pid and log paths;
     linuxproc process tracking and no task plugin (no cgroups needed), the
-    cons_tres selector with memory as a resource, GRES gpu and shard."""
+    cons_tres selector with memory as a resource, GRES gpu and shard. A node
+    that does not answer for ``slurmd_timeout`` seconds is DOWN, and its jobs
+    end as NODE_FAIL (never requeued: JobRequeue=0)."""
     ctld_port, slurmd_port = ports
     lines = [
         f"# written by gpuhub (spawner/slurm_cluster.py) for {data}",
         f"ClusterName={name}",
-        "SlurmctldHost=localhost(127.0.0.1)",
+        f"SlurmctldHost=localhost({controller_addr(nodes)})",
         f"SlurmctldPort={ctld_port}",
         f"SlurmdPort={slurmd_port}",
         "AuthType=auth/munge",
@@ -112,7 +153,8 @@ def slurm_conf(name: str, nodes: list[Node], data: Path, run: Path, ports: tuple
         "JobAcctGatherType=jobacct_gather/none",
         "AccountingStorageType=accounting_storage/none",
         "MessageTimeout=10",
-        "SlurmdTimeout=30",
+        f"SlurmdTimeout={slurmd_timeout}",
+        "JobRequeue=0",
         "InactiveLimit=0",
         "MinJobAge=300",
         "KillWait=5",
@@ -179,10 +221,12 @@ class SlurmCluster:
     """A one-machine Slurm cluster in ``data`` (see the module docstring)."""
 
     def __init__(self, data: str | os.PathLike, nodes: list[Node] | None = None,
-                 shards_per_gpu: int = SHARDS_PER_GPU, runtime_root: Path = RUNTIME_ROOT):
+                 shards_per_gpu: int = SHARDS_PER_GPU, runtime_root: Path = RUNTIME_ROOT,
+                 slurmd_timeout: int = 30):
         self.data = Path(data).resolve()
         self.nodes = list(nodes or [])
         self.shards_per_gpu = shards_per_gpu
+        self.slurmd_timeout = slurmd_timeout
         tag = hashlib.sha256(str(self.data).encode()).hexdigest()[:10]
         self.name = f"gpuhub{tag[:6]}"
         self.run = runtime_root / tag
@@ -228,16 +272,61 @@ class SlurmCluster:
         for sub in ("state", "log"):
             (self.data / sub).mkdir(parents=True, exist_ok=True)
         self._make_runtime_dir()
+        self._make_netns()
         self.conf.write_text(slurm_conf(self.name, self.nodes, self.data, self.run,
-                                        (_free_port(), _free_port()), self.shards_per_gpu))
+                                        (_free_port(), _free_port()), self.shards_per_gpu,
+                                        self.slurmd_timeout))
         (self.data / "gres.conf").write_text(gres_conf(self.nodes, self.run / "dev", self.shards_per_gpu))
         self._start_munge()
         self._daemon(["slurmctld", "-f", str(self.conf)], "slurmctld", self.data / "log" / "slurmctld.log")
         for n in self.nodes:
-            self._daemon(["slurmd", "-f", str(self.conf), "-N", n.name], f"slurmd of {n.name}",
-                         self.data / "log" / f"slurmd-{n.name}.log")
+            self._daemon([*_in_netns(n.netns), "slurmd", "-f", str(self.conf), "-N", n.name],
+                         f"slurmd of {n.name}", self.data / "log" / f"slurmd-{n.name}.log")
         self._wait_nodes(timeout)
         return self
+
+    def _make_netns(self) -> None:
+        """Each namespaced node's namespace, veth pair, addresses and default
+        route (to the machine's end), recorded in DATA/netns for ``stop``."""
+        spaced = [n for n in self.nodes if n.netns]
+        if not spaced:
+            return
+        (self.data / "netns").write_text("".join(f"{n.netns} {n.veth[0]}\n" for n in spaced))
+        for n in spaced:
+            outside, inside = n.veth
+            _kill_netns(n.netns)  # left over from an interrupted run
+            _ip("netns", "del", n.netns, check=False)
+            _ip("link", "del", outside, check=False)
+            _ip("netns", "add", n.netns)
+            _ip("link", "add", outside, "type", "veth", "peer", "name", inside, "netns", n.netns)
+            _ip("addr", "add", f"{n.gateway}/30", "dev", outside)
+            _ip("link", "set", outside, "up")
+            _ip("-n", n.netns, "addr", "add", f"{n.addr}/30", "dev", inside)
+            _ip("-n", n.netns, "link", "set", inside, "up")
+            _ip("-n", n.netns, "link", "set", "lo", "up")
+            _ip("-n", n.netns, "route", "add", "default", "via", n.gateway)
+
+    def _netns(self) -> list[tuple[str, str]]:
+        """(namespace, machine's veth end) of the namespaces this cluster made."""
+        path = self.data / "netns"
+        if not path.exists():
+            return []
+        return [tuple(line.split()[:2]) for line in path.read_text().splitlines() if len(line.split()) >= 2]
+
+    def _netns_of(self, node: str) -> tuple[str, str]:
+        spaced = {n.name: (n.netns, n.veth[0]) for n in self.nodes if n.netns}
+        if node not in spaced:
+            raise ClusterError(f"{node} does not run in a network namespace of this cluster")
+        return spaced[node]
+
+    def kill_node(self, node: str) -> list[int]:
+        """The node dies: ``kill -9`` every process in its namespace (slurmd, the
+        jobs' slurmstepd and whatever they run); the pids killed."""
+        return _kill_netns(self._netns_of(node)[0])
+
+    def link_down(self, node: str) -> None:
+        """The node's network goes: the machine's end of its veth link down."""
+        _ip("link", "set", self._netns_of(node)[1], "down")
 
     def _make_runtime_dir(self) -> None:
         self.run.mkdir(parents=True, exist_ok=True)
@@ -348,7 +437,36 @@ class SlurmCluster:
                     os.kill(int(p.name), signal.SIGKILL)
             except OSError:
                 continue
+        for ns, outside in self._netns():
+            _kill_netns(ns)
+            _ip("netns", "del", ns, check=False)
+            _ip("link", "del", outside, check=False)  # gone with the namespace, normally
+        (self.data / "netns").unlink(missing_ok=True)
         shutil.rmtree(self.run, ignore_errors=True)
+
+
+def _in_netns(netns: str) -> list[str]:
+    """The command prefix that runs in the namespace's network only (``ip netns
+    exec`` would also remount /sys, where slurmd needs the machine's cgroups)."""
+    return ["nsenter", f"--net=/run/netns/{netns}", "--"] if netns else []
+
+
+def _ip(*args: str, check: bool = True) -> None:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=15)
+    if check and r.returncode != 0:
+        raise ClusterError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+
+
+def _kill_netns(netns: str) -> list[int]:
+    """``kill -9`` every process in the network namespace; the pids."""
+    r = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, timeout=15)
+    pids = [int(p) for p in r.stdout.split() if p.isdigit()]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return pids
 
 
 def main(argv: list[str] | None = None) -> int:

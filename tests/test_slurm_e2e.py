@@ -94,7 +94,7 @@ def test_one_gpu_is_one_running_job_mirrored_then_stop_cancels_and_frees(hub, sl
     shares = device_shares(hub.admin_allocator().pool())
     assert shares == {gres.indexes[0]: [{
         "allocation": allocation["id"], "user": "gpuhub-sa", "units": 20, "fraction": "1",
-        "source": "slurm", "job": job.job_id}]}
+        "source": "slurm", "job": job.job_id, "use": None}]}  # no heartbeat use on a Slurm node
     env = json.loads(alice.run_code(ENV_CODE))
     assert env["CUDA_VISIBLE_DEVICES"] == str(gres.indexes[0])  # Slurm's, by index
     assert env["USER"] == "gpuhub-sa" and env["uid"] != 0

@@ -16,7 +16,7 @@ from gpu_allocator.core.validation import RequestError
 from gpu_allocator.inventory import InventoryError, load_inventory
 from gpuhub.slurm import SlurmOutputError, parse_index_list, parse_job, parse_squeue, pending_message
 from spawner.slurm import batch_script, end_reason, gres_args, job_name, mirror_body, sbatch_args, time_limit
-from spawner.slurm_cluster import Node, gres_conf, node_gres, slurm_conf
+from spawner.slurm_cluster import Node, gres_conf, netns_nodes, node_gres, slurm_conf
 from tests.support import box, open_pool, reopen
 
 #: scontrol show job -d of a 2-GPU job, as Slurm 22.05 printed it here
@@ -91,7 +91,8 @@ def test_sbatch_arguments_and_script():
                        partition="gpu", workdir="/home/ann", output="/tmp/%j.log", account=(1001, 1001),
                        extra=["--qos=interactive"])
     assert args == ["--parsable", "--job-name=gpuhub-ann-gpu", "--nodes=1", "--ntasks=1", "--cpus-per-task=2",
-                    "--mem=4096M", "--time=90", "--export=ALL", "--gres=gpu:1", "--partition=gpu",
+                    "--mem=4096M", "--time=90", "--export=ALL", "--no-requeue", "--gres=gpu:1",
+                    "--partition=gpu",
                     "--chdir=/home/ann", "--output=/tmp/%j.log", "--uid=1001", "--gid=1001", "--qos=interactive"]
     assert job_name("ann") == "gpuhub-ann" and time_limit(0.01) == "1" and time_limit(8) == "480"
     script = batch_script(["/opt/env/bin/python", "-m", "jupyterhub.singleuser", "--arg=a b"])
@@ -172,6 +173,21 @@ def test_demo_cluster_config(tmp_path):
         f"NodeName=node-a Name=gpu Type=a100_sxm4_80gb File={tmp_path}/dev/node-a/nvidia[0-3]",
         "NodeName=node-a Name=shard Count=40",
     ]
+    assert "SlurmctldHost=localhost(127.0.0.1)" in conf and "JobRequeue=0" in conf.splitlines()
+
+
+def test_nodes_in_network_namespaces(tmp_path):
+    """Each node in a namespace of its own with a /30: NodeAddr is the namespace's
+    end; slurmctld listens on the machine's end of the first node's link."""
+    plain = [Node("node-s1", 4, 8192, (("A100", 1),)), Node("node-s2", 4, 8192, (("A100", 1),))]
+    s1, s2 = netns_nodes(plain, "gs3-", "10.9.8")
+    assert (s1.netns, s1.addr, s1.gateway, s1.veth) == ("gs3-1", "10.9.8.6", "10.9.8.5", ("gs3-1-o", "gs3-1-i"))
+    assert (s2.netns, s2.addr, s2.gateway) == ("gs3-2", "10.9.8.10", "10.9.8.9")
+    conf = slurm_conf("c", [s1, s2], tmp_path / "data", tmp_path / "run", (7001, 7002), slurmd_timeout=5)
+    assert "SlurmctldHost=localhost(10.9.8.5)" in conf.splitlines() and "SlurmdTimeout=5" in conf.splitlines()
+    assert " NodeAddr=10.9.8.6 " in conf and " NodeAddr=10.9.8.10 " in conf
+    with pytest.raises(ValueError, match="13 characters"):
+        netns_nodes(plain, "a-very-long-prefix", "10.9.8")
 
 
 def test_inventory_owner(tmp_path):
