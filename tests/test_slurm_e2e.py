@@ -67,9 +67,7 @@ def nothing_left(hub, slurm):
 
 def device_shares(pool: dict) -> dict[int, list]:
     (host,) = [h for h in pool["hosts"] if h["name"] == NODE]
-    # (without each share's own GPU use, which an agent reports: none on Slurm's nodes)
-    return {d["index"]: [{k: v for k, v in s.items() if k != "use"} for s in d["shares"]]
-            for d in host["devices"] if d["shares"]}
+    return {d["index"]: d["shares"] for d in host["devices"] if d["shares"]}
 
 
 def spawn_ready(user, options: dict, timeout: float = 90) -> float:
