@@ -25,6 +25,7 @@ from .core.pools import Pool, PoolError, check_hosts, parse_pools
 from .core.queue import DEPTH
 from .core.reclaim import Policies, parse_policies
 from .inventory import discover_nvml, load_inventory, nvml_available
+from .jobs import Jobs
 from .pool import LivePool
 from .store import Ledger
 
@@ -334,6 +335,19 @@ class GPUAllocator(HubService):
         """,
     ).tag(config=True)
 
+    job_poll_seconds = Float(
+        1.0,
+        help="""How often (seconds) the allocator follows batch jobs (``gpuhub run``):
+        it asks the hub which job servers run, records ends (with the exit code
+        the job's runner wrote) and removes ended jobs' servers. Only while some
+        job is not done.
+
+        Default 1 second: a job's end shows within about two seconds (the
+        spawner's own poll of a job's process, GPUSpawner.job_poll_interval,
+        gives its share back), at one hub request per second while jobs run.
+        """,
+    ).tag(config=True)
+
     estimate_budget = Float(
         0.5,
         help="""Seconds one POST estimates (the spawn form's start estimates for each
@@ -556,6 +570,8 @@ class GPUAllocator(HubService):
             pools=self.pool_specs,
         )
         await self.pool.load()
+        self.jobs = Jobs(self)
+        await self.jobs.load()
         admin.attach(self)  # the admin panel: OAuth, samples, metrics
         await self.load_pool()
         self.log.info(
@@ -571,6 +587,8 @@ class GPUAllocator(HubService):
             asyncio.create_task(loops.time_limits_forever(self)),
             asyncio.create_task(loops.idle_reclaim_forever(self)),
         ]
+        if self.under_hub:
+            tasks.append(asyncio.create_task(self.jobs.watch()))
         # the REST API (api/v1/…) and the admin panel's pages and metrics
         app = self.web_app(routes(self.service_prefix, self) + admin.routes(self.service_prefix, self),
                            **admin.settings(self))

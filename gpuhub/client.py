@@ -91,6 +91,13 @@ class ServiceClient:
             raise ServiceError(502, f"{self.what}'s answer is not JSON") from None
 
 
+class HubClient(ServiceClient):
+    """JupyterHub's own REST API (``…/hub/api/``): the allocator starts and
+    removes batch jobs' servers with it, the command line asks who it is."""
+
+    what = "the hub"
+
+
 async def hub_api_items(api_url: str, token: str, path: str, params: dict | None = None,
                         max_pages: int = 1000):
     """Every item of a paginated JupyterHub REST list (``users``, ``groups``, …),

@@ -243,8 +243,10 @@ c.JupyterHub.load_roles = [
         "services": ["gpuhub-agent"],
     },
     # the allocator compares the shares it granted with the servers the hub runs,
-    # and sums GPU-hours per group for the admin panel
-    {"name": "gpu-allocator", "scopes": ["list:users", "read:servers", "list:groups", "read:groups"],
+    # and sums GPU-hours per group for the admin panel; it starts and removes the
+    # servers of batch jobs (gpu_allocator/jobs.py: the named servers job-ID)
+    {"name": "gpu-allocator", "scopes": ["list:users", "read:servers", "list:groups", "read:groups",
+                                         "servers", "delete:servers"],
      "services": ["gpu-allocator"]},
 ]
 
@@ -449,6 +451,9 @@ for _role in c.JupyterHub.load_roles:
     if _role["name"] in ("gpu-allocator", "prometheus"):
         # the admin panel's storage tab; the vfolder service's metrics
         _role["scopes"].append("access:services!service=vfolders")
+    if _role["name"] == "gpu-allocator":
+        # batch jobs' logs and exit codes, in jobs/ID/ of each user's home vfolder
+        _role["scopes"].append("custom:vfolders:admin")
 c.GPUAllocator.setdefault("vfolders_url", f"http://127.0.0.1:{vfolders_port}/services/vfolders/api/v1/")
 # the allocator's config file, complete now (the sections above added to it)
 for _service in c.JupyterHub.services:

@@ -21,10 +21,13 @@ from tornado import web
 from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 
 from gpu_allocator.client import DEFAULT_API_URL, AllocatorClient, AllocatorError
+from gpu_allocator.core.jobs import OPTION_KEYS as JOB_OPTION_KEYS
+from gpu_allocator.core.jobs import is_job_server, server_name
 from gpu_allocator.core.validation import SPAWN_KEYS, RequestError
 from gpuhub.numbers import human_minutes
 
 from .gpu_env import describe, gpu_env
+from .jobs import job_cmd, job_env
 from .options import (
     DEFAULT_GPU_CHOICES, candidates, check_spawn_keys, clock, form_runtimes, offered, options_from_form,
     render_form,
@@ -184,6 +187,18 @@ class GPUSpawner(Spawner):
         """,
     ).tag(config=True)
 
+    job_poll_interval = Float(
+        1.0,
+        help="""How often (seconds) the hub checks whether a batch job's process
+        (``gpuhub run``: the named server ``job-ID``) has ended, in place of
+        Spawner.poll_interval for that server. Its GPU share goes back when the
+        hub sees the end.
+
+        Default 1 second: the share is free again about a second after the
+        command exits, at one cheap check per running job and second.
+        """,
+    ).tag(config=True)
+
     profiles = List(
         Dict(),
         help="""Profiles: named spawn choices offered per hub group, first on the
@@ -293,6 +308,9 @@ class GPUSpawner(Spawner):
     #: while the spawn waits in the queue: what the waiting page and the home page
     #: show (spawner.waiting.waiting_view); None otherwise
     queue_state: dict | None = None
+
+    #: the batch job this server runs (the allocator's record, GET jobs/ID), if any
+    job: dict | None = None
 
     #: why the hub stopped the last server (its share was lost or revoked): shown
     #: to the user on the spawn form and as the first progress event of the
@@ -442,11 +460,37 @@ class GPUSpawner(Spawner):
         vfolder service, the runtime's images). The spawn then reads the
         session's options from ``user_options``; the database keeps what the
         user asked for (JupyterHub reuses it for a spawn without options)."""
+        user_options = await self.job_options(user_options)
         self.requested_options = {k: v for k, v in (user_options or {}).items() if k != "summary"} \
             if isinstance(user_options, dict) else user_options
         self.resolved = self.resolve_options(user_options)
         self.user_options = {**self.resolved.options, "profile": self.resolved.slug}
         await self.apply_gpu_options(dict(self.resolved.options))
+
+    async def job_options(self, user_options) -> dict:
+        """A batch job's spawn (``{"job": ID}``, from the allocator): the job's own
+        share and vfolders, read from the allocator's record (the spawn request
+        names only the job). Other spawns may not use a job's server name."""
+        self.job = None
+        job_id = user_options.get("job") if isinstance(user_options, dict) else None
+        if job_id is None:
+            if is_job_server(self.name):
+                raise web.HTTPError(400, f"server names starting with {server_name('')!r} are for batch jobs "
+                                    "(gpuhub run); choose another name", reason="Invalid spawn options")
+            return user_options
+        if set(user_options) != {"job"} or not isinstance(job_id, str):
+            raise web.HTTPError(400, 'a batch job\'s spawn names only its job: {"job": ID}',
+                                reason="Invalid spawn options")
+        try:
+            job = await self.allocator_client.call("GET", f"jobs/{job_id}")
+        except AllocatorError as e:
+            raise web.HTTPError(400 if e.status in (400, 404) else 503, f"batch job {job_id}: {e.message}",
+                                reason="Invalid spawn options") from None
+        if job.get("user") != self.user.name or job.get("server") != self.name or job.get("state") != "queued":
+            raise web.HTTPError(400, f"batch job {job_id} is not a queued job of {self.user.name} for the "
+                                f"server {self.name!r}", reason="Invalid spawn options")
+        self.job = job
+        return {k: v for k, v in (job.get("options") or {}).items() if k in JOB_OPTION_KEYS}
 
     def gpu_options(self, user_options: dict) -> dict:
         """The GPU request of a spawn: the user's options over the defaults."""
@@ -710,17 +754,45 @@ class GPUSpawner(Spawner):
         self.user_options = {**self.user_options, "profile": resolved.slug, "summary": self.summary(req)}
         self.orm_spawner.user_options = {**(self.requested_options or {}), "profile": resolved.slug,
                                          "summary": self.user_options["summary"]}
-        self._event(60, "starting server")
+        self._event(60, "starting the batch job" if self.job else "starting server")
+        if self.job:
+            # the job's runner instead of JupyterLab; the hub looks for its end often
+            server_cmd, self.cmd = self.cmd, self.job_cmd()
+            self.poll_interval = self.job_poll_interval
         try:
             if (self._server_start_timeout and self.start_timeout > self._server_start_timeout
                     and not self.places_itself):
                 # the hub's timeout was raised for the wait in the queue: the server's
                 # own start keeps the configured one
-                return await asyncio.wait_for(super().start(), self._server_start_timeout)
-            return await super().start()
+                result = await asyncio.wait_for(super().start(), self._server_start_timeout)
+            else:
+                result = await super().start()
         except BaseException:
             await self._release("spawn failed")
             raise
+        finally:
+            if self.job:
+                self.cmd = server_cmd
+        if self.job:
+            await self.job_started()
+        return result
+
+    def job_cmd(self) -> list[str]:
+        try:
+            return job_cmd(list(self.cmd))
+        except ValueError as e:
+            raise SpawnException(str(e), reason="job", status_code=500) from None
+
+    async def job_started(self) -> None:
+        """Tell the allocator the job runs: where, and which home vfolder holds
+        its folder jobs/ID/ (its logs and exit code)."""
+        home = getattr(self, "home_mount", None) or {}
+        host = (self.allocation or {}).get("host") or ""
+        try:
+            await self.allocator_client.call("POST", f"jobs/{self.job['id']}/started",
+                                             {"host": host, "home_vfolder": home.get("id") or ""})
+        except AllocatorError as e:  # the allocator's watch sees the server run anyway
+            self.log.warning("%s: could not report the job's start: %s", self._log_name, e.message)
 
     @property
     def profile_environment(self) -> dict:
@@ -731,6 +803,8 @@ class GPUSpawner(Spawner):
         env = super().get_env()
         env.update(self.profile_environment)
         env.update(gpu_env(self.allocation))
+        if self.job:
+            env.update(job_env(self.job))
         return env
 
     async def _release(self, why: str) -> None:
@@ -793,7 +867,7 @@ def other_named_servers(user, name: str) -> list[str]:
     """The user's named servers other than ``name`` that run or are starting
     (waiting in the queue counts)."""
     return sorted(n for n, sp in getattr(user, "spawners", {}).items()
-                  if n and n != name and getattr(sp, "active", False))
+                  if n and n != name and not is_job_server(n) and getattr(sp, "active", False))
 
 
 def time_limit(name: str, allocation: dict | None, now: float | None = None) -> dict | None:

@@ -19,6 +19,7 @@ import asyncio
 import os
 import pwd
 import re
+import signal
 import subprocess
 
 from jupyterhub.spawner import LocalProcessSpawner, SpawnException
@@ -156,6 +157,30 @@ class LocalGPUSpawner(LocalVFolderMixin, GPUSpawner, LocalProcessSpawner):
         reason = getattr(e, "strerror", None) or str(e)
         return (f"{head} running {path} as {who} failed ({reason}); check that {account} can "
                 "execute it, or set c.Spawner.cmd to a command that can.")
+
+    async def poll(self):
+        group = self.pid
+        status = await super().poll()
+        if status is not None:
+            self._end_group(group)
+        return status
+
+    async def stop(self, now=False):
+        group = self.pid
+        await super().stop(now=now)
+        self._end_group(group)
+
+    def _end_group(self, pgid: int) -> None:
+        """Kill what is left of the server's process group (it was started as a
+        session of its own): a batch job's background processes, or its command
+        when its runner was killed, must not outlive the GPU share."""
+        if not pgid or pgid == os.getpgrp():
+            return
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+            self.log.info("%s: ended the processes left in its group %i", self._log_name, pgid)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def make_preexec_fn(self, name):
         if self.privileged:

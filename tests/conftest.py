@@ -189,3 +189,22 @@ def engine():
     env = {**os.environ, "VENV": os.environ.get("VENV") or sys.prefix}
     subprocess.run(["bash", str(REPO / "spawner/image/build.sh")], check=True, env=env)
     return docker.from_env()
+
+
+@pytest.fixture
+def cli(hub, tmp_path):
+    """Run ``python -m gpuhub.cli`` as a subprocess, with a home of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUHUB_", "JUPYTERHUB_"))}
+    env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"),
+               XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(REPO))
+
+    def run(*args, input=None, check=True, **kw):
+        p = subprocess.run([sys.executable, "-m", "gpuhub.cli", *args], env={**env, **kw.pop("env", {})},
+                           input=input, capture_output=True, timeout=120, cwd=tmp_path, **kw)
+        assert "Traceback" not in p.stderr.decode(errors="replace"), p.stderr.decode()
+        if check:
+            assert p.returncode == 0, (args, p.returncode, p.stderr.decode())
+        return p
+
+    run.env, run.tmp = env, tmp_path
+    return run

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import stat
 import socket
 import subprocess
 import sys
@@ -620,3 +621,14 @@ class Slurm:
 
     def scancel(self, job_id: str) -> None:
         self.run("scancel", job_id)
+
+
+def cli_login(hub, cli, name):
+    """Log ``name`` in to the hub, then `gpuhub login` with their token (the ``cli`` fixture)."""
+    user = hub.login(name)
+    p = cli("login", "--url", hub.url, input=user.token.encode() + b"\n")
+    assert f"as {name}" in p.stdout.decode()
+    saved = cli.tmp / "config" / "gpuhub" / "config.json"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert json.loads(saved.read_text()) == {"url": hub.url + "/", "token": user.token}
+    return user

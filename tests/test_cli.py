@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from gpuhub.cli import main, settings
-from tests.support import REPO
+from tests.support import REPO, cli_login as login
 
 V = "/services/vfolders/api/v1"
 
@@ -116,35 +116,6 @@ def test_no_service_imports_the_command_line():
 
 
 # --- against the real hub ---------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(hub, tmp_path):
-    """Run ``python -m gpuhub.cli`` as a subprocess, with a home of its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUHUB_", "JUPYTERHUB_"))}
-    env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"),
-               XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(REPO))
-
-    def run(*args, input=None, check=True, **kw):
-        p = subprocess.run([sys.executable, "-m", "gpuhub.cli", *args], env={**env, **kw.pop("env", {})},
-                           input=input, capture_output=True, timeout=120, cwd=tmp_path, **kw)
-        assert "Traceback" not in p.stderr.decode(errors="replace"), p.stderr.decode()
-        if check:
-            assert p.returncode == 0, (args, p.returncode, p.stderr.decode())
-        return p
-
-    run.env, run.tmp = env, tmp_path
-    return run
-
-
-def login(hub, cli, name):
-    user = hub.login(name)
-    p = cli("login", "--url", hub.url, input=user.token.encode() + b"\n")
-    assert f"as {name}" in p.stdout.decode()
-    saved = cli.tmp / "config" / "gpuhub" / "config.json"
-    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
-    assert json.loads(saved.read_text()) == {"url": hub.url + "/", "token": user.token}
-    return user
 
 
 def sha256(path) -> str:

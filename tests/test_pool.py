@@ -197,7 +197,7 @@ def test_a_database_of_gpuhub_0_1_upgrades_in_place(tmp_path):
     with sqlite3.connect(path) as c:
         c.executescript((DATA / "allocator-v0.1.sql").read_text())
     ledger = Ledger(f"sqlite:///{path}", PER_GPU)
-    assert ledger.revision() == "0008"
+    assert ledger.revision() == "0009"
     loaded = ledger.load()
     assert [h.name for h, _ in loaded.hosts] == ["node-a", "node-b"]
     live = {a.user: a for a, _ in loaded.allocations}

@@ -16,6 +16,7 @@ api.audit                     audit
 api.reservations              reservations, reservations/{id}
 api.hosts                     hosts/{name}/register|heartbeat|drain|undrain
 api.external                  external
+api.jobs                      jobs, jobs/{id}[/logs|/started]
 ============================  ==========================================
 
 The admin panel's pages (gpu_allocator.admin) are routed beside these by the app.
@@ -26,10 +27,12 @@ from __future__ import annotations
 from gpuhub.api import HealthHandler
 
 from . import (
-    allocations, audit, estimates, external, hosts, pool, queue, quotas, reservations, usage, utilisation,
+    allocations, audit, estimates, external, hosts, jobs, pool, queue, quotas, reservations, usage,
+    utilisation,
 )
 
-RESOURCES = (pool, allocations, queue, estimates, quotas, usage, utilisation, audit, reservations, hosts, external)
+RESOURCES = (pool, allocations, queue, estimates, quotas, usage, utilisation, audit, reservations, hosts, external,
+             jobs)
 
 
 def routes(prefix: str, service) -> list:

@@ -20,13 +20,14 @@ from sqlalchemy.orm import Session
 
 from gpuhub.db import current_revision, make_engine, stamp, upgrade
 
+from ..core.jobs import Job, JobState
 from ..core.model import Allocation, AllocationState, Device, Host, HostState, Request, Share
 from ..core.queue import Queued
 from ..core.reservations import Reservation, ReservationState
 from ..core.quota import FIELDS as QUOTA_FIELDS
 from ..core.quota import Limits, Quotas
 from .schema import (
-    AllocationRow, AuditRow, DeviceRow, HostRow, MetaRow, QuotaRow, RequestRow, ReservationRow, ShareRow,
+    AllocationRow, AuditRow, DeviceRow, HostRow, JobRow, MetaRow, QuotaRow, RequestRow, ReservationRow, ShareRow,
 )
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -154,6 +155,34 @@ class CancelReservation:
 
     reservation_id: str
     at: float
+
+
+@dataclass(frozen=True)
+class PutJob:
+    """A batch job is recorded as it is now (inserted or updated)."""
+
+    job: Job
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    """A submission the hub refused: as if it never was."""
+
+    job_id: str
+
+
+def _job_values(j: Job) -> dict:
+    return {"id": j.id, "user": j.user, "command": list(j.command), "options": dict(j.options),
+            "workdir": j.workdir, "state": j.state.value, "submitted_at": j.submitted,
+            "spawned_at": j.spawned, "started_at": j.started, "ended_at": j.ended,
+            "exit_code": j.exit_code, "reason": j.reason[:1000], "host": j.host,
+            "home_vfolder": j.home_vfolder, "removed": j.removed}
+
+
+def _job(r) -> Job:
+    return Job(r.id, r.user, tuple(r.command), dict(r.options or {}), r.workdir or "", JobState(r.state),
+               r.submitted_at, r.spawned_at, r.started_at, r.ended_at, r.exit_code, r.reason or "",
+               r.host or "", r.home_vfolder or "", bool(r.removed))
 
 
 def _reservation(r) -> Reservation:
@@ -388,6 +417,33 @@ class Ledger:
             r = s.get(RequestRow, request_id)
             return None if r is None else (_queued(r), r.state, r.ended_at, r.reason)
 
+    def load_jobs(self) -> list[Job]:
+        """Jobs the allocator still watches: not ended, or whose server is not
+        removed yet (once, at start)."""
+        with Session(self.engine) as s, s.begin():
+            q = select(JobRow).where((JobRow.removed.is_(False)) | (JobRow.state.in_(("queued", "running"))))
+            return [_job(r) for r in s.scalars(q.order_by(JobRow.submitted_at))]
+
+    def get_job(self, job_id: str) -> Job | None:
+        with Session(self.engine) as s, s.begin():
+            r = s.get(JobRow, job_id)
+            return None if r is None else _job(r)
+
+    def jobs(self, user: str | None = None, limit: int = 100) -> list[Job]:
+        """The newest jobs first (``user``: theirs)."""
+        with Session(self.engine) as s, s.begin():
+            q = select(JobRow)
+            if user is not None:
+                q = q.where(JobRow.user == user)
+            return [_job(r) for r in s.scalars(q.order_by(JobRow.submitted_at.desc()).limit(limit))]
+
+    def job_allocation(self, user: str, server: str) -> Allocation | None:
+        """The newest allocation of ``user``'s server ``server`` (a job's share)."""
+        with Session(self.engine) as s, s.begin():
+            r = s.scalars(select(AllocationRow).where(AllocationRow.user == user, AllocationRow.server == server)
+                          .order_by(AllocationRow.created_at.desc()).limit(1)).first()
+            return None if r is None else _allocation(r, ())
+
     # --- writing ---------------------------------------------------------------------
 
     def write(self, ops: list) -> None:
@@ -489,6 +545,13 @@ class Ledger:
                                ReservationRow.state == ReservationState.ACTIVE.value)
                         .values(state=ReservationState.CANCELLED.value, ended_at=op.at)
                     )
+                elif isinstance(op, PutJob):
+                    values = _job_values(op.job)
+                    done = conn.execute(update(JobRow.__table__).where(JobRow.id == op.job.id).values(**values))
+                    if not done.rowcount:
+                        conn.execute(insert(JobRow.__table__).values(**values))
+                elif isinstance(op, DeleteJob):
+                    conn.execute(delete(JobRow.__table__).where(JobRow.id == op.job_id))
                 elif isinstance(op, DeleteHost):
                     conn.execute(delete(DeviceRow.__table__).where(DeviceRow.host == op.name))
                     conn.execute(delete(HostRow.__table__).where(HostRow.name == op.name))

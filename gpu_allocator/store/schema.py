@@ -174,3 +174,25 @@ class ReservationRow(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     note: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class JobRow(Base):
+    """A batch job (core.jobs): its command and share, and how it went."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255), index=True)
+    command: Mapped[list] = mapped_column(JSON)
+    options: Mapped[dict] = mapped_column(JSON)
+    workdir: Mapped[str] = mapped_column(String(1024), default="")
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    submitted_at: Mapped[float] = mapped_column(Float, index=True)
+    spawned_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(String(1000), default="")
+    host: Mapped[str] = mapped_column(String(255), default="")
+    home_vfolder: Mapped[str] = mapped_column(String(64), default="")
+    #: its hub server was removed after it ended
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)

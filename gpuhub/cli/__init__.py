@@ -23,10 +23,10 @@ import sys
 
 from tornado.httpclient import AsyncHTTPClient
 
-from gpuhub.client import ServiceClient, ServiceError
+from gpuhub.client import HubClient, ServiceClient, ServiceError
 from gpuhub.numbers import human_bytes
 
-from . import output, settings, transfer
+from . import jobs, output, settings, transfer
 from .settings import Target, UsageError
 
 PROG = "gpuhub"
@@ -38,10 +38,6 @@ class AllocatorAPI(ServiceClient):
 
 class VFolderAPI(ServiceClient):
     what = "the vfolder service"
-
-
-class HubAPI(ServiceClient):
-    what = "the hub"
 
 
 class Context:
@@ -93,7 +89,7 @@ async def cmd_login(ctx: Context) -> int:
     if not token:
         raise UsageError(f"no token given: create one at {url}hub/token and paste it")
     ctx.target = Target(url, token, "", "", "--url", "the token given")
-    me = await HubAPI(url + "hub/api/", token).call("GET", "user")
+    me = await HubClient(url + "hub/api/", token).call("GET", "user")
     path = settings.save_login(url, token)
     if ctx.json:
         output.dump({"url": url, "user": me.get("name"), "saved": str(path)})
@@ -359,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(sub, "status", cmd_status, "your GPU shares, queued requests and quota",
             "Your GPU shares (allocations), the requests of yours waiting in the queue with their "
             "expected start, and your quota: limits, what you hold, what is left, one line per server.")
+    jobs.add_commands(sub, command)
 
     vf = sub.add_parser("vfolder", help="list, create, share, trash, upload to and download from vfolders",
                         description="vfolders: named folders on the hub's storage that outlive sessions.",
