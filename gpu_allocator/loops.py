@@ -17,6 +17,22 @@ from .core.reclaim import Share, allocation_utilisation, decide
 from .pool.state import when
 
 
+async def every(app, interval: float, fn, what: str, traceback: bool = True) -> None:
+    """Await ``fn()`` every ``interval`` seconds (a sleep first), for ever; a
+    failure is logged as "<what> failed" and the loop goes on. ``traceback``
+    False: one line with the error, for the expected ones (a peer that does not
+    answer) that would otherwise fill the log with tracebacks."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await fn()
+        except Exception as e:
+            if traceback:
+                app.log.exception("%s failed", what)
+            else:
+                app.log.warning("%s failed: %s", what, e)
+
+
 async def check_hosts(app, started: float) -> float | None:
     """Mark agent hosts without a recent heartbeat lost. Hosts get a full grace
     period after the allocator starts, so an allocator outage does not count as
@@ -92,12 +108,8 @@ async def reconcile(app, now: float | None = None, servers: set | None = None) -
 async def reconcile_forever(app) -> None:
     if not app.reconcile_interval or not app.under_hub:
         return
-    while True:
-        await asyncio.sleep(app.reconcile_interval)
-        try:
-            await reconcile(app)
-        except Exception as e:
-            app.log.warning("reconciling shares with the hub failed: %s", e)
+    await every(app, app.reconcile_interval, lambda: reconcile(app),
+                "reconciling shares with the hub", traceback=False)
 
 
 # --- external allocations: Slurm ------------------------------------------------------
@@ -146,12 +158,8 @@ async def reconcile_slurm(app, listing: str | None = None, taken_at: float | Non
 async def reconcile_slurm_forever(app) -> None:
     if not app.slurm_reconcile_interval:
         return
-    while True:
-        await asyncio.sleep(app.slurm_reconcile_interval)
-        try:
-            await reconcile_slurm(app)
-        except Exception as e:
-            app.log.warning("reconciling external allocations with Slurm failed: %s", e)
+    await every(app, app.slurm_reconcile_interval, lambda: reconcile_slurm(app),
+                "reconciling external allocations with Slurm", traceback=False)
 
 
 async def watch_lock(app, interval: float = 5.0) -> None:
@@ -180,13 +188,11 @@ async def time_limits(app, now: float | None = None) -> tuple[list, list]:
 async def time_limits_forever(app) -> None:
     """Run time limits, and the queue's timer pass (estimates move with the clock,
     waits expire), every time_limit_interval."""
-    while True:
-        await asyncio.sleep(app.time_limit_interval)
-        try:
-            await time_limits(app)
-            await app.pool.schedule()
-        except Exception:
-            app.log.exception("the time-limit check or the queue's pass failed")
+    async def both():
+        await time_limits(app)
+        await app.pool.schedule()
+
+    await every(app, app.time_limit_interval, both, "the time-limit check or the queue's pass")
 
 
 # --- idle reclaim ------------------------------------------------------------------------
@@ -265,9 +271,4 @@ async def idle_reclaim_forever(app) -> None:
     """Idle reclaim every time_limit_interval (only when a policy is configured)."""
     if not app.reclaim_policies.enabled:
         return
-    while True:
-        await asyncio.sleep(app.time_limit_interval)
-        try:
-            await idle_reclaim(app)
-        except Exception:
-            app.log.exception("the idle-reclaim check failed")
+    await every(app, app.time_limit_interval, lambda: idle_reclaim(app), "the idle-reclaim check")

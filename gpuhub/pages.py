@@ -1,7 +1,7 @@
 """What the services' HTML pages share (the allocator's admin panel, the vfolder
 service's Data page): each is a hub service page signed in with the hub's OAuth
 (HubOAuthenticated: cookies and XSRF) and rendered from JupyterHub's own
-``page.html``."""
+``page.html`` (template_env)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import json
 import os
 import secrets
 
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader
+from jupyterhub._data import DATA_FILES_PATH
 from jupyterhub.services.auth import HubOAuthenticated
 from markupsafe import Markup
 from tornado import web
@@ -31,6 +33,21 @@ def cookie_secret(data_dir: str, name: str) -> bytes:
     with os.fdopen(fd, "wb") as f:
         f.write(value)
     return value
+
+
+def template_env(templates_dir: str, **filters) -> Environment:
+    """A page's jinja environment: its own templates in ``templates_dir`` first,
+    then JupyterHub's (``page.html`` and what it extends), autoescaped, with the
+    page's own ``filters``."""
+    env = Environment(
+        loader=ChoiceLoader([
+            FileSystemLoader(templates_dir),
+            FileSystemLoader(os.path.join(DATA_FILES_PATH, "templates")),
+        ]),
+        autoescape=True,
+    )
+    env.filters.update(filters)
+    return env
 
 
 class PageUser:

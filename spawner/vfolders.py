@@ -35,6 +35,7 @@ from html import escape
 from docker import errors as docker_errors
 from jupyterhub.spawner import SpawnException
 from tornado import web
+from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Configurable
 
@@ -254,7 +255,8 @@ class VFolderMixin(Configurable):
 
     vfolder_mounts: list[dict] = []
     home_mount: dict | None = None
-    _vfolder_watch: asyncio.Task | None = None
+    _vfolder_watch: PeriodicCallback | None = None
+    _vfolder_check: asyncio.Future | None = None  # the watcher's check in progress
     _vfolders_seen: set = set()
     _vfolders_live: dict = {}  # vfolder id → mount name, what is in the session directory
 
@@ -460,24 +462,34 @@ class VFolderMixin(Configurable):
             self.log.info("%s: mounted vfolder %s (%s) into the running session",
                           self._log_name, m["name"], m["mode"])
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.vfolders_refresh_interval)
-            try:
-                await self.sync_vfolders()
-            except ServiceError as e:
-                self.log.debug("%s: vfolder check skipped: %s", self._log_name, e.message)
-            except Exception:
-                self.log.exception("%s: vfolder check failed", self._log_name)
+    async def _check_vfolders(self) -> None:
+        try:
+            await self.sync_vfolders()
+        except ServiceError as e:
+            self.log.debug("%s: vfolder check skipped: %s", self._log_name, e.message)
+        except Exception:
+            self.log.exception("%s: vfolder check failed", self._log_name)
+
+    def _watch_tick(self) -> None:
+        """The watcher's callback: one check, unless the last one still runs."""
+        if self._vfolder_check is not None and not self._vfolder_check.done():
+            return
+        self._vfolder_check = asyncio.ensure_future(self._check_vfolders())
 
     def _start_watching(self) -> None:
+        # a PeriodicCallback, not a task that sleeps: nothing pending is left behind
+        # at the hub's exit when it leaves the servers running (cleanup_servers False)
         if self.vfolders_url and self.live_mounts() and self.vfolders_refresh_interval > 0:
-            self._vfolder_watch = asyncio.ensure_future(self._watch())
+            self._vfolder_watch = PeriodicCallback(self._watch_tick, self.vfolders_refresh_interval * 1000)
+            self._vfolder_watch.start()
 
     def _stop_watching(self) -> None:
-        task, self._vfolder_watch = self._vfolder_watch, None
-        if task is not None:
-            task.cancel()
+        watch, self._vfolder_watch = self._vfolder_watch, None
+        if watch is not None:
+            watch.stop()
+        check, self._vfolder_check = self._vfolder_check, None
+        if check is not None:
+            check.cancel()  # as before: no mount after the session is released
 
     async def _release_vfolders(self) -> None:
         self._stop_watching()

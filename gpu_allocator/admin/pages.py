@@ -13,14 +13,13 @@ import os
 import time
 from urllib.parse import urlencode
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader
-from jupyterhub._data import DATA_FILES_PATH
+from jinja2 import Environment
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httputil import url_concat
 
-from gpuhub.pages import PageUser, ServicePage
+from gpuhub.pages import PageUser, ServicePage, template_env
 
 from .. import poolview
 from ..core.quota import FIELDS, POOL_FIELDS, Limits
@@ -44,14 +43,6 @@ TABS = [
 
 
 def make_env() -> Environment:
-    env = Environment(
-        loader=ChoiceLoader([
-            FileSystemLoader(os.path.join(HERE, "templates")),
-            FileSystemLoader(os.path.join(DATA_FILES_PATH, "templates")),
-        ]),
-        autoescape=True,
-    )
-
     def when(t, fmt="%Y-%m-%d %H:%M:%S"):
         return time.strftime(fmt, time.localtime(t)) if t else "—"
 
@@ -78,8 +69,8 @@ def make_env() -> Environment:
     def utc(t, fmt="%Y-%m-%d %H:%M UTC"):
         return time.strftime(fmt, time.gmtime(t)) if t else "—"
 
-    env.filters.update(when=when, age=age, nbytes=nbytes, colour=poolview.user_colour, utc=utc)
-    return env
+    return template_env(os.path.join(HERE, "templates"),
+                        when=when, age=age, nbytes=nbytes, colour=poolview.user_colour, utc=utc)
 
 
 class PageHandler(ServicePage):

@@ -14,13 +14,12 @@ import stat
 import time
 from urllib.parse import quote, urlencode
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader
-from jupyterhub._data import DATA_FILES_PATH
+from jinja2 import Environment
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 
 from gpuhub.numbers import human_bytes
-from gpuhub.pages import PageUser, ServicePage
+from gpuhub.pages import PageUser, ServicePage, template_env
 
 from ..api.files import FilesHandler
 from ..api.uploads import UploadHandler, UploadsHandler
@@ -37,22 +36,13 @@ MAX_ENTRIES = 500
 
 
 def make_env() -> Environment:
-    env = Environment(
-        loader=ChoiceLoader([
-            FileSystemLoader(os.path.join(HERE, "templates")),
-            FileSystemLoader(os.path.join(DATA_FILES_PATH, "templates")),
-        ]),
-        autoescape=True,
-    )
-
     def nbytes(n):
         return "—" if n is None else human_bytes(n)
 
     def when(t):
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "—"
 
-    env.filters.update(nbytes=nbytes, when=when, urlpath=lambda p: quote(p))
-    return env
+    return template_env(os.path.join(HERE, "templates"), nbytes=nbytes, when=when, urlpath=lambda p: quote(p))
 
 
 class PageHandler(ServicePage):
