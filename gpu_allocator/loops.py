@@ -13,6 +13,7 @@ from gpuhub.slurm import HOLDING, SQUEUE_FORMAT, parse_squeue
 
 from .admin.actions import revoke
 from .core.external import stale
+from .core.jobs import is_job_server
 from .core.reclaim import Share, allocation_utilisation, decide
 from .pool.state import when
 
@@ -234,7 +235,7 @@ async def idle_reclaim(app, now: float | None = None) -> tuple[list, list]:
     record_utilisation(app, now)
     shares = [
         Share(a.id, tuple(pool.groups.get(a.user, ())), tuple(app.idle_history.get(a.id, ())),
-              (pool.notices.get(a.id) or {}).get("idle_at"))
+              (pool.notices.get(a.id) or {}).get("idle_at"), is_job_server(a.server))
         for a in pool.state.allocations.values()
     ]
     d = decide(shares, policies, bool(pool.queue), now)

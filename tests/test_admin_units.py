@@ -57,6 +57,9 @@ async def test_gpu_hours_count_the_overlap_with_the_period(db_url):
     a, _ = await pool.grant(Request("ann", 10, 1.0, 1024, 8.0), now=t0)
     await pool.finish(a.id, now=t0 + 4 * H)
     await pool.grant(Request("bob", 40, 1.0, 1024, 8.0), now=t0 + 2 * H)
+    # ann's batch job (the hub server job-…): 1 GPU for 1 hour, counted apart too
+    j, _ = await pool.grant(Request("ann", 20, 1.0, 1024, 8.0), server="job-0123456789ab", now=t0 + 5 * H)
+    await pool.finish(j.id, now=t0 + 6 * H)
     now = t0 + 10 * H
 
     async def hours(start, end):
@@ -64,15 +67,17 @@ async def test_gpu_hours_count_the_overlap_with_the_period(db_url):
         return accounting.user_hours(spans, start, end, pool.units_per_gpu)
 
     u = await hours(t0, t0 + 24 * H)
-    assert u["ann"].gpu_hours == pytest.approx(2.0) and u["bob"].gpu_hours == pytest.approx(16.0)
+    assert u["ann"].gpu_hours == pytest.approx(3.0) and u["bob"].gpu_hours == pytest.approx(16.0)
+    assert u["ann"].job_gpu_hours == pytest.approx(1.0) and u["bob"].job_gpu_hours == 0
     u = await hours(t0 + 3 * H, t0 + 5 * H)
     assert u["ann"].gpu_hours == pytest.approx(0.5) and u["bob"].gpu_hours == pytest.approx(4.0)
+    assert u["ann"].job_gpu_hours == 0
     assert await hours(t0 - 5 * H, t0) == {}
     g = accounting.group_hours(u, {"ml": ["ann", "bob"], "empty": ["zed"]})
     assert g["ml"].gpu_hours == pytest.approx(4.5) and g["empty"].gpu_hours == 0
     text = accounting.to_csv("user", accounting.rows(u), t0, t0 + H)
-    assert text.splitlines()[0] == "user,gpu_hours,allocations,period_start,period_end"
-    assert text.splitlines()[1].startswith("bob,4.0000,1,")
+    assert text.splitlines()[0] == "user,gpu_hours,job_gpu_hours,allocations,period_start,period_end"
+    assert text.splitlines()[1].startswith("bob,4.0000,0.0000,1,")
     pool.close()
 
 

@@ -65,6 +65,10 @@ def test_run_wait_prints_the_shares_devices_and_the_exit_code_comes_back(hub, cl
     assert "oops" in cli("logs", failed["id"]).stdout.decode()
     table = cli("jobs").stdout.decode()
     assert table.index(failed["id"]) < table.index(first["id"]) and "failed" in table
+    # its GPU-hours are in the accounting, marked as a job's
+    days = user.call("GET", A + "/usage").json()["days"]
+    assert sum(d["job_gpu_hours"] for d in days) > 0
+    assert sum(d["job_gpu_hours"] for d in days) == pytest.approx(sum(d["gpu_hours"] for d in days))
     # nothing held after: no share, no job server at the hub
     wait_for(lambda: not shares_of(hub, "jobber") and not job_servers(user), 30, "shares and servers gone")
 

@@ -151,7 +151,7 @@ def test_quotas_refuse_what_is_over_a_hard_limit_and_queue_what_is_over_now(hub)
         assert usage["users"]["gpuhub-q-erin"]["gpu_hours"] > 0
         csv = erin.call("GET", API + "/usage", params={"format": "csv"})
         assert csv.headers["Content-Type"].startswith("text/csv")
-        assert csv.text.splitlines()[0] == "day,user,groups,gpu_hours,cpu_hours,sessions_started"
+        assert csv.text.splitlines()[0] == "day,user,groups,gpu_hours,cpu_hours,sessions_started,job_gpu_hours"
     finally:
         admin.call("DELETE", API + "/quotas/group/gpuhub-q-students")
 

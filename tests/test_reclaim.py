@@ -66,6 +66,9 @@ def test_idle_share_is_warned_then_reclaimed_busy_one_and_unwatched_one_are_not(
     # a group without a policy (off) is never warned
     off = Policies(default=P, groups={"staff": None})
     assert decide([Share("x", ("staff",), idle_for(90))], off, True, NOW).warn == []
+    # a batch job's share is never reclaimed for idleness (it ends with its command)
+    job = decide([Share("job", (), idle_for(90), noticed_at=NOW - 1800, batch=True)], ps, True, NOW)
+    assert not job.warn and not job.reclaim and job.clear == ["job"]
 
 
 samples_st = st.lists(st.tuples(st.floats(0, 7200), st.one_of(st.none(), st.floats(0, 1))), max_size=40)

@@ -245,7 +245,7 @@ def test_live_pool_mirrors_once_never_places_there_and_keeps_it(tmp_path):
         with pytest.raises(StateError):  # another job on the same GPU: a stale mirror here
             await pool.record_external(Grant("slurm", "43", "s", (1,), 20), "v", cpu=1, mem_mb=1, max_hours=1)
         spans = await pool.spans(0, a.created + 3600, now=a.created + 1800)
-        assert spans == [("u", 20, 2, a.created, a.created + 1800)]  # GPU-hours count it
+        assert spans == [("u", 20, 2, a.created, a.created + 1800, "")]  # GPU-hours count it
         pool = await reopen(pool)
         (kept,) = pool.live()
         assert (kept.source, kept.job, kept.host, kept.shares) == ("slurm", "42", "s", a.shares)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from gpuhub.client import hub_api_items
+from ..core.jobs import is_job_server
 
 
 DAY = 86400.0
@@ -59,19 +60,24 @@ class Usage:
     name: str
     gpu_hours: float = 0.0
     allocations: int = 0
+    #: of those, batch jobs' (``gpuhub run``: the servers job-…)
+    job_gpu_hours: float = 0.0
 
 
 def user_hours(spans, start: float, end: float, per: int) -> dict[str, Usage]:
     """GPU-hours each user held within [start, end): per share (``LivePool.spans``:
-    user, units, CPU, began, ended), the overlap of its time with the period ×
-    its GPUs."""
+    user, units, CPU, began, ended, server), the overlap of its time with the period ×
+    its GPUs; batch jobs' also as ``job_gpu_hours``."""
     out: dict[str, Usage] = {}
-    for user, units, _cpu, began, ended in spans:
+    for user, units, _cpu, began, ended, server in spans:
         seconds = min(ended, end) - max(began, start)
         if seconds <= 0:
             continue
         u = out.get(user) or out.setdefault(user, Usage(user))
-        u.gpu_hours += seconds / 3600.0 * units / per
+        hours = seconds / 3600.0 * units / per
+        u.gpu_hours += hours
+        if is_job_server(server):
+            u.job_gpu_hours += hours
         u.allocations += 1
     return out
 
@@ -85,6 +91,7 @@ def group_hours(users: dict[str, Usage], groups: dict[str, list[str]]) -> dict[s
             u = users.get(m)
             if u is not None:
                 g.gpu_hours += u.gpu_hours
+                g.job_gpu_hours += u.job_gpu_hours
                 g.allocations += u.allocations
         out[group] = g
     return out
@@ -92,7 +99,8 @@ def group_hours(users: dict[str, Usage], groups: dict[str, list[str]]) -> dict[s
 
 def rows(usages: dict[str, Usage]) -> list[dict]:
     return [
-        {"name": u.name, "gpu_hours": round(u.gpu_hours, 6), "allocations": u.allocations}
+        {"name": u.name, "gpu_hours": round(u.gpu_hours, 6), "job_gpu_hours": round(u.job_gpu_hours, 6),
+         "allocations": u.allocations}
         for u in sorted(usages.values(), key=lambda u: (-u.gpu_hours, u.name))
     ]
 
@@ -101,9 +109,10 @@ def to_csv(kind: str, table: list[dict], start: float, end: float) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     iso = lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
-    w.writerow([kind, "gpu_hours", "allocations", "period_start", "period_end"])
+    w.writerow([kind, "gpu_hours", "job_gpu_hours", "allocations", "period_start", "period_end"])
     for r in table:
-        w.writerow([r["name"], f"{r['gpu_hours']:.4f}", r["allocations"], iso(start), iso(end)])
+        w.writerow([r["name"], f"{r['gpu_hours']:.4f}", f"{r['job_gpu_hours']:.4f}", r["allocations"], iso(start),
+                    iso(end)])
     return buf.getvalue()
 
 

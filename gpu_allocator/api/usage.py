@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from tornado import web
 
 from ..admin import accounting
+from ..core.jobs import is_job_server
 from .base import AdminAPIHandler, APIHandler
 
 
@@ -40,9 +41,9 @@ def _when(value: str | None, default: float) -> float:
 
 def usage_rows(shares, since: float, until: float, per: int, groups_of) -> list[dict]:
     """GPU-hours and CPU-hours per (day in UTC, user): each share's time split at
-    midnights, clipped to [since, until)."""
-    acc: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
-    for user, units, cpu, start, end in shares:
+    midnights, clipped to [since, until); batch jobs' GPU-hours also apart."""
+    acc: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0.0])
+    for user, units, cpu, start, end, server in shares:
         s, e = max(start, since), min(end, until)
         while s < e:
             day = datetime.fromtimestamp(s, timezone.utc).date()
@@ -51,13 +52,15 @@ def usage_rows(shares, since: float, until: float, per: int, groups_of) -> list[
             row = acc[(day.isoformat(), user)]
             row[0] += units / per * chunk / 3600
             row[1] += cpu * chunk / 3600
+            if is_job_server(server):
+                row[3] += units / per * chunk / 3600
             s += chunk
         if start >= since and start < until:
             acc[(datetime.fromtimestamp(start, timezone.utc).date().isoformat(), user)][2] += 1
     return [
         {"day": d, "user": u, "groups": list(groups_of(u)), "gpu_hours": round(g, 4),
-         "cpu_hours": round(c, 4), "sessions_started": n}
-        for (d, u), (g, c, n) in sorted(acc.items())
+         "cpu_hours": round(c, 4), "sessions_started": n, "job_gpu_hours": round(j, 4)}
+        for (d, u), (g, c, n, j) in sorted(acc.items())
     ]
 
 
@@ -81,10 +84,10 @@ class UsageHandler(APIHandler):
         if self.get_argument("format", "json") == "csv":
             buf = io.StringIO()
             w = csv.writer(buf)
-            w.writerow(["day", "user", "groups", "gpu_hours", "cpu_hours", "sessions_started"])
+            w.writerow(["day", "user", "groups", "gpu_hours", "cpu_hours", "sessions_started", "job_gpu_hours"])
             for r in rows:
                 w.writerow([r["day"], r["user"], " ".join(r["groups"]), r["gpu_hours"], r["cpu_hours"],
-                            r["sessions_started"]])
+                            r["sessions_started"], r["job_gpu_hours"]])
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition", 'attachment; filename="gpu-usage.csv"')
             self.finish(buf.getvalue())

@@ -131,6 +131,9 @@ class Share:
     samples: tuple[tuple[float, float | None], ...]
     #: when its idle notice was given (None: not warned)
     noticed_at: float | None = None
+    #: a batch job's share (``gpuhub run``): never reclaimed for idleness, as it
+    #: ends by itself when its command does (and its max_hours bounds it)
+    batch: bool = False
 
 
 @dataclass
@@ -159,7 +162,7 @@ def decide(shares: list[Share], policies: Policies, waiting: bool, now: float) -
     for s in shares:
         p = policies.resolve(s.groups)
         since = idle_since(s.samples, p.threshold) if p is not None else None
-        allowed = p is not None and (waiting or not p.only_when_waiting)
+        allowed = p is not None and (waiting or not p.only_when_waiting) and not s.batch
         if since is None or not allowed:
             if s.noticed_at is not None:
                 out.clear.append(s.id)

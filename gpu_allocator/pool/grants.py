@@ -152,13 +152,13 @@ class Grants:
         return await self.commit.read(self.commit.ledger.get, allocation_id)
 
     async def spans(self, since: float, until: float, user: str | None = None,
-                    now: float | None = None) -> list[tuple[str, int, float, float, float]]:
-        """(user, units, CPU cores, start, end) of every share held within
+                    now: float | None = None) -> list[tuple[str, int, float, float, float, str]]:
+        """(user, units, CPU cores, start, end, hub server) of every share held within
         [since, until): the finished ones from the ledger, the live ones from
         memory ending ``now``. The one source of GPU-hours (GET usage,
         the admin panel's usage table)."""
         now = time.time() if now is None else now
         finished = await self.commit.read(self.commit.ledger.finished, since, until, user)
-        out = [(f.user, f.units, f.cpu, f.created, f.released) for f in finished]
-        out += [(a.user, a.units, a.cpu, a.created, now) for a in self.live.live(user) if a.created < until]
+        out = [(f.user, f.units, f.cpu, f.created, f.released, f.server) for f in finished]
+        out += [(a.user, a.units, a.cpu, a.created, now, a.server) for a in self.live.live(user) if a.created < until]
         return out

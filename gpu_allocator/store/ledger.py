@@ -205,6 +205,8 @@ class Finished:
     state: str
     #: the host it ran on (its pools: per-pool GPU-hours quotas)
     host: str = ""
+    #: the hub server it was for (``job-…``: a batch job's)
+    server: str = ""
 
 
 @dataclass
@@ -389,7 +391,8 @@ class Ledger:
         if user is not None:
             q = q.where(AllocationRow.user == user)
         return [
-            Finished(r.id, r.user, r.units, r.cpu, r.created_at, r.released_at, r.max_hours, r.state, r.host)
+            Finished(r.id, r.user, r.units, r.cpu, r.created_at, r.released_at, r.max_hours, r.state, r.host,
+                     r.server or "")
             for r in s.execute(q.order_by(AllocationRow.released_at)).scalars()
         ]
 
