@@ -47,6 +47,15 @@ def exit_code(returncode: int) -> tuple[int, int | None]:
     return returncode, None
 
 
+def command_env(env: dict) -> dict:
+    """The command's environment: the server's, and Python's output unbuffered
+    (so that `gpuhub logs -f` shows a script's prints as they happen) unless
+    the job says otherwise."""
+    out = {k: v for k, v in env.items() if k != "GPUHUB_JOB_COMMAND"}
+    out.setdefault("PYTHONUNBUFFERED", "1")
+    return out
+
+
 def write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
@@ -105,7 +114,7 @@ async def run(env: dict) -> int:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command, cwd=str(workdir), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                preexec_fn=_die_with_parent, env={k: v for k, v in env.items() if k != "GPUHUB_JOB_COMMAND"},
+                preexec_fn=_die_with_parent, env=command_env(env),
             )
         except OSError as e:
             log.write(f"gpuhub: cannot run {command[0]!r} in {workdir}: {e.strerror or e}\n".encode())

@@ -111,12 +111,6 @@ async def cmd_logout(ctx: Context) -> int:
 # --- status ----------------------------------------------------------------------------
 
 
-def _clock(iso: str | None) -> str | None:
-    if not iso:
-        return None
-    return iso.replace("T", " ")[:16] + " UTC" if iso.endswith("Z") else iso
-
-
 async def cmd_status(ctx: Context) -> int:
     alloc = ctx.allocator()
     shares, quota = await asyncio.gather(alloc.call("GET", "allocations"), alloc.call("GET", "quota"))
@@ -131,15 +125,15 @@ async def cmd_status(ctx: Context) -> int:
         output.table(["SERVER", "GPUS", "HOST", "DEVICES", "CPU", "MEM", "STATE", "ENDS"], [
             [a.get("server") or "(default)", a.get("gpus"), a.get("host"),
              ", ".join(f"{d.get('index')} {d.get('model') or ''}".strip() for d in a.get("devices", [])),
-             a.get("cpu"), a.get("mem"), a.get("state"), _clock(a.get("ends_at"))]
+             a.get("cpu"), a.get("mem"), a.get("state"), output.clock(a.get("ends_at"))]
             for a in data["allocations"]])
     else:
         print("  none held")
     print("\nQueue")
     if data["queued"]:
         output.table(["SERVER", "GPUS", "POSITION", "EXPECTED", "AT THE LATEST", "WAITING FOR"], [
-            [q.get("server") or "(default)", q.get("gpus"), q.get("position"), _clock(q.get("eta")),
-             _clock(q.get("eta_latest")), q.get("reason")] for q in data["queued"]])
+            [q.get("server") or "(default)", q.get("gpus"), q.get("position"), output.clock(q.get("eta")),
+             output.clock(q.get("eta_latest")), q.get("reason")] for q in data["queued"]])
     else:
         print("  nothing waiting")
     lim, held, left = quota.get("limits", {}), quota.get("held", {}), quota.get("left", {})
@@ -156,7 +150,7 @@ async def cmd_status(ctx: Context) -> int:
         print("\nPer server")
         output.table(["SERVER", "GPUS", "HOST", "MAX HOURS", "ENDS"], [
             [s.get("server") or "(default)", s.get("gpus"), s.get("host"), s.get("max_hours"),
-             _clock(s.get("ends_at"))] for s in servers])
+             output.clock(s.get("ends_at"))] for s in servers])
     return 0
 
 

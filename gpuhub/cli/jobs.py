@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 import time
 
@@ -19,12 +20,6 @@ from .settings import UsageError
 FINAL = ("succeeded", "failed", "cancelled", "expired")
 
 
-def _clock(iso: str | None) -> str:
-    if not iso:
-        return "—"
-    return iso.replace("T", " ")[:16] + " UTC" if iso.endswith("Z") else iso
-
-
 def where(job: dict) -> str:
     """One line: where the job stands."""
     state = job["state"]
@@ -32,9 +27,9 @@ def where(job: dict) -> str:
     if state == "queued" and q:
         line = f"queued, position {q.get('position')}"
         if q.get("eta"):
-            line += f", expected start {_clock(q.get('eta'))}"
-            if q.get("eta_latest"):
-                line += f" (at the latest {_clock(q.get('eta_latest'))})"
+            line += f", expected start {output.clock(q.get('eta'))}"
+            if q.get("eta_latest") and q.get("eta_latest") != q.get("eta"):
+                line += f" (at the latest {output.clock(q.get('eta_latest'))})"
         if q.get("reason"):
             line += f": {q['reason']}"
         return line
@@ -43,7 +38,9 @@ def where(job: dict) -> str:
     if state == "running":
         a = job.get("allocation") or {}
         on = f" on {job.get('host') or a.get('host')}" if (job.get("host") or a.get("host")) else ""
-        return f"running{on}" + (f" with {a.get('gpus')} GPU" if a.get("gpus") else "")
+        gpus = a.get("gpus")
+        return f"running{on}" + (f" with {gpus} GPU{'s' if gpus not in ('1', 1) and float(gpus) > 1 else ''}"
+                                 if gpus else "")
     line = state + (f" (exit code {job['exit_code']})" if job.get("exit_code") is not None else "")
     return line + (f": {job['reason']}" if job.get("reason") else "")
 
@@ -155,8 +152,8 @@ async def cmd_jobs(ctx) -> int:
         return 0
     output.table(["ID", "STATE", "EXIT", "GPUS", "SUBMITTED", "STARTED", "ENDED", "COMMAND"], [
         [j["id"], j["state"], j.get("exit_code"), (j.get("options") or {}).get("gpus", "default"),
-         _clock(j.get("submitted")), _clock(j.get("started")), _clock(j.get("ended")),
-         _short(" ".join(j["command"]))] for j in jobs])
+         output.clock(j.get("submitted")), output.clock(j.get("started")), output.clock(j.get("ended")),
+         _short(shlex.join(j["command"]))] for j in jobs])
     return 0
 
 

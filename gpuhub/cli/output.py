@@ -45,6 +45,20 @@ def _numeric(s: str) -> bool:
         return s == NONE
 
 
+def clock(iso: str | None) -> str | None:
+    """An ISO time from a service as this terminal's local time, to the minute
+    ("2026-12-07 21:02 CET"); None stays None (a table shows —)."""
+    if not iso:
+        return None
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return iso
+    return t.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
 def dump(data) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
