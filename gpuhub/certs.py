@@ -303,3 +303,14 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def cert_names(peercert: dict | None) -> set[str]:
+    """The names a peer's certificate (``ssl``'s ``getpeercert()``) is for: its
+    common name and its DNS and IP subject alternative names."""
+    if not peercert:
+        return set()
+    names = {value for rdn in peercert.get("subject", ()) for key, value in rdn if key == "commonName"}
+    names |= {value for kind, value in peercert.get("subjectAltName", ()) if kind in ("DNS", "IP Address")}
+    return names
+

@@ -195,3 +195,12 @@ async def test_a_raw_handshake_without_a_certificate_gets_no_answer(site, tls_se
     with pytest.raises((ssl.SSLError, ConnectionError)) as e:
         await asyncio.get_running_loop().run_in_executor(None, ask)
     print(f"refused: {e.value!r}")
+
+
+def test_cert_names_are_the_common_name_and_the_alternative_names():
+    from gpuhub.certs import cert_names
+
+    peer = {"subject": ((("countryName", "XX"),), (("commonName", "gpu-07"),)),
+            "subjectAltName": (("DNS", "gpu-07.example"), ("IP Address", "10.0.0.7"), ("email", "x@y"))}
+    assert cert_names(peer) == {"gpu-07", "gpu-07.example", "10.0.0.7"}
+    assert cert_names(None) == cert_names({}) == set()

@@ -215,9 +215,9 @@ from gpuhub.client import ServiceClient, ServiceError
 cases = json.loads(sys.argv[1])
 async def main():
     out = {}
-    for name, (url, token, tls) in cases.items():
+    for name, (url, token, tls, *call) in cases.items():
         try:
-            await ServiceClient(url, token, 5, *tls).call("GET", "pool")
+            await ServiceClient(url, token, 5, *tls).call(*(call or ["GET", "pool"]))
             out[name] = [200, "ok"]
         except ServiceError as e:
             out[name] = [e.status, e.message]
@@ -244,11 +244,17 @@ def test_the_allocator_refuses_agents_without_tls_or_a_site_certificate(lab):
         "no client certificate": [h.allocator_url(), token, [str(tls / "ca.crt")]],
         "a server of another CA": [h.allocator_url(), token, [str(other / "ca.crt"), *site[1:]]],
         "the hub's plain port": [h.allocator_url("http", hub.allocator_port), token, []],
+        # a host's certificate acts for that host only (a bad body: nothing changes
+        # even where the certificate passes)
+        "its own host's heartbeat": [h.allocator_url(), token, site, "POST", f"hosts/{h.name}/heartbeat",
+                                     {"running": "not a list"}],
+        "another host's heartbeat": [h.allocator_url(), token, site, "POST", f"hosts/{hosts[2].name}/heartbeat",
+                                     {"running": "not a list"}],
     }
     began = time.monotonic()
     r = subprocess.run(["ip", "netns", "exec", h.name, sys.executable, "-c", PROBE, json.dumps(cases)],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
-    print(f"6 clients from {h.name} in {time.monotonic() - began:.2f}s")
+    print(f"{len(cases)} clients from {h.name} in {time.monotonic() - began:.2f}s")
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     for name, (status, message) in got.items():
@@ -256,6 +262,9 @@ def test_the_allocator_refuses_agents_without_tls_or_a_site_certificate(lab):
     # the agents' token passes the allocator's check (a 403 is the scope's answer:
     # agents may not read the pool) only over TLS with the site's certificate
     assert got.pop("site certificate")[0] in (200, 403)
+    assert got.pop("its own host's heartbeat")[0] == 400
+    status, message = got.pop("another host's heartbeat")
+    assert status == 403 and f"not for host {hosts[2].name}" in message, message
     assert {name: status for name, (status, _) in got.items()} == {name: 503 for name in got}
     assert "CERTIFICATE_VERIFY_FAILED" in got["a server of another CA"][1]
     assert "Connection refused" in got["the hub's plain port"][1]

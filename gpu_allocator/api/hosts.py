@@ -23,6 +23,8 @@ from decimal import Decimal
 
 from tornado import web
 
+from gpuhub.certs import cert_names
+
 from ..admin import actions
 from ..core.model import Device, Host
 from ..core.pools import PoolError, check_hosts, parse_host_pools
@@ -224,10 +226,17 @@ class HostAPIHandler(APIHandler):
             raise web.HTTPError(400, f"not a host name: {name!r}")
         return name
 
-    def agent_body(self) -> dict:
+    def agent_body(self, name: str) -> dict:
         scopes = set(self.current_user.get("scopes") or ())
         if AGENT_SCOPE not in scopes and not self.is_admin:
             raise web.HTTPError(403, f"only GPU host agents ({AGENT_SCOPE}) may do this")
+        # over the TLS port for agents, a host's certificate acts for that host only
+        # (the agents' token is one for all hosts; the certificate is each host's own)
+        cert = self.request.get_ssl_certificate()
+        if cert and name not in cert_names(cert):
+            raise web.HTTPError(403, f"this client's certificate is for {', '.join(sorted(cert_names(cert)))}, "
+                                f"not for host {name}; each agent uses its own host's certificate "
+                                f"(gpuhub-certs issue DIR {name} --role agent)")
         return self.body()
 
     def answer(self, view: dict) -> None:
@@ -248,7 +257,7 @@ class HostAPIHandler(APIHandler):
 class RegisterHandler(HostAPIHandler):
     async def post(self, name):
         name = self.host_name(name)
-        data = self.agent_body()
+        data = self.agent_body(name)
         try:
             host = parse_host(name, data)
             running = parse_running(data)
@@ -279,7 +288,7 @@ class RegisterHandler(HostAPIHandler):
 class HeartbeatHandler(HostAPIHandler):
     def post(self, name):
         name = self.host_name(name)
-        data = self.agent_body()
+        data = self.agent_body(name)
         now = time.time()
         try:
             running = parse_running(data)
