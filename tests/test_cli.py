@@ -61,6 +61,7 @@ def test_url_and_token_come_from_flags_then_environment_then_login_then_session(
 
 def test_help_on_every_level_and_usage_errors_exit_2(capsys):
     for argv in (["--help"], ["status", "--help"], ["login", "--help"], ["vfolder", "--help"],
+                 *[[c, "--help"] for c in ("run", "jobs", "logs", "cancel")],
                  *[["vfolder", c, "--help"] for c in ("ls", "create", "rm", "share", "upload", "download")]):
         assert main(argv) == 0, argv
         assert "usage: gpuhub" in capsys.readouterr().out
@@ -97,8 +98,8 @@ def test_the_reference_page_shows_every_command():
     from gpuhub.cli import every_command
 
     paths = [" ".join(path) for path, _ in every_command()]
-    assert paths == ["", "login", "logout", "status", "vfolder", "vfolder ls", "vfolder create", "vfolder rm",
-                     "vfolder share", "vfolder upload", "vfolder download"]
+    assert paths == ["", "login", "logout", "status", "run", "jobs", "logs", "cancel", "vfolder", "vfolder ls",
+                     "vfolder create", "vfolder rm", "vfolder share", "vfolder upload", "vfolder download"]
     assert "{gpuhub-cli}" in (REPO / "docs" / "source" / "reference" / "cli.md").read_text()
 
 

@@ -24,8 +24,10 @@ PACKAGES = ("gpu_allocator", "gpuhub", "spawner", "vfolder_manager")
 #: parts that are configured their own way: the lab server extension (by the
 #: session's environment), and the ``gpuhub`` command line, a client on the user's
 #: machine whose settings are its flags, GPUHUB_URL/GPUHUB_TOKEN and its login file
-#: (gpuhub/cli/settings.py; no service imports it, tests/test_cli.py checks that)
-EXCLUDED = (REPO / "gpuhub" / "lab", REPO / "gpuhub" / "cli")
+#: (gpuhub/cli/settings.py; no service imports it, tests/test_cli.py checks that),
+#: and a batch job's runner, a process of the session that the spawner hands the
+#: job through its environment (GPUHUB_JOB_*, as JupyterHub hands a server its own)
+EXCLUDED = (REPO / "gpuhub" / "lab", REPO / "gpuhub" / "cli", REPO / "gpuhub" / "jobrun.py")
 #: where JupyterHub's service environment (JUPYTERHUB_*) may be read
 JUPYTERHUB_ENV_READER = REPO / "gpuhub" / "service.py"
 

@@ -102,7 +102,7 @@ class Mount:
         subprocess.run(["fusermount3", "-u", "-z", self.mountpoint], capture_output=True)
         if self.proc is not None:
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=60)  # it writes its stats on the way out; a loaded machine is slow
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
