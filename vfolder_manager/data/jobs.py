@@ -7,6 +7,8 @@ two services never import each other (gpuhub/__init__.py)."""
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 from urllib.parse import urlencode
 
 from gpuhub.client import ServiceClient, ServiceError
@@ -55,17 +57,22 @@ class AllocatorJobs(ServiceClient):
         return resp.body, dict(resp.headers)
 
 
-def short_command(argv: list[str], width: int = 60) -> str:
+def short_command(argv: list[str], width: int = 40) -> str:
     """The command as one line, cut to ``width`` characters with an ellipsis."""
     line = " ".join(a if a and not any(c in a for c in " \t\"'") else repr(a) for a in argv)
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def clock(iso: str | None) -> str:
-    """An ISO time of the allocator (UTC) as the page shows it."""
+    """An ISO time of the allocator as the page shows its other times (the
+    service's local time, to the minute)."""
     if not iso:
         return "—"
-    return iso.replace("T", " ")[:16] + " UTC" if iso.endswith("Z") else iso
+    try:
+        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t.timestamp()))
 
 
 def gpus(job: dict) -> str:
