@@ -184,7 +184,10 @@ def test_data_page_jobs_state_logs_cancel_and_only_ones_own(hub):
     ann = hub.login("dj-ann")
     failed = submit(ann, "echo done-job; exit 3")
     running = submit(ann, "echo hello-data-page; sleep 4; echo second-line; sleep 60")
+    # 1.5 MiB of output: its page shows the last MiB
+    chatty = submit(ann, "head -c 1572864 /dev/zero | tr '\\0' x; echo; echo tail-marker")
     wait_for(lambda: job_of(ann, failed)["state"] == "failed", 120, "the failing job to end")
+    wait_for(lambda: job_of(ann, chatty)["state"] == "succeeded", 120, "the chatty job to end")
     wait_for(lambda: job_of(ann, running)["state"] == "running", 120, "the long job to run")
     assert job_of(ann, failed)["exit_code"] == 3
 
@@ -277,5 +280,11 @@ def test_data_page_jobs_state_logs_cancel_and_only_ones_own(hub):
             assert page.locator("#data-job-cancel").count() == 0
             assert page.locator("#data-job").get_attribute("data-follow") is None
             shot(page, "job-log-failed-light")
+
+            page.goto(hub.url + DATA + f"jobs/{chatty}/logs")
+            text = page.locator("#data-job-log").inner_text()
+            assert text.rstrip().endswith("tail-marker") and 1 << 20 <= len(text) < (1 << 20) + 100, len(text)
+            assert "(the last 1.0 MiB of 1.5 MiB)" in page.locator("#data-job").inner_text()
+            shot(page, "job-log-tail-light")
         finally:
             browser.close()

@@ -19,10 +19,11 @@ ACTIVE = ("queued", "running")
 LIST_LIMIT = 20
 #: how much of a job's output its log page shows: the last this many bytes
 LOG_TAIL = 1 << 20
-#: Bootstrap badge classes by state
+#: Bootstrap badge classes by state (JupyterHub's theme makes success its primary blue:
+#: a running job is cyan, the ends blue, red, yellow)
 BADGES = {
     "queued": "text-bg-secondary",
-    "running": "text-bg-primary",
+    "running": "text-bg-info",
     "succeeded": "text-bg-success",
     "failed": "text-bg-danger",
     "cancelled": "text-bg-warning",

@@ -194,7 +194,7 @@
             job.dataset.state = state;
             var badge = document.getElementById("data-job-state");
             badge.textContent = state;
-            badge.className = "badge " + (state === "running" ? "text-bg-primary" : "text-bg-secondary");
+            badge.className = "badge " + (state === "running" ? "text-bg-info" : "text-bg-secondary");
           }
           setTimeout(tick, 2000);
         });
