@@ -5,7 +5,8 @@ reloads the page midway (the upload shows as interrupted), chooses the file
 again and it resumes at the service's offset and finishes; downloads it
 byte-identical; shares it with another user, who sees the invitation on their
 Data page, accepts it and sees the file. A form without the XSRF token changes
-nothing. Screenshots (light, dark, a phone-sized window) are left in
+nothing. The user's batch jobs: state, exit code, a log that grows, Cancel;
+never another user's. Screenshots (light, dark, a phone-sized window) are left in
 build/test-artifacts/data/ (GPUHUB_TEST_ARTIFACTS to change it). No server runs."""
 
 from __future__ import annotations
