@@ -205,3 +205,7 @@ c.Spawner.default_url = "/lab"
 #         _role["scopes"].append("access:services!service=vfolders")
 # and in /etc/gpuhub/gpu_allocator_config.py:
 #     c.GPUAllocator.vfolders_url = "http://127.0.0.1:8052/services/vfolders/api/v1/"
+# the Data page's Jobs section (the user's batch jobs) calls the allocator with the
+# user's OAuth token: "access:services!service=gpu-allocator" in the vfolders service's
+# "oauth_client_allowed_scopes", and in /etc/gpuhub/vfolders_config.py:
+#     c.VFolderService.allocator_url = "http://127.0.0.1:8051/services/gpu-allocator/api/v1/"

@@ -428,6 +428,9 @@ from_env(c.VFolderService, {
     "GPUHUB_VFOLDERS_DIR": ("storage_hosts", lambda path: {"local": {"path": os.path.abspath(path), "default": True}}),
     "GPUHUB_VFOLDERS_DB_URL": ("db_url", str),
 })
+# the Data page's Jobs section: the allocator's jobs API, called with the user's
+# own OAuth token (hence the allocator's access scope below)
+c.VFolderService.setdefault("allocator_url", f"http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/")
 c.JupyterHub.services.append({
     "name": "vfolders",
     "url": f"http://127.0.0.1:{vfolders_port}",
@@ -437,10 +440,12 @@ c.JupyterHub.services.append({
     # the Data page (/services/vfolders/data/) is in every user's Services menu,
     # as "Data" (info.display_name; hub_config/templates/page.html shows it); it
     # signs in with the hub's OAuth, with the user's groups (their group vfolders)
+    # and access to the allocator (the page lists the user's batch jobs there, as
+    # the user)
     "display": True,
     "info": {"display_name": "Data"},
     "oauth_no_confirm": True,
-    "oauth_client_allowed_scopes": ["read:users:groups!user"],
+    "oauth_client_allowed_scopes": ["read:users:groups!user", "access:services!service=gpu-allocator"],
 })
 c.JupyterHub.custom_scopes["custom:vfolders:admin"] = {
     "description": "Manage every vfolder: trash, quotas, mounts of any user's session.",

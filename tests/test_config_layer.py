@@ -178,6 +178,9 @@ def test_the_demo_config_writes_each_service_its_own_config_file(tmp_path, monke
     vf.load_config_file(services["vfolders"]["command"][-1].split("=", 1)[1])
     assert vf.data_dir == str(data)
     assert vf.storage_hosts == {"local": {"path": str(data / "vfolders"), "default": True}}
+    assert vf.allocator_url == "http://127.0.0.1:18051/services/gpu-allocator/api/v1/"
+    # the Data page calls the allocator with the user's OAuth token
+    assert "access:services!service=gpu-allocator" in services["vfolders"]["oauth_client_allowed_scopes"]
 
 
 @pytest.mark.parametrize("trait", ["heartbeat_interval", "sample_interval"])

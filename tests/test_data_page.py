@@ -5,7 +5,8 @@ reloads the page midway (the upload shows as interrupted), chooses the file
 again and it resumes at the service's offset and finishes; downloads it
 byte-identical; shares it with another user, who sees the invitation on their
 Data page, accepts it and sees the file. A form without the XSRF token changes
-nothing. Screenshots (light, dark, a phone-sized window) are left in
+nothing. The user's batch jobs: state, exit code, a log that grows, Cancel;
+never another user's. Screenshots (light, dark, a phone-sized window) are left in
 build/test-artifacts/data/ (GPUHUB_TEST_ARTIFACTS to change it). No server runs."""
 
 from __future__ import annotations
@@ -155,5 +156,136 @@ def test_data_page_create_upload_reload_resume_download_share(hub, tmp_path):
             assert page.locator("#data-upload").count() == 0  # read-only: no upload, no share, no trash
             assert page.locator("#data-share").count() == 0
             shot(page, "shared-readonly")
+        finally:
+            browser.close()
+
+
+# --- batch jobs on the Data page ---------------------------------------------------------
+
+JOBS = "/services/gpu-allocator/api/v1/jobs"
+
+
+def submit(user, script: str) -> str:
+    r = user.call("POST", JOBS, json={"command": ["sh", "-c", script], "gpus": "0"})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def job_of(user, job_id: str) -> dict:
+    r = user.call("GET", f"{JOBS}/{job_id}")
+    r.raise_for_status()
+    return r.json()
+
+
+def test_data_page_jobs_state_logs_cancel_and_only_ones_own(hub):
+    """The Data page lists the user's batch jobs (from the allocator, with the
+    user's own OAuth token): a running one with its live log and a Cancel
+    button, a failed one with its exit code; cancelled from the page it shows
+    cancelled. Another user gets a 404 for its log page and cannot cancel it."""
+    ann = hub.login("dj-ann")
+    failed = submit(ann, "echo done-job; exit 3")
+    running = submit(ann, "echo hello-data-page; sleep 4; echo second-line; sleep 60")
+    # 1.5 MiB of output: its page shows the last MiB
+    chatty = submit(ann, "head -c 1572864 /dev/zero | tr '\\0' x; echo; echo tail-marker")
+    wait_for(lambda: job_of(ann, failed)["state"] == "failed", 120, "the failing job to end")
+    wait_for(lambda: job_of(ann, chatty)["state"] == "succeeded", 120, "the chatty job to end")
+    wait_for(lambda: job_of(ann, running)["state"] == "running", 120, "the long job to run")
+    assert job_of(ann, failed)["exit_code"] == 3
+
+    with sync_playwright() as p:
+        # another user: not their job, neither its log nor its cancel
+        browser, page = browser_login(p, hub, "dj-ben", viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(hub.url + DATA)
+            page.wait_for_selector("#data-jobs")
+            assert page.locator("#data-jobs-empty").is_visible()  # ann's jobs are not listed
+            r = page.goto(hub.url + DATA + f"jobs/{running}/logs")
+            assert r.status == 404
+            assert f"no job {running}" in page.locator("#data-error-message").inner_text()
+            assert "hello-data-page" not in page.content()
+            r = page.request.get(hub.url + DATA + f"jobs/{running}/logs.txt")
+            assert r.status == 404 and "hello-data-page" not in r.text()
+            # a cancel with the page's own XSRF token: the allocator says no
+            page.goto(hub.url + DATA)
+            xsrf = page.locator("#gpuhub-data").get_attribute("data-xsrf")
+            page.evaluate("""([url, xsrf]) => {
+                const f = document.createElement("form");
+                f.method = "post"; f.action = url;
+                const i = document.createElement("input");
+                i.type = "hidden"; i.name = "_xsrf"; i.value = xsrf;
+                f.appendChild(i); document.body.appendChild(f); f.submit();
+            }""", [hub.url + DATA + f"jobs/{running}/cancel", xsrf])
+            page.wait_for_selector("#data-error")
+            assert f"Could not cancel job {running}: no job {running}" in page.locator("#data-error").inner_text()
+            assert job_of(ann, running)["state"] == "running"
+        finally:
+            browser.close()
+
+        browser, page = browser_login(p, hub, "dj-ann", viewport={"width": 1280, "height": 900})
+        page.on("dialog", lambda d: d.accept())
+        try:
+            page.goto(hub.url + DATA)
+            page.evaluate("() => localStorage.setItem('jupyterhub-bs-theme', 'light')")
+            page.reload()
+            row = page.locator(f'#data-jobs [data-job="{running}"]')
+            assert row.locator("[data-testid=state]").inner_text() == "running"
+            assert "hello-data-page" in row.locator("code").inner_text()
+            assert row.locator("[data-testid=cancel]").count() == 1
+            done = page.locator(f'#data-jobs [data-job="{failed}"]')
+            assert done.locator("[data-testid=state]").inner_text() == "failed"
+            assert done.locator("[data-testid=exit-code]").inner_text() == "3"
+            assert "the command exited with 3" in done.locator("[data-testid=reason]").inner_text()
+            assert done.locator("[data-testid=cancel]").count() == 0
+            page.locator("#data-jobs").scroll_into_view_if_needed()
+            shot(page, "jobs-light")
+
+            # the table fits the page (no horizontal scroll; the command is cut), also phone-sized
+            fits = "() => [...document.querySelectorAll('#data-jobs .table-responsive')].every(e => e.scrollWidth <= e.clientWidth)"
+            assert page.evaluate(fits)
+            page.set_viewport_size({"width": 390, "height": 844})
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+            page.locator("#data-jobs").scroll_into_view_if_needed()
+            shot(page, "jobs-narrow")
+            page.set_viewport_size({"width": 1280, "height": 900})
+
+            # its log, refreshed while it runs
+            row.locator("[data-testid=logs]").click()
+            page.wait_for_selector("#data-job")
+            assert "hello-data-page" in page.locator("#data-job-log").inner_text()
+            page.wait_for_function(
+                "() => document.getElementById('data-job-log').textContent.includes('second-line')", timeout=30_000)
+            shot(page, "job-log-light")
+            page.evaluate("() => localStorage.setItem('jupyterhub-bs-theme', 'dark')")
+            page.reload()
+            page.wait_for_selector("#data-job")
+            shot(page, "job-log-dark")
+
+            # cancel from the Data page
+            page.goto(hub.url + DATA)
+            shot(page, "jobs-dark")
+            page.locator(f'#data-jobs [data-job="{running}"] [data-testid=cancel]').click()
+            page.wait_for_selector("#data-flash")
+            assert f"Cancelled job {running}" in page.locator("#data-flash").inner_text()
+            row = page.locator(f'#data-jobs [data-job="{running}"]')
+            assert row.locator("[data-testid=state]").inner_text() == "cancelled"
+            assert row.locator("[data-testid=cancel]").count() == 0
+            shot(page, "jobs-cancelled-dark")
+            wait_for(lambda: job_of(ann, running)["state"] == "cancelled", 30, "the job cancelled")
+
+            # the finished job's page: its output and exit code, no Cancel, no refresh
+            page.evaluate("() => localStorage.setItem('jupyterhub-bs-theme', 'light')")
+            page.goto(hub.url + DATA + f"jobs/{failed}/logs")
+            assert "done-job" in page.locator("#data-job-log").inner_text()
+            assert page.locator("#data-job-exit").inner_text() == "3"
+            assert page.locator("#data-job-state").inner_text() == "failed"
+            assert page.locator("#data-job-cancel").count() == 0
+            assert page.locator("#data-job").get_attribute("data-follow") is None
+            shot(page, "job-log-failed-light")
+
+            page.goto(hub.url + DATA + f"jobs/{chatty}/logs")
+            text = page.locator("#data-job-log").inner_text()
+            assert text.rstrip().endswith("tail-marker") and 1 << 20 <= len(text) < (1 << 20) + 100, len(text)
+            assert "(the last 1.0 MiB of 1.5 MiB)" in page.locator("#data-job").inner_text()
+            shot(page, "job-log-tail-light")
         finally:
             browser.close()

@@ -172,6 +172,21 @@ class VFolderService(HubService):
         """,
     ).tag(config=True)
 
+    allocator_url = Unicode(
+        "",
+        help="""Base URL of the GPU allocator's REST API as the vfolder service reaches
+        it directly, e.g. ``http://127.0.0.1:8051/services/gpu-allocator/api/v1/``:
+        the Data page lists the signed-in user's batch jobs there, with their
+        logs and a Cancel button. The page calls it with the user's own OAuth
+        token, so the service's OAuth client needs
+        ``access:services!service=gpu-allocator`` in its
+        ``oauth_client_allowed_scopes`` (and users that scope), and each user
+        sees and cancels only their own jobs, as the allocator decides.
+
+        Default: empty, no allocator; the Data page's Jobs section says so.
+        """,
+    ).tag(config=True)
+
     aliases = {
         "config": "VFolderService.config_file",
         "db-url": "VFolderService.db_url",

@@ -3,7 +3,9 @@
 ``info.display_name``): every user's vfolders with their space and quota, their
 invitations, create, share and trash, resumable uploads from the browser (tus,
 with tus-js-client, the library of the lab panel) whose progress survives a
-reload, and downloads. No server of the user needs to run.
+reload, and downloads; the user's batch jobs (``gpuhub run``) with their state,
+logs and a Cancel button, from the allocator as the user (data.jobs). No server
+of the user needs to run.
 
 - pages (``{prefix}data/…``, see data.pages): HubOAuth sign-in (the service's
   own OAuth client), server-rendered from JupyterHub's ``page.html``; actions are
@@ -48,6 +50,9 @@ def routes(service) -> list:
         (data + "/create", pages.CreateAction, kw),
         (data + f"/vfolders/{VID}/(share|unshare|trash)", pages.VFolderAction, kw),
         (data + r"/invitations/([^/]+)/(accept|reject)", pages.InvitationAction, kw),
+        (data + r"/jobs/([0-9a-f]{12})/logs/?", pages.JobPage, kw),
+        (data + r"/jobs/([0-9a-f]{12})/logs\.txt", pages.JobLogText, kw),
+        (data + r"/jobs/([0-9a-f]{12})/cancel", pages.JobCancel, kw),
         (data + f"/uploads/{VID}/?", pages.DataUploads, kw),
         (data + f"/uploads/{VID}/([0-9a-f]{{32}})", pages.DataUpload, kw),
         (data + f"/files/{VID}/?(.*)", pages.DataFiles, kw),

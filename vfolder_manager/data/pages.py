@@ -18,6 +18,7 @@ from jinja2 import Environment
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado import web
 
+from gpuhub.client import ServiceError
 from gpuhub.numbers import human_bytes
 from gpuhub.pages import PageUser, ServicePage, template_env
 
@@ -29,6 +30,7 @@ from ..core.permissions import Action, Caller, Role
 from ..manager import Refused
 from ..storage import fsops
 from ..store.schema import Quota
+from . import jobs as jobs_
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: the most entries a folder listing shows (the rest: download the folder)
@@ -42,7 +44,9 @@ def make_env() -> Environment:
     def when(t):
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "—"
 
-    return template_env(os.path.join(HERE, "templates"), nbytes=nbytes, when=when, urlpath=lambda p: quote(p))
+    return template_env(os.path.join(HERE, "templates"), nbytes=nbytes, when=when, urlpath=lambda p: quote(p),
+                        clock=jobs_.clock, command=jobs_.short_command, gpus=jobs_.gpus,
+                        badge=lambda state: jobs_.BADGES.get(state, "text-bg-secondary"))
 
 
 class PageHandler(ServicePage):
@@ -103,10 +107,28 @@ class PageHandler(ServicePage):
         except Exception:
             self.finish(f"<h1>{status_code}</h1><p>{message}</p>")
 
-    def back(self, done: str = "", error: str = "", vid: str | None = None) -> None:
+    def back(self, done: str = "", error: str = "", vid: str | None = None, fragment: str = "") -> None:
         url = self.data_url + (f"vfolders/{vid}/" if vid else "")
         query = {k: v for k, v in (("done", done), ("error", error)) if v}
-        self.redirect(url + ("?" + urlencode(query) if query else ""))
+        self.redirect(url + ("?" + urlencode(query) if query else "") + (f"#{fragment}" if fragment else ""))
+
+    def allocator(self, timeout: float = 10.0) -> jobs_.AllocatorJobs | None:
+        """The allocator's jobs API as the signed-in user (their OAuth token, kept
+        in the page's cookie); None when no allocator is configured."""
+        url = self.service.allocator_url
+        if not url:
+            return None
+        return jobs_.AllocatorJobs(url, self.hub_auth.get_token(self) or "", timeout=timeout)
+
+    async def list_jobs(self) -> tuple[list[dict] | None, str]:
+        """The user's newest jobs, or None and why there are none to show."""
+        client = self.allocator()
+        if client is None:
+            return None, "No GPU allocator is configured for this page (VFolderService.allocator_url)."
+        try:
+            return await client.list(), ""
+        except ServiceError as e:
+            return None, jobs_.unreachable_message(e)
 
 
 class RootRedirect(PageHandler):
@@ -145,9 +167,10 @@ class DataPage(PageHandler):
             storage["pct"] = min(100.0, 100.0 * used.bytes / q.max_bytes) if q and q.max_bytes else None
             return vfolders, self.manager.invitations(db, caller), storage
 
-        vfolders, invitations, storage = await self.transact(read)
+        (vfolders, invitations, storage), (jobs, jobs_error) = await asyncio.gather(
+            self.transact(read), self.list_jobs())
         self.render_page("data/index.html", title="Data", vfolders=vfolders, invitations=invitations,
-                         storage=storage)
+                         storage=storage, jobs=jobs, jobs_error=jobs_error, active_states=jobs_.ACTIVE)
 
 
 def list_folder(base: str, parts: tuple[str, ...]) -> tuple[list[dict], bool]:
@@ -261,6 +284,100 @@ class InvitationAction(PageHandler):
         except Refused as e:
             return self.back(error=e.message)
         self.back(done=f"{'Accepted' if answer == 'accept' else 'Declined'} {owner}'s vfolder {name}.")
+
+
+# --- batch jobs: the allocator's, as the signed-in user -------------------------------------
+
+
+class JobPage(PageHandler):
+    """One job: its state and the last LOG_TAIL bytes of its output (refreshed
+    by data.js while it is not over)."""
+
+    @web.authenticated
+    async def get(self, job_id):
+        client = self.allocator()
+        if client is None:
+            raise web.HTTPError(503, "No GPU allocator is configured for this page (VFolderService.allocator_url).")
+        try:
+            job = await client.get(job_id)
+            size = await self.log_size(job)
+            offset = max(0, size - jobs_.LOG_TAIL) if size else 0
+            data, headers = await client.logs(job_id, offset)
+        except ServiceError as e:
+            raise web.HTTPError(e.status if 400 <= e.status < 600 else 502, jobs_.unreachable_message(e)) from None
+        self.render_page("data/job.html", title=f"job {job_id}", job=job, log=data.decode("utf-8", "replace"),
+                         offset=offset, next_offset=int(headers.get("X-Log-Offset") or offset + len(data)),
+                         note=headers.get("X-Log-Note", ""), active=job["state"] in jobs_.ACTIVE)
+
+    async def log_size(self, job: dict) -> int | None:
+        """How long the job's output.log is, read where it lies (the user's home
+        vfolder on this service's storage), so that the page asks the allocator
+        for its tail only; None when it cannot be told."""
+        vid = job.get("home_vfolder")
+        if not vid:
+            return None
+        caller = self.caller
+
+        def base_of(db):
+            vf, _ = self.manager.get(db, vid, caller, Action.READ)
+            return self.manager.path_of(vf)
+
+        try:
+            base = await self.transact(base_of)
+            parts = split_relpath(f"{job['folder']}/output.log")
+        except (Refused, InvalidName, KeyError):
+            return None
+
+        def size():
+            fd, st = fsops.open_entry(base, parts)
+            os.close(fd)
+            return st.st_size
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, size)
+        except (fsops.PathRefused, OSError):
+            return None
+
+
+class JobLogText(PageHandler):
+    """``jobs/ID/logs.txt?offset=N``: the job's output from byte N as text (for the
+    page's refresh), with the allocator's X-Log-Offset, X-Job-State and
+    X-Job-Exit-Code."""
+
+    @web.authenticated
+    async def get(self, job_id):
+        client = self.allocator()
+        if client is None:
+            raise web.HTTPError(503, "no GPU allocator is configured")
+        try:
+            offset = max(0, int(self.get_argument("offset", "0")))
+        except ValueError:
+            raise web.HTTPError(400, "offset must be a byte count") from None
+        try:
+            data, headers = await client.logs(job_id, offset)
+        except ServiceError as e:
+            self.set_status(e.status if 400 <= e.status < 600 else 502)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            return self.finish(e.message)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        for h in ("X-Log-Offset", "X-Job-State", "X-Job-Exit-Code"):
+            if h in headers:
+                self.set_header(h, headers[h])
+        self.finish(data)
+
+
+class JobCancel(PageHandler):
+    @web.authenticated
+    async def post(self, job_id):
+        client = self.allocator(timeout=70.0)  # the hub's removal of a running job's server
+        if client is None:
+            return self.back(error="No GPU allocator is configured for this page.", fragment="data-jobs")
+        try:
+            job = await client.cancel(job_id)
+        except ServiceError as e:
+            return self.back(error=f"Could not cancel job {job_id}: {e.message}", fragment="data-jobs")
+        self.back(done=f"Cancelled job {job['id']} ({job['state']}).", fragment="data-jobs")
 
 
 # --- the REST API's handlers, signed in with the page's cookie ----------------------------

@@ -159,3 +159,47 @@
   }
   render();
 })();
+
+/* A running job's log page: every 2 s, what the job wrote since (the page's
+ * {prefix}data/jobs/ID/logs.txt?offset=N, the allocator's logs as the user) is
+ * appended; once the job is over the page reloads for its end (exit code, reason). */
+(function () {
+  "use strict";
+  var job = document.getElementById("data-job");
+  if (!job) return;
+  var log = document.getElementById("data-job-log");
+  log.scrollTop = log.scrollHeight;  // the newest output in view
+  if (!job.dataset.follow) return;
+  var empty = document.getElementById("data-job-log-empty");
+  var offset = Number(job.dataset.offset) || 0;
+  function tick() {
+    fetch(job.dataset.follow + "?offset=" + offset, {credentials: "same-origin", cache: "no-store"})
+      .then(function (r) {
+        if (!r.ok) throw new Error(r.status);
+        var next = Number(r.headers.get("X-Log-Offset"));
+        var state = r.headers.get("X-Job-State");
+        return r.text().then(function (text) {
+          if (text) {
+            var atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+            log.appendChild(document.createTextNode(text));
+            if (empty) empty.hidden = true;
+            if (atEnd) log.scrollTop = log.scrollHeight;
+          }
+          if (next >= offset) offset = next;
+          if (state && state !== "queued" && state !== "running") {
+            window.location.reload();
+            return;
+          }
+          if (state && state !== job.dataset.state) {
+            job.dataset.state = state;
+            var badge = document.getElementById("data-job-state");
+            badge.textContent = state;
+            badge.className = "badge " + (state === "running" ? "text-bg-info" : "text-bg-secondary");
+          }
+          setTimeout(tick, 2000);
+        });
+      })
+      .catch(function () { setTimeout(tick, 5000); });
+  }
+  setTimeout(tick, 2000);
+})();
