@@ -68,7 +68,8 @@ class Jobs:
     @property
     def vfolders(self) -> VFolderReader | None:
         url = self.app.vfolders_url
-        return VFolderReader(url, self.app.api_token) if url else None
+        # short: the watch waits for each answer (an unanswered read is tried again)
+        return VFolderReader(url, self.app.api_token, timeout=5.0) if url else None
 
     async def load(self) -> None:
         self.active = {j.id: j for j in await self.writer.read(self.writer.ledger.load_jobs)}
@@ -212,6 +213,8 @@ class Jobs:
                     await self.finish(job)
                 elif step is Next.REMOVE:
                     await self._remove(job)
+            except ServiceError as e:
+                self.log.warning("job %s: %s must wait: %s", job.id, step.value, e.message)
             except Exception:
                 self.log.exception("job %s: %s failed; trying again", job.id, step.value)
 
@@ -228,16 +231,17 @@ class Jobs:
         return done
 
     async def exit_record(self, job: Job) -> dict | None:
-        """The runner's exit.json, through the vfolder service; None if absent."""
+        """The runner's exit.json, through the vfolder service; None if there is
+        none. Raises ServiceError when the vfolder service cannot say (it is
+        down): the end is then recorded at a later look, never guessed."""
         client = self.vfolders
         if client is None or not job.home_vfolder:
             return None
-        try:
-            resp = await client.fetch("GET", f"vfolders/{job.home_vfolder}/files/{job.folder}/exit.json")
-        except ServiceError:
+        resp = await client.fetch("GET", f"vfolders/{job.home_vfolder}/files/{job.folder}/exit.json")
+        if resp.code == 404:
             return None
         if resp.code != 200:
-            return None
+            raise ServiceError(resp.code, f"the vfolder service answered {resp.code} for {job.folder}/exit.json")
         try:
             record = json.loads(resp.body)
         except ValueError:

@@ -4,7 +4,8 @@ runs it: ``run --wait`` prints the share's CUDA_VISIBLE_DEVICES and passes the
 command's exit code through, a job writes into a mounted vfolder, ``jobs``
 lists them, no share is held after; with the pool full a job waits with an
 expected start and starts by itself; cancel while queued and while running;
-``kill -9`` of the allocator and of the job's runner while it runs."""
+``kill -9`` of the allocator and of the job's runner while it runs, and a vfolder
+service that does not answer while a job ends."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from tests.support import cli_login, pids_with_env, wait_for
+from tests.support import cli_login, pids_with_cmdline, pids_with_env, wait_for
 
 A = "/services/gpu-allocator/api/v1"
 
@@ -165,6 +166,23 @@ def test_kill_9_of_the_allocator_or_the_runner_while_a_job_runs_loses_nothing(hu
     time.sleep(4)  # the command ends while the allocator is down or restarting
     wait_for(lambda: job(cli, first)["state"] == "succeeded", 60, "the job found ended")
     assert "finished" in cli("logs", first).stdout.decode()
+    # the vfolder service (which holds the job's exit record) does not answer while a
+    # job ends: the end waits for it, and is recorded with the job's own exit code
+    third = submitted(cli("run", "--gpus", "0", "--", "sh", "-c", "sleep 1; exit 5"))
+    wait_for(lambda: job(cli, third)["state"] == "running", 60, "the third job to run")
+    vfolders = pids_with_cmdline(f"--config={hub.data_dir}/vfolders_config.py", "vfolder_manager",
+                                 not_part="gpuhub.supervise")
+    assert vfolders
+    for pid in vfolders:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: f"job {third}: ended must wait" in hub.log_tail(400), 60, "the end to wait")
+        assert job(cli, third)["state"] == "running"
+    finally:
+        for pid in vfolders:
+            os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: job(cli, third)["state"] != "running", 60, "the third job's end")
+    assert (job(cli, third)["state"], job(cli, third)["exit_code"]) == ("failed", 5)
     # the runner dies (kill -9): its command dies with it, the job fails with the reason
     second = submitted(cli("run", "--gpus", "0.5", "--", "sh", "-c", "echo up; sleep 600"))
     wait_for(lambda: job(cli, second)["state"] == "running", 60, "the second job to run")
