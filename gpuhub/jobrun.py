@@ -47,6 +47,21 @@ def exit_code(returncode: int) -> tuple[int, int | None]:
     return returncode, None
 
 
+def command_env(env: dict, python: str | None = None) -> dict:
+    """The command's environment: the runner's own, less the job's command, with
+    the bin directory of the session's Python (this runner's: the servers'
+    environment, or the image's) at the end of PATH, so that its tools
+    (``jupyter nbconvert`` of the panel's *Run as job*) are found where the hub's
+    PATH does not reach them."""
+    out = {k: v for k, v in env.items() if k != "GPUHUB_JOB_COMMAND"}
+    bin_dir = os.path.dirname(python or sys.executable)
+    path = out.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
+    if bin_dir and bin_dir not in path.split(os.pathsep):
+        path = path + os.pathsep + bin_dir
+    out["PATH"] = path
+    return out
+
+
 def write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
@@ -105,7 +120,7 @@ async def run(env: dict) -> int:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command, cwd=str(workdir), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                preexec_fn=_die_with_parent, env={k: v for k, v in env.items() if k != "GPUHUB_JOB_COMMAND"},
+                preexec_fn=_die_with_parent, env=command_env(env),
             )
         except OSError as e:
             log.write(f"gpuhub: cannot run {command[0]!r} in {workdir}: {e.strerror or e}\n".encode())
