@@ -33,10 +33,11 @@ export class JobsView extends SectionView {
             {
               class: 'jp-mod-styled gpuhub-btn',
               'data-testid': 'run-current',
-              title: 'run the notebook open in the main area as a batch job (right-click a notebook in the file browser for any other)',
+              title:
+                'run the notebook open in the main area as a batch job (or right-click any notebook in the file browser: Run as job…)',
               onclick: () => actions.runCurrent()
             },
-            'Run current notebook as job…'
+            'Run notebook as job…'
           )
         )
       );
@@ -61,8 +62,10 @@ export class JobsView extends SectionView {
         el(
           'div',
           { class: 'gpuhub-muted gpuhub-job-detail' },
-          el('code', { title: `job ${j.id}: its output is in ~/jobs/${j.id}/` }, j.id),
-          j.detail ? ` · ${j.detail}` : ''
+          // each fact whole on its line (a narrow panel wraps between them)
+          ...[el('code', { title: `job ${j.id}: its output is in ~/jobs/${j.id}/` }, j.id)]
+            .concat(j.detail ? j.detail.split(' · ').map(part => el('span', {}, part)) : [])
+            .flatMap((node, i) => (i ? [' · ', node] : [node]))
         ),
         j.reason ? el('div', { class: 'gpuhub-muted gpuhub-job-reason' }, j.reason) : '',
         j.output || j.cancellable
