@@ -47,12 +47,24 @@ def exit_code(returncode: int) -> tuple[int, int | None]:
     return returncode, None
 
 
-def command_env(env: dict) -> dict:
-    """The command's environment: the server's, and Python's output unbuffered
-    (so that `gpuhub logs -f` shows a script's prints as they happen) unless
-    the job says otherwise."""
+def command_env(env: dict, python: str | None = None) -> dict:
+    """The command's environment: the runner's own, less the job's command, with
+    the bin directory of the session's Python (this runner's: the servers'
+    environment, or the image's) at the end of PATH, so that its tools
+    (``jupyter nbconvert`` of the panel's *Run as job*) are found where the hub's
+    PATH does not reach them; and Python's output unbuffered (so that `gpuhub
+    logs -f` shows a script's prints as they happen) unless the job says
+    otherwise."""
     out = {k: v for k, v in env.items() if k != "GPUHUB_JOB_COMMAND"}
+    bin_dir = os.path.dirname(python or sys.executable)
+    path = out.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
+    if bin_dir and bin_dir not in path.split(os.pathsep):
+        path = path + os.pathsep + bin_dir
+    out["PATH"] = path
     out.setdefault("PYTHONUNBUFFERED", "1")
+    return out
+
+
     return out
 
 

@@ -267,3 +267,21 @@ def test_the_runner_outside_a_job_says_how_to_submit_one():
     p = subprocess.run([sys.executable, "-m", "gpuhub.jobrun"], capture_output=True, text=True,
                        env={k: v for k, v in os.environ.items() if not k.startswith("GPUHUB_JOB")})
     assert p.returncode == 2 and "gpuhub run -- COMMAND" in p.stderr
+
+
+def test_the_command_finds_the_sessions_tools_after_the_hubs_path_and_prints_unbuffered():
+    env = jobrun.command_env({"PATH": "/usr/bin:/bin", "GPUHUB_JOB_COMMAND": "[]", "GPUHUB_JOB_ID": "x"},
+                             "/opt/envs/k/bin/python")
+    assert env["PATH"] == "/usr/bin:/bin:/opt/envs/k/bin"
+    assert "GPUHUB_JOB_COMMAND" not in env and env["GPUHUB_JOB_ID"] == "x"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert jobrun.command_env({"PYTHONUNBUFFERED": ""}, "/e/bin/python")["PYTHONUNBUFFERED"] == ""
+    # already there: left as it is
+    assert jobrun.command_env({"PATH": "/opt/envs/k/bin:/bin"}, "/opt/envs/k/bin/python")["PATH"] == \
+        "/opt/envs/k/bin:/bin"
+    assert jobrun.command_env({}, "/e/bin/python")["PATH"].endswith(":/e/bin")
+
+
+def test_exit_codes_as_the_shell_says_them():
+    assert jobrun.exit_code(0) == (0, None) and jobrun.exit_code(3) == (3, None)
+    assert jobrun.exit_code(-15) == (143, 15)

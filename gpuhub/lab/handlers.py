@@ -8,6 +8,10 @@
 - ``gpuhub/vfolders/{id}/uploads/…``: a tus 1.0 pass-through to the vfolder
   service, so the browser uploads resumably with the session's cookie while the
   server adds its own hub token.
+- ``GET|POST gpuhub/jobs``, ``GET|DELETE gpuhub/jobs/{id}``: the allocator's batch
+  jobs API (``GET jobs[?limit=]``, ``POST jobs``, ``GET``/``DELETE jobs/ID``) as
+  this session's user, JSON in and out (the panel's *Run as job*); the status
+  lists the newest few (``jobs``).
 
 The server calls the services through :mod:`gpuhub.client` with its own hub
 token (``GPUHubLab.api_token``, whose scopes ``c.Spawner.server_token_scopes``
@@ -29,8 +33,8 @@ import re
 import time
 from collections import deque
 from datetime import datetime, timezone
-from pathlib import Path
-from urllib.parse import quote
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote, urlencode
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
@@ -193,6 +197,50 @@ def queue_view(data: dict, own: str | None = None) -> dict:
     return {"available": True, "items": items, "waiting": data.get("waiting")}
 
 
+#: how many of the user's jobs the panel lists, newest first
+PANEL_JOBS = 5
+
+
+def notebook_of(command) -> str | None:
+    """The notebook (relative to the home) that a job of the panel's *Run as job*
+    executes: its command is ``["sh", "-c", "… nbconvert … \"$1\" …", "sh",
+    NOTEBOOK]`` (labextension/src/sections/jobs.ts, notebookJob); else None."""
+    c = list(command or ())
+    if (len(c) == 5 and c[:2] == ["sh", "-c"] and "nbconvert" in str(c[2]) and c[3] == "sh"
+            and isinstance(c[4], str) and c[4].endswith(".ipynb")):
+        return c[4]
+    return None
+
+
+def jobs_view(data: dict, home: Path, root: Path | None) -> dict:
+    """GET jobs (newest first) → the panel's rows: the newest PANEL_JOBS, each with
+    its notebook (a *Run as job* job) and, once it exists, the executed copy
+    ``~/jobs/ID/NAME.ipynb`` as a path under the server's root directory
+    (``output``, what the document manager opens; None: not there (yet), or
+    outside the root)."""
+    items = []
+    for j in (data.get("jobs") or ())[:PANEL_JOBS]:
+        notebook = notebook_of(j.get("command"))
+        output = None
+        if notebook:
+            path = home / (j.get("folder") or f"jobs/{j.get('id')}") / PurePosixPath(notebook).name
+            if root is not None and path.is_file():
+                try:
+                    output = Path(os.path.realpath(path)).relative_to(os.path.realpath(root)).as_posix()
+                except ValueError:
+                    output = None
+        queue = j.get("queue") or {}
+        items.append({
+            "id": j.get("id"), "state": j.get("state"), "exit_code": j.get("exit_code"),
+            "reason": j.get("reason") or "", "submitted": _epoch(j.get("submitted")),
+            "started": _epoch(j.get("started")), "ended": _epoch(j.get("ended")),
+            "gpus": (j.get("options") or {}).get("gpus"),
+            "command": " ".join(j.get("command") or ()), "notebook": notebook, "output": output,
+            "position": queue.get("position"), "eta": _epoch(queue.get("eta")),
+        })
+    return {"available": True, "items": items}
+
+
 def share_memory_limit_mb(allocation: dict | None) -> float | None:
     """The share's GPU memory: each device's memory times the share's fraction of it."""
     if not allocation or not allocation.get("devices"):
@@ -323,8 +371,10 @@ def mount_state(mount_name: str, home: Path, table: dict[str, str] | None = None
 class State:
     """What the server remembers between polls: the sparklines' history."""
 
-    def __init__(self, lab: GPUHubLab, backend: Backend | None = None):
+    def __init__(self, lab: GPUHubLab, backend: Backend | None = None, root_dir: str | None = None):
         self.lab = lab
+        #: the server's root directory (the contents API's paths are relative to it)
+        self.root_dir = Path(root_dir) if root_dir else None
         self.backend = backend or Backend(lab)
         self.gpu = History(lab.history_seconds)
         self.storage: dict[str, History] = {}
@@ -342,7 +392,7 @@ class State:
             except Exception as e:  # a panel section must never take the others down
                 return {"error": f"{type(e).__name__}: {e}", "status": 500}
 
-        share, pool, vfolders, invitations, hosts, user_quota, quotas, queue = await asyncio.gather(
+        share, pool, vfolders, invitations, hosts, user_quota, quotas, queue, jobs = await asyncio.gather(
             section(self._allocation(alloc_id)),
             section(b.json("allocator", "GET", "pool")),
             section(b.json("vfolders", "GET", "vfolders")),
@@ -351,6 +401,8 @@ class State:
             section(b.json("vfolders", "GET", f"quotas/user/{quote(b.user, safe='')}")),
             section(self._future("allocator", "quota", quota_view)),
             section(self._future("allocator", "queue", lambda d: queue_view(d, alloc_id))),
+            section(self._future("allocator", f"jobs?limit={PANEL_JOBS}",
+                                 lambda d: jobs_view(d, Path.home(), self.root_dir))),
         )
         allocation = share.get("allocation") if "error" not in share else None
         nvml = None
@@ -369,6 +421,7 @@ class State:
             "live": self._live(allocation, pool, now, nvml),
             "quotas": quotas,
             "queue": queue,
+            "jobs": jobs,
             "vfolders": self._vfolders(vfolders, invitations, user_quota),
             "storage": self._storage(hosts, now),
         }
@@ -380,7 +433,7 @@ class State:
         return {"allocation": await self.backend.json("allocator", "GET", f"allocations/{quote(alloc_id)}")}
 
     async def _future(self, service: str, path: str, view) -> dict:
-        """Quotas and the queue (issue #10): an allocator without them answers 404,
+        """Quotas, the queue (issue #10) and jobs (#21): an allocator without them answers 404,
         which is "nothing set" for the panel."""
         try:
             data = await self.backend.json(service, "GET", path)
@@ -555,6 +608,31 @@ class InvitationHandler(Base):
         await self.pass_json("vfolders", "POST", f"invitations/{sid}/{answer}")
 
 
+class JobsHandler(Base):
+    """The allocator's ``jobs`` as this session's user: list (``?limit=``) and submit."""
+
+    @web.authenticated
+    async def get(self):
+        limit = self.get_argument("limit", None)
+        await self.pass_json("allocator", "GET", "jobs" + (f"?{urlencode({'limit': limit})}" if limit else ""))
+
+    @web.authenticated
+    async def post(self):
+        await self.pass_json("allocator", "POST", "jobs", self.body_json(), 201)
+
+
+class JobHandler(Base):
+    """One job: its record, or cancel it (DELETE)."""
+
+    @web.authenticated
+    async def get(self, job_id):
+        await self.pass_json("allocator", "GET", f"jobs/{job_id}")
+
+    @web.authenticated
+    async def delete(self, job_id):
+        await self.pass_json("allocator", "DELETE", f"jobs/{job_id}")
+
+
 class TusHandler(Base):
     """tus 1.0 passed through to the vfolder service (its Location rewritten here)."""
 
@@ -607,7 +685,7 @@ class TusHandler(Base):
 def setup_handlers(serverapp, lab: GPUHubLab) -> State:
     web_app = serverapp.web_app
     base = web_app.settings["base_url"]
-    state = State(lab)
+    state = State(lab, root_dir=serverapp.root_dir)
     kw = {"state": state}
     vid = r"([A-Za-z0-9_.-]+)"
     web_app.add_handlers(".*$", [
@@ -616,6 +694,8 @@ def setup_handlers(serverapp, lab: GPUHubLab) -> State:
         (url_path_join(base, "gpuhub/vfolders"), VFoldersHandler, kw),
         (url_path_join(base, rf"gpuhub/vfolders/{vid}/shares"), SharesHandler, kw),
         (url_path_join(base, r"gpuhub/invitations/([A-Za-z0-9_.-]+)/(accept|reject)"), InvitationHandler, kw),
+        (url_path_join(base, "gpuhub/jobs"), JobsHandler, kw),
+        (url_path_join(base, r"gpuhub/jobs/([0-9a-f]{12})"), JobHandler, kw),
         (url_path_join(base, rf"gpuhub/vfolders/{vid}/uploads/?"), TusHandler, kw),
         (url_path_join(base, rf"gpuhub/vfolders/{vid}/uploads/([0-9a-f]{{32}})"), TusHandler, kw),
     ])

@@ -1,6 +1,6 @@
 /**
  * The gpuhub sidebar panel: a title, a banner and one view per section (my
- * share, live use, quotas, queue, vfolders, storage), all reading one
+ * share, live use, quotas, queue, jobs, vfolders, storage), all reading one
  * GpuhubModel. Which sections show comes from the settings; while the panel is
  * hidden the model does not poll.
  */
@@ -9,6 +9,7 @@ import { GpuhubModel } from './model';
 import { IPanelSettings } from './settings';
 import { BannerView } from './views/banner';
 import { el } from './views/dom';
+import { IJobActions, JobsView } from './views/jobs';
 import { LiveView } from './views/live';
 import { QueueView } from './views/queue';
 import { QuotasView } from './views/quotas';
@@ -18,7 +19,7 @@ import { StorageView } from './views/storage';
 import { VfoldersView } from './views/vfolders';
 
 export class GpuhubPanel extends Panel {
-  constructor(model: GpuhubModel) {
+  constructor(model: GpuhubModel, jobActions: IJobActions | null = null) {
     super();
     this.id = 'gpuhub-panel';
     this.addClass('gpuhub-panel');
@@ -31,6 +32,7 @@ export class GpuhubPanel extends Panel {
       new LiveView(model),
       new QuotasView(model),
       new QueueView(model),
+      new JobsView(model, jobActions),
       new VfoldersView(model),
       new StorageView(model)
     ];

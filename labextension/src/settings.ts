@@ -4,7 +4,7 @@
  */
 
 /** The panel's sections, in the order they show. */
-export const SECTIONS = ['share', 'live', 'quotas', 'queue', 'vfolders', 'storage'] as const;
+export const SECTIONS = ['share', 'live', 'quotas', 'queue', 'jobs', 'vfolders', 'storage'] as const;
 export type SectionKey = (typeof SECTIONS)[number];
 
 export interface IPanelSettings {

@@ -89,6 +89,25 @@ export interface IStorageHost {
   history?: number[][];
 }
 
+/** One of the user's batch jobs, as the status lists them (gpuhub/lab/handlers.py jobs_view). */
+export interface IJob {
+  id: string;
+  state: string;
+  exit_code: number | null;
+  reason: string;
+  submitted: number | null;
+  started: number | null;
+  ended: number | null;
+  gpus?: string | null;
+  command: string;
+  /** the notebook a *Run as job* executes (relative to the home); null: another command */
+  notebook: string | null;
+  /** the executed notebook under the server's root, once it exists */
+  output: string | null;
+  position?: number | null;
+  eta?: number | null;
+}
+
 export interface IStatus {
   user: string;
   now: number;
@@ -96,6 +115,8 @@ export interface IStatus {
   live: ILive;
   quotas: IList<IQuotaItem> & { groups?: string[] };
   queue: IList<IQueueItem> & { waiting?: number };
+  /** missing: a server extension from before jobs */
+  jobs?: IList<IJob>;
   vfolders: IVfolders;
   storage: IFailed & { hosts?: IStorageHost[] };
 }

@@ -67,6 +67,18 @@ class Fake:
             "held": {"gpus": "0.5", "sessions": 1, "gpu_hours": 4.0},
             "left": {"gpus": "0.5", "sessions": 1, "gpu_hours": 36.0}, "window_hours": 168.0,
         }
+        #: the user's batch jobs (the allocator's GET jobs: newest first)
+        self.jobs: list[dict] = []
+        self.jobs_api = True
+
+
+def fake_job(job_id: str, command: list, state: str = "queued", **extra) -> dict:
+    """A job as the allocator's jobs API answers it (gpu_allocator/api/jobs.py job_json)."""
+    return {"id": job_id, "user": "alice", "server": f"job-{job_id}", "command": command,
+            "options": {"gpus": "0.5"}, "workdir": "", "state": state,
+            "submitted": "2030-01-01T10:00:00+00:00", "started": None, "ended": None,
+            "exit_code": None, "reason": None, "host": None, "folder": f"jobs/{job_id}",
+            "home_vfolder": None, "queue": None, "allocation": None, **extra}
 
 
 def service_app(fake: Fake) -> web.Application:
@@ -125,6 +137,47 @@ def service_app(fake: Fake) -> web.Application:
             self.send({**ALLOC, "max_hours": ALLOC["max_hours"] + fake.extend_asked[-1]["hours"],
                        "extended": True})
 
+    class Jobs(H):
+        def prepare(self):
+            super().prepare()
+            if not fake.jobs_api:
+                raise web.HTTPError(404)
+
+        def get(self):
+            limit = int(self.get_argument("limit", "50"))
+            self.send({"jobs": fake.jobs[:limit]})
+
+        def post(self):
+            body = json.loads(self.request.body)
+            if not isinstance(body.get("command"), list):
+                self.send({"error": "command must be a non-empty list of arguments"}, 400)
+                return
+            if body.get("gpus") == "9":
+                self.send({"error": "9 GPUs is more than allowed (at most 1)"}, 400)
+                return
+            job = fake_job(f"{len(fake.jobs) + 1:012x}", body["command"], workdir=body.get("workdir", ""),
+                           options={k: v for k, v in body.items() if k not in ("command", "workdir")})
+            fake.jobs.insert(0, job)
+            self.send(job, 201)
+
+    class Job(Jobs):
+        def find(self, jid):
+            job = next((j for j in fake.jobs if j["id"] == jid), None)
+            if job is None:
+                raise web.HTTPError(404)
+            return job
+
+        def get(self, jid):
+            self.send(self.find(jid))
+
+        def delete(self, jid):
+            job = self.find(jid)
+            if job["state"] not in ("queued", "running"):
+                self.send({"error": f"job {jid} already {job['state']}; nothing to cancel"}, 409)
+                return
+            job["state"] = "cancelled"
+            self.send(job)
+
     class VFolders(H):
         def get(self):
             self.send({"vfolders": fake.vfolders})
@@ -181,6 +234,7 @@ def service_app(fake: Fake) -> web.Application:
     return web.Application([
         (a + "/pool", Pool), (a + "/allocations/([^/]+)", Allocation),
         (a + "/allocations/([^/]+)/extend", Extend), (a + "/queue", Queue), (a + "/quota", UserQuota),
+        (a + "/jobs", Jobs), (a + "/jobs/([^/]+)", Job),
         (v + "/vfolders", VFolders), (v + "/vfolders/([^/]+)/shares", Shares),
         (v + "/invitations", Invitations), (v + "/invitations/([^/]+)/(accept|reject)", Answer),
         (v + "/storage/hosts", Hosts), (v + "/quotas/user/([^/]+)", Quota),

@@ -6,6 +6,10 @@ the file again and see it resume and finish; see the storage numbers move; hide
 sections through the panel's settings.
 Another user's token is refused by the session's panel API.
 
+Run as job (#21 item 4): a notebook from the file browser's context menu and the
+panel's button runs as a batch job, listed in the panel's Jobs, its executed copy
+in ~/jobs/ID/.
+
 Screenshots (light and dark) are left in build/test-artifacts/labextension/
 (GPUHUB_TEST_ARTIFACTS to change it)."""
 
@@ -19,6 +23,7 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -41,6 +46,7 @@ pytestmark = [
                     GPUHUB_SERVER_ENVS=lambda work: str(private_server_envs())),
 ]
 V = "/services/vfolders/api/v1"
+A = "/services/gpu-allocator/api/v1"
 ARTIFACTS = Path(os.environ.get("GPUHUB_TEST_ARTIFACTS", REPO / "build" / "test-artifacts" / "labextension"))
 USER = "gpuhub-panel"
 
@@ -155,7 +161,7 @@ def check_widths(page, theme: str) -> None:
 
 def set_theme(api, page, theme: str):
     """JupyterLab's own theme setting, then a reload to apply it."""
-    r = api.call("PUT", f"/user/{USER}/lab/api/settings/@jupyterlab/apputils-extension:themes",
+    r = api.call("PUT", f"/user/{api.name}/lab/api/settings/@jupyterlab/apputils-extension:themes",
                  json={"raw": '{"theme": "%s"}' % theme})
     assert r.status_code in (200, 204), r.text
     page.reload()
@@ -300,3 +306,152 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
     assert r.status_code in (403, 404), (r.status_code, r.text[:200])
     api.stop()
     print(f"screenshots in {ARTIFACTS}")
+
+
+# --- Run as job (#21 item 4) -------------------------------------------------------------
+
+JOBS_USER = "gpuhub-panel-jobs"
+
+
+def notebook(*sources: str) -> dict:
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None, "outputs": [],
+                   "source": s} for i, s in enumerate(sources)]}
+
+
+def put(api, path: str, model: dict) -> None:
+    r = api.call("PUT", f"/user/{api.name}/api/contents/{quote(path)}", json=model)
+    assert r.status_code in (200, 201), r.text
+
+
+def job_row(page, state: str | None = None):
+    sel = "#gpuhub-panel [data-section=jobs] .gpuhub-job" + (f"[data-state={state}]" if state else "")
+    return page.locator(sel)
+
+
+def run_as_job_dialog(page, theme: str):
+    """The dialog is open: check its defaults, screenshot it."""
+    dialog = page.locator(".jp-Dialog-content")
+    dialog.wait_for(timeout=30_000)
+    assert page.locator("[data-testid=job-gpus]").input_value() == "0.5"  # the session's own share
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    dialog.screenshot(path=str(ARTIFACTS / f"jobs-dialog-{theme}.png"))
+    return dialog
+
+
+def open_files(page, folder: str):
+    """The file browser (it shares the left sidebar with the panel) in ``folder``."""
+    page.goto(page.url.split("/lab")[0] + f"/lab/tree/{quote(folder)}")
+    page.wait_for_selector(".jp-LabShell", timeout=120_000)
+    tab = page.locator('.jp-SideBar [data-id="filebrowser"]')
+    tab.wait_for(timeout=60_000)
+    if not page.locator("#filebrowser").is_visible():
+        tab.click()
+
+
+def jobs_shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    section = page.locator("#gpuhub-panel [data-section=jobs]")
+    section.scroll_into_view_if_needed()
+    section.screenshot(path=str(ARTIFACTS / f"jobs-{name}.png"))
+
+
+def test_run_as_job_executes_the_notebook_and_the_panel_lists_it(hub):
+    """Right-click a notebook (in a folder with a space) → Run as job… → the dialog
+    (GPUs default to the session's share) → the job succeeds in the panel, the
+    executed copy with its output is ~/jobs/ID/NAME.ipynb and opens from the
+    panel; a second one, from the panel's button for the open notebook, is
+    cancelled while it runs."""
+    api = hub.login(JOBS_USER)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1900}, locale=LOCALE)
+        page.goto(hub.url + "/hub/login")
+        page.fill("#username_input", JOBS_USER)
+        page.fill("#password_input", "anything")
+        page.click("#login_submit")
+        page.wait_for_selector("#gpuhub-gpus")
+        page.select_option("#gpuhub-gpus", "0.5")
+        page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+        page.wait_for_url(f"**/user/{JOBS_USER}/lab**", timeout=120_000)
+        open_panel(page)
+        set_theme(api, page, "JupyterLab Light")
+        put(api, "my work", {"type": "directory"})
+        put(api, "my work/nb one.ipynb", {"type": "notebook", "format": "json", "content": notebook(
+            "print(6*7)", "import os\nprint(os.path.basename(os.getcwd()))")})
+        put(api, "my work/slow.ipynb", {"type": "notebook", "format": "json", "content": notebook(
+            "import time\ntime.sleep(600)")})
+
+        # --- from the file browser's context menu
+        open_files(page, "my work")
+        item = page.locator('.jp-DirListing-item[data-file-type="notebook"]', has_text="nb one.ipynb")
+        item.wait_for(timeout=30_000)
+        item.click(button="right")
+        page.locator('.lm-Menu-item[data-command="gpuhub:run-as-job"]').click()
+        dialog = run_as_job_dialog(page, "light")
+        assert "nb one.ipynb" in dialog.inner_text() and "~/jobs/ID/" in dialog.inner_text()
+        page.locator("[data-testid=job-hours]").fill("1")
+        page.locator(".jp-Dialog-footer .jp-mod-accept").click()
+        job_row(page).first.wait_for(timeout=30_000)
+        job_id = job_row(page).first.get_attribute("data-job")
+        job_row(page, "succeeded").first.wait_for(timeout=180_000)
+        row = page.locator(f"#gpuhub-panel .gpuhub-job[data-job='{job_id}']")
+        assert row.get_attribute("data-state") == "succeeded", row.inner_text()
+        assert "nb one.ipynb" in row.inner_text() and "exit 0" in row.inner_text()
+        page.locator(f"#gpuhub-panel .gpuhub-job[data-job='{job_id}'] [data-testid=job-open]").wait_for(timeout=30_000)
+
+        # the executed copy next to its log, with the output; it ran in the notebook's folder
+        r = api.call("GET", f"/user/{JOBS_USER}/api/contents/{quote(f'jobs/{job_id}/nb one.ipynb')}")
+        assert r.status_code == 200, r.text
+        cells = r.json()["content"]["cells"]
+        assert cells[0]["outputs"][0]["text"] == "42\n" and cells[1]["outputs"][0]["text"] == "my work\n"
+        r = api.call("GET", f"/user/{JOBS_USER}/api/contents/{quote(f'jobs/{job_id}/output.log')}")
+        assert r.status_code == 200 and "nb one.ipynb" in r.json()["content"], r.text
+        (j,) = [j for j in api.call("GET", A + "/jobs").json()["jobs"] if j["id"] == job_id]
+        assert j["workdir"] == "my work" and j["options"]["gpus"] == "0.5" and j["options"]["max_hours"] == 1
+
+        # Open result: the executed notebook in the lab
+        row.locator("[data-testid=job-open]").click()
+        page.locator(".jp-NotebookPanel .jp-OutputArea-output", has_text="42").first.wait_for(timeout=60_000)
+
+        # --- from the panel: the notebook open in the main area, cancelled while it runs
+        page.locator('.jp-SideBar [data-id="filebrowser"]').click()
+        page.locator(".jp-DirListing-item", has_text="slow.ipynb").dblclick()
+        page.locator(".lm-DockPanel-tabBar .lm-mod-current", has_text="slow.ipynb").wait_for(timeout=60_000)
+        open_panel(page)
+        page.locator("#gpuhub-panel [data-testid=run-current]").click()
+        dialog = run_as_job_dialog(page, "light-current")
+        assert "slow.ipynb" in dialog.inner_text()
+        page.locator(".jp-Dialog-footer .jp-mod-accept").click()
+        wait_for(lambda: job_row(page).first.get_attribute("data-job") != job_id, 30, "the second job listed")
+        slow = job_row(page).first.get_attribute("data-job")
+        page.locator(f"#gpuhub-panel .gpuhub-job[data-job='{slow}'][data-state=running]").wait_for(timeout=120_000)
+        page.wait_for_timeout(1500)
+        jobs_shot(page, "light")
+        shot(page, "jobs-light")
+        set_panel_width(page, 250)
+        page.wait_for_timeout(300)
+        overflow = page.evaluate("() => { const p = document.getElementById('gpuhub-panel');"
+                                 " return p.scrollWidth - p.clientWidth; }")
+        assert overflow <= 0, f"the panel scrolls sideways at 250 px with jobs: {overflow} px"
+        jobs_shot(page, "light-250px")
+        page.locator(f"#gpuhub-panel .gpuhub-job[data-job='{slow}'] [data-testid=job-cancel]").click()
+        page.locator(f"#gpuhub-panel .gpuhub-job[data-job='{slow}'][data-state=cancelled]").wait_for(timeout=60_000)
+        assert not page.locator(f"#gpuhub-panel .gpuhub-job[data-job='{slow}'] [data-testid=job-cancel]").count()
+
+        # --- dark
+        set_theme(api, page, "JupyterLab Dark")
+        page.locator(f"#gpuhub-panel .gpuhub-job[data-job='{job_id}']").wait_for(timeout=30_000)
+        page.wait_for_timeout(1000)
+        jobs_shot(page, "dark")
+        shot(page, "jobs-dark")
+        open_files(page, "my work")
+        item.wait_for(timeout=30_000)
+        item.click(button="right")
+        page.locator('.lm-Menu-item[data-command="gpuhub:run-as-job"]').click()
+        run_as_job_dialog(page, "dark")
+        page.locator(".jp-Dialog-footer button:not(.jp-mod-accept)").first.click()
+        set_theme(api, page, "JupyterLab Light")  # the account may outlive this hub
+        browser.close()
+    api.stop()

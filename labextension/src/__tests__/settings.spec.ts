@@ -5,14 +5,22 @@ describe('settings', () => {
   it('defaults: every 5 s, every section', () => {
     const s = panelSettings({});
     expect(s.intervalMs).toBe(5000);
-    expect(SECTIONS.map(k => s.sections[k])).toEqual([true, true, true, true, true, true]);
+    expect(SECTIONS.map(k => s.sections[k])).toEqual([true, true, true, true, true, true, true]);
     expect(panelSettings(null).intervalMs).toBe(5000);
   });
 
   it('reads the interval in seconds, bounded, and the sections switched off', () => {
     const s = panelSettings({ refreshInterval: 30, sections: { queue: false, storage: false } });
     expect(s.intervalMs).toBe(30000);
-    expect(s.sections).toEqual({ share: true, live: true, quotas: true, queue: false, vfolders: true, storage: false });
+    expect(s.sections).toEqual({
+      share: true,
+      live: true,
+      quotas: true,
+      queue: false,
+      jobs: true,
+      vfolders: true,
+      storage: false
+    });
     expect(panelSettings({ refreshInterval: 0.2 }).intervalMs).toBe(1000);
     expect(panelSettings({ refreshInterval: 1e9 }).intervalMs).toBe(3600 * 1000);
     expect(panelSettings({ refreshInterval: 'soon' }).intervalMs).toBe(5000);
