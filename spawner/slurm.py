@@ -52,6 +52,7 @@ from jupyterhub.utils import random_port
 from traitlets import Bool, Float, Int, List, Unicode
 
 from gpu_allocator.client import AllocatorError
+from gpu_allocator.core.jobs import is_job_server
 from gpuhub.slurm import SQUEUE_FORMAT, JobInfo, SlurmOutputError, parse_job, parse_squeue, pending_message
 
 from .gpu_env import describe
@@ -525,14 +526,14 @@ class SlurmRuntime(Spawner):
         try:
             info = await self.wait_running(self.job_id)
             self.job_node = info.node
-            await self.job_started(info, request)
+            await self.slurm_job_running(info, request)
             address = await self.node_address(info.node)
         except BaseException:
             await self.cancel_job("the spawn failed or was cancelled")
             raise
         return address, self.port
 
-    async def job_started(self, info: JobInfo, request: dict) -> None:
+    async def slurm_job_running(self, info: JobInfo, request: dict) -> None:
         """The job runs (SlurmGPUSpawner mirrors its GPUs here)."""
         self.progress_event(50, f"Slurm job {info.job_id} runs on {info.node}")
 
@@ -571,9 +572,14 @@ class SlurmRuntime(Spawner):
             return None
         if info is not None and (info.holding or info.waiting):
             return None
-        self.stop_reason = end_reason(info, self.job_id)
-        self.log.warning("%s: Slurm job %s ended (%s)", self._log_name, self.job_id,
-                         info.state if info else "unknown to Slurm")
+        state = info.state if info else "unknown to Slurm"
+        if is_job_server(self.name):
+            # a batch job's runner exited, and its Slurm job with it: the end
+            # expected (its exit code is in ~/jobs/ID/exit.json), no notice
+            self.log.info("%s: Slurm job %s of the batch job ended (%s)", self._log_name, self.job_id, state)
+        else:
+            self.stop_reason = end_reason(info, self.job_id)
+            self.log.warning("%s: Slurm job %s ended (%s)", self._log_name, self.job_id, state)
         self.job_id = None
         return 1
 
@@ -587,7 +593,7 @@ class SlurmGPUSpawner(SlurmVFolderMixin, GPUSpawner, SlurmRuntime):
     def progress_event(self, progress: int, message: str) -> None:
         self._event(progress, message)
 
-    async def job_started(self, info: JobInfo, request: dict) -> None:
+    async def slurm_job_running(self, info: JobInfo, request: dict) -> None:
         uses = ", ".join(f"{u.name}{':' + u.type if u.type else ''}:{u.count}(IDX:{','.join(map(str, u.indexes))})"
                          for u in info.gres.get(info.node, []))
         self._event(45, f"Slurm job {info.job_id} runs on {info.node}" + (f" with {uses}" if uses else ""))
