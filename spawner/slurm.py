@@ -384,7 +384,7 @@ class SlurmRuntime(Spawner):
             raise SlurmError(f"{' '.join(cmd[:2])} failed (exit {rc}): {errors}")
         return rc, text, errors
 
-    async def job(self, job_id: str) -> JobInfo | None:
+    async def slurm_job(self, job_id: str) -> JobInfo | None:
         """``scontrol show job -d``; None when Slurm no longer knows the job.
         Raises SlurmError when Slurm does not answer."""
         rc, out, err = await self.slurm("scontrol", "show", "job", "-d", job_id, check=False)
@@ -508,7 +508,7 @@ class SlurmRuntime(Spawner):
                     self.progress_event(20, f"Slurm job {job_id}: {message}")
                     shown = message
             else:
-                info = await self.job(job_id)
+                info = await self.slurm_job(job_id)
                 if info is None or not (info.holding or info.waiting):
                     raise SpawnException(end_reason(info, job_id).replace("Your previous server was stopped",
                                                                           "Your server could not start"),
@@ -546,7 +546,7 @@ class SlurmRuntime(Spawner):
             await self.slurm("scancel", job_id)
             deadline = time.monotonic() + self.slurm_command_timeout
             while time.monotonic() < deadline:
-                info = await self.job(job_id)
+                info = await self.slurm_job(job_id)
                 if info is None or not (info.holding or info.waiting):
                     return
                 await asyncio.sleep(0.5)
@@ -565,7 +565,7 @@ class SlurmRuntime(Spawner):
         if not self.job_id:
             return 0
         try:
-            info = await self.job(self.job_id)
+            info = await self.slurm_job(self.job_id)
         except (SlurmError, SlurmOutputError) as e:
             self.log.warning("%s: cannot ask Slurm about job %s (%s); assuming it runs",
                              self._log_name, self.job_id, e)
