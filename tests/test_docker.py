@@ -10,7 +10,7 @@ import time
 import pytest
 
 from spawner import DockerGPUSpawner
-from tests.support import cli_login, wait_for
+from tests.support import cli_login, pids_with_env, wait_for
 from tests.test_jobs import A, job, job_servers, submitted
 
 #: a profile with an image of its own (#20 item 3), for the group "imagers" only
@@ -138,6 +138,16 @@ def test_a_batch_job_runs_in_a_container_with_its_share_and_its_exit_code_comes_
              30, "the share and the job's server gone")
     assert engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2ddjob"}) == []
     print(f"submit-to-end of a 0.5-GPU batch job in Docker: {seconds:.1f}s")
+    # cancelled while it runs: the container stops whole, nothing of it runs on
+    running = submitted(cli("run", "--gpus", "0.5", "--", "sh", "-c", "echo up; sleep 600"))
+    wait_for(lambda: "up" in cli("logs", running).stdout.decode(), 120, "the second job's output")
+    assert pids_with_env("GPUHUB_JOB_ID", running, "sleep")
+    cli("cancel", running)
+    wait_for(lambda: not hub.admin_allocator().allocations("gpuhub-djob") and not job_servers(user),
+             60, "everything freed")
+    assert job(cli, running)["state"] == "cancelled"
+    assert engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2ddjob"}) == []
+    assert not pids_with_env("GPUHUB_JOB_ID", running, "sleep")
 
 
 def test_each_host_has_its_own_engine_client_and_worker():

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from spawner.slurm_cluster import SlurmCluster
-from tests.support import API, ENV_CODE, Slurm, cli_login, slurm_unavailable, wait_for
+from tests.support import API, ENV_CODE, Slurm, cli_login, pids_with_env, slurm_unavailable, wait_for
 from tests.test_jobs import job, job_servers, submitted
 
 _reason = slurm_unavailable()
@@ -243,3 +243,12 @@ def test_a_batch_job_is_one_slurm_job_its_exit_code_comes_back_and_nothing_is_le
     wait_for(lambda: not hub.admin_allocator().allocations() and not job_servers(user), 30,
              "the mirror and the job's server gone")
     print(f"submit-to-end of a 1-GPU batch job under Slurm: {seconds:.1f}s")
+    # cancelled while it runs: the Slurm job is cancelled whole, nothing of it runs on
+    running = submitted(cli("run", "--gpus", "1", "--", "sh", "-c", "echo up; sleep 600"))
+    wait_for(lambda: "up" in cli("logs", running).stdout.decode(), 60, "the second job's output")
+    assert pids_with_env("GPUHUB_JOB_ID", running, "sleep")
+    cli("cancel", running)
+    wait_for(lambda: not hub.admin_allocator().allocations() and not job_servers(user), 30, "everything freed")
+    assert job(cli, running)["state"] == "cancelled"
+    assert slurm.jobs(f"gpuhub-gpuhub-sj-job-{running}", "PENDING,RUNNING,COMPLETING") == []
+    assert not pids_with_env("GPUHUB_JOB_ID", running, "sleep")
