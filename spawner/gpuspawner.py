@@ -787,7 +787,8 @@ class GPUSpawner(Spawner):
         """Tell the allocator the job runs: where, and which home vfolder holds
         its folder jobs/ID/ (its logs and exit code)."""
         home = getattr(self, "home_mount", None) or {}
-        host = (self.allocation or {}).get("host") or ""
+        # the share's host; a Slurm job without GPUs (no mirror): its node
+        host = (self.allocation or {}).get("host") or getattr(self, "job_node", None) or ""
         try:
             await self.allocator_client.call("POST", f"jobs/{self.job['id']}/started",
                                              {"host": host, "home_vfolder": home.get("id") or ""})

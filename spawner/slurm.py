@@ -52,6 +52,7 @@ from jupyterhub.utils import random_port
 from traitlets import Bool, Float, Int, List, Unicode
 
 from gpu_allocator.client import AllocatorError
+from gpu_allocator.core.jobs import is_job_server
 from gpuhub.slurm import SQUEUE_FORMAT, JobInfo, SlurmOutputError, parse_job, parse_squeue, pending_message
 
 from .gpu_env import describe
@@ -383,7 +384,7 @@ class SlurmRuntime(Spawner):
             raise SlurmError(f"{' '.join(cmd[:2])} failed (exit {rc}): {errors}")
         return rc, text, errors
 
-    async def job(self, job_id: str) -> JobInfo | None:
+    async def slurm_job(self, job_id: str) -> JobInfo | None:
         """``scontrol show job -d``; None when Slurm no longer knows the job.
         Raises SlurmError when Slurm does not answer."""
         rc, out, err = await self.slurm("scontrol", "show", "job", "-d", job_id, check=False)
@@ -507,7 +508,7 @@ class SlurmRuntime(Spawner):
                     self.progress_event(20, f"Slurm job {job_id}: {message}")
                     shown = message
             else:
-                info = await self.job(job_id)
+                info = await self.slurm_job(job_id)
                 if info is None or not (info.holding or info.waiting):
                     raise SpawnException(end_reason(info, job_id).replace("Your previous server was stopped",
                                                                           "Your server could not start"),
@@ -525,14 +526,14 @@ class SlurmRuntime(Spawner):
         try:
             info = await self.wait_running(self.job_id)
             self.job_node = info.node
-            await self.job_started(info, request)
+            await self.slurm_job_running(info, request)
             address = await self.node_address(info.node)
         except BaseException:
             await self.cancel_job("the spawn failed or was cancelled")
             raise
         return address, self.port
 
-    async def job_started(self, info: JobInfo, request: dict) -> None:
+    async def slurm_job_running(self, info: JobInfo, request: dict) -> None:
         """The job runs (SlurmGPUSpawner mirrors its GPUs here)."""
         self.progress_event(50, f"Slurm job {info.job_id} runs on {info.node}")
 
@@ -545,7 +546,7 @@ class SlurmRuntime(Spawner):
             await self.slurm("scancel", job_id)
             deadline = time.monotonic() + self.slurm_command_timeout
             while time.monotonic() < deadline:
-                info = await self.job(job_id)
+                info = await self.slurm_job(job_id)
                 if info is None or not (info.holding or info.waiting):
                     return
                 await asyncio.sleep(0.5)
@@ -564,16 +565,21 @@ class SlurmRuntime(Spawner):
         if not self.job_id:
             return 0
         try:
-            info = await self.job(self.job_id)
+            info = await self.slurm_job(self.job_id)
         except (SlurmError, SlurmOutputError) as e:
             self.log.warning("%s: cannot ask Slurm about job %s (%s); assuming it runs",
                              self._log_name, self.job_id, e)
             return None
         if info is not None and (info.holding or info.waiting):
             return None
-        self.stop_reason = end_reason(info, self.job_id)
-        self.log.warning("%s: Slurm job %s ended (%s)", self._log_name, self.job_id,
-                         info.state if info else "unknown to Slurm")
+        state = info.state if info else "unknown to Slurm"
+        if is_job_server(self.name):
+            # a batch job's runner exited, and its Slurm job with it: the end
+            # expected (its exit code is in ~/jobs/ID/exit.json), no notice
+            self.log.info("%s: Slurm job %s of the batch job ended (%s)", self._log_name, self.job_id, state)
+        else:
+            self.stop_reason = end_reason(info, self.job_id)
+            self.log.warning("%s: Slurm job %s ended (%s)", self._log_name, self.job_id, state)
         self.job_id = None
         return 1
 
@@ -587,7 +593,7 @@ class SlurmGPUSpawner(SlurmVFolderMixin, GPUSpawner, SlurmRuntime):
     def progress_event(self, progress: int, message: str) -> None:
         self._event(progress, message)
 
-    async def job_started(self, info: JobInfo, request: dict) -> None:
+    async def slurm_job_running(self, info: JobInfo, request: dict) -> None:
         uses = ", ".join(f"{u.name}{':' + u.type if u.type else ''}:{u.count}(IDX:{','.join(map(str, u.indexes))})"
                          for u in info.gres.get(info.node, []))
         self._event(45, f"Slurm job {info.job_id} runs on {info.node}" + (f" with {uses}" if uses else ""))

@@ -5,10 +5,13 @@ when none runs), the locally built gpuhub/singleuser image (both from the
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from spawner import DockerGPUSpawner
+from tests.support import cli_login, pids_with_env, wait_for
+from tests.test_jobs import A, job, job_servers, submitted
 
 #: a profile with an image of its own (#20 item 3), for the group "imagers" only
 TAGGED = "gpuhub/singleuser:profile-test"
@@ -107,6 +110,44 @@ def test_a_profiles_image_is_what_the_container_runs(hub, engine):
         u.stop()
     finally:
         engine.images.remove(TAGGED, noprune=True)
+
+
+def test_a_batch_job_runs_in_a_container_with_its_share_and_its_exit_code_comes_back(hub, engine, cli):
+    """#21 item 1 in the Docker runtime: `gpuhub run --gpus 0.5` runs the job's
+    runner in place of JupyterLab in the session's container (the image's
+    Python), with the share's GPU; its exit code and output come back through
+    the home vfolder at ~; the container goes when the command ends."""
+    user = cli_login(hub, cli, "gpuhub-djob")
+    started = time.monotonic()
+    p = cli("run", "--gpus", "0.5", "--hours", "1", "--", "sh", "-c",
+            'echo "CVD=$CUDA_VISIBLE_DEVICES HOME=$HOME PWD=$(pwd) UID=$(id -u)"; exit 3')
+    job_id = submitted(p)
+    wait_for(lambda: job(cli, job_id)["state"] not in ("queued", "running"), 180, "the job to end")
+    seconds = time.monotonic() - started
+    j = job(cli, job_id)
+    assert j["state"] == "failed" and j["exit_code"] == 3, j
+    assert j["reason"] == "the command exited with 3" and j["host"], j
+    r = user.call("GET", A + f"/jobs/{job_id}/logs")
+    assert r.status_code == 200 and r.headers["X-Job-Exit-Code"] == "3", r.text
+    fields = dict(kv.split("=", 1) for kv in r.text.split())
+    uuids = {d["uuid"] for h in hub.admin_allocator().pool()["hosts"] for d in h["devices"]}
+    assert fields["CVD"] in uuids, (fields, uuids)  # the share's device, by UUID as in sessions
+    assert fields["HOME"] == fields["PWD"] == "/home/jovyan" and fields["UID"] != "0", fields
+    # nothing left: no share, no job server, no container
+    wait_for(lambda: not hub.admin_allocator().allocations("gpuhub-djob") and not job_servers(user),
+             30, "the share and the job's server gone")
+    assert engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2ddjob"}) == []
+    print(f"submit-to-end of a 0.5-GPU batch job in Docker: {seconds:.1f}s")
+    # cancelled while it runs: the container stops whole, nothing of it runs on
+    running = submitted(cli("run", "--gpus", "0.5", "--", "sh", "-c", "echo up; sleep 600"))
+    wait_for(lambda: "up" in cli("logs", running).stdout.decode(), 120, "the second job's output")
+    assert pids_with_env("GPUHUB_JOB_ID", running, "sleep")
+    cli("cancel", running)
+    wait_for(lambda: not hub.admin_allocator().allocations("gpuhub-djob") and not job_servers(user),
+             60, "everything freed")
+    assert job(cli, running)["state"] == "cancelled"
+    assert engine.containers.list(all=True, filters={"name": "jupyter-gpuhub-2ddjob"}) == []
+    assert not pids_with_env("GPUHUB_JOB_ID", running, "sleep")
 
 
 def test_each_host_has_its_own_engine_client_and_worker():

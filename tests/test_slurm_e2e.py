@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from spawner.slurm_cluster import SlurmCluster
-from tests.support import API, ENV_CODE, Slurm, slurm_unavailable, wait_for
+from tests.support import API, ENV_CODE, Slurm, cli_login, pids_with_env, slurm_unavailable, wait_for
+from tests.test_jobs import job, job_servers, submitted
 
 _reason = slurm_unavailable()
 if _reason:
@@ -210,3 +211,44 @@ def test_home_and_vfolders_are_mounted_in_the_job_from_the_storage_paths(hub, sl
     assert r.status_code == 200 and r.text == "in data", r.text
     gil.stop()
     assert gil.call("DELETE", V + f"/vfolders/{data['id']}").status_code == 204  # no session holds it
+
+
+def test_a_batch_job_is_one_slurm_job_its_exit_code_comes_back_and_nothing_is_left(hub, slurm, cli):
+    """#22 item 1: `gpuhub run --gpus 1` on Slurm as on the other runtimes: its
+    runner is the Slurm job's process (in place of JupyterLab, on the node, in
+    the home vfolder mounted at ~), with Slurm's GPU; when the command exits the
+    runner exits, so does the Slurm job, and the hub's poll (the job's 1 s)
+    frees the mirror and the allocator removes the job's server."""
+    user = cli_login(hub, cli, "gpuhub-sj")
+    started = time.monotonic()
+    p = cli("run", "--gpus", "1", "--hours", "1", "--", "sh", "-c",
+            'echo "CVD=$CUDA_VISIBLE_DEVICES SLURM=$SLURM_JOB_ID PWD=$(pwd) UID=$(id -u)"; exit 3')
+    job_id = submitted(p)
+    wait_for(lambda: job(cli, job_id)["state"] not in ("queued", "running"), 120, "the job to end")
+    seconds = time.monotonic() - started
+    j = job(cli, job_id)
+    assert j["state"] == "failed" and j["exit_code"] == 3, j
+    assert j["reason"] == "the command exited with 3" and j["host"] == NODE, j
+    r = user.call("GET", f"{API}/jobs/{job_id}/logs")
+    assert r.status_code == 200 and r.headers["X-Job-Exit-Code"] == "3", r.text
+    fields = dict(kv.split("=", 1) for kv in r.text.split())
+    (slurm_job,) = slurm.jobs(f"gpuhub-gpuhub-sj-job-{job_id}")
+    assert fields["SLURM"] == slurm_job.job_id, fields
+    info = slurm.job(slurm_job.job_id)
+    assert fields["CVD"].isdigit(), fields  # Slurm's GPU, by index
+    assert fields["PWD"].endswith("/gpuhub-sj") and fields["UID"] != "0", fields
+    # the runner's exit ended the Slurm job with the command's code
+    assert info.state == "FAILED" and info.exit_code.startswith("3"), info
+    # nothing left: no mirror, no job server, no Slurm job
+    wait_for(lambda: not hub.admin_allocator().allocations() and not job_servers(user), 30,
+             "the mirror and the job's server gone")
+    print(f"submit-to-end of a 1-GPU batch job under Slurm: {seconds:.1f}s")
+    # cancelled while it runs: the Slurm job is cancelled whole, nothing of it runs on
+    running = submitted(cli("run", "--gpus", "1", "--", "sh", "-c", "echo up; sleep 600"))
+    wait_for(lambda: "up" in cli("logs", running).stdout.decode(), 60, "the second job's output")
+    assert pids_with_env("GPUHUB_JOB_ID", running, "sleep")
+    cli("cancel", running)
+    wait_for(lambda: not hub.admin_allocator().allocations() and not job_servers(user), 30, "everything freed")
+    assert job(cli, running)["state"] == "cancelled"
+    assert slurm.jobs(f"gpuhub-gpuhub-sj-job-{running}", "PENDING,RUNNING,COMPLETING") == []
+    assert not pids_with_env("GPUHUB_JOB_ID", running, "sleep")

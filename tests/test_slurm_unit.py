@@ -295,3 +295,17 @@ def test_node_mount_wrapper_mounts_home_and_vfolders_then_drops_to_the_user(tmp_
     missing = subprocess.run([*node_mount_wrapper(str(home), nobody, nobody, [nobody], [], str(tmp_path / "gone")),
                               "true"], capture_output=True, text=True, timeout=30)
     assert missing.returncode == 1 and "the vfolder root must be mounted at the same path on every node" in missing.stderr
+
+
+def test_the_runtime_and_the_gpu_life_cycle_name_nothing_alike():
+    """SlurmGPUSpawner mixes GPUSpawner before SlurmRuntime: a name both define
+    that is not Spawner's own (where each calls super()) hides the runtime's —
+    as GPUSpawner.job, a batch job's record, once hid SlurmRuntime.job(), the
+    ``scontrol show job`` of every poll."""
+    from jupyterhub.spawner import Spawner
+
+    from spawner.gpuspawner import GPUSpawner
+    from spawner.slurm import SlurmRuntime
+
+    both = {n for n in set(vars(SlurmRuntime)) & set(vars(GPUSpawner)) if not n.startswith("__")}
+    assert {n for n in both if not hasattr(Spawner, n)} == set()

@@ -183,7 +183,8 @@ chroot "$ROOT" env -i PATH="$IMG_PATH" HOME=/root LANG=C.UTF-8 \
     "$PREFIX/bin/python" "/tmp/wheels/$PIPWHL/pip" install -q --no-index --no-cache-dir \
     --disable-pip-version-check --root-user-action=ignore --find-links /tmp/wheels \
     -r /tmp/wheels/pins.txt "/tmp/wheels/$(basename "$WHEEL")"
-chroot "$ROOT" "$PREFIX/bin/python" -c 'import jupyterhub, jupyterlab, spawner; print("  in the chroot: jupyterhub", jupyterhub.__version__, "jupyterlab", jupyterlab.__version__)'
+# gpuhub.jobrun: a batch job's runner (spawner/jobs.py runs `python3 -m gpuhub.jobrun` from the PATH)
+chroot "$ROOT" "$PREFIX/bin/python" -c 'import jupyterhub, jupyterlab, spawner, gpuhub.jobrun; print("  in the chroot: jupyterhub", jupyterhub.__version__, "jupyterlab", jupyterlab.__version__)'
 [ -x "$ROOT$PREFIX/bin/jupyterhub-singleuser" ] || die "jupyterhub-singleuser is missing from $PREFIX/bin"
 if [ -n "$CODE_SERVER_DIR" ]; then
     cp -a "$CODE_SERVER_DIR" "$ROOT$PREFIX/code-server"
