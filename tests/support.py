@@ -632,3 +632,30 @@ def cli_login(hub, cli, name):
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     assert json.loads(saved.read_text()) == {"url": hub.url + "/", "token": user.token}
     return user
+
+
+# --- batch jobs (tests/test_jobs.py, and the Docker and Slurm job tests) ------------------
+
+
+def jobs_of(cli) -> list[dict]:
+    """The user's jobs, as `gpuhub jobs --json` lists them (the ``cli`` fixture)."""
+    return json.loads(cli("jobs", "--json").stdout)["jobs"]
+
+
+def job(cli, job_id) -> dict:
+    return next(j for j in jobs_of(cli) if j["id"] == job_id)
+
+
+def shares_of(hub, name) -> list[dict]:
+    return [a for a in hub.admin_allocator().allocations(name)]
+
+
+def job_servers(user) -> list[str]:
+    return sorted(n for n in (user.model().get("servers") or {}) if n.startswith("job-"))
+
+
+def submitted(p) -> str:
+    """The job id `gpuhub run` printed ("Job ID: …")."""
+    out = p.stderr.decode() + p.stdout.decode()
+    line = next(line for line in out.splitlines() if line.startswith("Job "))
+    return line.split()[1].rstrip(":")

@@ -10,8 +10,7 @@ import time
 import pytest
 
 from spawner import DockerGPUSpawner
-from tests.support import cli_login, pids_with_env, wait_for
-from tests.test_jobs import A, job, job_servers, submitted
+from tests.support import API as A, cli_login, job, job_servers, pids_with_env, submitted, wait_for
 
 #: a profile with an image of its own (#20 item 3), for the group "imagers" only
 TAGGED = "gpuhub/singleuser:profile-test"

@@ -16,33 +16,10 @@ import time
 
 import pytest
 
-from tests.support import cli_login, pids_with_cmdline, pids_with_env, wait_for
-
-A = "/services/gpu-allocator/api/v1"
-
-
-def jobs_of(cli) -> list[dict]:
-    return json.loads(cli("jobs", "--json").stdout)["jobs"]
-
-
-def job(cli, job_id) -> dict:
-    return next(j for j in jobs_of(cli) if j["id"] == job_id)
-
-
-def shares_of(hub, name) -> list[dict]:
-    return [a for a in hub.admin_allocator().allocations(name)]
-
-
-def job_servers(user) -> list[str]:
-    return sorted(n for n in (user.model().get("servers") or {}) if n.startswith("job-"))
-
-
-def submitted(p) -> str:
-    """The job id `gpuhub run` printed ("Job ID: …")."""
-    out = p.stderr.decode() + p.stdout.decode()
-    line = next(line for line in out.splitlines() if line.startswith("Job "))
-    return line.split()[1].rstrip(":")
-
+from tests.support import (
+    API as A, cli_login, job, job_servers, jobs_of, pids_with_cmdline, pids_with_env, shares_of,
+    submitted, wait_for,
+)
 
 def test_run_wait_prints_the_shares_devices_and_the_exit_code_comes_back(hub, cli):
     user = cli_login(hub, cli, "jobber")

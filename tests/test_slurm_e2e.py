@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from spawner.slurm_cluster import SlurmCluster
-from tests.support import API, ENV_CODE, Slurm, cli_login, pids_with_env, slurm_unavailable, wait_for
-from tests.test_jobs import job, job_servers, submitted
+from tests.support import (
+    API, ENV_CODE, Slurm, cli_login, job, job_servers, pids_with_env, slurm_unavailable, submitted, wait_for,
+)
 
 _reason = slurm_unavailable()
 if _reason:
