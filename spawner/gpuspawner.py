@@ -321,6 +321,10 @@ class GPUSpawner(Spawner):
         super().load_state(state)
         self.allocation = state.get("gpuhub_allocation")
         self.stop_reason = state.get("gpuhub_stop_reason")
+        self.job = state.get("gpuhub_job")
+        if self.job:
+            # a restarted hub checks a running job as often as the one that started it
+            self.poll_interval = self.job_poll_interval
 
     def get_state(self):
         state = super().get_state()
@@ -328,6 +332,8 @@ class GPUSpawner(Spawner):
             state["gpuhub_allocation"] = self.allocation
         if self.stop_reason:
             state["gpuhub_stop_reason"] = self.stop_reason
+        if self.job:
+            state["gpuhub_job"] = self.job
         return state
 
     # clear_state() deliberately keeps the allocation: runtimes clear their state

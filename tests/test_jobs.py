@@ -172,3 +172,36 @@ def test_kill_9_of_the_allocator_or_the_runner_while_a_job_runs_loses_nothing(hu
     assert "without recording an exit status" in j["reason"], j
     wait_for(lambda: not shares_of(hub, "jobkill") and not job_servers(user), 30, "everything freed")
     assert not pids_with_env("GPUHUB_JOB_ID", second, "sleep")
+
+
+def test_kill_9_of_the_hub_and_its_services_while_a_job_runs_loses_nothing(own_hub):
+    """The hub, its proxy and its services die at once (kill -9), as in a crash of
+    the hub host's gpuhub processes; the job's own processes live on, as sessions
+    do. The restarted hub and allocator find the job again, and its end is
+    recorded with its exit code; nothing is left held."""
+    hub = own_hub
+    user = hub.login("jobcrash")
+    r = user.call("POST", A + "/jobs", json={"command": ["sh", "-c", "echo up; sleep 6; echo finished; exit 2"],
+                                             "gpus": "0.5"})
+    assert r.status_code == 201, r.text
+    jid = r.json()["id"]
+    state = lambda: user.call("GET", f"{A}/jobs/{jid}").json()  # noqa: E731
+    wait_for(lambda: state()["state"] == "running", 60, "the job to run")
+    victims = [hub.proc.pid, *pids_with_cmdline(f"--config={hub.data_dir}/"),
+               *pids_with_cmdline("configurable-http-proxy", str(hub.port))]
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    hub.proc.wait(10)
+    assert pids_with_env("GPUHUB_JOB_ID", jid, "gpuhub.jobrun")  # the job goes on meanwhile
+    hub.start()
+    wait_for(lambda: state()["state"] != "running", 90, "the job's end, seen after the restart")
+    j = state()
+    assert (j["state"], j["exit_code"], j["reason"]) == ("failed", 2, "the command exited with 2"), j
+    logs = user.call("GET", f"{A}/jobs/{jid}/logs")
+    assert logs.text == "up\nfinished\n" and logs.headers["X-Job-Exit-Code"] == "2"
+    wait_for(lambda: not hub.admin_allocator().allocations("jobcrash") and not job_servers(user), 60,
+             "the share and the job's server gone")
+
