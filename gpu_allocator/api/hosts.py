@@ -220,6 +220,14 @@ def parse_allocation_use(data: dict, now: float) -> dict:
     return {"allocations": out}
 
 
+def peer_certificate(request) -> dict | None:
+    """The client's certificate on a TLS connection (the agents' port); None on
+    plain HTTP (loopback) or without one."""
+    sock = getattr(getattr(request.connection, "stream", None), "socket", None)
+    getpeercert = getattr(sock, "getpeercert", None)
+    return getpeercert() if getpeercert is not None else None
+
+
 class HostAPIHandler(APIHandler):
     def host_name(self, name: str) -> str:
         if not HOST_NAME.match(name):
@@ -232,7 +240,7 @@ class HostAPIHandler(APIHandler):
             raise web.HTTPError(403, f"only GPU host agents ({AGENT_SCOPE}) may do this")
         # over the TLS port for agents, a host's certificate acts for that host only
         # (the agents' token is one for all hosts; the certificate is each host's own)
-        cert = self.request.get_ssl_certificate()
+        cert = peer_certificate(self.request)
         if cert and name not in cert_names(cert):
             raise web.HTTPError(403, f"this client's certificate is for {', '.join(sorted(cert_names(cert)))}, "
                                 f"not for host {name}; each agent uses its own host's certificate "
