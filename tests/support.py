@@ -659,3 +659,21 @@ def submitted(p) -> str:
     out = p.stderr.decode() + p.stdout.decode()
     line = next(line for line in out.splitlines() if line.startswith("Job "))
     return line.split()[1].rstrip(":")
+
+
+def run_to_the_end(hub, cli, user, gpus: str, echo: str, timeout: float) -> tuple[dict, dict, float]:
+    """`gpuhub run --gpus GPUS --hours 1 -- sh -c 'echo "ECHO"; exit 3'` until the
+    job ends: (the job, the ``KEY=value`` fields it printed, seconds from submit
+    to end). It must have failed with exit code 3, the same in its logs."""
+    started = time.monotonic()
+    p = cli("run", "--gpus", gpus, "--hours", "1", "--", "sh", "-c", f'echo "{echo}"; exit 3')
+    job_id = submitted(p)
+    wait_for(lambda: job(cli, job_id)["state"] not in ("queued", "running"), timeout, "the job to end")
+    seconds = time.monotonic() - started
+    j = job(cli, job_id)
+    assert j["state"] == "failed" and j["exit_code"] == 3, j
+    assert j["reason"] == "the command exited with 3" and j["host"], j
+    r = user.call("GET", f"{API}/jobs/{job_id}/logs")
+    assert r.status_code == 200 and r.headers["X-Job-Exit-Code"] == "3", r.text
+    return j, dict(kv.split("=", 1) for kv in r.text.split()), seconds
+

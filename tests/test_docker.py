@@ -10,7 +10,7 @@ import time
 import pytest
 
 from spawner import DockerGPUSpawner
-from tests.support import API as A, cli_login, job, job_servers, pids_with_env, submitted, wait_for
+from tests.support import cli_login, job, job_servers, pids_with_env, run_to_the_end, submitted, wait_for
 
 #: a profile with an image of its own (#20 item 3), for the group "imagers" only
 TAGGED = "gpuhub/singleuser:profile-test"
@@ -117,18 +117,8 @@ def test_a_batch_job_runs_in_a_container_with_its_share_and_its_exit_code_comes_
     Python), with the share's GPU; its exit code and output come back through
     the home vfolder at ~; the container goes when the command ends."""
     user = cli_login(hub, cli, "gpuhub-djob")
-    started = time.monotonic()
-    p = cli("run", "--gpus", "0.5", "--hours", "1", "--", "sh", "-c",
-            'echo "CVD=$CUDA_VISIBLE_DEVICES HOME=$HOME PWD=$(pwd) UID=$(id -u)"; exit 3')
-    job_id = submitted(p)
-    wait_for(lambda: job(cli, job_id)["state"] not in ("queued", "running"), 180, "the job to end")
-    seconds = time.monotonic() - started
-    j = job(cli, job_id)
-    assert j["state"] == "failed" and j["exit_code"] == 3, j
-    assert j["reason"] == "the command exited with 3" and j["host"], j
-    r = user.call("GET", A + f"/jobs/{job_id}/logs")
-    assert r.status_code == 200 and r.headers["X-Job-Exit-Code"] == "3", r.text
-    fields = dict(kv.split("=", 1) for kv in r.text.split())
+    _, fields, seconds = run_to_the_end(hub, cli, user, "0.5",
+                                        "CVD=$CUDA_VISIBLE_DEVICES HOME=$HOME PWD=$(pwd) UID=$(id -u)", 180)
     uuids = {d["uuid"] for h in hub.admin_allocator().pool()["hosts"] for d in h["devices"]}
     assert fields["CVD"] in uuids, (fields, uuids)  # the share's device, by UUID as in sessions
     assert fields["HOME"] == fields["PWD"] == "/home/jovyan" and fields["UID"] != "0", fields

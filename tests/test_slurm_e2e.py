@@ -16,7 +16,8 @@ import pytest
 
 from spawner.slurm_cluster import SlurmCluster
 from tests.support import (
-    API, ENV_CODE, Slurm, cli_login, job, job_servers, pids_with_env, slurm_unavailable, submitted, wait_for,
+    API, ENV_CODE, Slurm, cli_login, job, job_servers, pids_with_env, run_to_the_end, slurm_unavailable, submitted,
+    wait_for,
 )
 
 _reason = slurm_unavailable()
@@ -221,19 +222,10 @@ def test_a_batch_job_is_one_slurm_job_its_exit_code_comes_back_and_nothing_is_le
     runner exits, so does the Slurm job, and the hub's poll (the job's 1 s)
     frees the mirror and the allocator removes the job's server."""
     user = cli_login(hub, cli, "gpuhub-sj")
-    started = time.monotonic()
-    p = cli("run", "--gpus", "1", "--hours", "1", "--", "sh", "-c",
-            'echo "CVD=$CUDA_VISIBLE_DEVICES SLURM=$SLURM_JOB_ID PWD=$(pwd) UID=$(id -u)"; exit 3')
-    job_id = submitted(p)
-    wait_for(lambda: job(cli, job_id)["state"] not in ("queued", "running"), 120, "the job to end")
-    seconds = time.monotonic() - started
-    j = job(cli, job_id)
-    assert j["state"] == "failed" and j["exit_code"] == 3, j
-    assert j["reason"] == "the command exited with 3" and j["host"] == NODE, j
-    r = user.call("GET", f"{API}/jobs/{job_id}/logs")
-    assert r.status_code == 200 and r.headers["X-Job-Exit-Code"] == "3", r.text
-    fields = dict(kv.split("=", 1) for kv in r.text.split())
-    (slurm_job,) = slurm.jobs(f"gpuhub-gpuhub-sj-job-{job_id}")
+    j, fields, seconds = run_to_the_end(hub, cli, user, "1",
+                                        "CVD=$CUDA_VISIBLE_DEVICES SLURM=$SLURM_JOB_ID PWD=$(pwd) UID=$(id -u)", 120)
+    assert j["host"] == NODE, j
+    (slurm_job,) = slurm.jobs(f"gpuhub-gpuhub-sj-job-{j['id']}")
     assert fields["SLURM"] == slurm_job.job_id, fields
     info = slurm.job(slurm_job.job_id)
     assert fields["CVD"].isdigit(), fields  # Slurm's GPU, by index

@@ -105,6 +105,23 @@ def open_panel(page):
     page.wait_for_selector("#gpuhub-panel [data-testid=share]", timeout=60_000)
 
 
+def lab_with_half_a_gpu(p, hub, user: str):
+    """Chromium signed in as ``user``, with JupyterLab of a 0.5 GPU server from
+    the spawn form and the panel open: (browser, page)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1900}, locale=LOCALE)
+    page.goto(hub.url + "/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", "anything")
+    page.click("#login_submit")
+    page.wait_for_selector("#gpuhub-gpus")
+    page.select_option("#gpuhub-gpus", "0.5")
+    page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+    page.wait_for_url(f"**/user/{user}/lab**", timeout=120_000)
+    open_panel(page)
+    return browser, page
+
+
 def shot(page, name: str):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     box = page.locator("#gpuhub-panel").bounding_box()
@@ -188,17 +205,7 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
     digest = hashlib.sha256(big.read_bytes()).hexdigest()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1900}, locale=LOCALE)
-        page.goto(hub.url + "/hub/login")
-        page.fill("#username_input", USER)
-        page.fill("#password_input", "anything")
-        page.click("#login_submit")
-        page.wait_for_selector("#gpuhub-gpus")
-        page.select_option("#gpuhub-gpus", "0.5")
-        page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
-        page.wait_for_url(f"**/user/{USER}/lab**", timeout=120_000)
-        open_panel(page)
+        browser, page = lab_with_half_a_gpu(p, hub, USER)
         set_theme(api, page, "JupyterLab Light")  # the account (and its settings) may outlive a hub
 
         (allocation,) = api.allocations()
@@ -365,17 +372,7 @@ def test_run_as_job_executes_the_notebook_and_the_panel_lists_it(hub):
     cancelled while it runs."""
     api = hub.login(JOBS_USER)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1900}, locale=LOCALE)
-        page.goto(hub.url + "/hub/login")
-        page.fill("#username_input", JOBS_USER)
-        page.fill("#password_input", "anything")
-        page.click("#login_submit")
-        page.wait_for_selector("#gpuhub-gpus")
-        page.select_option("#gpuhub-gpus", "0.5")
-        page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
-        page.wait_for_url(f"**/user/{JOBS_USER}/lab**", timeout=120_000)
-        open_panel(page)
+        browser, page = lab_with_half_a_gpu(p, hub, JOBS_USER)
         set_theme(api, page, "JupyterLab Light")
         put(api, "my work", {"type": "directory"})
         put(api, "my work/nb one.ipynb", {"type": "notebook", "format": "json", "content": notebook(
