@@ -348,6 +348,18 @@ class GPUAllocator(HubService):
         """,
     ).tag(config=True)
 
+    max_jobs_per_user = Int(
+        20,
+        help="""The most batch jobs (``gpuhub run``) one user may have queued or running
+        at once; one more is refused with a 429 that says so. 0: no limit.
+
+        Each waiting job is a pending spawn of the hub, and JupyterHub refuses
+        every spawn, anyone's, beyond its ``concurrent_spawn_limit`` (default
+        100). Default 20: a sweep's worth, while a few users cannot fill the
+        hub's spawn slots; raise both together for large sweeps.
+        """,
+    ).tag(config=True)
+
     estimate_budget = Float(
         0.5,
         help="""Seconds one POST estimates (the spawn form's start estimates for each

@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from gpuhub.client import HubClient, ServiceClient, ServiceError, hub_api_items
 
-from .core.jobs import Job, JobState, Next, cancelled, check_id, ended, is_job_server, on_hub
+from .core.jobs import Job, JobState, Next, cancelled, check_id, ended, is_job_server, on_hub, over_limit
 from .store.ledger import DeleteJob, PutJob
 
 
@@ -101,6 +101,10 @@ class Jobs:
         """Record the job and ask the hub for its server; a 4xx from the hub
         within ``wait`` seconds (the spawner's validation) is a SubmitRefused and
         the job is dropped; otherwise the spawn goes on in the background."""
+        active = sum(1 for j in self.active.values() if j.user == user and not j.state.final)
+        why = over_limit(active, self.app.max_jobs_per_user)
+        if why:
+            raise SubmitRefused(429, why)
         now = time.time()
         job = Job(secrets.token_hex(6), user, tuple(command), dict(options), workdir, JobState.QUEUED, now)
         await self.put(job)

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpu_allocator.core.jobs import (
-    SPAWN_GRACE, Job, JobState, Next, cancelled, ended, on_hub, parse_job, server_name,
+    SPAWN_GRACE, Job, JobState, Next, cancelled, ended, on_hub, over_limit, parse_job, server_name,
 )
 from gpu_allocator.core.validation import RequestError
 from gpuhub import jobrun
@@ -57,6 +57,12 @@ def test_parse_job_takes_a_command_list_the_share_and_a_relative_workdir():
     ]:
         with pytest.raises(RequestError, match=words.replace("[", r"\[").replace("]", r"\]")):
             parse_job(body)
+
+
+def test_a_user_may_have_so_many_jobs_at_once():
+    assert over_limit(19, 20) is None and over_limit(500, 0) is None
+    assert "20 jobs queued or running, the most allowed at once (20)" in over_limit(20, 20)
+    assert "gpuhub cancel ID" in over_limit(21, 20)
 
 
 def test_a_jobs_server_and_folder_are_named_by_its_id():

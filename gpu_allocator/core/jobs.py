@@ -150,6 +150,15 @@ def parse_job(data: object) -> tuple[tuple[str, ...], dict, str]:
     return command, options, parse_workdir(data.get("workdir"))
 
 
+def over_limit(active: int, limit: int) -> str | None:
+    """Why a user with ``active`` jobs queued or running may not submit another
+    (``limit``: GPUAllocator.max_jobs_per_user; 0: no limit); None if they may."""
+    if limit and active >= limit:
+        return (f"you have {active} jobs queued or running, the most allowed at once ({limit}); "
+                "wait for one to end, or cancel one (gpuhub jobs, gpuhub cancel ID)")
+    return None
+
+
 # --- what the hub's view means -----------------------------------------------------------
 
 
