@@ -65,6 +65,19 @@ def test_a_user_may_have_so_many_jobs_at_once():
     assert "gpuhub cancel ID" in over_limit(21, 20)
 
 
+async def test_a_submission_over_the_limit_is_refused_before_anything_is_written():
+    import logging
+    from types import SimpleNamespace
+
+    from gpu_allocator.jobs import Jobs, SubmitRefused
+
+    jobs = Jobs(SimpleNamespace(log=logging.getLogger("test"), max_jobs_per_user=1))  # no pool: nothing to write
+    jobs.active = {"0123456789ab": a_job(), "bbbbbbbbbbbb": a_job(id="bbbbbbbbbbbb", user="bob")}
+    with pytest.raises(SubmitRefused) as refused:
+        await jobs.submit("alice", ("true",), {}, "")
+    assert refused.value.status == 429 and "at once (1)" in refused.value.message
+
+
 def test_a_jobs_server_and_folder_are_named_by_its_id():
     j = a_job()
     assert j.server == server_name(j.id) == "job-0123456789ab"
