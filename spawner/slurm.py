@@ -537,6 +537,8 @@ class SlurmRuntime(Spawner):
         # Slurm sets the job's GPUs; the hub's notion of "none yet" must not win
         for key in ("CUDA_VISIBLE_DEVICES", "GPUHUB_ALLOCATION", "GPUHUB_HOST"):
             env.pop(key, None)
+        for key in [k for k in env if k.startswith("CUDA_MPS_")]:  # an mps job's are Slurm's too
+            env.pop(key)
         env["GPUHUB_GPUS"] = str(request.get("gpus") or "0")
         env = {**{k: v for k, v in os.environ.items() if k == "PATH" or k.startswith("LC_") or k == "LANG"},
                **env}
