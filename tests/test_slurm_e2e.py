@@ -112,12 +112,16 @@ def test_one_gpu_is_one_running_job_mirrored_then_stop_cancels_and_frees(hub, sl
 
 def test_fraction_runs_as_a_shard_job_on_one_gpu(hub, slurm):
     bea = hub.login("gpuhub-sb")
+    form = bea.session.get(hub.url + "/hub/spawn").text
+    assert 'id="gpuhub-slurm-fractions"' in form and "a Slurm shard" in form
+    assert "nothing is fenced, neither the GPU's memory nor its compute" in form
     spawn_ready(bea, {"gpus": 0.5})
     (job,) = slurm.jobs("gpuhub-gpuhub-sb", "RUNNING")
     (gres,) = slurm.job(job.job_id).gres[NODE]
     assert (gres.name, gres.count, len(gres.indexes)) == ("shard", 5, 1)
     env = json.loads(bea.run_code(ENV_CODE))
     assert env["CUDA_VISIBLE_DEVICES"] == str(gres.indexes[0])
+    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] is None  # a shard limits nothing
     (allocation,) = bea.allocations()
     assert allocation["gpus"] == "0.5" and allocation["devices"][0]["index"] == gres.indexes[0]
     bea.stop()
