@@ -191,6 +191,15 @@ def test_quota_refusal_submits_nothing(hub, slurm):
         admin.call("DELETE", API + "/quotas/user/gpuhub-sf")
 
 
+def test_a_fraction_that_is_no_whole_number_of_shards_is_a_400_and_submits_nothing(hub, slurm):
+    """0.25 GPU on 10 shards per GPU would be 2.5 shards: refused when the spawn
+    is asked for (the allocator's dry run passed it), with the allowed steps."""
+    hal = hub.login("gpuhub-sh")
+    r = hal.spawn({"gpus": 0.25})
+    assert r.status_code == 400 and "a multiple of 0.1 GPU" in r.text, r.text
+    assert hal.server() is None and slurm.jobs("gpuhub-gpuhub-sh") == []
+
+
 
 def test_home_and_vfolders_are_mounted_in_the_job_from_the_storage_paths(hub, slurm):
     """#22: the job's script mounts the user's home vfolder at ~ and a chosen
