@@ -7,7 +7,9 @@ Checked against Slurm 22.05 (Debian 12):
 
 - ``scontrol show job -d JOBID`` prints ``Key=Value`` pairs, and per node a line
   ``Nodes=node-a CPU_IDs=0-1 Mem=4096 GRES=gpu:a100:2(IDX:0-1)``
-  (``GRES=shard:5(IDX:2)`` for shards: the index is the GPU's);
+  (``GRES=shard:5(IDX:2)`` for shards, ``GRES=mps:50(IDX:0)`` for mps: the
+  index is the GPU's; ``JOB_GRES=mps:50``, untyped even where the node's mps
+  GRES carry the GPU's type);
 - ``squeue -h -o '%i|%T|%r|%S|%N'`` one job per line (JOBID|STATE|REASON|START|NODES);
   START is ``N/A`` when the backfill scheduler has no estimate.
 """

@@ -79,6 +79,14 @@ class GPUHubDemo(Configurable):
         "inventory). One node, as one machine runs one slurmd outside network "
         "namespaces.",
     ).tag(config=True)
+    slurm_fractions = CaselessStrEnum(
+        ["shard", "mps"], env("GPUHUB_SLURM_FRACTIONS", "shard"),
+        help="With runtime 'slurm': how a fraction of a GPU is asked of Slurm, "
+        "'shard' (--gres=shard:K) or 'mps' (--gres=mps:P, P the percentage of one "
+        "GPU): SlurmGPUSpawner.fraction_gres, and, for the demo's own cluster, the "
+        "GRES it declares (shards, or 100 mps per GPU). $GPUHUB_SLURM_FRACTIONS; "
+        "default shard, as before.",
+    ).tag(config=True)
     local_agent = CaselessStrEnum(
         ["auto", "1", "0"], env("GPUHUB_LOCAL_AGENT", "auto"),
         help="Whether this host's GPUs join the pool through its own agent (CUDA MPS "
@@ -364,7 +372,7 @@ if runtime == "slurm":
         if not nodes:
             sys.exit(f"gpuhub: no inventory host {demo.slurm_node!r} for the Slurm cluster "
                      f"(GPUHUB_SLURM_NODE) in {c.GPUAllocator.inventory_file}")
-        cluster = SlurmCluster(data_dir / "slurm", nodes).start()
+        cluster = SlurmCluster(data_dir / "slurm", nodes, fractions=demo.slurm_fractions).start()
         slurm_conf = str(cluster.conf)
         c.SlurmGPUSpawner.setdefault("job_output", f"{cluster.run}/jobs/%u-%j.log")
         if not inventory_named:
@@ -379,6 +387,7 @@ if runtime == "slurm":
         print(f"gpuhub: a Slurm cluster of the demo's own runs {nodes[0].name}: SLURM_CONF={slurm_conf}",
               flush=True)
     c.SlurmGPUSpawner.slurm_conf = slurm_conf
+    c.SlurmGPUSpawner.setdefault("fraction_gres", demo.slurm_fractions)
     c.GPUAllocator.setdefault("slurm_conf", slurm_conf)
     from_env(c.GPUAllocator, {"GPUHUB_SLURM_RECONCILE_INTERVAL": ("slurm_reconcile_interval", float)})
     c.SlurmGPUSpawner.create_system_users = True

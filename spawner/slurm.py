@@ -49,7 +49,8 @@ import time
 
 from jupyterhub.spawner import SpawnException, Spawner
 from jupyterhub.utils import random_port
-from traitlets import Bool, Float, Int, List, Unicode
+from tornado import web
+from traitlets import Bool, CaselessStrEnum, Float, Int, List, Unicode, default
 
 from gpu_allocator.client import AllocatorError
 from gpu_allocator.core.jobs import is_job_server
@@ -81,11 +82,14 @@ def time_limit(max_hours: float) -> str:
     return str(max(1, math.ceil(float(max_hours) * 60 - 1e-9)))
 
 
-def gres_args(request: dict, units_per_gpu: int, shards_per_gpu: int) -> list[str]:
+def gres_args(request: dict, units_per_gpu: int, shards_per_gpu: int, fraction_gres: str = "shard",
+              mps_per_gpu: int = 100) -> list[str]:
     """``--gres`` for a share: whole GPUs as ``gpu[:type]:N`` (a type when one
-    model is asked for), a fraction as ``shard:K`` of the node's shards_per_gpu
-    per GPU; [] for no GPU. Raises ValueError for a fraction the cluster
-    cannot express (no shards, or not a whole number of them)."""
+    model is asked for); a fraction as ``shard:K`` of the node's shards_per_gpu
+    per GPU, or (``fraction_gres="mps"``) as ``mps:P`` of the mps_per_gpu each
+    GPU has (100: P is the share's percentage of one GPU); [] for no GPU.
+    Raises ValueError, saying what is allowed, for a fraction the cluster
+    cannot express (no shards, or not a whole number of shards or of mps)."""
     units = int(request.get("units") or 0)
     if units <= 0:
         return []
@@ -96,19 +100,31 @@ def gres_args(request: dict, units_per_gpu: int, shards_per_gpu: int) -> list[st
         return [f"--gres=gpu:{typed}{n}"]
     if units > units_per_gpu:
         raise ValueError("more than one GPU must be a whole number of GPUs")
-    if not shards_per_gpu:
-        raise ValueError("this Slurm cluster declares no shards: ask for whole GPUs")
-    shards, rest = divmod(units * shards_per_gpu, units_per_gpu)
-    if rest or not shards:
-        step = units_per_gpu / shards_per_gpu / units_per_gpu
+    if fraction_gres == "mps":
+        per_gpu, what = mps_per_gpu, "mps"
+        if not per_gpu:
+            raise ValueError("this Slurm cluster declares no mps: ask for whole GPUs")
+    else:
+        per_gpu, what = shards_per_gpu, "shard"
+        if not per_gpu:
+            raise ValueError("this Slurm cluster declares no shards: ask for whole GPUs")
+    count, rest = divmod(units * per_gpu, units_per_gpu)
+    if rest or not count:
+        step = units_per_gpu // math.gcd(units_per_gpu, per_gpu) / units_per_gpu
+        asked = units / units_per_gpu
+        if what == "mps":
+            raise ValueError(f"{asked:g} GPU is {asked * 100:g}% of a GPU; with MPS on this Slurm cluster a "
+                             f"fraction must be a whole number of the {per_gpu} mps of a GPU: a multiple "
+                             f"of {step:g} GPU")
         raise ValueError(f"a fraction on Slurm must be a multiple of {step:g} GPU "
-                         f"(1 of the {shards_per_gpu} shards of a GPU)")
-    return [f"--gres=shard:{shards}"]
+                         f"(a whole number of the {per_gpu} shards of a GPU)")
+    return [f"--gres={what}:{count}"]
 
 
 def sbatch_args(request: dict, *, user: str, server: str, units_per_gpu: int, shards_per_gpu: int,
                 partition: str = "", workdir: str = "", output: str = "",
-                account: tuple[int, int] | None = None, extra: list[str] = ()) -> list[str]:
+                account: tuple[int, int] | None = None, extra: list[str] = (),
+                fraction_gres: str = "shard", mps_per_gpu: int = 100) -> list[str]:
     """The arguments of ``sbatch`` for one server (the script comes on stdin):
     its name, GRES, CPUs, memory and time limit from the validated request
     (the allocator's dry run: ``units``, ``cpu``, ``mem`` in M, ``max_hours``)."""
@@ -116,7 +132,7 @@ def sbatch_args(request: dict, *, user: str, server: str, units_per_gpu: int, sh
             f"--cpus-per-task={max(1, math.ceil(float(request.get('cpu') or 1)))}",
             f"--mem={request.get('mem') or '1024M'}", f"--time={time_limit(request.get('max_hours') or 8)}",
             "--export=ALL", "--no-requeue"]  # a server whose node failed ends, never restarts elsewhere
-    args += gres_args(request, units_per_gpu, shards_per_gpu)
+    args += gres_args(request, units_per_gpu, shards_per_gpu, fraction_gres, mps_per_gpu)
     if partition:
         args.append(f"--partition={partition}")
     if workdir:
@@ -176,20 +192,22 @@ def batch_script(cmd: list[str], python: str | None = None, allocation_wait: flo
 
 
 def mirror_body(job: JobInfo, request: dict, *, user: str, server: str, units_per_gpu: int,
-                shards_per_gpu: int) -> dict | None:
+                shards_per_gpu: int, mps_per_gpu: int = 100) -> dict | None:
     """The allocator's ``POST external`` body for a running job: its node, the
-    GPU indices it holds and the units on each (whole GPUs, or its shards'
-    share of one); None when it holds no GPU."""
+    GPU indices it holds and the units on each (whole GPUs, or its shards' or
+    mps' share of one: ``GRES=mps:50(IDX:0)`` of 100 per GPU is half of GPU 0);
+    None when it holds no GPU."""
     uses = job.gres.get(job.node) or next(iter(job.gres.values()), [])
     gpus = [u for u in uses if u.name == "gpu" and u.indexes]
-    shards = [u for u in uses if u.name == "shard" and u.indexes]
+    shared = [(u, per) for u in uses if u.indexes
+              for name, per in (("shard", shards_per_gpu), ("mps", mps_per_gpu)) if u.name == name and per]
     if gpus:
         indexes = sorted({i for u in gpus for i in u.indexes})
         units_each = units_per_gpu
-    elif shards and shards_per_gpu:
-        indexes = sorted({i for u in shards for i in u.indexes})
-        count = sum(u.count for u in shards)
-        units_each = max(1, count * units_per_gpu // (shards_per_gpu * len(indexes)))
+    elif shared:
+        indexes = sorted({i for u, _ in shared for i in u.indexes})
+        of_one = sum(u.count / per for u, per in shared)  # in GPUs
+        units_each = max(1, round(of_one * units_per_gpu / len(indexes)))
     else:
         return None
     return {
@@ -197,6 +215,23 @@ def mirror_body(job: JobInfo, request: dict, *, user: str, server: str, units_pe
         "user": user, "server": server, "cpu": request.get("cpu"), "mem": request.get("mem"),
         "max_hours": request.get("max_hours"),
     }
+
+
+def fraction_note(fraction_gres: str) -> str:
+    """What the spawn form says about fractions of a GPU on Slurm: what is, and
+    what is not, fenced between jobs on one GPU."""
+    if fraction_gres == "mps":
+        text = ("On this Slurm cluster a fraction of a GPU is a CUDA MPS share (<code>mps:P</code>): "
+                "Slurm sets <code>CUDA_MPS_ACTIVE_THREAD_PERCENTAGE</code> to its percentage, which "
+                "limits the GPU's compute your CUDA processes may use where the node runs an MPS "
+                "daemon. Its memory is not fenced: Slurm sets no memory limit "
+                "(<code>CUDA_MPS_PINNED_DEVICE_MEM_LIMIT</code>), so jobs on the same GPU share all "
+                "of its memory. Whole GPUs are not shared with other jobs.")
+    else:
+        text = ("On this Slurm cluster a fraction of a GPU is a Slurm shard (<code>shard:K</code>): "
+                "nothing is fenced, neither the GPU's memory nor its compute; jobs on the same GPU "
+                "share all of it. Whole GPUs are not shared with other jobs.")
+    return f'<p class="help-block form-text gpuhub-slurm-fractions" id="gpuhub-slurm-fractions">{text}</p>\n'
 
 
 def end_reason(job: JobInfo | None, job_id: str) -> str:
@@ -254,6 +289,39 @@ class SlurmRuntime(Spawner):
 
         Default 10, the demo cluster's (spawner/slurm_cluster.py): fractions in
         steps of 0.1 GPU. Shards share a GPU without fencing its memory.
+        """,
+    ).tag(config=True)
+
+    fraction_gres = CaselessStrEnum(
+        ["shard", "mps"],
+        "shard",
+        help="""How a fraction of a GPU is asked of Slurm: ``"shard"`` (``--gres=shard:K``,
+        K of shards_per_gpu per GPU) or ``"mps"`` (``--gres=mps:P``, P of
+        mps_per_gpu per GPU: with gres.conf's usual ``Name=mps Count=100`` per
+        GPU, P is the share's percentage of one GPU, and Slurm sets the job's
+        ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`` to it), e.g. ``"mps"`` on a
+        cluster whose slurm.conf has ``GresTypes=gpu,mps``. Whole GPUs are
+        ``--gres=gpu[:type]:N`` either way.
+
+        Default ``"shard"``, what the demo's own cluster declares. It is
+        configured, not read from the cluster: the form and the allocator's dry
+        run come before any Slurm command, a cluster may declare both (or its
+        partitions differ), and a site knows which one its users' jobs may
+        use. Shards fence nothing; MPS limits the compute a job's CUDA
+        processes use (only where the node runs an MPS control daemon), and
+        Slurm 22.05 sets no ``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT``, so a
+        fraction's memory is not fenced under either.
+        """,
+    ).tag(config=True)
+
+    mps_per_gpu = Int(
+        100,
+        help="""How many ``mps`` GRES each GPU of the cluster has (gres.conf's
+        ``Name=mps Count=`` of one GPU's device file), e.g. 100: a fraction of
+        0.5 GPU is ``--gres=mps:50``. Used with fraction_gres ``"mps"``.
+
+        Default 100, Slurm's documented usual count (one per percent of the
+        GPU), and the demo cluster's with ``fractions="mps"``.
         """,
     ).tag(config=True)
 
@@ -469,6 +537,8 @@ class SlurmRuntime(Spawner):
         # Slurm sets the job's GPUs; the hub's notion of "none yet" must not win
         for key in ("CUDA_VISIBLE_DEVICES", "GPUHUB_ALLOCATION", "GPUHUB_HOST"):
             env.pop(key, None)
+        for key in [k for k in env if k.startswith("CUDA_MPS_")]:  # an mps job's are Slurm's too
+            env.pop(key)
         env["GPUHUB_GPUS"] = str(request.get("gpus") or "0")
         env = {**{k: v for k, v in os.environ.items() if k == "PATH" or k.startswith("LC_") or k == "LANG"},
                **env}
@@ -478,7 +548,8 @@ class SlurmRuntime(Spawner):
                 units_per_gpu=int(request.get("units_per_gpu") or 20), shards_per_gpu=self.shards_per_gpu,
                 partition=self.partition, workdir=home, output=self.job_output,
                 account=account[:2] if account and not self.job_runs_as_root() else None,
-                extra=list(self.sbatch_extra_args),
+                extra=list(self.sbatch_extra_args), fraction_gres=self.fraction_gres,
+                mps_per_gpu=self.mps_per_gpu,
             )
         except ValueError as e:
             raise SpawnException(str(e), reason="invalid", status_code=400) from None
@@ -590,6 +661,28 @@ class SlurmGPUSpawner(SlurmVFolderMixin, GPUSpawner, SlurmRuntime):
 
     places_itself = True
 
+    async def apply_gpu_options(self, user_options: dict) -> None:
+        """GPUSpawner's checks (the allocator's dry run), then whether the share
+        maps onto the cluster's GRES (a fraction as a whole number of shards or
+        mps): a 400 saying what is allowed, before anything is submitted."""
+        await super().apply_gpu_options(user_options)
+        request = self.gpu_request or {}
+        try:
+            gres_args(request, int(request.get("units_per_gpu") or 20), self.shards_per_gpu,
+                      self.fraction_gres, self.mps_per_gpu)
+        except ValueError as e:
+            self.gpu_request = None
+            raise web.HTTPError(400, str(e), reason="Invalid spawn options") from None
+
+    @default("options_form")
+    def _default_options_form(self):
+        base = super()._default_options_form()
+
+        async def form(spawner):
+            return await base(spawner) + fraction_note(spawner.fraction_gres)
+
+        return form
+
     def progress_event(self, progress: int, message: str) -> None:
         self._event(progress, message)
 
@@ -599,7 +692,7 @@ class SlurmGPUSpawner(SlurmVFolderMixin, GPUSpawner, SlurmRuntime):
         self._event(45, f"Slurm job {info.job_id} runs on {info.node}" + (f" with {uses}" if uses else ""))
         body = mirror_body(info, request, user=self.user.name, server=self.name,
                            units_per_gpu=int(request.get("units_per_gpu") or 20),
-                           shards_per_gpu=self.shards_per_gpu)
+                           shards_per_gpu=self.shards_per_gpu, mps_per_gpu=self.mps_per_gpu)
         if body is None:
             return
         try:

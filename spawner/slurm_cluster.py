@@ -24,6 +24,11 @@ a file, so one munged serves every namespace. ``kill_node`` (every process of
 the namespace, ``kill -9``) and ``link_down`` make a node die; ``stop`` deletes
 the namespaces it made (listed in ``DATA/netns``).
 
+GPUs are shared between jobs as ``shard`` GRES (SHARDS_PER_GPU per GPU), or,
+with ``fractions="mps"``, as ``mps`` GRES (MPS_PER_GPU on each GPU's device
+file; Slurm then sets the job's ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``). No MPS
+daemon runs: there is no GPU.
+
 Ports are picked free when the config is written; a cluster whose controller
 still runs is reused (``start`` is idempotent). The pure builders
 (``slurm_conf``, ``gres_conf``) are unit-tested; ``python -m
@@ -50,6 +55,12 @@ from pathlib import Path
 RUNTIME_ROOT = Path("/run/gpuhub-slurm")
 #: shards per GPU the demo cluster declares (a fraction of 0.5 → 5 shards)
 SHARDS_PER_GPU = 10
+#: mps GRES per GPU a cluster with ``fractions="mps"`` declares (Slurm's usual
+#: 100: ``--gres=mps:50`` is half of one GPU's compute)
+MPS_PER_GPU = 100
+#: how a cluster of this module shares a GPU between jobs: ``shard`` GRES (the
+#: default) or ``mps`` GRES
+FRACTIONS = ("shard", "mps")
 
 
 class ClusterError(RuntimeError):
@@ -98,11 +109,20 @@ def gres_type(model: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_") or "gpu"
 
 
-def node_gres(node: Node, shards_per_gpu: int = SHARDS_PER_GPU) -> str:
-    """``gpu:a100:4,shard:40`` (slurm.conf's Gres= of the node)."""
+def _check_fractions(fractions: str) -> None:
+    if fractions not in FRACTIONS:
+        raise ValueError(f"fractions must be one of {', '.join(FRACTIONS)}, not {fractions!r}")
+
+
+def node_gres(node: Node, shards_per_gpu: int = SHARDS_PER_GPU, fractions: str = "shard") -> str:
+    """``gpu:a100:4,shard:40`` (slurm.conf's Gres= of the node); with
+    ``fractions="mps"``, ``gpu:a100:4,mps:400`` (MPS_PER_GPU per GPU)."""
+    _check_fractions(fractions)
     parts = [f"gpu:{gres_type(m)}:{n}" for m, n in node.gpus]
     total = sum(n for _, n in node.gpus)
-    if shards_per_gpu and total:
+    if fractions == "mps" and total:
+        parts.append(f"mps:{total * MPS_PER_GPU}")
+    elif shards_per_gpu and total:
         parts.append(f"shard:{total * shards_per_gpu}")
     return ",".join(parts)
 
@@ -114,10 +134,11 @@ def controller_addr(nodes: list[Node]) -> str:
 
 
 def slurm_conf(name: str, nodes: list[Node], data: Path, run: Path, ports: tuple[int, int],
-               shards_per_gpu: int = SHARDS_PER_GPU, slurmd_timeout: int = 30) -> str:
+               shards_per_gpu: int = SHARDS_PER_GPU, slurmd_timeout: int = 30, fractions: str = "shard") -> str:
     """The cluster's slurm.conf: its own ports, state, spool, pid and log paths;
     linuxproc process tracking and no task plugin (no cgroups needed), the
-    cons_tres selector with memory as a resource, GRES gpu and shard. A node
+    cons_tres selector with memory as a resource, GRES gpu and shard (or mps:
+    ``fractions``). A node
     that does not answer for ``slurmd_timeout`` seconds is DOWN, and its jobs
     end as NODE_FAIL (never requeued: JobRequeue=0)."""
     ctld_port, slurmd_port = ports
@@ -142,7 +163,7 @@ def slurm_conf(name: str, nodes: list[Node], data: Path, run: Path, ports: tuple
         "TaskPlugin=task/none",
         "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_Core_Memory",
-        "GresTypes=gpu,shard",
+        f"GresTypes=gpu,{fractions}",
         # the node's CPUs and memory are gpuhub's inventory's, not this machine's
         "SlurmdParameters=config_overrides",
         "DefMemPerCPU=512",
@@ -162,15 +183,19 @@ def slurm_conf(name: str, nodes: list[Node], data: Path, run: Path, ports: tuple
     for n in nodes:
         lines.append(
             f"NodeName={n.name} NodeHostname={socket.gethostname()} NodeAddr={n.addr} CPUs={n.cpus} "
-            f"RealMemory={n.memory_mb} Gres={node_gres(n, shards_per_gpu)} State=UNKNOWN"
+            f"RealMemory={n.memory_mb} Gres={node_gres(n, shards_per_gpu, fractions)} State=UNKNOWN"
         )
     lines.append(f"PartitionName=gpu Nodes={','.join(n.name for n in nodes)} Default=YES "
                  "MaxTime=INFINITE State=UP")
     return "\n".join(lines) + "\n"
 
 
-def gres_conf(nodes: list[Node], dev: Path, shards_per_gpu: int = SHARDS_PER_GPU) -> str:
-    """gres.conf: each node's GPUs as the device files ``dev/NODE/nvidiaI``."""
+def gres_conf(nodes: list[Node], dev: Path, shards_per_gpu: int = SHARDS_PER_GPU, fractions: str = "shard") -> str:
+    """gres.conf: each node's GPUs as the device files ``dev/NODE/nvidiaI``, and
+    its shards (a count per node), or with ``fractions="mps"`` MPS_PER_GPU mps
+    GRES on each GPU's device file (Slurm needs the file: an mps GRES is the
+    share of the gpu GRES with the same file)."""
+    _check_fractions(fractions)
     lines = []
     for n in nodes:
         index = 0
@@ -179,7 +204,10 @@ def gres_conf(nodes: list[Node], dev: Path, shards_per_gpu: int = SHARDS_PER_GPU
                 f"{dev / n.name}/nvidia{index}"
             lines.append(f"NodeName={n.name} Name=gpu Type={gres_type(model)} File={files}")
             index += count
-        if shards_per_gpu and index:
+        if fractions == "mps":
+            lines += [f"NodeName={n.name} Name=mps Count={MPS_PER_GPU} File={dev / n.name}/nvidia{i}"
+                      for i in range(index)]
+        elif shards_per_gpu and index:
             lines.append(f"NodeName={n.name} Name=shard Count={index * shards_per_gpu}")
     return "\n".join(lines) + "\n"
 
@@ -222,10 +250,12 @@ class SlurmCluster:
 
     def __init__(self, data: str | os.PathLike, nodes: list[Node] | None = None,
                  shards_per_gpu: int = SHARDS_PER_GPU, runtime_root: Path = RUNTIME_ROOT,
-                 slurmd_timeout: int = 30):
+                 slurmd_timeout: int = 30, fractions: str = "shard"):
+        _check_fractions(fractions)
         self.data = Path(data).resolve()
         self.nodes = list(nodes or [])
         self.shards_per_gpu = shards_per_gpu
+        self.fractions = fractions
         self.slurmd_timeout = slurmd_timeout
         tag = hashlib.sha256(str(self.data).encode()).hexdigest()[:10]
         self.name = f"gpuhub{tag[:6]}"
@@ -275,8 +305,9 @@ class SlurmCluster:
         self._make_netns()
         self.conf.write_text(slurm_conf(self.name, self.nodes, self.data, self.run,
                                         (_free_port(), _free_port()), self.shards_per_gpu,
-                                        self.slurmd_timeout))
-        (self.data / "gres.conf").write_text(gres_conf(self.nodes, self.run / "dev", self.shards_per_gpu))
+                                        self.slurmd_timeout, self.fractions))
+        (self.data / "gres.conf").write_text(gres_conf(self.nodes, self.run / "dev", self.shards_per_gpu,
+                                                       self.fractions))
         self._start_munge()
         self._daemon(["slurmctld", "-f", str(self.conf)], "slurmctld", self.data / "log" / "slurmctld.log")
         for n in self.nodes:
@@ -475,9 +506,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", help="the cluster's folder (the demo's: $GPUHUB_DATA_DIR/slurm)")
     p.add_argument("--inventory", help="gpuhub inventory (YAML) whose hosts become nodes (start)")
     p.add_argument("--host", action="append", help="only this inventory host (repeatable)")
+    p.add_argument("--fractions", choices=FRACTIONS, default="shard",
+                   help="how jobs share a GPU: shard GRES (default) or mps GRES, 100 per GPU (start)")
     args = p.parse_args(argv)
     nodes = nodes_from_inventory(args.inventory, args.host) if args.inventory else []
-    cluster = SlurmCluster(args.data, nodes)
+    cluster = SlurmCluster(args.data, nodes, fractions=args.fractions)
     if args.action == "start":
         cluster.start()
         print(f"SLURM_CONF={cluster.conf}")

@@ -113,12 +113,16 @@ def test_one_gpu_is_one_running_job_mirrored_then_stop_cancels_and_frees(hub, sl
 
 def test_fraction_runs_as_a_shard_job_on_one_gpu(hub, slurm):
     bea = hub.login("gpuhub-sb")
+    form = bea.session.get(hub.url + "/hub/spawn").text
+    assert 'id="gpuhub-slurm-fractions"' in form and "a Slurm shard" in form
+    assert "nothing is fenced, neither the GPU's memory nor its compute" in form
     spawn_ready(bea, {"gpus": 0.5})
     (job,) = slurm.jobs("gpuhub-gpuhub-sb", "RUNNING")
     (gres,) = slurm.job(job.job_id).gres[NODE]
     assert (gres.name, gres.count, len(gres.indexes)) == ("shard", 5, 1)
     env = json.loads(bea.run_code(ENV_CODE))
     assert env["CUDA_VISIBLE_DEVICES"] == str(gres.indexes[0])
+    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] is None  # a shard limits nothing
     (allocation,) = bea.allocations()
     assert allocation["gpus"] == "0.5" and allocation["devices"][0]["index"] == gres.indexes[0]
     bea.stop()
@@ -186,6 +190,15 @@ def test_quota_refusal_submits_nothing(hub, slurm):
         assert slurm.jobs("gpuhub-gpuhub-sf") == []
     finally:
         admin.call("DELETE", API + "/quotas/user/gpuhub-sf")
+
+
+def test_a_fraction_that_is_no_whole_number_of_shards_is_a_400_and_submits_nothing(hub, slurm):
+    """0.25 GPU on 10 shards per GPU would be 2.5 shards: refused when the spawn
+    is asked for (the allocator's dry run passed it), with the allowed steps."""
+    hal = hub.login("gpuhub-sh")
+    r = hal.spawn({"gpus": 0.25})
+    assert r.status_code == 400 and "a multiple of 0.1 GPU" in r.text, r.text
+    assert hal.server() is None and slurm.jobs("gpuhub-gpuhub-sh") == []
 
 
 

@@ -15,7 +15,9 @@ from gpu_allocator.core.state import StateError
 from gpu_allocator.core.validation import RequestError
 from gpu_allocator.inventory import InventoryError, load_inventory
 from gpuhub.slurm import SlurmOutputError, parse_index_list, parse_job, parse_squeue, pending_message
-from spawner.slurm import batch_script, end_reason, gres_args, job_name, mirror_body, sbatch_args, time_limit
+from spawner.slurm import (
+    SlurmGPUSpawner, batch_script, end_reason, fraction_note, gres_args, job_name, mirror_body, sbatch_args, time_limit,
+)
 from spawner.slurm_cluster import Node, gres_conf, netns_nodes, node_gres, slurm_conf
 from tests.support import box, open_pool, reopen
 
@@ -36,6 +38,42 @@ JobId=1 JobName=gpuhub-proto
 """
 SHOW_SHARD = SHOW_JOB.replace("JOB_GRES=gpu:a100:2", "JOB_GRES=shard:5").replace(
     "GRES=gpu:a100:2(IDX:0-1)", "GRES=shard:5(IDX:2)")
+#: scontrol show job -d of ``sbatch --gres=mps:50`` on a node with 2 GPUs of
+#: ``Name=mps Count=100`` each, as Slurm 22.05.8 printed it here (the job's
+#: environment: CUDA_VISIBLE_DEVICES=0, CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=50,
+#: SLURM_JOB_GPUS=0, no CUDA_MPS_PINNED_DEVICE_MEM_LIMIT)
+SHOW_MPS = """\
+JobId=1 JobName=sbatch
+   UserId=root(0) GroupId=root(0) MCS_label=N/A
+   Priority=4294901759 Nice=0 Account=(null) QOS=(null)
+   JobState=RUNNING Reason=None Dependency=(null)
+   Requeue=0 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0
+   DerivedExitCode=0:0
+   RunTime=00:00:04 TimeLimit=365-00:00:00 TimeMin=N/A
+   SubmitTime=2026-12-07T20:19:10 EligibleTime=2026-12-07T20:19:10
+   AccrueTime=2026-12-07T20:19:10
+   StartTime=2026-12-07T20:19:12 EndTime=2027-12-07T20:19:12 Deadline=N/A
+   SuspendTime=None SecsPreSuspend=0 LastSchedEval=2026-12-07T20:19:12 Scheduler=Backfill
+   Partition=gpu AllocNode:Sid=localhost:26741
+   ReqNodeList=(null) ExcNodeList=(null)
+   NodeList=node-m
+   BatchHost=node-m
+   NumNodes=1 NumCPUs=1 NumTasks=1 CPUs/Task=1 ReqB:S:C:T=0:0:*:*
+   TRES=cpu=1,mem=256M,node=1,billing=1
+   Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=*
+   JOB_GRES=mps:50
+     Nodes=node-m CPU_IDs=0 Mem=256 GRES=mps:50(IDX:0)
+   MinCPUsNode=1 MinMemoryNode=256M MinTmpDiskNode=0
+   Features=(null) DelayBoot=00:00:00
+   OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null)
+   Command=(null)
+   WorkDir=/work/wt/mpsgres
+   StdErr=/tmp/mpsx/1.out
+   StdIn=/dev/null
+   StdOut=/tmp/mpsx/1.out
+   Power=
+   TresPerNode=gres:mps:50
+"""
 PENDING = """\
 JobId=2 JobName=s5
    JobState=PENDING Reason=Resources Dependency=(null)
@@ -84,6 +122,28 @@ def test_gres_for_whole_gpus_typed_and_fractions_as_shards():
         gres_args({**REQUEST, "units": 1}, 20, 10)
     with pytest.raises(ValueError, match="no shards"):
         gres_args({**REQUEST, "units": 10}, 20, 0)
+
+
+def test_gres_for_fractions_as_mps_percentages_and_the_refusals():
+    """fraction_gres "mps": a fraction is mps:P, P of mps_per_gpu (100: the
+    percentage of one GPU); whole GPUs stay gpu GRES; a share that is not a
+    whole number of mps is refused, saying which multiples are allowed."""
+    assert gres_args({**REQUEST, "units": 10}, 20, 10, "mps") == ["--gres=mps:50"]
+    assert gres_args({**REQUEST, "units": 1}, 20, 10, "mps") == ["--gres=mps:5"]  # 0.05: what shards refuse
+    assert gres_args({**REQUEST, "units": 3}, 20, 0, "mps") == ["--gres=mps:15"]  # shards play no part
+    assert gres_args({**REQUEST, "units": 10}, 20, 10, "mps", 200) == ["--gres=mps:100"]  # Count=200 per GPU
+    assert gres_args({**REQUEST, "units": 40}, 20, 10, "mps") == ["--gres=gpu:2"]
+    assert gres_args({**REQUEST, "units": 0}, 20, 10, "mps") == []
+    with pytest.raises(ValueError, match=r"0\.025 GPU is 2\.5% of a GPU; .*a multiple of 0\.05 GPU"):
+        gres_args({**REQUEST, "units": 1}, 40, 10, "mps")  # 40 units per GPU: 2.5 % is no whole mps
+    assert gres_args({**REQUEST, "units": 2}, 40, 10, "mps") == ["--gres=mps:5"]
+    with pytest.raises(ValueError, match="declares no mps"):
+        gres_args({**REQUEST, "units": 10}, 20, 10, "mps", 0)
+    with pytest.raises(ValueError, match="whole number of GPUs"):
+        gres_args({**REQUEST, "units": 30}, 20, 10, "mps")
+    args = sbatch_args({**REQUEST, "units": 10}, user="ann", server="", units_per_gpu=20, shards_per_gpu=10,
+                       fraction_gres="mps")
+    assert "--gres=mps:50" in args and not [a for a in args if "shard" in a]
 
 
 def test_sbatch_arguments_and_script():
@@ -153,6 +213,54 @@ def test_the_mirror_of_a_running_job():
     assert mirror_body(parse_job(PENDING), REQUEST, user="a", server="", units_per_gpu=20, shards_per_gpu=10) is None
 
 
+def test_an_mps_job_read_back_and_mirrored_on_its_gpu():
+    """The real output of an mps:50 job: GRES=mps:50(IDX:0) is half of GPU 0,
+    so the mirror holds 10 of its 20 units there."""
+    job = parse_job(SHOW_MPS)
+    assert (job.job_id, job.state, job.node, job.user) == ("1", "RUNNING", "node-m", "root")
+    (mps,) = job.gres["node-m"]
+    assert (mps.name, mps.type, mps.count, mps.indexes) == ("mps", "", 50, (0,))
+    body = mirror_body(job, {**REQUEST, "units": 10}, user="ann", server="", units_per_gpu=20, shards_per_gpu=10)
+    assert (body["host"], body["devices"], body["units_each"], body["job"]) == ("node-m", [0], 10, "1")
+    # 200 mps per GPU: mps:50 is a quarter of it
+    quarter = mirror_body(job, REQUEST, user="ann", server="", units_per_gpu=20, shards_per_gpu=10, mps_per_gpu=200)
+    assert quarter["units_each"] == 5
+    shard = mirror_body(parse_job(SHOW_SHARD), REQUEST, user="ann", server="", units_per_gpu=20, shards_per_gpu=10)
+    assert (shard["devices"], shard["units_each"]) == ([2], 10)
+
+
+def test_the_form_says_what_a_fraction_fences():
+    shard = fraction_note("shard")
+    assert "shard:K" in shard and "nothing is fenced, neither the GPU's memory nor its compute" in shard
+    mps = fraction_note("mps")
+    assert "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE" in mps and "limits the GPU's compute" in mps
+    assert "Its memory is not fenced" in mps and "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT" in mps
+
+
+def test_a_share_slurm_cannot_express_is_a_400_before_anything_is_submitted(monkeypatch):
+    """SlurmGPUSpawner.apply_gpu_options: after the allocator's dry run (here a
+    stand-in), a fraction that is no whole number of shards or mps is a 400."""
+    from tornado import web
+
+    from spawner.vfolders import SlurmVFolderMixin
+
+    async def checked(self, options):
+        self.gpu_request = {**REQUEST, "units": int(options["units"]), "units_per_gpu": options["per_gpu"]}
+
+    monkeypatch.setattr(SlurmVFolderMixin, "apply_gpu_options", checked)
+    spawner = SlurmGPUSpawner(fraction_gres="mps")
+    asyncio.run(spawner.apply_gpu_options({"units": 10, "per_gpu": 20}))
+    assert spawner.gpu_request["units"] == 10
+    with pytest.raises(web.HTTPError) as e:
+        asyncio.run(spawner.apply_gpu_options({"units": 1, "per_gpu": 40}))
+    assert e.value.status_code == 400 and "a multiple of 0.05 GPU" in e.value.log_message
+    assert spawner.gpu_request is None
+    shards = SlurmGPUSpawner()
+    assert shards.fraction_gres == "shard"
+    with pytest.raises(web.HTTPError, match="multiple of 0.1 GPU"):
+        asyncio.run(shards.apply_gpu_options({"units": 1, "per_gpu": 20}))
+
+
 def test_end_reasons_name_the_job_and_why():
     job = parse_job(SHOW_JOB.replace("JobState=RUNNING", "JobState=TIMEOUT"))
     assert "reached its time limit (01:00:00)" in end_reason(job, "1")
@@ -174,6 +282,25 @@ def test_demo_cluster_config(tmp_path):
         "NodeName=node-a Name=shard Count=40",
     ]
     assert "SlurmctldHost=localhost(127.0.0.1)" in conf and "JobRequeue=0" in conf.splitlines()
+
+
+def test_a_cluster_with_mps(tmp_path):
+    """fractions="mps": GresTypes gpu,mps; each GPU's device file carries 100 mps
+    beside its gpu GRES (Slurm ties an mps GRES to the gpu of the same file)."""
+    node = Node("node-a", 32, 262144, (("A100-SXM4-80GB", 2), ("L4", 1)))
+    assert node_gres(node, fractions="mps") == "gpu:a100_sxm4_80gb:2,gpu:l4:1,mps:300"
+    conf = slurm_conf("c", [node], tmp_path / "data", tmp_path / "run", (7001, 7002), fractions="mps")
+    assert "GresTypes=gpu,mps" in conf.splitlines() and "Gres=gpu:a100_sxm4_80gb:2,gpu:l4:1,mps:300 " in conf
+    dev = tmp_path / "dev" / "node-a"
+    assert gres_conf([node], tmp_path / "dev", fractions="mps").splitlines() == [
+        f"NodeName=node-a Name=gpu Type=a100_sxm4_80gb File={dev}/nvidia[0-1]",
+        f"NodeName=node-a Name=gpu Type=l4 File={dev}/nvidia2",
+        f"NodeName=node-a Name=mps Count=100 File={dev}/nvidia0",
+        f"NodeName=node-a Name=mps Count=100 File={dev}/nvidia1",
+        f"NodeName=node-a Name=mps Count=100 File={dev}/nvidia2",
+    ]
+    with pytest.raises(ValueError, match="shard, mps"):
+        gres_conf([node], tmp_path / "dev", fractions="mig")
 
 
 def test_nodes_in_network_namespaces(tmp_path):
