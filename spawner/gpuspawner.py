@@ -419,7 +419,7 @@ class GPUSpawner(Spawner):
             custom = spawner.allow_custom or not spawner.profiles
             estimates = await spawner.fetch_estimates(pool, shown, custom)
             return notice + render_form(pool, spawner.option_defaults, spawner.form_images(), estimates,
-                                        shown, custom, spawner.gpu_choices)
+                                        shown, custom, spawner.form_gpu_choices(pool))
 
         return form
 
@@ -430,7 +430,7 @@ class GPUSpawner(Spawner):
         without them)."""
         defaults = self.option_defaults
         runtimes = form_runtimes(defaults["max_hours"], float(pool.get("max_hours") or 168))
-        requests = candidates(pool, defaults, runtimes, self.gpu_choices) if custom else []
+        requests = candidates(pool, defaults, runtimes, self.form_gpu_choices(pool)) if custom else []
         mine = [p for p in profiles if float(p.settings.get("gpus", defaults["gpus"])) > 0]
         extra = [self.gpu_options(p.settings) | {"gpu_model": p.settings.get("gpu_model") or None}
                  for p in mine]
@@ -444,6 +444,11 @@ class GPUSpawner(Spawner):
         url = urlsplit(self.allocator_url).path + "estimates"
         return {"runtimes": runtimes, "requests": requests, "answer": answer, "url": url,
                 "profiles": {p.slug: e for p, e in zip(mine, ests[len(requests):])}}
+
+    def form_gpu_choices(self, pool: dict) -> list[str]:
+        """The GPU amounts the form offers (and the waiting page's alternatives):
+        gpu_choices; a runtime that cannot run some amounts leaves them out."""
+        return list(self.gpu_choices)
 
     def form_images(self) -> list[str]:
         """Images the form offers (runtimes with images override this)."""
@@ -714,7 +719,7 @@ class GPUSpawner(Spawner):
         except AllocatorError as e:
             self.log.warning("%s: no alternatives for the waiting page: %s", self._log_name, e.message)
             return []
-        requests = alternatives(queued, offered(pool, self.gpu_choices), list(pool.get("models") or []))
+        requests = alternatives(queued, offered(pool, self.form_gpu_choices(pool)), list(pool.get("models") or []))
         answer = await self._estimates(requests, "alternatives for the waiting page")
         return [] if answer is None else sooner(queued, requests, answer, time.time())
 

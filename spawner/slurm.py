@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from fractions import Fraction
 import os
 import pwd
 import re
@@ -673,6 +674,23 @@ class SlurmGPUSpawner(SlurmVFolderMixin, GPUSpawner, SlurmRuntime):
         except ValueError as e:
             self.gpu_request = None
             raise web.HTTPError(400, str(e), reason="Invalid spawn options") from None
+
+    def form_gpu_choices(self, pool: dict) -> list[str]:
+        """gpu_choices less the fractions this cluster cannot express (not a whole
+        number of its shards, or of its mps): the form never offers what the
+        spawn would refuse."""
+        per = int(pool.get("units_per_gpu") or 20)
+        return [c for c in self.gpu_choices if self.expressible(c, per)]
+
+    def expressible(self, amount: str, units_per_gpu: int) -> bool:
+        units = Fraction(amount) * units_per_gpu
+        if units.denominator != 1:
+            return False
+        try:
+            gres_args({"units": int(units)}, units_per_gpu, self.shards_per_gpu, self.fraction_gres, self.mps_per_gpu)
+        except ValueError:
+            return False
+        return True
 
     @default("options_form")
     def _default_options_form(self):

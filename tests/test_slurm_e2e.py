@@ -196,6 +196,8 @@ def test_a_fraction_that_is_no_whole_number_of_shards_is_a_400_and_submits_nothi
     """0.25 GPU on 10 shards per GPU would be 2.5 shards: refused when the spawn
     is asked for (the allocator's dry run passed it), with the allowed steps."""
     hal = hub.login("gpuhub-sh")
+    form = hal.session.get(hub.url + "/hub/spawn").text
+    assert '<option value="0.5"' in form and '<option value="0.25"' not in form  # not offered either
     r = hal.spawn({"gpus": 0.25})
     assert r.status_code == 400 and "a multiple of 0.1 GPU" in r.text, r.text
     assert hal.server() is None and slurm.jobs("gpuhub-gpuhub-sh") == []

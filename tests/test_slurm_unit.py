@@ -261,6 +261,15 @@ def test_a_share_slurm_cannot_express_is_a_400_before_anything_is_submitted(monk
         asyncio.run(shards.apply_gpu_options({"units": 1, "per_gpu": 20}))
 
 
+def test_the_form_offers_only_the_fractions_the_cluster_can_express():
+    pool = {"units_per_gpu": 20}
+    choices = ["0", "0.25", "0.5", "1", "2", "0.3"]
+    assert SlurmGPUSpawner(gpu_choices=choices).form_gpu_choices(pool) == ["0", "0.5", "1", "2", "0.3"]  # 10 shards
+    assert SlurmGPUSpawner(gpu_choices=choices, fraction_gres="mps").form_gpu_choices(pool) == choices
+    assert SlurmGPUSpawner(gpu_choices=choices, shards_per_gpu=0).form_gpu_choices(pool) == ["0", "1", "2"]
+    assert SlurmGPUSpawner(gpu_choices=["0.025"], fraction_gres="mps").form_gpu_choices({"units_per_gpu": 40}) == []
+
+
 def test_end_reasons_name_the_job_and_why():
     job = parse_job(SHOW_JOB.replace("JobState=RUNNING", "JobState=TIMEOUT"))
     assert "reached its time limit (01:00:00)" in end_reason(job, "1")
