@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -49,6 +51,27 @@ def test_run_wait_prints_the_shares_devices_and_the_exit_code_comes_back(hub, cl
     assert sum(d["job_gpu_hours"] for d in days) == pytest.approx(sum(d["gpu_hours"] for d in days))
     # nothing held after: no share, no job server at the hub
     wait_for(lambda: not shares_of(hub, "jobber") and not job_servers(user), 30, "shares and servers gone")
+
+
+def test_ctrl_c_while_following_leaves_the_job_running_and_says_how_to_cancel(hub, cli):
+    user = cli_login(hub, cli, "jobctrlc")
+    proc = subprocess.Popen([sys.executable, "-m", "gpuhub.cli", "run", "--gpus", "0", "--wait", "--",
+                             "sh", "-c", "echo begun; sleep 600"], env=cli.env, cwd=cli.tmp,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"begun\n"  # its output, followed
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    text = err.decode()
+    assert "Traceback" not in text and "goes on: gpuhub logs -f" in text, text
+    job_id = text.split("Job ")[1].split(":")[0]
+    assert job(cli, job_id)["state"] == "running"  # not cancelled without asking
+    cli("cancel", job_id)
+    wait_for(lambda: not job_servers(user), 30, "the job's server gone")
 
 
 def test_a_job_writes_into_a_mounted_vfolder_and_the_file_downloads(hub, cli):
