@@ -57,7 +57,9 @@ def test_ctrl_c_while_following_leaves_the_job_running_and_says_how_to_cancel(hu
     user = cli_login(hub, cli, "jobctrlc")
     proc = subprocess.Popen([sys.executable, "-m", "gpuhub.cli", "run", "--gpus", "0", "--wait", "--",
                              "sh", "-c", "echo begun; sleep 600"], env=cli.env, cwd=cli.tmp,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            # as at a terminal: a suite started in the background has SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout.readline() == b"begun\n"  # its output, followed
         proc.send_signal(signal.SIGINT)
