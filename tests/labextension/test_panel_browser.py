@@ -224,7 +224,8 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
         assert "no other requests waiting" in panel.locator("[data-section=queue]").inner_text()
         # extend: offered (a fresh share), or the reason it is not
         assert panel.locator("[data-testid=extend], [data-testid=extend-reason]").count() == 1
-        written_before = panel.locator("[data-testid=storage-written]").inner_text()
+        # exact bytes (the text is rounded: 50 MB may not change "86.9 GiB")
+        written_before = panel.locator("[data-testid=storage-written]").get_attribute("data-bytes")
         shot(page, "light")
         check_widths(page, "light")
 
@@ -277,8 +278,8 @@ def test_panel_share_time_left_resumable_upload_storage(hub, tmp_path):
 
         # the storage numbers moved (the service samples every few seconds)
         def moved():
-            now = panel.locator("[data-testid=storage-written]").inner_text()
-            return now != written_before and now
+            now = panel.locator("[data-testid=storage-written]").get_attribute("data-bytes")
+            return bool(now) and now != written_before
         wait_for(moved, 60, "the storage host's written bytes to move", interval=1)
         page.wait_for_timeout(6000)  # a few more points on the sparklines
         shot(page, "light-after-upload")

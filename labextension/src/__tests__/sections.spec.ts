@@ -341,7 +341,8 @@ describe('storage', () => {
           readHistory: [1536],
           write: '–',
           writeHistory: [0],
-          written: '7 B'
+          written: '7 B',
+          writtenBytes: 7
         }
       ]
     });

@@ -12,6 +12,8 @@ export interface IHostRow {
   write: string;
   writeHistory: number[];
   written: string;
+  /** the exact bytes written in total (the figure shown is rounded) */
+  writtenBytes: number | null;
 }
 
 export type StorageContent =
@@ -43,7 +45,8 @@ export function storageContent(storage: IFailed & { hosts?: IStorageHost[] }): S
         readHistory: hist.map(p => p[1]),
         write: formatRate(h.io_bytes_write),
         writeHistory: hist.map(p => p[2]),
-        written: formatBytes(h.write_bytes)
+        written: formatBytes(h.write_bytes),
+        writtenBytes: h.write_bytes ?? null
       };
     })
   };

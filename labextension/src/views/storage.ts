@@ -33,7 +33,7 @@ export class StorageView extends SectionView {
           sparkline(h.readHistory, undefined, 'gpuhub-spark-read', 'read throughput'),
           row('Write', el('span', { 'data-testid': 'storage-write' }, h.write)),
           sparkline(h.writeHistory, undefined, 'gpuhub-spark-write', 'write throughput'),
-          row('Written in total', el('span', { 'data-testid': 'storage-written' }, h.written))
+          row('Written in total', el('span', { 'data-testid': 'storage-written', 'data-bytes': String(h.writtenBytes ?? '') }, h.written))
         )
       )
     );
