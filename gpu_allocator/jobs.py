@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from gpuhub.client import HubClient, ServiceClient, ServiceError, hub_api_items
 
-from .core.jobs import Job, JobState, Next, cancelled, check_id, ended, is_job_server, on_hub, over_limit
+from .core.jobs import Job, JobState, Next, cancelled, ended, is_job_server, on_hub, over_limit
 from .store.ledger import DeleteJob, PutJob
 
 
@@ -288,6 +288,3 @@ def _hub_message(resp) -> str:
     except (ValueError, AttributeError, TypeError):
         return f"HTTP {resp.code}: {resp.reason}"
 
-
-def check_job_id(job_id: str) -> str:
-    return check_id(job_id)

@@ -208,3 +208,46 @@ def cli(hub, tmp_path):
 
     run.env, run.tmp = env, tmp_path
     return run
+
+
+# --- the Slurm runtime's modules (tests/test_slurm_e2e.py, tests/test_slurm_mps.py) -----------
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster_stopped():
+    """Whatever happens, the module's cluster does not outlive it (the hub stops
+    it at exit; this makes sure, after the hub is done)."""
+    from spawner.slurm_cluster import SlurmCluster
+
+    started = []
+    yield started
+    for data in started:
+        SlurmCluster(data).stop()
+
+
+@pytest.fixture(scope="module")
+def slurm(hub, slurm_cluster_stopped):
+    """The Slurm cluster of the module's hub (support.Slurm)."""
+    from tests.support import Slurm
+
+    slurm_cluster_stopped.append(hub.data_dir / "slurm")
+    return Slurm(hub.data_dir / "slurm" / "slurm.conf")
+
+
+@pytest.fixture
+def slurm_nothing_left(hub, slurm):
+    """Every test leaves no allocation and no running Slurm job behind (a module
+    names it in ``pytest.mark.usefixtures``)."""
+    from tests.support import API
+
+    yield
+    admin = hub.admin_allocator()
+    leftovers = admin.allocations()
+    for a in leftovers:
+        admin.call("DELETE", f"{API}/allocations/{a['id']}")
+    running = slurm.jobs(states="PENDING,RUNNING")
+    for j in running:
+        slurm.scancel(j.job_id)
+    assert not leftovers, f"allocations leaked by the test: {leftovers}"
+    assert not running, f"jobs left by the test: {running}"
+

@@ -677,3 +677,9 @@ def run_to_the_end(hub, cli, user, gpus: str, echo: str, timeout: float) -> tupl
     assert r.status_code == 200 and r.headers["X-Job-Exit-Code"] == "3", r.text
     return j, dict(kv.split("=", 1) for kv in r.text.split()), seconds
 
+
+def device_shares(pool: dict, node: str) -> dict[int, list]:
+    """The shares on each device of ``node`` in the allocator's pool (devices with none left out)."""
+    (host,) = [h for h in pool["hosts"] if h["name"] == node]
+    return {d["index"]: d["shares"] for d in host["devices"] if d["shares"]}
+

@@ -14,9 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from spawner.slurm_cluster import SlurmCluster
 from tests.support import (
-    API, ENV_CODE, Slurm, cli_login, job, job_servers, pids_with_env, run_to_the_end, slurm_unavailable, submitted,
+    API, ENV_CODE, cli_login, device_shares, job, job_servers, pids_with_env, run_to_the_end, slurm_unavailable, submitted,
     wait_for,
 )
 
@@ -26,6 +25,8 @@ if _reason:
 
 pytestmark = [
     pytest.mark.e2e,
+    # tests/conftest.py: the hub's cluster stopped after the module, nothing left after each test
+    pytest.mark.usefixtures("slurm_nothing_left"),
     pytest.mark.hub(config={
         "GPUHubDemo": {"runtime": "slurm"},
         # the allocator frees mirrors of jobs gone from squeue within seconds
@@ -35,42 +36,6 @@ pytestmark = [
 
 NODE = "node-a"
 V = "/services/vfolders/api/v1"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cluster_stopped():
-    """Whatever happens, the module's cluster does not outlive it (the hub stops
-    it at exit; this makes sure, after the hub is done)."""
-    started = []
-    yield started
-    for data in started:
-        SlurmCluster(data).stop()
-
-
-@pytest.fixture(scope="module")
-def slurm(hub, cluster_stopped) -> Slurm:
-    cluster_stopped.append(hub.data_dir / "slurm")
-    return Slurm(hub.data_dir / "slurm" / "slurm.conf")
-
-
-@pytest.fixture(autouse=True)
-def nothing_left(hub, slurm):
-    """Every test leaves no allocation and no running job behind."""
-    yield
-    admin = hub.admin_allocator()
-    leftovers = admin.allocations()
-    for a in leftovers:
-        admin.call("DELETE", f"{API}/allocations/{a['id']}")
-    running = slurm.jobs(states="PENDING,RUNNING")
-    for j in running:
-        slurm.scancel(j.job_id)
-    assert not leftovers, f"allocations leaked by the test: {leftovers}"
-    assert not running, f"jobs left by the test: {running}"
-
-
-def device_shares(pool: dict) -> dict[int, list]:
-    (host,) = [h for h in pool["hosts"] if h["name"] == NODE]
-    return {d["index"]: d["shares"] for d in host["devices"] if d["shares"]}
 
 
 def spawn_ready(user, options: dict, timeout: float = 90) -> float:
@@ -92,7 +57,7 @@ def test_one_gpu_is_one_running_job_mirrored_then_stop_cancels_and_frees(hub, sl
     (allocation,) = alice.allocations()
     assert allocation["source"] == "slurm" and allocation["job"] == job.job_id and allocation["host"] == NODE
     assert [d["index"] for d in allocation["devices"]] == list(gres.indexes)
-    shares = device_shares(hub.admin_allocator().pool())
+    shares = device_shares(hub.admin_allocator().pool(), NODE)
     assert shares == {gres.indexes[0]: [{
         "allocation": allocation["id"], "user": "gpuhub-sa", "units": 20, "fraction": "1",
         "source": "slurm", "job": job.job_id, "use": None}]}  # no heartbeat use on a Slurm node
@@ -108,7 +73,7 @@ def test_one_gpu_is_one_running_job_mirrored_then_stop_cancels_and_frees(hub, sl
 
     alice.stop()
     assert slurm.job(job.job_id).state in ("CANCELLED", "COMPLETED")
-    assert alice.allocations() == [] and device_shares(hub.admin_allocator().pool()) == {}
+    assert alice.allocations() == [] and device_shares(hub.admin_allocator().pool(), NODE) == {}
 
 
 def test_fraction_runs_as_a_shard_job_on_one_gpu(hub, slurm):

@@ -15,8 +15,7 @@ import json
 
 import pytest
 
-from spawner.slurm_cluster import SlurmCluster
-from tests.support import API, ENV_CODE, Slurm, slurm_unavailable
+from tests.support import ENV_CODE, device_shares, slurm_unavailable
 
 _reason = slurm_unavailable()
 if _reason:
@@ -24,6 +23,8 @@ if _reason:
 
 pytestmark = [
     pytest.mark.e2e,
+    # tests/conftest.py: the hub's cluster stopped after the module, nothing left after each test
+    pytest.mark.usefixtures("slurm_nothing_left"),
     pytest.mark.hub(config={
         "GPUHubDemo": {"runtime": "slurm", "slurm_fractions": "mps"},
         "GPUAllocator": {"slurm_reconcile_interval": 1.0, "slurm_reconcile_grace": 2.0},
@@ -31,41 +32,6 @@ pytestmark = [
 ]
 
 NODE = "node-a"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cluster_stopped():
-    """The module's cluster does not outlive it (the hub stops it at exit; this
-    makes sure, after the hub is done)."""
-    started = []
-    yield started
-    for data in started:
-        SlurmCluster(data).stop()
-
-
-@pytest.fixture(scope="module")
-def slurm(hub, cluster_stopped) -> Slurm:
-    cluster_stopped.append(hub.data_dir / "slurm")
-    return Slurm(hub.data_dir / "slurm" / "slurm.conf")
-
-
-@pytest.fixture(autouse=True)
-def nothing_left(hub, slurm):
-    yield
-    admin = hub.admin_allocator()
-    leftovers = admin.allocations()
-    for a in leftovers:
-        admin.call("DELETE", f"{API}/allocations/{a['id']}")
-    running = slurm.jobs(states="PENDING,RUNNING")
-    for j in running:
-        slurm.scancel(j.job_id)
-    assert not leftovers, f"allocations leaked by the test: {leftovers}"
-    assert not running, f"jobs left by the test: {running}"
-
-
-def device_shares(pool: dict) -> dict[int, list]:
-    (host,) = [h for h in pool["hosts"] if h["name"] == NODE]
-    return {d["index"]: d["shares"] for d in host["devices"] if d["shares"]}
 
 
 def test_a_half_gpu_is_an_mps_50_job_with_slurms_cuda_environment_mirrored_then_freed(hub, slurm):
@@ -93,10 +59,10 @@ def test_a_half_gpu_is_an_mps_50_job_with_slurms_cuda_environment_mirrored_then_
     assert allocation["source"] == "slurm" and allocation["job"] == job.job_id and allocation["host"] == NODE
     assert allocation["gpus"] == "0.5" and [d["index"] for d in allocation["devices"]] == [index]
     assert env["GPUHUB_ALLOCATION"] == allocation["id"]
-    assert device_shares(hub.admin_allocator().pool()) == {index: [{
+    assert device_shares(hub.admin_allocator().pool(), NODE) == {index: [{
         "allocation": allocation["id"], "user": "gpuhub-sm", "units": 10, "fraction": "0.5",
         "source": "slurm", "job": job.job_id, "use": None}]}
 
     mia.stop()
     assert slurm.job(job.job_id).state in ("CANCELLED", "COMPLETED")
-    assert mia.allocations() == [] and device_shares(hub.admin_allocator().pool()) == {}
+    assert mia.allocations() == [] and device_shares(hub.admin_allocator().pool(), NODE) == {}
