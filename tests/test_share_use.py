@@ -56,6 +56,20 @@ def test_a_local_sessions_process_is_known_by_its_environment(text):
     assert owners.allocation_of(text, {CID: "alloc-a"}, b"HOME=/root\0") is None
 
 
+def test_the_agents_own_container_is_its_host():
+    """An agent that runs in a container (a CI job's, or one deployed so) sees
+    its own processes in that container: they are host processes to it, known
+    by their environment; a session container started inside it is still a
+    container, known by its label."""
+    env = b"GPUHUB_ALLOCATION=alloc-l\0"
+    assert owners.allocation_of(CGROUP_V2, {}, env) is None
+    assert owners.allocation_of(CGROUP_V2, {}, env, home=CID) == "alloc-l"
+    assert owners.allocation_of(CGROUP_V2, {}, env, home=OTHER) is None
+    nested = f"0::/docker/{CID}/docker/{OTHER}\n"
+    assert owners.in_container(nested, home=CID) == OTHER
+    assert owners.allocation_of(nested, {OTHER: "alloc-b"}, env, home=CID) == "alloc-b"
+
+
 def test_a_gpuhub_cgroup_names_its_allocation():
     assert owners.allocation_of(SCOPE_V2, {}, b"GPUHUB_ALLOCATION=other\0") == "a1b2c3d4e5f60718"
     assert owners.scope_allocation(HOST_V2) is None
@@ -192,14 +206,16 @@ def test_a_local_sessions_process_is_taken_from_its_environment_as_its_users():
 
     me = pwd.getpwuid(os.getuid()).pw_name
     other = next((p.pw_name for p in pwd.getpwall() if p.pw_uid != os.getuid()), None)
+    home = owners.own_container()  # the suite may itself run in a container (CI's)
     proc = subprocess.Popen(["sleep", "30"], env={"GPUHUB_ALLOCATION": "loc-1", "PATH": os.environ["PATH"]})
     try:
-        assert owners.read_owner(proc.pid, {}, {"loc-1": me}) == "loc-1"
+        seen = open(f"/proc/{proc.pid}/cgroup").read()
+        assert owners.read_owner(proc.pid, {}, {"loc-1": me}, home) == "loc-1", (home, seen)
         if other is not None:
-            assert owners.read_owner(proc.pid, {}, {"loc-1": other}) is None
-        assert owners.read_owner(proc.pid, {}, {}) is None  # not held here
+            assert owners.read_owner(proc.pid, {}, {"loc-1": other}, home) is None
+        assert owners.read_owner(proc.pid, {}, {}, home) is None  # not held here
         # a user without an account here (sessions run as the hub's account): taken
-        assert owners.read_owner(proc.pid, {}, {"loc-1": "no-such-account-xyz"}) == "loc-1"
+        assert owners.read_owner(proc.pid, {}, {"loc-1": "no-such-account-xyz"}, home) == "loc-1"
     finally:
         proc.kill()
         proc.wait()

@@ -564,7 +564,8 @@ class GPUAgent(InfoLogging, ServiceApp):
         holds = {aid: devices for aid, (_, devices) in self.holds.items()}
         holds.update({aid: holds.get(aid, []) for aid in ids.values()})
         pids = {p["pid"] for d in samples for p in d.get("processes") or ()}
-        found = {pid: owners.read_owner(pid, ids, users) for pid in pids}
+        home = owners.own_container()
+        found = {pid: owners.read_owner(pid, ids, users, home) for pid in pids}
         return owners.allocation_use(samples, found, holds)
 
     async def sleep(self, seconds: float) -> None:

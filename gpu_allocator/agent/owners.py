@@ -68,15 +68,35 @@ def environ_allocation(environ: bytes | None) -> str | None:
 
 
 def allocation_of(cgroup: str, containers: Mapping[str, str],
-                  environ: bytes | None = None) -> str | None:
+                  environ: bytes | None = None, home: str | None = None) -> str | None:
     """The allocation a process belongs to: its container's label (``containers``:
     container id → allocation id), else its cgroup's ``gpuhub-ID``, else its
     environment's GPUHUB_ALLOCATION. A process in a container that is not a
-    gpuhub session's belongs to none (its environment is not evidence)."""
-    cid = container_id(cgroup)
+    gpuhub session's belongs to none (its environment is not evidence).
+    ``home``: the container the agent itself runs in, if any; a process in it
+    is one of the agent's host processes, not a container's."""
+    cid = in_container(cgroup, home)
     if cid is not None:
         return containers.get(cid)
     return scope_allocation(cgroup) or environ_allocation(environ)
+
+
+def in_container(cgroup: str, home: str | None = None) -> str | None:
+    """The container a process runs in, None when it runs on the host, or in
+    ``home``, the container the agent itself runs in (an agent deployed in a
+    container, or a CI job's: its own processes and local sessions are the host's
+    to it)."""
+    cid = container_id(cgroup)
+    return None if cid is not None and cid == home else cid
+
+
+def own_container() -> str | None:
+    """The container this process runs in (from /proc/self/cgroup), if any."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            return container_id(f.read())
+    except OSError:
+        return None
 
 
 def _uid(pid: int) -> int | None:
@@ -90,17 +110,19 @@ def _uid(pid: int) -> int | None:
     return None
 
 
-def read_owner(pid: int, containers: Mapping[str, str], users: Mapping[str, str]) -> str | None:
+def read_owner(pid: int, containers: Mapping[str, str], users: Mapping[str, str],
+               home: str | None = None) -> str | None:
     """The allocation of host process ``pid`` (None: none, or it cannot be told);
     ``users``: allocation id → its user, to check an environment's claim against
-    the account the process runs as. Blocking (reads /proc)."""
+    the account the process runs as; ``home``: the agent's own container
+    (``own_container()``). Blocking (reads /proc)."""
     try:
         with open(f"/proc/{pid}/cgroup") as f:
             cgroup = f.read()
     except OSError:
         return None
-    aid = allocation_of(cgroup, containers)
-    if aid is not None or container_id(cgroup) is not None:
+    aid = allocation_of(cgroup, containers, home=home)
+    if aid is not None or in_container(cgroup, home) is not None:
         return aid
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
