@@ -67,17 +67,34 @@ class GPUHubDemo(Configurable):
         help="With runtime 'slurm': the slurm.conf of a site's cluster to submit to, "
         "e.g. /etc/slurm/slurm.conf (then the inventory, GPUHUB_INVENTORY, must list "
         "its GPU nodes with `owner: slurm`). $GPUHUB_SLURM_CONF; default empty: the "
-        "demo starts a one-node cluster of its own (munge, slurmctld, slurmd; root "
-        "only) with its config at $GPUHUB_DATA_DIR/slurm/slurm.conf, and stops it "
-        "with the hub.",
+        "demo starts a cluster of its own (munge, slurmctld, one slurmd per inventory "
+        "host; root only) with its config at $GPUHUB_DATA_DIR/slurm/slurm.conf, and "
+        "stops it with the hub.",
     ).tag(config=True)
     slurm_node = Unicode(
         env("GPUHUB_SLURM_NODE", ""),
-        help="With runtime 'slurm' and no slurm_conf: the inventory host the demo's "
-        "own cluster runs as its one Slurm node, e.g. node-b. $GPUHUB_SLURM_NODE; "
-        "default empty: the inventory's first host (node-a, 4 × A100, in the mock "
-        "inventory). One node, as one machine runs one slurmd outside network "
-        "namespaces.",
+        help="With runtime 'slurm' and no slurm_conf: the one inventory host the "
+        "demo's own cluster runs, as a slurmd on this machine, e.g. node-b. "
+        "$GPUHUB_SLURM_NODE; default empty: every host of the inventory, each a slurmd "
+        "in a network namespace of its own (slurm_subnet), or the first host alone "
+        "where namespaces cannot be made.",
+    ).tag(config=True)
+    slurm_subnet = Unicode(
+        env("GPUHUB_SLURM_SUBNET", "10.213.40"),
+        help="With the demo's own cluster of several nodes: the private /24 (its "
+        "first three octets) that links their network namespaces to this machine, "
+        "one /30 per node (node i: SUBNET.4i+2, this machine's end SUBNET.4i+1). "
+        "$GPUHUB_SLURM_SUBNET; default 10.213.40, which the tests do not use; pick "
+        "another where it is in use on this machine.",
+    ).tag(config=True)
+    internal_ip = Unicode(
+        env("GPUHUB_INTERNAL_IP", ""),
+        help="Where the hub's API and gpuhub's services (allocator, vfolders) listen, "
+        "and where sessions reach them, e.g. 10.0.0.5 for the nodes of a site's Slurm "
+        "cluster. $GPUHUB_INTERNAL_IP; default empty: 127.0.0.1, or, with the demo's "
+        "own cluster in network namespaces, this machine's end of the first node's "
+        "link (which every namespace routes to). Not the address people use: that "
+        "is JupyterHub.ip ($GPUHUB_IP).",
     ).tag(config=True)
     slurm_fractions = CaselessStrEnum(
         ["shard", "mps"], env("GPUHUB_SLURM_FRACTIONS", "shard"),
@@ -177,9 +194,36 @@ c.GPUAllocator.setdefault("data_dir", str(data_dir))
 # (the Slurm runtime writes an inventory of its own cluster unless one is named)
 inventory_named = "inventory_file" in c.GPUAllocator or bool(env("GPUHUB_INVENTORY"))
 c.GPUAllocator.setdefault("inventory_file", env("GPUHUB_INVENTORY", str(here / "gpu_inventory.yaml")))
+# --- the demo's own Slurm cluster: its nodes (started below, with the runtime) ---
+# One slurmd per inventory host, each in a network namespace of its own, so that
+# Slurm places sessions on several nodes as on a site's cluster (GPUHUB_SLURM_NODE:
+# one host, a slurmd on this machine). The namespaces reach this machine only at
+# their links' ends: the hub's API and the services then listen on the first one.
+slurm_nodes: list = []
+if demo.runtime == "slurm" and not demo.slurm_conf:
+    from spawner.slurm_cluster import netns_available, netns_nodes, nodes_from_inventory
+
+    slurm_nodes = nodes_from_inventory(c.GPUAllocator.inventory_file)
+    if demo.slurm_node:
+        slurm_nodes = [n for n in slurm_nodes if n.name == demo.slurm_node]
+        if not slurm_nodes:
+            sys.exit(f"gpuhub: no inventory host {demo.slurm_node!r} for the Slurm cluster "
+                     f"(GPUHUB_SLURM_NODE) in {c.GPUAllocator.inventory_file}")
+    elif len(slurm_nodes) > 1:
+        why_not = netns_available()
+        if why_not:
+            print(f"gpuhub: one Slurm node only ({slurm_nodes[0].name}): {why_not}", flush=True)
+            slurm_nodes = slurm_nodes[:1]
+        else:
+            slurm_nodes = netns_nodes(slurm_nodes, "gpuhub-sn", demo.slurm_subnet)
+internal_ip = demo.internal_ip or (slurm_nodes[0].gateway if slurm_nodes and slurm_nodes[0].netns
+                                   else "127.0.0.1")
+c.JupyterHub.setdefault("hub_ip", internal_ip)
+c.JupyterHub.setdefault("hub_connect_ip", internal_ip)
+
 from_env(c.GPUAllocator, {
-    # where agents on other hosts reach it (e.g. 0.0.0.0); the hub and its proxy
-    # keep using 127.0.0.1
+    # where agents on other hosts reach it (e.g. 0.0.0.0); the hub, its proxy and
+    # the sessions keep using internal_ip
     "GPUHUB_ALLOCATOR_BIND": ("ip", str),
     "GPUHUB_ALLOCATOR_DB_URL": ("db_url", str),
     "GPUHUB_HEARTBEAT_INTERVAL": ("heartbeat_interval", float),
@@ -197,7 +241,7 @@ from_env(c.GPUAllocator, {
 c.JupyterHub.services = [
     {
         "name": "gpu-allocator",
-        "url": f"http://127.0.0.1:{allocator_port}",
+        "url": f"http://{internal_ip}:{allocator_port}",
         # gpuhub.supervise starts the allocator again within a second if it dies
         # (JupyterHub itself would notice only on its 30 s poll); its --config
         # is appended below
@@ -305,7 +349,7 @@ def local_agent_wanted() -> bool:
 
 if local_agent_wanted():
     agent = c.GPUAgent
-    agent.setdefault("allocator_url", f"http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/")
+    agent.setdefault("allocator_url", f"http://{internal_ip}:{allocator_port}/services/gpu-allocator/api/v1/")
     agent.setdefault("token_file", str(data_dir / "gpuhub-agent-token"))  # kept by secret() above
     if demo.local_agent_inventory_host:
         agent.setdefault("inventory_file", c.GPUAllocator.inventory_file)
@@ -329,7 +373,7 @@ if local_agent_wanted():
 c.JupyterHub.spawner_class = {
     "docker": "spawner.DockerGPUSpawner", "slurm": "spawner.SlurmGPUSpawner",
 }.get(runtime, "spawner.LocalGPUSpawner")
-c.GPUSpawner.allocator_url = f"http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/"
+c.GPUSpawner.allocator_url = f"http://{internal_ip}:{allocator_port}/services/gpu-allocator/api/v1/"
 c.GPUSpawner.allocator_token = spawner_token
 c.GPUSpawner.default_gpus = "0.5"
 # named servers: e.g. "edit" without a GPU beside "train" with one, each with its own
@@ -356,35 +400,33 @@ parse_profiles(c.GPUSpawner.profiles, images=runtime == "docker")
 if runtime == "slurm":
     # Slurm decides where sessions run (spawner/slurm.py): the allocator checks
     # requests and quotas before a job is submitted and mirrors what Slurm granted.
-    # Without GPUHUB_SLURM_CONF, a one-node cluster of the demo's own
-    # (spawner/slurm_cluster.py) plays one host of the inventory; the allocator's
-    # inventory is then that host, owned by Slurm (`owner: slurm`).
+    # Without GPUHUB_SLURM_CONF, a cluster of the demo's own (spawner/slurm_cluster.py,
+    # its nodes planned above) plays the hosts of the inventory; the allocator's
+    # inventory is then those hosts, owned by Slurm (`owner: slurm`).
     import atexit
 
     import yaml
 
     slurm_conf = demo.slurm_conf
     if not slurm_conf:
-        from spawner.slurm_cluster import SlurmCluster, nodes_from_inventory
+        from spawner.slurm_cluster import SlurmCluster
 
-        nodes = nodes_from_inventory(c.GPUAllocator.inventory_file)
-        nodes = [n for n in nodes if n.name == demo.slurm_node] if demo.slurm_node else nodes[:1]
-        if not nodes:
-            sys.exit(f"gpuhub: no inventory host {demo.slurm_node!r} for the Slurm cluster "
-                     f"(GPUHUB_SLURM_NODE) in {c.GPUAllocator.inventory_file}")
-        cluster = SlurmCluster(data_dir / "slurm", nodes, fractions=demo.slurm_fractions).start()
+        cluster = SlurmCluster(data_dir / "slurm", slurm_nodes, fractions=demo.slurm_fractions).start()
         slurm_conf = str(cluster.conf)
         c.SlurmGPUSpawner.setdefault("job_output", f"{cluster.run}/jobs/%u-%j.log")
         if not inventory_named:
+            names = {n.name for n in slurm_nodes}
             inventory = yaml.safe_load(Path(c.GPUAllocator.inventory_file).read_text())
-            hosts = [{**h, "owner": "slurm"} for h in inventory["hosts"] if h["name"] == nodes[0].name]
+            hosts = [{**h, "owner": "slurm"} for h in inventory["hosts"] if h["name"] in names]
             slurm_inventory = data_dir / "slurm" / "inventory.yaml"
             slurm_inventory.write_text(yaml.safe_dump({"hosts": hosts}))
             c.GPUAllocator.inventory_file = str(slurm_inventory)
         # a hub that leaves its servers running on exit leaves their cluster running too
         if c.JupyterHub.get("cleanup_servers", True):
             atexit.register(cluster.stop)
-        print(f"gpuhub: a Slurm cluster of the demo's own runs {nodes[0].name}: SLURM_CONF={slurm_conf}",
+        where = ", ".join(f"{n.name} ({n.addr}, network namespace {n.netns})" if n.netns else n.name
+                          for n in slurm_nodes)
+        print(f"gpuhub: a Slurm cluster of the demo's own runs {where}: SLURM_CONF={slurm_conf}",
               flush=True)
     c.SlurmGPUSpawner.slurm_conf = slurm_conf
     c.SlurmGPUSpawner.setdefault("fraction_gres", demo.slurm_fractions)
@@ -439,10 +481,10 @@ from_env(c.VFolderService, {
 })
 # the Data page's Jobs section: the allocator's jobs API, called with the user's
 # own OAuth token (hence the allocator's access scope below)
-c.VFolderService.setdefault("allocator_url", f"http://127.0.0.1:{allocator_port}/services/gpu-allocator/api/v1/")
+c.VFolderService.setdefault("allocator_url", f"http://{internal_ip}:{allocator_port}/services/gpu-allocator/api/v1/")
 c.JupyterHub.services.append({
     "name": "vfolders",
-    "url": f"http://127.0.0.1:{vfolders_port}",
+    "url": f"http://{internal_ip}:{vfolders_port}",
     "command": [sys.executable, "-m", "gpuhub.supervise", "--", sys.executable, "-m", "vfolder_manager",
                 service_config("vfolders", "VFolderService")],
     "environment": {"PYTHONUNBUFFERED": "1"},
@@ -468,7 +510,7 @@ for _role in c.JupyterHub.load_roles:
     if _role["name"] == "gpu-allocator":
         # batch jobs' logs and exit codes, in jobs/ID/ of each user's home vfolder
         _role["scopes"].append("custom:vfolders:admin")
-c.GPUAllocator.setdefault("vfolders_url", f"http://127.0.0.1:{vfolders_port}/services/vfolders/api/v1/")
+c.GPUAllocator.setdefault("vfolders_url", f"http://{internal_ip}:{vfolders_port}/services/vfolders/api/v1/")
 # the allocator's config file, complete now (the sections above added to it)
 for _service in c.JupyterHub.services:
     if _service["name"] == "gpu-allocator":
@@ -478,7 +520,7 @@ c.JupyterHub.load_roles.append({
     "scopes": ["custom:vfolders:admin", "access:services!service=vfolders"],
     "services": ["gpuhub-spawner"],
 })
-c.VFolderMixin.vfolders_url = f"http://127.0.0.1:{vfolders_port}/services/vfolders/api/v1/"
+c.VFolderMixin.vfolders_url = f"http://{internal_ip}:{vfolders_port}/services/vfolders/api/v1/"
 c.VFolderMixin.vfolders_token = spawner_token
 # each session's mount directory (spawner/mounts.py), beside the demo's other state, so
 # that two demos (or test hubs) on one machine never share one

@@ -103,6 +103,18 @@ def netns_nodes(nodes: list[Node], prefix: str, subnet: str) -> list[Node]:
     return out
 
 
+def netns_available(probe: str = "gpuhub-probe") -> str:
+    """Why network namespaces cannot be made here ("": they can), by making one
+    (``ip netns add``) and deleting it."""
+    if shutil.which("ip") is None:
+        return "the ip command is not installed (apt-get install iproute2)"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    if made.returncode != 0:
+        return f"ip netns add fails here: {made.stderr.strip() or made.returncode}"
+    return ""
+
+
 def gres_type(model: str) -> str:
     """A GPU model as a Slurm GRES type: ``A100-SXM4-80GB`` → ``a100_sxm4_80gb``
     (lower case, letters, digits and ``_``)."""

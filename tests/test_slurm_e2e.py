@@ -1,7 +1,8 @@
 """The Slurm runtime on a real Slurm: the demo with ``GPUHubDemo.runtime =
-"slurm"`` starts its own one-node cluster (munged, slurmctld, slurmd with GPU
-GRES on device files: node-a, 4 × A100, 40 shards) and SlurmGPUSpawner submits
-each server as a batch job. One hub and one cluster for the module.
+"slurm"`` and ``slurm_node = "node-a"`` starts its own one-node cluster
+(munged, slurmctld, slurmd on this machine with GPU GRES on device files:
+node-a, 4 × A100, 40 shards) and SlurmGPUSpawner submits each server as a batch
+job. One hub and one cluster for the module.
 
 Needs root and Debian's slurmctld, slurmd, slurm-client and munge; skipped
 otherwise, with the reason."""
@@ -28,7 +29,7 @@ pytestmark = [
     # tests/conftest.py: the hub's cluster stopped after the module, nothing left after each test
     pytest.mark.usefixtures("slurm_nothing_left"),
     pytest.mark.hub(config={
-        "GPUHubDemo": {"runtime": "slurm"},
+        "GPUHubDemo": {"runtime": "slurm", "slurm_node": "node-a"},
         # the allocator frees mirrors of jobs gone from squeue within seconds
         "GPUAllocator": {"slurm_reconcile_interval": 1.0, "slurm_reconcile_grace": 2.0},
     }),

@@ -1,7 +1,7 @@
 """Fractions as CUDA MPS shares on a real Slurm: the demo with
-``GPUHubDemo.slurm_fractions = "mps"`` starts its own one-node cluster with 100
-``mps`` GRES on each GPU's device file (``GresTypes=gpu,mps``: node-a, 4 ×
-A100) and SlurmGPUSpawner asks for a fraction as ``--gres=mps:P``
+``GPUHubDemo.slurm_fractions = "mps"`` and ``slurm_node = "node-a"`` starts its
+own one-node cluster with 100 ``mps`` GRES on each GPU's device file
+(``GresTypes=gpu,mps``: node-a, 4 × A100) and SlurmGPUSpawner asks for a fraction as ``--gres=mps:P``
 (``fraction_gres = "mps"``). A hub and a cluster of the module's own (the
 options differ from tests/test_slurm_e2e.py's).
 
@@ -26,7 +26,7 @@ pytestmark = [
     # tests/conftest.py: the hub's cluster stopped after the module, nothing left after each test
     pytest.mark.usefixtures("slurm_nothing_left"),
     pytest.mark.hub(config={
-        "GPUHubDemo": {"runtime": "slurm", "slurm_fractions": "mps"},
+        "GPUHubDemo": {"runtime": "slurm", "slurm_node": "node-a", "slurm_fractions": "mps"},
         "GPUAllocator": {"slurm_reconcile_interval": 1.0, "slurm_reconcile_grace": 2.0},
     }),
 ]

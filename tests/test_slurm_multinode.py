@@ -32,15 +32,10 @@ import time
 import pytest
 import yaml
 
-from spawner.slurm_cluster import Node, SlurmCluster, netns_nodes
+from spawner.slurm_cluster import Node, SlurmCluster, netns_available, netns_nodes
 from tests.support import API, ENV_CODE, Hub, Slurm, slurm_unavailable, wait_for
 
-_reason = slurm_unavailable()
-if not _reason:
-    _probe = subprocess.run(["ip", "netns", "add", "gs3-probe"], capture_output=True, text=True)
-    if _probe.returncode != 0:
-        _reason = f"ip netns add fails here: {_probe.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", "gs3-probe"], capture_output=True)
+_reason = slurm_unavailable() or netns_available("gs3-probe")
 if _reason:
     pytest.skip(_reason, allow_module_level=True)
 
