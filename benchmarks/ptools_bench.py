@@ -1,14 +1,20 @@
 """Time each p-command against its GNU twin in one run and print the ratios.
 
-    python benchmarks/ptools_bench.py nas   [--files 20000] [--delay-ms 1]
+    python benchmarks/ptools_bench.py nas   [--files 20000] [--delay-ms 1] [--server native|python] [--no-gnu]
     python benchmarks/ptools_bench.py local [--files 200000] [--repeat 3]
 
 nas:   a tree behind the FUSE latency filesystem (every request delayed,
        attribute/entry caching off), remounted cold before every single run.
        The server is the native multithreaded one (latencyfs.c, compiled here
        with gcc on first use; --server python for the pyfuse3 one).
-       Also measures the server's ops/s ceiling (delay 0, many clients) so the
-       ratios can be judged against what the simulated server can serve.
+       Each p-command runs beside its GNU twin and beside the limit: the most
+       parallel client this project could write for that server
+       (benchmarks/limitwalk.c: every directory and every file operation a job
+       of its own for 512 threads, all relative to open directory fds, no
+       output), doing the same work on the same tree. "% of limit" is the limit's
+       time over the p-command's. The p-command also runs at delay 0 (its CPU
+       floor on this machine) to tell what bounded it. --no-gnu skips GNU (on
+       big trees it takes an hour per command).
 local: the same pairs on the local disk with a warm page cache (best of N).
 
 Not a test: nothing is asserted.  Prints a markdown table.
@@ -55,6 +61,22 @@ def timed(cmd: list[str]) -> float:
     if cp.returncode != 0:
         print(f"  ! {' '.join(cmd)} -> {cp.returncode}: {cp.stderr[:200]!r}", file=sys.stderr)
     return dt
+
+
+#: the limit client's operation for each row (None: no limit measured)
+LIMIT_OP = {"find": "walk", "find -size +0 (stat)": "stat", "du -s": "stat", "ls -lR": "stat",
+            "chmod -R": "chmod", "cp -r": "cp", "rm -r": "rm"}
+
+
+def build_limitwalk() -> str:
+    """benchmarks/limitwalk.c compiled (once per source version) into a cache folder."""
+    import hashlib
+    src = Path(__file__).with_name("limitwalk.c")
+    exe = Path(tempfile.gettempdir()) / f"limitwalk-{hashlib.sha256(src.read_bytes()).hexdigest()[:12]}"
+    if not exe.exists():
+        subprocess.run(["gcc", "-O2", "-Wall", "-pthread", "-o", f"{exe}.tmp", str(src)], check=True)
+        os.replace(f"{exe}.tmp", exe)
+    return str(exe)
 
 
 def pairs(t: str, copy_src: str, copy_dst: str, victim: str, empty: str) -> list[tuple[str, list[str], list[str], str | None]]:
@@ -115,40 +137,35 @@ def bench_nas(a: argparse.Namespace) -> None:
             dt = timed([x.replace("@", str(mnt)) for x in cmd])
         return dt, m.stats()
 
-    # server ceiling: no delay, many clients, all CPU goes to serving (best of 3)
-    ceiling, cdt, cst = 0.0, 0.0, {}
-    for _ in range(3):
-        dt, st = one([p("pdu"), "-s", "--threads", "128", "@/tree"], 0)
-        if st["ops"] / dt > ceiling:
-            ceiling, cdt, cst = st["ops"] / dt, dt, st
-    print(f"server: {a.server}; ceiling (delay 0, pdu -s --threads 128, best of 3): {cst['ops']} requests in "
-          f"{cdt:.2f}s = {ceiling:,.0f} requests/s (server CPU {cst.get('cpu', float('nan')):.2f}s)")
-    # at the benchmark's delay every request also costs a sleep and a wake-up on
-    # both sides, so on a small machine the most it serves is lower than at delay 0
-    ddt, dst = one([p("pdu"), "-s", "--threads", "512", "@/tree"], a.delay_ms)
-    print(f"ceiling at {a.delay_ms} ms per request (pdu -s --threads 512): {dst['ops']} requests in {ddt:.2f}s = "
-          f"{dst['ops'] / ddt:,.0f} requests/s, {dst['max_inflight']} in flight at most; load average "
-          f"{os.getloadavg()[0]:.2f}\n")
-    ceiling = min(ceiling, dst["ops"] / ddt)
-
-    print("| command | GNU s | p-cmd s | ratio | GNU req | p req | p max in flight | server-bound ratio limit "
-          "| p-cmd s at 0 ms | CPU-bound ratio limit |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label, gnu, mine, kind in selected(a, pairs("@/tree", "@/tree", "@/copy", "@/victim", "@/empty")):
-        reset(kind, src)
-        tg, sg = one(gnu, a.delay_ms)
+    limitwalk = build_limitwalk()
+    print(f"server: {a.server}; {os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.2f}\n")
+    print("| command | GNU s | p-cmd s | limit s | GNU/p | p: % of limit | GNU req | p req | limit req "
+          "| p max in flight | limit max in flight | p s at 0 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = [r for r in pairs("@/tree", "@/tree", "@/copy", "@/victim", "@/empty") if r[0] in LIMIT_OP]
+    for label, gnu, mine, kind in selected(a, rows):
+        targets = {"cp": ["@/tree", "@/copy"], "rm": ["@/victim"]}.get(kind, ["@/tree"])
+        limit = [limitwalk, LIMIT_OP[label], *targets]
+        tg = sg = None
+        if not a.no_gnu:
+            reset(kind, src)
+            tg, sg = one(gnu, a.delay_ms)
         reset(kind, src)
         tp, sp = one(mine, a.delay_ms)
         reset(kind, src)
-        # if the p-command were limited only by the server's throughput (the lower ceiling):
-        limit = tg / max(sp["ops"] / ceiling, 1e-9)
+        tl, sl = one(limit, a.delay_ms)
+        reset(kind, src)
         # the same command against a server that answers at once: what its requests
         # cost in CPU (client, kernel and simulated server share this machine's
         # cores) plus its start-up -- no latency hides below this
         t0, _ = one(mine, 0)
         reset(kind, src)
-        print(f"| {label} | {tg:.2f} | {tp:.2f} | {tg / tp:.1f}x | {sg['ops']} | {sp['ops']} | "
-              f"{sp['max_inflight']} | {limit:.0f}x | {t0:.3f} | {tg / t0:.0f}x |", flush=True)
+        gnu_s = "not run" if tg is None else f"{tg:.2f}"
+        ratio = "—" if tg is None else f"{tg / tp:.1f}x"
+        print(f"| {label} | {gnu_s} | {tp:.2f} | {tl:.2f} | {ratio} | {100 * tl / tp:.0f}% | "
+              f"{'—' if sg is None else sg['ops']} | {sp['ops']} | {sl['ops']} | {sp['max_inflight']} | "
+              f"{sl['max_inflight']} | {t0:.3f} |", flush=True)
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}")
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -200,6 +217,7 @@ def main() -> None:
     ap.add_argument("--server", choices=["auto", "native", "python"], default="auto",
                     help="nas: which latency filesystem (auto = native if it builds)")
     ap.add_argument("--only", help="comma-separated labels to run, e.g. 'find,du -s'")
+    ap.add_argument("--no-gnu", action="store_true", help="nas: skip the GNU commands (big trees)")
     a = ap.parse_args()
     if a.files is None:
         a.files = 20000 if a.where == "nas" else 200000
