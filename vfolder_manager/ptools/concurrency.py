@@ -34,7 +34,7 @@ NETWORK_FS: dict[int, str] = {
     0x61756673: "aufs",
 }
 
-NETWORK_THREADS = 128   # requests in flight on a NAS: round trips, not CPU, are the limit
+NETWORK_THREADS = 256   # requests in flight on a NAS: round trips, not CPU, are the limit
 NETWORK_CHUNK = 16      # entries of one directory handed to a thread at a time
 LOCAL_CHUNK = 512       # only huge local directories are split
 
