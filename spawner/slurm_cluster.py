@@ -299,6 +299,9 @@ class SlurmCluster:
         """Start munged, slurmctld and one slurmd per node, and wait until every
         node is idle (or busy with jobs of an earlier start); a cluster that
         runs already is kept as it is."""
+        if any(ch.isspace() for ch in str(self.data)):
+            raise ClusterError(f"slurm.conf cannot name a path with spaces ({self.data}): "
+                               "set GPUHUB_DATA_DIR to a folder whose path has none")
         if os.geteuid() != 0:
             raise ClusterError("a Slurm cluster of the demo's own needs root (munged runs as munge, "
                                "slurmd starts jobs as the users); set GPUHUB_SLURM_CONF to use a site's")

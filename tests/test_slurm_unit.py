@@ -18,7 +18,7 @@ from gpuhub.slurm import SlurmOutputError, parse_index_list, parse_job, parse_sq
 from spawner.slurm import (
     SlurmGPUSpawner, batch_script, end_reason, fraction_note, gres_args, job_name, mirror_body, sbatch_args, time_limit,
 )
-from spawner.slurm_cluster import Node, gres_conf, netns_nodes, node_gres, slurm_conf
+from spawner.slurm_cluster import ClusterError, Node, SlurmCluster, gres_conf, netns_nodes, node_gres, slurm_conf
 from tests.support import box, open_pool, reopen
 
 #: scontrol show job -d of a 2-GPU job, as Slurm 22.05 printed it here
@@ -445,3 +445,13 @@ def test_the_runtime_and_the_gpu_life_cycle_name_nothing_alike():
 
     both = {n for n in set(vars(SlurmRuntime)) & set(vars(GPUSpawner)) if not n.startswith("__")}
     assert {n for n in both if not hasattr(Spawner, n)} == set()
+
+
+def test_a_data_dir_with_spaces_is_refused_before_anything_starts(tmp_path):
+    """slurm.conf has no quoting for paths: a data dir with a space would give
+    slurmctld's parse errors; the cluster says what to do instead, and makes
+    nothing."""
+    data = tmp_path / "my data" / "slurm"
+    with pytest.raises(ClusterError, match="GPUHUB_DATA_DIR"):
+        SlurmCluster(data, [Node("node-a", 4, 8192, (("A100-SXM4-80GB", 1),))]).start()
+    assert not data.exists()
