@@ -26,6 +26,7 @@ that reads ``/proc``.
 
 from __future__ import annotations
 
+import functools
 import pwd
 import re
 from collections.abc import Mapping
@@ -90,8 +91,10 @@ def in_container(cgroup: str, home: str | None = None) -> str | None:
     return None if cid is not None and cid == home else cid
 
 
+@functools.cache
 def own_container() -> str | None:
-    """The container this process runs in (from /proc/self/cgroup), if any."""
+    """The container this process runs in (from /proc/self/cgroup), if any; read
+    once: a process does not change containers."""
     try:
         with open("/proc/self/cgroup") as f:
             return container_id(f.read())
