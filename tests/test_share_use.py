@@ -17,7 +17,7 @@ import pytest
 from gpu_allocator.agent import containers, owners
 from gpu_allocator.agent.nvml import NVMLSampler
 from gpu_allocator.core.reclaim import allocation_utilisation
-from tests.support import FakeNVML
+from tests.support import FakeNVML, wait_for
 
 MB = 1024**2
 CID = "f2548cc721c5e0facbcf13600636b2c5835018994b901707202badd7b1965c7b"
@@ -209,6 +209,10 @@ def test_a_local_sessions_process_is_taken_from_its_environment_as_its_users():
     home = owners.own_container()  # the suite may itself run in a container (CI's)
     proc = subprocess.Popen(["sleep", "30"], env={"GPUHUB_ALLOCATION": "loc-1", "PATH": os.environ["PATH"]})
     try:
+        # Popen returns once exec has closed the child's descriptors, which is
+        # before the kernel has set up its new environment: until then
+        # /proc/PID/environ reads empty (a flake seen in CI and here under load)
+        wait_for(lambda: open(f"/proc/{proc.pid}/environ", "rb").read(), 10, "the child's environment")
         seen = open(f"/proc/{proc.pid}/cgroup").read()
         assert owners.read_owner(proc.pid, {}, {"loc-1": me}, home) == "loc-1", (home, seen)
         if other is not None:
